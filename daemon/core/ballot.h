@@ -1,0 +1,187 @@
+/*
+ * Core types shared by every ballotd module: error codes, the election
+ * definition as plain structs, a decoded batch, and the per-request bump arena.
+ *
+ * daemon/core/ depends on nothing but libc: no uv.h, no lmdb.h, no generated
+ * protobuf headers. Everything here can be tested without a loop or a disk.
+ *
+ * Glossary:
+ * - definition: the election (districts, contests, precincts) loaded from JSON;
+ *   ids from the file are resolved to dense indices once, at load time.
+ * - batch: one upload from a precinct, identified by (precinct_id, seq).
+ * - position: the 1-based index of a batch in the journal.
+ * - slot: one uint64 counter in the flat counter array (see tally.h).
+ */
+#ifndef BAL_CORE_BALLOT_H
+#define BAL_CORE_BALLOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors --------------------------------------------------------------
+ * Functions return 0 on success and a negative value on failure. System
+ * failures are negative errno values; daemon-specific codes sit in a reserved
+ * range far from errno. bal_strerror() covers both. */
+enum {
+	BAL_EBASE = -20000,
+	BAL_ESCHEMA = -20001,      /**< bytes do not decode (HTTP 400) */
+	BAL_EINVALID = -20002,     /**< valid protobuf, invalid against the definition (422) */
+	BAL_EAUTH = -20003,        /**< bad or missing signature (401) */
+	BAL_ECONFLICT = -20004,    /**< same (precinct, seq), different bytes (409) */
+	BAL_EDUPLICATE = -20005,   /**< same (precinct, seq), same bytes: already counted */
+	BAL_ECORRUPT = -20006,     /**< stored data fails a check */
+	BAL_EDEFN = -20007,        /**< definition file invalid, or not the one pinned in the data dir */
+	BAL_EOVERFLOW = -20008,    /**< a counter would overflow 64 bits (422) */
+	BAL_EUNSUPPORTED = -20009, /**< recognised but not supported (422) */
+	BAL_EBUSY = -20010,        /**< commit queue full (503) */
+	BAL_ELAST = -20011,
+};
+
+/** Text for a negative errno or BAL_E* code. Never NULL; static storage. */
+const char *bal_strerror(int err);
+
+/* ---- definition ---------------------------------------------------------- */
+
+enum bal_kind { BAL_KIND_BALLOTS = 0, BAL_KIND_TALLY = 1, BAL_KIND_PROTOCOL = 2 };
+
+enum bal_contest_kind { BAL_CONTEST_PARTY_LIST = 0, BAL_CONTEST_SINGLE_MEMBER = 1 };
+
+enum bal_method { BAL_METHOD_LARGEST_REMAINDER = 0, BAL_METHOD_DHONDT = 1, BAL_METHOD_PLURALITY = 2 };
+
+struct bal_choice {
+	uint32_t id;        /**< id from the file; the wire uses the index instead */
+	char *name;
+	bool seat_eligible; /**< false for "Against all" and the like */
+};
+
+struct bal_district {
+	uint32_t id;
+	char *name;
+};
+
+/**
+ * One contest. The wire refers to a choice by its index in `choices`
+ * (BallotColumn.choices[i], ContestTally.counts[k]).
+ * - `district < 0` iff the contest is national (every precinct votes in it);
+ * - `nchoices >= 1`.
+ */
+struct bal_contest {
+	uint32_t id;
+	char *name;
+	enum bal_contest_kind kind;
+	enum bal_method method;
+	uint32_t seats;
+	double threshold_percent;
+	int32_t district; /**< index into bal_defn.districts, or -1 */
+	uint32_t nchoices;
+	struct bal_choice *choices;
+};
+
+struct bal_precinct {
+	uint32_t id;
+	uint32_t district; /**< index into bal_defn.districts */
+	uint64_t registered_voters;
+	bool has_key;
+	uint8_t public_key[32]; /**< Ed25519; valid iff has_key */
+};
+
+/**
+ * A loaded election definition. Owned by whoever called bal_defn_load(),
+ * freed with bal_defn_free(); immutable after load, so any thread may read it.
+ * - `precincts` is sorted by id (bal_defn_precinct() bisects it);
+ * - `contests` and `districts` keep file order;
+ * - `hash` is SHA-256 of the canonical JSON (sorted keys, compact), pinned in
+ *   the data directory at first start.
+ */
+struct bal_defn {
+	char *election_id;
+	char *election_name;
+	char *election_date;
+	uint8_t hash[32];
+	uint32_t ndistricts;
+	struct bal_district *districts;
+	uint32_t ncontests;
+	struct bal_contest *contests;
+	uint32_t nprecincts;
+	struct bal_precinct *precincts;
+	uint64_t registered_total;
+};
+
+/** Index of the precinct with this id, or -1. */
+int32_t bal_defn_precinct(const struct bal_defn *d, uint32_t precinct_id);
+/** Index of the contest with this id, or -1. */
+int32_t bal_defn_contest(const struct bal_defn *d, uint32_t contest_id);
+/** Index of the district with this id, or -1. */
+int32_t bal_defn_district(const struct bal_defn *d, uint32_t district_id);
+/** True iff precinct index `p` votes in contest index `c`. */
+bool bal_defn_votes_in(const struct bal_defn *d, uint32_t p, uint32_t c);
+
+/* ---- decoded batch -------------------------------------------------------
+ * Produced by proto/codec.c. Every pointer is borrowed: it points into the
+ * request arena or into the request body, valid until that arena is reset. */
+
+struct bal_column {
+	uint32_t contest_id;
+	size_t n;
+	const uint32_t *choices;
+};
+
+struct bal_ctally {
+	uint32_t contest_id;
+	size_t n;
+	const uint64_t *counts;
+};
+
+struct bal_batch {
+	uint32_t precinct_id;
+	uint64_t seq;
+	enum bal_kind kind;
+	size_t ncolumns;
+	const struct bal_column *columns;
+	size_t ntallies;
+	const struct bal_ctally *tallies;
+	bool has_turnout;
+	uint64_t ballots_issued;
+	uint64_t ballots_cast;
+	uint64_t ballots_spoiled;
+	uint64_t created_unix_ms;
+	const uint8_t *signed_bytes; /**< SignedBatch.batch: the exact signed bytes */
+	size_t signed_len;
+	const uint8_t *signature; /**< SignedBatch.signature; may be empty */
+	size_t signature_len;
+};
+
+/* ---- arena ---------------------------------------------------------------
+ * A bump allocator reset once per request. After warm-up a reset keeps one
+ * block large enough for the biggest request seen, so steady state does not
+ * call malloc.
+ * - `used <= cap` of the current block;
+ * - memory handed out is 16-byte aligned and valid until the next reset/deinit. */
+
+struct bal_arena_block;
+
+struct bal_arena {
+	struct bal_arena_block *head; /**< current block; older blocks chain behind it */
+	size_t total;                 /**< bytes handed out since the last reset */
+	size_t high_water;            /**< largest `total` seen; sizes the block kept at reset */
+	size_t limit;                 /**< 0 = unlimited; else allocations beyond it fail */
+};
+
+/** Caller owns `a`; no memory is allocated until the first bal_arena_alloc(). */
+void bal_arena_init(struct bal_arena *a, size_t limit);
+/** Frees every block. Safe on a zeroed arena. */
+void bal_arena_deinit(struct bal_arena *a);
+/** Returns NULL when out of memory or over `limit`. */
+void *bal_arena_alloc(struct bal_arena *a, size_t n);
+/** Forget every allocation; keeps (at most) one block sized to the high water mark. */
+void bal_arena_reset(struct bal_arena *a);
+
+/* ---- assertions ---------------------------------------------------------- */
+
+void bal__require_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+
+/** Always on, fatal: a broken internal invariant. */
+#define bal_require(expr) ((expr) ? (void)0 : bal__require_fail(#expr, __FILE__, __LINE__))
+
+#endif

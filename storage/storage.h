@@ -1,0 +1,145 @@
+/*
+ * Durable storage of one election's data directory, on LMDB: the journal of
+ * the exact SignedBatch bytes keyed by position, the precinct state used for
+ * deduplication, recorded conflicts, counter snapshots, and the pinned
+ * definition hash. Recovery = newest snapshot + replay of the journal tail.
+ *
+ * This is the only code that includes lmdb.h; nothing above it sees MDB_*
+ * codes (MDB_MAP_FULL becomes -ENOSPC, MDB_NOTFOUND -ENOENT, anything that
+ * fails a consistency check BAL_ECORRUPT). No networking, no protobuf: replay
+ * hands raw journal bytes to a callback.
+ *
+ * Threads: exactly one thread (the committer) uses the write functions; the
+ * read functions may be called from any thread at any time and never block
+ * the writer (LMDB MVCC, MDB_NOTLS).
+ */
+#ifndef BAL_STORAGE_H
+#define BAL_STORAGE_H
+
+#include "ballot.h"
+
+/** Opaque: environment, DBIs, write-txn state. */
+struct bal_store;
+
+struct bal_store_opts {
+	const char *dir;     /**< created (mode 0700) if missing */
+	size_t map_size;     /**< LMDB map size in bytes */
+	uint8_t hash[32];    /**< definition hash to pin / compare */
+	unsigned max_readers; /**< 0 = default (126) */
+};
+
+/**
+ * Opens (creating if needed) the data directory.
+ * At first start pins `opts->hash`; later starts compare it.
+ * @param[out] out  new store, owned by the caller (bal_store_close()).
+ * @param[out] why  on failure, one line; for BAL_EDEFN it names both hashes
+ *                  in hex ("data dir X belongs to definition <hex>, not <hex>").
+ * @return 0; BAL_EDEFN on hash mismatch; BAL_ECORRUPT if the stored format is
+ *         not ours; -errno (e.g. -EACCES, -ENOSPC) otherwise.
+ */
+int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, char *why, size_t whylen);
+
+/** Closes the environment. Any write txn must have been committed or aborted. NULL is fine. */
+void bal_store_close(struct bal_store *s);
+
+/* ---- write side: committer thread only ---------------------------------- */
+
+/** Begins the one write transaction. 0 or -errno. */
+int bal_store_wbegin(struct bal_store *s);
+
+/**
+ * Within the write txn: deduplicates (precinct, seq) and appends `bytes` (the
+ * SignedBatch exactly as received) to the journal at the next position.
+ * Later calls in the same txn see earlier ones.
+ * @param[out] position  the new position (0), or the original one
+ *                       (BAL_EDUPLICATE / BAL_ECONFLICT).
+ * @return 0 journaled; BAL_EDUPLICATE identical bytes already journaled;
+ *         BAL_ECONFLICT different bytes already journaled under that key (the
+ *         new bytes are recorded in the conflict table within this txn);
+ *         -ENOSPC map full, -errno: the txn is dead, call bal_store_wabort().
+ */
+int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, const uint8_t *bytes, size_t len,
+		     uint64_t *position);
+
+/**
+ * Within the write txn: stores the counter array as the newest snapshot,
+ * covering journal positions 1..position, and deletes older snapshots.
+ * @return 0; -ENOSPC / -errno: txn dead, abort it.
+ */
+int bal_store_put_snapshot(struct bal_store *s, uint64_t position, const uint64_t *ctr, size_t n);
+
+/**
+ * Commits and syncs the write txn: when it returns 0 the data is on disk.
+ * @return 0; -ENOSPC (map or disk full), -EIO, -errno: nothing was committed
+ *         (the txn is gone; no abort needed).
+ */
+int bal_store_wcommit(struct bal_store *s);
+
+/** Aborts the write txn, if any. Safe to call when none is open. */
+void bal_store_wabort(struct bal_store *s);
+
+/* ---- read side: any thread ---------------------------------------------- */
+
+/** Last committed journal position (0 when empty). Lock-free. */
+uint64_t bal_store_position(const struct bal_store *s);
+
+/**
+ * Loads the newest snapshot into `ctr` (n slots).
+ * @return 0; -ENOENT if there is none (ctr untouched); BAL_ECORRUPT if its
+ *         slot count or checksum does not match.
+ */
+int bal_store_snapshot_load(struct bal_store *s, uint64_t *position, uint64_t *ctr, size_t n);
+
+/** Called per journal entry; `bytes` is valid only during the call. Non-zero stops the scan. */
+typedef int (*bal_store_entry_cb)(void *arg, uint64_t position, const uint8_t *bytes, size_t len);
+
+/**
+ * Calls `cb` for each journal entry with position > after, in order, from one
+ * read txn. @return 0, the callback's non-zero value, or -errno.
+ */
+int bal_store_journal_scan(struct bal_store *s, uint64_t after, bal_store_entry_cb cb, void *arg);
+
+/**
+ * Copies the journal entry at `position` into `buf` (cap bytes).
+ * @return its length (may exceed cap: then nothing is copied), -ENOENT, -errno.
+ */
+long bal_store_journal_get(struct bal_store *s, uint64_t position, uint8_t *buf, size_t cap);
+
+/** Called per accepted (seq, position) of a precinct, in seq order. Non-zero stops. */
+typedef int (*bal_store_seq_cb)(void *arg, uint64_t seq, uint64_t position);
+int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store_seq_cb cb, void *arg);
+
+/** Called per recorded conflict of a precinct; `bytes` valid only during the call. */
+typedef int (*bal_store_conflict_cb)(void *arg, uint64_t seq, uint64_t original_position, const uint8_t *bytes,
+				     size_t len);
+int bal_store_conflict_scan(struct bal_store *s, uint32_t precinct_id, bal_store_conflict_cb cb, void *arg);
+
+struct bal_store_info {
+	uint64_t position;          /**< last committed journal position */
+	uint64_t snapshot_position; /**< position covered by the newest snapshot (0 if none) */
+	uint64_t conflicts;         /**< conflicts recorded */
+	uint64_t map_size;          /**< bytes */
+	uint64_t map_used;          /**< bytes in use (last page number * page size) */
+};
+int bal_store_info(struct bal_store *s, struct bal_store_info *out);
+
+/* ---- recovery ------------------------------------------------------------ */
+
+struct bal_recovery_report {
+	uint64_t snapshot_position; /**< 0 if no snapshot was found */
+	uint64_t replayed;          /**< journal entries replayed after it */
+	uint64_t position;          /**< last journal position */
+	double ms;                  /**< wall time */
+};
+
+/**
+ * Loads the newest snapshot into `ctr` (or zeroes it if none) and calls
+ * `apply` for every journal entry after it, in order. `apply` folds the entry
+ * into `ctr` and returns 0, or a negative code that aborts recovery (a
+ * journaled batch that no longer validates is corruption, never skipped).
+ * @return 0; BAL_ECORRUPT (why names the position); -errno.
+ */
+int bal_store_recover(struct bal_store *s, uint64_t *ctr, size_t n, bal_store_entry_cb apply, void *arg,
+		      struct bal_recovery_report *rep, char *why, size_t whylen);
+
+#endif
