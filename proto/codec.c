@@ -1,0 +1,287 @@
+/*
+ * Wire codec: the only caller of the protobuf-c code generated from
+ * proto/ballot.proto. Decoding maps the generated structs onto the core types
+ * of daemon/core/ballot.h without copying the repeated arrays; encoding packs
+ * core types back into the exact bytes protobuf-c would produce.
+ *
+ * Depends on protobuf-c and daemon/core only. Decoding never calls malloc: the
+ * ProtobufCAllocator below bumps from the caller's arena and frees nothing, the
+ * arena is reset once per request by its owner.
+ *
+ * Empty input is valid protobuf: an empty SignedBatch decodes to an empty
+ * `batch` field, which in turn decodes to a Batch of defaults (precinct 0,
+ * seq 0, kind BALLOTS, no columns). Rejecting that is the validator's job
+ * (precinct 0 does not exist), not the codec's: the codec only answers "do
+ * these bytes parse".
+ */
+#include "codec.h"
+
+#include "ballot.pb-c.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- arena allocator ---------------------------------------------------- */
+
+struct arena_alloc {
+	struct bal_arena *arena;
+	bool refused; /* set when the arena returned NULL: -ENOMEM, not BAL_ESCHEMA */
+};
+
+static void *arena_alloc_cb(void *data, size_t size)
+{
+	struct arena_alloc *aa = data;
+	void *p = bal_arena_alloc(aa->arena, size ? size : 1);
+	if (!p)
+		aa->refused = true;
+	return p;
+}
+
+static void arena_free_cb(void *data, void *ptr)
+{
+	/* Arena memory is released all at once by bal_arena_reset(). */
+	(void)data;
+	(void)ptr;
+}
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+	if (!why || !whylen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- decode ------------------------------------------------------------- */
+
+static int map_batch(const Ballot__V1__Batch *pb, struct bal_arena *arena, struct bal_batch *out, char *why,
+		     size_t whylen)
+{
+	if (pb->kind != BALLOT__V1__KIND__BALLOTS && pb->kind != BALLOT__V1__KIND__TALLY &&
+	    pb->kind != BALLOT__V1__KIND__PROTOCOL) {
+		set_why(why, whylen, "unknown kind %d (Batch.kind must be BALLOTS=0, TALLY=1 or PROTOCOL=2)",
+			(int)pb->kind);
+		return BAL_ESCHEMA;
+	}
+	struct bal_column *cols = NULL;
+	if (pb->n_ballots) {
+		cols = bal_arena_alloc(arena, pb->n_ballots * sizeof(*cols));
+		if (!cols)
+			goto fail_nomem;
+		for (size_t i = 0; i < pb->n_ballots; i++) {
+			cols[i].contest_id = pb->ballots[i]->contest_id;
+			cols[i].n = pb->ballots[i]->n_choices;
+			cols[i].choices = pb->ballots[i]->choices;
+		}
+	}
+	struct bal_ctally *tallies = NULL;
+	if (pb->n_tallies) {
+		tallies = bal_arena_alloc(arena, pb->n_tallies * sizeof(*tallies));
+		if (!tallies)
+			goto fail_nomem;
+		for (size_t i = 0; i < pb->n_tallies; i++) {
+			tallies[i].contest_id = pb->tallies[i]->contest_id;
+			tallies[i].n = pb->tallies[i]->n_counts;
+			tallies[i].counts = pb->tallies[i]->counts;
+		}
+	}
+	out->precinct_id = pb->precinct_id;
+	out->seq = pb->seq;
+	out->kind = (enum bal_kind)pb->kind;
+	out->ncolumns = pb->n_ballots;
+	out->columns = cols;
+	out->ntallies = pb->n_tallies;
+	out->tallies = tallies;
+	out->has_turnout = pb->turnout != NULL;
+	out->ballots_issued = pb->turnout ? pb->turnout->ballots_issued : 0;
+	out->ballots_cast = pb->turnout ? pb->turnout->ballots_cast : 0;
+	out->ballots_spoiled = pb->turnout ? pb->turnout->ballots_spoiled : 0;
+	out->created_unix_ms = pb->created_unix_ms;
+	return 0;
+
+fail_nomem:
+	set_why(why, whylen, "request arena refused an allocation (limit %zu bytes)", arena->limit);
+	return -ENOMEM;
+}
+
+int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, struct bal_batch *out, char *why,
+		     size_t whylen)
+{
+	struct arena_alloc aa = {.arena = arena, .refused = false};
+	ProtobufCAllocator alloc = {.alloc = arena_alloc_cb, .free = arena_free_cb, .allocator_data = &aa};
+
+	Ballot__V1__SignedBatch *sb = ballot__v1__signed_batch__unpack(&alloc, len, body);
+	if (!sb) {
+		if (aa.refused) {
+			set_why(why, whylen, "request arena refused an allocation decoding SignedBatch of %zu bytes (limit %zu bytes)",
+				len, arena->limit);
+			return -ENOMEM;
+		}
+		set_why(why, whylen, "SignedBatch does not decode (%zu bytes)", len);
+		return BAL_ESCHEMA;
+	}
+	Ballot__V1__Batch *pb = ballot__v1__batch__unpack(&alloc, sb->batch.len, sb->batch.data);
+	if (!pb) {
+		if (aa.refused) {
+			set_why(why, whylen, "request arena refused an allocation decoding Batch of %zu bytes (limit %zu bytes)",
+				sb->batch.len, arena->limit);
+			return -ENOMEM;
+		}
+		set_why(why, whylen, "Batch inside SignedBatch does not decode (SignedBatch.batch is %zu bytes)",
+			sb->batch.len);
+		return BAL_ESCHEMA;
+	}
+	struct bal_batch tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	int rc = map_batch(pb, arena, &tmp, why, whylen);
+	if (rc < 0)
+		return rc;
+	tmp.signed_bytes = sb->batch.data;
+	tmp.signed_len = sb->batch.len;
+	tmp.signature = sb->signature.data;
+	tmp.signature_len = sb->signature.len;
+	*out = tmp;
+	return 0;
+}
+
+/* ---- encode --------------------------------------------------------------
+ * A Batch is packed piecewise so that encoding needs no allocation however
+ * many columns it has: the scalar head, then one single-element Batch per
+ * column and per tally, then the tail. protobuf-c writes fields in field-number
+ * order and proto3 omits default scalars, so the concatenation is byte for
+ * byte what packing the whole message at once would produce (and a protobuf
+ * parser merges concatenated messages by appending repeated fields). */
+
+enum piece_op { PIECE_SIZE, PIECE_PACK };
+
+static size_t batch_pieces(const struct bal_batch *b, enum piece_op op, uint8_t *buf)
+{
+	size_t n = 0;
+
+	Ballot__V1__Batch head = BALLOT__V1__BATCH__INIT;
+	head.precinct_id = b->precinct_id;
+	head.seq = b->seq;
+	head.kind = (Ballot__V1__Kind)b->kind;
+	n += op == PIECE_SIZE ? ballot__v1__batch__get_packed_size(&head) : ballot__v1__batch__pack(&head, buf + n);
+
+	for (size_t i = 0; i < b->ncolumns; i++) {
+		Ballot__V1__BallotColumn col = BALLOT__V1__BALLOT_COLUMN__INIT;
+		col.contest_id = b->columns[i].contest_id;
+		col.n_choices = b->columns[i].n;
+		col.choices = (uint32_t *)b->columns[i].choices; /* pack only reads */
+		Ballot__V1__BallotColumn *colp = &col;
+		Ballot__V1__Batch piece = BALLOT__V1__BATCH__INIT;
+		piece.n_ballots = 1;
+		piece.ballots = &colp;
+		n += op == PIECE_SIZE ? ballot__v1__batch__get_packed_size(&piece)
+				      : ballot__v1__batch__pack(&piece, buf + n);
+	}
+	for (size_t i = 0; i < b->ntallies; i++) {
+		Ballot__V1__ContestTally t = BALLOT__V1__CONTEST_TALLY__INIT;
+		t.contest_id = b->tallies[i].contest_id;
+		t.n_counts = b->tallies[i].n;
+		t.counts = (uint64_t *)b->tallies[i].counts; /* pack only reads */
+		Ballot__V1__ContestTally *tp = &t;
+		Ballot__V1__Batch piece = BALLOT__V1__BATCH__INIT;
+		piece.n_tallies = 1;
+		piece.tallies = &tp;
+		n += op == PIECE_SIZE ? ballot__v1__batch__get_packed_size(&piece)
+				      : ballot__v1__batch__pack(&piece, buf + n);
+	}
+
+	Ballot__V1__Turnout turnout = BALLOT__V1__TURNOUT__INIT;
+	turnout.ballots_issued = b->ballots_issued;
+	turnout.ballots_cast = b->ballots_cast;
+	turnout.ballots_spoiled = b->ballots_spoiled;
+	Ballot__V1__Batch tail = BALLOT__V1__BATCH__INIT;
+	tail.turnout = b->has_turnout ? &turnout : NULL;
+	tail.created_unix_ms = b->created_unix_ms;
+	n += op == PIECE_SIZE ? ballot__v1__batch__get_packed_size(&tail) : ballot__v1__batch__pack(&tail, buf + n);
+	return n;
+}
+
+size_t bal_codec_batch_size(const struct bal_batch *b)
+{
+	return batch_pieces(b, PIECE_SIZE, NULL);
+}
+
+size_t bal_codec_batch_pack(const struct bal_batch *b, uint8_t *buf)
+{
+	return batch_pieces(b, PIECE_PACK, buf);
+}
+
+static void signed_init(Ballot__V1__SignedBatch *sb, const uint8_t *batch, size_t batch_len, const uint8_t *sig,
+			size_t sig_len)
+{
+	Ballot__V1__SignedBatch init = BALLOT__V1__SIGNED_BATCH__INIT;
+	*sb = init;
+	sb->batch.data = (uint8_t *)batch; /* pack only reads */
+	sb->batch.len = batch_len;
+	sb->signature.data = (uint8_t *)sig;
+	sb->signature.len = sig_len;
+}
+
+size_t bal_codec_signed_size(const uint8_t *batch, size_t batch_len, const uint8_t *sig, size_t sig_len)
+{
+	Ballot__V1__SignedBatch sb;
+	signed_init(&sb, batch, batch_len, sig, sig_len);
+	return ballot__v1__signed_batch__get_packed_size(&sb);
+}
+
+size_t bal_codec_signed_pack(const uint8_t *batch, size_t batch_len, const uint8_t *sig, size_t sig_len, uint8_t *buf)
+{
+	Ballot__V1__SignedBatch sb;
+	signed_init(&sb, batch, batch_len, sig, sig_len);
+	return ballot__v1__signed_batch__pack(&sb, buf);
+}
+
+static void ack_init(Ballot__V1__BatchAck *ack, enum bal_ack_status st, uint64_t position, const char *error)
+{
+	Ballot__V1__BatchAck init = BALLOT__V1__BATCH_ACK__INIT;
+	*ack = init;
+	ack->status = (Ballot__V1__Status)st;
+	ack->position = position;
+	if (error)
+		ack->error = (char *)error; /* pack only reads */
+}
+
+size_t bal_codec_ack_size(enum bal_ack_status st, uint64_t position, const char *error)
+{
+	Ballot__V1__BatchAck ack;
+	ack_init(&ack, st, position, error);
+	return ballot__v1__batch_ack__get_packed_size(&ack);
+}
+
+size_t bal_codec_ack_pack(enum bal_ack_status st, uint64_t position, const char *error, uint8_t *buf)
+{
+	Ballot__V1__BatchAck ack;
+	ack_init(&ack, st, position, error);
+	return ballot__v1__batch_ack__pack(&ack, buf);
+}
+
+int bal_codec_ack_decode(const uint8_t *buf, size_t len, enum bal_ack_status *st, uint64_t *position, char *error,
+			 size_t errlen)
+{
+	Ballot__V1__BatchAck *ack = ballot__v1__batch_ack__unpack(NULL, len, buf);
+	if (!ack)
+		return BAL_ESCHEMA;
+	int rc = 0;
+	if (ack->status != BALLOT__V1__STATUS__ACCEPTED && ack->status != BALLOT__V1__STATUS__DUPLICATE &&
+	    ack->status != BALLOT__V1__STATUS__REJECTED) {
+		rc = BAL_ESCHEMA;
+		goto free_ack;
+	}
+	*st = (enum bal_ack_status)ack->status;
+	*position = ack->position;
+	if (error && errlen)
+		snprintf(error, errlen, "%s", ack->error ? ack->error : "");
+free_ack:
+	ballot__v1__batch_ack__free_unpacked(ack, NULL);
+	return rc;
+}
