@@ -1,0 +1,614 @@
+/*
+ * Election definition loader: JSON (jansson) -> the plain structs of
+ * daemon/core/ballot.h, with ids resolved to dense indices, precincts sorted
+ * by id, public keys decoded (libsodium base64) and the definition hash
+ * computed as SHA-256 of the canonical JSON (compact, sorted keys).
+ *
+ * Validation is strict: every object's keys are checked against the format in
+ * DESIGN.md so that a misspelt optional field ("threshold_pecent") is an error
+ * rather than a silent default. Every message names the JSON path, the value
+ * and what was expected. No networking, no storage.
+ */
+#include "defn.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ED25519_KEY_BYTES 32
+#define ED25519_KEY_B64_MAX 88 /* generous: 44 characters encode 32 bytes */
+#if JSON_INTEGER_IS_LONG_LONG
+#define JINT_MAX LLONG_MAX
+#else
+#define JINT_MAX LONG_MAX
+#endif
+
+struct ctx {
+	char *why;
+	size_t whylen;
+};
+
+static int fail(struct ctx *x, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(struct ctx *x, int err, const char *fmt, ...)
+{
+	if (x->why && x->whylen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(x->why, x->whylen, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+static const char *type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a real number";
+	case JSON_TRUE: return "true";
+	case JSON_FALSE: return "false";
+	case JSON_NULL: return "null";
+	}
+	return "an unknown value";
+}
+
+/* ---- field readers -------------------------------------------------------
+ * Each takes the object, its path and a key; `dflt` NULL means required.
+ * They return 0 or BAL_EDEFN / -ENOMEM with `why` set. */
+
+/* Rejects keys outside `allowed` (NULL-terminated). */
+static int check_keys(struct ctx *x, const json_t *obj, const char *path, const char *const *allowed)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)obj, key, v)
+	{
+		bool ok = false;
+		for (const char *const *a = allowed; *a && !ok; a++)
+			ok = strcmp(*a, key) == 0;
+		if (ok)
+			continue;
+		char list[256] = "";
+		size_t used = 0;
+		for (const char *const *a = allowed; *a && used < sizeof(list); a++)
+			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", a == allowed ? "" : ", ", *a);
+		return fail(x, BAL_EDEFN, "%s: unknown key \"%s\" (expected one of: %s)", path, key, list);
+	}
+	return 0;
+}
+
+static int get_object(struct ctx *x, const json_t *v, const char *path)
+{
+	if (!json_is_object(v))
+		return fail(x, BAL_EDEFN, "%s: expected an object, got %s", path, type_name(v));
+	return 0;
+}
+
+/* An array member `key` of `obj`; `nonempty` requires at least one element. */
+static int get_array(struct ctx *x, const json_t *obj, const char *path, const char *key, bool nonempty, json_t **out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return fail(x, BAL_EDEFN, "%s%s%s: missing (expected an array)", path, *path ? "." : "", key);
+	if (!json_is_array(v))
+		return fail(x, BAL_EDEFN, "%s%s%s: expected an array, got %s", path, *path ? "." : "", key, type_name(v));
+	if (nonempty && json_array_size(v) == 0)
+		return fail(x, BAL_EDEFN, "%s%s%s: must not be empty", path, *path ? "." : "", key);
+	if (json_array_size(v) > UINT32_MAX)
+		return fail(x, BAL_EDEFN, "%s%s%s: %zu elements exceed the limit of %u", path, *path ? "." : "", key,
+			    json_array_size(v), UINT32_MAX);
+	*out = v;
+	return 0;
+}
+
+/* An integer in [lo, hi]; `dflt` NULL means required. */
+static int get_int(struct ctx *x, const json_t *obj, const char *path, const char *key, json_int_t lo, json_int_t hi,
+		   const json_int_t *dflt, json_int_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		if (!dflt)
+			return fail(x, BAL_EDEFN, "%s.%s: missing (expected an integer %lld..%lld)", path, key,
+				    (long long)lo, (long long)hi);
+		*out = *dflt;
+		return 0;
+	}
+	if (!json_is_integer(v))
+		return fail(x, BAL_EDEFN, "%s.%s: expected an integer %lld..%lld, got %s", path, key, (long long)lo,
+			    (long long)hi, type_name(v));
+	json_int_t n = json_integer_value(v);
+	if (n < lo || n > hi)
+		return fail(x, BAL_EDEFN, "%s.%s: %lld is out of range (%lld..%lld)", path, key, (long long)n,
+			    (long long)lo, (long long)hi);
+	*out = n;
+	return 0;
+}
+
+static int get_u32(struct ctx *x, const json_t *obj, const char *path, const char *key, uint32_t lo,
+		   const json_int_t *dflt, uint32_t *out)
+{
+	json_int_t n;
+	int err = get_int(x, obj, path, key, lo, UINT32_MAX, dflt, &n);
+	if (!err)
+		*out = (uint32_t)n;
+	return err;
+}
+
+/* A string, copied; `dflt` NULL means required. `nonempty` rejects "". */
+static int get_str(struct ctx *x, const json_t *obj, const char *path, const char *key, const char *dflt, bool nonempty,
+		   char **out)
+{
+	json_t *v = json_object_get(obj, key);
+	const char *s = dflt;
+	if (v && !json_is_string(v))
+		return fail(x, BAL_EDEFN, "%s.%s: expected a string, got %s", path, key, type_name(v));
+	if (v)
+		s = json_string_value(v);
+	else if (!dflt)
+		return fail(x, BAL_EDEFN, "%s.%s: missing (expected a string)", path, key);
+	if (nonempty && !*s)
+		return fail(x, BAL_EDEFN, "%s.%s: must not be empty", path, key);
+	*out = strdup(s);
+	return *out ? 0 : fail(x, -ENOMEM, "%s.%s: out of memory", path, key);
+}
+
+/* One of `names` (NULL-terminated); *out is its index. */
+static int get_enum(struct ctx *x, const json_t *obj, const char *path, const char *key, const char *const *names,
+		    const char *dflt, int *out)
+{
+	json_t *v = json_object_get(obj, key);
+	const char *s = dflt;
+	if (v && !json_is_string(v))
+		return fail(x, BAL_EDEFN, "%s.%s: expected a string, got %s", path, key, type_name(v));
+	if (v)
+		s = json_string_value(v);
+	for (int i = 0; s && names[i]; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	char list[128] = "";
+	size_t used = 0;
+	for (int i = 0; names[i] && used < sizeof(list); i++)
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s\"%s\"", i ? " or " : "", names[i]);
+	if (!s)
+		return fail(x, BAL_EDEFN, "%s.%s: missing (expected %s)", path, key, list);
+	return fail(x, BAL_EDEFN, "%s.%s: \"%s\" is not %s", path, key, s, list);
+}
+
+/* ---- ids -------------------------------------------------------------------- */
+
+struct idref {
+	uint32_t id;
+	uint32_t idx; /* position in the file */
+};
+
+static int idref_cmp(const void *a, const void *b)
+{
+	const struct idref *x = a, *y = b;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Sorts `refs` and reports the first repeated id as "<what>[i].id: N duplicates <what>[j].id". */
+static int check_unique(struct ctx *x, struct idref *refs, uint32_t n, const char *what)
+{
+	qsort(refs, n, sizeof(*refs), idref_cmp);
+	for (uint32_t i = 1; i < n; i++)
+		if (refs[i].id == refs[i - 1].id)
+			return fail(x, BAL_EDEFN, "%s[%u].id: %u duplicates %s[%u].id", what, refs[i].idx, refs[i].id, what,
+				    refs[i - 1].idx);
+	return 0;
+}
+
+/* File index of district `id` in the sorted `refs`, or -1. */
+static int32_t find_district(const struct idref *refs, uint32_t n, uint32_t id)
+{
+	uint32_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (refs[mid].id == id)
+			return (int32_t)refs[mid].idx;
+		if (refs[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* ---- sections ------------------------------------------------------------- */
+
+static int parse_election(struct ctx *x, const json_t *root, struct bal_defn *d)
+{
+	static const char *const keys[] = { "id", "name", "date", NULL };
+	json_t *e = json_object_get(root, "election");
+	if (!e)
+		return fail(x, BAL_EDEFN, "election: missing (expected an object with id, name, date)");
+	int err = get_object(x, e, "election");
+	if (!err)
+		err = check_keys(x, e, "election", keys);
+	if (!err)
+		err = get_str(x, e, "election", "id", NULL, true, &d->election_id);
+	if (!err)
+		err = get_str(x, e, "election", "name", NULL, false, &d->election_name);
+	if (!err)
+		err = get_str(x, e, "election", "date", "", false, &d->election_date);
+	return err;
+}
+
+static int parse_districts(struct ctx *x, const json_t *root, struct bal_defn *d, struct idref **refs_out)
+{
+	static const char *const keys[] = { "id", "name", NULL };
+	json_t *arr;
+	int err = get_array(x, root, "", "districts", true, &arr);
+	if (err)
+		return err;
+	uint32_t n = (uint32_t)json_array_size(arr);
+	d->districts = calloc(n, sizeof(*d->districts));
+	struct idref *refs = calloc(n, sizeof(*refs));
+	*refs_out = refs;
+	if (!d->districts || !refs)
+		return fail(x, -ENOMEM, "districts: out of memory");
+	d->ndistricts = n;
+	for (uint32_t i = 0; i < n && !err; i++) {
+		char path[48];
+		snprintf(path, sizeof(path), "districts[%u]", i);
+		json_t *v = json_array_get(arr, i);
+		struct bal_district *ds = &d->districts[i];
+		err = get_object(x, v, path);
+		if (!err)
+			err = check_keys(x, v, path, keys);
+		if (!err)
+			err = get_u32(x, v, path, "id", 0, NULL, &ds->id);
+		if (!err)
+			err = get_str(x, v, path, "name", NULL, false, &ds->name);
+		refs[i] = (struct idref){ ds->id, i };
+	}
+	return err ? err : check_unique(x, refs, n, "districts");
+}
+
+static int parse_choices(struct ctx *x, const json_t *cv, const char *cpath, struct bal_contest *c)
+{
+	static const char *const keys[] = { "id", "name", "seat_eligible", NULL };
+	json_t *arr;
+	int err = get_array(x, cv, cpath, "choices", true, &arr);
+	if (err)
+		return err;
+	uint32_t n = (uint32_t)json_array_size(arr);
+	c->choices = calloc(n, sizeof(*c->choices));
+	struct idref *refs = calloc(n, sizeof(*refs));
+	if (!c->choices || !refs) {
+		free(refs);
+		return fail(x, -ENOMEM, "%s.choices: out of memory", cpath);
+	}
+	c->nchoices = n;
+	for (uint32_t k = 0; k < n && !err; k++) {
+		char path[80];
+		snprintf(path, sizeof(path), "%s.choices[%u]", cpath, k);
+		json_t *v = json_array_get(arr, k);
+		struct bal_choice *ch = &c->choices[k];
+		err = get_object(x, v, path);
+		if (!err)
+			err = check_keys(x, v, path, keys);
+		if (!err)
+			err = get_u32(x, v, path, "id", 0, NULL, &ch->id);
+		if (!err)
+			err = get_str(x, v, path, "name", NULL, false, &ch->name);
+		if (!err) {
+			json_t *e = json_object_get(v, "seat_eligible");
+			if (e && !json_is_boolean(e))
+				err = fail(x, BAL_EDEFN, "%s.seat_eligible: expected true or false, got %s", path,
+					   type_name(e));
+			ch->seat_eligible = e ? json_is_true(e) : true;
+		}
+		refs[k] = (struct idref){ ch->id, k };
+	}
+	if (!err) {
+		char what[80];
+		snprintf(what, sizeof(what), "%s.choices", cpath);
+		err = check_unique(x, refs, n, what);
+	}
+	free(refs);
+	return err;
+}
+
+static int parse_contest(struct ctx *x, const json_t *v, const char *path, const struct idref *drefs, uint32_t nd,
+			 struct bal_contest *c)
+{
+	static const char *const keys[] = { "id",	"name",	   "kind",    "seats",
+					    "threshold_percent", "method", "district_id", "choices", NULL };
+	static const char *const kinds[] = { "party_list", "single_member", NULL };
+	static const char *const list_methods[] = { "largest_remainder", "dhondt", NULL };
+	static const char *const member_methods[] = { "plurality", NULL };
+	static const json_int_t one = 1;
+
+	int err = get_object(x, v, path);
+	if (!err)
+		err = check_keys(x, v, path, keys);
+	if (!err)
+		err = get_u32(x, v, path, "id", 0, NULL, &c->id);
+	if (!err)
+		err = get_str(x, v, path, "name", NULL, false, &c->name);
+	int kind = 0;
+	if (!err)
+		err = get_enum(x, v, path, "kind", kinds, NULL, &kind);
+	if (err)
+		return err;
+	c->kind = kind == 0 ? BAL_CONTEST_PARTY_LIST : BAL_CONTEST_SINGLE_MEMBER;
+	bool list = c->kind == BAL_CONTEST_PARTY_LIST;
+
+	err = get_u32(x, v, path, "seats", 1, list ? NULL : &one, &c->seats);
+	int method = 0;
+	if (!err)
+		err = get_enum(x, v, path, "method", list ? list_methods : member_methods,
+			       list ? "largest_remainder" : "plurality", &method);
+	if (err)
+		return err;
+	c->method = !list ? BAL_METHOD_PLURALITY : method == 0 ? BAL_METHOD_LARGEST_REMAINDER : BAL_METHOD_DHONDT;
+
+	json_t *t = json_object_get(v, "threshold_percent");
+	c->threshold_percent = 0;
+	if (t && !json_is_number(t))
+		return fail(x, BAL_EDEFN, "%s.threshold_percent: expected a number 0..100, got %s", path, type_name(t));
+	if (t) {
+		c->threshold_percent = json_number_value(t);
+		if (!(c->threshold_percent >= 0 && c->threshold_percent <= 100))
+			return fail(x, BAL_EDEFN, "%s.threshold_percent: %g is out of range (0..100)", path,
+				    c->threshold_percent);
+	}
+
+	c->district = -1;
+	if (json_object_get(v, "district_id") || !list) {
+		uint32_t did;
+		err = get_u32(x, v, path, "district_id", 0, NULL, &did);
+		if (err)
+			return err;
+		c->district = find_district(drefs, nd, did);
+		if (c->district < 0)
+			return fail(x, BAL_EDEFN, "%s.district_id: %u is not a district id", path, did);
+	}
+	return parse_choices(x, v, path, c);
+}
+
+static int parse_contests(struct ctx *x, const json_t *root, struct bal_defn *d, const struct idref *drefs)
+{
+	json_t *arr;
+	int err = get_array(x, root, "", "contests", true, &arr);
+	if (err)
+		return err;
+	uint32_t n = (uint32_t)json_array_size(arr);
+	d->contests = calloc(n, sizeof(*d->contests));
+	struct idref *refs = calloc(n, sizeof(*refs));
+	if (!d->contests || !refs) {
+		free(refs);
+		return fail(x, -ENOMEM, "contests: out of memory");
+	}
+	d->ncontests = n;
+	for (uint32_t i = 0; i < n && !err; i++) {
+		char path[48];
+		snprintf(path, sizeof(path), "contests[%u]", i);
+		err = parse_contest(x, json_array_get(arr, i), path, drefs, d->ndistricts, &d->contests[i]);
+		refs[i] = (struct idref){ d->contests[i].id, i };
+	}
+	if (!err)
+		err = check_unique(x, refs, n, "contests");
+	free(refs);
+	return err;
+}
+
+static int parse_key(struct ctx *x, const json_t *v, const char *path, struct bal_precinct *p)
+{
+	json_t *k = json_object_get(v, "public_key");
+	if (!k)
+		return 0;
+	if (!json_is_string(k))
+		return fail(x, BAL_EDEFN, "%s.public_key: expected a base64 string, got %s", path, type_name(k));
+	const char *b64 = json_string_value(k);
+	size_t len = json_string_length(k);
+	if (len > ED25519_KEY_B64_MAX)
+		return fail(x, BAL_EDEFN, "%s.public_key: %zu characters is too long for a %d-byte Ed25519 key", path,
+			    len, ED25519_KEY_BYTES);
+	unsigned char bin[ED25519_KEY_B64_MAX];
+	size_t binlen = 0;
+	if (sodium_base642bin(bin, sizeof(bin), b64, len, NULL, &binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
+		return fail(x, BAL_EDEFN, "%s.public_key: \"%s\" is not valid base64", path, b64);
+	if (binlen != ED25519_KEY_BYTES)
+		return fail(x, BAL_EDEFN, "%s.public_key: decodes to %zu bytes, an Ed25519 key has %d", path, binlen,
+			    ED25519_KEY_BYTES);
+	memcpy(p->public_key, bin, ED25519_KEY_BYTES);
+	p->has_key = true;
+	return 0;
+}
+
+static int precinct_cmp(const void *a, const void *b)
+{
+	const struct bal_precinct *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d, const struct idref *drefs)
+{
+	static const char *const keys[] = { "id", "district_id", "registered_voters", "public_key", NULL };
+	static const json_int_t zero = 0;
+	json_t *arr;
+	int err = get_array(x, root, "", "precincts", true, &arr);
+	if (err)
+		return err;
+	uint32_t n = (uint32_t)json_array_size(arr);
+	d->precincts = calloc(n, sizeof(*d->precincts));
+	struct idref *refs = calloc(n, sizeof(*refs));
+	if (!d->precincts || !refs) {
+		free(refs);
+		return fail(x, -ENOMEM, "precincts: out of memory");
+	}
+	d->nprecincts = n;
+	for (uint32_t i = 0; i < n && !err; i++) {
+		char path[48];
+		snprintf(path, sizeof(path), "precincts[%u]", i);
+		json_t *v = json_array_get(arr, i);
+		struct bal_precinct *p = &d->precincts[i];
+		uint32_t did = 0;
+		json_int_t voters = 0;
+		err = get_object(x, v, path);
+		if (!err)
+			err = check_keys(x, v, path, keys);
+		if (!err)
+			err = get_u32(x, v, path, "id", 0, NULL, &p->id);
+		if (!err)
+			err = get_u32(x, v, path, "district_id", 0, NULL, &did);
+		if (!err) {
+			int32_t di = find_district(drefs, d->ndistricts, did);
+			if (di < 0)
+				err = fail(x, BAL_EDEFN, "%s.district_id: %u is not a district id", path, did);
+			p->district = (uint32_t)di;
+		}
+		if (!err)
+			err = get_int(x, v, path, "registered_voters", 0, JINT_MAX, &zero, &voters);
+		p->registered_voters = (uint64_t)voters;
+		if (!err && __builtin_add_overflow(d->registered_total, p->registered_voters, &d->registered_total))
+			err = fail(x, BAL_EDEFN, "%s.registered_voters: %llu makes the total overflow 64 bits", path,
+				   (unsigned long long)p->registered_voters);
+		if (!err)
+			err = parse_key(x, v, path, p);
+		refs[i] = (struct idref){ p->id, i };
+	}
+	if (!err)
+		err = check_unique(x, refs, n, "precincts");
+	free(refs);
+	if (!err)
+		qsort(d->precincts, n, sizeof(*d->precincts), precinct_cmp);
+	return err;
+}
+
+static int hash_canonical(struct ctx *x, const json_t *root, struct bal_defn *d)
+{
+	char *canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!canon)
+		return fail(x, -ENOMEM, "out of memory serialising the definition for its hash");
+	crypto_hash_sha256(d->hash, (const unsigned char *)canon, strlen(canon));
+	free(canon);
+	return 0;
+}
+
+/* ---- public ----------------------------------------------------------------- */
+
+int bal_defn_parse(const char *json, size_t len, struct bal_defn **out, char *why, size_t whylen)
+{
+	static const char *const keys[] = { "election", "districts", "contests", "precincts", NULL };
+	struct ctx x = { why, whylen };
+	if (sodium_init() < 0)
+		return fail(&x, -ENOMEM, "libsodium failed to initialise");
+
+	json_error_t jerr;
+	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return fail(&x, BAL_EDEFN, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+
+	int err;
+	struct idref *drefs = NULL;
+	struct bal_defn *d = calloc(1, sizeof(*d));
+	if (!d) {
+		err = fail(&x, -ENOMEM, "out of memory");
+		goto fail_root;
+	}
+	if (!json_is_object(root)) {
+		err = fail(&x, BAL_EDEFN, "top level: expected an object, got %s", type_name(root));
+		goto fail_defn;
+	}
+	err = check_keys(&x, root, "top level", keys);
+	if (!err)
+		err = parse_election(&x, root, d);
+	if (!err)
+		err = parse_districts(&x, root, d, &drefs);
+	if (!err)
+		err = parse_contests(&x, root, d, drefs);
+	if (!err)
+		err = parse_precincts(&x, root, d, drefs);
+	if (!err)
+		err = hash_canonical(&x, root, d);
+	if (err)
+		goto fail_defn;
+	free(drefs);
+	json_decref(root);
+	*out = d;
+	return 0;
+
+fail_defn:
+	free(drefs);
+	bal_defn_free(d);
+fail_root:
+	json_decref(root);
+	return err;
+}
+
+int bal_defn_load(const char *path, struct bal_defn **out, char *why, size_t whylen)
+{
+	struct ctx x = { why, whylen };
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return fail(&x, -errno, "cannot open %s: %s", path, strerror(errno));
+	int err = 0;
+	char *buf = NULL;
+	long size;
+	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+		err = fail(&x, -errno, "cannot read %s: %s", path, strerror(errno));
+		goto fail_file;
+	}
+	buf = malloc((size_t)size + 1);
+	if (!buf) {
+		err = fail(&x, -ENOMEM, "cannot read %s: %ld bytes: out of memory", path, size);
+		goto fail_file;
+	}
+	if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
+		err = fail(&x, ferror(f) ? -EIO : -ENODATA, "cannot read %s: short read", path);
+		goto fail_buf;
+	}
+	err = bal_defn_parse(buf, (size_t)size, out, why, whylen);
+fail_buf:
+	free(buf);
+fail_file:
+	fclose(f);
+	return err;
+}
+
+void bal_defn_free(struct bal_defn *d)
+{
+	if (!d)
+		return;
+	free(d->election_id);
+	free(d->election_name);
+	free(d->election_date);
+	for (uint32_t i = 0; i < d->ndistricts; i++)
+		free(d->districts[i].name);
+	free(d->districts);
+	for (uint32_t c = 0; c < d->ncontests; c++) {
+		for (uint32_t k = 0; k < d->contests[c].nchoices; k++)
+			free(d->contests[c].choices[k].name);
+		free(d->contests[c].choices);
+		free(d->contests[c].name);
+	}
+	free(d->contests);
+	free(d->precincts);
+	free(d);
+}
+
+void bal_defn_hash_hex(const struct bal_defn *d, char hex[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < 32; i++) {
+		hex[2 * i] = digits[d->hash[i] >> 4];
+		hex[2 * i + 1] = digits[d->hash[i] & 15];
+	}
+	hex[64] = '\0';
+}
