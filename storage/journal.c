@@ -1,0 +1,349 @@
+/*
+ * The journal (exact SignedBatch bytes by position), the dedup table
+ * ((precinct, seq) -> position) and the conflict table, plus the read-side
+ * scans over them.
+ *
+ * Every journal record carries a small header (precinct, seq, checksum) so a
+ * damaged record is reported as BAL_ECORRUPT with its position instead of
+ * being handed to the tally; callers only ever see the payload bytes. No
+ * protobuf here: the bytes are opaque.
+ */
+#include "store_lmdb.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+/* ---- one cursor loop for every range scan -------------------------------- */
+
+typedef int (*visit_fn)(void *ctx, const MDB_val *key, const MDB_val *val);
+
+/*
+ * Visits entries of `dbi` in key order from the first key >= `from`, while the
+ * key's first `prefix` bytes equal `from`'s (prefix 0: to the end). Stops at
+ * the first non-zero visit result and returns it.
+ */
+static int scan_range(MDB_txn *txn, MDB_dbi dbi, const uint8_t *from, size_t fromlen, size_t prefix, visit_fn fn,
+		      void *ctx)
+{
+	MDB_cursor *cur;
+	MDB_val key = {fromlen, (void *)from}, val;
+	int rc = bal__store_err(mdb_cursor_open(txn, dbi, &cur));
+	if (rc != 0)
+		return rc;
+	int mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	while (mrc == 0) {
+		if (prefix && (key.mv_size < prefix || memcmp(key.mv_data, from, prefix) != 0))
+			break;
+		if ((rc = fn(ctx, &key, &val)) != 0)
+			break;
+		mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+	}
+	if (rc == 0 && mrc != MDB_NOTFOUND)
+		rc = bal__store_err(mrc);
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+/* Same, in a read txn of its own. */
+static int scan_read(struct bal_store *s, MDB_dbi dbi, const uint8_t *from, size_t fromlen, size_t prefix, visit_fn fn,
+		     void *ctx)
+{
+	MDB_txn *txn;
+	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	rc = scan_range(txn, dbi, from, fromlen, prefix, fn, ctx);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* ---- journal records ------------------------------------------------------ */
+
+struct jrec {
+	uint32_t precinct;
+	uint64_t seq;
+	const uint8_t *bytes;
+	size_t len;
+};
+
+static uint64_t jrec_sum(const uint8_t *hdr, const uint8_t *bytes, size_t len)
+{
+	return bal__store_sum(bytes, len, bal__store_sum(hdr, 16, BAL_SUM_SEED));
+}
+
+/* Validates the record stored at `position`; BAL_ECORRUPT names what failed. */
+static int jrec_parse(const MDB_val *v, uint64_t position, struct jrec *r, char *why, size_t whylen)
+{
+	const uint8_t *p = v->mv_data;
+	if (v->mv_size < BAL_JREC_HDR) {
+		bal__store_why(why, whylen, "journal position %llu: record of %zu bytes is shorter than its %d-byte header",
+			       (unsigned long long)position, v->mv_size, BAL_JREC_HDR);
+		return BAL_ECORRUPT;
+	}
+	if (bal__get_be32(p) != BAL_JREC_MAGIC) {
+		bal__store_why(why, whylen, "journal position %llu: record magic %08x, expected %08x",
+			       (unsigned long long)position, bal__get_be32(p), BAL_JREC_MAGIC);
+		return BAL_ECORRUPT;
+	}
+	r->precinct = bal__get_be32(p + 4);
+	r->seq = bal__get_be64(p + 8);
+	r->bytes = p + BAL_JREC_HDR;
+	r->len = v->mv_size - BAL_JREC_HDR;
+	uint64_t want = bal__get_be64(p + 16), got = jrec_sum(p, r->bytes, r->len);
+	if (want != got) {
+		bal__store_why(why, whylen, "journal position %llu: checksum %016llx, stored %016llx (record damaged)",
+			       (unsigned long long)position, (unsigned long long)got, (unsigned long long)want);
+		return BAL_ECORRUPT;
+	}
+	return 0;
+}
+
+/* Reads and validates the record at `position` in `txn`. */
+static int jrec_get(struct bal_store *s, MDB_txn *txn, uint64_t position, struct jrec *r)
+{
+	uint8_t k[8];
+	MDB_val key = {8, k}, val;
+	bal__put_be64(k, position);
+	int rc = bal__store_err(mdb_get(txn, s->journal, &key, &val));
+	return rc != 0 ? rc : jrec_parse(&val, position, r, NULL, 0);
+}
+
+static void dedup_key(uint8_t k[BAL_CONFLICT_KEY], uint32_t precinct, uint64_t seq, uint32_t counter)
+{
+	bal__put_be32(k, precinct);
+	bal__put_be64(k + 4, seq);
+	bal__put_be32(k + 12, counter);
+}
+
+/* ---- conflicts ------------------------------------------------------------ */
+
+struct conflict_probe {
+	const uint8_t *bytes;
+	size_t len;
+	uint32_t next;      /* first free counter */
+	bool recorded;      /* these exact bytes are already recorded */
+	bool counter_full;  /* counter UINT32_MAX is taken */
+};
+
+static int probe_conflict(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+	struct conflict_probe *p = ctx;
+	if (key->mv_size != BAL_CONFLICT_KEY || val->mv_size < 8)
+		return BAL_ECORRUPT;
+	uint32_t counter = bal__get_be32((const uint8_t *)key->mv_data + 12);
+	p->counter_full = counter == UINT32_MAX;
+	p->next = counter + 1;
+	if (val->mv_size - 8 == p->len && (p->len == 0 || memcmp((const uint8_t *)val->mv_data + 8, p->bytes, p->len) == 0)) {
+		p->recorded = true;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Keeps every distinct conflicting payload of a key once: a flaky uploader
+ * resending the same wrong batch does not grow the table. Returns 0 or error.
+ */
+static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq, uint64_t original, const uint8_t *bytes,
+			   size_t len)
+{
+	uint8_t k[BAL_CONFLICT_KEY];
+	struct conflict_probe probe = {.bytes = bytes, .len = len};
+	dedup_key(k, precinct, seq, 0);
+	int rc = scan_range(s->wtxn, s->conflicts, k, sizeof(k), BAL_DEDUP_KEY, probe_conflict, &probe);
+	if (rc < 0)
+		return rc;
+	if (probe.recorded)
+		return 0;
+	if (probe.counter_full)
+		return -EOVERFLOW;
+	dedup_key(k, precinct, seq, probe.next);
+	MDB_val key = {sizeof(k), k}, val = {8 + len, NULL};
+	if ((rc = bal__store_err(mdb_put(s->wtxn, s->conflicts, &key, &val, MDB_NOOVERWRITE | MDB_RESERVE))) != 0)
+		return rc;
+	bal__put_be64(val.mv_data, original);
+	if (len)
+		memcpy((uint8_t *)val.mv_data + 8, bytes, len);
+	return bal__store_meta_add(s, s->wtxn, "conflicts", 1);
+}
+
+/* ---- write side ------------------------------------------------------------ */
+
+int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, const uint8_t *bytes, size_t len,
+		     uint64_t *position)
+{
+	uint8_t k[BAL_CONFLICT_KEY], pk[8], jk[8];
+	MDB_val key = {BAL_DEDUP_KEY, k}, val;
+	int rc = bal__store_wready(s);
+	if (rc != 0)
+		return rc;
+	if (len > UINT32_MAX - BAL_JREC_HDR)
+		return bal__store_wfail(s, -EMSGSIZE);
+
+	/* Dedup sees this txn's earlier appends: LMDB reads through its own write txn. */
+	dedup_key(k, precinct_id, seq, 0);
+	int mrc = mdb_get(s->wtxn, s->dedup, &key, &val);
+	if (mrc == 0) {
+		struct jrec r;
+		if (val.mv_size != 8)
+			return bal__store_wfail(s, BAL_ECORRUPT);
+		uint64_t original = bal__get_be64(val.mv_data);
+		if ((rc = jrec_get(s, s->wtxn, original, &r)) != 0)
+			return bal__store_wfail(s, rc == -ENOENT ? BAL_ECORRUPT : rc);
+		if (r.precinct != precinct_id || r.seq != seq)
+			return bal__store_wfail(s, BAL_ECORRUPT);
+		if (r.len == len && (len == 0 || memcmp(r.bytes, bytes, len) == 0)) {
+			*position = original;
+			return BAL_EDUPLICATE;
+		}
+		if ((rc = record_conflict(s, precinct_id, seq, original, bytes, len)) != 0)
+			return bal__store_wfail(s, rc);
+		*position = original;
+		return BAL_ECONFLICT;
+	}
+	if (mrc != MDB_NOTFOUND)
+		return bal__store_wfail(s, bal__store_err(mrc));
+
+	uint64_t pos = s->wposition + 1;
+	bal__put_be64(jk, pos);
+	key = (MDB_val){8, jk};
+	val = (MDB_val){BAL_JREC_HDR + len, NULL};
+	if ((rc = bal__store_err(mdb_put(s->wtxn, s->journal, &key, &val, MDB_APPEND | MDB_RESERVE))) != 0)
+		return bal__store_wfail(s, rc);
+	uint8_t *rec = val.mv_data;
+	bal__put_be32(rec, BAL_JREC_MAGIC);
+	bal__put_be32(rec + 4, precinct_id);
+	bal__put_be64(rec + 8, seq);
+	if (len)
+		memcpy(rec + BAL_JREC_HDR, bytes, len);
+	bal__put_be64(rec + 16, jrec_sum(rec, rec + BAL_JREC_HDR, len));
+
+	bal__put_be64(pk, pos);
+	key = (MDB_val){BAL_DEDUP_KEY, k};
+	val = (MDB_val){8, pk};
+	if ((rc = bal__store_err(mdb_put(s->wtxn, s->dedup, &key, &val, MDB_NOOVERWRITE))) != 0)
+		return bal__store_wfail(s, rc);
+	s->wposition = pos;
+	*position = pos;
+	return 0;
+}
+
+/* ---- read side -------------------------------------------------------------- */
+
+struct walk {
+	bal_store_entry_cb cb;
+	void *arg;
+	uint64_t next; /* position the next entry must have */
+	uint64_t *at;
+	char *why;
+	size_t whylen;
+};
+
+static int walk_entry(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+	struct walk *w = ctx;
+	struct jrec r;
+	if (key->mv_size != 8) {
+		*w->at = w->next;
+		bal__store_why(w->why, w->whylen, "journal after position %llu: key of %zu bytes, expected 8",
+			       (unsigned long long)(w->next - 1), key->mv_size);
+		return BAL_ECORRUPT;
+	}
+	uint64_t pos = bal__get_be64(key->mv_data);
+	*w->at = pos;
+	if (pos != w->next) {
+		bal__store_why(w->why, w->whylen, "journal position %llu follows %llu: positions %llu..%llu are missing",
+			       (unsigned long long)pos, (unsigned long long)(w->next - 1), (unsigned long long)w->next,
+			       (unsigned long long)(pos - 1));
+		return BAL_ECORRUPT;
+	}
+	int rc = jrec_parse(val, pos, &r, w->why, w->whylen);
+	if (rc != 0)
+		return rc;
+	w->next = pos + 1;
+	return w->cb(w->arg, pos, r.bytes, r.len);
+}
+
+int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal_store_entry_cb cb, void *arg,
+		      uint64_t *at, char *why, size_t whylen)
+{
+	uint8_t k[8];
+	uint64_t stop = 0;
+	struct walk w = {.cb = cb, .arg = arg, .next = after + 1, .at = at ? at : &stop, .why = why, .whylen = whylen};
+	if (after == UINT64_MAX)
+		return 0;
+	bal__put_be64(k, after + 1);
+	return scan_range(txn, s->journal, k, sizeof(k), 0, walk_entry, &w);
+}
+
+int bal_store_journal_scan(struct bal_store *s, uint64_t after, bal_store_entry_cb cb, void *arg)
+{
+	MDB_txn *txn;
+	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	rc = bal__journal_walk(s, txn, after, cb, arg, NULL, NULL, 0);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+long bal_store_journal_get(struct bal_store *s, uint64_t position, uint8_t *buf, size_t cap)
+{
+	MDB_txn *txn;
+	struct jrec r;
+	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	rc = jrec_get(s, txn, position, &r);
+	if (rc == 0 && r.len > LONG_MAX)
+		rc = -EOVERFLOW;
+	if (rc == 0 && r.len <= cap && r.len)
+		memcpy(buf, r.bytes, r.len); /* copied before the txn ends: r.bytes points into the map */
+	mdb_txn_abort(txn);
+	return rc != 0 ? rc : (long)r.len;
+}
+
+struct seq_visit {
+	bal_store_seq_cb cb;
+	void *arg;
+};
+
+static int seq_entry(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+	struct seq_visit *v = ctx;
+	if (key->mv_size != BAL_DEDUP_KEY || val->mv_size != 8)
+		return BAL_ECORRUPT;
+	return v->cb(v->arg, bal__get_be64((const uint8_t *)key->mv_data + 4), bal__get_be64(val->mv_data));
+}
+
+int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store_seq_cb cb, void *arg)
+{
+	uint8_t k[BAL_CONFLICT_KEY];
+	struct seq_visit v = {cb, arg};
+	dedup_key(k, precinct_id, 0, 0);
+	return scan_read(s, s->dedup, k, BAL_DEDUP_KEY, 4, seq_entry, &v);
+}
+
+struct conflict_visit {
+	bal_store_conflict_cb cb;
+	void *arg;
+};
+
+static int conflict_entry(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+	struct conflict_visit *v = ctx;
+	const uint8_t *p = val->mv_data;
+	if (key->mv_size != BAL_CONFLICT_KEY || val->mv_size < 8)
+		return BAL_ECORRUPT;
+	return v->cb(v->arg, bal__get_be64((const uint8_t *)key->mv_data + 4), bal__get_be64(p), p + 8,
+		     val->mv_size - 8);
+}
+
+int bal_store_conflict_scan(struct bal_store *s, uint32_t precinct_id, bal_store_conflict_cb cb, void *arg)
+{
+	uint8_t k[BAL_CONFLICT_KEY];
+	struct conflict_visit v = {cb, arg};
+	dedup_key(k, precinct_id, 0, 0);
+	return scan_read(s, s->conflicts, k, BAL_CONFLICT_KEY, 4, conflict_entry, &v);
+}

@@ -1,0 +1,133 @@
+/*
+ * Private to storage/: the layout of struct bal_store, the on-disk record
+ * formats and the helpers shared by env.c, journal.c, snapshot.c and
+ * recovery.c. Nothing outside storage/ includes this file except the storage
+ * unit tests, which damage records on purpose through LMDB directly.
+ *
+ * On-disk layout (one LMDB environment, named DBIs, all integers big-endian
+ * so that LMDB's byte order equals numeric order):
+ * - "meta":      "format" -> u32 BAL_STORE_FORMAT; "defn_hash" -> 32 bytes;
+ *                "conflicts" -> u64 count of recorded conflicts.
+ * - "journal":   position u64 -> journal record (BAL_JREC_HDR header + the
+ *                exact bytes); positions start at 1 and have no gaps.
+ * - "dedup":     (precinct u32, seq u64) -> position u64.
+ * - "conflicts": (precinct u32, seq u64, counter u32) -> original position
+ *                u64 + the conflicting bytes.
+ * - "snapshots": position u64 -> snapshot record (BAL_SNAP_HDR header +
+ *                nslots native uint64 counters); only the newest is kept.
+ */
+#ifndef BAL_STORAGE_STORE_LMDB_H
+#define BAL_STORAGE_STORE_LMDB_H
+
+#include <lmdb.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "storage.h"
+
+#define BAL_STORE_FORMAT 1u
+
+#define BAL_STORE_DBI_META "meta"
+#define BAL_STORE_DBI_JOURNAL "journal"
+#define BAL_STORE_DBI_DEDUP "dedup"
+#define BAL_STORE_DBI_CONFLICTS "conflicts"
+#define BAL_STORE_DBI_SNAPSHOTS "snapshots"
+
+/* Journal record header: magic u32, precinct u32, seq u64, checksum u64 (over
+ * the first 16 header bytes, then the payload). */
+#define BAL_JREC_MAGIC 0x42414c4aU /* "BALJ" */
+#define BAL_JREC_HDR 24
+
+/* Snapshot record header: magic u32, version u32, nslots u64, checksum u64
+ * (over the position key, then the counter bytes). */
+#define BAL_SNAP_MAGIC 0x42414c53U /* "BALS" */
+#define BAL_SNAP_VERSION 1u
+#define BAL_SNAP_HDR 24
+
+#define BAL_DEDUP_KEY 12    /* precinct u32 + seq u64 */
+#define BAL_CONFLICT_KEY 16 /* dedup key + counter u32 */
+
+/**
+ * - `position` is the last committed journal position: written only by the
+ *   committer after mdb_txn_commit() succeeded, read lock-free by anyone;
+ * - `wtxn != NULL` iff a write txn is open; `wposition >= position` is the
+ *   last position appended within it;
+ * - `werr != 0` iff an operation inside `wtxn` failed: the txn may only be
+ *   aborted (wcommit aborts it and returns `werr`).
+ */
+struct bal_store {
+	MDB_env *env;
+	MDB_dbi meta, journal, dedup, conflicts, snapshots;
+	char *dir;
+	_Atomic uint64_t position;
+	MDB_txn *wtxn;
+	uint64_t wposition;
+	int werr;
+};
+
+/** MDB_* and errno-style LMDB results -> 0, -errno or BAL_E*. The only translation. */
+int bal__store_err(int mdb_rc);
+
+/** Begins a txn (MDB_RDONLY or 0), retrying once after clearing stale reader slots. 0 or mapped error. */
+int bal__store_txn_begin(struct bal_store *s, unsigned flags, MDB_txn **txn);
+
+/** Records the first failure of the open write txn and returns `err`. */
+int bal__store_wfail(struct bal_store *s, int err);
+
+/** Checks that a write txn is open and healthy: 0, -EINVAL (none open) or its recorded error. */
+int bal__store_wready(const struct bal_store *s);
+
+/** Adds `delta` to the u64 meta counter `name` (missing = 0) within `txn`. 0 or error. */
+int bal__store_meta_add(struct bal_store *s, MDB_txn *txn, const char *name, uint64_t delta);
+
+/** Formats one line into `why` (may be NULL). */
+void bal__store_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/** 64-bit checksum for damage detection (not cryptographic); chain calls through `seed`. */
+uint64_t bal__store_sum(const void *p, size_t n, uint64_t seed);
+#define BAL_SUM_SEED 0xcbf29ce484222325ULL
+
+/**
+ * Walks journal entries with position > after in `txn`, verifying each record
+ * and that positions follow each other without gaps.
+ * @param[out] at  position of the entry that stopped the walk (callback or damage).
+ * @return 0, the callback's non-zero value, BAL_ECORRUPT (why says what), -errno.
+ */
+int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal_store_entry_cb cb, void *arg,
+		      uint64_t *at, char *why, size_t whylen);
+
+/**
+ * Reads the newest snapshot in `txn` into `ctr` (written only if valid).
+ * @return 0; -ENOENT none; BAL_ECORRUPT (why says what); -errno.
+ */
+int bal__snapshot_read(struct bal_store *s, MDB_txn *txn, uint64_t *position, uint64_t *ctr, size_t n, char *why,
+		       size_t whylen);
+
+/** Largest u64 key of `dbi` in `txn` (journal: last position; snapshots: newest), 0 if empty. 0, BAL_ECORRUPT, -errno. */
+int bal__store_last(MDB_txn *txn, MDB_dbi dbi, uint64_t *key);
+
+static inline void bal__put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline void bal__put_be64(uint8_t *p, uint64_t v)
+{
+	bal__put_be32(p, (uint32_t)(v >> 32));
+	bal__put_be32(p + 4, (uint32_t)v);
+}
+
+static inline uint32_t bal__get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static inline uint64_t bal__get_be64(const uint8_t *p)
+{
+	return (uint64_t)bal__get_be32(p) << 32 | bal__get_be32(p + 4);
+}
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * Shared fixture of the storage unit tests: a fresh mkdtemp data directory per
+ * test (created in .init, removed in .fini), opening helpers, and a way to
+ * damage a stored record through LMDB directly (the public API cannot).
+ */
+#ifndef BAL_TEST_STORAGE_FIXTURE_H
+#define BAL_TEST_STORAGE_FIXTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage.h"
+
+#define MiB ((size_t)1 << 20)
+
+/** The current test's data directory (inside the mkdtemp directory). */
+extern char fx_dir[];
+
+/** .init: creates the temporary directory. */
+void fx_setup(void);
+/** .fini: removes it and everything below. */
+void fx_teardown(void);
+
+/** Opens fx_dir with a hash filled with `hash_byte`; asserts success. */
+struct bal_store *fx_open(uint8_t hash_byte, size_t map_size);
+/** Opens with hash byte 0x11 and 8 MiB. */
+struct bal_store *fx_open_default(void);
+
+/** Deterministic payload of `len` bytes derived from `seed`. */
+void fx_fill(uint8_t *buf, size_t len, uint32_t seed);
+
+/** One txn with one append that must be journaled; returns the position. */
+uint64_t fx_commit_one(struct bal_store *s, uint32_t precinct, uint64_t seq, const uint8_t *bytes, size_t len);
+
+/**
+ * With the store closed: XORs 0xff into byte `offset` of the value stored
+ * under big-endian u64 `key` in table `dbi`.
+ */
+void fx_damage(const char *dbi, uint64_t key, size_t offset);
+
+/** With the store closed: deletes big-endian u64 `key` from table `dbi` (a lost record). */
+void fx_delete(const char *dbi, uint64_t key);
+
+/** Number of entries in table `dbi` (store closed). */
+size_t fx_entries(const char *dbi);
+
+#endif
