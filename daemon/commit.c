@@ -1,0 +1,379 @@
+/*
+ * Committer thread: group commit into LMDB, then publish, then deliver.
+ * Depends on storage/ (never on lmdb.h directly) and daemon/core; never on
+ * uv.h: results go back through bal_worker_deliver().
+ *
+ * The committer keeps a private counter array `ctr` = fold of every committed
+ * batch plus those appended to the open txn. Overflow checks run against it,
+ * so two batches in one group cannot jointly overflow a slot. If a txn fails,
+ * `ctr` is restored from the published (committed) counters.
+ */
+#include "commit.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "storage.h"
+
+struct bal_committer {
+	struct bal_daemon *d;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct bal_job *stack; /* lock-free LIFO of submitted jobs (atomic) */
+	int sleeping;          /* committer is (about to be) waiting on cond (atomic) */
+	int stop;              /* set by bal_committer_stop (atomic) */
+	uint64_t *ctr;         /* private counters; owned */
+	size_t nslots;
+	uint64_t position;      /* last committed journal position */
+	uint64_t snap_position; /* position of the newest snapshot */
+	uint64_t snap_ms;       /* when it was written */
+	const struct bal_delta **applied; /* scratch: deltas accepted in the group; cap group_max */
+	struct bal_job **heads, **tails;  /* scratch: per-worker delivery lists; cap threads */
+};
+
+int bal_committer_submit(struct bal_committer *c, struct bal_job *job)
+{
+	struct bal_daemon *d = c->d;
+	uint64_t n = __atomic_add_fetch(&d->inflight, 1, __ATOMIC_RELAXED);
+	if (n > d->cfg.queue_depth) {
+		__atomic_sub_fetch(&d->inflight, 1, __ATOMIC_RELAXED);
+		return BAL_EBUSY;
+	}
+	job->submitted_ns = bal_now_ns();
+	struct bal_job *old = __atomic_load_n(&c->stack, __ATOMIC_RELAXED);
+	do {
+		job->next = old;
+	} while (!__atomic_compare_exchange_n(&c->stack, &old, job, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+	/* Dekker pairing with the committer's sleeping store + stack load (both
+	 * seq_cst): either it sees our job or we see it sleeping and signal. */
+	if (__atomic_load_n(&c->sleeping, __ATOMIC_SEQ_CST)) {
+		pthread_mutex_lock(&c->lock);
+		pthread_cond_signal(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return 0;
+}
+
+/* Takes every queued job, oldest first. */
+static struct bal_job *take_all(struct bal_committer *c)
+{
+	struct bal_job *lifo = __atomic_exchange_n(&c->stack, NULL, __ATOMIC_ACQUIRE);
+	struct bal_job *fifo = NULL;
+	while (lifo) {
+		struct bal_job *next = lifo->next;
+		lifo->next = fifo;
+		fifo = lifo;
+		lifo = next;
+	}
+	return fifo;
+}
+
+static bool snapshot_due(struct bal_committer *c, uint64_t position, uint64_t now)
+{
+	const struct bal_config *cfg = &c->d->cfg;
+	if (position == c->snap_position)
+		return false;
+	return position - c->snap_position >= cfg->snapshot_every || now - c->snap_ms >= cfg->snapshot_ms;
+}
+
+static void set_unstored(struct bal_job *job, int err, size_t map_size)
+{
+	job->result = err;
+	job->position = 0;
+	if (err == -ENOSPC)
+		snprintf(job->why, sizeof(job->why),
+			 "journal full: the LMDB map (%zu bytes) or the disk is full; batch not stored", map_size);
+	else
+		snprintf(job->why, sizeof(job->why), "journal commit failed: %s; batch not stored, retry",
+			 bal_strerror(err));
+}
+
+/*
+ * One write txn over jobs [first, end). Returns 0 if committed, else the
+ * storage error (every job then carries an unstored result, except overflow
+ * rejections, which stand).
+ */
+static int commit_group(struct bal_committer *c, struct bal_job *first, struct bal_job *end, bool with_snapshot,
+			size_t *naccepted, bool *snap_tried)
+{
+	struct bal_daemon *d = c->d;
+	size_t nacc = 0;
+	uint64_t position = c->position;
+	*snap_tried = false;
+	int err = bal_store_wbegin(d->store);
+	if (err)
+		goto fail;
+	for (struct bal_job *j = first; j != end; j = j->next) {
+		j->why[0] = '\0';
+		j->result = bal_tally_check(d->layout, c->ctr, &j->delta, j->why, sizeof(j->why));
+		if (j->result) {
+			j->position = 0;
+			continue;
+		}
+		err = bal_store_append(d->store, j->precinct_id, j->seq, j->bytes, j->len, &j->position);
+		if (err == BAL_EDUPLICATE) {
+			j->result = err;
+			continue;
+		}
+		if (err == BAL_ECONFLICT) {
+			j->result = err;
+			snprintf(j->why, sizeof(j->why),
+				 "conflicting resend: precinct %u seq %llu was journaled at position %llu with different "
+				 "bytes; recorded, not counted",
+				 j->precinct_id, (unsigned long long)j->seq, (unsigned long long)j->position);
+			continue;
+		}
+		if (err)
+			goto fail_txn;
+		bal_require(j->position == position + 1);
+		position = j->position;
+		bal_tally_apply(d->layout, c->ctr, &j->delta);
+		c->applied[nacc++] = &j->delta;
+		j->result = 0;
+	}
+	uint64_t now = bal_now_ms();
+	bool snap = with_snapshot && snapshot_due(c, position, now);
+	*snap_tried = snap;
+	if (snap) {
+		err = bal_store_put_snapshot(d->store, position, c->ctr, c->nslots);
+		if (err)
+			goto fail_txn;
+	}
+	uint64_t t0 = bal_now_ns();
+	err = bal_store_wcommit(d->store);
+	if (err)
+		goto fail; /* the txn is gone either way */
+	/* Durable from here on: publish, then the caller delivers the acks. */
+	BAL_METRIC_ADD(d->metrics.commit_ns_total, bal_now_ns() - t0);
+	BAL_METRIC_ADD(d->metrics.commits, 1);
+	BAL_METRIC_ADD(d->metrics.group_batches_total, nacc);
+	if (nacc)
+		bal_pub_apply(&d->pub, d->layout, c->applied, nacc, position);
+	c->position = position;
+	if (snap) {
+		c->snap_position = position;
+		c->snap_ms = now;
+		BAL_METRIC_ADD(d->metrics.snapshots, 1);
+	}
+	*naccepted = nacc;
+	return 0;
+
+fail_txn:
+	bal_store_wabort(d->store);
+fail:
+	/* Nothing of this group is stored: undo the private folds. */
+	bal_pub_read(&d->pub, c->ctr);
+	for (struct bal_job *j = first; j != end; j = j->next)
+		if (j->result != BAL_EOVERFLOW)
+			set_unstored(j, err, d->cfg.map_size);
+	*naccepted = 0;
+	return err;
+}
+
+static void deliver(struct bal_committer *c, struct bal_job *first, struct bal_job *end)
+{
+	struct bal_daemon *d = c->d;
+	unsigned nw = d->cfg.threads;
+	for (unsigned w = 0; w < nw; w++)
+		c->heads[w] = c->tails[w] = NULL;
+	/* One pass splits the group into a list per worker, keeping order. */
+	struct bal_job *j = first;
+	while (j != end) {
+		struct bal_job *next = j->next;
+		unsigned w = bal_worker_index(j->worker);
+		j->next = NULL;
+		if (c->tails[w])
+			c->tails[w]->next = j;
+		else
+			c->heads[w] = j;
+		c->tails[w] = j;
+		j = next;
+	}
+	for (unsigned w = 0; w < nw; w++)
+		if (c->heads[w])
+			bal_worker_deliver(d->workers[w], c->heads[w], c->tails[w]);
+}
+
+static void account(struct bal_daemon *d, struct bal_job *first, struct bal_job *end)
+{
+	for (struct bal_job *j = first; j != end; j = j->next) {
+		switch (j->result) {
+		case 0:
+			BAL_METRIC_ADD(d->metrics.batches_accepted, 1);
+			BAL_METRIC_ADD(d->metrics.ballots_accepted, j->ballots);
+			break;
+		case BAL_EDUPLICATE: BAL_METRIC_ADD(d->metrics.batches_duplicate, 1); break;
+		case BAL_ECONFLICT:
+			BAL_METRIC_ADD(d->metrics.batches_conflict, 1);
+			bal_log(BAL_LOG_WARN, "commit", "%s", j->why);
+			break;
+		case BAL_EOVERFLOW:
+			BAL_METRIC_ADD(d->metrics.batches_rejected, 1);
+			bal_log_reject("commit", "precinct %u seq %llu rejected: %s", j->precinct_id,
+				       (unsigned long long)j->seq, j->why);
+			break;
+		default: BAL_METRIC_ADD(d->metrics.batches_unstored, 1); break;
+		}
+	}
+}
+
+/* Processes `list` (FIFO) in groups of at most group_max. */
+static void process(struct bal_committer *c, struct bal_job *list)
+{
+	struct bal_daemon *d = c->d;
+	while (list) {
+		struct bal_job *first = list, *end = list;
+		for (unsigned n = 0; end && n < d->cfg.group_max; n++)
+			end = end->next;
+		size_t nacc = 0;
+		bool snap_tried;
+		int err = commit_group(c, first, end, true, &nacc, &snap_tried);
+		if (err == -ENOSPC && snap_tried)
+			/* The snapshot may be what did not fit: the batches come first. */
+			err = commit_group(c, first, end, false, &nacc, &snap_tried);
+		int prev = __atomic_exchange_n(&d->degraded_errno, err, __ATOMIC_RELAXED);
+		if (err && err != prev)
+			bal_log(BAL_LOG_ERROR, "commit", "write transaction failed: %s; answering %s until it succeeds",
+				bal_strerror(err), err == -ENOSPC ? "507" : "503");
+		else if (!err && prev)
+			bal_log(BAL_LOG_INFO, "commit", "write transactions succeed again");
+		if (err)
+			BAL_METRIC_ADD(d->metrics.commit_failures, 1);
+		account(d, first, end);
+		list = end;
+		deliver(c, first, end);
+	}
+}
+
+/* Snapshot-only txn, when idle with unsnapshotted batches. */
+static void idle_snapshot(struct bal_committer *c)
+{
+	struct bal_daemon *d = c->d;
+	if (c->position == c->snap_position)
+		return;
+	int err = bal_store_wbegin(d->store);
+	if (!err)
+		err = bal_store_put_snapshot(d->store, c->position, c->ctr, c->nslots);
+	if (!err) {
+		err = bal_store_wcommit(d->store);
+	} else {
+		bal_store_wabort(d->store);
+	}
+	if (err) {
+		bal_log(BAL_LOG_WARN, "commit", "snapshot at position %llu failed: %s",
+			(unsigned long long)c->position, bal_strerror(err));
+		c->snap_ms = bal_now_ms(); /* retry after another interval, not in a loop */
+		return;
+	}
+	c->snap_position = c->position;
+	c->snap_ms = bal_now_ms();
+	BAL_METRIC_ADD(d->metrics.snapshots, 1);
+}
+
+static void *run(void *arg)
+{
+	struct bal_committer *c = arg;
+	struct bal_daemon *d = c->d;
+	for (;;) {
+		struct bal_job *list = take_all(c);
+		if (list) {
+			process(c, list);
+			continue;
+		}
+		if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
+			break;
+		pthread_mutex_lock(&c->lock);
+		__atomic_store_n(&c->sleeping, 1, __ATOMIC_SEQ_CST);
+		bool timed_out = false;
+		while (!__atomic_load_n(&c->stack, __ATOMIC_SEQ_CST) && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+			if (c->position != c->snap_position) {
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)d->cfg.snapshot_ms * 1000000ull;
+				ts.tv_sec += (time_t)(ns / 1000000000ull);
+				ts.tv_nsec = (long)(ns % 1000000000ull);
+				if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT) {
+					timed_out = true;
+					break;
+				}
+			} else {
+				pthread_cond_wait(&c->cond, &c->lock);
+			}
+		}
+		__atomic_store_n(&c->sleeping, 0, __ATOMIC_SEQ_CST);
+		pthread_mutex_unlock(&c->lock);
+		if (timed_out)
+			idle_snapshot(c);
+	}
+	/* Stopping: everything queued has been processed; leave a snapshot so
+	 * the next start replays nothing. */
+	idle_snapshot(c);
+	return NULL;
+}
+
+int bal_committer_start(struct bal_daemon *d, uint64_t *ctr, uint64_t position, struct bal_committer **out)
+{
+	int err = -ENOMEM;
+	struct bal_committer *c = calloc(1, sizeof(*c));
+	if (!c)
+		goto fail_ctr;
+	c->d = d;
+	c->ctr = ctr;
+	c->nslots = bal_layout_nslots(d->layout);
+	c->position = position;
+	struct bal_store_info info;
+	c->snap_position = bal_store_info(d->store, &info) == 0 ? info.snapshot_position : 0;
+	c->snap_ms = bal_now_ms();
+	c->applied = calloc(d->cfg.group_max, sizeof(*c->applied));
+	c->heads = calloc(d->cfg.threads, sizeof(*c->heads));
+	c->tails = calloc(d->cfg.threads, sizeof(*c->tails));
+	if (!c->applied || !c->heads || !c->tails)
+		goto fail_c;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	err = -pthread_create(&c->thread, NULL, run, c);
+	if (err)
+		goto fail_sync;
+	pthread_setname_np(c->thread, "ballotd-commit");
+	*out = c;
+	return 0;
+
+fail_sync:
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+fail_c:
+	free(c->applied);
+	free(c->heads);
+	free(c->tails);
+	free(c);
+fail_ctr:
+	free(ctr);
+	return err;
+}
+
+void bal_committer_stop(struct bal_committer *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	__atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c->applied);
+	free(c->heads);
+	free(c->tails);
+	free(c->ctr);
+	free(c);
+}

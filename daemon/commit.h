@@ -1,0 +1,72 @@
+/*
+ * The committer thread: the only writer of LMDB and of the published counters.
+ *
+ * I/O workers hand it validated batches (struct bal_job) through a lock-free
+ * multi-producer stack; it drains everything queued into one write
+ * transaction (group commit): dedup + journal append per batch, an overflow
+ * check against its private counters, sometimes a counter snapshot; then it
+ * commits and syncs, and only then applies the deltas to the published
+ * counters and hands the jobs back to their workers to send the acks.
+ * Ordering rule enforced here: commit (fsync) -> publish counters -> deliver
+ * results. A job is never delivered as accepted before its txn is durable.
+ */
+#ifndef BAL_DAEMON_COMMIT_H
+#define BAL_DAEMON_COMMIT_H
+
+#include "daemon.h"
+
+/**
+ * One batch on its way to the journal. The memory belongs to the connection
+ * slot that submitted it; the committer borrows it from submit to delivery.
+ * - `bytes`, `delta.e` stay valid and unchanged until the job is delivered;
+ * - `result`, `position`, `why` are written by the committer before delivery
+ *   and read by the worker after it.
+ */
+struct bal_job {
+	struct bal_job *next;      /**< link: committer stack, then delivery list */
+	struct bal_worker *worker; /**< receives the result */
+	void *owner;               /**< the submitting slot; opaque to the committer */
+	uint32_t precinct_id;
+	uint64_t seq;
+	uint64_t ballots;
+	const uint8_t *bytes;      /**< the SignedBatch exactly as received */
+	size_t len;
+	struct bal_delta delta;
+	uint64_t submitted_ns;
+	/* results */
+	int result;                /**< 0, BAL_EDUPLICATE, BAL_ECONFLICT, BAL_EOVERFLOW, -ENOSPC, -errno */
+	uint64_t position;
+	char why[200];
+};
+
+/**
+ * Starts the committer thread ("ballotd-commit").
+ * @param ctr       recovered counters (d->layout slots): ownership is taken.
+ * @param position  journal position `ctr` folds.
+ * @return 0, -errno (thread creation).
+ */
+int bal_committer_start(struct bal_daemon *d, uint64_t *ctr, uint64_t position, struct bal_committer **out);
+
+/**
+ * Any I/O thread: queues `job`. Never blocks.
+ * @return 0; BAL_EBUSY when cfg.queue_depth batches are already in flight
+ *         (the caller answers 503 + Retry-After).
+ */
+int bal_committer_submit(struct bal_committer *c, struct bal_job *job);
+
+/**
+ * Commits whatever is queued, writes a final snapshot, stops and joins the
+ * thread, frees it. Call after the workers have stopped submitting.
+ */
+void bal_committer_stop(struct bal_committer *c);
+
+/**
+ * Implemented by the worker side (worker.c): takes back a list of finished
+ * jobs linked through `next`. Called on the committer thread; must not block.
+ */
+void bal_worker_deliver(struct bal_worker *w, struct bal_job *head, struct bal_job *tail);
+
+/** The worker's index in bal_daemon.workers. Any thread. */
+unsigned bal_worker_index(const struct bal_worker *w);
+
+#endif

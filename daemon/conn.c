@@ -1,0 +1,521 @@
+/*
+ * Per-connection state: reading into the worker's shared buffer, HTTP framing
+ * through http.c, request slots answered strictly in order (pipelining), write
+ * batching, pause/resume when every slot is busy, timeouts, and a refcounted
+ * close that waits for jobs still with the committer.
+ *
+ * No ballot logic here: a finished request goes to ingest.c or query.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+
+static struct bal_slot *slot_at(struct bal_conn *c, unsigned k)
+{
+	return &c->slots[(c->first + k) % c->cap];
+}
+
+static void slot_reset(struct bal_slot *s)
+{
+	if (s->resp_heap)
+		free(s->resp);
+	s->resp = NULL;
+	s->resp_heap = false;
+	s->resp_len = 0;
+	s->body_len = 0;
+	s->state = BAL_SLOT_FREE;
+}
+
+static void conn_free(struct bal_conn *c)
+{
+	struct bal_worker *w = c->w;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	BAL_METRIC_SUB(w->d->metrics.connections_open, 1);
+	if (c->slots) {
+		for (unsigned i = 0; i < c->cap; i++) {
+			struct bal_slot *s = &c->slots[i];
+			slot_reset(s);
+			free(s->body);
+			free(s->entries);
+		}
+		free(c->slots);
+	}
+	free(c->pending);
+	free(c);
+}
+
+static void unref(struct bal_conn *c)
+{
+	bal_require(c->refs > 0);
+	if (--c->refs == 0)
+		conn_free(c);
+}
+
+static void on_close(uv_handle_t *h)
+{
+	unref(h->data);
+}
+
+void bal_conn_close(struct bal_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	/* Pending writes get their callbacks (UV_ECANCELED) before on_close. */
+	uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+static void respond(struct bal_slot *s, int status, const char *ctype, const char *extra, const void *body,
+		    size_t len, char *owned)
+{
+	struct bal_conn *c = s->conn;
+	bool keep = !c->close_after_flush;
+	char head[256];
+	size_t hl = bal_http_head(head, sizeof(head), status, ctype, len, keep, extra);
+	bal_require(hl > 0);
+	if (owned) {
+		/* Prepend the head in place: the body was allocated by the caller. */
+		char *buf = realloc(owned, hl + len);
+		if (!buf) {
+			free(owned);
+			bal_conn_close(c);
+			return;
+		}
+		memmove(buf + hl, buf, len);
+		memcpy(buf, head, hl);
+		s->resp = buf;
+		s->resp_heap = true;
+	} else if (hl + len <= sizeof(s->inl)) {
+		memcpy(s->inl, head, hl);
+		memcpy(s->inl + hl, body, len);
+		s->resp = s->inl;
+		s->resp_heap = false;
+	} else {
+		char *buf = malloc(hl + len);
+		if (!buf) {
+			bal_conn_close(c);
+			return;
+		}
+		memcpy(buf, head, hl);
+		memcpy(buf + hl, body, len);
+		s->resp = buf;
+		s->resp_heap = true;
+	}
+	s->resp_len = hl + len;
+	s->state = BAL_SLOT_READY;
+	BAL_METRIC_ADD(c->w->d->metrics.http_requests, 1);
+	BAL_METRIC_ADD(c->w->d->metrics.http_status[status / 100 < 6 ? status / 100 : 5], 1);
+}
+
+void bal_slot_respond(struct bal_slot *s, int status, const char *ctype, const char *extra, const void *body,
+		      size_t len)
+{
+	respond(s, status, ctype, extra, body, len, NULL);
+}
+
+void bal_slot_respond_owned(struct bal_slot *s, int status, const char *ctype, const char *extra_headers, char *body,
+			    size_t len)
+{
+	respond(s, status, ctype, extra_headers, NULL, len, body);
+}
+
+static void feed(struct bal_conn *c, const char *data, size_t n);
+static void read_start(struct bal_conn *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct bal_slot *lead = req->data;
+	struct bal_conn *c = lead->conn;
+	unsigned n = lead->wcount;
+	for (unsigned i = 0; i < n; i++) {
+		struct bal_slot *s = slot_at(c, 0);
+		bal_require(s->state == BAL_SLOT_WRITING);
+		slot_reset(s);
+		c->first = (c->first + 1) % c->cap;
+		c->used--;
+		c->nwriting--;
+	}
+	if (c->closing)
+		return;
+	if (status < 0) {
+		bal_conn_close(c);
+		return;
+	}
+	c->last_active_ms = uv_now(&c->w->loop);
+	if (c->paused && c->used < c->cap) {
+		/* A slot is free again: parse what was held back. */
+		c->paused = false;
+		bal_http_resume(&c->http);
+		size_t len = c->pending_len;
+		c->pending_len = 0;
+		feed(c, c->pending, len);
+		if (c->closing)
+			return;
+	}
+	bal_conn_flush(c);
+}
+
+void bal_conn_flush(struct bal_conn *c)
+{
+	if (c->closing)
+		return;
+	uv_buf_t bufs[64];
+	for (;;) {
+		unsigned n = 0, k = c->nwriting;
+		struct bal_slot *lead = NULL;
+		while (k < c->used && n < 64) {
+			struct bal_slot *s = slot_at(c, k);
+			if (s->state != BAL_SLOT_READY)
+				break;
+			if (!lead)
+				lead = s;
+			bufs[n++] = uv_buf_init(s->resp, (unsigned)s->resp_len);
+			s->state = BAL_SLOT_WRITING;
+			k++;
+		}
+		if (!n)
+			break;
+		lead->wcount = n;
+		lead->wreq.data = lead;
+		c->nwriting += n;
+		int r = uv_write(&lead->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+		if (r) {
+			/* Not queued: no callback will come, release the slots here. */
+			c->nwriting -= n;
+			for (unsigned i = 0; i < n; i++)
+				slot_at(c, c->nwriting + i)->state = BAL_SLOT_READY;
+			bal_conn_close(c);
+			return;
+		}
+	}
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->w->d->cfg.max_output) {
+		bal_log_reject("conn", "%s: closing: %zu response bytes unread (--max-output %zu)", c->peer,
+			       uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp), c->w->d->cfg.max_output);
+		bal_conn_close(c);
+		return;
+	}
+	if (c->close_after_flush && c->used == 0)
+		bal_conn_close(c);
+}
+
+void bal_conn_job_done(struct bal_job *job)
+{
+	struct bal_slot *s = job->owner;
+	struct bal_conn *c = s->conn;
+	bal_require(s->state == BAL_SLOT_QUEUED);
+	if (c->closing) {
+		s->state = BAL_SLOT_FREE; /* nobody to answer; the batch's fate is in the journal */
+	} else {
+		bal_ingest_finish(s);
+		bal_conn_flush(c);
+	}
+	unref(c);
+}
+
+/* ---- HTTP hooks ------------------------------------------------------------ */
+
+static int hook_begin(void *ctx)
+{
+	struct bal_conn *c = ctx;
+	struct bal_daemon *d = c->w->d;
+	if (!c->slots) {
+		c->cap = d->cfg.max_pipeline;
+		c->slots = calloc(c->cap, sizeof(*c->slots));
+		if (!c->slots) {
+			bal_http_fail(&c->http, 503, "out of memory");
+			return 503;
+		}
+		for (unsigned i = 0; i < c->cap; i++)
+			c->slots[i].conn = c;
+	}
+	bal_require(c->used < c->cap); /* parsing pauses when all slots are in use */
+	struct bal_slot *s = slot_at(c, c->used++);
+	bal_require(s->state == BAL_SLOT_FREE);
+	s->state = BAL_SLOT_RECV;
+	s->body_len = 0;
+	s->accept_protobuf = false;
+	c->msg_start_ms = uv_now(&c->w->loop);
+	return 0;
+}
+
+static struct bal_slot *current(struct bal_conn *c)
+{
+	return slot_at(c, c->used - 1);
+}
+
+static bool is_batch_post(const struct bal_http_req *req)
+{
+	return req->method == HTTP_POST && strncmp(req->url, "/v1/batches", 11) == 0 &&
+	       (req->url[11] == '\0' || req->url[11] == '?');
+}
+
+static int hook_headers(void *ctx, const struct bal_http_req *req)
+{
+	struct bal_conn *c = ctx;
+	struct bal_daemon *d = c->w->d;
+	struct bal_slot *s = current(c);
+	s->accept_protobuf = req->accept_protobuf;
+	if (req->content_length != UINT64_MAX && req->content_length > d->cfg.max_body) {
+		bal_http_fail(&c->http, 413, "body of %llu bytes exceeds the limit of %zu bytes (--max-body)",
+			      (unsigned long long)req->content_length, d->cfg.max_body);
+		return 413;
+	}
+	if (req->expect_continue && c->used == 1 && is_batch_post(req)) {
+		/* Only when no earlier response is pending, or it would jump the queue. */
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+		(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	}
+	return 0;
+}
+
+static int hook_body(void *ctx, const char *at, size_t n)
+{
+	struct bal_conn *c = ctx;
+	struct bal_daemon *d = c->w->d;
+	struct bal_slot *s = current(c);
+	if (s->body_len + n > d->cfg.max_body) {
+		bal_http_fail(&c->http, 413, "body exceeds the limit of %zu bytes (--max-body)", d->cfg.max_body);
+		return 413;
+	}
+	if (s->body_len + n > s->body_cap) {
+		size_t cap = s->body_cap ? s->body_cap : 1024;
+		while (cap < s->body_len + n)
+			cap *= 2;
+		if (cap > d->cfg.max_body)
+			cap = d->cfg.max_body;
+		uint8_t *nb = realloc(s->body, cap);
+		if (!nb) {
+			bal_http_fail(&c->http, 503, "out of memory for a %zu-byte body", s->body_len + n);
+			return 503;
+		}
+		s->body = nb;
+		s->body_cap = cap;
+	}
+	memcpy(s->body + s->body_len, at, n);
+	s->body_len += n;
+	return 0;
+}
+
+static int hook_complete(void *ctx, const struct bal_http_req *req)
+{
+	struct bal_conn *c = ctx;
+	struct bal_slot *s = current(c);
+	c->msg_start_ms = 0;
+	if (!req->keep_alive)
+		c->close_after_flush = true;
+	if (is_batch_post(req))
+		bal_ingest_request(s);
+	else
+		bal_query_request(s, req);
+	/* Stop parsing when every slot is busy, or when the connection ends here. */
+	return (c->used == c->cap || c->close_after_flush) ? 1 : 0;
+}
+
+static const struct bal_http_hooks hooks = {
+	.on_begin = hook_begin,
+	.on_headers = hook_headers,
+	.on_body = hook_body,
+	.on_complete = hook_complete,
+};
+
+/* Answers a broken stream with its status in a slot of its own, then closes. */
+static void stream_error(struct bal_conn *c)
+{
+	struct bal_http *h = &c->http;
+	struct bal_slot *s;
+	if (c->msg_start_ms || (c->used && current(c)->state == BAL_SLOT_RECV)) {
+		s = current(c);
+	} else if (c->slots && c->used < c->cap) {
+		s = slot_at(c, c->used++);
+		s->state = BAL_SLOT_RECV;
+	} else if (!c->slots) {
+		if (hook_begin(c)) {
+			bal_conn_close(c);
+			return;
+		}
+		s = current(c);
+	} else {
+		bal_conn_close(c);
+		return;
+	}
+	c->msg_start_ms = 0;
+	c->close_after_flush = true;
+	bal_log_reject("http", "%s: %d %s", c->peer, h->error_status, h->error_why);
+	char body[256];
+	int n = snprintf(body, sizeof(body), "{\"status\":\"REJECTED\",\"position\":0,\"error\":\"%s\"}", h->error_why);
+	if (n < 0 || (size_t)n >= sizeof(body))
+		n = (int)strlen(body);
+	if (h->error_status == 413 || h->error_status == 400)
+		BAL_METRIC_ADD(c->w->d->metrics.batches_rejected, 1);
+	bal_slot_respond(s, h->error_status, "application/json", NULL, body, (size_t)n);
+	bal_conn_flush(c);
+}
+
+static void feed(struct bal_conn *c, const char *data, size_t n)
+{
+	size_t used = bal_http_feed(&c->http, data, n);
+	if (c->closing)
+		return;
+	if (c->http.error_status) {
+		if (c->reading) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = false;
+		}
+		stream_error(c);
+		return;
+	}
+	if (c->close_after_flush) {
+		/* Connection: close: whatever follows is ignored. */
+		if (c->reading) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = false;
+		}
+		bal_conn_flush(c);
+		return;
+	}
+	if (c->http.paused) {
+		size_t rest = n - used;
+		c->paused = true;
+		if (rest) {
+			if (rest > c->pending_cap) {
+				char *p = realloc(c->pending, rest);
+				if (!p) {
+					bal_conn_close(c);
+					return;
+				}
+				c->pending = p;
+				c->pending_cap = rest;
+			}
+			memmove(c->pending, data + used, rest);
+		}
+		c->pending_len = rest;
+		if (c->reading) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = false;
+		}
+		bal_conn_flush(c);
+		return;
+	}
+	bal_conn_flush(c);
+	if (!c->reading && !c->closing)
+		read_start(c);
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct bal_conn *c = h->data;
+	/* Parsing is synchronous in on_read, so one buffer serves every connection. */
+	buf->base = c->w->rbuf;
+	buf->len = sizeof(c->w->rbuf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	struct bal_conn *c = st->data;
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		if (nread == UV_EOF && c->used > 0) {
+			/* Half-close: the client may still read what we owe it. */
+			uv_read_stop(st);
+			c->reading = false;
+			c->close_after_flush = true;
+			bal_conn_flush(c);
+		} else {
+			bal_conn_close(c);
+		}
+		return;
+	}
+	c->last_active_ms = uv_now(&c->w->loop);
+	feed(c, buf->base, (size_t)nread);
+}
+
+static void read_start(struct bal_conn *c)
+{
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+		c->reading = true;
+	else
+		bal_conn_close(c);
+}
+
+void bal_conn_accept(struct bal_worker *w)
+{
+	struct bal_daemon *d = w->d;
+	struct bal_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	uv_tcp_init(&w->loop, &c->tcp);
+	c->tcp.data = c;
+	c->w = w;
+	c->refs = 1;
+	if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+		return;
+	}
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	BAL_METRIC_ADD(d->metrics.connections_open, 1);
+	BAL_METRIC_ADD(d->metrics.connections_total, 1);
+	struct sockaddr_storage sa;
+	int salen = sizeof(sa);
+	strcpy(c->peer, "?");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
+		char ip[48] = "?";
+		if (sa.ss_family == AF_INET) {
+			uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof(ip));
+			snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, ntohs(((struct sockaddr_in *)&sa)->sin_port));
+		} else if (sa.ss_family == AF_INET6) {
+			uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof(ip));
+			snprintf(c->peer, sizeof(c->peer), "[%s]:%d", ip,
+				 ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
+		}
+	}
+	unsigned total = (unsigned)BAL_METRIC_GET(d->metrics.connections_open);
+	if (total > d->cfg.max_connections) {
+		BAL_METRIC_ADD(d->metrics.connections_refused, 1);
+		bal_log_reject("conn", "%s: refused: %u connections open (--max-connections %u)", c->peer, total - 1,
+			       d->cfg.max_connections);
+		bal_conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->last_active_ms = uv_now(&w->loop);
+	bal_http_init(&c->http, &hooks, c, d->cfg.max_header);
+	read_start(c);
+}
+
+void bal_conn_sweep(struct bal_worker *w, uint64_t now)
+{
+	const struct bal_config *cfg = &w->d->cfg;
+	struct bal_conn *c = w->conns;
+	while (c) {
+		struct bal_conn *next = c->next;
+		if (!c->closing) {
+			if (c->msg_start_ms && now - c->msg_start_ms > cfg->request_timeout_ms) {
+				bal_log_reject("conn", "%s: closing: request not complete after %u ms (--request-timeout)",
+					       c->peer, cfg->request_timeout_ms);
+				bal_conn_close(c);
+			} else if (!c->msg_start_ms && c->used == 0 && now - c->last_active_ms > cfg->idle_timeout_ms) {
+				bal_conn_close(c);
+			}
+		}
+		c = next;
+	}
+}

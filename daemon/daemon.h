@@ -1,0 +1,98 @@
+/*
+ * The daemon's shared context: configuration, the loaded election, storage,
+ * published counters, the committer and the I/O workers, plus the process-wide
+ * metrics. One instance lives in main.c; every module reaches it through
+ * the worker or connection it is handed.
+ *
+ * Only daemon/ includes uv.h; this header does not, so that commit.c and
+ * main.c's configuration code stay loop-agnostic.
+ */
+#ifndef BAL_DAEMON_H
+#define BAL_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ballot.h"
+#include "tally.h"
+
+struct bal_store;
+struct bal_committer;
+struct bal_worker;
+
+/** Every limit is configurable; defaults are in config.c. */
+struct bal_config {
+	const char *definition;     /**< path, or NULL for the embedded demo election */
+	const char *data_dir;
+	char host[64];
+	unsigned port;              /**< 0 = pick a free port */
+	size_t map_size;            /**< LMDB map size, bytes */
+	size_t max_body;            /**< request body cap, bytes (413 beyond) */
+	size_t max_header;          /**< request line + headers cap, bytes (431 beyond) */
+	size_t max_output;          /**< queued response bytes per connection before it is closed */
+	unsigned max_connections;
+	unsigned max_pipeline;      /**< requests in flight per connection before reading pauses */
+	unsigned idle_timeout_ms;   /**< connection with no request in progress */
+	unsigned request_timeout_ms; /**< from a request's first byte to its last */
+	unsigned queue_depth;       /**< batches waiting for commit before 503 */
+	unsigned group_max;         /**< batches per write transaction at most */
+	uint64_t snapshot_every;    /**< batches between counter snapshots */
+	unsigned snapshot_ms;       /**< ms between counter snapshots (if anything changed) */
+	unsigned threads;           /**< I/O threads */
+	bool auth;                  /**< verify Ed25519 signatures of precincts that have a key */
+	bool null_mode;             /**< ack every POST at once: measures the HTTP ceiling */
+	unsigned drain_timeout_ms;  /**< SIGTERM: longest wait for in-flight batches */
+};
+
+void bal_config_defaults(struct bal_config *c);
+
+/** Process-wide counters, updated with relaxed atomics from any thread. */
+struct bal_metrics {
+	uint64_t http_requests;
+	uint64_t http_status[6];   /**< by class: [2] = 2xx ... [5] = 5xx */
+	uint64_t batches_accepted;
+	uint64_t batches_duplicate;
+	uint64_t batches_conflict;
+	uint64_t batches_rejected; /**< 400/401/413/422 before the committer, and 422 overflow */
+	uint64_t batches_unstored; /**< 503/507: not stored, not acked, client must retry */
+	uint64_t ballots_accepted;
+	uint64_t commits;
+	uint64_t commit_failures;
+	uint64_t commit_ns_total;
+	uint64_t group_batches_total;
+	uint64_t snapshots;
+	uint64_t connections_open;
+	uint64_t connections_total;
+	uint64_t connections_refused;
+	uint64_t queries;
+};
+
+#define BAL_METRIC_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
+#define BAL_METRIC_SUB(field, n) __atomic_fetch_sub(&(field), (n), __ATOMIC_RELAXED)
+#define BAL_METRIC_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+struct bal_daemon {
+	struct bal_config cfg;
+	struct bal_defn *defn;         /**< owned; immutable after load */
+	struct bal_layout *layout;     /**< owned; immutable */
+	struct bal_store *store;       /**< owned */
+	struct bal_published pub;      /**< written by the committer only */
+	struct bal_committer *committer;
+	struct bal_worker **workers;   /**< cfg.threads of them */
+	struct bal_metrics metrics;
+	uint64_t inflight;             /**< batches handed to the committer and not yet answered */
+	int draining;                  /**< set by SIGTERM: new batches get 503 */
+	int degraded_errno;            /**< last commit failure (-ENOSPC ...), 0 when healthy */
+	uint64_t started_unix_ms;
+	double recovery_ms;
+	char bound_host[64];
+	unsigned bound_port;
+};
+
+/** Monotonic milliseconds. */
+uint64_t bal_now_ms(void);
+/** Monotonic nanoseconds. */
+uint64_t bal_now_ns(void);
+
+#endif

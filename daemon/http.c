@@ -1,0 +1,227 @@
+/*
+ * HTTP/1.1 framing with Debian's http-parser (nodejs/http-parser 2.9).
+ * Only this file and the connection code see raw HTTP; nothing here knows
+ * about ballots. Header values are inspected only for Accept and Expect;
+ * http-parser itself handles Content-Length, chunked bodies and keep-alive.
+ */
+#include "http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static struct bal_http *from_parser(http_parser *p)
+{
+	return p->data;
+}
+
+void bal_http_fail(struct bal_http *h, int status, const char *fmt, ...)
+{
+	if (h->error_status)
+		return;
+	h->error_status = status;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(h->error_why, sizeof(h->error_why), fmt, ap);
+	va_end(ap);
+}
+
+static int count_head(struct bal_http *h, size_t n)
+{
+	h->header_bytes += n;
+	if (h->header_bytes > h->max_header) {
+		bal_http_fail(h, 431, "request line and headers exceed %zu bytes (--max-header)", h->max_header);
+		return -1;
+	}
+	return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+	struct bal_http *h = from_parser(p);
+	memset(&h->req, 0, sizeof(h->req));
+	h->req.content_length = UINT64_MAX;
+	h->header_bytes = 0;
+	h->hname_len = 0;
+	h->hname_done = false;
+	h->hval_len = 0;
+	h->in_message = true;
+	int st = h->hooks->on_begin(h->ctx);
+	return st ? -1 : 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+	struct bal_http *h = from_parser(p);
+	if (count_head(h, n))
+		return -1;
+	if (h->req.url_len + n >= sizeof(h->req.url)) {
+		bal_http_fail(h, 414, "request target longer than %d bytes", BAL_HTTP_MAX_URL - 1);
+		return -1;
+	}
+	memcpy(h->req.url + h->req.url_len, at, n);
+	h->req.url_len += n;
+	h->req.url[h->req.url_len] = '\0';
+	return 0;
+}
+
+/* A completed header (name in hname, value in hval). */
+static void header_done(struct bal_http *h)
+{
+	if (!h->hname_done)
+		return;
+	h->hval[h->hval_len] = '\0';
+	if (strcmp(h->hname, "accept") == 0) {
+		if (strcasestr(h->hval, "application/x-protobuf"))
+			h->req.accept_protobuf = true;
+	} else if (strcmp(h->hname, "expect") == 0) {
+		if (strcasecmp(h->hval, "100-continue") == 0)
+			h->req.expect_continue = true;
+	}
+	h->hname_len = 0;
+	h->hval_len = 0;
+	h->hname_done = false;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+	struct bal_http *h = from_parser(p);
+	if (count_head(h, n))
+		return -1;
+	if (h->hname_done)
+		header_done(h);
+	for (size_t i = 0; i < n && h->hname_len + 1 < sizeof(h->hname); i++)
+		h->hname[h->hname_len++] = (char)(at[i] >= 'A' && at[i] <= 'Z' ? at[i] + 32 : at[i]);
+	h->hname[h->hname_len] = '\0';
+	return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+	struct bal_http *h = from_parser(p);
+	if (count_head(h, n))
+		return -1;
+	h->hname_done = true;
+	size_t room = sizeof(h->hval) - 1 - h->hval_len;
+	if (n > room)
+		n = room;
+	memcpy(h->hval + h->hval_len, at, n);
+	h->hval_len += n;
+	return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+	struct bal_http *h = from_parser(p);
+	header_done(h);
+	h->req.method = p->method;
+	h->req.keep_alive = http_should_keep_alive(p) != 0;
+	if (p->flags & F_CONTENTLENGTH)
+		h->req.content_length = p->content_length;
+	if (h->hooks->on_headers(h->ctx, &h->req))
+		return -1;
+	return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+	struct bal_http *h = from_parser(p);
+	return h->hooks->on_body(h->ctx, at, n) ? -1 : 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+	struct bal_http *h = from_parser(p);
+	h->in_message = false;
+	h->req.keep_alive = http_should_keep_alive(p) != 0;
+	int r = h->hooks->on_complete(h->ctx, &h->req);
+	if (r < 0)
+		return -1;
+	if (r == 1) {
+		h->paused = true;
+		http_parser_pause(p, 1);
+	}
+	return 0;
+}
+
+static http_parser_settings settings = {
+	.on_message_begin = on_message_begin,
+	.on_url = on_url,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
+	.on_headers_complete = on_headers_complete,
+	.on_body = on_body,
+	.on_message_complete = on_message_complete,
+};
+
+void bal_http_init(struct bal_http *h, const struct bal_http_hooks *hooks, void *ctx, size_t max_header)
+{
+	memset(h, 0, sizeof(*h));
+	http_parser_init(&h->parser, HTTP_REQUEST);
+	h->parser.data = h;
+	h->settings = &settings;
+	h->hooks = hooks;
+	h->ctx = ctx;
+	h->max_header = max_header;
+}
+
+size_t bal_http_feed(struct bal_http *h, const char *data, size_t n)
+{
+	if (h->error_status || h->paused)
+		return 0;
+	size_t used = http_parser_execute(&h->parser, h->settings, data, n);
+	enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
+	if (e == HPE_PAUSED)
+		return used;
+	if (e != HPE_OK) {
+		if (e == HPE_HEADER_OVERFLOW)
+			bal_http_fail(h, 431, "request headers too large");
+		else
+			bal_http_fail(h, 400, "malformed HTTP request: %s", http_errno_description(e));
+		return used;
+	}
+	return used;
+}
+
+void bal_http_resume(struct bal_http *h)
+{
+	if (!h->paused)
+		return;
+	h->paused = false;
+	http_parser_pause(&h->parser, 0);
+}
+
+const char *bal_http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 422: return "Unprocessable Entity";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 507: return "Insufficient Storage";
+	default: return "Unknown";
+	}
+}
+
+size_t bal_http_head(char *buf, size_t cap, int status, const char *ctype, size_t body_len, bool keep_alive,
+		     const char *extra)
+{
+	int n = snprintf(buf, cap,
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n", status,
+			 bal_http_reason(status), ctype, body_len, keep_alive ? "" : "Connection: close\r\n",
+			 extra ? extra : "");
+	if (n < 0 || (size_t)n >= cap)
+		return 0;
+	return (size_t)n;
+}

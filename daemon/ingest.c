@@ -1,0 +1,200 @@
+/*
+ * POST /v1/batches: the single place where a decoded request turns into
+ * journal and tally work, and where the ack decision is made.
+ *
+ * On the I/O thread: decode (400) -> known precinct (422) -> signature (401)
+ * -> validate and fold against the definition (422) -> hand to the committer
+ * (503 when its queue is full). The ack is built only when the committer
+ * hands the job back, i.e. after the group transaction is synced: a success
+ * reply never precedes durability.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "conn.h"
+#include "log.h"
+
+static const char *status_name(enum bal_ack_status st)
+{
+	switch (st) {
+	case BAL_ACK_ACCEPTED: return "ACCEPTED";
+	case BAL_ACK_DUPLICATE: return "DUPLICATE";
+	default: return "REJECTED";
+	}
+}
+
+/* JSON string body without the quotes; `out` holds at least 2*len+1. */
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+	for (; *s && n + 7 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)ch;
+		} else if (ch < 0x20) {
+			n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
+		} else {
+			out[n++] = (char)ch;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
+static void ack(struct bal_slot *s, int http_status, enum bal_ack_status st, uint64_t position, const char *why,
+		const char *extra)
+{
+	uint8_t buf[512];
+	if (s->accept_protobuf) {
+		char err[400];
+		snprintf(err, sizeof(err), "%s", why ? why : "");
+		size_t n = bal_codec_ack_pack(st, position, err[0] ? err : NULL, buf);
+		bal_slot_respond(s, http_status, "application/x-protobuf", extra, buf, n);
+		return;
+	}
+	char esc[400];
+	json_escape(esc, sizeof(esc), why ? why : "");
+	int n = snprintf((char *)buf, sizeof(buf), "{\"status\":\"%s\",\"position\":%llu,\"error\":\"%s\"}\n",
+			 status_name(st), (unsigned long long)position, esc);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		n = (int)strlen((char *)buf);
+	bal_slot_respond(s, http_status, "application/json", extra, buf, (size_t)n);
+}
+
+static void reject(struct bal_slot *s, int http_status, const char *why)
+{
+	struct bal_daemon *d = s->conn->w->d;
+	if (http_status == 503)
+		BAL_METRIC_ADD(d->metrics.batches_unstored, 1);
+	else
+		BAL_METRIC_ADD(d->metrics.batches_rejected, 1);
+	bal_log_reject("ingest", "%s: %d %s", s->conn->peer, http_status, why);
+	ack(s, http_status, BAL_ACK_REJECTED, 0, why, http_status == 503 ? "Retry-After: 1\r\n" : NULL);
+}
+
+static int http_status_of(int err)
+{
+	switch (err) {
+	case BAL_ESCHEMA: return 400;
+	case BAL_EAUTH: return 401;
+	case BAL_ECONFLICT: return 409;
+	case BAL_EINVALID:
+	case BAL_EOVERFLOW:
+	case BAL_EUNSUPPORTED: return 422;
+	case BAL_EBUSY: return 503;
+	case -ENOSPC: return 507;
+	default: return 503;
+	}
+}
+
+static uint64_t ballots_of(const struct bal_batch *b)
+{
+	return b->kind == BAL_KIND_BALLOTS && b->ncolumns ? b->columns[0].n : 0;
+}
+
+void bal_ingest_request(struct bal_slot *s)
+{
+	struct bal_conn *c = s->conn;
+	struct bal_worker *w = c->w;
+	struct bal_daemon *d = w->d;
+	char why[256];
+
+	if (d->cfg.null_mode) {
+		ack(s, 200, BAL_ACK_ACCEPTED, 0, NULL, NULL);
+		return;
+	}
+	if (__atomic_load_n(&d->draining, __ATOMIC_RELAXED)) {
+		reject(s, 503, "shutting down: batch not stored, retry after restart");
+		return;
+	}
+
+	struct bal_batch b;
+	bal_arena_reset(&w->arena);
+	int err = bal_codec_decode(s->body, s->body_len, &w->arena, &b, why, sizeof(why));
+	if (err) {
+		reject(s, err == -ENOMEM ? 413 : 400, why);
+		return;
+	}
+
+	int32_t p = bal_defn_precinct(d->defn, b.precinct_id);
+	if (p < 0) {
+		snprintf(why, sizeof(why), "precinct_id %u is not in the definition", b.precinct_id);
+		reject(s, 422, why);
+		return;
+	}
+	const struct bal_precinct *prec = &d->defn->precincts[p];
+	if (d->cfg.auth && prec->has_key) {
+		if (b.signature_len != crypto_sign_BYTES) {
+			snprintf(why, sizeof(why), "signature is %zu bytes, an Ed25519 signature is %d (precinct %u)",
+				 b.signature_len, crypto_sign_BYTES, b.precinct_id);
+			reject(s, 401, why);
+			return;
+		}
+		if (crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len, prec->public_key) != 0) {
+			snprintf(why, sizeof(why), "signature does not verify against the public key of precinct %u",
+				 b.precinct_id);
+			reject(s, 401, why);
+			return;
+		}
+	}
+
+	if (!s->entries) {
+		s->entries = malloc(bal_layout_delta_max(d->layout) * sizeof(*s->entries));
+		if (!s->entries) {
+			reject(s, 503, "out of memory");
+			return;
+		}
+	}
+	struct bal_job *job = &s->job;
+	job->delta.e = s->entries;
+	job->delta.cap = (uint32_t)bal_layout_delta_max(d->layout);
+	job->delta.n = 0;
+	err = bal_tally_fold(d->defn, d->layout, &b, &job->delta, why, sizeof(why));
+	if (err) {
+		reject(s, http_status_of(err), why);
+		return;
+	}
+
+	job->next = NULL;
+	job->worker = w;
+	job->owner = s;
+	job->precinct_id = b.precinct_id;
+	job->seq = b.seq;
+	job->ballots = ballots_of(&b);
+	job->bytes = s->body;
+	job->len = s->body_len;
+	job->result = 0;
+	job->position = 0;
+	job->why[0] = '\0';
+	/* The slot keeps body and delta unchanged until bal_conn_job_done(). */
+	s->state = BAL_SLOT_QUEUED;
+	c->refs++;
+	err = bal_committer_submit(d->committer, job);
+	if (err) {
+		s->state = BAL_SLOT_RECV;
+		c->refs--;
+		snprintf(why, sizeof(why), "commit queue full (%u batches waiting, --queue-depth); retry",
+			 d->cfg.queue_depth);
+		reject(s, 503, why);
+	}
+}
+
+void bal_ingest_finish(struct bal_slot *s)
+{
+	struct bal_job *job = &s->job;
+	switch (job->result) {
+	case 0: ack(s, 200, BAL_ACK_ACCEPTED, job->position, NULL, NULL); break;
+	case BAL_EDUPLICATE: ack(s, 200, BAL_ACK_DUPLICATE, job->position, NULL, NULL); break;
+	default: {
+		int st = http_status_of(job->result);
+		ack(s, st, BAL_ACK_REJECTED, job->position, job->why[0] ? job->why : bal_strerror(job->result),
+		    st == 503 ? "Retry-After: 1\r\n" : NULL);
+		break;
+	}
+	}
+}

@@ -1,0 +1,13 @@
+/*
+ * Signals and graceful drain on the main thread.
+ */
+#ifndef BAL_DAEMON_LOOP_H
+#define BAL_DAEMON_LOOP_H
+
+#include "daemon.h"
+
+/** Runs until SIGTERM/SIGINT has drained the workers; they are then stopped
+ * (not yet joined). Returns 0 or a libuv error. */
+int bal_loop_run(struct bal_daemon *d);
+
+#endif

@@ -1,0 +1,260 @@
+/*
+ * ballotd: configuration, election definition, storage, recovery, committer,
+ * I/O workers, then the signal loop; teardown in reverse. Reads as a table of
+ * contents: each step lives in its own module.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "commit.h"
+#include "config.h"
+#include "conn.h"
+#include "defn.h"
+#include "listen.h"
+#include "log.h"
+#include "loop.h"
+#include "storage.h"
+
+/* The demo election (data/kz2023.json), linked in by embedded.S. */
+extern const char bal_embedded_defn[];
+extern const char bal_embedded_defn_end[];
+
+uint64_t bal_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bal_now_ms(void)
+{
+	return bal_now_ns() / 1000000ull;
+}
+
+static int load_definition(struct bal_daemon *d)
+{
+	char why[512];
+	int err;
+	if (d->cfg.definition)
+		err = bal_defn_load(d->cfg.definition, &d->defn, why, sizeof(why));
+	else
+		err = bal_defn_parse(bal_embedded_defn, (size_t)(bal_embedded_defn_end - bal_embedded_defn), &d->defn,
+				     why, sizeof(why));
+	if (err) {
+		bal_log(BAL_LOG_ERROR, "main", "definition %s: %s", d->cfg.definition ? d->cfg.definition : "(embedded)",
+			why);
+		return err;
+	}
+	d->layout = bal_layout_new(d->defn);
+	if (!d->layout) {
+		bal_log(BAL_LOG_ERROR, "main", "out of memory building the counter layout");
+		return -ENOMEM;
+	}
+	char hex[65];
+	bal_defn_hash_hex(d->defn, hex);
+	bal_log(BAL_LOG_INFO, "main", "election %s (%s): %u precincts, %u districts, %u contests, %zu counters, "
+		"definition sha256 %s", d->defn->election_id, d->cfg.definition ? d->cfg.definition : "embedded",
+		d->defn->nprecincts, d->defn->ndistricts, d->defn->ncontests, bal_layout_nslots(d->layout), hex);
+	return 0;
+}
+
+static int open_storage(struct bal_daemon *d)
+{
+	struct bal_store_opts o = {.dir = d->cfg.data_dir, .map_size = d->cfg.map_size};
+	memcpy(o.hash, d->defn->hash, sizeof(o.hash));
+	char why[512];
+	int err = bal_store_open(&o, &d->store, why, sizeof(why));
+	if (err)
+		bal_log(BAL_LOG_ERROR, "main", "cannot open data directory %s: %s", d->cfg.data_dir, why);
+	return err;
+}
+
+/* Replays one journaled batch into the recovering counters. */
+struct replay {
+	struct bal_daemon *d;
+	uint64_t *ctr;
+	struct bal_arena arena;
+	struct bal_delta delta;
+	char why[256];
+};
+
+static int replay_one(void *arg, uint64_t position, const uint8_t *bytes, size_t len)
+{
+	struct replay *r = arg;
+	struct bal_batch b;
+	bal_arena_reset(&r->arena);
+	r->delta.n = 0;
+	int err = bal_codec_decode(bytes, len, &r->arena, &b, r->why, sizeof(r->why));
+	if (!err)
+		err = bal_tally_fold(r->d->defn, r->d->layout, &b, &r->delta, r->why, sizeof(r->why));
+	if (!err)
+		err = bal_tally_check(r->d->layout, r->ctr, &r->delta, r->why, sizeof(r->why));
+	if (err) {
+		bal_log(BAL_LOG_ERROR, "recovery", "journal position %llu no longer folds: %s",
+			(unsigned long long)position, r->why);
+		return BAL_ECORRUPT;
+	}
+	bal_tally_apply(r->d->layout, r->ctr, &r->delta);
+	return 0;
+}
+
+static int recover(struct bal_daemon *d, uint64_t **ctr_out, uint64_t *position)
+{
+	size_t n = bal_layout_nslots(d->layout);
+	struct replay r = {.d = d};
+	int err = -ENOMEM;
+	r.ctr = calloc(n, sizeof(uint64_t));
+	r.delta.cap = (uint32_t)bal_layout_delta_max(d->layout);
+	r.delta.e = calloc(r.delta.cap, sizeof(*r.delta.e));
+	if (!r.ctr || !r.delta.e)
+		goto out;
+	bal_arena_init(&r.arena, 0);
+	struct bal_recovery_report rep;
+	char why[512] = "";
+	err = bal_store_recover(d->store, r.ctr, n, replay_one, &r, &rep, why, sizeof(why));
+	bal_arena_deinit(&r.arena);
+	if (err) {
+		bal_log(BAL_LOG_ERROR, "recovery", "failed: %s", why[0] ? why : bal_strerror(err));
+		goto out;
+	}
+	d->recovery_ms = rep.ms;
+	bal_log(BAL_LOG_INFO, "recovery", "position %llu: snapshot at %llu + %llu journal entries replayed in %.1f ms",
+		(unsigned long long)rep.position, (unsigned long long)rep.snapshot_position,
+		(unsigned long long)rep.replayed, rep.ms);
+	*position = rep.position;
+	*ctr_out = r.ctr;
+	r.ctr = NULL;
+out:
+	free(r.ctr);
+	free(r.delta.e);
+	return err;
+}
+
+static int start_committer(struct bal_daemon *d, const uint64_t *ctr, uint64_t position)
+{
+	size_t n = bal_layout_nslots(d->layout);
+	int err = bal_pub_init(&d->pub, n);
+	if (err)
+		return err;
+	bal_pub_store(&d->pub, ctr, position);
+	uint64_t *own = malloc(n * sizeof(uint64_t));
+	if (!own)
+		return -ENOMEM;
+	memcpy(own, ctr, n * sizeof(uint64_t));
+	return bal_committer_start(d, own, position, &d->committer);
+}
+
+static int start_workers(struct bal_daemon *d)
+{
+	unsigned n = d->cfg.threads;
+	int fds[256];
+	char why[256];
+	d->workers = calloc(n, sizeof(*d->workers));
+	if (!d->workers)
+		return -ENOMEM;
+	int err = bal_listen_open(d->cfg.host, d->cfg.port, n, fds, &d->bound_port, why, sizeof(why));
+	if (err) {
+		bal_log(BAL_LOG_ERROR, "main", "cannot listen on %s:%u: %s", d->cfg.host, d->cfg.port, why);
+		return err;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		err = bal_worker_new(d, i, fds[i], &d->workers[i]);
+		if (err) {
+			bal_log(BAL_LOG_ERROR, "main", "worker %u: %s", i, uv_strerror(err));
+			for (unsigned j = i; j < n; j++)
+				close(fds[j]);
+			return err;
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		err = bal_worker_start(d->workers[i]);
+		if (err)
+			return err;
+	}
+	bool v6 = strchr(d->cfg.host, ':') != NULL;
+	bal_log(BAL_LOG_INFO, "main", "listening on %s%s%s:%u", v6 ? "[" : "", d->cfg.host, v6 ? "]" : "",
+		d->bound_port);
+	return 0;
+}
+
+static void stop_workers(struct bal_daemon *d)
+{
+	if (!d->workers)
+		return;
+	for (unsigned i = 0; i < d->cfg.threads; i++) {
+		if (!d->workers[i])
+			continue;
+		bal_worker_signal_stop(d->workers[i], true);
+	}
+	for (unsigned i = 0; i < d->cfg.threads; i++)
+		bal_worker_join_free(d->workers[i]);
+	free(d->workers);
+	d->workers = NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static struct bal_daemon d;
+	uint64_t *ctr = NULL, position = 0;
+	int err;
+
+	bal_config_defaults(&d.cfg);
+	if (bal_config_parse(&d.cfg, argc, argv))
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	if (sodium_init() < 0) {
+		bal_log(BAL_LOG_ERROR, "main", "libsodium failed to initialise");
+		return 1;
+	}
+	d.started_unix_ms = (uint64_t)time(NULL) * 1000;
+
+	err = load_definition(&d);
+	if (err)
+		goto fail_defn;
+	err = open_storage(&d);
+	if (err)
+		goto fail_defn;
+	err = recover(&d, &ctr, &position);
+	if (err)
+		goto fail_store;
+	err = start_committer(&d, ctr, position);
+	free(ctr);
+	if (err)
+		goto fail_pub;
+	err = start_workers(&d);
+	if (err)
+		goto fail_workers;
+	sd_notifyf(0, "READY=1\nSTATUS=listening on %s:%u, position %llu", d.cfg.host, d.bound_port,
+		   (unsigned long long)position);
+
+	err = bal_loop_run(&d);
+
+	stop_workers(&d);
+	bal_committer_stop(d.committer);
+	bal_pub_deinit(&d.pub);
+	bal_store_close(d.store);
+	bal_layout_free(d.layout);
+	bal_defn_free(d.defn);
+	bal_log(BAL_LOG_INFO, "main", "stopped cleanly");
+	return err ? 1 : 0;
+
+fail_workers:
+	stop_workers(&d);
+	bal_committer_stop(d.committer);
+fail_pub:
+	bal_pub_deinit(&d.pub);
+fail_store:
+	bal_store_close(d.store);
+fail_defn:
+	bal_layout_free(d.layout);
+	bal_defn_free(d.defn);
+	return 1;
+}

@@ -1,0 +1,511 @@
+/*
+ * Read-only endpoints for the commission, observers and operators:
+ * /v1/snapshot, /v1/precincts/{id}, /v1/seats, /v1/results.csv, /healthz,
+ * /metrics.
+ *
+ * Every answer is computed from one seqlock copy of the published counters
+ * (bal_pub_read), so it folds exactly the journal prefix 1..position it
+ * reports and never blocks the committer. Per-precinct journal facts (seqs,
+ * conflicts) come from an LMDB read txn and are cut at that same position.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "storage.h"
+
+/* ---- a growable text buffer ---------------------------------------------- */
+
+struct sb {
+	char *p;
+	size_t n, cap;
+	bool oom;
+};
+
+static void sb_reserve(struct sb *b, size_t more)
+{
+	if (b->oom || b->n + more < b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap <= b->n + more)
+		cap *= 2;
+	char *np = realloc(b->p, cap);
+	if (!np) {
+		b->oom = true;
+		return;
+	}
+	b->p = np;
+	b->cap = cap;
+}
+
+static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sb *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	sb_reserve(b, (size_t)n + 1);
+	if (b->oom)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+	va_end(ap);
+	b->n += (size_t)n;
+}
+
+/* A JSON string literal, quotes included. */
+static void sb_jstr(struct sb *b, const char *s)
+{
+	sb_reserve(b, strlen(s) * 6 + 3);
+	if (b->oom)
+		return;
+	b->p[b->n++] = '"';
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\') {
+			b->p[b->n++] = '\\';
+			b->p[b->n++] = (char)ch;
+		} else if (ch < 0x20) {
+			b->n += (size_t)snprintf(b->p + b->n, 7, "\\u%04x", ch);
+		} else {
+			b->p[b->n++] = (char)ch;
+		}
+	}
+	b->p[b->n++] = '"';
+	b->p[b->n] = '\0';
+}
+
+#define U64(x) ((unsigned long long)(x))
+
+static void send_sb_x(struct bal_slot *s, int status, const char *ctype, const char *extra, struct sb *b)
+{
+	if (b->oom) {
+		free(b->p);
+		static const char msg[] = "{\"error\":\"out of memory building the answer\"}\n";
+		bal_slot_respond(s, 503, "application/json", "Retry-After: 1\r\n", msg, sizeof(msg) - 1);
+		return;
+	}
+	bal_slot_respond_owned(s, status, ctype, extra, b->p, b->n);
+}
+
+static void send_sb(struct bal_slot *s, int status, const char *ctype, struct sb *b)
+{
+	send_sb_x(s, status, ctype, NULL, b);
+}
+
+static void send_error(struct bal_slot *s, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void send_error(struct bal_slot *s, int status, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	struct sb b = {0};
+	sb_printf(&b, "{\"error\":");
+	sb_jstr(&b, why);
+	sb_printf(&b, "}\n");
+	send_sb(s, status, "application/json", &b);
+}
+
+/* ---- pieces shared by the JSON answers ------------------------------------ */
+
+static void turnout_json(struct sb *b, const struct bal_layout *l, const uint64_t *ctr, uint32_t (*slot)(const struct bal_layout *, uint32_t, enum bal_turnout_field), uint32_t idx)
+{
+	sb_printf(b, "{\"batches\":%llu,\"ballots\":%llu,\"issued\":%llu,\"cast\":%llu,\"spoiled\":%llu}",
+		  U64(ctr[slot(l, idx, BAL_T_BATCHES)]), U64(ctr[slot(l, idx, BAL_T_BALLOTS)]),
+		  U64(ctr[slot(l, idx, BAL_T_ISSUED)]), U64(ctr[slot(l, idx, BAL_T_CAST)]),
+		  U64(ctr[slot(l, idx, BAL_T_SPOILED)]));
+}
+
+static uint32_t total_turnout(const struct bal_layout *l, uint32_t unused, enum bal_turnout_field f)
+{
+	(void)unused;
+	return bal_slot_total_turnout(l, f);
+}
+
+static const char *contest_kind(const struct bal_contest *c)
+{
+	return c->kind == BAL_CONTEST_PARTY_LIST ? "party_list" : "single_member";
+}
+
+static uint64_t read_counters(struct bal_worker *w)
+{
+	BAL_METRIC_ADD(w->d->metrics.queries, 1);
+	return bal_pub_read(&w->d->pub, w->scratch);
+}
+
+/* ---- GET /v1/snapshot ----------------------------------------------------- */
+
+static void snapshot(struct bal_slot *s)
+{
+	struct bal_worker *w = s->conn->w;
+	const struct bal_defn *d = w->d->defn;
+	const struct bal_layout *l = w->d->layout;
+	uint64_t pos = read_counters(w);
+	const uint64_t *ctr = w->scratch;
+	struct sb b = {0};
+	sb_printf(&b, "{\"election\":{\"id\":");
+	sb_jstr(&b, d->election_id);
+	sb_printf(&b, ",\"name\":");
+	sb_jstr(&b, d->election_name);
+	sb_printf(&b, ",\"date\":");
+	sb_jstr(&b, d->election_date);
+	sb_printf(&b, ",\"definition_sha256\":\"");
+	for (int i = 0; i < 32; i++)
+		sb_printf(&b, "%02x", d->hash[i]);
+	sb_printf(&b, "\"},\"position\":%llu,\"batches\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,"
+		      "\"registered_voters\":%llu,\"turnout\":",
+		  U64(pos), U64(ctr[bal_slot_global(l, BAL_G_BATCHES)]),
+		  U64(ctr[bal_slot_global(l, BAL_G_PRECINCTS_REPORTING)]), d->nprecincts, U64(d->registered_total));
+	turnout_json(&b, l, ctr, total_turnout, 0);
+	sb_printf(&b, ",\"contests\":[");
+	for (uint32_t c = 0; c < d->ncontests; c++) {
+		const struct bal_contest *ct = &d->contests[c];
+		uint64_t total = 0;
+		for (uint32_t k = 0; k < ct->nchoices; k++)
+			total += ctr[bal_slot_contest_choice(l, c, k)];
+		sb_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
+		sb_jstr(&b, ct->name);
+		sb_printf(&b, ",\"kind\":\"%s\",\"seats\":%u,\"district_id\":", contest_kind(ct), ct->seats);
+		if (ct->district < 0)
+			sb_printf(&b, "null");
+		else
+			sb_printf(&b, "%u", d->districts[ct->district].id);
+		sb_printf(&b, ",\"total_votes\":%llu,\"choices\":[", U64(total));
+		for (uint32_t k = 0; k < ct->nchoices; k++) {
+			sb_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
+			sb_jstr(&b, ct->choices[k].name);
+			sb_printf(&b, ",\"votes\":%llu}", U64(ctr[bal_slot_contest_choice(l, c, k)]));
+		}
+		sb_printf(&b, "],\"districts\":[");
+		bool first = true;
+		for (uint32_t di = 0; di < d->ndistricts; di++) {
+			if (bal_slot_district_choice(l, c, di, 0) == BAL_SLOT_NONE)
+				continue;
+			sb_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", d->districts[di].id);
+			sb_jstr(&b, d->districts[di].name);
+			sb_printf(&b, ",\"votes\":[");
+			for (uint32_t k = 0; k < ct->nchoices; k++)
+				sb_printf(&b, "%s%llu", k ? "," : "", U64(ctr[bal_slot_district_choice(l, c, di, k)]));
+			sb_printf(&b, "]}");
+			first = false;
+		}
+		sb_printf(&b, "]}");
+	}
+	sb_printf(&b, "]}\n");
+	send_sb(s, 200, "application/json", &b);
+}
+
+/* ---- GET /v1/precincts/{id} ------------------------------------------------ */
+
+struct seq_walk {
+	struct sb *b;
+	uint64_t upto;     /* journal position of the counters view */
+	uint64_t expect;   /* next seq if there were no gap */
+	uint64_t run_lo;   /* current run of accepted seqs */
+	uint64_t run_hi;
+	uint64_t count;
+	struct sb gaps;
+	bool first_run;
+};
+
+static void close_run(struct seq_walk *sw)
+{
+	if (!sw->run_lo)
+		return;
+	sb_printf(sw->b, "%s[%llu,%llu]", sw->first_run ? "" : ",", U64(sw->run_lo), U64(sw->run_hi));
+	sw->first_run = false;
+}
+
+static int on_seq(void *arg, uint64_t seq, uint64_t position)
+{
+	struct seq_walk *sw = arg;
+	if (position > sw->upto)
+		return 0; /* committed after the counters we show */
+	sw->count++;
+	if (sw->run_lo && seq == sw->run_hi + 1) {
+		sw->run_hi = seq;
+	} else {
+		close_run(sw);
+		if (seq > sw->expect)
+			sb_printf(&sw->gaps, "%s[%llu,%llu]", sw->gaps.n ? "," : "", U64(sw->expect), U64(seq - 1));
+		sw->run_lo = sw->run_hi = seq;
+	}
+	sw->expect = seq + 1;
+	return 0;
+}
+
+struct conflict_walk {
+	struct sb *b;
+	bool first;
+};
+
+static int on_conflict(void *arg, uint64_t seq, uint64_t original, const uint8_t *bytes, size_t len)
+{
+	struct conflict_walk *cw = arg;
+	(void)bytes;
+	sb_printf(cw->b, "%s{\"seq\":%llu,\"original_position\":%llu,\"bytes\":%zu}", cw->first ? "" : ",", U64(seq),
+		  U64(original), len);
+	cw->first = false;
+	return 0;
+}
+
+static void precinct(struct bal_slot *s, const char *idstr)
+{
+	struct bal_worker *w = s->conn->w;
+	const struct bal_defn *d = w->d->defn;
+	const struct bal_layout *l = w->d->layout;
+	char *end;
+	errno = 0;
+	unsigned long id = strtoul(idstr, &end, 10);
+	if (errno || end == idstr || *end || id > UINT32_MAX) {
+		send_error(s, 400, "precinct id '%.40s' is not a number", idstr);
+		return;
+	}
+	int32_t p = bal_defn_precinct(d, (uint32_t)id);
+	if (p < 0) {
+		send_error(s, 404, "precinct %lu is not in the definition", id);
+		return;
+	}
+	uint64_t pos = read_counters(w);
+	const uint64_t *ctr = w->scratch;
+	const struct bal_precinct *pr = &d->precincts[p];
+	struct sb b = {0};
+	sb_printf(&b, "{\"id\":%u,\"district_id\":%u,\"registered_voters\":%llu,\"position\":%llu,\"turnout\":", pr->id,
+		  d->districts[pr->district].id, U64(pr->registered_voters), U64(pos));
+	turnout_json(&b, l, ctr, bal_slot_precinct_turnout, (uint32_t)p);
+	sb_printf(&b, ",\"contests\":[");
+	bool first = true;
+	for (uint32_t c = 0; c < d->ncontests; c++) {
+		if (!bal_defn_votes_in(d, (uint32_t)p, c))
+			continue;
+		const struct bal_contest *ct = &d->contests[c];
+		sb_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", ct->id);
+		sb_jstr(&b, ct->name);
+		sb_printf(&b, ",\"votes\":[");
+		for (uint32_t k = 0; k < ct->nchoices; k++)
+			sb_printf(&b, "%s%llu", k ? "," : "",
+				  U64(ctr[bal_slot_precinct_choice(l, (uint32_t)p, c, k)]));
+		sb_printf(&b, "]}");
+		first = false;
+	}
+	sb_printf(&b, "],\"accepted_seqs\":[");
+	struct seq_walk sw = {.b = &b, .upto = pos, .expect = 1, .first_run = true};
+	int err = bal_store_precinct_scan(w->d->store, pr->id, on_seq, &sw);
+	close_run(&sw);
+	sb_printf(&b, "],\"accepted_batches\":%llu,\"gaps\":[%s],\"conflicts\":[", U64(sw.count),
+		  sw.gaps.p ? sw.gaps.p : "");
+	free(sw.gaps.p);
+	struct conflict_walk cw = {.b = &b, .first = true};
+	if (!err)
+		err = bal_store_conflict_scan(w->d->store, pr->id, on_conflict, &cw);
+	/* PROTOCOL batches are not accepted yet, so no discrepancy can arise. */
+	sb_printf(&b, "],\"discrepancies\":[]}\n");
+	if (err) {
+		free(b.p);
+		send_error(s, 503, "reading the journal failed: %s", bal_strerror(err));
+		return;
+	}
+	send_sb(s, 200, "application/json", &b);
+}
+
+/* ---- GET /v1/seats ---------------------------------------------------------- */
+
+static void seats(struct bal_slot *s)
+{
+	struct bal_worker *w = s->conn->w;
+	const struct bal_defn *d = w->d->defn;
+	const struct bal_layout *l = w->d->layout;
+	uint64_t pos = read_counters(w);
+	const uint64_t *ctr = w->scratch;
+	uint32_t maxc = 0;
+	for (uint32_t c = 0; c < d->ncontests; c++)
+		if (d->contests[c].nchoices > maxc)
+			maxc = d->contests[c].nchoices;
+	uint64_t *votes = malloc(maxc * sizeof(*votes));
+	uint32_t *seat = malloc(maxc * sizeof(*seat));
+	bool *passed = malloc(maxc * sizeof(*passed));
+	struct sb b = {0};
+	if (!votes || !seat || !passed) {
+		b.oom = true;
+		goto out;
+	}
+	sb_printf(&b, "{\"position\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,\"contests\":[",
+		  U64(pos), U64(ctr[bal_slot_global(l, BAL_G_PRECINCTS_REPORTING)]), d->nprecincts);
+	for (uint32_t c = 0; c < d->ncontests; c++) {
+		const struct bal_contest *ct = &d->contests[c];
+		uint64_t total = 0;
+		for (uint32_t k = 0; k < ct->nchoices; k++)
+			total += votes[k] = ctr[bal_slot_contest_choice(l, c, k)];
+		bool tie = false;
+		int allocated = bal_seats_allocate(ct, votes, seat, passed, &tie);
+		sb_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
+		sb_jstr(&b, ct->name);
+		sb_printf(&b, ",\"kind\":\"%s\",\"seats\":%u,\"allocated\":%d,\"tie\":%s,\"total_votes\":%llu,"
+			      "\"threshold_percent\":%g,\"choices\":[",
+			  contest_kind(ct), ct->seats, allocated < 0 ? 0 : allocated, tie ? "true" : "false", U64(total),
+			  ct->threshold_percent);
+		for (uint32_t k = 0; k < ct->nchoices; k++) {
+			sb_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
+			sb_jstr(&b, ct->choices[k].name);
+			sb_printf(&b, ",\"votes\":%llu,\"percent\":%.4f,\"seat_eligible\":%s,\"passed_threshold\":%s,"
+				      "\"seats\":%u}",
+				  U64(votes[k]), total ? 100.0 * (double)votes[k] / (double)total : 0.0,
+				  ct->choices[k].seat_eligible ? "true" : "false",
+				  allocated >= 0 && passed[k] ? "true" : "false", allocated >= 0 ? seat[k] : 0);
+		}
+		sb_printf(&b, "]}");
+	}
+	sb_printf(&b, "]}\n");
+out:
+	free(votes);
+	free(seat);
+	free(passed);
+	send_sb(s, 200, "application/json", &b);
+}
+
+/* ---- GET /v1/results.csv ------------------------------------------------------ */
+
+static void results_csv(struct bal_slot *s)
+{
+	struct bal_worker *w = s->conn->w;
+	const struct bal_defn *d = w->d->defn;
+	const struct bal_layout *l = w->d->layout;
+	uint64_t pos = read_counters(w);
+	const uint64_t *ctr = w->scratch;
+	struct sb b = {0};
+	sb_printf(&b, "district_id,precinct_id,contest_id,choice_id,votes\n");
+	for (uint32_t p = 0; p < d->nprecincts && !b.oom; p++) {
+		const struct bal_precinct *pr = &d->precincts[p];
+		for (uint32_t c = 0; c < d->ncontests; c++) {
+			if (!bal_defn_votes_in(d, p, c))
+				continue;
+			const struct bal_contest *ct = &d->contests[c];
+			for (uint32_t k = 0; k < ct->nchoices; k++)
+				sb_printf(&b, "%u,%u,%u,%u,%llu\n", d->districts[pr->district].id, pr->id, ct->id,
+					  ct->choices[k].id, U64(ctr[bal_slot_precinct_choice(l, p, c, k)]));
+		}
+	}
+	/* The journal prefix this CSV folds travels in a header, keeping the body plain CSV. */
+	char extra[64];
+	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\n", U64(pos));
+	send_sb_x(s, 200, "text/csv", extra, &b);
+}
+
+/* ---- GET /healthz and /metrics --------------------------------------------------- */
+
+static void healthz(struct bal_slot *s)
+{
+	struct bal_daemon *d = s->conn->w->d;
+	int err = __atomic_load_n(&d->degraded_errno, __ATOMIC_RELAXED);
+	struct bal_store_info info = {0};
+	bal_store_info(d->store, &info);
+	struct sb b = {0};
+	sb_printf(&b, "{\"status\":\"%s\",\"position\":%llu,\"snapshot_position\":%llu,\"map_used\":%llu,"
+		      "\"map_size\":%llu,\"draining\":%s",
+		  err ? "degraded" : "ok", U64(info.position), U64(info.snapshot_position), U64(info.map_used),
+		  U64(info.map_size), __atomic_load_n(&d->draining, __ATOMIC_RELAXED) ? "true" : "false");
+	if (err) {
+		char why[200];
+		if (err == -ENOSPC)
+			snprintf(why, sizeof(why),
+				 "journal full: LMDB map or disk full (%llu of %llu bytes used); new batches get 507",
+				 U64(info.map_used), U64(info.map_size));
+		else
+			snprintf(why, sizeof(why), "journal commits failing: %s; new batches get 503", bal_strerror(err));
+		sb_printf(&b, ",\"reason\":");
+		sb_jstr(&b, why);
+	}
+	sb_printf(&b, "}\n");
+	send_sb(s, 200, "application/json", &b);
+}
+
+static void metrics(struct bal_slot *s)
+{
+	struct bal_daemon *d = s->conn->w->d;
+	struct bal_metrics *m = &d->metrics;
+	struct bal_store_info info = {0};
+	bal_store_info(d->store, &info);
+	struct sb b = {0};
+#define COUNTER(name, help, val)                                                                                      \
+	sb_printf(&b, "# HELP ballotd_" name " " help "\n# TYPE ballotd_" name " counter\nballotd_" name " %llu\n",    \
+		  U64(val))
+#define GAUGE(name, help, val)                                                                                        \
+	sb_printf(&b, "# HELP ballotd_" name " " help "\n# TYPE ballotd_" name " gauge\nballotd_" name " %llu\n",      \
+		  U64(val))
+	sb_printf(&b, "# HELP ballotd_batches_total Batches answered, by outcome.\n# TYPE ballotd_batches_total counter\n");
+	sb_printf(&b, "ballotd_batches_total{result=\"accepted\"} %llu\n", U64(BAL_METRIC_GET(m->batches_accepted)));
+	sb_printf(&b, "ballotd_batches_total{result=\"duplicate\"} %llu\n", U64(BAL_METRIC_GET(m->batches_duplicate)));
+	sb_printf(&b, "ballotd_batches_total{result=\"conflict\"} %llu\n", U64(BAL_METRIC_GET(m->batches_conflict)));
+	sb_printf(&b, "ballotd_batches_total{result=\"rejected\"} %llu\n", U64(BAL_METRIC_GET(m->batches_rejected)));
+	sb_printf(&b, "ballotd_batches_total{result=\"unstored\"} %llu\n", U64(BAL_METRIC_GET(m->batches_unstored)));
+	sb_printf(&b, "# HELP ballotd_http_responses_total HTTP responses, by status class.\n"
+		      "# TYPE ballotd_http_responses_total counter\n");
+	for (int i = 1; i < 6; i++)
+		sb_printf(&b, "ballotd_http_responses_total{code=\"%dxx\"} %llu\n", i, U64(BAL_METRIC_GET(m->http_status[i])));
+	COUNTER("ballots_accepted_total", "Cast-vote records in accepted batches.", BAL_METRIC_GET(m->ballots_accepted));
+	COUNTER("commits_total", "Durable LMDB write transactions.", BAL_METRIC_GET(m->commits));
+	COUNTER("commit_failures_total", "Failed write transactions (nothing acked).", BAL_METRIC_GET(m->commit_failures));
+	COUNTER("commit_seconds_total_ns", "Nanoseconds spent in commit+sync.", BAL_METRIC_GET(m->commit_ns_total));
+	COUNTER("group_batches_total", "Batches journaled through group commits.", BAL_METRIC_GET(m->group_batches_total));
+	COUNTER("snapshots_total", "Counter snapshots written.", BAL_METRIC_GET(m->snapshots));
+	COUNTER("connections_total", "Connections accepted.", BAL_METRIC_GET(m->connections_total));
+	COUNTER("connections_refused_total", "Connections refused over --max-connections.",
+		BAL_METRIC_GET(m->connections_refused));
+	COUNTER("queries_total", "Counter reads by queries.", BAL_METRIC_GET(m->queries));
+	GAUGE("connections_open", "Open connections.", BAL_METRIC_GET(m->connections_open));
+	GAUGE("commit_queue_depth", "Batches waiting for commit.", __atomic_load_n(&d->inflight, __ATOMIC_RELAXED));
+	GAUGE("journal_position", "Last committed journal position.", info.position);
+	GAUGE("snapshot_position", "Position of the newest stored snapshot.", info.snapshot_position);
+	GAUGE("map_used_bytes", "LMDB map bytes in use.", info.map_used);
+	GAUGE("map_size_bytes", "LMDB map size.", info.map_size);
+	GAUGE("degraded", "1 while journal commits fail.", __atomic_load_n(&d->degraded_errno, __ATOMIC_RELAXED) != 0);
+#undef COUNTER
+#undef GAUGE
+	send_sb(s, 200, "text/plain; version=0.0.4", &b);
+}
+
+/* ---- routing --------------------------------------------------------------------- */
+
+void bal_query_request(struct bal_slot *s, const struct bal_http_req *req)
+{
+	char path[BAL_HTTP_MAX_URL];
+	size_t n = strcspn(req->url, "?");
+	memcpy(path, req->url, n);
+	path[n] = '\0';
+	bool known = strcmp(path, "/v1/snapshot") == 0 || strcmp(path, "/v1/seats") == 0 ||
+		     strcmp(path, "/v1/results.csv") == 0 || strcmp(path, "/healthz") == 0 ||
+		     strcmp(path, "/metrics") == 0 || strncmp(path, "/v1/precincts/", 14) == 0 ||
+		     strcmp(path, "/v1/batches") == 0;
+	if (!known) {
+		send_error(s, 404, "no such endpoint: %.100s", path);
+		return;
+	}
+	if (req->method != HTTP_GET) {
+		send_error(s, 405, "%s %.100s is not supported%s", http_method_str(req->method), path,
+			   strcmp(path, "/v1/batches") == 0 ? " (POST a SignedBatch)" : " (use GET)");
+		return;
+	}
+	if (strcmp(path, "/v1/batches") == 0)
+		send_error(s, 405, "GET /v1/batches is not supported (POST a SignedBatch)");
+	else if (strcmp(path, "/v1/snapshot") == 0)
+		snapshot(s);
+	else if (strcmp(path, "/v1/seats") == 0)
+		seats(s);
+	else if (strcmp(path, "/v1/results.csv") == 0)
+		results_csv(s);
+	else if (strcmp(path, "/healthz") == 0)
+		healthz(s);
+	else if (strcmp(path, "/metrics") == 0)
+		metrics(s);
+	else
+		precinct(s, path + 14);
+}
