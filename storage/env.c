@@ -28,8 +28,7 @@ int bal__store_err(int rc)
 	case MDB_NOTFOUND: return -ENOENT;
 	case MDB_KEYEXIST: return -EEXIST;
 	case MDB_MAP_FULL:
-	case MDB_TXN_FULL:
-	case MDB_PAGE_FULL: return -ENOSPC;
+	case MDB_TXN_FULL: return -ENOSPC;
 	case MDB_READERS_FULL:
 	case MDB_MAP_RESIZED: return -EAGAIN;
 	case MDB_CORRUPTED:
@@ -37,7 +36,8 @@ int bal__store_err(int rc)
 	case MDB_INVALID:
 	case MDB_VERSION_MISMATCH:
 	case MDB_INCOMPATIBLE: return BAL_ECORRUPT;
-	case MDB_PANIC: return -EIO;
+	case MDB_PANIC:
+	case MDB_PAGE_FULL: return -EIO; /* LMDB-internal failures, not a full disk */
 	case MDB_DBS_FULL:
 	case MDB_TLS_FULL:
 	case MDB_CURSOR_FULL: return -EMFILE;
@@ -93,6 +93,59 @@ uint64_t bal__store_sum(const void *p, size_t n, uint64_t seed)
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;
 	return h;
+}
+
+static uint64_t rec_sum(const uint8_t key[8], const uint8_t *hdr, const void *payload, size_t len)
+{
+	return bal__store_sum(payload, len, bal__store_sum(hdr, 16, bal__store_sum(key, 8, BAL_SUM_SEED)));
+}
+
+int bal__rec_put(MDB_txn *txn, MDB_dbi dbi, uint64_t key, unsigned flags, uint32_t magic, uint32_t a, uint64_t b,
+		 const void *payload, size_t len)
+{
+	uint8_t k[8];
+	if (len > UINT32_MAX - BAL_REC_HDR)
+		return -EMSGSIZE; /* LMDB values are limited to 4 GiB */
+	bal__put_be64(k, key);
+	MDB_val mk = {sizeof(k), k}, mv = {BAL_REC_HDR + len, NULL};
+	int rc = bal__store_err(mdb_put(txn, dbi, &mk, &mv, flags | MDB_RESERVE));
+	if (rc != 0)
+		return rc;
+	uint8_t *rec = mv.mv_data;
+	bal__put_be32(rec, magic);
+	bal__put_be32(rec + 4, a);
+	bal__put_be64(rec + 8, b);
+	if (len)
+		memcpy(rec + BAL_REC_HDR, payload, len);
+	bal__put_be64(rec + 16, rec_sum(k, rec, payload, len));
+	return 0;
+}
+
+int bal__rec_parse(const MDB_val *val, uint64_t key, uint32_t magic, const char *what, struct bal__rec *r, char *why,
+		   size_t whylen)
+{
+	const uint8_t *p = val->mv_data;
+	uint8_t k[8];
+	if (val->mv_size < BAL_REC_HDR || bal__get_be32(p) != magic) {
+		bal__store_why(why, whylen, "%s %llu: record of %zu bytes, magic %08x; expected >= %d bytes, magic %08x",
+			       what, (unsigned long long)key, val->mv_size, val->mv_size >= 4 ? bal__get_be32(p) : 0u,
+			       BAL_REC_HDR, magic);
+		return BAL_ECORRUPT;
+	}
+	bal__put_be64(k, key);
+	uint64_t want = bal__get_be64(p + 16), got = rec_sum(k, p, p + BAL_REC_HDR, val->mv_size - BAL_REC_HDR);
+	if (want != got) {
+		bal__store_why(why, whylen, "%s %llu: checksum %016llx, stored %016llx (record damaged)", what,
+			       (unsigned long long)key, (unsigned long long)got, (unsigned long long)want);
+		return BAL_ECORRUPT;
+	}
+	*r = (struct bal__rec){
+		.a = bal__get_be32(p + 4),
+		.b = bal__get_be64(p + 8),
+		.payload = p + BAL_REC_HDR,
+		.len = val->mv_size - BAL_REC_HDR,
+	};
+	return 0;
 }
 
 static void hex(char out[65], const uint8_t hash[32])
@@ -261,24 +314,28 @@ fail_txn:
 	return rc;
 }
 
-int bal__store_last(MDB_txn *txn, MDB_dbi dbi, uint64_t *key)
+int bal__store_last(MDB_txn *txn, MDB_dbi dbi, uint64_t *key, MDB_val *val)
 {
 	MDB_cursor *cur;
-	MDB_val k, v;
+	MDB_val k, v = {0, NULL};
 	int rc = bal__store_err(mdb_cursor_open(txn, dbi, &cur));
 	if (rc != 0)
 		return rc;
 	rc = bal__store_err(mdb_cursor_get(cur, &k, &v, MDB_LAST));
 	mdb_cursor_close(cur);
 	if (rc == -ENOENT) {
-		*key = 0;
-		return 0;
+		k = (MDB_val){8, "\0\0\0\0\0\0\0"};
+		v = (MDB_val){0, NULL};
+		rc = 0;
 	}
 	if (rc == 0 && k.mv_size != 8)
-		return BAL_ECORRUPT;
-	if (rc == 0)
-		*key = bal__get_be64(k.mv_data);
-	return rc;
+		rc = BAL_ECORRUPT;
+	if (rc != 0)
+		return rc;
+	*key = bal__get_be64(k.mv_data);
+	if (val)
+		*val = v;
+	return 0;
 }
 
 static int load_position(struct bal_store *s, char *why, size_t whylen)
@@ -287,7 +344,7 @@ static int load_position(struct bal_store *s, char *why, size_t whylen)
 	uint64_t last = 0;
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
 	if (rc == 0) {
-		rc = bal__store_last(txn, s->journal, &last);
+		rc = bal__store_last(txn, s->journal, &last, NULL);
 		mdb_txn_abort(txn);
 	}
 	if (rc != 0) {
@@ -306,6 +363,11 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 
 	if (!opts->dir || !*opts->dir) {
 		bal__store_why(why, whylen, "data dir: empty path");
+		return -EINVAL;
+	}
+	if (opts->map_size > SIZE_MAX - page) {
+		bal__store_why(why, whylen, "map_size %zu exceeds the maximum of %zu bytes", opts->map_size,
+			       SIZE_MAX - page);
 		return -EINVAL;
 	}
 	if (opts->map_size < 16 * page) {
@@ -446,7 +508,7 @@ int bal_store_info(struct bal_store *s, struct bal_store_info *out)
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return rc;
-	if ((rc = bal__store_last(txn, s->snapshots, &snap)) != 0)
+	if ((rc = bal__store_last(txn, s->snapshots, &snap, NULL)) != 0)
 		goto out_txn;
 	if ((rc = get_u64(txn, s->meta, "conflicts", &conflicts)) != 0)
 		goto out_txn;

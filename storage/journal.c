@@ -60,53 +60,16 @@ static int scan_read(struct bal_store *s, MDB_dbi dbi, const uint8_t *from, size
 
 /* ---- journal records ------------------------------------------------------ */
 
-struct jrec {
-	uint32_t precinct;
-	uint64_t seq;
-	const uint8_t *bytes;
-	size_t len;
-};
-
-static uint64_t jrec_sum(const uint8_t *hdr, const uint8_t *bytes, size_t len)
-{
-	return bal__store_sum(bytes, len, bal__store_sum(hdr, 16, BAL_SUM_SEED));
-}
-
-/* Validates the record stored at `position`; BAL_ECORRUPT names what failed. */
-static int jrec_parse(const MDB_val *v, uint64_t position, struct jrec *r, char *why, size_t whylen)
-{
-	const uint8_t *p = v->mv_data;
-	if (v->mv_size < BAL_JREC_HDR) {
-		bal__store_why(why, whylen, "journal position %llu: record of %zu bytes is shorter than its %d-byte header",
-			       (unsigned long long)position, v->mv_size, BAL_JREC_HDR);
-		return BAL_ECORRUPT;
-	}
-	if (bal__get_be32(p) != BAL_JREC_MAGIC) {
-		bal__store_why(why, whylen, "journal position %llu: record magic %08x, expected %08x",
-			       (unsigned long long)position, bal__get_be32(p), BAL_JREC_MAGIC);
-		return BAL_ECORRUPT;
-	}
-	r->precinct = bal__get_be32(p + 4);
-	r->seq = bal__get_be64(p + 8);
-	r->bytes = p + BAL_JREC_HDR;
-	r->len = v->mv_size - BAL_JREC_HDR;
-	uint64_t want = bal__get_be64(p + 16), got = jrec_sum(p, r->bytes, r->len);
-	if (want != got) {
-		bal__store_why(why, whylen, "journal position %llu: checksum %016llx, stored %016llx (record damaged)",
-			       (unsigned long long)position, (unsigned long long)got, (unsigned long long)want);
-		return BAL_ECORRUPT;
-	}
-	return 0;
-}
+#define JREC_WHAT "journal position"
 
 /* Reads and validates the record at `position` in `txn`. */
-static int jrec_get(struct bal_store *s, MDB_txn *txn, uint64_t position, struct jrec *r)
+static int jrec_get(struct bal_store *s, MDB_txn *txn, uint64_t position, struct bal__rec *r)
 {
 	uint8_t k[8];
 	MDB_val key = {8, k}, val;
 	bal__put_be64(k, position);
 	int rc = bal__store_err(mdb_get(txn, s->journal, &key, &val));
-	return rc != 0 ? rc : jrec_parse(&val, position, r, NULL, 0);
+	return rc != 0 ? rc : bal__rec_parse(&val, position, BAL_JREC_MAGIC, JREC_WHAT, r, NULL, 0);
 }
 
 static void dedup_key(uint8_t k[BAL_CONFLICT_KEY], uint32_t precinct, uint64_t seq, uint32_t counter)
@@ -173,27 +136,25 @@ static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq,
 int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, const uint8_t *bytes, size_t len,
 		     uint64_t *position)
 {
-	uint8_t k[BAL_CONFLICT_KEY], pk[8], jk[8];
+	uint8_t k[BAL_CONFLICT_KEY], pk[8];
 	MDB_val key = {BAL_DEDUP_KEY, k}, val;
 	int rc = bal__store_wready(s);
 	if (rc != 0)
 		return rc;
-	if (len > UINT32_MAX - BAL_JREC_HDR)
-		return bal__store_wfail(s, -EMSGSIZE);
 
 	/* Dedup sees this txn's earlier appends: LMDB reads through its own write txn. */
 	dedup_key(k, precinct_id, seq, 0);
 	int mrc = mdb_get(s->wtxn, s->dedup, &key, &val);
 	if (mrc == 0) {
-		struct jrec r;
+		struct bal__rec r;
 		if (val.mv_size != 8)
 			return bal__store_wfail(s, BAL_ECORRUPT);
 		uint64_t original = bal__get_be64(val.mv_data);
 		if ((rc = jrec_get(s, s->wtxn, original, &r)) != 0)
 			return bal__store_wfail(s, rc == -ENOENT ? BAL_ECORRUPT : rc);
-		if (r.precinct != precinct_id || r.seq != seq)
+		if (r.a != precinct_id || r.b != seq)
 			return bal__store_wfail(s, BAL_ECORRUPT);
-		if (r.len == len && (len == 0 || memcmp(r.bytes, bytes, len) == 0)) {
+		if (r.len == len && (len == 0 || memcmp(r.payload, bytes, len) == 0)) {
 			*position = original;
 			return BAL_EDUPLICATE;
 		}
@@ -206,19 +167,9 @@ int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, co
 		return bal__store_wfail(s, bal__store_err(mrc));
 
 	uint64_t pos = s->wposition + 1;
-	bal__put_be64(jk, pos);
-	key = (MDB_val){8, jk};
-	val = (MDB_val){BAL_JREC_HDR + len, NULL};
-	if ((rc = bal__store_err(mdb_put(s->wtxn, s->journal, &key, &val, MDB_APPEND | MDB_RESERVE))) != 0)
+	rc = bal__rec_put(s->wtxn, s->journal, pos, MDB_APPEND, BAL_JREC_MAGIC, precinct_id, seq, bytes, len);
+	if (rc != 0)
 		return bal__store_wfail(s, rc);
-	uint8_t *rec = val.mv_data;
-	bal__put_be32(rec, BAL_JREC_MAGIC);
-	bal__put_be32(rec + 4, precinct_id);
-	bal__put_be64(rec + 8, seq);
-	if (len)
-		memcpy(rec + BAL_JREC_HDR, bytes, len);
-	bal__put_be64(rec + 16, jrec_sum(rec, rec + BAL_JREC_HDR, len));
-
 	bal__put_be64(pk, pos);
 	key = (MDB_val){BAL_DEDUP_KEY, k};
 	val = (MDB_val){8, pk};
@@ -243,7 +194,7 @@ struct walk {
 static int walk_entry(void *ctx, const MDB_val *key, const MDB_val *val)
 {
 	struct walk *w = ctx;
-	struct jrec r;
+	struct bal__rec r;
 	if (key->mv_size != 8) {
 		*w->at = w->next;
 		bal__store_why(w->why, w->whylen, "journal after position %llu: key of %zu bytes, expected 8",
@@ -258,11 +209,11 @@ static int walk_entry(void *ctx, const MDB_val *key, const MDB_val *val)
 			       (unsigned long long)(pos - 1));
 		return BAL_ECORRUPT;
 	}
-	int rc = jrec_parse(val, pos, &r, w->why, w->whylen);
+	int rc = bal__rec_parse(val, pos, BAL_JREC_MAGIC, JREC_WHAT, &r, w->why, w->whylen);
 	if (rc != 0)
 		return rc;
 	w->next = pos + 1;
-	return w->cb(w->arg, pos, r.bytes, r.len);
+	return w->cb(w->arg, pos, r.payload, r.len);
 }
 
 int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal_store_entry_cb cb, void *arg,
@@ -291,7 +242,7 @@ int bal_store_journal_scan(struct bal_store *s, uint64_t after, bal_store_entry_
 long bal_store_journal_get(struct bal_store *s, uint64_t position, uint8_t *buf, size_t cap)
 {
 	MDB_txn *txn;
-	struct jrec r;
+	struct bal__rec r;
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return rc;
@@ -299,7 +250,7 @@ long bal_store_journal_get(struct bal_store *s, uint64_t position, uint8_t *buf,
 	if (rc == 0 && r.len > LONG_MAX)
 		rc = -EOVERFLOW;
 	if (rc == 0 && r.len <= cap && r.len)
-		memcpy(buf, r.bytes, r.len); /* copied before the txn ends: r.bytes points into the map */
+		memcpy(buf, r.payload, r.len); /* copied before the txn ends: r.payload points into the map */
 	mdb_txn_abort(txn);
 	return rc != 0 ? rc : (long)r.len;
 }

@@ -80,7 +80,7 @@ int bal_store_recover(struct bal_store *s, uint64_t *ctr, size_t n, bal_store_en
 
 	/* A snapshot beyond the journal's end covers batches that are not there. */
 	uint64_t last = 0;
-	if ((rc = bal__store_last(txn, s->journal, &last)) != 0) {
+	if ((rc = bal__store_last(txn, s->journal, &last, NULL)) != 0) {
 		bal__store_why(why, whylen, "recovery: cannot read the last journal position: %s", bal_strerror(rc));
 		goto out_txn;
 	}

@@ -8,13 +8,13 @@
  * so that LMDB's byte order equals numeric order):
  * - "meta":      "format" -> u32 BAL_STORE_FORMAT; "defn_hash" -> 32 bytes;
  *                "conflicts" -> u64 count of recorded conflicts.
- * - "journal":   position u64 -> journal record (BAL_JREC_HDR header + the
- *                exact bytes); positions start at 1 and have no gaps.
+ * - "journal":   position u64 -> record (see BAL_REC_HDR) holding the exact
+ *                bytes; positions start at 1 and have no gaps.
  * - "dedup":     (precinct u32, seq u64) -> position u64.
  * - "conflicts": (precinct u32, seq u64, counter u32) -> original position
  *                u64 + the conflicting bytes.
- * - "snapshots": position u64 -> snapshot record (BAL_SNAP_HDR header +
- *                nslots native uint64 counters); only the newest is kept.
+ * - "snapshots": position u64 -> record holding nslots native uint64
+ *                counters; only the newest is kept.
  */
 #ifndef BAL_STORAGE_STORE_LMDB_H
 #define BAL_STORAGE_STORE_LMDB_H
@@ -33,16 +33,26 @@
 #define BAL_STORE_DBI_CONFLICTS "conflicts"
 #define BAL_STORE_DBI_SNAPSHOTS "snapshots"
 
-/* Journal record header: magic u32, precinct u32, seq u64, checksum u64 (over
- * the first 16 header bytes, then the payload). */
+/*
+ * Journal and snapshot values share one checked record format: a header
+ * {magic u32, a u32, b u64, checksum u64} + payload, where the checksum
+ * covers the u64 key, the first 16 header bytes and the payload (a record
+ * copied under another key fails too).
+ * - journal:   a = precinct, b = seq, payload = the exact bytes;
+ * - snapshots: a = BAL_SNAP_VERSION, b = nslots, payload = the counters.
+ */
+#define BAL_REC_HDR 24
 #define BAL_JREC_MAGIC 0x42414c4aU /* "BALJ" */
-#define BAL_JREC_HDR 24
-
-/* Snapshot record header: magic u32, version u32, nslots u64, checksum u64
- * (over the position key, then the counter bytes). */
 #define BAL_SNAP_MAGIC 0x42414c53U /* "BALS" */
 #define BAL_SNAP_VERSION 1u
-#define BAL_SNAP_HDR 24
+
+/** A parsed record; `payload` points into the map: valid until the txn ends. */
+struct bal__rec {
+	uint32_t a;
+	uint64_t b;
+	const uint8_t *payload;
+	size_t len;
+};
 
 #define BAL_DEDUP_KEY 12    /* precinct u32 + seq u64 */
 #define BAL_CONFLICT_KEY 16 /* dedup key + counter u32 */
@@ -83,6 +93,21 @@ int bal__store_meta_add(struct bal_store *s, MDB_txn *txn, const char *name, uin
 /** Formats one line into `why` (may be NULL). */
 void bal__store_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/**
+ * Writes a record under `key` within the write txn `txn` (mdb_put `flags`,
+ * e.g. MDB_APPEND). @return 0 or a mapped error (-ENOSPC when the map is full).
+ */
+int bal__rec_put(MDB_txn *txn, MDB_dbi dbi, uint64_t key, unsigned flags, uint32_t magic, uint32_t a, uint64_t b,
+		 const void *payload, size_t len);
+
+/**
+ * Validates `val`, stored under `key`, as a record with `magic`: size, magic,
+ * checksum. `what` names the record in `why` ("journal position").
+ * @return 0 (`r` filled) or BAL_ECORRUPT.
+ */
+int bal__rec_parse(const MDB_val *val, uint64_t key, uint32_t magic, const char *what, struct bal__rec *r, char *why,
+		   size_t whylen);
+
 /** 64-bit checksum for damage detection (not cryptographic); chain calls through `seed`. */
 uint64_t bal__store_sum(const void *p, size_t n, uint64_t seed);
 #define BAL_SUM_SEED 0xcbf29ce484222325ULL
@@ -103,8 +128,12 @@ int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal_sto
 int bal__snapshot_read(struct bal_store *s, MDB_txn *txn, uint64_t *position, uint64_t *ctr, size_t n, char *why,
 		       size_t whylen);
 
-/** Largest u64 key of `dbi` in `txn` (journal: last position; snapshots: newest), 0 if empty. 0, BAL_ECORRUPT, -errno. */
-int bal__store_last(MDB_txn *txn, MDB_dbi dbi, uint64_t *key);
+/**
+ * Largest u64 key of `dbi` in `txn` (journal: last position; snapshots:
+ * newest) and its value (`val` may be NULL; mv_data NULL when the table is
+ * empty, and then `*key` is 0). @return 0, BAL_ECORRUPT, -errno.
+ */
+int bal__store_last(MDB_txn *txn, MDB_dbi dbi, uint64_t *key, MDB_val *val);
 
 static inline void bal__put_be32(uint8_t *p, uint32_t v)
 {

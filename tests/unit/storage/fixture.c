@@ -74,6 +74,39 @@ uint64_t fx_commit_one(struct bal_store *s, uint32_t precinct, uint64_t seq, con
 	return pos;
 }
 
+void fx_journal(struct bal_store *s, uint32_t precinct, uint64_t first, uint64_t last, size_t len)
+{
+	uint8_t *b = malloc(len ? len : 1);
+	cr_assert_not_null(b);
+	for (uint64_t seq = first; seq <= last; seq++) {
+		uint64_t before = bal_store_position(s);
+		fx_fill(b, len, (uint32_t)seq);
+		cr_assert_eq(fx_commit_one(s, precinct, seq, b, len), before + 1);
+	}
+	free(b);
+}
+
+void fx_expect_journal(struct bal_store *s, uint64_t pos, uint64_t first_seed, uint64_t count, size_t len)
+{
+	uint8_t *want = malloc(len + 1), *got = malloc(len + 1);
+	cr_assert(want && got);
+	for (uint64_t i = 0; i < count; i++) {
+		fx_fill(want, len, (uint32_t)(first_seed + i));
+		long n = bal_store_journal_get(s, pos + i, got, len + 1);
+		cr_assert_eq(n, (long)len, "position %llu: %ld", (unsigned long long)(pos + i), n);
+		cr_assert_arr_eq(got, want, len, "position %llu", (unsigned long long)(pos + i));
+	}
+	free(want);
+	free(got);
+}
+
+void fx_commit_snapshot(struct bal_store *s, uint64_t at, const uint64_t *ctr, size_t n)
+{
+	cr_assert_eq(bal_store_wbegin(s), 0);
+	cr_assert_eq(bal_store_put_snapshot(s, at, ctr, n), 0);
+	cr_assert_eq(bal_store_wcommit(s), 0);
+}
+
 static void raw_open(MDB_env **env, MDB_txn **txn, MDB_dbi *dbi, const char *name, unsigned flags)
 {
 	cr_assert_eq(mdb_env_create(env), 0);

@@ -32,6 +32,15 @@ void fx_fill(uint8_t *buf, size_t len, uint32_t seed);
 /** One txn with one append that must be journaled; returns the position. */
 uint64_t fx_commit_one(struct bal_store *s, uint32_t precinct, uint64_t seq, const uint8_t *bytes, size_t len);
 
+/** Commits seqs first..last of `precinct`, one txn each, payload fx_fill(len, seq). */
+void fx_journal(struct bal_store *s, uint32_t precinct, uint64_t first, uint64_t last, size_t len);
+
+/** Asserts positions pos..pos+count-1 hold fx_fill(len, seed), seed = first_seed, first_seed+1, ... */
+void fx_expect_journal(struct bal_store *s, uint64_t pos, uint64_t first_seed, uint64_t count, size_t len);
+
+/** One txn that only stores the snapshot (`at`, `ctr`, `n`). */
+void fx_commit_snapshot(struct bal_store *s, uint64_t at, const uint64_t *ctr, size_t n);
+
 /**
  * With the store closed: XORs 0xff into byte `offset` of the value stored
  * under big-endian u64 `key` in table `dbi`.

@@ -99,9 +99,7 @@ Test(storage_env, keeps_larger_stored_map_and_grows_smaller)
 {
 	struct bal_store_info info;
 	struct bal_store *s = fx_open(0x11, 8 * MiB);
-	uint8_t b[100];
-	fx_fill(b, sizeof(b), 1);
-	fx_commit_one(s, 1, 1, b, sizeof(b)); /* the map size is recorded by a commit */
+	fx_journal(s, 1, 1, 1, 100); /* the map size is recorded by a commit */
 	bal_store_close(s);
 
 	s = fx_open(0x11, 2 * MiB);
@@ -133,21 +131,15 @@ Test(storage_env, write_txn_lifecycle_errors)
 Test(storage_env, data_persists_across_reopen)
 {
 	struct bal_store *s = fx_open_default();
-	uint8_t b[300], got[300];
-	for (uint32_t i = 1; i <= 5; i++) {
-		fx_fill(b, sizeof(b), i);
-		cr_assert_eq(fx_commit_one(s, 7, i, b, sizeof(b)), i);
-	}
+	uint8_t b[300];
+	fx_journal(s, 7, 1, 5, sizeof(b));
 	bal_store_close(s);
 
 	s = fx_open_default();
 	cr_assert_eq(bal_store_position(s), 5);
-	for (uint32_t i = 1; i <= 5; i++) {
-		fx_fill(b, sizeof(b), i);
-		cr_assert_eq(bal_store_journal_get(s, i, got, sizeof(got)), (long)sizeof(got));
-		cr_assert_arr_eq(got, b, sizeof(b));
-	}
+	fx_expect_journal(s, 1, 1, 5, sizeof(b));
 	uint64_t pos;
+	fx_fill(b, sizeof(b), 99);
 	cr_assert_eq(bal_store_wbegin(s), 0);
 	cr_assert_eq(bal_store_append(s, 7, 3, b, sizeof(b), &pos), BAL_ECONFLICT, "dedup state persisted");
 	cr_assert_eq(pos, 3);
@@ -156,56 +148,47 @@ Test(storage_env, data_persists_across_reopen)
 	bal_store_close(s);
 }
 
+/* One txn appending fx_fill(len, seq): the append's error (txn aborted) or the commit's. */
+static int try_commit(struct bal_store *s, uint64_t seq, size_t len)
+{
+	static uint8_t b[64 * 1024];
+	uint64_t pos;
+	cr_assert_leq(len, sizeof(b));
+	fx_fill(b, len, (uint32_t)seq);
+	cr_assert_eq(bal_store_wbegin(s), 0);
+	int rc = bal_store_append(s, 1, seq, b, len, &pos);
+	if (rc != 0) {
+		bal_store_wabort(s);
+		return rc;
+	}
+	return bal_store_wcommit(s);
+}
+
 /* Fills a 1 MiB map until the store refuses, with -ENOSPC and nothing half-written. */
 Test(storage_env, map_full_is_enospc_and_store_survives)
 {
 	enum { CHUNK = 48 * 1024, MAX_TRIES = 200 };
-	static uint8_t b[CHUNK], got[CHUNK];
 	struct bal_store *s = fx_open(0x11, 1 * MiB);
-	uint64_t committed = 0, pos;
+	uint64_t committed = 0;
 	int rc = 0;
-	for (uint32_t i = 1; i <= MAX_TRIES; i++) {
-		fx_fill(b, sizeof(b), i);
-		cr_assert_eq(bal_store_wbegin(s), 0);
-		rc = bal_store_append(s, 1, i, b, sizeof(b), &pos);
-		if (rc != 0) {
-			bal_store_wabort(s);
-			break;
-		}
-		if ((rc = bal_store_wcommit(s)) != 0)
-			break;
-		committed = i;
-	}
+	while (committed < MAX_TRIES && (rc = try_commit(s, committed + 1, CHUNK)) == 0)
+		committed++;
 	cr_assert_eq(rc, -ENOSPC, "got %d (%s) after %llu commits", rc, bal_strerror(rc),
 		     (unsigned long long)committed);
 	cr_assert_gt(committed, 0);
 	cr_assert_eq(bal_store_position(s), committed);
 
 	/* Reads still work and the store still takes (and refuses) write txns. */
-	for (uint32_t i = 1; i <= committed; i++) {
-		fx_fill(b, sizeof(b), i);
-		cr_assert_eq(bal_store_journal_get(s, i, got, sizeof(got)), CHUNK);
-		cr_assert_arr_eq(got, b, CHUNK);
-	}
-	cr_assert_eq(bal_store_wbegin(s), 0);
-	rc = bal_store_append(s, 1, committed + 1, b, sizeof(b), &pos);
-	if (rc == 0)
-		rc = bal_store_wcommit(s);
-	else
-		bal_store_wabort(s);
-	cr_assert_eq(rc, -ENOSPC);
+	fx_expect_journal(s, 1, 1, committed, CHUNK);
+	cr_assert_eq(try_commit(s, committed + 1, CHUNK), -ENOSPC);
 	bal_store_close(s);
 
-	/* A restart with a larger map continues where the journal ended. */
+	/* A restart with a larger map continues where the journal ended, nothing lost. */
 	s = fx_open(0x11, 4 * MiB);
 	cr_assert_eq(bal_store_position(s), committed);
-	fx_fill(b, sizeof(b), 9999);
-	cr_assert_eq(fx_commit_one(s, 1, committed + 1, b, sizeof(b)), committed + 1);
-	for (uint32_t i = 1; i <= committed; i++) {
-		fx_fill(b, sizeof(b), i);
-		cr_assert_eq(bal_store_journal_get(s, i, got, sizeof(got)), CHUNK);
-		cr_assert_arr_eq(got, b, CHUNK);
-	}
+	cr_assert_eq(try_commit(s, committed + 1, CHUNK), 0);
+	cr_assert_eq(bal_store_position(s), committed + 1);
+	fx_expect_journal(s, 1, 1, committed + 1, CHUNK);
 	bal_store_close(s);
 }
 
@@ -265,6 +248,8 @@ Test(storage_env, readers_see_only_committed_data)
 	cr_assert_eq(bal_store_append(s, 1, 2, (const uint8_t *)"two", 3, &pos), 0);
 	cr_assert_eq(pos, 2);
 
+	uint8_t buf[8];
+	cr_assert_eq(bal_store_journal_get(s, 2, buf, sizeof(buf)), -ENOENT, "same thread, own read txn");
 	pthread_t t;
 	struct reader r = {.s = s};
 	cr_assert_eq(pthread_create(&t, NULL, read_side, &r), 0);

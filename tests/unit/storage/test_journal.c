@@ -10,6 +10,13 @@
 
 TestSuite(storage_journal, .init = fx_setup, .fini = fx_teardown);
 
+static uint64_t conflicts_recorded(struct bal_store *s)
+{
+	struct bal_store_info info;
+	cr_assert_eq(bal_store_info(s, &info), 0);
+	return info.conflicts;
+}
+
 struct entries {
 	size_t n;
 	uint64_t pos[64];
@@ -33,7 +40,7 @@ static int collect(void *arg, uint64_t position, const uint8_t *bytes, size_t le
 Test(storage_journal, positions_are_monotonic_and_bytes_roundtrip)
 {
 	struct bal_store *s = fx_open_default();
-	uint8_t b[200], got[200];
+	uint8_t b[200];
 	uint64_t pos;
 	cr_assert_eq(bal_store_wbegin(s), 0);
 	for (uint32_t i = 1; i <= 10; i++) {
@@ -47,11 +54,8 @@ Test(storage_journal, positions_are_monotonic_and_bytes_roundtrip)
 	cr_assert_eq(fx_commit_one(s, 500, 1, b, 7), 11);
 	cr_assert_eq(bal_store_position(s), 11);
 
-	for (uint32_t i = 1; i <= 10; i++) {
-		fx_fill(b, 20 * i, i);
-		cr_assert_eq(bal_store_journal_get(s, i, got, sizeof(got)), (long)(20 * i));
-		cr_assert_arr_eq(got, b, 20 * i);
-	}
+	for (uint32_t i = 1; i <= 10; i++)
+		fx_expect_journal(s, i, i, 1, 20 * i);
 	struct entries e = {0};
 	cr_assert_eq(bal_store_journal_scan(s, 0, collect, &e), 0);
 	cr_assert_eq(e.n, 11);
@@ -84,11 +88,7 @@ Test(storage_journal, get_reports_length_and_missing)
 Test(storage_journal, scan_starts_after_and_stops_on_callback)
 {
 	struct bal_store *s = fx_open_default();
-	uint8_t b[8];
-	for (uint32_t i = 1; i <= 6; i++) {
-		fx_fill(b, sizeof(b), i);
-		fx_commit_one(s, 2, i, b, sizeof(b));
-	}
+	fx_journal(s, 2, 1, 6, 8);
 	struct entries e = {0};
 	cr_assert_eq(bal_store_journal_scan(s, 4, collect, &e), 0);
 	cr_assert_eq(e.n, 2);
@@ -119,9 +119,7 @@ Test(storage_journal, identical_resend_is_duplicate_with_original_position)
 	cr_assert_eq(pos, 2);
 	cr_assert_eq(bal_store_wcommit(s), 0, "a duplicate leaves the txn usable");
 	cr_assert_eq(bal_store_position(s), 2);
-	struct bal_store_info info;
-	cr_assert_eq(bal_store_info(s, &info), 0);
-	cr_assert_eq(info.conflicts, 0);
+	cr_assert_eq(conflicts_recorded(s), 0);
 	bal_store_close(s);
 }
 
@@ -181,9 +179,7 @@ Test(storage_journal, different_resend_is_conflict_recorded_journal_unchanged)
 	struct conflicts none = {0};
 	cr_assert_eq(bal_store_conflict_scan(s, 5, collect_conflict, &none), 0);
 	cr_assert_eq(none.n, 0);
-	struct bal_store_info info;
-	cr_assert_eq(bal_store_info(s, &info), 0);
-	cr_assert_eq(info.conflicts, 2);
+	cr_assert_eq(conflicts_recorded(s), 2);
 	bal_store_close(s);
 }
 
@@ -232,9 +228,7 @@ Test(storage_journal, abort_discards_appends)
 	cr_assert_eq(fx_commit_one(s, 1, 3, b, sizeof(b)), 2, "key and position are free again");
 	cr_assert_eq(bal_store_journal_get(s, 2, got, sizeof(got)), (long)sizeof(b));
 	cr_assert_arr_eq(got, b, sizeof(b));
-	struct bal_store_info info;
-	cr_assert_eq(bal_store_info(s, &info), 0);
-	cr_assert_eq(info.conflicts, 0, "the aborted conflict is gone too");
+	cr_assert_eq(conflicts_recorded(s), 0, "the aborted conflict is gone too");
 	bal_store_close(s);
 }
 
@@ -293,15 +287,13 @@ Test(storage_journal, damaged_record_is_reported_not_returned)
 {
 	struct bal_store *s = fx_open_default();
 	uint8_t b[100], got[100];
-	for (uint32_t i = 1; i <= 3; i++) {
-		fx_fill(b, sizeof(b), i);
-		fx_commit_one(s, 1, i, b, sizeof(b));
-	}
+	fx_journal(s, 1, 1, 3, sizeof(b));
 	bal_store_close(s);
 	fx_damage("journal", 2, 60);
 
 	s = fx_open_default();
-	cr_assert_eq(bal_store_journal_get(s, 1, got, sizeof(got)), (long)sizeof(got));
+	fx_expect_journal(s, 1, 1, 1, sizeof(b));
+	fx_expect_journal(s, 3, 3, 1, sizeof(b));
 	cr_assert_eq(bal_store_journal_get(s, 2, got, sizeof(got)), BAL_ECORRUPT);
 	struct entries e = {0};
 	cr_assert_eq(bal_store_journal_scan(s, 0, collect, &e), BAL_ECORRUPT);
