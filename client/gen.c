@@ -1,0 +1,394 @@
+/*
+ * Deterministic batch generator (see gen.h). Every random draw for a batch
+ * comes from a stream seeded by (seed, precinct id, seq), and the contest
+ * weights from streams seeded by (seed, contest id), so a batch never depends
+ * on which batches were generated before it.
+ *
+ * Depends on the core definition structs, proto/codec.h (packing) and
+ * libsodium (signing); nothing here knows about the network.
+ */
+#include "gen.h"
+
+#include "codec.h"
+#include "keys.h"
+#include "rng.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { RNG_WEIGHTS = 11, RNG_BATCH = 12 };
+
+enum key_state { KEY_UNKNOWN = 0, KEY_OK, KEY_MISMATCH };
+
+/* Cumulative weights of one contest: choice k is drawn when a uniform
+ * 32-bit value r satisfies cum[k-1] <= r < cum[k]; cum[n-1] = 2^32. */
+struct weights {
+	uint64_t *cum;
+	uint32_t n;
+};
+
+struct bal_gen {
+	const struct bal_defn *d;
+	struct bal_gen_opts o;
+	struct weights *w;   /* per contest index */
+	uint8_t *key_state;  /* per precinct index: enum key_state */
+	uint8_t (*sk)[64];   /* per precinct index; valid iff key_state == KEY_OK */
+	int64_t day0_ms;     /* 08:00 UTC on the election date, 0 if unparsable */
+	/* scratch, sized at new() for the largest ballot */
+	uint32_t maxc;       /* most contests any precinct votes in */
+	uint32_t *contests;  /* maxc contest indices of the current precinct */
+	struct bal_column *cols;
+	struct bal_ctally *tallies;
+	uint32_t *choices;   /* maxc * batch_size */
+	uint64_t *counts;    /* sum of nchoices over the current ballot */
+	size_t counts_cap;
+	uint8_t *inner;      /* packed Batch */
+	size_t inner_cap;
+	uint8_t *body;       /* packed SignedBatch */
+	size_t body_cap;
+};
+
+static int fail(int rc, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int fail(int rc, char *why, size_t whylen, const char *fmt, ...)
+{
+	if (why && whylen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, whylen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int64_t election_day_ms(const char *date)
+{
+	int y, m, d;
+	if (!date || sscanf(date, "%4d-%2d-%2d", &y, &m, &d) != 3 || m < 1 || m > 12 || d < 1 || d > 31)
+		return 0;
+	return (days_from_civil(y, m, d) * 86400 + 8 * 3600) * 1000;
+}
+
+/* Weights for one contest: see gen.h for the shape. */
+static int build_weights(const struct bal_gen_opts *o, const struct bal_contest *c, struct weights *w)
+{
+	uint32_t n = c->nchoices;
+	double *p = calloc(n, sizeof(*p));
+	w->cum = calloc(n, sizeof(*w->cum));
+	w->n = n;
+	if (!p || !w->cum) {
+		free(p);
+		return -ENOMEM;
+	}
+	struct bal_rng r;
+	bal_rng_seed(&r, o->seed, RNG_WEIGHTS, c->id);
+	uint32_t neligible = 0;
+	double fixed = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		if (c->choices[k].seat_eligible) {
+			neligible++;
+		} else {
+			p[k] = 0.015 + 0.025 * bal_rng_unit(&r);
+			fixed += p[k];
+		}
+	}
+	if (neligible > 0) {
+		/* The leader, then the small party, among eligible choices. */
+		uint32_t leader_rank = (uint32_t)bal_rng_below(&r, neligible);
+		uint32_t small_rank = neligible >= 3 ? (leader_rank + 1 + (uint32_t)bal_rng_below(&r, neligible - 1)) % neligible
+						     : UINT32_MAX;
+		double leader = 0.45 + 0.15 * bal_rng_unit(&r);
+		double small = small_rank != UINT32_MAX ? 0.015 + 0.02 * bal_rng_unit(&r) : 0;
+		double rest = 1.0 - fixed - leader - small;
+		if (rest < 0)
+			rest = 0; /* many ineligible choices: the normalisation below rescales */
+		double share_sum = 0;
+		uint32_t rank = 0;
+		for (uint32_t k = 0; k < n; k++) {
+			if (!c->choices[k].seat_eligible)
+				continue;
+			if (rank == leader_rank)
+				p[k] = leader;
+			else if (rank == small_rank)
+				p[k] = small;
+			else
+				share_sum += p[k] = 1.0 + 1.5 * bal_rng_unit(&r);
+			rank++;
+		}
+		rank = 0;
+		for (uint32_t k = 0; k < n; k++) {
+			if (!c->choices[k].seat_eligible)
+				continue;
+			if (rank != leader_rank && rank != small_rank)
+				p[k] = rest * p[k] / share_sum;
+			else if (rank == leader_rank && share_sum == 0)
+				p[k] += rest; /* nobody else to share with */
+			rank++;
+		}
+	}
+	double total = 0;
+	for (uint32_t k = 0; k < n; k++)
+		total += p[k];
+	double acc = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		acc += p[k];
+		w->cum[k] = (uint64_t)(acc / total * 4294967296.0);
+	}
+	w->cum[n - 1] = 1ULL << 32;
+	free(p);
+	return 0;
+}
+
+static uint32_t draw(const struct weights *w, struct bal_rng *r)
+{
+	uint64_t x = bal_rng_next(r) >> 32;
+	uint32_t lo = 0, hi = w->n - 1;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (x < w->cum[mid])
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+static uint32_t ballot_of(const struct bal_defn *d, uint32_t p, uint32_t *contests)
+{
+	uint32_t n = 0;
+	for (uint32_t c = 0; c < d->ncontests; c++)
+		if (bal_defn_votes_in(d, p, c)) {
+			if (contests)
+				contests[n] = c;
+			n++;
+		}
+	return n;
+}
+
+int bal_gen_new(const struct bal_defn *d, const struct bal_gen_opts *o, struct bal_gen **out, char *why,
+		size_t whylen)
+{
+	if (o->batch_size < 1 || o->batch_size > BAL_GEN_MAX_BATCH)
+		return fail(-EINVAL, why, whylen, "batch size %u: must be between 1 and %u", o->batch_size,
+			    BAL_GEN_MAX_BATCH);
+	if (o->kind != BAL_KIND_BALLOTS && o->kind != BAL_KIND_TALLY)
+		return fail(-EINVAL, why, whylen, "kind %d: the generator makes BALLOTS (0) or TALLY (1) batches",
+			    (int)o->kind);
+	if (d->nprecincts == 0 || d->ncontests == 0)
+		return fail(-EINVAL, why, whylen, "definition has %u precincts and %u contests: needs at least one of each",
+			    d->nprecincts, d->ncontests);
+	if (sodium_init() < 0)
+		return fail(-ENOSYS, why, whylen, "libsodium failed to initialise");
+
+	struct bal_gen *g = calloc(1, sizeof(*g));
+	if (!g)
+		goto fail_nomem;
+	g->d = d;
+	g->o = *o;
+	g->day0_ms = election_day_ms(d->election_date);
+	g->w = calloc(d->ncontests, sizeof(*g->w));
+	g->key_state = calloc(d->nprecincts, 1);
+	g->sk = calloc(d->nprecincts, sizeof(*g->sk));
+	if (!g->w || !g->key_state || !g->sk)
+		goto fail_gen;
+	for (uint32_t c = 0; c < d->ncontests; c++)
+		if (build_weights(o, &d->contests[c], &g->w[c]) < 0)
+			goto fail_gen;
+	for (uint32_t p = 0; p < d->nprecincts; p++) {
+		uint32_t n = ballot_of(d, p, NULL);
+		if (n > g->maxc)
+			g->maxc = n;
+	}
+	size_t maxc = g->maxc ? g->maxc : 1;
+	g->contests = calloc(maxc, sizeof(*g->contests));
+	g->cols = calloc(maxc, sizeof(*g->cols));
+	g->tallies = calloc(maxc, sizeof(*g->tallies));
+	if (!g->contests || !g->cols || !g->tallies)
+		goto fail_gen;
+	if (o->kind == BAL_KIND_BALLOTS) {
+		g->choices = calloc(maxc * o->batch_size, sizeof(*g->choices));
+		if (!g->choices)
+			goto fail_gen;
+	}
+	*out = g;
+	return 0;
+
+fail_gen:
+	bal_gen_free(g);
+fail_nomem:
+	return fail(-ENOMEM, why, whylen, "out of memory building the generator");
+}
+
+void bal_gen_free(struct bal_gen *g)
+{
+	if (!g)
+		return;
+	if (g->w)
+		for (uint32_t c = 0; c < g->d->ncontests; c++)
+			free(g->w[c].cum);
+	free(g->w);
+	free(g->key_state);
+	if (g->sk)
+		sodium_memzero(g->sk, (size_t)g->d->nprecincts * sizeof(*g->sk));
+	free(g->sk);
+	free(g->contests);
+	free(g->cols);
+	free(g->tallies);
+	free(g->choices);
+	free(g->counts);
+	free(g->inner);
+	free(g->body);
+	free(g);
+}
+
+static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 256;
+	while (n < need)
+		n *= 2;
+	void *nb = realloc(*buf, n * elem);
+	if (!nb)
+		return -ENOMEM;
+	*buf = nb;
+	*cap = n;
+	return 0;
+}
+
+static int precinct_key(struct bal_gen *g, uint32_t p, char *why, size_t whylen)
+{
+	const struct bal_precinct *pr = &g->d->precincts[p];
+	if (g->key_state[p] == KEY_UNKNOWN) {
+		uint8_t pk[32];
+		bal_demo_keypair(g->o.key_seed, pr->id, pk, g->sk[p]);
+		g->key_state[p] = sodium_memcmp(pk, pr->public_key, sizeof(pk)) == 0 ? KEY_OK : KEY_MISMATCH;
+		if (g->key_state[p] == KEY_MISMATCH)
+			sodium_memzero(g->sk[p], sizeof(g->sk[p]));
+	}
+	if (g->key_state[p] == KEY_MISMATCH)
+		return fail(BAL_EAUTH, why, whylen,
+			    "precinct %u: the demo key of key seed %llu does not match the definition's public_key "
+			    "(use the --seed the definition was generated with)",
+			    pr->id, (unsigned long long)g->o.key_seed);
+	return 0;
+}
+
+static void fill_ballots(struct bal_gen *g, uint32_t nc, struct bal_rng *r)
+{
+	uint32_t bs = g->o.batch_size;
+	for (uint32_t i = 0; i < nc; i++) {
+		uint32_t c = g->contests[i];
+		uint32_t *col = g->choices + (size_t)i * bs;
+		for (uint32_t b = 0; b < bs; b++)
+			col[b] = draw(&g->w[c], r);
+		g->cols[i].contest_id = g->d->contests[c].id;
+		g->cols[i].n = bs;
+		g->cols[i].choices = col;
+	}
+}
+
+static int fill_tallies(struct bal_gen *g, uint32_t nc, struct bal_rng *r)
+{
+	size_t total = 0;
+	for (uint32_t i = 0; i < nc; i++)
+		total += g->d->contests[g->contests[i]].nchoices;
+	if (grow((void **)&g->counts, &g->counts_cap, total, sizeof(*g->counts)) < 0)
+		return -ENOMEM;
+	memset(g->counts, 0, total * sizeof(*g->counts));
+	size_t off = 0;
+	for (uint32_t i = 0; i < nc; i++) {
+		uint32_t c = g->contests[i];
+		uint64_t *counts = g->counts + off;
+		for (uint32_t b = 0; b < g->o.batch_size; b++)
+			counts[draw(&g->w[c], r)]++;
+		g->tallies[i].contest_id = g->d->contests[c].id;
+		g->tallies[i].n = g->d->contests[c].nchoices;
+		g->tallies[i].counts = counts;
+		off += g->d->contests[c].nchoices;
+	}
+	return 0;
+}
+
+int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch *batch, const uint8_t **body,
+		  size_t *len, char *why, size_t whylen)
+{
+	const struct bal_defn *d = g->d;
+	if (p >= d->nprecincts)
+		return fail(-EINVAL, why, whylen, "precinct index %u: out of range (the definition has %u precincts)", p,
+			    d->nprecincts);
+	if (seq == 0)
+		return fail(-EINVAL, why, whylen, "precinct %u seq 0: seqs start at 1", d->precincts[p].id);
+	const struct bal_precinct *pr = &d->precincts[p];
+	if (pr->has_key) {
+		int rc = precinct_key(g, p, why, whylen);
+		if (rc < 0)
+			return rc;
+	}
+
+	struct bal_rng r;
+	bal_rng_seed(&r, g->o.seed ^ RNG_BATCH, pr->id, seq);
+	uint32_t nc = ballot_of(d, p, g->contests);
+	struct bal_batch b;
+	memset(&b, 0, sizeof(b));
+	b.precinct_id = pr->id;
+	b.seq = seq;
+	b.kind = g->o.kind;
+	if (g->o.kind == BAL_KIND_BALLOTS) {
+		fill_ballots(g, nc, &r);
+		b.ncolumns = nc;
+		b.columns = g->cols;
+	} else {
+		if (fill_tallies(g, nc, &r) < 0)
+			return fail(-ENOMEM, why, whylen, "out of memory generating a tally");
+		b.ntallies = nc;
+		b.tallies = g->tallies;
+	}
+	b.has_turnout = true;
+	b.ballots_cast = g->o.batch_size;
+	b.ballots_spoiled = bal_rng_below(&r, 3);
+	b.ballots_issued = b.ballots_cast + b.ballots_spoiled;
+	b.created_unix_ms = (uint64_t)g->day0_ms + seq * 60000;
+
+	size_t ilen = bal_codec_batch_size(&b);
+	if (grow((void **)&g->inner, &g->inner_cap, ilen, 1) < 0)
+		return fail(-ENOMEM, why, whylen, "out of memory packing a batch of %zu bytes", ilen);
+	bal_codec_batch_pack(&b, g->inner);
+	uint8_t sig[crypto_sign_BYTES];
+	size_t siglen = 0;
+	if (pr->has_key) {
+		crypto_sign_detached(sig, NULL, g->inner, ilen, g->sk[p]);
+		siglen = sizeof(sig);
+	}
+	size_t slen = bal_codec_signed_size(g->inner, ilen, sig, siglen);
+	if (grow((void **)&g->body, &g->body_cap, slen, 1) < 0)
+		return fail(-ENOMEM, why, whylen, "out of memory packing a batch of %zu bytes", slen);
+	bal_codec_signed_pack(g->inner, ilen, sig, siglen, g->body);
+
+	if (batch) {
+		b.signed_bytes = g->inner;
+		b.signed_len = ilen;
+		/* The signature is copied into the body; point at it there. */
+		b.signature = siglen ? g->body + slen - siglen : NULL;
+		b.signature_len = siglen;
+		*batch = b;
+	}
+	*body = g->body;
+	*len = slen;
+	return 0;
+}
