@@ -9,6 +9,7 @@
  */
 #include "ballot.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 #define ARENA_ALIGN 16
@@ -28,6 +29,8 @@ static size_t header_size(void)
 
 static struct bal_arena_block *block_new(size_t cap, struct bal_arena_block *prev)
 {
+	if (cap > SIZE_MAX - header_size())
+		return NULL; /* header + cap would wrap to a tiny block */
 	struct bal_arena_block *b = malloc(header_size() + cap);
 	if (!b)
 		return NULL;
@@ -67,7 +70,7 @@ void *bal_arena_alloc(struct bal_arena *a, size_t n)
 		return NULL;
 	struct bal_arena_block *b = a->head;
 	if (!b || b->cap - b->used < need) {
-		size_t cap = b ? b->cap * 2 : ARENA_MIN_BLOCK;
+		size_t cap = !b ? ARENA_MIN_BLOCK : b->cap > SIZE_MAX / 2 ? SIZE_MAX : b->cap * 2;
 		if (cap < need)
 			cap = need;
 		if (cap < a->high_water)

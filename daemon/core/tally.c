@@ -423,7 +423,7 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 	switch (b->kind) {
 	case BAL_KIND_BALLOTS:
 		if (b->ntallies)
-			return fail(BAL_EINVALID, why, whylen, "a BALLOTS batch may not carry tallies (it has %zu)",
+			return fail(BAL_EINVALID, why, whylen, "a BALLOTS batch may not carry tallies (got %zu tallies)",
 				    b->ntallies);
 		for (size_t i = 1; i < b->ncolumns; i++)
 			if (b->columns[i].n != nballots)
@@ -435,7 +435,7 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 		break;
 	case BAL_KIND_TALLY:
 		if (b->ncolumns)
-			return fail(BAL_EINVALID, why, whylen, "a TALLY batch may not carry ballots (it has %zu columns)",
+			return fail(BAL_EINVALID, why, whylen, "a TALLY batch may not carry ballots (got %zu ballot columns)",
 				    b->ncolumns);
 		if (!b->ntallies && !b->has_turnout)
 			return fail(BAL_EINVALID, why, whylen, "batch is empty (no tallies and no turnout)");
