@@ -127,8 +127,9 @@ int bal__rec_parse(const MDB_val *val, uint64_t key, uint32_t magic, const char 
 	const uint8_t *p = val->mv_data;
 	uint8_t k[8];
 	if (val->mv_size < BAL_REC_HDR || bal__get_be32(p) != magic) {
-		bal__store_why(why, whylen, "%s %llu: record of %zu bytes, magic %08x; expected >= %d bytes, magic %08x",
-			       what, (unsigned long long)key, val->mv_size, val->mv_size >= 4 ? bal__get_be32(p) : 0u,
+		bal__store_why(why, whylen,
+			       "%s %llu: record of %zu bytes, magic %08x; expected >= %d bytes, magic %08x", what,
+			       (unsigned long long)key, val->mv_size, val->mv_size >= 4 ? bal__get_be32(p) : 0u,
 			       BAL_REC_HDR, magic);
 		return BAL_ECORRUPT;
 	}
@@ -297,7 +298,8 @@ static int open_dbis(struct bal_store *s, const uint8_t hash[32], char *why, siz
 		int mrc = mdb_dbi_open(txn, dbis[i].name, MDB_CREATE, dbis[i].dbi);
 		if (mrc != 0) {
 			rc = bal__store_err(mrc);
-			bal__store_why(why, whylen, "data dir %s: table %s: %s", s->dir, dbis[i].name, mdb_strerror(mrc));
+			bal__store_why(why, whylen, "data dir %s: table %s: %s", s->dir, dbis[i].name,
+				       mdb_strerror(mrc));
 			goto fail_txn;
 		}
 	}

@@ -97,7 +97,8 @@ static int probe_conflict(void *ctx, const MDB_val *key, const MDB_val *val)
 	uint32_t counter = bal__get_be32((const uint8_t *)key->mv_data + 12);
 	p->counter_full = counter == UINT32_MAX;
 	p->next = counter + 1;
-	if (val->mv_size - 8 == p->len && (p->len == 0 || memcmp((const uint8_t *)val->mv_data + 8, p->bytes, p->len) == 0)) {
+	const uint8_t *recorded = (const uint8_t *)val->mv_data + 8;
+	if (val->mv_size - 8 == p->len && (p->len == 0 || memcmp(recorded, p->bytes, p->len) == 0)) {
 		p->recorded = true;
 		return 1;
 	}
@@ -108,8 +109,8 @@ static int probe_conflict(void *ctx, const MDB_val *key, const MDB_val *val)
  * Keeps every distinct conflicting payload of a key once: a flaky uploader
  * resending the same wrong batch does not grow the table. Returns 0 or error.
  */
-static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq, uint64_t original, const uint8_t *bytes,
-			   size_t len)
+static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq, uint64_t original,
+			   const uint8_t *bytes, size_t len)
 {
 	uint8_t k[BAL_CONFLICT_KEY];
 	struct conflict_probe probe = {.bytes = bytes, .len = len};
@@ -204,7 +205,8 @@ static int walk_entry(void *ctx, const MDB_val *key, const MDB_val *val)
 	uint64_t pos = bal__get_be64(key->mv_data);
 	*w->at = pos;
 	if (pos != w->next) {
-		bal__store_why(w->why, w->whylen, "journal position %llu follows %llu: positions %llu..%llu are missing",
+		bal__store_why(w->why, w->whylen,
+			       "journal position %llu follows %llu: positions %llu..%llu are missing",
 			       (unsigned long long)pos, (unsigned long long)(w->next - 1), (unsigned long long)w->next,
 			       (unsigned long long)(pos - 1));
 		return BAL_ECORRUPT;

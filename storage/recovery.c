@@ -86,7 +86,8 @@ int bal_store_recover(struct bal_store *s, uint64_t *ctr, size_t n, bal_store_en
 	}
 	if (r.last != last) {
 		bal__store_why(why, whylen,
-			       "recovery: counters cover position %llu (snapshot %llu + %llu replayed), journal ends at %llu",
+			       "recovery: counters cover position %llu (snapshot %llu + %llu replayed), "
+			       "journal ends at %llu",
 			       (unsigned long long)r.last, (unsigned long long)snap, (unsigned long long)r.replayed,
 			       (unsigned long long)last);
 		rc = BAL_ECORRUPT;

@@ -59,7 +59,8 @@ int bal__snapshot_read(struct bal_store *s, MDB_txn *txn, uint64_t *position, ui
 		return BAL_ECORRUPT;
 	}
 	if (r.b != n || r.len != n * sizeof(uint64_t)) {
-		bal__store_why(why, whylen, "snapshot at position %llu has %llu slots (%zu bytes), the definition needs %zu",
+		bal__store_why(why, whylen,
+			       "snapshot at position %llu has %llu slots (%zu bytes), the definition needs %zu",
 			       (unsigned long long)pos, (unsigned long long)r.b, r.len, n);
 		return BAL_ECORRUPT;
 	}

@@ -262,8 +262,10 @@ Test(storage_journal, precinct_scan_lists_one_precinct_in_seq_order)
 	} order[] = {{2, 9}, {1, 5}, {2, 1}, {3, 1}, {2, 300}, {2, 4}, {1, 1}, {2, 1ULL << 40}};
 	uint64_t pos;
 	cr_assert_eq(bal_store_wbegin(s), 0);
-	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
-		cr_assert_eq(bal_store_append(s, order[i].precinct, order[i].seq, (const uint8_t *)&i, sizeof(i), &pos), 0);
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		const uint8_t *bytes = (const uint8_t *)&i;
+		cr_assert_eq(bal_store_append(s, order[i].precinct, order[i].seq, bytes, sizeof(i), &pos), 0);
+	}
 	cr_assert_eq(bal_store_wcommit(s), 0);
 
 	struct seqs q = {0};

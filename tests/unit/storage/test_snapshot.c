@@ -102,7 +102,8 @@ Test(storage_snapshot, beyond_journal_is_refused_and_txn_dead)
 	cr_assert_eq(bal_store_wbegin(s), 0);
 	cr_assert_eq(bal_store_append(s, 1, 1, (const uint8_t *)ctr, sizeof(ctr), &pos), 0);
 	cr_assert_eq(bal_store_put_snapshot(s, 2, ctr, 2), -EINVAL);
-	cr_assert_eq(bal_store_append(s, 1, 2, (const uint8_t *)ctr, sizeof(ctr), &pos), -EINVAL, "dead txn refuses more work");
+	cr_assert_eq(bal_store_append(s, 1, 2, (const uint8_t *)ctr, sizeof(ctr), &pos), -EINVAL,
+		     "dead txn refuses more work");
 	cr_assert_eq(bal_store_wcommit(s), -EINVAL);
 	cr_assert_eq(bal_store_position(s), 0, "nothing committed");
 	cr_assert_eq(bal_store_wbegin(s), 0, "the next txn works");
