@@ -247,60 +247,71 @@ static int parse_election(struct ctx *x, const json_t *root, struct bal_defn *d)
 	return err;
 }
 
-static int parse_districts(struct ctx *x, const json_t *root, struct bal_defn *d, struct idref **refs_out)
+/*
+ * The non-empty array `key` of `obj` (at `path`): allocates `*elems` (n zeroed
+ * elements of `size` bytes, owned by the definition from then on, so that
+ * bal_defn_free() cleans up after a failure) and `*refs` (n ids, the caller
+ * frees them). `*n` is set only on success.
+ */
+static int section(struct ctx *x, const json_t *obj, const char *path, const char *key, size_t size, json_t **arr,
+		   void **elems, struct idref **refs, uint32_t *n)
+{
+	int err = get_array(x, obj, path, key, true, arr);
+	if (err)
+		return err;
+	size_t len = json_array_size(*arr);
+	*elems = calloc(len, size);
+	*refs = calloc(len, sizeof(**refs));
+	if (!*elems || !*refs)
+		return fail(x, -ENOMEM, "%s%s%s: out of memory for %zu elements", path, *path ? "." : "", key, len);
+	*n = (uint32_t)len;
+	return 0;
+}
+
+/* Element i of `arr`, which must be an object with only `keys`; its path
+ * "<prefix>[i]" is written to `path`. */
+static int element(struct ctx *x, const json_t *arr, const char *prefix, uint32_t i, const char *const *keys,
+		   char *path, size_t pathlen, json_t **v)
+{
+	snprintf(path, pathlen, "%s[%u]", prefix, i);
+	*v = json_array_get(arr, i);
+	int err = get_object(x, *v, path);
+	return err ? err : check_keys(x, *v, path, keys);
+}
+
+static int parse_districts(struct ctx *x, const json_t *root, struct bal_defn *d, struct idref **refs)
 {
 	static const char *const keys[] = { "id", "name", NULL };
 	json_t *arr;
-	int err = get_array(x, root, "", "districts", true, &arr);
-	if (err)
-		return err;
-	uint32_t n = (uint32_t)json_array_size(arr);
-	d->districts = calloc(n, sizeof(*d->districts));
-	struct idref *refs = calloc(n, sizeof(*refs));
-	*refs_out = refs;
-	if (!d->districts || !refs)
-		return fail(x, -ENOMEM, "districts: out of memory");
-	d->ndistricts = n;
-	for (uint32_t i = 0; i < n && !err; i++) {
+	int err = section(x, root, "", "districts", sizeof(*d->districts), &arr, (void **)&d->districts, refs,
+			  &d->ndistricts);
+	for (uint32_t i = 0; i < d->ndistricts && !err; i++) {
 		char path[48];
-		snprintf(path, sizeof(path), "districts[%u]", i);
-		json_t *v = json_array_get(arr, i);
+		json_t *v;
 		struct bal_district *ds = &d->districts[i];
-		err = get_object(x, v, path);
-		if (!err)
-			err = check_keys(x, v, path, keys);
+		err = element(x, arr, "districts", i, keys, path, sizeof(path), &v);
 		if (!err)
 			err = get_u32(x, v, path, "id", 0, NULL, &ds->id);
 		if (!err)
 			err = get_str(x, v, path, "name", NULL, false, &ds->name);
-		refs[i] = (struct idref){ ds->id, i };
+		(*refs)[i] = (struct idref){ ds->id, i };
 	}
-	return err ? err : check_unique(x, refs, n, "districts");
+	return err ? err : check_unique(x, *refs, d->ndistricts, "districts");
 }
 
 static int parse_choices(struct ctx *x, const json_t *cv, const char *cpath, struct bal_contest *c)
 {
 	static const char *const keys[] = { "id", "name", "seat_eligible", NULL };
 	json_t *arr;
-	int err = get_array(x, cv, cpath, "choices", true, &arr);
-	if (err)
-		return err;
-	uint32_t n = (uint32_t)json_array_size(arr);
-	c->choices = calloc(n, sizeof(*c->choices));
-	struct idref *refs = calloc(n, sizeof(*refs));
-	if (!c->choices || !refs) {
-		free(refs);
-		return fail(x, -ENOMEM, "%s.choices: out of memory", cpath);
-	}
-	c->nchoices = n;
-	for (uint32_t k = 0; k < n && !err; k++) {
+	struct idref *refs = NULL;
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix), "%s.choices", cpath);
+	int err = section(x, cv, cpath, "choices", sizeof(*c->choices), &arr, (void **)&c->choices, &refs, &c->nchoices);
+	for (uint32_t k = 0; k < c->nchoices && !err; k++) {
 		char path[80];
-		snprintf(path, sizeof(path), "%s.choices[%u]", cpath, k);
-		json_t *v = json_array_get(arr, k);
+		json_t *v;
 		struct bal_choice *ch = &c->choices[k];
-		err = get_object(x, v, path);
-		if (!err)
-			err = check_keys(x, v, path, keys);
+		err = element(x, arr, prefix, k, keys, path, sizeof(path), &v);
 		if (!err)
 			err = get_u32(x, v, path, "id", 0, NULL, &ch->id);
 		if (!err)
@@ -314,30 +325,22 @@ static int parse_choices(struct ctx *x, const json_t *cv, const char *cpath, str
 		}
 		refs[k] = (struct idref){ ch->id, k };
 	}
-	if (!err) {
-		char what[80];
-		snprintf(what, sizeof(what), "%s.choices", cpath);
-		err = check_unique(x, refs, n, what);
-	}
+	if (!err)
+		err = check_unique(x, refs, c->nchoices, prefix);
 	free(refs);
 	return err;
 }
 
+/* Contest `v` at `path`, already checked to be an object with known keys. */
 static int parse_contest(struct ctx *x, const json_t *v, const char *path, const struct idref *drefs, uint32_t nd,
 			 struct bal_contest *c)
 {
-	static const char *const keys[] = { "id",	"name",	   "kind",    "seats",
-					    "threshold_percent", "method", "district_id", "choices", NULL };
 	static const char *const kinds[] = { "party_list", "single_member", NULL };
 	static const char *const list_methods[] = { "largest_remainder", "dhondt", NULL };
 	static const char *const member_methods[] = { "plurality", NULL };
 	static const json_int_t one = 1;
 
-	int err = get_object(x, v, path);
-	if (!err)
-		err = check_keys(x, v, path, keys);
-	if (!err)
-		err = get_u32(x, v, path, "id", 0, NULL, &c->id);
+	int err = get_u32(x, v, path, "id", 0, NULL, &c->id);
 	if (!err)
 		err = get_str(x, v, path, "name", NULL, false, &c->name);
 	int kind = 0;
@@ -383,26 +386,22 @@ static int parse_contest(struct ctx *x, const json_t *v, const char *path, const
 
 static int parse_contests(struct ctx *x, const json_t *root, struct bal_defn *d, const struct idref *drefs)
 {
+	static const char *const keys[] = { "id",	"name",	   "kind",    "seats",
+					    "threshold_percent", "method", "district_id", "choices", NULL };
 	json_t *arr;
-	int err = get_array(x, root, "", "contests", true, &arr);
-	if (err)
-		return err;
-	uint32_t n = (uint32_t)json_array_size(arr);
-	d->contests = calloc(n, sizeof(*d->contests));
-	struct idref *refs = calloc(n, sizeof(*refs));
-	if (!d->contests || !refs) {
-		free(refs);
-		return fail(x, -ENOMEM, "contests: out of memory");
-	}
-	d->ncontests = n;
-	for (uint32_t i = 0; i < n && !err; i++) {
+	struct idref *refs = NULL;
+	int err = section(x, root, "", "contests", sizeof(*d->contests), &arr, (void **)&d->contests, &refs,
+			  &d->ncontests);
+	for (uint32_t i = 0; i < d->ncontests && !err; i++) {
 		char path[48];
-		snprintf(path, sizeof(path), "contests[%u]", i);
-		err = parse_contest(x, json_array_get(arr, i), path, drefs, d->ndistricts, &d->contests[i]);
+		json_t *v;
+		err = element(x, arr, "contests", i, keys, path, sizeof(path), &v);
+		if (!err)
+			err = parse_contest(x, v, path, drefs, d->ndistricts, &d->contests[i]);
 		refs[i] = (struct idref){ d->contests[i].id, i };
 	}
 	if (!err)
-		err = check_unique(x, refs, n, "contests");
+		err = check_unique(x, refs, d->ncontests, "contests");
 	free(refs);
 	return err;
 }
@@ -442,27 +441,16 @@ static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d
 	static const char *const keys[] = { "id", "district_id", "registered_voters", "public_key", NULL };
 	static const json_int_t zero = 0;
 	json_t *arr;
-	int err = get_array(x, root, "", "precincts", true, &arr);
-	if (err)
-		return err;
-	uint32_t n = (uint32_t)json_array_size(arr);
-	d->precincts = calloc(n, sizeof(*d->precincts));
-	struct idref *refs = calloc(n, sizeof(*refs));
-	if (!d->precincts || !refs) {
-		free(refs);
-		return fail(x, -ENOMEM, "precincts: out of memory");
-	}
-	d->nprecincts = n;
-	for (uint32_t i = 0; i < n && !err; i++) {
+	struct idref *refs = NULL;
+	int err = section(x, root, "", "precincts", sizeof(*d->precincts), &arr, (void **)&d->precincts, &refs,
+			  &d->nprecincts);
+	for (uint32_t i = 0; i < d->nprecincts && !err; i++) {
 		char path[48];
-		snprintf(path, sizeof(path), "precincts[%u]", i);
-		json_t *v = json_array_get(arr, i);
+		json_t *v;
 		struct bal_precinct *p = &d->precincts[i];
 		uint32_t did = 0;
 		json_int_t voters = 0;
-		err = get_object(x, v, path);
-		if (!err)
-			err = check_keys(x, v, path, keys);
+		err = element(x, arr, "precincts", i, keys, path, sizeof(path), &v);
 		if (!err)
 			err = get_u32(x, v, path, "id", 0, NULL, &p->id);
 		if (!err)
@@ -484,10 +472,10 @@ static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d
 		refs[i] = (struct idref){ p->id, i };
 	}
 	if (!err)
-		err = check_unique(x, refs, n, "precincts");
+		err = check_unique(x, refs, d->nprecincts, "precincts");
 	free(refs);
 	if (!err)
-		qsort(d->precincts, n, sizeof(*d->precincts), precinct_cmp);
+		qsort(d->precincts, d->nprecincts, sizeof(*d->precincts), precinct_cmp);
 	return err;
 }
 

@@ -297,25 +297,39 @@ static int fail(int err, char *why, size_t whylen, const char *fmt, ...)
 	return err;
 }
 
-/* The batch entry being resolved, for error texts: `what`[`i`].contest_id = `id`. */
-struct entry_ref {
-	const char *what; /* "ballots" or "tallies" */
-	size_t i;
-	uint32_t id;
+/*
+ * The contest of batch entry `what`[i] (a ballot column or a tally): known,
+ * on precinct p's ballot and not named by an earlier entry. Entries are read
+ * through the address of entry 0's contest_id and the entry size, so columns
+ * and tallies share this check.
+ */
+struct entries {
+	const char *what;    /* "ballots" or "tallies", for error texts */
+	const char *id0;     /* &entry[0].contest_id */
+	size_t stride;       /* sizeof(entry) */
 };
 
-/* Contest index of `r.id` if precinct `p` votes in it, else BAL_EINVALID. */
-static int resolve_contest(const struct bal_defn *d, uint32_t p, struct entry_ref r, char *why, size_t whylen)
+static uint32_t entry_id(const struct entries *es, size_t i)
 {
-	int32_t c = bal_defn_contest(d, r.id);
+	return *(const uint32_t *)(const void *)(es->id0 + i * es->stride);
+}
+
+static int resolve_contest(const struct bal_defn *d, uint32_t p, const struct entries *es, size_t i, char *why,
+			   size_t whylen)
+{
+	const uint32_t id = entry_id(es, i);
+	int32_t c = bal_defn_contest(d, id);
 	if (c < 0)
-		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u is not in the definition", r.what, r.i,
-			    r.id);
+		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u is not in the definition", es->what, i, id);
 	if (!bal_defn_votes_in(d, p, (uint32_t)c)) {
 		const struct bal_precinct *pr = &d->precincts[p];
 		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u is not on the ballot of precinct %u (district %u)",
-			    r.what, r.i, r.id, pr->id, d->districts[pr->district].id);
+			    es->what, i, id, pr->id, d->districts[pr->district].id);
 	}
+	for (size_t j = 0; j < i; j++)
+		if (entry_id(es, j) == id)
+			return fail(BAL_EINVALID, why, whylen, "%s[%zu]: contest %u appears twice (also %s[%zu])", es->what, i,
+				    id, es->what, j);
 	return c;
 }
 
@@ -341,15 +355,13 @@ static int fold_columns(const struct bal_defn *d, const struct bal_layout *l, co
 			struct bal_delta *out, uint32_t *n, char *why, size_t whylen)
 {
 	const uint32_t base = l->prec[p].base;
+	const struct entries es = { "ballots", b->ncolumns ? (const char *)&b->columns[0].contest_id : NULL,
+				    sizeof(*b->columns) };
 	for (size_t i = 0; i < b->ncolumns; i++) {
 		const struct bal_column *col = &b->columns[i];
-		int c = resolve_contest(d, p, (struct entry_ref){ "ballots", i, col->contest_id }, why, whylen);
+		int c = resolve_contest(d, p, &es, i, why, whylen);
 		if (c < 0)
 			return c;
-		for (size_t j = 0; j < i; j++)
-			if (b->columns[j].contest_id == col->contest_id)
-				return fail(BAL_EINVALID, why, whylen, "ballots[%zu]: contest %u appears twice (also ballots[%zu])",
-					    i, col->contest_id, j);
 		const uint32_t nch = d->contests[c].nchoices;
 		int err = reserve(out, *n, nch, why, whylen);
 		if (err)
@@ -382,15 +394,13 @@ static int fold_tallies(const struct bal_defn *d, const struct bal_layout *l, co
 			struct bal_delta *out, uint32_t *n, char *why, size_t whylen)
 {
 	const uint32_t base = l->prec[p].base;
+	const struct entries es = { "tallies", b->ntallies ? (const char *)&b->tallies[0].contest_id : NULL,
+				    sizeof(*b->tallies) };
 	for (size_t i = 0; i < b->ntallies; i++) {
 		const struct bal_ctally *t = &b->tallies[i];
-		int c = resolve_contest(d, p, (struct entry_ref){ "tallies", i, t->contest_id }, why, whylen);
+		int c = resolve_contest(d, p, &es, i, why, whylen);
 		if (c < 0)
 			return c;
-		for (size_t j = 0; j < i; j++)
-			if (b->tallies[j].contest_id == t->contest_id)
-				return fail(BAL_EINVALID, why, whylen, "tallies[%zu]: contest %u appears twice (also tallies[%zu])",
-					    i, t->contest_id, j);
 		const uint32_t nch = d->contests[c].nchoices;
 		if (t->n != nch)
 			return fail(BAL_EINVALID, why, whylen, "tallies[%zu].counts has %zu entries, contest %u has %u choices",
