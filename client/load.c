@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -651,6 +652,9 @@ int bal_load_run(struct bal_load *l, char *why, size_t whylen)
 {
 	bal_require(!l->ran);
 	l->ran = true;
+	/* A write to a connection the server reset raises SIGPIPE; the engine
+	 * handles the EPIPE instead. */
+	signal(SIGPIPE, SIG_IGN);
 	int rc = uv_loop_init(&l->loop);
 	if (rc < 0)
 		return fail(rc, why, whylen, "uv_loop_init: %s", uv_strerror(rc));

@@ -89,7 +89,8 @@ int64_t bal_load_add(struct bal_load *l, uint32_t precinct_id, uint64_t seq, con
 
 /**
  * Runs until every item is final (acknowledged, rejected or failed). Blocks;
- * callbacks fire on this thread. Call once.
+ * callbacks fire on this thread. Call once. Sets SIGPIPE to SIG_IGN for the
+ * process (a reset connection is reported as EPIPE and handled).
  * @return 0 when the run completed (whatever the items' outcomes), or a
  *         negative libuv error if the loop could not be set up (`why`).
  */
