@@ -1,0 +1,83 @@
+/*
+ * Integration-test harness: starts the real ballotd (build/ballotd) on
+ * 127.0.0.1 with an ephemeral port and a fresh data directory, talks raw
+ * HTTP/1.1 to it over blocking sockets, and compares its snapshot with the
+ * independent expected-totals fold of client/expect.h.
+ */
+#ifndef BAL_TEST_HARNESS_H
+#define BAL_TEST_HARNESS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ballot.h"
+#include "expect.h"
+
+struct th_daemon {
+	pid_t pid;
+	unsigned port;
+	char log[512];
+};
+
+struct th_resp {
+	int status;
+	char head[8192];
+	char *body; /* malloc'd, NUL-terminated */
+	size_t len;
+};
+
+/** A fresh directory under $TMPDIR (or /tmp); caller frees the string. */
+char *th_tmpdir(void);
+/** rm -rf `dir` (only paths th_tmpdir made). */
+void th_rmdir(const char *dir);
+
+/**
+ * Starts ballotd with --definition defn --data data --listen 127.0.0.1:port
+ * plus `extra` (NULL-terminated, may be NULL); waits for "listening on".
+ * @return 0, or -1 if it exited or did not get ready in 15 s (its log is printed).
+ */
+int th_start(struct th_daemon *td, const char *defn, const char *data, unsigned port, const char *const *extra);
+/** Like th_start but expects the daemon to exit; returns its exit status and
+ * leaves its log in td->log. */
+int th_run_to_exit(struct th_daemon *td, const char *defn, const char *data, const char *const *extra);
+/** SIGTERM and wait; returns the exit status (or 128+signal). */
+int th_stop(struct th_daemon *td);
+/** SIGKILL and wait. */
+void th_kill9(struct th_daemon *td);
+/** Reads the daemon's log into a malloc'd string. */
+char *th_read_log(const struct th_daemon *td);
+
+int th_connect(unsigned port);
+/** Writes all of buf. 0 or -1. */
+int th_send(int fd, const void *buf, size_t len);
+/** Reads one HTTP response. 0, or -1 on EOF/timeout/garbage. */
+int th_read_resp(int fd, struct th_resp *r, int timeout_ms);
+void th_resp_free(struct th_resp *r);
+/** One request on a new connection. `extra` holds whole header lines or is NULL. */
+int th_request(unsigned port, const char *method, const char *path, const char *extra, const void *body,
+	       size_t len, struct th_resp *r);
+/** POST /v1/batches, JSON ack. */
+int th_post(unsigned port, const void *body, size_t len, struct th_resp *r);
+/** GET path and parse the JSON body (NULL on failure). */
+json_t *th_get_json(unsigned port, const char *path);
+
+/** Writes a generated definition (demo keys of `seed` when keys) into dir;
+ * returns the malloc'd path. */
+char *th_write_defn(const char *dir, uint32_t precincts, uint32_t districts, uint32_t choices, uint64_t seed,
+		    bool keys);
+
+/** Packs `b` (its Batch fields), signs with the demo key of (key_seed,
+ * precinct) when sign, wraps in a SignedBatch; malloc'd bytes. */
+uint8_t *th_signed_batch(const struct bal_batch *b, bool sign, uint64_t key_seed, size_t *len);
+
+/** Compares a /v1/snapshot answer with the expected fold; prints the first
+ * difference. true when equal. */
+bool th_snapshot_matches(json_t *snap, const struct bal_defn *d, const struct bal_expect *e);
+
+/** Path of a binary in the build tree. */
+#define TH_BIN(name) BAL_TEST_BINARY_DIR "/" name
+
+#endif
