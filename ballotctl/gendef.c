@@ -39,27 +39,41 @@ static const char help[] =
 	"\n"
 	"The bundled data/kz2023.json is: --precincts 10000 --districts 29 --choices 8 --seed 2023\n";
 
-enum { O_PRECINCTS = 256, O_DISTRICTS, O_CHOICES, O_SEED, O_OUT, O_NO_KEYS, O_SEATS, O_THRESHOLD, O_RMIN, O_RMAX,
-       O_ID, O_NAME, O_DATE, O_HELP };
+enum {
+	O_PRECINCTS = 256,
+	O_DISTRICTS,
+	O_CHOICES,
+	O_SEED,
+	O_OUT,
+	O_NO_KEYS,
+	O_SEATS,
+	O_THRESHOLD,
+	O_RMIN,
+	O_RMAX,
+	O_ID,
+	O_NAME,
+	O_DATE,
+	O_HELP
+};
 
 int cmd_gen_definition(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"precincts", required_argument, NULL, O_PRECINCTS},
-		{"districts", required_argument, NULL, O_DISTRICTS},
-		{"choices", required_argument, NULL, O_CHOICES},
-		{"seed", required_argument, NULL, O_SEED},
-		{"out", required_argument, NULL, O_OUT},
-		{"no-keys", no_argument, NULL, O_NO_KEYS},
-		{"party-seats", required_argument, NULL, O_SEATS},
-		{"threshold", required_argument, NULL, O_THRESHOLD},
-		{"registered-min", required_argument, NULL, O_RMIN},
-		{"registered-max", required_argument, NULL, O_RMAX},
-		{"election-id", required_argument, NULL, O_ID},
-		{"election-name", required_argument, NULL, O_NAME},
-		{"date", required_argument, NULL, O_DATE},
-		{"help", no_argument, NULL, O_HELP},
-		{NULL, 0, NULL, 0},
+		{ "precincts", required_argument, NULL, O_PRECINCTS },
+		{ "districts", required_argument, NULL, O_DISTRICTS },
+		{ "choices", required_argument, NULL, O_CHOICES },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "out", required_argument, NULL, O_OUT },
+		{ "no-keys", no_argument, NULL, O_NO_KEYS },
+		{ "party-seats", required_argument, NULL, O_SEATS },
+		{ "threshold", required_argument, NULL, O_THRESHOLD },
+		{ "registered-min", required_argument, NULL, O_RMIN },
+		{ "registered-max", required_argument, NULL, O_RMAX },
+		{ "election-id", required_argument, NULL, O_ID },
+		{ "election-name", required_argument, NULL, O_NAME },
+		{ "date", required_argument, NULL, O_DATE },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct bal_defgen_opts o;
 	bal_defgen_defaults(&o);

@@ -61,8 +61,8 @@ bool find_definition(const char *path, char *out, size_t outlen)
 			snprintf(out, outlen, "%s", alt);
 			return true;
 		}
-		fprintf(stderr, "ballotctl: --definition %s: cannot read it (%s), nor %s (%s)\n", path, strerror(err), alt,
-			strerror(errno));
+		fprintf(stderr, "ballotctl: --definition %s: cannot read it (%s), nor %s (%s)\n", path, strerror(err),
+			alt, strerror(errno));
 		return false;
 	}
 	fprintf(stderr, "ballotctl: --definition %s: cannot read it (%s)\n", path, strerror(err));

@@ -19,37 +19,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-	"usage: ballotctl push --server HOST:PORT [OPTIONS]\n"
-	"\n"
-	"Generates batches deterministically from (seed, precinct, seq), signs them\n"
-	"with the demo keys, POSTs them to /v1/batches over keep-alive connections with\n"
-	"pipelining, and prints how many were acknowledged and the totals expected from\n"
-	"the acknowledged ones. Batch i goes to precinct i mod K with seq\n"
-	"seq-start + i div K; precinct p's batches all use connection p mod C, in order.\n"
-	"Re-running with the same arguments resends identical bytes (DUPLICATE answers).\n"
-	"\n"
-	"  --server HOST:PORT    ballotd address (required)\n"
-	"  --definition FILE     election definition (default data/kz2023.json; a relative\n"
-	"                        path is tried in the current directory, then in the\n"
-	"                        source tree ballotctl was built from)\n"
-	"  --seed S              content seed (default 2023)\n"
-	"  --key-seed S          seed the definition's demo keys were made with\n"
-	"                        (gen-definition --seed; default: --seed)\n"
-	"  --batches N           batches in total (default: one per precinct used)\n"
-	"  --batch-size B        ballots per batch (default 100)\n"
-	"  --kind ballots|tally  cast-vote records or per-choice counts (default ballots)\n"
-	"  --connections C       (default 4)\n"
-	"  --pipeline P          requests in flight per connection (default 8)\n"
-	"  --precincts K         use the first K precincts of the definition (default all)\n"
-	"  --seq-start N         first seq of every precinct (default 1)\n"
-	"  --retry-for SECONDS   on connection errors, EOF or 503, reconnect with backoff\n"
-	"                        and resend unacknowledged batches until a connection has\n"
-	"                        failed for this long (default 0: no retries)\n"
-	"  --timeout SECONDS     no answer for this long is a connection error (default 30)\n"
-	"  --json                one JSON object on stdout (schema: ballotctl --help)\n"
-	"\n"
-	"Exit status 0 iff every batch was acknowledged (ACCEPTED or DUPLICATE).\n";
+static const char help[] = "usage: ballotctl push --server HOST:PORT [OPTIONS]\n"
+			   "\n"
+			   "Generates batches deterministically from (seed, precinct, seq), signs them\n"
+			   "with the demo keys, POSTs them to /v1/batches over keep-alive connections with\n"
+			   "pipelining, and prints how many were acknowledged and the totals expected from\n"
+			   "the acknowledged ones. Batch i goes to precinct i mod K with seq\n"
+			   "seq-start + i div K; precinct p's batches all use connection p mod C, in order.\n"
+			   "Re-running with the same arguments resends identical bytes (DUPLICATE answers).\n"
+			   "\n"
+			   "  --server HOST:PORT    ballotd address (required)\n"
+			   "  --definition FILE     election definition (default data/kz2023.json; a relative\n"
+			   "                        path is tried in the current directory, then in the\n"
+			   "                        source tree ballotctl was built from)\n"
+			   "  --seed S              content seed (default 2023)\n"
+			   "  --key-seed S          seed the definition's demo keys were made with\n"
+			   "                        (gen-definition --seed; default: --seed)\n"
+			   "  --batches N           batches in total (default: one per precinct used)\n"
+			   "  --batch-size B        ballots per batch (default 100)\n"
+			   "  --kind ballots|tally  cast-vote records or per-choice counts (default ballots)\n"
+			   "  --connections C       (default 4)\n"
+			   "  --pipeline P          requests in flight per connection (default 8)\n"
+			   "  --precincts K         use the first K precincts of the definition (default all)\n"
+			   "  --seq-start N         first seq of every precinct (default 1)\n"
+			   "  --retry-for SECONDS   on connection errors, EOF or 503, reconnect with backoff\n"
+			   "                        and resend unacknowledged batches until a connection has\n"
+			   "                        failed for this long (default 0: no retries)\n"
+			   "  --timeout SECONDS     no answer for this long is a connection error (default 30)\n"
+			   "  --json                one JSON object on stdout (schema: ballotctl --help)\n"
+			   "\n"
+			   "Exit status 0 iff every batch was acknowledged (ACCEPTED or DUPLICATE).\n";
 
 struct push_args {
 	const char *server;
@@ -67,33 +66,53 @@ struct push_args {
 	bool json;
 };
 
-enum { O_SERVER = 256, O_DEFN, O_SEED, O_KEY_SEED, O_BATCHES, O_BATCH_SIZE, O_KIND, O_CONNS, O_PIPELINE, O_PRECINCTS,
-       O_SEQ_START, O_RETRY, O_TIMEOUT, O_JSON, O_HELP };
+enum {
+	O_SERVER = 256,
+	O_DEFN,
+	O_SEED,
+	O_KEY_SEED,
+	O_BATCHES,
+	O_BATCH_SIZE,
+	O_KIND,
+	O_CONNS,
+	O_PIPELINE,
+	O_PRECINCTS,
+	O_SEQ_START,
+	O_RETRY,
+	O_TIMEOUT,
+	O_JSON,
+	O_HELP
+};
 
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, struct push_args *a)
 {
 	static const struct option longopts[] = {
-		{"server", required_argument, NULL, O_SERVER},
-		{"definition", required_argument, NULL, O_DEFN},
-		{"seed", required_argument, NULL, O_SEED},
-		{"key-seed", required_argument, NULL, O_KEY_SEED},
-		{"batches", required_argument, NULL, O_BATCHES},
-		{"batch-size", required_argument, NULL, O_BATCH_SIZE},
-		{"kind", required_argument, NULL, O_KIND},
-		{"connections", required_argument, NULL, O_CONNS},
-		{"pipeline", required_argument, NULL, O_PIPELINE},
-		{"precincts", required_argument, NULL, O_PRECINCTS},
-		{"seq-start", required_argument, NULL, O_SEQ_START},
-		{"retry-for", required_argument, NULL, O_RETRY},
-		{"timeout", required_argument, NULL, O_TIMEOUT},
-		{"json", no_argument, NULL, O_JSON},
-		{"help", no_argument, NULL, O_HELP},
-		{NULL, 0, NULL, 0},
+		{ "server", required_argument, NULL, O_SERVER },
+		{ "definition", required_argument, NULL, O_DEFN },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "key-seed", required_argument, NULL, O_KEY_SEED },
+		{ "batches", required_argument, NULL, O_BATCHES },
+		{ "batch-size", required_argument, NULL, O_BATCH_SIZE },
+		{ "kind", required_argument, NULL, O_KIND },
+		{ "connections", required_argument, NULL, O_CONNS },
+		{ "pipeline", required_argument, NULL, O_PIPELINE },
+		{ "precincts", required_argument, NULL, O_PRECINCTS },
+		{ "seq-start", required_argument, NULL, O_SEQ_START },
+		{ "retry-for", required_argument, NULL, O_RETRY },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
 	};
-	*a = (struct push_args){.definition = "data/kz2023.json", .seed = 2023, .batch_size = 100,
-				.kind = BAL_KIND_BALLOTS, .connections = 4, .pipeline = 8, .seq_start = 1,
-				.timeout_s = 30};
+	*a = (struct push_args){ .definition = "data/kz2023.json",
+				 .seed = 2023,
+				 .batch_size = 100,
+				 .kind = BAL_KIND_BALLOTS,
+				 .connections = 4,
+				 .pipeline = 8,
+				 .seq_start = 1,
+				 .timeout_s = 30 };
 	bool ok = true;
 	int opt;
 	optind = 1;
@@ -170,7 +189,7 @@ static json_t *latency_json(const struct bal_load *l)
 	static const struct {
 		const char *name;
 		double q;
-	} qs[] = {{"p50", 0.50}, {"p90", 0.90}, {"p99", 0.99}, {"max", 1.0}};
+	} qs[] = { { "p50", 0.50 }, { "p90", 0.90 }, { "p99", 0.99 }, { "max", 1.0 } };
 	for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
 		double ms = 0;
 		if (m) {
@@ -259,10 +278,10 @@ static void print_contest(const struct bal_defn *d, const struct bal_expect *e, 
 		total += bal_expect_votes(e, c, k);
 	char buf[32];
 	if (ct->district < 0) {
-		printf("  %s (contest %u), %s votes\n", ct->name, ct->id, fmt_count(total, buf));
+		printf("  %s (contest %u): %s votes\n", ct->name, ct->id, fmt_count(total, buf));
 		for (uint32_t k = 0; k < ct->nchoices; k++) {
 			uint64_t v = bal_expect_votes(e, c, k);
-			printf("    %-40s %12s %6.2f%%\n", ct->choices[k].name, fmt_count(v, buf),
+			printf("    %-36.36s %12s %6.2f%%\n", ct->choices[k].name, fmt_count(v, buf),
 			       total ? 100.0 * (double)v / (double)total : 0.0);
 		}
 		return;
@@ -272,7 +291,7 @@ static void print_contest(const struct bal_defn *d, const struct bal_expect *e, 
 		if (bal_expect_votes(e, c, k) > bal_expect_votes(e, c, best))
 			best = k;
 	uint64_t v = bal_expect_votes(e, c, best);
-	printf("  %-44s leads: %-44s %10s %6.2f%%\n", ct->name, total ? ct->choices[best].name : "-",
+	printf("    %-40.40s %-40.40s %10s %6.2f%%\n", ct->name, total ? ct->choices[best].name : "-",
 	       fmt_count(v, buf), total ? 100.0 * (double)v / (double)total : 0.0);
 }
 
@@ -298,7 +317,12 @@ static void print_human(const struct push_args *a, const struct bal_defn *d, con
 	printf("  ballots %s; turnout issued %s, cast %s, spoiled %s\n", fmt_count(t.ballots, b1),
 	       fmt_count(t.issued, b2), fmt_count(t.cast, b3), fmt_count(t.spoiled, b4));
 	for (uint32_t c = 0; c < d->ncontests; c++)
-		print_contest(d, e, c);
+		if (d->contests[c].district < 0)
+			print_contest(d, e, c);
+	printf("  district contests (leader):\n");
+	for (uint32_t c = 0; c < d->ncontests; c++)
+		if (d->contests[c].district >= 0)
+			print_contest(d, e, c);
 }
 
 /* Generates every batch into the engine; returns the last seq used or 0 on error. */
@@ -306,8 +330,9 @@ static uint64_t generate(const struct push_args *a, const struct bal_defn *d, ui
 {
 	char why[256];
 	struct bal_gen *g;
-	struct bal_gen_opts go = {.seed = a->seed, .key_seed = a->key_seed, .batch_size = a->batch_size,
-				  .kind = a->kind};
+	struct bal_gen_opts go = {
+		.seed = a->seed, .key_seed = a->key_seed, .batch_size = a->batch_size, .kind = a->kind
+	};
 	if (bal_gen_new(d, &go, &g, why, sizeof(why)) < 0) {
 		fprintf(stderr, "ballotctl push: %s\n", why);
 		return 0;
@@ -364,8 +389,12 @@ int cmd_push(int argc, char **argv)
 		fprintf(stderr, "ballotctl push: out of memory\n");
 		goto free_defn;
 	}
-	struct bal_load_opts lo = {.server = a.server, .connections = a.connections, .pipeline = a.pipeline,
-				   .retry_for_ms = a.retry_for_s * 1000, .timeout_ms = a.timeout_s * 1000, .expect = e};
+	struct bal_load_opts lo = { .server = a.server,
+				    .connections = a.connections,
+				    .pipeline = a.pipeline,
+				    .retry_for_ms = a.retry_for_s * 1000,
+				    .timeout_ms = a.timeout_s * 1000,
+				    .expect = e };
 	struct bal_load *l;
 	if ((rc = bal_load_new(&lo, &l, why, sizeof(why))) < 0) {
 		fprintf(stderr, "ballotctl push: %s\n", why);

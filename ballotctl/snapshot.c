@@ -13,13 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char help[] =
-	"usage: ballotctl snapshot --server HOST:PORT [--json] [--timeout SECONDS]\n"
-	"\n"
-	"Fetches GET /v1/snapshot and prints the election, the journal position,\n"
-	"precincts reporting, turnout, every national contest with votes, percent and a\n"
-	"bar, and the leader of every district contest. --json prints the daemon's JSON\n"
-	"unchanged (pretty-printed).\n";
+static const char help[] = "usage: ballotctl snapshot --server HOST:PORT [--json] [--timeout SECONDS]\n"
+			   "\n"
+			   "Fetches GET /v1/snapshot and prints the election, the journal position,\n"
+			   "precincts reporting, turnout, every national contest with votes, percent and a\n"
+			   "bar, and the leader of every district contest. --json prints the daemon's JSON\n"
+			   "unchanged (pretty-printed).\n";
 
 #define BAR_WIDTH 30
 
@@ -55,10 +54,9 @@ static void print_national(json_t *c)
 	       (unsigned long long)num(c, "seats"), fmt_count(total, b));
 	size_t i;
 	json_t *ch;
-	json_array_foreach(json_object_get(c, "choices"), i, ch)
-	{
+	json_array_foreach (json_object_get(c, "choices"), i, ch) {
 		uint64_t v = num(ch, "votes");
-		printf("  %-36s %12s %6.2f%% ", str(ch, "name"), fmt_count(v, b), pct(v, total));
+		printf("  %-36.36s %12s %6.2f%% ", str(ch, "name"), fmt_count(v, b), pct(v, total));
 		print_bar(pct(v, total));
 		fputc('\n', stdout);
 	}
@@ -70,15 +68,15 @@ static void print_district_leader(json_t *c)
 	uint64_t total = num(c, "total_votes");
 	json_t *best = NULL, *ch;
 	size_t i;
-	json_array_foreach(json_object_get(c, "choices"), i, ch)
+	json_array_foreach (json_object_get(c, "choices"), i, ch)
 		if (!best || num(ch, "votes") > num(best, "votes"))
 			best = ch;
 	if (!best || !total) {
-		printf("  %-44s no votes yet\n", str(c, "name"));
+		printf("  %-40.40s no votes yet\n", str(c, "name"));
 		return;
 	}
-	printf("  %-44s %-44s %10s %6.2f%%\n", str(c, "name"), str(best, "name"), fmt_count(num(best, "votes"), b),
-	       pct(num(best, "votes"), total));
+	printf("  %-40.40s %-40.40s %10s %6.2f%%\n", str(c, "name"), str(best, "name"),
+	       fmt_count(num(best, "votes"), b), pct(num(best, "votes"), total));
 }
 
 static void print_snapshot(json_t *s)
@@ -96,12 +94,11 @@ static void print_snapshot(json_t *s)
 	       fmt_count(num(t, "spoiled"), b4));
 	json_t *contests = json_object_get(s, "contests"), *c;
 	size_t i;
-	json_array_foreach(contests, i, c)
+	json_array_foreach (contests, i, c)
 		if (json_is_null(json_object_get(c, "district_id")) || !json_object_get(c, "district_id"))
 			print_national(c);
 	bool header = false;
-	json_array_foreach(contests, i, c)
-	{
+	json_array_foreach (contests, i, c) {
 		if (json_is_null(json_object_get(c, "district_id")) || !json_object_get(c, "district_id"))
 			continue;
 		if (!header) {
@@ -116,11 +113,11 @@ int cmd_snapshot(int argc, char **argv)
 {
 	enum { O_SERVER = 256, O_JSON, O_TIMEOUT, O_HELP };
 	static const struct option longopts[] = {
-		{"server", required_argument, NULL, O_SERVER},
-		{"json", no_argument, NULL, O_JSON},
-		{"timeout", required_argument, NULL, O_TIMEOUT},
-		{"help", no_argument, NULL, O_HELP},
-		{NULL, 0, NULL, 0},
+		{ "server", required_argument, NULL, O_SERVER },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *server = NULL;
 	bool as_json = false, ok = true;

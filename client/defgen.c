@@ -27,9 +27,9 @@ enum { RNG_REGISTERED = 1, RNG_CANDIDATES = 2 };
 /* Fictional parties; choice k of the party list takes name k, the last choice
  * is always "Against all". */
 static const char *const party_names[] = {
-	"People's Unity Party",	 "Rural Revival",     "Republic Forward", "Bright Path",
-	"Social Democratic Party", "Green Steppe",	    "Workers' League",	"Civic Alliance",
-	"New Generation",		 "Heritage Party",    "Free Market Union", "Coastal Union",
+	"People's Unity Party",	   "Rural Revival",  "Republic Forward",  "Bright Path",
+	"Social Democratic Party", "Green Steppe",   "Workers' League",	  "Civic Alliance",
+	"New Generation",	   "Heritage Party", "Free Market Union", "Coastal Union",
 };
 #define NPARTY_NAMES (sizeof(party_names) / sizeof(party_names[0]))
 
@@ -37,11 +37,26 @@ static const char *const party_names[] = {
  * them in order, several per region when there are more districts than
  * regions ("Astana No. 1", "Astana No. 2", ...). */
 static const char *const region_names[] = {
-	"Astana",	 "Almaty",		     "Shymkent",		"Abai Region",
-	"Akmola Region", "Aktobe Region",	     "Almaty Region",		"Atyrau Region",
-	"East Kazakhstan Region", "Jambyl Region",  "Jetisu Region",		"Karaganda Region",
-	"Kostanay Region",	 "Kyzylorda Region", "Mangystau Region",	"North Kazakhstan Region",
-	"Pavlodar Region",	 "Turkistan Region", "Ulytau Region",		"West Kazakhstan Region",
+	"Astana",
+	"Almaty",
+	"Shymkent",
+	"Abai Region",
+	"Akmola Region",
+	"Aktobe Region",
+	"Almaty Region",
+	"Atyrau Region",
+	"East Kazakhstan Region",
+	"Jambyl Region",
+	"Jetisu Region",
+	"Karaganda Region",
+	"Kostanay Region",
+	"Kyzylorda Region",
+	"Mangystau Region",
+	"North Kazakhstan Region",
+	"Pavlodar Region",
+	"Turkistan Region",
+	"Ulytau Region",
+	"West Kazakhstan Region",
 };
 #define NREGIONS (sizeof(region_names) / sizeof(region_names[0]))
 
@@ -50,16 +65,16 @@ struct given_name {
 	bool female;
 };
 static const struct given_name given_names[] = {
-	{"Aigerim", true}, {"Askar", false}, {"Dana", true},	{"Yerlan", false}, {"Gulnara", true},
-	{"Nurlan", false}, {"Saule", true},  {"Timur", false},	{"Madina", true},  {"Bolat", false},
-	{"Aliya", true},   {"Daniyar", false}, {"Zhanar", true}, {"Serik", false}, {"Asel", true},
-	{"Marat", false},
+	{ "Aigerim", true }, { "Askar", false },  { "Dana", true },  { "Yerlan", false },
+	{ "Gulnara", true }, { "Nurlan", false }, { "Saule", true }, { "Timur", false },
+	{ "Madina", true },  { "Bolat", false },  { "Aliya", true }, { "Daniyar", false },
+	{ "Zhanar", true },  { "Serik", false },  { "Asel", true },  { "Marat", false },
 };
 #define NGIVEN (sizeof(given_names) / sizeof(given_names[0]))
 
 /* Surname stems; a woman's surname adds "a" (Omarov, Omarova). */
 static const char *const surname_stems[] = {
-	"Abenov",   "Bekov",	"Ibraev",  "Kassymov",	  "Mukhanov",	  "Nurpeisov", "Omarov",   "Sarsenov",
+	"Abenov",    "Bekov",  "Ibraev",    "Kassymov", "Mukhanov",    "Nurpeisov",    "Omarov",   "Sarsenov",
 	"Tulegenov", "Utepov", "Zhumabaev", "Akhmetov", "Kenzhebekov", "Dzhaksybekov", "Yessenov", "Baimukhanov",
 };
 #define NSURNAMES (sizeof(surname_stems) / sizeof(surname_stems[0]))
@@ -253,7 +268,8 @@ static json_t *precinct_json(const struct bal_defgen_opts *o, uint32_t i, struct
 	json_t *p = json_object();
 	json_object_set_new(p, "id", json_integer(id));
 	json_object_set_new(p, "district_id", json_integer(district));
-	json_object_set_new(p, "registered_voters", json_integer((json_int_t)(o->registered_min + bal_rng_below(reg, span))));
+	json_object_set_new(p, "registered_voters",
+			    json_integer((json_int_t)(o->registered_min + bal_rng_below(reg, span))));
 	if (o->keys) {
 		uint8_t pk[32], sk[64];
 		bal_demo_keypair(o->seed, id, pk, sk);

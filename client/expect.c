@@ -13,7 +13,7 @@
 
 struct bal_expect {
 	const struct bal_defn *d;
-	size_t *voff;  /* per contest: offset of its choices in votes */
+	size_t *voff; /* per contest: offset of its choices in votes */
 	uint64_t *votes;
 	size_t *dvoff; /* per contest: offset of its [district][choice] block in dvotes */
 	uint64_t *dvotes;
@@ -74,13 +74,13 @@ void bal_expect_free(struct bal_expect *e)
 }
 
 /* Contest index of `id` if precinct `p` votes in it, else an error naming `field`. */
-static int ballot_contest(const struct bal_expect *e, uint32_t p, const char *field, size_t i, uint32_t id,
-			  char *why, size_t whylen)
+static int ballot_contest(const struct bal_expect *e, uint32_t p, const char *field, size_t i, uint32_t id, char *why,
+			  size_t whylen)
 {
 	int32_t c = bal_defn_contest(e->d, id);
 	if (c < 0)
-		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u: not a contest of the definition", field, i,
-			    id);
+		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u: not a contest of the definition", field,
+			    i, id);
 	if (!bal_defn_votes_in(e->d, p, (uint32_t)c))
 		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u: not on the ballot of precinct %u", field,
 			    i, id, e->d->precincts[p].id);
@@ -96,17 +96,18 @@ static int check_ballots(const struct bal_expect *e, uint32_t p, const struct ba
 			return c;
 		for (size_t j = 0; j < i; j++)
 			if (b->columns[j].contest_id == col->contest_id)
-				return fail(BAL_EINVALID, why, whylen, "ballots[%zu].contest_id %u: repeats ballots[%zu]",
-					    i, col->contest_id, j);
+				return fail(BAL_EINVALID, why, whylen,
+					    "ballots[%zu].contest_id %u: repeats ballots[%zu]", i, col->contest_id, j);
 		if (col->n != b->columns[0].n)
 			return fail(BAL_EINVALID, why, whylen, "ballots[%zu]: %zu choices, but ballots[0] has %zu", i,
 				    col->n, b->columns[0].n);
 		uint32_t nchoices = e->d->contests[c].nchoices;
 		for (size_t j = 0; j < col->n; j++)
 			if (col->choices[j] >= nchoices)
-				return fail(BAL_EINVALID, why, whylen,
-					    "ballots[%zu].choices[%zu]: choice %u out of range (contest %u has %u choices)",
-					    i, j, col->choices[j], col->contest_id, nchoices);
+				return fail(
+					BAL_EINVALID, why, whylen,
+					"ballots[%zu].choices[%zu]: choice %u out of range (contest %u has %u choices)",
+					i, j, col->choices[j], col->contest_id, nchoices);
 	}
 	return 0;
 }
@@ -120,8 +121,8 @@ static int check_tallies(const struct bal_expect *e, uint32_t p, const struct ba
 			return c;
 		for (size_t j = 0; j < i; j++)
 			if (b->tallies[j].contest_id == t->contest_id)
-				return fail(BAL_EINVALID, why, whylen, "tallies[%zu].contest_id %u: repeats tallies[%zu]",
-					    i, t->contest_id, j);
+				return fail(BAL_EINVALID, why, whylen,
+					    "tallies[%zu].contest_id %u: repeats tallies[%zu]", i, t->contest_id, j);
 		uint32_t nchoices = e->d->contests[c].nchoices;
 		if (t->n > nchoices)
 			return fail(BAL_EINVALID, why, whylen,
@@ -131,8 +132,8 @@ static int check_tallies(const struct bal_expect *e, uint32_t p, const struct ba
 		for (size_t k = 0; k < t->n; k++)
 			if (t->counts[k] > UINT64_MAX - v[k])
 				return fail(BAL_EOVERFLOW, why, whylen,
-					    "tallies[%zu].counts[%zu]: %llu would overflow the expected total %llu", i, k,
-					    (unsigned long long)t->counts[k], (unsigned long long)v[k]);
+					    "tallies[%zu].counts[%zu]: %llu would overflow the expected total %llu", i,
+					    k, (unsigned long long)t->counts[k], (unsigned long long)v[k]);
 	}
 	return 0;
 }
@@ -147,7 +148,8 @@ int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, 
 {
 	int32_t p = bal_defn_precinct(e->d, b->precinct_id);
 	if (p < 0)
-		return fail(BAL_EINVALID, why, whylen, "precinct_id %u: not a precinct of the definition", b->precinct_id);
+		return fail(BAL_EINVALID, why, whylen, "precinct_id %u: not a precinct of the definition",
+			    b->precinct_id);
 	int rc;
 	switch (b->kind) {
 	case BAL_KIND_BALLOTS: rc = check_ballots(e, (uint32_t)p, b, why, whylen); break;

@@ -20,7 +20,7 @@ struct bal_expect_turnout {
 	uint64_t batches; /**< batches folded */
 	uint64_t ballots; /**< cast-vote records (ballots of BALLOTS batches) */
 	uint64_t issued;  /**< Turnout.ballots_issued */
-	uint64_t cast;    /**< Turnout.ballots_cast */
+	uint64_t cast;	  /**< Turnout.ballots_cast */
 	uint64_t spoiled; /**< Turnout.ballots_spoiled */
 };
 

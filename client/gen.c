@@ -34,21 +34,21 @@ struct weights {
 struct bal_gen {
 	const struct bal_defn *d;
 	struct bal_gen_opts o;
-	struct weights *w;   /* per contest index */
-	uint8_t *key_state;  /* per precinct index: enum key_state */
-	uint8_t (*sk)[64];   /* per precinct index; valid iff key_state == KEY_OK */
-	int64_t day0_ms;     /* 08:00 UTC on the election date, 0 if unparsable */
+	struct weights *w;  /* per contest index */
+	uint8_t *key_state; /* per precinct index: enum key_state */
+	uint8_t (*sk)[64];  /* per precinct index; valid iff key_state == KEY_OK */
+	int64_t day0_ms;    /* 08:00 UTC on the election date, 0 if unparsable */
 	/* scratch, sized at new() for the largest ballot */
-	uint32_t maxc;       /* most contests any precinct votes in */
-	uint32_t *contests;  /* maxc contest indices of the current precinct */
+	uint32_t maxc;	    /* most contests any precinct votes in */
+	uint32_t *contests; /* maxc contest indices of the current precinct */
 	struct bal_column *cols;
 	struct bal_ctally *tallies;
-	uint32_t *choices;   /* maxc * batch_size */
-	uint64_t *counts;    /* sum of nchoices over the current ballot */
+	uint32_t *choices; /* maxc * batch_size */
+	uint64_t *counts;  /* sum of nchoices over the current ballot */
 	size_t counts_cap;
-	uint8_t *inner;      /* packed Batch */
+	uint8_t *inner; /* packed Batch */
 	size_t inner_cap;
-	uint8_t *body;       /* packed SignedBatch */
+	uint8_t *body; /* packed SignedBatch */
 	size_t body_cap;
 };
 
@@ -110,8 +110,9 @@ static int build_weights(const struct bal_gen_opts *o, const struct bal_contest 
 	if (neligible > 0) {
 		/* The leader, then the small party, among eligible choices. */
 		uint32_t leader_rank = (uint32_t)bal_rng_below(&r, neligible);
-		uint32_t small_rank = neligible >= 3 ? (leader_rank + 1 + (uint32_t)bal_rng_below(&r, neligible - 1)) % neligible
-						     : UINT32_MAX;
+		uint32_t small_rank =
+			neligible >= 3 ? (leader_rank + 1 + (uint32_t)bal_rng_below(&r, neligible - 1)) % neligible
+				       : UINT32_MAX;
 		double leader = 0.45 + 0.15 * bal_rng_unit(&r);
 		double small = small_rank != UINT32_MAX ? 0.015 + 0.02 * bal_rng_unit(&r) : 0;
 		double rest = 1.0 - fixed - leader - small;
@@ -180,8 +181,7 @@ static uint32_t ballot_of(const struct bal_defn *d, uint32_t p, uint32_t *contes
 	return n;
 }
 
-int bal_gen_new(const struct bal_defn *d, const struct bal_gen_opts *o, struct bal_gen **out, char *why,
-		size_t whylen)
+int bal_gen_new(const struct bal_defn *d, const struct bal_gen_opts *o, struct bal_gen **out, char *why, size_t whylen)
 {
 	if (o->batch_size < 1 || o->batch_size > BAL_GEN_MAX_BATCH)
 		return fail(-EINVAL, why, whylen, "batch size %u: must be between 1 and %u", o->batch_size,
@@ -190,8 +190,9 @@ int bal_gen_new(const struct bal_defn *d, const struct bal_gen_opts *o, struct b
 		return fail(-EINVAL, why, whylen, "kind %d: the generator makes BALLOTS (0) or TALLY (1) batches",
 			    (int)o->kind);
 	if (d->nprecincts == 0 || d->ncontests == 0)
-		return fail(-EINVAL, why, whylen, "definition has %u precincts and %u contests: needs at least one of each",
-			    d->nprecincts, d->ncontests);
+		return fail(-EINVAL, why, whylen,
+			    "definition has %u precincts and %u contests: needs at least one of each", d->nprecincts,
+			    d->ncontests);
 	if (sodium_init() < 0)
 		return fail(-ENOSYS, why, whylen, "libsodium failed to initialise");
 
@@ -330,8 +331,8 @@ int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch 
 {
 	const struct bal_defn *d = g->d;
 	if (p >= d->nprecincts)
-		return fail(-EINVAL, why, whylen, "precinct index %u: out of range (the definition has %u precincts)", p,
-			    d->nprecincts);
+		return fail(-EINVAL, why, whylen, "precinct index %u: out of range (the definition has %u precincts)",
+			    p, d->nprecincts);
 	if (seq == 0)
 		return fail(-EINVAL, why, whylen, "precinct %u seq 0: seqs start at 1", d->precincts[p].id);
 	const struct bal_precinct *pr = &d->precincts[p];

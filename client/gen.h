@@ -18,7 +18,7 @@
 #include "ballot.h"
 
 struct bal_gen_opts {
-	uint64_t seed;       /**< content seed: votes, turnout */
+	uint64_t seed;	     /**< content seed: votes, turnout */
 	uint64_t key_seed;   /**< seed the definition's demo keys were made with (gen-definition --seed) */
 	uint32_t batch_size; /**< ballots per batch, 1..BAL_GEN_MAX_BATCH */
 	enum bal_kind kind;  /**< BAL_KIND_BALLOTS or BAL_KIND_TALLY */
@@ -35,8 +35,7 @@ struct bal_gen;
  * @return 0; -EINVAL with `why` for a bad option (names it, its value and the
  *         limit); -ENOMEM.
  */
-int bal_gen_new(const struct bal_defn *d, const struct bal_gen_opts *o, struct bal_gen **out, char *why,
-		size_t whylen);
+int bal_gen_new(const struct bal_defn *d, const struct bal_gen_opts *o, struct bal_gen **out, char *why, size_t whylen);
 
 /** NULL is fine. */
 void bal_gen_free(struct bal_gen *g);

@@ -22,9 +22,9 @@
 int bal_http_hostport(const char *s, char host[BAL_HTTP_HOST_MAX], uint16_t *port, char *why, size_t whylen);
 
 struct bal_http_resp {
-	int status;          /**< HTTP status code */
+	int status;		/**< HTTP status code */
 	char content_type[128]; /**< "" when absent; truncated if longer */
-	char *body;          /**< malloc'd, NUL-terminated (not counted in len) */
+	char *body;		/**< malloc'd, NUL-terminated (not counted in len) */
 	size_t len;
 };
 

@@ -29,12 +29,12 @@
 #include <strings.h>
 #include <uv.h>
 
-#define TICK_MS 10
+#define TICK_MS	       10
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
-#define WRITE_BUFS 64
-#define RBUF_SIZE 65536
-#define RBODY_SIZE 4096
+#define WRITE_BUFS     64
+#define RBUF_SIZE      65536
+#define RBODY_SIZE     4096
 
 struct item {
 	struct bal_load_item pub;
@@ -65,8 +65,8 @@ struct lconn {
 	enum cstate st;
 	enum after_close after;
 	bool opened_once;
-	bool want_close;              /* server asked to close: reconnect at once */
-	bool want_fail;               /* a response asked for a retry (503) or was unexpected */
+	bool want_close; /* server asked to close: reconnect at once */
+	bool want_fail;	 /* a response asked for a retry (503) or was unexpected */
 	char fail_why[256];
 	uv_tcp_t tcp;
 	uv_connect_t creq;
@@ -76,8 +76,8 @@ struct lconn {
 	size_t nitems, capitems, next, ndone;
 	uint32_t *fifo;
 	size_t fhead, fcount;
-	uint64_t last_progress_ns;    /* connect, first send after idle, or last response */
-	uint64_t failing_since_ns;    /* 0 unless failing with no response since */
+	uint64_t last_progress_ns; /* connect, first send after idle, or last response */
+	uint64_t failing_since_ns; /* 0 unless failing with no response since */
 	uint64_t reconnect_at_ns;
 	uint32_t backoff_ms;
 	char last_error[256];
@@ -127,11 +127,12 @@ int bal_load_new(const struct bal_load_opts *o, struct bal_load **out, char *why
 		return rc;
 	char portstr[8];
 	snprintf(portstr, sizeof(portstr), "%u", port);
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res;
 	int gai = getaddrinfo(host, portstr, &hints, &res);
 	if (gai)
-		return fail(-EHOSTUNREACH, why, whylen, "server %s: cannot resolve host: %s", o->server, gai_strerror(gai));
+		return fail(-EHOSTUNREACH, why, whylen, "server %s: cannot resolve host: %s", o->server,
+			    gai_strerror(gai));
 
 	struct bal_load *l = calloc(1, sizeof(*l));
 	if (!l)
@@ -643,7 +644,8 @@ static void on_tick(uv_timer_t *t)
 		struct lconn *c = &l->conns[i];
 		if (c->st == C_WAITING && now >= c->reconnect_at_ns)
 			conn_connect(c);
-		else if ((c->st == C_CONNECTING || (c->st == C_OPEN && c->fcount)) && now - c->last_progress_ns > timeout)
+		else if ((c->st == C_CONNECTING || (c->st == C_OPEN && c->fcount)) &&
+			 now - c->last_progress_ns > timeout)
 			conn_failf(c, "%s: no response within %u ms", l->server, l->o.timeout_ms);
 	}
 }

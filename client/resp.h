@@ -28,14 +28,14 @@ struct bal_resp {
 	int status;
 	char content_type[128];
 	size_t ct_len;
-	char field[32];       /* current header name, truncated */
+	char field[32]; /* current header name, truncated */
 	size_t field_len;
-	bool in_value;        /* the last callback was a header value */
+	bool in_value; /* the last callback was a header value */
 	char *body;
 	size_t len, cap, max_body;
 	bool growable, truncated, too_big;
 	bal_resp_complete_cb_t complete;
-	void *ud;             /**< the caller's */
+	void *ud; /**< the caller's */
 };
 
 /** `buf`/`cap` is the body buffer: owned by the caller when !growable,

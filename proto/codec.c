@@ -113,13 +113,15 @@ fail_nomem:
 int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, struct bal_batch *out, char *why,
 		     size_t whylen)
 {
-	struct arena_alloc aa = {.arena = arena, .refused = false};
-	ProtobufCAllocator alloc = {.alloc = arena_alloc_cb, .free = arena_free_cb, .allocator_data = &aa};
+	struct arena_alloc aa = { .arena = arena, .refused = false };
+	ProtobufCAllocator alloc = { .alloc = arena_alloc_cb, .free = arena_free_cb, .allocator_data = &aa };
 
 	Ballot__V1__SignedBatch *sb = ballot__v1__signed_batch__unpack(&alloc, len, body);
 	if (!sb) {
 		if (aa.refused) {
-			set_why(why, whylen, "request arena refused an allocation decoding SignedBatch of %zu bytes (limit %zu bytes)",
+			set_why(why, whylen,
+				"request arena refused an allocation decoding SignedBatch of %zu bytes (limit %zu "
+				"bytes)",
 				len, arena->limit);
 			return -ENOMEM;
 		}
@@ -129,7 +131,8 @@ int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, s
 	Ballot__V1__Batch *pb = ballot__v1__batch__unpack(&alloc, sb->batch.len, sb->batch.data);
 	if (!pb) {
 		if (aa.refused) {
-			set_why(why, whylen, "request arena refused an allocation decoding Batch of %zu bytes (limit %zu bytes)",
+			set_why(why, whylen,
+				"request arena refused an allocation decoding Batch of %zu bytes (limit %zu bytes)",
 				sb->batch.len, arena->limit);
 			return -ENOMEM;
 		}

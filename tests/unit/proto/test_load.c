@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #define MAX_CLIENTS 16
-#define MAX_KEYS 4096
+#define MAX_KEYS    4096
 
 struct fake {
 	int lfd;
@@ -38,16 +38,16 @@ struct fake {
 	pthread_t thread;
 	atomic_bool stop;
 	/* script */
-	atomic_int fail503;        /* answer this many requests with 503 first */
-	int close_after;           /* close a connection after this many answers (0 = never) */
-	bool process_unanswered;   /* on such a close, still count the requests read but not answered */
-	uint32_t reject_precinct;  /* answer 422 with a JSON error for this precinct */
-	bool silent;               /* read requests, never answer */
+	atomic_int fail503;	  /* answer this many requests with 503 first */
+	int close_after;	  /* close a connection after this many answers (0 = never) */
+	bool process_unanswered;  /* on such a close, still count the requests read but not answered */
+	uint32_t reject_precinct; /* answer 422 with a JSON error for this precinct */
+	bool silent;		  /* read requests, never answer */
 	/* observations */
 	atomic_int requests, accepts;
 	uint64_t seen[MAX_KEYS]; /* (precinct << 32 | seq) processed; guarded by the server thread */
 	int nseen;
-	bool order_ok;            /* each precinct's seqs arrived in increasing order on first sight */
+	bool order_ok; /* each precinct's seqs arrived in increasing order on first sight */
 	uint64_t last_seq[256];
 };
 
@@ -132,8 +132,8 @@ static void answer(struct fake *f, struct client *c, const struct bal_batch *b)
 		atomic_fetch_add(&f->accepts, 1);
 	uint8_t ack[64];
 	size_t alen = bal_codec_ack_pack(dup ? BAL_ACK_DUPLICATE : BAL_ACK_ACCEPTED, (uint64_t)f->nseen, NULL, ack);
-	n = snprintf(out, sizeof(out), "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: %zu\r\n\r\n",
-		     alen);
+	n = snprintf(out, sizeof(out),
+		     "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: %zu\r\n\r\n", alen);
 	memcpy(out + n, ack, alen);
 	send_all(c->fd, out, (size_t)n + alen);
 }
@@ -147,10 +147,10 @@ static void *serve(void *arg)
 	bal_arena_init(&arena, 0);
 	while (!atomic_load(&f->stop)) {
 		struct pollfd pfd[MAX_CLIENTS + 2];
-		pfd[0] = (struct pollfd){.fd = f->lfd, .events = POLLIN};
-		pfd[1] = (struct pollfd){.fd = f->wake[0], .events = POLLIN};
+		pfd[0] = (struct pollfd){ .fd = f->lfd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = f->wake[0], .events = POLLIN };
 		for (int i = 0; i < nclients; i++)
-			pfd[i + 2] = (struct pollfd){.fd = clients[i].fd, .events = POLLIN};
+			pfd[i + 2] = (struct pollfd){ .fd = clients[i].fd, .events = POLLIN };
 		if (poll(pfd, (nfds_t)nclients + 2, 1000) <= 0)
 			continue;
 		if ((pfd[0].revents & POLLIN) && nclients < MAX_CLIENTS) {
@@ -205,7 +205,7 @@ static struct fake *fake_start(void)
 	struct fake *f = calloc(1, sizeof(*f));
 	f->order_ok = true;
 	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	cr_assert_eq(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
 	cr_assert_eq(listen(f->lfd, 64), 0);
 	socklen_t alen = sizeof(a);
@@ -255,10 +255,14 @@ static void world_init(struct world *w, struct fake *f, uint32_t n, uint32_t con
 	w->e = bal_expect_new(w->d);
 	char server[32];
 	snprintf(server, sizeof(server), "127.0.0.1:%u", f->port);
-	struct bal_load_opts lo = {.server = server, .connections = conns, .pipeline = pipeline,
-				   .retry_for_ms = retry_for_ms, .timeout_ms = timeout_ms, .expect = w->e};
+	struct bal_load_opts lo = { .server = server,
+				    .connections = conns,
+				    .pipeline = pipeline,
+				    .retry_for_ms = retry_for_ms,
+				    .timeout_ms = timeout_ms,
+				    .expect = w->e };
 	cr_assert_eq(bal_load_new(&lo, &w->l, why, sizeof(why)), 0, "%s", why);
-	struct bal_gen_opts go = {.seed = 3, .key_seed = 3, .batch_size = 10, .kind = BAL_KIND_BALLOTS};
+	struct bal_gen_opts go = { .seed = 3, .key_seed = 3, .batch_size = 10, .kind = BAL_KIND_BALLOTS };
 	struct bal_gen *g;
 	cr_assert_eq(bal_gen_new(w->d, &go, &g, why, sizeof(why)), 0, "%s", why);
 	for (uint32_t i = 0; i < n; i++) {
