@@ -24,6 +24,10 @@ bool opt_u64(const char *flag, const char *text, uint64_t min, uint64_t max, uin
 bool opt_u32(const char *flag, const char *text, uint32_t min, uint32_t max, uint32_t *out);
 bool opt_double(const char *flag, const char *text, double min, double max, double *out);
 
+/** After getopt_long(): true iff no operands are left; else prints
+ * "ballotctl CMD: unexpected argument ..." and returns false. */
+bool opt_no_operands(const char *cmd, int argc, char **argv);
+
 /**
  * Finds a definition file: `path` as given, else (when relative) under the
  * source tree ballotctl was built from. Writes the path that exists to `out`

@@ -100,12 +100,8 @@ int cmd_gen_definition(int argc, char **argv)
 		default: fputs("ballotctl gen-definition: see --help\n", stderr); return EXIT_USAGE;
 		}
 	}
-	if (!ok)
+	if (!ok || !opt_no_operands("gen-definition", argc, argv))
 		return EXIT_USAGE;
-	if (optind < argc) {
-		fprintf(stderr, "ballotctl gen-definition: unexpected argument \"%s\"\n", argv[optind]);
-		return EXIT_USAGE;
-	}
 
 	char why[256];
 	char *text;

@@ -47,6 +47,15 @@ bool opt_double(const char *flag, const char *text, double min, double max, doub
 	return true;
 }
 
+bool opt_no_operands(const char *cmd, int argc, char **argv)
+{
+	if (optind >= argc)
+		return true;
+	fprintf(stderr, "ballotctl %s: unexpected argument \"%s\" (options start with --; see --help)\n", cmd,
+		argv[optind]);
+	return false;
+}
+
 bool find_definition(const char *path, char *out, size_t outlen)
 {
 	if (access(path, R_OK) == 0) {

@@ -151,12 +151,8 @@ static int parse_args(int argc, char **argv, struct push_args *a)
 		default: fputs("ballotctl push: see --help\n", stderr); return EXIT_USAGE;
 		}
 	}
-	if (!ok)
+	if (!ok || !opt_no_operands("push", argc, argv))
 		return EXIT_USAGE;
-	if (optind < argc) {
-		fprintf(stderr, "ballotctl push: unexpected argument \"%s\"\n", argv[optind]);
-		return EXIT_USAGE;
-	}
 	if (!a->server) {
 		fprintf(stderr, "ballotctl push: --server HOST:PORT is required\n");
 		return EXIT_USAGE;

@@ -133,11 +133,10 @@ int cmd_snapshot(int argc, char **argv)
 		default: fputs("ballotctl snapshot: see --help\n", stderr); return EXIT_USAGE;
 		}
 	}
-	if (!ok)
+	if (!ok || !opt_no_operands("snapshot", argc, argv))
 		return EXIT_USAGE;
-	if (!server || optind < argc) {
-		fprintf(stderr, "ballotctl snapshot: %s\n",
-			server ? "unexpected argument" : "--server HOST:PORT is required");
+	if (!server) {
+		fprintf(stderr, "ballotctl snapshot: --server HOST:PORT is required\n");
 		return EXIT_USAGE;
 	}
 	struct bal_http_resp r;

@@ -11,12 +11,12 @@
 
 #include "keys.h"
 #include "rng.h"
+#include "util.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,19 +96,6 @@ void bal_defgen_defaults(struct bal_defgen_opts *o)
 	o->election_date = "2023-03-19";
 }
 
-static int fail(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *why, size_t whylen, const char *fmt, ...)
-{
-	if (why && whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 static bool is_date(const char *s)
 {
 	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
@@ -122,30 +109,32 @@ static bool is_date(const char *s)
 static int check_opts(const struct bal_defgen_opts *o, char *why, size_t whylen)
 {
 	if (o->districts < 1 || o->districts > 100000)
-		return fail(why, whylen, "--districts %u: must be between 1 and 100000", o->districts);
+		return bal__failf(-EINVAL, why, whylen, "--districts %u: must be between 1 and 100000", o->districts);
 	if (o->precincts < o->districts || o->precincts > 10000000)
-		return fail(why, whylen, "--precincts %u: must be between --districts (%u) and 10000000", o->precincts,
-			    o->districts);
+		return bal__failf(-EINVAL, why, whylen, "--precincts %u: must be between --districts (%u) and 10000000",
+				  o->precincts, o->districts);
 	if (o->choices < 2 || o->choices > 1000)
-		return fail(why, whylen, "--choices %u: must be between 2 and 1000 (the last is \"Against all\")",
-			    o->choices);
+		return bal__failf(-EINVAL, why, whylen,
+				  "--choices %u: must be between 2 and 1000 (the last is \"Against all\")", o->choices);
 	if (o->party_seats < 1 || o->party_seats > 100000)
-		return fail(why, whylen, "--party-seats %u: must be between 1 and 100000", o->party_seats);
+		return bal__failf(-EINVAL, why, whylen, "--party-seats %u: must be between 1 and 100000",
+				  o->party_seats);
 	if (!(o->threshold_percent >= 0 && o->threshold_percent < 100))
-		return fail(why, whylen, "--threshold %g: must be at least 0 and below 100", o->threshold_percent);
+		return bal__failf(-EINVAL, why, whylen, "--threshold %g: must be at least 0 and below 100",
+				  o->threshold_percent);
 	if (o->registered_min > o->registered_max)
-		return fail(why, whylen, "--registered-min %llu: must not exceed --registered-max %llu",
-			    (unsigned long long)o->registered_min, (unsigned long long)o->registered_max);
+		return bal__failf(-EINVAL, why, whylen, "--registered-min %llu: must not exceed --registered-max %llu",
+				  (unsigned long long)o->registered_min, (unsigned long long)o->registered_max);
 	if (o->registered_max > 1000000000ULL)
-		return fail(why, whylen, "--registered-max %llu: must be at most 1000000000",
-			    (unsigned long long)o->registered_max);
+		return bal__failf(-EINVAL, why, whylen, "--registered-max %llu: must be at most 1000000000",
+				  (unsigned long long)o->registered_max);
 	if (!o->election_id || !*o->election_id)
-		return fail(why, whylen, "election id: must not be empty");
+		return bal__failf(-EINVAL, why, whylen, "election id: must not be empty");
 	if (!o->election_name || !*o->election_name)
-		return fail(why, whylen, "election name: must not be empty");
+		return bal__failf(-EINVAL, why, whylen, "election name: must not be empty");
 	if (!o->election_date || !is_date(o->election_date))
-		return fail(why, whylen, "election date \"%s\": must be YYYY-MM-DD",
-			    o->election_date ? o->election_date : "");
+		return bal__failf(-EINVAL, why, whylen, "election date \"%s\": must be YYYY-MM-DD",
+				  o->election_date ? o->election_date : "");
 	return 0;
 }
 

@@ -7,7 +7,8 @@
  */
 #include "expect.h"
 
-#include <stdarg.h>
+#include "util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,19 +22,6 @@ struct bal_expect {
 	uint32_t nreporting;
 	struct bal_expect_turnout t;
 };
-
-static int fail(int rc, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int fail(int rc, char *why, size_t whylen, const char *fmt, ...)
-{
-	if (why && whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 struct bal_expect *bal_expect_new(const struct bal_defn *d)
 {
@@ -79,11 +67,11 @@ static int ballot_contest(const struct bal_expect *e, uint32_t p, const char *fi
 {
 	int32_t c = bal_defn_contest(e->d, id);
 	if (c < 0)
-		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u: not a contest of the definition", field,
-			    i, id);
+		return bal__failf(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u: not a contest of the definition",
+				  field, i, id);
 	if (!bal_defn_votes_in(e->d, p, (uint32_t)c))
-		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u: not on the ballot of precinct %u", field,
-			    i, id, e->d->precincts[p].id);
+		return bal__failf(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u: not on the ballot of precinct %u",
+				  field, i, id, e->d->precincts[p].id);
 	return c;
 }
 
@@ -96,15 +84,17 @@ static int check_ballots(const struct bal_expect *e, uint32_t p, const struct ba
 			return c;
 		for (size_t j = 0; j < i; j++)
 			if (b->columns[j].contest_id == col->contest_id)
-				return fail(BAL_EINVALID, why, whylen,
-					    "ballots[%zu].contest_id %u: repeats ballots[%zu]", i, col->contest_id, j);
+				return bal__failf(BAL_EINVALID, why, whylen,
+						  "ballots[%zu].contest_id %u: repeats ballots[%zu]", i,
+						  col->contest_id, j);
 		if (col->n != b->columns[0].n)
-			return fail(BAL_EINVALID, why, whylen, "ballots[%zu]: %zu choices, but ballots[0] has %zu", i,
-				    col->n, b->columns[0].n);
+			return bal__failf(BAL_EINVALID, why, whylen,
+					  "ballots[%zu]: %zu choices, but ballots[0] has %zu", i, col->n,
+					  b->columns[0].n);
 		uint32_t nchoices = e->d->contests[c].nchoices;
 		for (size_t j = 0; j < col->n; j++)
 			if (col->choices[j] >= nchoices)
-				return fail(
+				return bal__failf(
 					BAL_EINVALID, why, whylen,
 					"ballots[%zu].choices[%zu]: choice %u out of range (contest %u has %u choices)",
 					i, j, col->choices[j], col->contest_id, nchoices);
@@ -121,19 +111,21 @@ static int check_tallies(const struct bal_expect *e, uint32_t p, const struct ba
 			return c;
 		for (size_t j = 0; j < i; j++)
 			if (b->tallies[j].contest_id == t->contest_id)
-				return fail(BAL_EINVALID, why, whylen,
-					    "tallies[%zu].contest_id %u: repeats tallies[%zu]", i, t->contest_id, j);
+				return bal__failf(BAL_EINVALID, why, whylen,
+						  "tallies[%zu].contest_id %u: repeats tallies[%zu]", i, t->contest_id,
+						  j);
 		uint32_t nchoices = e->d->contests[c].nchoices;
 		if (t->n > nchoices)
-			return fail(BAL_EINVALID, why, whylen,
-				    "tallies[%zu].counts: %zu counts, but contest %u has %u choices", i, t->n,
-				    t->contest_id, nchoices);
+			return bal__failf(BAL_EINVALID, why, whylen,
+					  "tallies[%zu].counts: %zu counts, but contest %u has %u choices", i, t->n,
+					  t->contest_id, nchoices);
 		const uint64_t *v = e->votes + e->voff[c];
 		for (size_t k = 0; k < t->n; k++)
 			if (t->counts[k] > UINT64_MAX - v[k])
-				return fail(BAL_EOVERFLOW, why, whylen,
-					    "tallies[%zu].counts[%zu]: %llu would overflow the expected total %llu", i,
-					    k, (unsigned long long)t->counts[k], (unsigned long long)v[k]);
+				return bal__failf(
+					BAL_EOVERFLOW, why, whylen,
+					"tallies[%zu].counts[%zu]: %llu would overflow the expected total %llu", i, k,
+					(unsigned long long)t->counts[k], (unsigned long long)v[k]);
 	}
 	return 0;
 }
@@ -148,15 +140,15 @@ int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, 
 {
 	int32_t p = bal_defn_precinct(e->d, b->precinct_id);
 	if (p < 0)
-		return fail(BAL_EINVALID, why, whylen, "precinct_id %u: not a precinct of the definition",
-			    b->precinct_id);
+		return bal__failf(BAL_EINVALID, why, whylen, "precinct_id %u: not a precinct of the definition",
+				  b->precinct_id);
 	int rc;
 	switch (b->kind) {
 	case BAL_KIND_BALLOTS: rc = check_ballots(e, (uint32_t)p, b, why, whylen); break;
 	case BAL_KIND_TALLY: rc = check_tallies(e, (uint32_t)p, b, why, whylen); break;
 	case BAL_KIND_PROTOCOL:
-		return fail(BAL_EUNSUPPORTED, why, whylen, "kind PROTOCOL: not modelled by the expected totals");
-	default: return fail(BAL_EINVALID, why, whylen, "kind %d: not a batch kind", (int)b->kind);
+		return bal__failf(BAL_EUNSUPPORTED, why, whylen, "kind PROTOCOL: not modelled by the expected totals");
+	default: return bal__failf(BAL_EINVALID, why, whylen, "kind %d: not a batch kind", (int)b->kind);
 	}
 	if (rc < 0)
 		return rc;

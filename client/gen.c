@@ -12,10 +12,10 @@
 #include "codec.h"
 #include "keys.h"
 #include "rng.h"
+#include "util.h"
 
 #include <errno.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,19 +51,6 @@ struct bal_gen {
 	uint8_t *body; /* packed SignedBatch */
 	size_t body_cap;
 };
-
-static int fail(int rc, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int fail(int rc, char *why, size_t whylen, const char *fmt, ...)
-{
-	if (why && whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
 static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
@@ -184,17 +171,17 @@ static uint32_t ballot_of(const struct bal_defn *d, uint32_t p, uint32_t *contes
 int bal_gen_new(const struct bal_defn *d, const struct bal_gen_opts *o, struct bal_gen **out, char *why, size_t whylen)
 {
 	if (o->batch_size < 1 || o->batch_size > BAL_GEN_MAX_BATCH)
-		return fail(-EINVAL, why, whylen, "batch size %u: must be between 1 and %u", o->batch_size,
-			    BAL_GEN_MAX_BATCH);
+		return bal__failf(-EINVAL, why, whylen, "batch size %u: must be between 1 and %u", o->batch_size,
+				  BAL_GEN_MAX_BATCH);
 	if (o->kind != BAL_KIND_BALLOTS && o->kind != BAL_KIND_TALLY)
-		return fail(-EINVAL, why, whylen, "kind %d: the generator makes BALLOTS (0) or TALLY (1) batches",
-			    (int)o->kind);
+		return bal__failf(-EINVAL, why, whylen, "kind %d: the generator makes BALLOTS (0) or TALLY (1) batches",
+				  (int)o->kind);
 	if (d->nprecincts == 0 || d->ncontests == 0)
-		return fail(-EINVAL, why, whylen,
-			    "definition has %u precincts and %u contests: needs at least one of each", d->nprecincts,
-			    d->ncontests);
+		return bal__failf(-EINVAL, why, whylen,
+				  "definition has %u precincts and %u contests: needs at least one of each",
+				  d->nprecincts, d->ncontests);
 	if (sodium_init() < 0)
-		return fail(-ENOSYS, why, whylen, "libsodium failed to initialise");
+		return bal__failf(-ENOSYS, why, whylen, "libsodium failed to initialise");
 
 	struct bal_gen *g = calloc(1, sizeof(*g));
 	if (!g)
@@ -232,7 +219,7 @@ int bal_gen_new(const struct bal_defn *d, const struct bal_gen_opts *o, struct b
 fail_gen:
 	bal_gen_free(g);
 fail_nomem:
-	return fail(-ENOMEM, why, whylen, "out of memory building the generator");
+	return bal__failf(-ENOMEM, why, whylen, "out of memory building the generator");
 }
 
 void bal_gen_free(struct bal_gen *g)
@@ -257,21 +244,6 @@ void bal_gen_free(struct bal_gen *g)
 	free(g);
 }
 
-static int grow(void **buf, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = *cap ? *cap : 256;
-	while (n < need)
-		n *= 2;
-	void *nb = realloc(*buf, n * elem);
-	if (!nb)
-		return -ENOMEM;
-	*buf = nb;
-	*cap = n;
-	return 0;
-}
-
 static int precinct_key(struct bal_gen *g, uint32_t p, char *why, size_t whylen)
 {
 	const struct bal_precinct *pr = &g->d->precincts[p];
@@ -283,10 +255,11 @@ static int precinct_key(struct bal_gen *g, uint32_t p, char *why, size_t whylen)
 			sodium_memzero(g->sk[p], sizeof(g->sk[p]));
 	}
 	if (g->key_state[p] == KEY_MISMATCH)
-		return fail(BAL_EAUTH, why, whylen,
-			    "precinct %u: the demo key of key seed %llu does not match the definition's public_key "
-			    "(use the --seed the definition was generated with)",
-			    pr->id, (unsigned long long)g->o.key_seed);
+		return bal__failf(
+			BAL_EAUTH, why, whylen,
+			"precinct %u: the demo key of key seed %llu does not match the definition's public_key "
+			"(use the --seed the definition was generated with)",
+			pr->id, (unsigned long long)g->o.key_seed);
 	return 0;
 }
 
@@ -309,7 +282,7 @@ static int fill_tallies(struct bal_gen *g, uint32_t nc, struct bal_rng *r)
 	size_t total = 0;
 	for (uint32_t i = 0; i < nc; i++)
 		total += g->d->contests[g->contests[i]].nchoices;
-	if (grow((void **)&g->counts, &g->counts_cap, total, sizeof(*g->counts)) < 0)
+	if (bal__grow((void **)&g->counts, &g->counts_cap, total, sizeof(*g->counts), 256) < 0)
 		return -ENOMEM;
 	memset(g->counts, 0, total * sizeof(*g->counts));
 	size_t off = 0;
@@ -331,10 +304,11 @@ int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch 
 {
 	const struct bal_defn *d = g->d;
 	if (p >= d->nprecincts)
-		return fail(-EINVAL, why, whylen, "precinct index %u: out of range (the definition has %u precincts)",
-			    p, d->nprecincts);
+		return bal__failf(-EINVAL, why, whylen,
+				  "precinct index %u: out of range (the definition has %u precincts)", p,
+				  d->nprecincts);
 	if (seq == 0)
-		return fail(-EINVAL, why, whylen, "precinct %u seq 0: seqs start at 1", d->precincts[p].id);
+		return bal__failf(-EINVAL, why, whylen, "precinct %u seq 0: seqs start at 1", d->precincts[p].id);
 	const struct bal_precinct *pr = &d->precincts[p];
 	if (pr->has_key) {
 		int rc = precinct_key(g, p, why, whylen);
@@ -356,7 +330,7 @@ int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch 
 		b.columns = g->cols;
 	} else {
 		if (fill_tallies(g, nc, &r) < 0)
-			return fail(-ENOMEM, why, whylen, "out of memory generating a tally");
+			return bal__failf(-ENOMEM, why, whylen, "out of memory generating a tally");
 		b.ntallies = nc;
 		b.tallies = g->tallies;
 	}
@@ -367,8 +341,8 @@ int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch 
 	b.created_unix_ms = (uint64_t)g->day0_ms + seq * 60000;
 
 	size_t ilen = bal_codec_batch_size(&b);
-	if (grow((void **)&g->inner, &g->inner_cap, ilen, 1) < 0)
-		return fail(-ENOMEM, why, whylen, "out of memory packing a batch of %zu bytes", ilen);
+	if (bal__grow((void **)&g->inner, &g->inner_cap, ilen, 1, 256) < 0)
+		return bal__failf(-ENOMEM, why, whylen, "out of memory packing a batch of %zu bytes", ilen);
 	bal_codec_batch_pack(&b, g->inner);
 	uint8_t sig[crypto_sign_BYTES];
 	size_t siglen = 0;
@@ -377,8 +351,8 @@ int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch 
 		siglen = sizeof(sig);
 	}
 	size_t slen = bal_codec_signed_size(g->inner, ilen, sig, siglen);
-	if (grow((void **)&g->body, &g->body_cap, slen, 1) < 0)
-		return fail(-ENOMEM, why, whylen, "out of memory packing a batch of %zu bytes", slen);
+	if (bal__grow((void **)&g->body, &g->body_cap, slen, 1, 256) < 0)
+		return bal__failf(-ENOMEM, why, whylen, "out of memory packing a batch of %zu bytes", slen);
 	bal_codec_signed_pack(g->inner, ilen, sig, siglen, g->body);
 
 	if (batch) {

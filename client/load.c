@@ -17,6 +17,7 @@
 #include "codec.h"
 #include "http.h"
 #include "resp.h"
+#include "util.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -101,25 +102,12 @@ struct bal_load {
 	bool ran;
 };
 
-static int fail(int rc, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int fail(int rc, char *why, size_t whylen, const char *fmt, ...)
-{
-	if (why && whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 int bal_load_new(const struct bal_load_opts *o, struct bal_load **out, char *why, size_t whylen)
 {
 	if (o->connections < 1 || o->connections > 4096)
-		return fail(-EINVAL, why, whylen, "connections %u: must be between 1 and 4096", o->connections);
+		return bal__failf(-EINVAL, why, whylen, "connections %u: must be between 1 and 4096", o->connections);
 	if (o->pipeline < 1 || o->pipeline > 4096)
-		return fail(-EINVAL, why, whylen, "pipeline %u: must be between 1 and 4096", o->pipeline);
+		return bal__failf(-EINVAL, why, whylen, "pipeline %u: must be between 1 and 4096", o->pipeline);
 	char host[BAL_HTTP_HOST_MAX];
 	uint16_t port;
 	int rc = bal_http_hostport(o->server, host, &port, why, whylen);
@@ -131,8 +119,8 @@ int bal_load_new(const struct bal_load_opts *o, struct bal_load **out, char *why
 	struct addrinfo *res;
 	int gai = getaddrinfo(host, portstr, &hints, &res);
 	if (gai)
-		return fail(-EHOSTUNREACH, why, whylen, "server %s: cannot resolve host: %s", o->server,
-			    gai_strerror(gai));
+		return bal__failf(-EHOSTUNREACH, why, whylen, "server %s: cannot resolve host: %s", o->server,
+				  gai_strerror(gai));
 
 	struct bal_load *l = calloc(1, sizeof(*l));
 	if (!l)
@@ -142,7 +130,15 @@ int bal_load_new(const struct bal_load_opts *o, struct bal_load **out, char *why
 		l->o.timeout_ms = 30000;
 	snprintf(l->server, sizeof(l->server), "%s", o->server);
 	l->o.server = l->server;
-	memcpy(&l->addr, res->ai_addr, res->ai_addrlen);
+	/* One address for every connection; IPv4 first, as the daemon listens on
+	 * 127.0.0.1 by default while "localhost" often resolves to ::1 first. */
+	const struct addrinfo *pick = res;
+	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+		if (ai->ai_family == AF_INET) {
+			pick = ai;
+			break;
+		}
+	memcpy(&l->addr, pick->ai_addr, pick->ai_addrlen);
 	freeaddrinfo(res);
 	res = NULL;
 	bal_arena_init(&l->arena, 0);
@@ -165,7 +161,7 @@ fail_load:
 fail_res:
 	if (res)
 		freeaddrinfo(res);
-	return fail(-ENOMEM, why, whylen, "out of memory creating the load engine");
+	return bal__failf(-ENOMEM, why, whylen, "out of memory creating the load engine");
 }
 
 void bal_load_free(struct bal_load *l)
@@ -193,26 +189,12 @@ void bal_load_free(struct bal_load *l)
 	free(l);
 }
 
-static int grow(void **buf, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = *cap ? *cap * 2 : 64;
-	while (n < need)
-		n *= 2;
-	void *nb = realloc(*buf, n * elem);
-	if (!nb)
-		return -ENOMEM;
-	*buf = nb;
-	*cap = n;
-	return 0;
-}
-
 int64_t bal_load_add(struct bal_load *l, uint32_t precinct_id, uint64_t seq, const uint8_t *body, size_t len)
 {
 	struct lconn *c = &l->conns[precinct_id % l->o.connections];
-	if (l->nitems >= UINT32_MAX || grow((void **)&l->items, &l->capitems, l->nitems + 1, sizeof(*l->items)) < 0 ||
-	    grow((void **)&c->items, &c->capitems, c->nitems + 1, sizeof(*c->items)) < 0)
+	if (l->nitems >= UINT32_MAX ||
+	    bal__grow((void **)&l->items, &l->capitems, l->nitems + 1, sizeof(*l->items), 64) < 0 ||
+	    bal__grow((void **)&c->items, &c->capitems, c->nitems + 1, sizeof(*c->items), 64) < 0)
 		return -ENOMEM;
 	char head[512];
 	int hn = snprintf(head, sizeof(head),
@@ -659,7 +641,7 @@ int bal_load_run(struct bal_load *l, char *why, size_t whylen)
 	signal(SIGPIPE, SIG_IGN);
 	int rc = uv_loop_init(&l->loop);
 	if (rc < 0)
-		return fail(rc, why, whylen, "uv_loop_init: %s", uv_strerror(rc));
+		return bal__failf(rc, why, whylen, "uv_loop_init: %s", uv_strerror(rc));
 	uint64_t start = uv_hrtime();
 	uv_timer_init(&l->loop, &l->ticker);
 	l->ticker.data = l;

@@ -161,6 +161,7 @@ int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, s
  * byte what packing the whole message at once would produce (and a protobuf
  * parser merges concatenated messages by appending repeated fields). */
 
+/* Every encoder computes the size or packs, from one description of the message. */
 enum piece_op { PIECE_SIZE, PIECE_PACK };
 
 static size_t batch_pieces(const struct bal_batch *b, enum piece_op op, uint8_t *buf)
@@ -219,53 +220,46 @@ size_t bal_codec_batch_pack(const struct bal_batch *b, uint8_t *buf)
 	return batch_pieces(b, PIECE_PACK, buf);
 }
 
-static void signed_init(Ballot__V1__SignedBatch *sb, const uint8_t *batch, size_t batch_len, const uint8_t *sig,
-			size_t sig_len)
+static size_t signed_do(enum piece_op op, const uint8_t *batch, size_t batch_len, const uint8_t *sig, size_t sig_len,
+			uint8_t *buf)
 {
-	Ballot__V1__SignedBatch init = BALLOT__V1__SIGNED_BATCH__INIT;
-	*sb = init;
-	sb->batch.data = (uint8_t *)batch; /* pack only reads */
-	sb->batch.len = batch_len;
-	sb->signature.data = (uint8_t *)sig;
-	sb->signature.len = sig_len;
+	Ballot__V1__SignedBatch sb = BALLOT__V1__SIGNED_BATCH__INIT;
+	sb.batch.data = (uint8_t *)batch; /* pack only reads */
+	sb.batch.len = batch_len;
+	sb.signature.data = (uint8_t *)sig;
+	sb.signature.len = sig_len;
+	return op == PIECE_SIZE ? ballot__v1__signed_batch__get_packed_size(&sb)
+				: ballot__v1__signed_batch__pack(&sb, buf);
 }
 
 size_t bal_codec_signed_size(const uint8_t *batch, size_t batch_len, const uint8_t *sig, size_t sig_len)
 {
-	Ballot__V1__SignedBatch sb;
-	signed_init(&sb, batch, batch_len, sig, sig_len);
-	return ballot__v1__signed_batch__get_packed_size(&sb);
+	return signed_do(PIECE_SIZE, batch, batch_len, sig, sig_len, NULL);
 }
 
 size_t bal_codec_signed_pack(const uint8_t *batch, size_t batch_len, const uint8_t *sig, size_t sig_len, uint8_t *buf)
 {
-	Ballot__V1__SignedBatch sb;
-	signed_init(&sb, batch, batch_len, sig, sig_len);
-	return ballot__v1__signed_batch__pack(&sb, buf);
+	return signed_do(PIECE_PACK, batch, batch_len, sig, sig_len, buf);
 }
 
-static void ack_init(Ballot__V1__BatchAck *ack, enum bal_ack_status st, uint64_t position, const char *error)
+static size_t ack_do(enum piece_op op, enum bal_ack_status st, uint64_t position, const char *error, uint8_t *buf)
 {
-	Ballot__V1__BatchAck init = BALLOT__V1__BATCH_ACK__INIT;
-	*ack = init;
-	ack->status = (Ballot__V1__Status)st;
-	ack->position = position;
+	Ballot__V1__BatchAck ack = BALLOT__V1__BATCH_ACK__INIT;
+	ack.status = (Ballot__V1__Status)st;
+	ack.position = position;
 	if (error)
-		ack->error = (char *)error; /* pack only reads */
+		ack.error = (char *)error; /* pack only reads */
+	return op == PIECE_SIZE ? ballot__v1__batch_ack__get_packed_size(&ack) : ballot__v1__batch_ack__pack(&ack, buf);
 }
 
 size_t bal_codec_ack_size(enum bal_ack_status st, uint64_t position, const char *error)
 {
-	Ballot__V1__BatchAck ack;
-	ack_init(&ack, st, position, error);
-	return ballot__v1__batch_ack__get_packed_size(&ack);
+	return ack_do(PIECE_SIZE, st, position, error, NULL);
 }
 
 size_t bal_codec_ack_pack(enum bal_ack_status st, uint64_t position, const char *error, uint8_t *buf)
 {
-	Ballot__V1__BatchAck ack;
-	ack_init(&ack, st, position, error);
-	return ballot__v1__batch_ack__pack(&ack, buf);
+	return ack_do(PIECE_PACK, st, position, error, buf);
 }
 
 int bal_codec_ack_decode(const uint8_t *buf, size_t len, enum bal_ack_status *st, uint64_t *position, char *error,

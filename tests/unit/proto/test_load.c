@@ -220,15 +220,34 @@ static void fake_run(struct fake *f)
 	cr_assert_eq(pthread_create(&f->thread, NULL, serve, f), 0);
 }
 
-static void fake_stop(struct fake *f)
+/* Stops the server thread; `f` stays readable. */
+static void fake_join(struct fake *f)
 {
 	atomic_store(&f->stop, true);
 	cr_assert_eq(write(f->wake[1], "x", 1), 1);
 	pthread_join(f->thread, NULL);
-	close(f->lfd);
+}
+
+static void fake_free(struct fake *f)
+{
+	if (f->lfd >= 0)
+		close(f->lfd);
 	close(f->wake[0]);
 	close(f->wake[1]);
 	free(f);
+}
+
+static void fake_stop(struct fake *f)
+{
+	fake_join(f);
+	fake_free(f);
+}
+
+/* Nobody will accept: close the listener, keep the port number. */
+static void fake_refuse(struct fake *f)
+{
+	close(f->lfd);
+	f->lfd = -1;
 }
 
 struct world {
@@ -326,14 +345,9 @@ Test(load, keeps_each_precinct_in_seq_order, .timeout = 20)
 	struct bal_load_stats st;
 	world_run(&w, &st);
 	cr_assert_eq(st.accepted, 200);
-	atomic_store(&f->stop, true);
-	cr_assert_eq(write(f->wake[1], "x", 1), 1);
-	pthread_join(f->thread, NULL);
+	fake_join(f);
 	cr_assert(f->order_ok, "a precinct's seqs arrived out of order");
-	close(f->lfd);
-	close(f->wake[0]);
-	close(f->wake[1]);
-	free(f);
+	fake_free(f);
 	world_deinit(&w);
 }
 
@@ -458,9 +472,7 @@ Test(load, silence_times_out, .timeout = 20)
 Test(load, gives_up_on_a_refused_connection_after_the_deadline, .timeout = 20)
 {
 	struct fake *f = fake_start();
-	/* Nobody will accept: close the listener, keep the port number. */
-	close(f->lfd);
-	f->lfd = -1;
+	fake_refuse(f);
 	struct world w;
 	world_init(&w, f, 10, 2, 4, 300, 5000);
 	struct bal_load_stats st;
@@ -470,16 +482,14 @@ Test(load, gives_up_on_a_refused_connection_after_the_deadline, .timeout = 20)
 	cr_assert_geq(st.reconnects, 2);
 	cr_assert_not_null(strstr(bal_load_item(w.l, 0)->error, "gave up after 300 ms of retries"), "error = %s",
 			   bal_load_item(w.l, 0)->error);
-	close(f->wake[0]);
-	close(f->wake[1]);
-	free(f);
+	fake_free(f);
 	world_deinit(&w);
 }
 
 Test(load, refused_without_retry_fails_at_once, .timeout = 20)
 {
 	struct fake *f = fake_start();
-	close(f->lfd);
+	fake_refuse(f);
 	struct world w;
 	world_init(&w, f, 6, 3, 4, 0, 5000);
 	struct bal_load_stats st;
@@ -488,8 +498,6 @@ Test(load, refused_without_retry_fails_at_once, .timeout = 20)
 	cr_assert_eq(st.reconnects, 0);
 	cr_assert_not_null(strstr(bal_load_item(w.l, 0)->error, "connect to 127.0.0.1"), "error = %s",
 			   bal_load_item(w.l, 0)->error);
-	close(f->wake[0]);
-	close(f->wake[1]);
-	free(f);
+	fake_free(f);
 	world_deinit(&w);
 }
