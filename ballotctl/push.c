@@ -287,7 +287,7 @@ static void print_contest(const struct bal_defn *d, const struct bal_expect *e, 
 		if (bal_expect_votes(e, c, k) > bal_expect_votes(e, c, best))
 			best = k;
 	uint64_t v = bal_expect_votes(e, c, best);
-	printf("    %-40.40s %-40.40s %10s %6.2f%%\n", ct->name, total ? ct->choices[best].name : "-",
+	printf("    %-48.48s %-40.40s %10s %6.2f%%\n", ct->name, total ? ct->choices[best].name : "-",
 	       fmt_count(v, buf), total ? 100.0 * (double)v / (double)total : 0.0);
 }
 

@@ -72,10 +72,10 @@ static void print_district_leader(json_t *c)
 		if (!best || num(ch, "votes") > num(best, "votes"))
 			best = ch;
 	if (!best || !total) {
-		printf("  %-40.40s no votes yet\n", str(c, "name"));
+		printf("  %-48.48s no votes yet\n", str(c, "name"));
 		return;
 	}
-	printf("  %-40.40s %-40.40s %10s %6.2f%%\n", str(c, "name"), str(best, "name"),
+	printf("  %-48.48s %-40.40s %10s %6.2f%%\n", str(c, "name"), str(best, "name"),
 	       fmt_count(num(best, "votes"), b), pct(num(best, "votes"), total));
 }
 
