@@ -15,7 +15,7 @@
 
 static struct bal_slot *slot_at(struct bal_conn *c, unsigned k)
 {
-	return &c->slots[(c->first + k) % c->cap];
+	return c->slots[(c->first + k) % c->cap];
 }
 
 static void slot_reset(struct bal_slot *s)
@@ -42,10 +42,13 @@ static void conn_free(struct bal_conn *c)
 	BAL_METRIC_SUB(w->d->metrics.connections_open, 1);
 	if (c->slots) {
 		for (unsigned i = 0; i < c->cap; i++) {
-			struct bal_slot *s = &c->slots[i];
+			struct bal_slot *s = c->slots[i];
+			if (!s)
+				continue;
 			slot_reset(s);
 			free(s->body);
 			free(s->entries);
+			free(s);
 		}
 		free(c->slots);
 	}
@@ -225,26 +228,42 @@ void bal_conn_job_done(struct bal_job *job)
 
 /* ---- HTTP hooks ------------------------------------------------------------ */
 
-static int hook_begin(void *ctx)
+/* Takes the next slot of the ring, allocating it on first use. */
+static struct bal_slot *slot_take(struct bal_conn *c)
 {
-	struct bal_conn *c = ctx;
 	struct bal_daemon *d = c->w->d;
 	if (!c->slots) {
 		c->cap = d->cfg.max_pipeline;
 		c->slots = calloc(c->cap, sizeof(*c->slots));
-		if (!c->slots) {
-			bal_http_fail(&c->http, 503, "out of memory");
-			return 503;
-		}
-		for (unsigned i = 0; i < c->cap; i++)
-			c->slots[i].conn = c;
+		if (!c->slots)
+			return NULL;
 	}
 	bal_require(c->used < c->cap); /* parsing pauses when all slots are in use */
-	struct bal_slot *s = slot_at(c, c->used++);
+	unsigned i = (c->first + c->used) % c->cap;
+	if (!c->slots[i]) {
+		/* Slots are allocated one by one: an uploader that never pipelines
+		 * costs one slot, not max_pipeline of them. */
+		c->slots[i] = calloc(1, sizeof(struct bal_slot));
+		if (!c->slots[i])
+			return NULL;
+		c->slots[i]->conn = c;
+	}
+	struct bal_slot *s = c->slots[i];
 	bal_require(s->state == BAL_SLOT_FREE);
+	c->used++;
 	s->state = BAL_SLOT_RECV;
 	s->body_len = 0;
 	s->accept_protobuf = false;
+	return s;
+}
+
+static int hook_begin(void *ctx)
+{
+	struct bal_conn *c = ctx;
+	if (!slot_take(c)) {
+		bal_http_fail(&c->http, 503, "out of memory");
+		return 503;
+	}
 	c->msg_start_ms = uv_now(&c->w->loop);
 	return 0;
 }
@@ -335,17 +354,14 @@ static void stream_error(struct bal_conn *c)
 {
 	struct bal_http *h = &c->http;
 	struct bal_slot *s;
-	if (c->msg_start_ms || (c->used && current(c)->state == BAL_SLOT_RECV)) {
-		s = current(c);
-	} else if (c->slots && c->used < c->cap) {
-		s = slot_at(c, c->used++);
-		s->state = BAL_SLOT_RECV;
-	} else if (!c->slots) {
-		if (hook_begin(c)) {
+	if (c->used && slot_at(c, c->used - 1)->state == BAL_SLOT_RECV) {
+		s = slot_at(c, c->used - 1);
+	} else if (c->used < (c->slots ? c->cap : 1)) {
+		s = slot_take(c);
+		if (!s) {
 			bal_conn_close(c);
 			return;
 		}
-		s = current(c);
 	} else {
 		bal_conn_close(c);
 		return;

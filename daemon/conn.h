@@ -75,7 +75,7 @@ struct bal_conn {
 	bool reading;
 	bool paused;            /**< parser paused: all slots in use */
 	struct bal_http http;
-	struct bal_slot *slots; /**< cap entries, lazily allocated */
+	struct bal_slot **slots; /**< ring of cap pointers; each slot allocated on first use */
 	unsigned cap, first, used, nwriting;
 	char *pending;          /**< unparsed input kept while paused */
 	size_t pending_len, pending_cap;

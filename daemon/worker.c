@@ -52,7 +52,7 @@ static void on_connection(uv_stream_t *server, int status)
 static bool conn_owes_answers(const struct bal_conn *c)
 {
 	for (unsigned k = 0; k < c->used; k++) {
-		const struct bal_slot *s = &c->slots[(c->first + k) % c->cap];
+		const struct bal_slot *s = c->slots[(c->first + k) % c->cap];
 		if (s->state != BAL_SLOT_RECV)
 			return true;
 	}
