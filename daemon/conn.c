@@ -173,11 +173,13 @@ void bal_conn_flush(struct bal_conn *c)
 {
 	if (c->closing)
 		return;
-	uv_buf_t bufs[64];
+	/* At most 4 buffers per write: libuv keeps that many inline in the
+	 * request and mallocs beyond it, which the ingest path must not do. */
+	uv_buf_t bufs[4];
 	for (;;) {
 		unsigned n = 0, k = c->nwriting;
 		struct bal_slot *lead = NULL;
-		while (k < c->used && n < 64) {
+		while (k < c->used && n < 4) {
 			struct bal_slot *s = slot_at(c, k);
 			if (s->state != BAL_SLOT_READY)
 				break;
@@ -264,7 +266,7 @@ static int hook_begin(void *ctx)
 		bal_http_fail(&c->http, 503, "out of memory");
 		return 503;
 	}
-	c->msg_start_ms = uv_now(&c->w->loop);
+	c->msg_start_ms = c->last_active_ms = uv_now(&c->w->loop);
 	return 0;
 }
 
@@ -456,7 +458,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		}
 		return;
 	}
-	c->last_active_ms = uv_now(&c->w->loop);
+	/* Not counted as activity here: http-parser skips blank lines before a
+	 * request line without starting a message, so a client trickling CRLFs
+	 * would otherwise never be idle nor mid-request (slowloris). Activity is
+	 * a request begun (hook_begin) or a response written (on_write). */
 	feed(c, buf->base, (size_t)nread);
 }
 
