@@ -36,7 +36,8 @@ void bal_config_defaults(struct bal_config *c)
 	c->group_max = 8192;
 	c->snapshot_every = 50000;
 	c->snapshot_ms = 2000;
-	c->threads = 1;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	c->threads = cores < 1 ? 1 : cores > 64 ? 64 : (unsigned)cores;
 	c->auth = true;
 	c->null_mode = false;
 	c->drain_timeout_ms = 10000;
@@ -150,7 +151,7 @@ static void usage(FILE *f)
 		"  --group-max N            batches per write transaction at most, default 8192\n"
 		"  --snapshot-every N       batches between counter snapshots, default 50000\n"
 		"  --snapshot-interval DUR  time between counter snapshots, default 2s\n"
-		"  --threads N              I/O threads, default 1\n"
+		"  --threads N              I/O threads (one libuv loop each, SO_REUSEPORT), default: cores\n"
 		"  --drain-timeout DUR      SIGTERM: longest wait for in-flight batches, default 10s\n"
 		"  --no-auth                do not verify precinct signatures\n"
 		"  --null                   ack every POST at once without decoding or storing (HTTP ceiling)\n"

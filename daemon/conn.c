@@ -149,6 +149,8 @@ static void on_write(uv_write_t *req, int status)
 		c->used--;
 		c->nwriting--;
 	}
+	if (c->used == 0)
+		c->first = 0; /* reuse the same slots: a connection allocates only as many as it pipelines */
 	if (c->closing)
 		return;
 	if (status < 0) {
