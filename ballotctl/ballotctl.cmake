@@ -1,4 +1,4 @@
-# ballotctl: command-line client (gen-definition, push, snapshot).
+# ballotctl: command-line client (gen-definition, push, snapshot, spool-batches, upload).
 #
 # Included from client/CMakeLists.txt rather than added as a subdirectory:
 # add_subdirectory(ballotctl) would create the directory ${PROJECT_BINARY_DIR}/ballotctl,
@@ -9,7 +9,10 @@ add_executable(ballotctl
   ${BALLOTCTL_DIR}/opts.c
   ${BALLOTCTL_DIR}/gendef.c
   ${BALLOTCTL_DIR}/push.c
-  ${BALLOTCTL_DIR}/snapshot.c)
+  ${BALLOTCTL_DIR}/snapshot.c
+  ${BALLOTCTL_DIR}/spool.c
+  ${BALLOTCTL_DIR}/upload.c)
 target_link_libraries(ballotctl PRIVATE bal_client bal_defn bal_proto PkgConfig::JANSSON bal_warnings)
+target_link_libraries(ballotctl PRIVATE bal_http_parser Threads::Threads)
 target_compile_definitions(ballotctl PRIVATE BALLOTCTL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 set_target_properties(ballotctl PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})

@@ -17,6 +17,8 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 int cmd_gen_definition(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_spool_batches(int argc, char **argv);
+int cmd_upload(int argc, char **argv);
 
 /** Parses an unsigned decimal number of `flag` in [min, max]; on error prints
  * "ballotctl: --flag VALUE: ..." to stderr and returns false. */
@@ -37,5 +39,85 @@ bool find_definition(const char *path, char *out, size_t outlen);
 
 /** "1,234,567" */
 const char *fmt_count(uint64_t v, char buf[32]);
+
+/*
+ * The upload spool (spool.c): a directory of batch files, one serialized
+ * SignedBatch each, named `<precinct>-<seq>.pb` (any name ending in ".pb"
+ * not starting with '.' is a batch). Rejected batches go to `rejected/` with
+ * `<name>.reason` beside them. Every function fills `why` (naming the path
+ * and the system error) when it fails and returns 0 or a negative errno.
+ */
+struct spool {
+	const char *path; /**< as given; borrowed */
+	int fd;		  /**< the directory; holds the flock when opened with `lock` */
+	int rejected_fd;  /**< rejected/, -1 until the first rejection */
+};
+
+/** One batch file found by spool_scan(). */
+struct spool_entry {
+	char *name;	   /**< malloc'd */
+	bool numbered;	   /**< the name is `<precinct>-<seq>.pb` */
+	uint32_t precinct; /**< when numbered */
+	uint64_t seq;	   /**< when numbered */
+};
+
+/** Owns the names; a zeroed list is empty. */
+struct spool_list {
+	struct spool_entry *v;
+	size_t n, cap;
+};
+
+/** Parses `<precinct>-<seq>.pb` (decimal, seq >= 1); false for any other name. */
+bool spool_name_parse(const char *name, uint32_t *precinct, uint64_t *seq);
+
+/**
+ * Opens (creating if missing, mode 0755) the spool directory. With `lock`,
+ * takes an exclusive flock on it: -EWOULDBLOCK when another uploader holds it.
+ * The lock goes with the process (a SIGKILL releases it).
+ */
+int spool_open(struct spool *s, const char *path, bool lock, char *why, size_t whylen);
+/** Closes the descriptors (and so releases the lock); safe twice. */
+void spool_close(struct spool *s);
+/** fsync of the spool directory. */
+int spool_sync(struct spool *s, char *why, size_t whylen);
+
+/** Lists the batch files (regular files only), sorted by (precinct, seq), then
+ * other names by strcmp after them. Replaces the list's content. */
+int spool_scan(struct spool *s, struct spool_list *out, char *why, size_t whylen);
+/** Frees the names, keeps the array. */
+void spool_list_clear(struct spool_list *l);
+/** Frees everything; the list is empty and reusable afterwards. */
+void spool_list_deinit(struct spool_list *l);
+
+/**
+ * fsyncs a batch file and reads it whole into a malloc'd buffer (caller frees).
+ * @return 0; -ENOENT (gone), -EFBIG (over `max` bytes), -errno of open,
+ *         fsync or read, -ENOMEM.
+ */
+int spool_read(struct spool *s, const char *name, size_t max, uint8_t **buf, size_t *len, char *why,
+	       size_t whylen);
+
+/** Deletes a batch file (gone already is fine), then fsyncs the directory. */
+int spool_remove(struct spool *s, const char *name, char *why, size_t whylen);
+
+/**
+ * Writes a batch file durably: `.<name>.tmp`, fsync, rename to `name` without
+ * replacing. The directory is not synced (spool_sync() once after many).
+ * @return 0 written; 1 `name` already held these exact bytes (nothing
+ *         changed); -EEXIST it holds other bytes (kept); -errno.
+ */
+int spool_put(struct spool *s, const char *name, const void *buf, size_t len, char *why, size_t whylen);
+
+/**
+ * Moves batch file `name` to rejected/ (created on first use) with `reason`
+ * written to `<dest>.reason` first, both fsynced, then both directories.
+ * `dest` is `name`, or `name.N` when an earlier rejection took that name.
+ * @param[out] moved_to  `dest`
+ */
+int spool_reject(struct spool *s, const char *name, const char *reason, char moved_to[256], char *why,
+		 size_t whylen);
+
+/** Removes reason temp files a killed uploader left in rejected/. Best effort. */
+void spool_clean_tmp(struct spool *s);
 
 #endif

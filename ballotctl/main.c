@@ -14,10 +14,13 @@ static const char usage[] =
 	"commands:\n"
 	"  gen-definition  write a synthetic election definition (JSON) with demo keys\n"
 	"  push            generate signed batches and upload them to ballotd, pipelined\n"
-	"  snapshot        print the daemon's current totals (GET /v1/snapshot)\n"
+	"  snapshot        print the daemon's current totals and seats (GET /v1/snapshot, /v1/seats)\n"
+	"  spool-batches   write generated signed batches into an upload spool directory\n"
+	"  upload          deliver a spool directory's batch files exactly once, retrying\n"
 	"\n"
 	"exit status: 0 success; 1 the operation failed (push: some batch was not\n"
-	"acknowledged as ACCEPTED or DUPLICATE); 2 bad command line.\n"
+	"acknowledged as ACCEPTED or DUPLICATE; upload --once: some file was rejected);\n"
+	"2 bad command line.\n"
 	"\n"
 	"push --json prints one JSON object on stdout; its keys are stable:\n"
 	"  {\"server\": \"HOST:PORT\", \"definition\": PATH, \"election_id\": STR,\n"
@@ -55,6 +58,11 @@ int main(int argc, char **argv)
 		return cmd_push(argc - 1, argv + 1);
 	if (strcmp(cmd, "snapshot") == 0)
 		return cmd_snapshot(argc - 1, argv + 1);
-	fprintf(stderr, "ballotctl: unknown command \"%s\" (gen-definition, push, snapshot)\n", cmd);
+	if (strcmp(cmd, "spool-batches") == 0)
+		return cmd_spool_batches(argc - 1, argv + 1);
+	if (strcmp(cmd, "upload") == 0)
+		return cmd_upload(argc - 1, argv + 1);
+	fprintf(stderr, "ballotctl: unknown command \"%s\" (gen-definition, push, snapshot, spool-batches, upload)\n",
+		cmd);
 	return EXIT_USAGE;
 }
