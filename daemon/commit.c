@@ -32,6 +32,16 @@ struct bal_committer {
 	uint64_t position;      /* last committed journal position */
 	uint64_t snap_position; /* position of the newest snapshot */
 	uint64_t snap_ms;       /* when it was written */
+	uint64_t snap_retry_ms; /* no snapshot in a group before this (one did not fit) */
+	/* Failure log state: a full disk makes groups fail and succeed alternately
+	 * (small groups still fit), so a failure is logged at most every
+	 * FAIL_LOG_MS (with the number suppressed), and the recovery after a
+	 * logged failure once that much time has passed or the committer idles. */
+	int fail_logged;        /* errno of the last failure line while no recovery line followed, else 0 */
+	uint64_t fail_log_ms;   /* when it was logged */
+	bool ok_pending;        /* a txn succeeded after that line; not logged yet */
+	uint64_t failed_txns;   /* failed write txns not yet logged */
+	uint64_t unstored;      /* batches in them */
 	const struct bal_delta **applied; /* scratch: deltas accepted in the group; cap group_max */
 	struct bal_job **heads, **tails;  /* scratch: per-worker delivery lists; cap threads */
 };
@@ -73,10 +83,12 @@ static struct bal_job *take_all(struct bal_committer *c)
 	return fifo;
 }
 
+#define FAIL_LOG_MS 5000
+
 static bool snapshot_due(struct bal_committer *c, uint64_t position, uint64_t now)
 {
 	const struct bal_config *cfg = &c->d->cfg;
-	if (position == c->snap_position)
+	if (position == c->snap_position || now < c->snap_retry_ms)
 		return false;
 	return position - c->snap_position >= cfg->snapshot_every || now - c->snap_ms >= cfg->snapshot_ms;
 }
@@ -222,28 +234,69 @@ static void account(struct bal_daemon *d, struct bal_job *first, struct bal_job 
 	}
 }
 
+/* Logs the recovery from a logged failure once it is due (or now, when `force`). */
+static void log_recovery(struct bal_committer *c, uint64_t now, bool force)
+{
+	if (!c->ok_pending || (!force && now - c->fail_log_ms < FAIL_LOG_MS))
+		return;
+	if (c->failed_txns)
+		bal_log(BAL_LOG_INFO, "commit",
+			"write transactions succeed again (%llu more failed, %llu batches not stored, since the last "
+			"report)",
+			(unsigned long long)c->failed_txns, (unsigned long long)c->unstored);
+	else
+		bal_log(BAL_LOG_INFO, "commit", "write transactions succeed again");
+	c->ok_pending = false;
+	c->fail_logged = 0;
+	c->failed_txns = c->unstored = 0;
+}
+
+/* Sets the degraded state after a group's commit and logs its changes (rate-limited). */
+static void note_result(struct bal_committer *c, int err, size_t nbatches)
+{
+	struct bal_daemon *d = c->d;
+	uint64_t now = bal_now_ms();
+	__atomic_store_n(&d->degraded_errno, err, __ATOMIC_RELAXED);
+	if (!err) {
+		c->ok_pending = c->fail_logged != 0;
+		log_recovery(c, now, false);
+		return;
+	}
+	BAL_METRIC_ADD(d->metrics.commit_failures, 1);
+	c->ok_pending = false;
+	c->failed_txns++;
+	c->unstored += nbatches;
+	if (err == c->fail_logged && now - c->fail_log_ms < FAIL_LOG_MS)
+		return;
+	bal_log(BAL_LOG_ERROR, "commit",
+		"write transaction failed: %s (%llu failed transactions, %llu batches not stored, since the last "
+		"report); answering %s until one succeeds",
+		bal_strerror(err), (unsigned long long)c->failed_txns, (unsigned long long)c->unstored,
+		err == -ENOSPC ? "507" : "503");
+	c->fail_logged = err;
+	c->fail_log_ms = now;
+	c->failed_txns = c->unstored = 0;
+}
+
 /* Processes `list` (FIFO) in groups of at most group_max. */
 static void process(struct bal_committer *c, struct bal_job *list)
 {
 	struct bal_daemon *d = c->d;
 	while (list) {
 		struct bal_job *first = list, *end = list;
-		for (unsigned n = 0; end && n < d->cfg.group_max; n++)
+		size_t n = 0;
+		for (; end && n < d->cfg.group_max; n++)
 			end = end->next;
 		size_t nacc = 0;
 		bool snap_tried;
 		int err = commit_group(c, first, end, true, &nacc, &snap_tried);
-		if (err == -ENOSPC && snap_tried)
-			/* The snapshot may be what did not fit: the batches come first. */
+		if (err == -ENOSPC && snap_tried) {
+			/* The snapshot may be what did not fit: the batches come first, and
+			 * further snapshots wait an interval instead of doubling every txn. */
+			c->snap_retry_ms = bal_now_ms() + d->cfg.snapshot_ms;
 			err = commit_group(c, first, end, false, &nacc, &snap_tried);
-		int prev = __atomic_exchange_n(&d->degraded_errno, err, __ATOMIC_RELAXED);
-		if (err && err != prev)
-			bal_log(BAL_LOG_ERROR, "commit", "write transaction failed: %s; answering %s until it succeeds",
-				bal_strerror(err), err == -ENOSPC ? "507" : "503");
-		else if (!err && prev)
-			bal_log(BAL_LOG_INFO, "commit", "write transactions succeed again");
-		if (err)
-			BAL_METRIC_ADD(d->metrics.commit_failures, 1);
+		}
+		note_result(c, err, n);
 		account(d, first, end);
 		list = end;
 		deliver(c, first, end);
@@ -291,27 +344,34 @@ static void *run(void *arg)
 		__atomic_store_n(&c->sleeping, 1, __ATOMIC_SEQ_CST);
 		bool timed_out = false;
 		while (!__atomic_load_n(&c->stack, __ATOMIC_SEQ_CST) && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
-			if (c->position != c->snap_position) {
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)d->cfg.snapshot_ms * 1000000ull;
-				ts.tv_sec += (time_t)(ns / 1000000000ull);
-				ts.tv_nsec = (long)(ns % 1000000000ull);
-				if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT) {
-					timed_out = true;
-					break;
-				}
-			} else {
+			/* Wake up for an unsnapshotted tail, or to report a recovery once idle. */
+			uint64_t wait_ms = c->position != c->snap_position ? d->cfg.snapshot_ms : 0;
+			if (c->ok_pending && (!wait_ms || wait_ms > FAIL_LOG_MS))
+				wait_ms = FAIL_LOG_MS;
+			if (!wait_ms) {
 				pthread_cond_wait(&c->cond, &c->lock);
+				continue;
+			}
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			uint64_t ns = (uint64_t)ts.tv_nsec + wait_ms * 1000000ull;
+			ts.tv_sec += (time_t)(ns / 1000000000ull);
+			ts.tv_nsec = (long)(ns % 1000000000ull);
+			if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT) {
+				timed_out = true;
+				break;
 			}
 		}
 		__atomic_store_n(&c->sleeping, 0, __ATOMIC_SEQ_CST);
 		pthread_mutex_unlock(&c->lock);
-		if (timed_out)
+		if (timed_out) {
+			log_recovery(c, bal_now_ms(), true);
 			idle_snapshot(c);
+		}
 	}
 	/* Stopping: everything queued has been processed; leave a snapshot so
 	 * the next start replays nothing. */
+	log_recovery(c, bal_now_ms(), true);
 	idle_snapshot(c);
 	return NULL;
 }

@@ -16,10 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define DEFAULT_READERS 126u
 #define MAX_DBS 8u
+/* A write that failed with less room than this left on the filesystem failed for lack of it. */
+#define FULL_DISK_SLACK ((uint64_t)1 << 20)
 
 int bal__store_err(int rc)
 {
@@ -439,8 +442,27 @@ void bal_store_close(struct bal_store *s)
 
 /* ---- write txn ---------------------------------------------------------- */
 
+/*
+ * LMDB reports a short write (the filesystem filled up in the middle of a
+ * page flush: pwrite wrote part of the pages) as EIO, exactly like a device
+ * error. Tell the two apart by asking the filesystem how much room is left:
+ * after a short write it is less than the write that failed. Root may also
+ * use the blocks reserved for it, so it is judged by the free count. Used for
+ * commits and for mdb_put (which flushes when a huge txn spills pages).
+ */
+static int write_err(struct bal_store *s, int rc)
+{
+	mdb_filehandle_t fd;
+	struct statvfs vfs;
+	if (rc != -EIO || mdb_env_get_fd(s->env, &fd) != 0 || fstatvfs(fd, &vfs) != 0)
+		return rc;
+	uint64_t blocks = geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail;
+	return blocks * vfs.f_frsize < FULL_DISK_SLACK ? -ENOSPC : rc;
+}
+
 int bal__store_wfail(struct bal_store *s, int err)
 {
+	err = write_err(s, err);
 	if (s->wtxn && !s->werr)
 		s->werr = err;
 	return err;
@@ -476,7 +498,7 @@ int bal_store_wcommit(struct bal_store *s)
 		return rc;
 	}
 	/* mdb_txn_commit frees the txn whatever it returns; with sync on, 0 means on disk. */
-	rc = bal__store_err(mdb_txn_commit(s->wtxn));
+	rc = write_err(s, bal__store_err(mdb_txn_commit(s->wtxn)));
 	s->wtxn = NULL;
 	if (rc == 0)
 		atomic_store_explicit(&s->position, s->wposition, memory_order_release);

@@ -70,8 +70,10 @@ int bal_store_put_snapshot(struct bal_store *s, uint64_t position, const uint64_
 
 /**
  * Commits and syncs the write txn: when it returns 0 the data is on disk.
- * @return 0; -ENOSPC (map or disk full), -EIO, -errno: nothing was committed
- *         (the txn is gone; no abort needed).
+ * @return 0; -ENOSPC (map or disk full: a write that the filesystem cut short
+ *         for lack of room, which LMDB reports as EIO, is -ENOSPC too; a real
+ *         device error stays -EIO), -EIO, -errno: nothing was committed (the
+ *         txn is gone; no abort needed).
  */
 int bal_store_wcommit(struct bal_store *s);
 
