@@ -188,7 +188,7 @@ int spool_scan(struct spool *s, struct spool_list *out, char *why, size_t whylen
 		snprintf(why, whylen, "cannot list the spool %s: %s", s->path, strerror(errno));
 	}
 	closedir(dir);
-	if (rc == 0)
+	if (rc == 0 && out->n)
 		qsort(out->v, out->n, sizeof(*out->v), cmp_entry);
 	return rc;
 }

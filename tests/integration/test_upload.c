@@ -219,7 +219,7 @@ static void expect_rejected(struct env *v, const char *name, int status, const c
 	free(reason);
 }
 
-Test(upload, once_delivers_every_batch_and_rejects_bad_files, .timeout = 120)
+Test(upload, once_delivers_every_batch_and_rejects_bad_files)
 {
 	struct env v;
 	env_start(&v, 30);
@@ -333,7 +333,7 @@ static int count_in_log(const char *log, const char *word)
 	return n;
 }
 
-Test(upload, kills_of_uploader_and_daemon_lose_and_double_nothing, .timeout = 180)
+Test(upload, kills_of_uploader_and_daemon_lose_and_double_nothing)
 {
 	struct env v;
 	env_start(&v, 60);
@@ -503,7 +503,7 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-Test(upload, retries_503_and_507_after_retry_after_and_rejects_413, .timeout = 60)
+Test(upload, retries_503_and_507_after_retry_after_and_rejects_413)
 {
 	struct scripted s = { 0 };
 	s.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -566,7 +566,7 @@ Test(upload, retries_503_and_507_after_retry_after_and_rejects_413, .timeout = 6
 	free(dir);
 }
 
-Test(upload, second_uploader_on_a_spool_is_refused, .timeout = 30)
+Test(upload, second_uploader_on_a_spool_is_refused)
 {
 	char *dir = th_tmpdir(), spool[600], log[700], first_log[700];
 	snprintf(spool, sizeof(spool), "%s/spool", dir);
