@@ -112,6 +112,8 @@ int bal_worker_start(struct bal_worker *w);
 /** Any thread: stop accepting; `hard` also closes every connection and ends the loop. */
 void bal_worker_signal_stop(struct bal_worker *w, bool hard);
 void bal_worker_join_free(struct bal_worker *w);
+/** Frees a worker whose thread never started (startup failure). NULL is fine. */
+void bal_worker_free_unstarted(struct bal_worker *w);
 /** Connections of this worker with a request not yet answered (for draining). */
 unsigned bal_worker_busy(struct bal_worker *w);
 

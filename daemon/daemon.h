@@ -79,7 +79,8 @@ struct bal_daemon {
 	struct bal_store *store;       /**< owned */
 	struct bal_published pub;      /**< written by the committer only */
 	struct bal_committer *committer;
-	struct bal_worker **workers;   /**< cfg.threads of them */
+	struct bal_worker **workers;   /**< cfg.threads of them (NULL where creation failed) */
+	unsigned nstarted;             /**< workers[0..nstarted) have a running thread */
 	struct bal_metrics metrics;
 	uint64_t inflight;             /**< batches handed to the committer and not yet answered */
 	int draining;                  /**< set by SIGTERM: new batches get 503 */

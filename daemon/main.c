@@ -176,8 +176,11 @@ static int start_workers(struct bal_daemon *d)
 	}
 	for (unsigned i = 0; i < n; i++) {
 		err = bal_worker_start(d->workers[i]);
-		if (err)
+		if (err) {
+			bal_log(BAL_LOG_ERROR, "main", "worker %u: cannot start its thread: %s", i, uv_strerror(err));
 			return err;
+		}
+		d->nstarted++;
 	}
 	bool v6 = strchr(d->cfg.host, ':') != NULL;
 	bal_log(BAL_LOG_INFO, "main", "listening on %s%s%s:%u", v6 ? "[" : "", d->cfg.host, v6 ? "]" : "",
@@ -185,17 +188,19 @@ static int start_workers(struct bal_daemon *d)
 	return 0;
 }
 
+/* Stops and frees every worker; only started ones have a thread to join. */
 static void stop_workers(struct bal_daemon *d)
 {
 	if (!d->workers)
 		return;
-	for (unsigned i = 0; i < d->cfg.threads; i++) {
-		if (!d->workers[i])
-			continue;
+	for (unsigned i = 0; i < d->nstarted; i++)
 		bal_worker_signal_stop(d->workers[i], true);
+	for (unsigned i = 0; i < d->cfg.threads; i++) {
+		if (i < d->nstarted)
+			bal_worker_join_free(d->workers[i]);
+		else
+			bal_worker_free_unstarted(d->workers[i]);
 	}
-	for (unsigned i = 0; i < d->cfg.threads; i++)
-		bal_worker_join_free(d->workers[i]);
 	free(d->workers);
 	d->workers = NULL;
 }

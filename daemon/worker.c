@@ -218,6 +218,27 @@ int bal_worker_start(struct bal_worker *w)
 	return uv_thread_create(&w->thread, run, w);
 }
 
+static void walk_close(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+void bal_worker_free_unstarted(struct bal_worker *w)
+{
+	if (!w)
+		return;
+	/* Nothing was accepted yet: close the handles and run the loop dry. */
+	uv_walk(&w->loop, walk_close, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&w->loop);
+	pthread_mutex_destroy(&w->done_lock);
+	bal_arena_deinit(&w->arena);
+	free(w->scratch);
+	free(w);
+}
+
 void bal_worker_join_free(struct bal_worker *w)
 {
 	if (!w)
