@@ -204,6 +204,21 @@ static int post_on(int fd, const void *body, size_t len, struct th_resp *r)
 	return th_read_resp(fd, r, 10000);
 }
 
+/* One GET on an open connection; returns the status (or -1). */
+static int get_on(int fd, const char *path)
+{
+	char req[128];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+	if (th_send(fd, req, (size_t)n))
+		return -1;
+	struct th_resp r;
+	if (th_read_resp(fd, &r, 5000))
+		return -1;
+	int st = r.status;
+	th_resp_free(&r);
+	return st;
+}
+
 /*
  * Reads and discards until the peer closes (EOF or reset). Returns the
  * milliseconds that took, or -1 if the connection is still open after
@@ -487,15 +502,16 @@ Test(hostile, unknown_fields_are_accepted_and_counted_once, .init = setup_defaul
 
 /* ---- chunked bodies --------------------------------------------------------- */
 
-Test(hostile, chunked_body_within_the_cap_is_accepted, .init = setup_small, .fini = stop)
+/*
+ * POSTs `body` chunked on a new connection, chunk sizes cycling from lo to hi
+ * bytes (the first chunk carries an extension), and reads the answer into r.
+ * Returns the connection.
+ */
+static int post_chunked(const uint8_t *body, size_t len, size_t lo, size_t hi, struct th_resp *r)
 {
-	size_t len;
-	uint8_t *body = valid_batch(3, 1, &len);
-	cr_assert_lt(len, 2048);
 	char *req = malloc(len * 8 + 256);
 	int n = sprintf(req, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-	/* Chunks of 1..7 bytes, one with an extension. */
-	for (size_t off = 0, k = 1; off < len; off += k, k = k % 7 + 1) {
+	for (size_t off = 0, k = lo; off < len; off += k, k = k < hi ? k + 1 : lo) {
 		size_t c = len - off < k ? len - off : k;
 		n += sprintf(req + n, off == 0 ? "%zx;note=first\r\n" : "%zx\r\n", c);
 		memcpy(req + n, body + off, c);
@@ -504,14 +520,24 @@ Test(hostile, chunked_body_within_the_cap_is_accepted, .init = setup_small, .fin
 	}
 	n += sprintf(req + n, "0\r\n\r\n");
 	int fd = th_connect(h.td.port);
+	cr_assert(fd >= 0);
 	cr_assert_eq(th_send(fd, req, (size_t)n), 0);
+	free(req);
+	cr_assert_eq(th_read_resp(fd, r, 10000), 0, "no answer to a chunked POST");
+	return fd;
+}
+
+Test(hostile, chunked_body_within_the_cap_is_accepted, .init = setup_small, .fini = stop)
+{
+	size_t len;
+	uint8_t *body = valid_batch(3, 1, &len);
+	cr_assert_lt(len, 2048);
 	struct th_resp r;
-	cr_assert_eq(th_read_resp(fd, &r, 10000), 0);
+	int fd = post_chunked(body, len, 1, 7, &r);
 	cr_expect_eq(r.status, 200, "%s", r.body);
 	cr_expect(strstr(r.body, "\"ACCEPTED\",\"position\":1"), "%s", r.body);
 	th_resp_free(&r);
 	close(fd);
-	free(req);
 	free(body);
 	assert_counters(1, 1);
 }
@@ -519,19 +545,10 @@ Test(hostile, chunked_body_within_the_cap_is_accepted, .init = setup_small, .fin
 Test(hostile, chunked_body_beyond_the_cap_is_413, .init = setup_small, .fini = stop)
 {
 	/* Ten 512-byte chunks against --max-body 2048. */
-	char req[8192];
-	int n = sprintf(req, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-	for (int i = 0; i < 10; i++) {
-		n += sprintf(req + n, "200\r\n");
-		memset(req + n, 'x', 512);
-		n += 512;
-		n += sprintf(req + n, "\r\n");
-	}
-	n += sprintf(req + n, "0\r\n\r\n");
-	int fd = th_connect(h.td.port);
-	cr_assert_eq(th_send(fd, req, (size_t)n), 0);
+	uint8_t body[5120];
+	memset(body, 'x', sizeof(body));
 	struct th_resp r;
-	cr_assert_eq(th_read_resp(fd, &r, 5000), 0);
+	int fd = post_chunked(body, sizeof(body), 512, 512, &r);
 	cr_expect_eq(r.status, 413, "%s", r.body);
 	cr_expect(strstr(r.body, "--max-body"), "%s", r.body);
 	th_resp_free(&r);
@@ -679,12 +696,7 @@ ParameterizedTest(struct slow_case *sc, hostile, slowloris_is_closed_by_the_requ
 		for (size_t i = 0; i + 1 < sizeof(stream); i += 2)
 			memcpy(stream + i, "\r\n", 2);
 	} else {
-		const char *first = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
-		cr_assert_eq(th_send(fd, first, strlen(first)), 0);
-		struct th_resp r;
-		cr_assert_eq(th_read_resp(fd, &r, 5000), 0);
-		cr_assert_eq(r.status, 200);
-		th_resp_free(&r);
+		cr_assert_eq(get_on(fd, "/healthz"), 200);
 		n = (size_t)sprintf(stream, "GET /healthz HTTP/1.1\r\nX-Slow: ");
 		memset(stream + n, 'c', sizeof(stream) - n);
 	}
@@ -712,12 +724,7 @@ ParameterizedTest(struct slow_case *sc, hostile, slowloris_is_closed_by_the_requ
 Test(hostile, idle_keep_alive_connection_is_closed, .init = setup_slow, .fini = stop)
 {
 	int fd = th_connect(h.td.port);
-	const char *req = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
-	cr_assert_eq(th_send(fd, req, strlen(req)), 0);
-	struct th_resp r;
-	cr_assert_eq(th_read_resp(fd, &r, 5000), 0);
-	cr_assert_eq(r.status, 200);
-	th_resp_free(&r);
+	cr_assert_eq(get_on(fd, "/healthz"), 200);
 	long closed = wait_closed(fd, 2500);
 	close(fd);
 	cr_expect_geq(closed, 400, "closed after %ld ms: an idle keep-alive connection is kept for --idle-timeout", closed);
@@ -823,21 +830,6 @@ static void setup_conns(void)
 {
 	static const char *const args[] = {"--max-connections", "4", NULL};
 	start(20, 4, args);
-}
-
-/* One GET on an open connection; returns the status (or -1). */
-static int get_on(int fd, const char *path)
-{
-	char req[128];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
-	if (th_send(fd, req, (size_t)n))
-		return -1;
-	struct th_resp r;
-	if (th_read_resp(fd, &r, 5000))
-		return -1;
-	int st = r.status;
-	th_resp_free(&r);
-	return st;
 }
 
 Test(hostile, connections_beyond_the_cap_are_closed_at_once, .init = setup_conns, .fini = stop)
