@@ -33,13 +33,14 @@ struct bal_committer {
 	uint64_t snap_position; /* position of the newest snapshot */
 	uint64_t snap_ms;       /* when it was written */
 	uint64_t snap_retry_ms; /* no snapshot in a group before this (one did not fit) */
-	/* Failure log state: a full disk makes groups fail and succeed alternately
-	 * (small groups still fit), so a failure is logged at most every
-	 * FAIL_LOG_MS (with the number suppressed), and the recovery after a
-	 * logged failure once that much time has passed or the committer idles. */
-	int fail_logged;        /* errno of the last failure line while no recovery line followed, else 0 */
+	/* Degraded state. A nearly full map or disk makes big groups fail and
+	 * small ones succeed alternately, so a success ends the degraded state
+	 * only once no write has failed for FAIL_QUIET_MS; while degraded and
+	 * idle, a snapshot write every FAIL_QUIET_MS probes for room. The same
+	 * failure is logged at most every FAIL_LOG_MS, with the number not logged. */
+	uint64_t last_fail_ms;  /* when a write txn last failed */
+	int fail_logged;        /* errno of the last failure line (0: none since the last recovery line) */
 	uint64_t fail_log_ms;   /* when it was logged */
-	bool ok_pending;        /* a txn succeeded after that line; not logged yet */
 	uint64_t failed_txns;   /* failed write txns not yet logged */
 	uint64_t unstored;      /* batches in them */
 	const struct bal_delta **applied; /* scratch: deltas accepted in the group; cap group_max */
@@ -83,7 +84,8 @@ static struct bal_job *take_all(struct bal_committer *c)
 	return fifo;
 }
 
-#define FAIL_LOG_MS 5000
+#define FAIL_QUIET_MS 5000
+#define FAIL_LOG_MS 30000
 
 static bool snapshot_due(struct bal_committer *c, uint64_t position, uint64_t now)
 {
@@ -178,10 +180,13 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 fail_txn:
 	bal_store_wabort(d->store);
 fail:
-	/* Nothing of this group is stored: undo the private folds. */
+	/* Nothing of this group is stored: undo the private folds. Overflow
+	 * rejections stand, and so do duplicates of batches an earlier txn
+	 * committed (their answer is true whatever became of this one: a
+	 * resend to a full journal still learns it is stored). */
 	bal_pub_read(&d->pub, c->ctr);
 	for (struct bal_job *j = first; j != end; j = j->next)
-		if (j->result != BAL_EOVERFLOW)
+		if (j->result != BAL_EOVERFLOW && !(j->result == BAL_EDUPLICATE && j->position <= c->position))
 			set_unstored(j, err, d->cfg.map_size);
 	*naccepted = 0;
 	return err;
@@ -234,43 +239,39 @@ static void account(struct bal_daemon *d, struct bal_job *first, struct bal_job 
 	}
 }
 
-/* Logs the recovery from a logged failure once it is due (or now, when `force`). */
-static void log_recovery(struct bal_committer *c, uint64_t now, bool force)
-{
-	if (!c->ok_pending || (!force && now - c->fail_log_ms < FAIL_LOG_MS))
-		return;
-	if (c->failed_txns)
-		bal_log(BAL_LOG_INFO, "commit",
-			"write transactions succeed again (%llu more failed, %llu batches not stored, since the last "
-			"report)",
-			(unsigned long long)c->failed_txns, (unsigned long long)c->unstored);
-	else
-		bal_log(BAL_LOG_INFO, "commit", "write transactions succeed again");
-	c->ok_pending = false;
-	c->fail_logged = 0;
-	c->failed_txns = c->unstored = 0;
-}
-
-/* Sets the degraded state after a group's commit and logs its changes (rate-limited). */
+/*
+ * Records the result of a write txn of `nbatches` batches: sets or ends the
+ * degraded state (see struct bal_committer) and logs its changes.
+ */
 static void note_result(struct bal_committer *c, int err, size_t nbatches)
 {
 	struct bal_daemon *d = c->d;
 	uint64_t now = bal_now_ms();
-	__atomic_store_n(&d->degraded_errno, err, __ATOMIC_RELAXED);
 	if (!err) {
-		c->ok_pending = c->fail_logged != 0;
-		log_recovery(c, now, false);
+		if (!__atomic_load_n(&d->degraded_errno, __ATOMIC_RELAXED) || now - c->last_fail_ms < FAIL_QUIET_MS)
+			return;
+		__atomic_store_n(&d->degraded_errno, 0, __ATOMIC_RELAXED);
+		if (c->failed_txns)
+			bal_log(BAL_LOG_INFO, "commit",
+				"write transactions succeed again (%llu more failed, %llu batches not stored, since the "
+				"last report)",
+				(unsigned long long)c->failed_txns, (unsigned long long)c->unstored);
+		else
+			bal_log(BAL_LOG_INFO, "commit", "write transactions succeed again");
+		c->fail_logged = 0;
+		c->failed_txns = c->unstored = 0;
 		return;
 	}
+	__atomic_store_n(&d->degraded_errno, err, __ATOMIC_RELAXED);
 	BAL_METRIC_ADD(d->metrics.commit_failures, 1);
-	c->ok_pending = false;
+	c->last_fail_ms = now;
 	c->failed_txns++;
 	c->unstored += nbatches;
 	if (err == c->fail_logged && now - c->fail_log_ms < FAIL_LOG_MS)
 		return;
 	bal_log(BAL_LOG_ERROR, "commit",
 		"write transaction failed: %s (%llu failed transactions, %llu batches not stored, since the last "
-		"report); answering %s until one succeeds",
+		"report); answering %s until writes succeed again",
 		bal_strerror(err), (unsigned long long)c->failed_txns, (unsigned long long)c->unstored,
 		err == -ENOSPC ? "507" : "503");
 	c->fail_logged = err;
@@ -303,11 +304,17 @@ static void process(struct bal_committer *c, struct bal_job *list)
 	}
 }
 
-/* Snapshot-only txn, when idle with unsnapshotted batches. */
-static void idle_snapshot(struct bal_committer *c)
+enum snap_why {
+	SNAP_TAIL,  /* idle with unsnapshotted batches */
+	SNAP_PROBE, /* degraded and idle: does a write fit again? (rewrites the newest one if need be) */
+	SNAP_FINAL, /* stopping: its failure is always logged */
+};
+
+/* Snapshot-only txn. */
+static void idle_snapshot(struct bal_committer *c, enum snap_why why)
 {
 	struct bal_daemon *d = c->d;
-	if (c->position == c->snap_position)
+	if (c->position == c->snap_position && why != SNAP_PROBE)
 		return;
 	int err = bal_store_wbegin(d->store);
 	if (!err)
@@ -317,21 +324,35 @@ static void idle_snapshot(struct bal_committer *c)
 	} else {
 		bal_store_wabort(d->store);
 	}
-	if (err) {
-		bal_log(BAL_LOG_WARN, "commit", "snapshot at position %llu failed: %s",
-			(unsigned long long)c->position, bal_strerror(err));
-		c->snap_ms = bal_now_ms(); /* retry after another interval, not in a loop */
+	if (err && (err != c->fail_logged || why == SNAP_FINAL))
+		bal_log(BAL_LOG_WARN, "commit", "%ssnapshot at position %llu failed: %s%s",
+			why == SNAP_FINAL ? "final " : "", (unsigned long long)c->position, bal_strerror(err),
+			why == SNAP_FINAL ? "; the next start replays the journal after the previous one" : "");
+	note_result(c, err, 0);
+	c->snap_ms = bal_now_ms(); /* after a failure: retry after another interval, not in a loop */
+	if (err)
 		return;
-	}
+	if (c->position != c->snap_position)
+		BAL_METRIC_ADD(d->metrics.snapshots, 1);
 	c->snap_position = c->position;
-	c->snap_ms = bal_now_ms();
-	BAL_METRIC_ADD(d->metrics.snapshots, 1);
+}
+
+/* How long the idle committer may sleep: 0 = until woken. */
+static uint64_t idle_wait_ms(const struct bal_committer *c)
+{
+	uint64_t wait_ms = c->position != c->snap_position ? c->d->cfg.snapshot_ms : 0;
+	if (__atomic_load_n(&c->d->degraded_errno, __ATOMIC_RELAXED)) {
+		uint64_t since = bal_now_ms() - c->last_fail_ms;
+		uint64_t probe = since < FAIL_QUIET_MS ? FAIL_QUIET_MS - since : 1;
+		if (!wait_ms || probe < wait_ms)
+			wait_ms = probe;
+	}
+	return wait_ms;
 }
 
 static void *run(void *arg)
 {
 	struct bal_committer *c = arg;
-	struct bal_daemon *d = c->d;
 	for (;;) {
 		struct bal_job *list = take_all(c);
 		if (list) {
@@ -344,10 +365,7 @@ static void *run(void *arg)
 		__atomic_store_n(&c->sleeping, 1, __ATOMIC_SEQ_CST);
 		bool timed_out = false;
 		while (!__atomic_load_n(&c->stack, __ATOMIC_SEQ_CST) && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
-			/* Wake up for an unsnapshotted tail, or to report a recovery once idle. */
-			uint64_t wait_ms = c->position != c->snap_position ? d->cfg.snapshot_ms : 0;
-			if (c->ok_pending && (!wait_ms || wait_ms > FAIL_LOG_MS))
-				wait_ms = FAIL_LOG_MS;
+			uint64_t wait_ms = idle_wait_ms(c);
 			if (!wait_ms) {
 				pthread_cond_wait(&c->cond, &c->lock);
 				continue;
@@ -365,14 +383,14 @@ static void *run(void *arg)
 		__atomic_store_n(&c->sleeping, 0, __ATOMIC_SEQ_CST);
 		pthread_mutex_unlock(&c->lock);
 		if (timed_out) {
-			log_recovery(c, bal_now_ms(), true);
-			idle_snapshot(c);
+			bool probe = __atomic_load_n(&c->d->degraded_errno, __ATOMIC_RELAXED) &&
+				     bal_now_ms() - c->last_fail_ms >= FAIL_QUIET_MS;
+			idle_snapshot(c, probe ? SNAP_PROBE : SNAP_TAIL);
 		}
 	}
 	/* Stopping: everything queued has been processed; leave a snapshot so
 	 * the next start replays nothing. */
-	log_recovery(c, bal_now_ms(), true);
-	idle_snapshot(c);
+	idle_snapshot(c, SNAP_FINAL);
 	return NULL;
 }
 
