@@ -592,3 +592,105 @@ Test(upload, second_uploader_on_a_spool_is_refused)
 	th_rmdir(dir);
 	free(dir);
 }
+
+/* ---- ballotctl snapshot ------------------------------------------------------------- */
+
+/* The line of `text` whose name column starts with `name` after two spaces; NULL if none. */
+static const char *row_of(const char *text, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (strncmp(l, "  ", 2) == 0 && strncmp(l + 2, name, n) == 0)
+			return l;
+	return NULL;
+}
+
+Test(snapshot, prints_seats_threshold_and_distinct_district_names)
+{
+	struct env v;
+	memset(&v, 0, sizeof(v));
+	v.dir = th_tmpdir();
+	char *gen = th_write_defn(v.dir, 30, 3, 4, KEY_SEED, true);
+	/* District names that only differ at the end, longer than any column. */
+	json_error_t err;
+	json_t *d = json_load_file(gen, 0, &err);
+	cr_assert(d, "%s", err.text);
+	size_t i;
+	json_t *dist;
+	json_array_foreach(json_object_get(d, "districts"), i, dist)
+	{
+		char name[128];
+		snprintf(name, sizeof(name), "Very Long Administrative Region of the Steppe Electoral District No. %zu",
+			 i + 1);
+		json_object_set_new(dist, "name", json_string(name));
+	}
+	cr_assert_eq(asprintf(&v.defn_path, "%s/long-names.json", v.dir) > 0, true);
+	cr_assert_eq(json_dump_file(d, v.defn_path, 0), 0);
+	json_decref(d);
+	free(gen);
+	char why[256];
+	cr_assert_eq(bal_defn_load(v.defn_path, &v.defn, why, sizeof(why)), 0, "%s", why);
+	snprintf(v.spool, sizeof(v.spool), "%s/spool", v.dir);
+	snprintf(v.data, sizeof(v.data), "%s/data", v.dir);
+	cr_assert_eq(th_start(&v.td, v.defn_path, v.data, 0, NULL), 0);
+	snprintf(v.server, sizeof(v.server), "127.0.0.1:%u", v.td.port);
+	cr_assert_eq(spool_batches(&v, "1-30", "4", "5"), 0);
+	int status;
+	json_decref(upload_once(&v, &status));
+	cr_assert_eq(status, 0);
+
+	char out[700];
+	snprintf(out, sizeof(out), "%s/snapshot.txt", v.dir);
+	const char *args[] = { "snapshot", "--server", v.server, NULL };
+	cr_assert_eq(ctl_run(out, NULL, args), 0);
+	char *text = slurp(out, NULL);
+	json_t *seats = th_get_json(v.td.port, "/v1/seats");
+	cr_assert(text && seats);
+
+	/* Party list: every choice's seats, "-" under the threshold. */
+	json_t *pl = json_array_get(json_object_get(seats, "contests"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(pl, "kind")), "party_list");
+	int below = 0;
+	json_t *ch;
+	json_array_foreach(json_object_get(pl, "choices"), i, ch)
+	{
+		const char *row = row_of(text, json_string_value(json_object_get(ch, "name")));
+		cr_assert(row, "no row for %s in:\n%s", json_string_value(json_object_get(ch, "name")), text);
+		char line[256];
+		snprintf(line, sizeof(line), "%.*s", (int)(strchr(row, '\n') - row), row);
+		char *pcent = strchr(line, '%');
+		cr_assert(pcent, "%s", line);
+		char cell[16] = "";
+		sscanf(pcent + 1, "%15s", cell);
+		if (!json_is_true(json_object_get(ch, "seat_eligible"))) {
+			cr_expect(strstr(line, "not eligible"), "%s", line);
+		} else if (!json_is_true(json_object_get(ch, "passed_threshold"))) {
+			below++;
+			cr_expect_str_eq(cell, "-", "%s", line);
+			cr_expect(strstr(line, "below the 5% threshold"), "%s", line);
+		} else {
+			char want[16];
+			snprintf(want, sizeof(want), "%lld", jint(ch, "seats"));
+			cr_expect_str_eq(cell, want, "seats of %s: %s", json_string_value(json_object_get(ch, "name")),
+					 line);
+		}
+	}
+	cr_expect_geq(below, 1, "the generator puts one party under 5%%:\n%s", text);
+
+	/* Districts: three distinct labels, each keeping its number, the elected leader marked. */
+	const char *from = text;
+	for (int k = 1; k <= 3; k++) {
+		const char *row = row_of(from, "Very Long Administrative");
+		cr_assert(row, "district row %d missing:\n%s", k, text);
+		int len = (int)(strchr(row, '\n') - row);
+		char num[16];
+		snprintf(num, sizeof(num), "No. %d ", k);
+		const char *at = strstr(row, num);
+		cr_expect(at && at < row + len, "district %d keeps its number: %.*s", k, len, row);
+		cr_expect(memchr(row, '*', (size_t)len), "elected mark: %.*s", len, row);
+		from = row + len + 1;
+	}
+	free(text);
+	json_decref(seats);
+	env_stop(&v);
+}
