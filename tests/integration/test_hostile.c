@@ -1091,7 +1091,7 @@ static void hostile_op(struct actor *a, char *buf, size_t cap)
 	bal_require(n <= cap);
 	(void)th_send(fd, buf, n);
 	if (kind != 3 && kind != 6 && kind != 7)
-		drain_for(fd, 50);
+		drain_for(fd, 10);
 	close(fd);
 	a->ops++;
 	a->by_kind[kind]++;
