@@ -325,17 +325,18 @@ static struct body_case body_cases[] = {
 	{"overlong_varint"},   /* precinct_id varint of 11 bytes */
 	{"wrong_wire_type"},   /* precinct_id as length-delimited */
 	{"unknown_kind"},      /* Batch.kind = 7 */
+	{"amplifying"},	       /* 1 MB of empty BallotColumns: 2 bytes each on the wire, ~60 decoded */
 };
 
-ParameterizedTestParameters(hostile, undecodable_body_is_400)
+ParameterizedTestParameters(hostile, undecodable_body_is_rejected)
 {
 	return cr_make_param_array(struct body_case, body_cases, sizeof(body_cases) / sizeof(body_cases[0]));
 }
 
-/* Builds the named body into buf (4 KiB); returns its length. */
+/* Builds the named body into buf (2 MiB); returns its length. */
 static size_t build_body(const char *name, uint8_t *buf)
 {
-	uint8_t inner[256];
+	static uint8_t inner[1 << 20];
 	size_t n = 0, in = 0;
 	if (strcmp(name, "json") == 0) {
 		const char *j = "{\"precinct_id\":1,\"seq\":1,\"kind\":\"BALLOTS\"}";
@@ -392,21 +393,37 @@ static size_t build_body(const char *name, uint8_t *buf)
 	} else if (strcmp(name, "unknown_kind") == 0) {
 		inner[in++] = 0x18; /* kind */
 		inner[in++] = 0x07;
+	} else if (strcmp(name, "amplifying") == 0) {
+		/* Within --max-body (1M), beyond the decode arena (8 x max-body). */
+		while (in + 2 < 1000000) {
+			inner[in++] = 0x22;
+			inner[in++] = 0x00;
+		}
 	} else {
 		cr_assert_fail("unknown case %s", name);
 	}
 	return wrap_signed(inner, in, buf);
 }
 
-ParameterizedTest(struct body_case *bc, hostile, undecodable_body_is_400, .init = setup_default, .fini = stop)
+ParameterizedTest(struct body_case *bc, hostile, undecodable_body_is_rejected, .init = setup_default, .fini = stop)
 {
-	uint8_t body[4096];
+	uint8_t *body = malloc(2 << 20);
 	size_t len = build_body(bc->name, body);
+	long rss0 = rss_kb(h.td.pid);
 	struct th_resp r;
 	cr_assert_eq(th_post(h.td.port, body, len, &r), 0, "%s: no answer", bc->name);
-	cr_expect_eq(r.status, 400, "%s: status %d, want 400 (%s)", bc->name, r.status, r.body);
-	cr_expect(strstr(r.body, "decode") || strstr(r.body, "kind"), "%s: reason: %s", bc->name, r.body);
+	if (strcmp(bc->name, "amplifying") == 0) {
+		/* Refused by the decode arena's limit rather than decoded into ~30 MB. */
+		cr_expect_eq(r.status, 413, "%s: status %d, want 413 (%s)", bc->name, r.status, r.body);
+		cr_expect(strstr(r.body, "arena refused") && strstr(r.body, "limit"), "%s: reason: %s", bc->name, r.body);
+		long rss1 = rss_kb(h.td.pid);
+		cr_expect_lt(rss1 - rss0, rss_allowance_kb(24 * 1024), "RSS grew from %ld to %ld KiB", rss0, rss1);
+	} else {
+		cr_expect_eq(r.status, 400, "%s: status %d, want 400 (%s)", bc->name, r.status, r.body);
+		cr_expect(strstr(r.body, "decode") || strstr(r.body, "kind"), "%s: reason: %s", bc->name, r.body);
+	}
 	th_resp_free(&r);
+	free(body);
 	assert_untouched();
 	accept_one(1, 1, 1);
 }
