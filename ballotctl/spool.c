@@ -220,7 +220,7 @@ static int read_all(int fd, size_t size, uint8_t **buf, size_t *len)
 
 int spool_read(struct spool *s, const char *name, size_t max, uint8_t **buf, size_t *len, char *why, size_t whylen)
 {
-	int fd = openat(s->fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = openat(s->fd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int err = errno;
 		snprintf(why, whylen, "cannot open %s/%s: %s", s->path, name, strerror(err));

@@ -455,10 +455,20 @@ static int link_post(struct link *l, const uint8_t *body, size_t len, struct rep
 	for (int attempt = 0;; attempt++) {
 		bool reused = l->fd >= 0 && l->answered, got = false;
 		int rc = l->fd >= 0 ? 0 : link_connect(l, why, whylen);
+		bool connected = rc == 0;
 		if (rc == 0)
 			rc = send_request(l, body, len, why, whylen);
-		if (rc == 0)
-			rc = recv_reply(l, r, &got, why, whylen);
+		/* A server may answer before reading the whole body (413) and close:
+		 * the send fails, but the answer is waiting to be read. */
+		if (connected && (rc == 0 || rc == -EPIPE || rc == -ECONNRESET)) {
+			char rwhy[300];
+			int rrc = recv_reply(l, r, &got, rwhy, sizeof(rwhy));
+			if (rc == 0 || rrc == 0) {
+				rc = rrc;
+				if (rrc < 0)
+					snprintf(why, whylen, "%s", rwhy);
+			}
+		}
 		if (rc == 0)
 			return 0;
 		link_close(l);
