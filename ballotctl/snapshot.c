@@ -167,7 +167,8 @@ static void print_national(json_t *c, json_t *sc)
 /* A district contest's row label: its district's name, else the contest's. */
 static const char *district_label(json_t *c)
 {
-	const char *name = json_string_value(json_object_get(json_array_get(json_object_get(c, "districts"), 0), "name"));
+	json_t *district = json_array_get(json_object_get(c, "districts"), 0);
+	const char *name = json_string_value(json_object_get(district, "name"));
 	return name ? name : str(c, "name");
 }
 
@@ -265,7 +266,8 @@ static json_t *get_json(const char *server, const char *path, int timeout_ms)
 	}
 	json_t *j = NULL;
 	if (r.status != 200) {
-		fprintf(stderr, "ballotctl snapshot: GET %s from %s: HTTP %d: %.200s\n", path, server, r.status, r.body);
+		fprintf(stderr, "ballotctl snapshot: GET %s from %s: HTTP %d: %.200s\n", path, server, r.status,
+			r.body);
 	} else {
 		json_error_t err;
 		j = json_loadb(r.body, r.len, 0, &err);

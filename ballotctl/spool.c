@@ -502,8 +502,8 @@ static int parse_precincts(const char *text, const struct bal_defn *d, uint32_t 
 		}
 		if (bad || (*end && *end != ',') || hi > UINT32_MAX) {
 			fprintf(stderr,
-				"ballotctl spool-batches: --precinct \"%s\": expected ID, FIRST-LAST or a comma list of "
-				"them (ids up to %u)\n",
+				"ballotctl spool-batches: --precinct \"%s\": expected ID, FIRST-LAST or a comma "
+				"list of them (ids up to %u)\n",
 				text, UINT32_MAX);
 			free(v);
 			return -EINVAL;
@@ -511,8 +511,9 @@ static int parse_precincts(const char *text, const struct bal_defn *d, uint32_t 
 		for (unsigned long long id = lo; id <= hi; id++) {
 			int32_t idx = bal_defn_precinct(d, (uint32_t)id);
 			if (idx < 0) {
-				fprintf(stderr, "ballotctl spool-batches: --precinct \"%s\": precinct %llu is not in the "
-						"definition (%u precincts)\n",
+				fprintf(stderr,
+					"ballotctl spool-batches: --precinct \"%s\": precinct %llu is not in the "
+					"definition (%u precincts)\n",
 					text, id, d->nprecincts);
 				free(v);
 				return -EINVAL;
@@ -582,7 +583,8 @@ static int parse_spool_args(int argc, char **argv, struct spool_args *a)
 			if (strcmp(optarg, "ballots") == 0 || strcmp(optarg, "tally") == 0) {
 				a->kind = optarg[0] == 't' ? BAL_KIND_TALLY : BAL_KIND_BALLOTS;
 			} else {
-				fprintf(stderr, "ballotctl spool-batches: --kind \"%s\": expected ballots or tally\n", optarg);
+				fprintf(stderr, "ballotctl spool-batches: --kind \"%s\": expected ballots or tally\n",
+					optarg);
 				ok = false;
 			}
 			break;
@@ -592,7 +594,13 @@ static int parse_spool_args(int argc, char **argv, struct spool_args *a)
 	}
 	if (!ok || !opt_no_operands("spool-batches", argc, argv))
 		return EXIT_USAGE;
-	const char *missing = !a->spool ? "--spool DIR" : !a->precincts ? "--precinct IDS" : !a->from ? "--from-seq A" : NULL;
+	const char *missing = NULL;
+	if (!a->spool)
+		missing = "--spool DIR";
+	else if (!a->precincts)
+		missing = "--precinct IDS";
+	else if (!a->from)
+		missing = "--from-seq A";
 	if (missing) {
 		fprintf(stderr, "ballotctl spool-batches: %s is required\n", missing);
 		return EXIT_USAGE;

@@ -764,7 +764,8 @@ static enum stopped watch(struct uploader *u, int sig_fd, int ino_fd)
 		if (n > 0 && (pf[0].revents & POLLIN)) {
 			struct signalfd_siginfo si;
 			if (read(sig_fd, &si, sizeof(si)) == sizeof(si))
-				note(u, "%s: finishing the requests in flight, then exiting", strsignal((int)si.ssi_signo));
+				note(u, "%s: finishing the requests in flight, then exiting",
+				     strsignal((int)si.ssi_signo));
 			why = STOP_SIGNAL;
 			break;
 		}

@@ -123,7 +123,9 @@ static void write_file(const char *dir, const char *name, const void *buf, size_
 /* The fold of what spool-batches writes for precinct ids first..last, seqs 1..seqs. */
 static struct bal_expect *fold_spooled(const struct bal_defn *d, uint32_t first, uint32_t last, uint64_t seqs)
 {
-	struct bal_gen_opts o = { .seed = SEED, .key_seed = KEY_SEED, .batch_size = BATCH_SIZE, .kind = BAL_KIND_BALLOTS };
+	struct bal_gen_opts o = {
+		.seed = SEED, .key_seed = KEY_SEED, .batch_size = BATCH_SIZE, .kind = BAL_KIND_BALLOTS
+	};
 	struct bal_gen *g;
 	char why[256];
 	cr_assert_eq(bal_gen_new(d, &o, &g, why, sizeof(why)), 0, "%s", why);
@@ -230,14 +232,17 @@ Test(upload, once_delivers_every_batch_and_rejects_bad_files)
 	cr_assert_eq(spool_batches(&v, "7", "2", "6"), 1, "a different batch must not replace a spooled one");
 
 	/* The file holds exactly the generator's SignedBatch. */
-	struct bal_gen_opts o = { .seed = SEED, .key_seed = KEY_SEED, .batch_size = BATCH_SIZE, .kind = BAL_KIND_BALLOTS };
+	struct bal_gen_opts o = {
+		.seed = SEED, .key_seed = KEY_SEED, .batch_size = BATCH_SIZE, .kind = BAL_KIND_BALLOTS
+	};
 	struct bal_gen *g;
 	char why[256], path[700];
 	cr_assert_eq(bal_gen_new(v.defn, &o, &g, why, sizeof(why)), 0, "%s", why);
 	struct bal_batch b;
 	const uint8_t *body;
 	size_t len, flen;
-	cr_assert_eq(bal_gen_batch(g, (uint32_t)bal_defn_precinct(v.defn, 12), 4, &b, &body, &len, why, sizeof(why)), 0);
+	cr_assert_eq(bal_gen_batch(g, (uint32_t)bal_defn_precinct(v.defn, 12), 4, &b, &body, &len, why, sizeof(why)),
+		     0);
 	snprintf(path, sizeof(path), "%s/12-4.pb", v.spool);
 	char *file = slurp(path, &flen);
 	cr_assert(file && flen == len && memcmp(file, body, len) == 0, "12-4.pb must hold the generated batch");
@@ -531,8 +536,8 @@ Test(upload, retries_503_and_507_after_retry_after_and_rejects_413)
 	snprintf(log, sizeof(log), "%s/upload.log", dir);
 	write_file(spool, "1-1.pb", "first batch bytes", 17);
 	write_file(spool, "1-2.pb", "second", 6);
-	const char *args[] = { "upload", "--spool", spool, "--server", server, "--once", "--json", "--min-backoff", "0.05",
-			       NULL };
+	const char *args[] = { "upload", "--spool", spool, "--server", server, "--once", "--json",
+			       "--min-backoff", "0.05", NULL };
 	uint64_t t0 = mono_ms();
 	int status = ctl_run(out, log, args);
 	pthread_join(th, NULL);
