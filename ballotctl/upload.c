@@ -65,6 +65,8 @@ static const char help[] =
 	"HTTP status and the server's reason in DIR/rejected/<name>.reason. Killing the\n"
 	"uploader at any moment loses nothing: a file sent but not yet deleted is answered\n"
 	"DUPLICATE next time and deleted then. One uploader per spool (flock on DIR).\n"
+	"Writers must create a batch file complete under a name that starts with '.' or\n"
+	"does not end in .pb, then rename it (a file still being written may be sent).\n"
 	"\n"
 	"Without --once it keeps watching the spool (inotify, and a rescan every\n"
 	"--scan-interval) until SIGINT or SIGTERM, which let each connection finish its\n"
