@@ -220,7 +220,7 @@ static uint8_t *stamp_batch(const struct bench_work *w, const struct variant *v,
 /* Stamps (and signs, when the workload is signed) the SignedBatch of (p, seq). */
 static size_t stamp_body(const struct bench_work *w, uint32_t p, uint64_t seq, uint8_t *buf)
 {
-	const struct variant *v = &w->var[(size_t)p * w->o.variants + seq % w->o.variants];
+	const struct variant *v = &w->var[(size_t)p * w->o.variants + (seq - 1) % w->o.variants];
 	uint32_t pid = w->o.d->precincts[w->pidx[p]].id;
 	size_t bl = batch_len(w, v, pid, seq);
 	uint8_t *q = buf;
@@ -427,7 +427,7 @@ uint32_t bench_work_variants(const struct bench_work *w)
 
 uint32_t bench_work_variant(const struct bench_work *w, uint64_t seq)
 {
-	return (uint32_t)(seq % w->o.variants);
+	return (uint32_t)((seq - 1) % w->o.variants);
 }
 
 const struct bench_delta *bench_work_delta(const struct bench_work *w, uint32_t p, uint32_t variant)

@@ -4,7 +4,8 @@
  *
  * A batch's content is one of `variants` pre-generated batches of its
  * precinct (client/gen.h, variant v = generated seq v + 1), chosen by
- * seq % variants. Each variant is pre-packed once without its seq and
+ * (seq - 1) % variants, so seqs 1..variants are exactly the generator's
+ * batches. Each variant is pre-packed once without its seq and
  * created_unix_ms fields; the bytes of (precinct, seq) are stamped from it at
  * send time: two varints and a copy, no allocation (see bench_work_body()).
  * Signed workloads cannot be stamped (the signature covers the seq), so a
