@@ -99,7 +99,7 @@ static void check_exact(struct crash_env *e, unsigned port, json_t *res, uint64_
 		  "every precinct must list exactly the seqs it was sent (seed %u)", e->seed);
 }
 
-Test(recovery, kill9_during_push_loses_and_doubles_nothing, .timeout = 300)
+Test(recovery, kill9_during_push_loses_and_doubles_nothing)
 {
 	struct crash_env e;
 	env_init(&e, 300, 5, 6);
@@ -129,7 +129,7 @@ Test(recovery, kill9_during_push_loses_and_doubles_nothing, .timeout = 300)
  * (10,000 precincts: ~1.7 MB), so most of each commit is snapshot writing and
  * the kills land in it. Metrics confirm the share before each kill.
  */
-Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing, .timeout = 300)
+Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 {
 	struct crash_env e;
 	env_init(&e, 10000, 29, 8);
@@ -188,7 +188,7 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing, .timeout 
  * at random moments while it replays, before it listens, many times. The
  * final start must replay everything and match exactly.
  */
-Test(recovery, kill9_during_recovery_loses_and_doubles_nothing, .timeout = 300)
+Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 {
 	struct crash_env e;
 	env_init(&e, 300, 5, 6);

@@ -188,7 +188,7 @@ static void check_resumed(struct full_env *e, json_int_t acked_before)
 	json_decref(res);
 }
 
-Test(full, map_full_answers_507_and_a_bigger_map_resumes, .timeout = 240)
+Test(full, map_full_answers_507_and_a_bigger_map_resumes)
 {
 	struct full_env e = {0};
 	env_init(&e);
@@ -212,7 +212,7 @@ Test(full, map_full_answers_507_and_a_bigger_map_resumes, .timeout = 240)
 	env_deinit(&e);
 }
 
-Test(full, disk_full_answers_507_and_freed_space_resumes, .timeout = 240)
+Test(full, disk_full_answers_507_and_freed_space_resumes)
 {
 	struct full_env e = {0};
 	env_init(&e);
@@ -290,7 +290,7 @@ static int verify_entry(void *arg, uint64_t position, const uint8_t *bytes, size
  * for a write cut short), leave nothing behind, and succeed again after some
  * space is freed; many rounds, so both kinds of failed write occur.
  */
-Test(full, storage_maps_a_full_filesystem_to_enospc, .timeout = 120)
+Test(full, storage_maps_a_full_filesystem_to_enospc)
 {
 	struct full_env e = {0};
 	env_init(&e);
