@@ -793,6 +793,7 @@ static void collect(const struct bench_run_opts *o, struct shared *sh, struct be
 	else
 		r->seconds = t_last > sh->t_meas ? (double)(t_last - sh->t_meas) / 1e9 : 0;
 	r->warmup_s = o->warmup_s;
+	r->send_s = o->batches ? 0 : o->warmup_s + o->duration_s;
 	r->acked = sh->acked;
 	sh->acked = NULL;
 }

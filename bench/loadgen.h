@@ -103,6 +103,7 @@ struct bench_result {
 	struct bench_sec *series;    /**< [nseries] per second since t0 */
 	size_t nseries;
 	double warmup_s;
+	double send_s;		     /**< timed runs: warm-up + duration (later seconds are the drain); else 0 */
 	struct bench_error_count errors[BENCH_ERROR_KINDS]; /**< measured window */
 	size_t nerrors;
 	uint64_t *acked;	     /**< [precincts * variants]: BENCH_NEW answers per (p, variant) */

@@ -39,10 +39,12 @@ int bench_report_write(const char *dir, const struct bench_result *r, const char
 	FILE *f = fopen(path, "w");
 	if (!f)
 		return bal__failf(-errno, why, whylen, "--report: cannot write %s: %s", path, strerror(errno));
-	fprintf(f, "second,warmup,batches,ballots,duplicates,errors,bytes_sent,p50_ms,p90_ms,p99_ms,max_ms\n");
+	/* phase: 0 warm-up, 1 measured, 2 drain (answers after the last send; not in the chart) */
+	fprintf(f, "second,phase,batches,ballots,duplicates,errors,bytes_sent,p50_ms,p90_ms,p99_ms,max_ms\n");
 	for (size_t s = 0; s < r->nseries; s++) {
 		const struct bench_sec *x = &r->series[s];
-		fprintf(f, "%zu,%d,%llu,%llu,%llu,%llu,%llu,%.3f,%.3f,%.3f,%.3f\n", s + 1, (double)(s + 1) <= r->warmup_s,
+		int phase = (double)(s + 1) <= r->warmup_s ? 0 : r->send_s > 0 && (double)s >= r->send_s ? 2 : 1;
+		fprintf(f, "%zu,%d,%llu,%llu,%llu,%llu,%llu,%.3f,%.3f,%.3f,%.3f\n", s + 1, phase,
 			(unsigned long long)(x->ok + x->dup), (unsigned long long)x->ballots, (unsigned long long)x->dup,
 			(unsigned long long)x->err, (unsigned long long)x->bytes, bench_hist_ms(&x->lat, 0.5),
 			bench_hist_ms(&x->lat, 0.9), bench_hist_ms(&x->lat, 0.99), bench_hist_ms(&x->lat, 1.0));
@@ -71,10 +73,11 @@ int bench_report_write(const char *dir, const struct bench_result *r, const char
 		"set y2range [0:*]\n"
 		"set key outside bottom center horizontal\n"
 		"set grid\n"
-		"plot '%s/series.csv' every ::1 using 1:3 with lines lw 2 title 'batches/s' axes x1y1, \\\n"
-		"     '' every ::1 using 1:8 with lines title 'p50 ms' axes x1y2, \\\n"
-		"     '' every ::1 using 1:10 with lines title 'p99 ms' axes x1y2, \\\n"
-		"     '' every ::1 using 1:6 with impulses title 'errors/s' axes x1y1\n",
+		"# the drain (phase 2) is left out: its seconds only collect the last answers\n"
+		"plot '%s/series.csv' every ::1 using 1:($2 < 2 ? $3 : 1/0) with lines lw 2 title 'batches/s' axes x1y1, \\\n"
+		"     '' every ::1 using 1:($2 < 2 ? $8 : 1/0) with lines title 'p50 ms' axes x1y2, \\\n"
+		"     '' every ::1 using 1:($2 < 2 ? $10 : 1/0) with lines title 'p99 ms' axes x1y2, \\\n"
+		"     '' every ::1 using 1:($2 < 2 ? $6 : 1/0) with impulses title 'errors/s' axes x1y1\n",
 		abs, abs, title, abs);
 	if (fclose(f) != 0)
 		return bal__failf(-EIO, why, whylen, "--report: writing %s failed", path);
