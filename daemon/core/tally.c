@@ -8,7 +8,9 @@
  *   [0, BAL_T_NFIELDS)           its turnout fields;
  *   then, for each national contest in file order, one slot per choice;
  *   then, for each contest of the precinct's district in file order, one slot
- *   per choice.
+ *   per choice;
+ *   then the shadow block, the same shape again (see tally.h: protocol seq,
+ *   number of differing slots, and the ballot sums once a protocol counts).
  * All precincts of a district therefore share one block shape, and a contest
  * sits at the same offset (`coff[c]`) in the block of every precinct that
  * votes in it. For each district the layout keeps, per block offset, the two
@@ -107,7 +109,7 @@ static int layout_fill(struct bal_layout *l, const struct bal_defn *d)
 
 	for (uint32_t p = 0; p < d->nprecincts; p++) {
 		l->prec[p].base = (uint32_t)next;
-		if (!grow(&next, l->bsize[d->precincts[p].district]))
+		if (!grow(&next, 2 * (uint64_t)l->bsize[d->precincts[p].district])) /* block + shadow block */
 			return -EOVERFLOW;
 	}
 	for (uint32_t c = 0; c < d->ncontests; c++) {
@@ -282,6 +284,39 @@ uint32_t bal_slot_global(const struct bal_layout *l, enum bal_global_field f)
 	return l->globals + (uint32_t)f;
 }
 
+static uint32_t block_size(const struct bal_layout *l, uint32_t p)
+{
+	return l->bsize[l->d->precincts[p].district];
+}
+
+uint32_t bal_slot_precinct_shadow(const struct bal_layout *l, uint32_t p, uint32_t s)
+{
+	if (p >= l->d->nprecincts || s < l->prec[p].base || s - l->prec[p].base >= block_size(l, p))
+		return BAL_SLOT_NONE;
+	return s + block_size(l, p);
+}
+
+/* The shadow block of precinct p starts at this slot. */
+static uint32_t shadow_base(const struct bal_layout *l, uint32_t p)
+{
+	return l->prec[p].base + block_size(l, p);
+}
+
+uint64_t bal_tally_protocol_seq(const struct bal_layout *l, const uint64_t *ctr, uint32_t p)
+{
+	bal_require(p < l->d->nprecincts);
+	return ctr[shadow_base(l, p) + BAL_T_BATCHES];
+}
+
+uint64_t bal_tally_ballot_sum(const struct bal_layout *l, const uint64_t *ctr, uint32_t p, uint32_t s)
+{
+	uint32_t sh = bal_slot_precinct_shadow(l, p, s);
+	bal_require(sh != BAL_SLOT_NONE);
+	if (s - l->prec[p].base < BAL_T_ISSUED || !bal_tally_protocol_seq(l, ctr, p))
+		return ctr[s];
+	return ctr[sh];
+}
+
 /* ---- fold ------------------------------------------------------------------- */
 
 static int fail(int err, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -343,6 +378,14 @@ static void put(struct bal_delta_entry *e, uint32_t *n, uint32_t slot, uint64_t 
 	}
 }
 
+/* Appends an entry even if `value` is zero (protocol entries are absolute). */
+static void put_abs(struct bal_delta_entry *e, uint32_t *n, uint32_t slot, uint64_t value)
+{
+	e[*n].slot = slot;
+	e[*n].add = value;
+	(*n)++;
+}
+
 static int reserve(const struct bal_delta *out, uint32_t n, uint32_t more, char *why, size_t whylen)
 {
 	if ((uint64_t)n + more > out->cap)
@@ -390,8 +433,9 @@ static int fold_columns(const struct bal_defn *d, const struct bal_layout *l, co
 	return 0;
 }
 
+/* TALLY: nonzero counts as adds. PROTOCOL (`absolute`): every count, zeros included. */
 static int fold_tallies(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b, uint32_t p,
-			struct bal_delta *out, uint32_t *n, char *why, size_t whylen)
+			bool absolute, struct bal_delta *out, uint32_t *n, char *why, size_t whylen)
 {
 	const uint32_t base = l->prec[p].base;
 	const struct entries es = { "tallies", b->ntallies ? (const char *)&b->tallies[0].contest_id : NULL,
@@ -414,9 +458,39 @@ static int fold_tallies(const struct bal_defn *d, const struct bal_layout *l, co
 		if (err)
 			return err;
 		for (uint32_t k = 0; k < nch; k++)
-			put(out->e, n, base + l->coff[c] + k, t->counts[k]);
+			if (absolute)
+				put_abs(out->e, n, base + l->coff[c] + k, t->counts[k]);
+			else
+				put(out->e, n, base + l->coff[c] + k, t->counts[k]);
 	}
 	return 0;
+}
+
+/*
+ * A protocol is the precinct's complete result: after fold_tallies() has
+ * checked that every tally names a distinct contest of the ballot, it is
+ * complete iff there are as many tallies as contests on the ballot.
+ */
+static int protocol_complete(const struct bal_defn *d, const struct bal_batch *b, uint32_t p, char *why,
+			     size_t whylen)
+{
+	uint32_t on_ballot = 0, missing = UINT32_MAX;
+	for (uint32_t c = 0; c < d->ncontests; c++) {
+		if (!bal_defn_votes_in(d, p, c))
+			continue;
+		on_ballot++;
+		bool found = false;
+		for (size_t i = 0; i < b->ntallies && !found; i++)
+			found = b->tallies[i].contest_id == d->contests[c].id;
+		if (!found && missing == UINT32_MAX)
+			missing = c;
+	}
+	if (missing == UINT32_MAX)
+		return 0;
+	return fail(BAL_EINVALID, why, whylen,
+		    "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct %u: contest %u "
+		    "is missing (%zu of %u contests present)",
+		    b->precinct_id, d->contests[missing].id, b->ntallies, on_ballot);
 }
 
 int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b,
@@ -451,32 +525,50 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 			return fail(BAL_EINVALID, why, whylen, "batch is empty (no tallies and no turnout)");
 		break;
 	case BAL_KIND_PROTOCOL:
-		return fail(BAL_EUNSUPPORTED, why, whylen, "PROTOCOL batches are not supported yet");
+		if (b->ncolumns)
+			return fail(BAL_EINVALID, why, whylen,
+				    "a PROTOCOL batch may not carry ballots (got %zu ballot columns)", b->ncolumns);
+		if (!b->has_turnout)
+			return fail(BAL_EINVALID, why, whylen,
+				    "a PROTOCOL batch must carry a turnout (Batch.turnout is absent)");
+		break;
 	default:
 		return fail(BAL_EINVALID, why, whylen, "kind %d is not BALLOTS (0), TALLY (1) or PROTOCOL (2)", (int)b->kind);
 	}
 
 	const uint32_t base = l->prec[p].base;
+	const bool protocol = b->kind == BAL_KIND_PROTOCOL;
 	uint32_t n = 0;
 	int err = reserve(out, 0, BAL_T_NFIELDS, why, whylen);
 	if (err)
 		return err;
-	put(out->e, &n, base + BAL_T_BATCHES, 1);
-	if (b->kind == BAL_KIND_BALLOTS)
-		put(out->e, &n, base + BAL_T_BALLOTS, nballots);
-	if (b->has_turnout) {
-		put(out->e, &n, base + BAL_T_ISSUED, b->ballots_issued);
-		put(out->e, &n, base + BAL_T_CAST, b->ballots_cast);
-		put(out->e, &n, base + BAL_T_SPOILED, b->ballots_spoiled);
+	if (protocol) {
+		/* Absolute values; the batch count is implied by the kind. */
+		put_abs(out->e, &n, base + BAL_T_ISSUED, b->ballots_issued);
+		put_abs(out->e, &n, base + BAL_T_CAST, b->ballots_cast);
+		put_abs(out->e, &n, base + BAL_T_SPOILED, b->ballots_spoiled);
+	} else {
+		put(out->e, &n, base + BAL_T_BATCHES, 1);
+		if (b->kind == BAL_KIND_BALLOTS)
+			put(out->e, &n, base + BAL_T_BALLOTS, nballots);
+		if (b->has_turnout) {
+			put(out->e, &n, base + BAL_T_ISSUED, b->ballots_issued);
+			put(out->e, &n, base + BAL_T_CAST, b->ballots_cast);
+			put(out->e, &n, base + BAL_T_SPOILED, b->ballots_spoiled);
+		}
 	}
 	if (b->kind == BAL_KIND_BALLOTS)
 		err = fold_columns(d, l, b, p, out, &n, why, whylen);
 	else
-		err = fold_tallies(d, l, b, p, out, &n, why, whylen);
+		err = fold_tallies(d, l, b, p, protocol, out, &n, why, whylen);
+	if (!err && protocol)
+		err = protocol_complete(d, b, p, why, whylen);
 	if (err)
 		return err;
 	out->precinct = p;
 	out->n = n;
+	out->kind = protocol ? BAL_DELTA_PROTOCOL : BAL_DELTA_ADD;
+	out->seq = protocol ? b->seq : 0;
 	return 0;
 }
 
@@ -490,6 +582,11 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 static inline uint64_t ld(const uint64_t *ctr, uint32_t s)
 {
 	return __atomic_load_n(&ctr[s], __ATOMIC_RELAXED);
+}
+
+static inline void st(uint64_t *ctr, uint32_t s, uint64_t v)
+{
+	__atomic_store_n(&ctr[s], v, __ATOMIC_RELAXED);
 }
 
 /* Names the quantity at block offset `o` of precinct `p` into `buf`. */
@@ -514,52 +611,240 @@ static bool would_overflow(const uint64_t *ctr, uint32_t slot, uint64_t add)
 	return ld(ctr, slot) > UINT64_MAX - add;
 }
 
-int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
-		    size_t whylen)
+/* What check and apply need to know about the delta's precinct. */
+struct pview {
+	uint32_t p;
+	uint32_t base;   /* first slot of E */
+	uint32_t shadow; /* first slot of the shadow block */
+	uint32_t bsize;
+	const struct parent *par;
+};
+
+static struct pview pview_of(const struct bal_layout *l, const struct bal_delta *dl)
+{
+	bal_require(dl->precinct < l->d->nprecincts);
+	const struct pslot ps = l->prec[dl->precinct];
+	const uint32_t bsize = block_size(l, dl->precinct);
+	return (struct pview){ dl->precinct, ps.base, ps.base + bsize, bsize, l->parents + ps.parents };
+}
+
+/* Block offset of entry `i`, checked to be one of the precinct's slots. */
+static uint32_t entry_offset(const struct pview *v, const struct bal_delta *dl, uint32_t i)
+{
+	const uint32_t s = dl->e[i].slot;
+	bal_require(s >= v->base && s - v->base < v->bsize);
+	return s - v->base;
+}
+
+/* BAL_EOVERFLOW naming the quantity at offset `o` and the level ('p'recinct,
+ * 's'hadow, 'd'istrict or 'n'ational) that would overflow. */
+static int overflow_at(const struct bal_layout *l, const struct pview *v, uint32_t o, char level, char *why,
+		       size_t whylen)
 {
 	const struct bal_defn *d = l->d;
-	bal_require(dl->precinct < d->nprecincts);
-	const struct pslot ps = l->prec[dl->precinct];
-	const struct parent *par = l->parents + ps.parents;
-	const uint32_t bsize = l->bsize[d->precincts[dl->precinct].district];
-	uint64_t batches = 0;
-
-	for (uint32_t i = 0; i < dl->n; i++) {
-		const uint32_t s = dl->e[i].slot;
-		const uint64_t add = dl->e[i].add;
-		bal_require(s >= ps.base && s - ps.base < bsize);
-		const uint32_t o = s - ps.base;
-		const char *level = NULL;
-		if (o == BAL_T_BATCHES)
-			batches = add;
-		if (would_overflow(ctr, s, add))
-			level = "precinct";
-		else if (would_overflow(ctr, par[o].district, add))
-			level = "district";
-		else if (would_overflow(ctr, par[o].total, add))
-			level = "national";
-		if (!level)
-			continue;
-		char what[64];
-		name_offset(l, dl->precinct, o, what, sizeof(what));
-		const struct bal_precinct *pr = &d->precincts[dl->precinct];
-		if (level[0] == 'p')
-			return fail(BAL_EOVERFLOW, why, whylen, "%s at precinct %u would overflow 64 bits", what, pr->id);
-		if (level[0] == 'd')
-			return fail(BAL_EOVERFLOW, why, whylen, "%s district %u total would overflow 64 bits", what,
-				    d->districts[pr->district].id);
-		return fail(BAL_EOVERFLOW, why, whylen, "%s national total would overflow 64 bits", what);
+	const struct bal_precinct *pr = &d->precincts[v->p];
+	char what[64];
+	name_offset(l, v->p, o, what, sizeof(what));
+	switch (level) {
+	case 'p': return fail(BAL_EOVERFLOW, why, whylen, "%s at precinct %u would overflow 64 bits", what, pr->id);
+	case 's':
+		return fail(BAL_EOVERFLOW, why, whylen, "%s ballot sum at precinct %u would overflow 64 bits", what,
+			    pr->id);
+	case 'd':
+		return fail(BAL_EOVERFLOW, why, whylen, "%s district %u total would overflow 64 bits", what,
+			    d->districts[pr->district].id);
+	default: return fail(BAL_EOVERFLOW, why, whylen, "%s national total would overflow 64 bits", what);
 	}
+}
+
+/* Adding `add` at offset `o` to E and both aggregates: 0 or BAL_EOVERFLOW. */
+static int check_add(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v, uint32_t o, uint64_t add,
+		     bool with_precinct, char *why, size_t whylen)
+{
+	if (with_precinct && would_overflow(ctr, v->base + o, add))
+		return overflow_at(l, v, o, 'p', why, whylen);
+	if (would_overflow(ctr, v->par[o].district, add))
+		return overflow_at(l, v, o, 'd', why, whylen);
+	if (would_overflow(ctr, v->par[o].total, add))
+		return overflow_at(l, v, o, 'n', why, whylen);
+	return 0;
+}
+
+/* The globals that one more batch of precinct v touches. */
+static int check_globals(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v, uint64_t batches,
+			 char *why, size_t whylen)
+{
 	if (would_overflow(ctr, l->globals + BAL_G_BATCHES, batches))
 		return fail(BAL_EOVERFLOW, why, whylen, "global batch count would overflow 64 bits");
-	if (batches && ld(ctr, ps.base + BAL_T_BATCHES) == 0 && would_overflow(ctr, l->globals + BAL_G_PRECINCTS_REPORTING, 1))
+	if (batches && ld(ctr, v->base + BAL_T_BATCHES) == 0 &&
+	    would_overflow(ctr, l->globals + BAL_G_PRECINCTS_REPORTING, 1))
 		return fail(BAL_EOVERFLOW, why, whylen, "precincts reporting would overflow 64 bits");
 	return 0;
 }
 
+/*
+ * A newer protocol moves each aggregate by P_new - E_old: up by at most what
+ * fits, down by at most what the aggregate holds. An aggregate below one of
+ * its precincts' contributions means the counters are not a fold of the
+ * journal any more.
+ */
+static int check_replace(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v,
+			 const struct bal_delta *dl, char *why, size_t whylen)
+{
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t o = entry_offset(v, dl, i);
+		bal_require(o >= BAL_T_ISSUED);
+		const uint64_t nv = dl->e[i].add, old = ld(ctr, v->base + o);
+		if (nv >= old) {
+			int err = check_add(l, ctr, v, o, nv - old, false, why, whylen);
+			if (err)
+				return err;
+			continue;
+		}
+		const uint32_t agg[2] = { v->par[o].district, v->par[o].total };
+		for (int a = 0; a < 2; a++) {
+			if (ld(ctr, agg[a]) >= old - nv)
+				continue;
+			char what[64];
+			name_offset(l, v->p, o, what, sizeof(what));
+			const struct bal_precinct *pr = &l->d->precincts[v->p];
+			return fail(BAL_ECORRUPT, why, whylen,
+				    "%s %s total %llu is below the %llu precinct %u contributes to it: the counters are "
+				    "inconsistent",
+				    what, a == 0 ? "district" : "national", (unsigned long long)ld(ctr, agg[a]),
+				    (unsigned long long)old, pr->id);
+		}
+	}
+	return 0;
+}
+
+static int check_protocol(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v,
+			  const struct bal_delta *dl, char *why, size_t whylen)
+{
+	bal_require(dl->seq >= 1);
+	int err = check_add(l, ctr, v, BAL_T_BATCHES, 1, true, why, whylen);
+	if (!err)
+		err = check_globals(l, ctr, v, 1, why, whylen);
+	if (!err && dl->seq > ld(ctr, v->shadow + BAL_T_BATCHES))
+		err = check_replace(l, ctr, v, dl, why, whylen);
+	return err;
+}
+
+int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
+		    size_t whylen)
+{
+	const struct pview v = pview_of(l, dl);
+	if (dl->kind == BAL_DELTA_PROTOCOL)
+		return check_protocol(l, ctr, &v, dl, why, whylen);
+	/* With a protocol counted, B lives in the shadow block and the totals
+	 * only see the batch and ballot counts. */
+	const bool shadowed = ld(ctr, v.shadow + BAL_T_BATCHES) != 0;
+	uint64_t batches = 0;
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t o = entry_offset(&v, dl, i);
+		const uint64_t add = dl->e[i].add;
+		if (o == BAL_T_BATCHES)
+			batches = add;
+		if (shadowed && o >= BAL_T_ISSUED) {
+			if (would_overflow(ctr, v.shadow + o, add))
+				return overflow_at(l, &v, o, 's', why, whylen);
+			continue;
+		}
+		int err = check_add(l, ctr, &v, o, add, true, why, whylen);
+		if (err)
+			return err;
+	}
+	return check_globals(l, ctr, &v, batches, why, whylen);
+}
+
 static inline void add_to(uint64_t *ctr, uint32_t s, uint64_t add)
 {
-	__atomic_store_n(&ctr[s], ld(ctr, s) + add, __ATOMIC_RELAXED);
+	st(ctr, s, ld(ctr, s) + add);
+}
+
+static inline void sub_from(uint64_t *ctr, uint32_t s, uint64_t sub)
+{
+	st(ctr, s, ld(ctr, s) - sub);
+}
+
+/* Adds to E at offset o and to both aggregates it feeds. */
+static inline void add_level3(uint64_t *ctr, const struct pview *v, uint32_t o, uint64_t add)
+{
+	const struct parent pa = v->par[o];
+	add_to(ctr, v->base + o, add);
+	add_to(ctr, pa.district, add);
+	add_to(ctr, pa.total, add);
+}
+
+/* Moves BAL_G_DISCREPANCIES when precinct v's count of differing slots
+ * crosses zero. */
+static void note_mismatch(const struct bal_layout *l, uint64_t *ctr, const struct pview *v, uint64_t before,
+			  uint64_t after)
+{
+	st(ctr, v->shadow + BAL_T_BALLOTS, after);
+	if (!before && after)
+		add_to(ctr, l->globals + BAL_G_DISCREPANCIES, 1);
+	else if (before && !after)
+		sub_from(ctr, l->globals + BAL_G_DISCREPANCIES, 1);
+}
+
+/* An ADD delta to a precinct with a protocol: counts reach the totals, the
+ * rest goes to B in the shadow block. */
+static void apply_shadowed(const struct bal_layout *l, uint64_t *ctr, const struct pview *v,
+			   const struct bal_delta *dl)
+{
+	const uint64_t before = ld(ctr, v->shadow + BAL_T_BALLOTS);
+	uint64_t differ = before;
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t o = dl->e[i].slot - v->base;
+		if (o < BAL_T_ISSUED) {
+			add_level3(ctr, v, o, dl->e[i].add);
+			continue;
+		}
+		const uint64_t p = ld(ctr, v->base + o), b = ld(ctr, v->shadow + o);
+		const uint64_t nb = b + dl->e[i].add;
+		st(ctr, v->shadow + o, nb);
+		if (p == b && p != nb)
+			differ++;
+		else if (p != b && p == nb)
+			differ--;
+	}
+	note_mismatch(l, ctr, v, before, differ);
+}
+
+/* A PROTOCOL delta: one more batch; if newer than the stored protocol, E
+ * becomes P_new and the aggregates move by the difference. */
+static void apply_protocol(const struct bal_layout *l, uint64_t *ctr, const struct pview *v,
+			   const struct bal_delta *dl)
+{
+	add_level3(ctr, v, BAL_T_BATCHES, 1);
+	const uint64_t stored = ld(ctr, v->shadow + BAL_T_BATCHES);
+	if (dl->seq <= stored)
+		return; /* older (or the same): journaled, counted as a batch, replaces nothing */
+	/* Every slot from BAL_T_ISSUED on has exactly one entry (fold guarantees it). */
+	bal_require(dl->n == v->bsize - BAL_T_ISSUED);
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t o = dl->e[i].slot - v->base;
+		const struct parent pa = v->par[o];
+		const uint64_t nv = dl->e[i].add, old = ld(ctr, v->base + o);
+		if (!stored)
+			st(ctr, v->shadow + o, old); /* first protocol: B moves to the shadow block */
+		if (nv >= old) {
+			add_to(ctr, pa.district, nv - old);
+			add_to(ctr, pa.total, nv - old);
+		} else {
+			sub_from(ctr, pa.district, old - nv);
+			sub_from(ctr, pa.total, old - nv);
+		}
+		st(ctr, v->base + o, nv);
+	}
+	st(ctr, v->shadow + BAL_T_BATCHES, dl->seq);
+	if (!stored)
+		add_to(ctr, l->globals + BAL_G_PROTOCOLS, 1);
+	uint64_t differ = 0;
+	for (uint32_t o = BAL_T_ISSUED; o < v->bsize; o++)
+		differ += ld(ctr, v->base + o) != ld(ctr, v->shadow + o);
+	note_mismatch(l, ctr, v, ld(ctr, v->shadow + BAL_T_BALLOTS), differ);
 }
 
 /*
@@ -569,19 +854,19 @@ static inline void add_to(uint64_t *ctr, uint32_t s, uint64_t add)
  */
 void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal_delta *dl)
 {
-	const struct pslot ps = l->prec[dl->precinct];
-	const struct parent *par = l->parents + ps.parents;
-	const uint64_t before = ld(ctr, ps.base + BAL_T_BATCHES);
+	const struct pview v = pview_of(l, dl);
+	const uint64_t before = ld(ctr, v.base + BAL_T_BATCHES);
 
-	for (uint32_t i = 0; i < dl->n; i++) {
-		const uint32_t s = dl->e[i].slot;
-		const uint64_t add = dl->e[i].add;
-		const struct parent pa = par[s - ps.base];
-		add_to(ctr, s, add);
-		add_to(ctr, pa.district, add);
-		add_to(ctr, pa.total, add);
+	if (dl->kind == BAL_DELTA_PROTOCOL) {
+		apply_protocol(l, ctr, &v, dl);
+	} else if (ld(ctr, v.shadow + BAL_T_BATCHES)) {
+		apply_shadowed(l, ctr, &v, dl);
+	} else {
+		/* The hot path: no protocol, three adds per entry. */
+		for (uint32_t i = 0; i < dl->n; i++)
+			add_level3(ctr, &v, dl->e[i].slot - v.base, dl->e[i].add);
 	}
-	const uint64_t after = ld(ctr, ps.base + BAL_T_BATCHES);
+	const uint64_t after = ld(ctr, v.base + BAL_T_BATCHES);
 	if (after != before) {
 		add_to(ctr, l->globals + BAL_G_BATCHES, after - before);
 		if (before == 0)

@@ -9,14 +9,43 @@
  *
  * Slot layout (all uint64, one flat array of bal_layout_nslots()):
  * - per precinct: one slot per (contest on its ballot, choice), plus
- *   BAL_T_NFIELDS turnout slots;
+ *   BAL_T_NFIELDS turnout slots: the precinct's effective contribution E;
+ *   and as many shadow slots (bal_slot_precinct_shadow()), see below;
  * - per (contest, district it covers): one slot per choice
  *   (a national contest covers every district, a district contest its own);
  * - per contest: one slot per choice (national total);
  * - per district and national: BAL_T_NFIELDS turnout slots;
  * - globals: BAL_G_NFIELDS slots.
- * A delta names precinct-level slots only; bal_tally_apply() also adds to the
+ * A delta names precinct-level slots only; bal_tally_apply() also updates the
  * district, contest and national slots derived from them.
+ *
+ * Kinds (DESIGN.md "Wire contract"). Per precinct the counters keep
+ * - B: the sum of its BALLOTS and TALLY batches, per (contest, choice) and
+ *   for the turnout fields ISSUED, CAST, SPOILED;
+ * - P: its latest PROTOCOL (the one with the highest seq), same shape, and
+ *   that protocol's seq (0 = no protocol counted).
+ * Its effective contribution E is P if it has a protocol, else B, and every
+ * district, contest and national total is the sum of E over its precincts.
+ * - A BALLOTS/TALLY batch adds d to B; the totals grow by d only if the
+ *   precinct has no protocol.
+ * - A PROTOCOL batch with seq s carries a ContestTally for every contest on
+ *   the precinct's ballot and a Turnout, and no ballots. If s is above the
+ *   stored protocol seq, every total changes by P_new - E_old (per slot, may be
+ *   negative), then P = P_new and the stored seq = s. Otherwise it changes no
+ *   total: an older protocol never replaces a newer one, whatever the order in
+ *   which they arrive (it is still journaled: valid and signed).
+ * - BAL_T_BATCHES counts batches of every kind and BAL_T_BALLOTS cast-vote
+ *   records; protocols never replace these two. A precinct reports once it
+ *   has any batch counted.
+ * - Discrepancy: for a precinct with a protocol, P - B in every
+ *   (contest, choice) and in ISSUED, CAST, SPOILED where it is nonzero.
+ *
+ * Storage of B and P: slot s of E holds B while the precinct has no protocol
+ * (its shadow slot is then 0), and P once it has one, when B moves to the
+ * shadow slot. The shadows of BAL_T_BATCHES and BAL_T_BALLOTS hold the
+ * protocol seq and the number of slots where P and B differ. So an ADD delta
+ * to a precinct without a protocol costs what it always did: three adds per
+ * entry.
  */
 #ifndef BAL_CORE_TALLY_H
 #define BAL_CORE_TALLY_H
@@ -28,15 +57,17 @@
 enum bal_turnout_field {
 	BAL_T_BATCHES = 0, /**< batches counted */
 	BAL_T_BALLOTS,     /**< cast-vote records counted (BALLOTS batches) */
-	BAL_T_ISSUED,      /**< Turnout.ballots_issued, summed */
-	BAL_T_CAST,        /**< Turnout.ballots_cast, summed */
-	BAL_T_SPOILED,     /**< Turnout.ballots_spoiled, summed */
+	BAL_T_ISSUED,      /**< Turnout.ballots_issued: summed, or the protocol's */
+	BAL_T_CAST,        /**< Turnout.ballots_cast: summed, or the protocol's */
+	BAL_T_SPOILED,     /**< Turnout.ballots_spoiled: summed, or the protocol's */
 	BAL_T_NFIELDS
 };
 
 enum bal_global_field {
 	BAL_G_BATCHES = 0,           /**< batches counted in total */
 	BAL_G_PRECINCTS_REPORTING,   /**< precincts with at least one batch counted */
+	BAL_G_PROTOCOLS,             /**< precincts with a protocol counted */
+	BAL_G_DISCREPANCIES,         /**< precincts whose protocol differs from their ballot batches */
 	BAL_G_NFIELDS
 };
 
@@ -61,48 +92,96 @@ uint32_t bal_slot_district_turnout(const struct bal_layout *l, uint32_t d, enum 
 uint32_t bal_slot_total_turnout(const struct bal_layout *l, enum bal_turnout_field f);
 uint32_t bal_slot_global(const struct bal_layout *l, enum bal_global_field f);
 
+/**
+ * The shadow of precinct `p`'s slot `s` (a bal_slot_precinct_choice() or
+ * bal_slot_precinct_turnout() slot of `p`), BAL_SLOT_NONE if `s` is not one:
+ * - shadow of BAL_T_BATCHES: the seq of p's latest counted protocol (0 = none);
+ * - shadow of BAL_T_BALLOTS: how many of p's slots differ between its protocol
+ *   and its ballot sum (nonzero iff p has a discrepancy);
+ * - shadow of any other slot: while p has a protocol, the sum of its BALLOTS
+ *   and TALLY batches there (`s` then holds the protocol's value); 0 before.
+ */
+uint32_t bal_slot_precinct_shadow(const struct bal_layout *l, uint32_t p, uint32_t s);
+
+/** Seq of precinct `p`'s latest counted protocol in `ctr`, 0 if none. */
+uint64_t bal_tally_protocol_seq(const struct bal_layout *l, const uint64_t *ctr, uint32_t p);
+
+/**
+ * B at slot `s` of precinct `p` (see bal_slot_precinct_shadow()): the sum of
+ * p's BALLOTS and TALLY batches there, whether or not a protocol replaced it
+ * in the totals. For BAL_T_BATCHES and BAL_T_BALLOTS, ctr[s].
+ */
+uint64_t bal_tally_ballot_sum(const struct bal_layout *l, const uint64_t *ctr, uint32_t p, uint32_t s);
+
+enum bal_delta_kind {
+	BAL_DELTA_ADD = 0,      /**< BALLOTS/TALLY: entries are amounts added to B */
+	BAL_DELTA_PROTOCOL = 1, /**< PROTOCOL: entries are the protocol's absolute values */
+};
+
 struct bal_delta_entry {
-	uint32_t slot; /**< a precinct-level slot */
-	uint64_t add;
+	uint32_t slot; /**< a precinct-level slot (of E) */
+	uint64_t add;  /**< BAL_DELTA_ADD: amount to add; BAL_DELTA_PROTOCOL: the new value */
 };
 
 /**
  * The fold of one batch. Storage for `e` is the caller's (cap entries, at
  * least bal_layout_delta_max()); the fold writes `n <= cap` entries, each slot
- * at most once, zero adds omitted.
+ * at most once.
+ * - BAL_DELTA_ADD: zero adds omitted; BAL_T_BATCHES carries the batch count.
+ * - BAL_DELTA_PROTOCOL: one entry for every slot of the precinct except
+ *   BAL_T_BATCHES and BAL_T_BALLOTS, zeros included; the batch counts one in
+ *   BAL_T_BATCHES implicitly. What it changes depends on the counters it is
+ *   applied to (the stored protocol seq and E), so check and apply compute it
+ *   against the array they are given; applying the same deltas in the same
+ *   order to equal arrays leaves equal arrays (committer, published copy and
+ *   recovery replay agree).
+ * A zeroed struct (with `e` and `cap` set) is an empty ADD delta.
  */
 struct bal_delta {
-	uint32_t precinct; /**< dense precinct index */
+	uint32_t precinct;        /**< dense precinct index */
 	uint32_t n;
 	uint32_t cap;
+	enum bal_delta_kind kind;
+	uint64_t seq;             /**< BAL_DELTA_PROTOCOL: the protocol's seq (>= 1) */
 	struct bal_delta_entry *e;
 };
 
 /**
- * Validates `b` against the definition and folds it into `out`.
- * Does not verify the signature (the caller does) and reads no counters.
+ * Validates `b` against the definition and folds it into `out` (sets every
+ * field but `cap` and `e`; on failure `out` keeps its fields, entries may be
+ * scribbled). Does not verify the signature (the caller does) and reads no
+ * counters.
  * @return 0; BAL_EINVALID with `why` naming field, value and limit (unknown
  *         precinct, seq 0, unknown contest, contest not on this precinct's
  *         ballot, contest twice, choice out of range, column lengths differ,
  *         tally length differs from the contest's choices, ballots in a TALLY
- *         batch or tallies in a BALLOTS batch, empty batch);
+ *         or PROTOCOL batch, tallies in a BALLOTS batch, empty batch, a
+ *         PROTOCOL batch without a turnout or without a tally for some contest
+ *         of the precinct's ballot, unknown kind);
  *         BAL_EOVERFLOW if the batch's own sums overflow 64 bits;
- *         BAL_EUNSUPPORTED for PROTOCOL batches.
+ *         -ENOBUFS if `out->cap` is too small.
  * Thread-safe: reads only `d`, `l`, `b`.
  */
 int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b,
 		   struct bal_delta *out, char *why, size_t whylen);
 
 /**
- * BAL_EOVERFLOW (with `why`) if applying `dl` to `ctr` would overflow any
- * slot, precinct-level or aggregate; 0 otherwise. Reads `ctr` plainly: call it
- * from the thread that owns `ctr`.
+ * Whether `dl` can be applied to `ctr`.
+ * @return 0; BAL_EOVERFLOW (with `why`) if applying it would overflow any slot,
+ *         precinct-level, shadow or aggregate; BAL_ECORRUPT (with `why`) if a
+ *         protocol would take an aggregate below zero, which only counters that
+ *         are not the sum of their precincts allow.
+ * A protocol whose seq is not above the stored one (older, or a resend that
+ * dedup will catch later) is checked as a batch count only.
+ * Reads `ctr` with relaxed loads: call it from the thread that owns `ctr`.
  */
 int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
 		    size_t whylen);
 
-/** Adds `dl` to `ctr` (precinct, district, contest, national and global slots).
- * Caller has checked it with bal_tally_check(). Plain stores. */
+/** Applies `dl` to `ctr` (precinct, shadow, district, contest, national and
+ * global slots) with the semantics above. Caller has checked it with
+ * bal_tally_check() against the same `ctr`. Relaxed atomic stores, so that
+ * bal_pub_apply() can run it on the published array while readers copy it. */
 void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal_delta *dl);
 
 /* ---- published counters (seqlock) ----------------------------------------
@@ -122,7 +201,8 @@ int bal_pub_init(struct bal_published *p, size_t n);
 void bal_pub_deinit(struct bal_published *p);
 /** Writer only: replaces the whole array (after recovery) and sets position. */
 void bal_pub_store(struct bal_published *p, const uint64_t *ctr, uint64_t position);
-/** Writer only: applies `ndeltas` deltas and moves `position` forward, as one write. */
+/** Writer only: applies `ndeltas` deltas in order (bal_tally_apply(), so the published array
+ * ends equal to the committer's copy given the same deltas) and moves `position` forward, as one write. */
 void bal_pub_apply(struct bal_published *p, const struct bal_layout *l, const struct bal_delta *const *deltas,
 		   size_t ndeltas, uint64_t position);
 /** Any thread: copies a consistent view into `dst` (n slots); returns its position. */

@@ -32,6 +32,13 @@ void pub_fold_random(const struct bal_defn *d, const struct bal_layout *l, uint6
 	}
 	struct bal_batch b = { .precinct_id = d->precincts[p].id, .seq = 1, .kind = BAL_KIND_TALLY, .ntallies = n,
 			       .tallies = ts, .has_turnout = true, .ballots_issued = fx_rand(rs) % 1000 };
+	/* One in four is a complete protocol (every contest is above) with a
+	 * random seq: it replaces the precinct's contribution or, if older than
+	 * the stored one, only counts as a batch. */
+	if (fx_rand(rs) % 4 == 0) {
+		b.kind = BAL_KIND_PROTOCOL;
+		b.seq = 1 + fx_rand(rs) % 8;
+	}
 	char why[256] = "";
 	int err = bal_tally_fold(d, l, &b, dl, why, sizeof(why));
 	if (err) {

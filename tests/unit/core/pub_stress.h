@@ -8,7 +8,7 @@
 #include "tally.h"
 
 /**
- * One writer thread (the caller) applies `nbatches` random TALLY batches in
+ * One writer thread (the caller) applies `nbatches` random TALLY and PROTOCOL batches in
  * groups of one to three through bal_pub_apply() while `nreaders` threads copy
  * views with bal_pub_read() and check each: every district and national slot
  * equals the sum of its precincts, the global batch count equals the
@@ -19,7 +19,8 @@
 int pub_stress(const struct bal_defn *d, const struct bal_layout *l, int nreaders, uint64_t nbatches, char *why,
 	       size_t whylen);
 
-/** Folds a random TALLY batch (every contest of precinct index p, plus turnout) into `dl`. */
+/** Folds a random TALLY or (one in four) PROTOCOL batch, with every contest of precinct index p
+ * plus turnout, into `dl`. */
 void pub_fold_random(const struct bal_defn *d, const struct bal_layout *l, uint64_t *rs, uint32_t p,
 		     struct bal_delta *dl);
 

@@ -2,7 +2,9 @@
  * Counter tests: the slot layout is a bijection onto [0, nslots), the fold
  * rejects every kind of invalid batch with a precise reason and folds valid
  * ones into the right precinct-level entries, apply keeps every aggregate
- * equal to the sum of its precincts, and check catches overflow at every level.
+ * equal to the sum of its precincts' effective contributions (ballot sums, or
+ * the latest protocol), and check catches overflow at every level and a
+ * protocol that would take an inconsistent aggregate below zero.
  */
 #include "fixture.h"
 
@@ -64,23 +66,27 @@ static void mark(uint8_t *seen, size_t n, uint32_t slot, const char *what)
 Test(tally, layout_is_a_bijection, .init = setup, .fini = teardown)
 {
 	/* Blocks: district 10 = 5 + 8 + 3, district 20 = 5 + 8 + 4, district 30 = 5 + 8;
-	 * two precincts each in 10 and 20, one in 30: 32 + 34 + 13 = 79.
-	 * District choices 3*8 + 3 + 4 = 31, contest totals 15, district turnout 15,
-	 * national turnout 5, globals 2. */
+	 * two precincts each in 10 and 20, one in 30: 32 + 34 + 13 = 79, twice
+	 * (shadow blocks). District choices 3*8 + 3 + 4 = 31, contest totals 15,
+	 * district turnout 15, national turnout 5, globals 4. */
 	size_t n = bal_layout_nslots(L);
-	cr_assert_eq(n, 147);
+	cr_assert_eq(n, 228);
 	cr_assert_eq(bal_layout_delta_max(L), 17);
 	uint8_t *seen = calloc(n, 1);
 	for (uint32_t p = 0; p < D->nprecincts; p++) {
-		for (uint32_t f = 0; f < BAL_T_NFIELDS; f++)
+		for (uint32_t f = 0; f < BAL_T_NFIELDS; f++) {
 			mark(seen, n, bal_slot_precinct_turnout(L, p, f), "precinct turnout");
+			mark(seen, n, bal_slot_precinct_shadow(L, p, bal_slot_precinct_turnout(L, p, f)), "shadow turnout");
+		}
 		for (uint32_t c = 0; c < D->ncontests; c++)
 			for (uint32_t k = 0; k < D->contests[c].nchoices; k++) {
 				uint32_t s = bal_slot_precinct_choice(L, p, c, k);
-				if (bal_defn_votes_in(D, p, c))
+				if (bal_defn_votes_in(D, p, c)) {
 					mark(seen, n, s, "precinct choice");
-				else
+					mark(seen, n, bal_slot_precinct_shadow(L, p, s), "shadow choice");
+				} else {
 					cr_assert_eq(s, BAL_SLOT_NONE);
+				}
 			}
 	}
 	for (uint32_t c = 0; c < D->ncontests; c++)
@@ -118,6 +124,12 @@ Test(tally, lookups_reject_out_of_range, .init = setup, .fini = teardown)
 	cr_assert_eq(bal_slot_district_turnout(L, D->ndistricts, BAL_T_CAST), BAL_SLOT_NONE);
 	cr_assert_eq(bal_slot_total_turnout(L, BAL_T_NFIELDS), BAL_SLOT_NONE);
 	cr_assert_eq(bal_slot_global(L, BAL_G_NFIELDS), BAL_SLOT_NONE);
+	/* A shadow exists only for the precinct's own E slots. */
+	uint32_t p12 = pidx(12), p5 = pidx(5);
+	cr_assert_eq(bal_slot_precinct_shadow(L, p12, bal_slot_precinct_choice(L, p5, c1, 0)), BAL_SLOT_NONE);
+	uint32_t sh = bal_slot_precinct_shadow(L, p12, bal_slot_precinct_choice(L, p12, c1, 0));
+	cr_assert_eq(bal_slot_precinct_shadow(L, p12, sh), BAL_SLOT_NONE);
+	cr_assert_eq(bal_slot_precinct_shadow(L, D->nprecincts, 0), BAL_SLOT_NONE);
 }
 
 /* ---- fold rejections ---------------------------------------------------------- */
@@ -142,6 +154,7 @@ static const struct bal_ctally t_twice[] = { { FX_LIST, 8, cnt8 }, { FX_LIST, 8,
 static const struct bal_ctally t_unknown[] = { { 55, 8, cnt8 } };
 static const struct bal_ctally t_d10[] = { { FX_D10, 3, cnt8 } };
 static const struct bal_ctally t_ovf[] = { { FX_LIST, 8, cnt_ovf } };
+static const struct bal_ctally t_list8_d10[] = { { FX_LIST, 8, cnt8 }, { FX_D10, 3, cnt8 } };
 
 struct fold_case {
 	const char *name;
@@ -155,6 +168,7 @@ struct fold_case {
 #define TALLY_SEQ(pid, s, ts) BATCH(BAL_KIND_TALLY, pid, s), .ntallies = NELEM(ts), .tallies = (ts)
 #define BALLOTS(pid, cols) BALLOTS_SEQ(pid, 1, cols)
 #define TALLY(pid, ts) TALLY_SEQ(pid, 1, ts)
+#define PROTOCOL(pid, ts) BATCH(BAL_KIND_PROTOCOL, pid, 1), .ntallies = NELEM(ts), .tallies = (ts), .has_turnout = true
 
 static const struct fold_case fold_cases[] = {
 		{ "unknown precinct", { BALLOTS(99999, col_list3) }, BAL_EINVALID, "precinct_id 99999 is not in the definition" },
@@ -187,8 +201,24 @@ static const struct fold_case fold_cases[] = {
 		  "batch is empty (no ballots and no turnout)" },
 		{ "empty tally", { .precinct_id = 12, .seq = 1, .kind = BAL_KIND_TALLY }, BAL_EINVALID,
 		  "batch is empty (no tallies and no turnout)" },
-		{ "protocol", { BATCH(BAL_KIND_PROTOCOL, 12, 1), .ntallies = 1, .tallies = t_list8 }, BAL_EUNSUPPORTED,
-		  "PROTOCOL batches are not supported yet" },
+		{ "protocol missing a contest", { PROTOCOL(12, t_list8) }, BAL_EINVALID,
+		  "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct 12: contest 101 is "
+		  "missing (1 of 2 contests present)" },
+		{ "protocol with no tallies", { BATCH(BAL_KIND_PROTOCOL, 7, 2), .has_turnout = true }, BAL_EINVALID,
+		  "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct 7: contest 1 is "
+		  "missing (0 of 2 contests present)" },
+		{ "protocol without turnout", { BATCH(BAL_KIND_PROTOCOL, 12, 1), .ntallies = 2, .tallies = t_list8_d10 },
+		  BAL_EINVALID, "a PROTOCOL batch must carry a turnout (Batch.turnout is absent)" },
+		{ "protocol carrying ballots", { PROTOCOL(12, t_list8_d10), .ncolumns = 1, .columns = col_list3 },
+		  BAL_EINVALID, "a PROTOCOL batch may not carry ballots (got 1 ballot columns)" },
+		{ "protocol tally length", { PROTOCOL(30, t_list5) }, BAL_EINVALID,
+		  "tallies[0].counts has 5 entries, contest 1 has 8 choices" },
+		{ "protocol contest not on ballot", { PROTOCOL(30, t_list8_d10) }, BAL_EINVALID,
+		  "tallies[1].contest_id 101 is not on the ballot of precinct 30 (district 30)" },
+		{ "protocol seq zero", { BATCH(BAL_KIND_PROTOCOL, 30, 0), .ntallies = 1, .tallies = t_list8,
+					 .has_turnout = true }, BAL_EINVALID, "seq must be >= 1 (got 0)" },
+		{ "protocol sum overflow", { PROTOCOL(30, t_ovf) }, BAL_EOVERFLOW,
+		  "tallies[0] sum overflows 64 bits (at counts[1] = 1)" },
 		{ "unknown kind", { BATCH((enum bal_kind)5, 12, 1), .ntallies = 1, .tallies = t_list8 }, BAL_EINVALID,
 		  "kind 5 is not BALLOTS (0), TALLY (1) or PROTOCOL (2)" },
 		{ "tally sum overflow", { TALLY(12, t_ovf) }, BAL_EOVERFLOW,
@@ -326,21 +356,35 @@ Test(tally, fold_accepts_turnout_only_batches, .init = setup, .fini = teardown)
 #define MAXC 4
 #define MAXK 8
 
+/* Per precinct: B (ballot sums), P (latest protocol) and its seq, counts. The
+ * turnout arrays use BAL_T_ISSUED..BAL_T_SPOILED only. */
 struct model {
-	uint64_t votes[MAXP][MAXC][MAXK];
+	uint64_t votes[MAXP][MAXC][MAXK]; /* B */
 	uint64_t turnout[MAXP][BAL_T_NFIELDS];
+	uint64_t pvotes[MAXP][MAXC][MAXK]; /* P */
+	uint64_t pturnout[MAXP][BAL_T_NFIELDS];
+	uint64_t pseq[MAXP];
+	uint64_t batches[MAXP];
+	uint64_t ballots[MAXP];
 };
 
-/* A random valid batch for precinct p, recorded in `m` without using the fold. */
+/* A random valid batch for precinct p, recorded in `m` without using the fold.
+ * One in `protocol_odds` (0: never) is a PROTOCOL with a random seq. */
 static struct bal_batch random_batch(uint64_t *rs, uint32_t p, struct model *m, uint32_t (*chbuf)[64],
-				     uint64_t (*cntbuf)[MAXK], struct bal_column *cols, struct bal_ctally *ts)
+				     uint64_t (*cntbuf)[MAXK], struct bal_column *cols, struct bal_ctally *ts,
+				     unsigned protocol_odds)
 {
 	struct bal_batch b = { .precinct_id = D->precincts[p].id, .seq = 1 };
 	b.kind = fx_rand(rs) % 2 ? BAL_KIND_TALLY : BAL_KIND_BALLOTS;
+	if (protocol_odds && fx_rand(rs) % protocol_odds == 0) {
+		b.kind = BAL_KIND_PROTOCOL;
+		b.seq = 1 + fx_rand(rs) % 12;
+	}
+	const bool replaces = b.kind == BAL_KIND_PROTOCOL && b.seq > m->pseq[p];
 	size_t nballots = 1 + fx_rand(rs) % 64;
 	size_t n = 0;
 	for (uint32_t c = 0; c < D->ncontests; c++) {
-		if (!bal_defn_votes_in(D, p, c) || fx_rand(rs) % 4 == 0)
+		if (!bal_defn_votes_in(D, p, c) || (b.kind != BAL_KIND_PROTOCOL && fx_rand(rs) % 4 == 0))
 			continue;
 		uint32_t nch = D->contests[c].nchoices;
 		if (b.kind == BAL_KIND_BALLOTS) {
@@ -352,7 +396,10 @@ static struct bal_batch random_batch(uint64_t *rs, uint32_t p, struct model *m, 
 		} else {
 			for (uint32_t k = 0; k < nch; k++) {
 				cntbuf[n][k] = fx_rand(rs) % 3 ? fx_rand(rs) % 1000 : 0;
-				m->votes[p][c][k] += cntbuf[n][k];
+				if (b.kind == BAL_KIND_TALLY)
+					m->votes[p][c][k] += cntbuf[n][k];
+				else if (replaces)
+					m->pvotes[p][c][k] = cntbuf[n][k];
 			}
 			ts[n] = (struct bal_ctally){ D->contests[c].id, nch, cntbuf[n] };
 		}
@@ -362,21 +409,26 @@ static struct bal_batch random_batch(uint64_t *rs, uint32_t p, struct model *m, 
 		b.ncolumns = n;
 		b.columns = cols;
 		if (n)
-			m->turnout[p][BAL_T_BALLOTS] += nballots;
+			m->ballots[p] += nballots;
 	} else {
 		b.ntallies = n;
 		b.tallies = ts;
 	}
-	b.has_turnout = n == 0 || fx_rand(rs) % 2;
+	b.has_turnout = n == 0 || b.kind == BAL_KIND_PROTOCOL || fx_rand(rs) % 2;
 	if (b.has_turnout) {
 		b.ballots_issued = 1 + fx_rand(rs) % 500;
 		b.ballots_cast = fx_rand(rs) % 500;
 		b.ballots_spoiled = fx_rand(rs) % 5;
-		m->turnout[p][BAL_T_ISSUED] += b.ballots_issued;
-		m->turnout[p][BAL_T_CAST] += b.ballots_cast;
-		m->turnout[p][BAL_T_SPOILED] += b.ballots_spoiled;
+		uint64_t *t = b.kind != BAL_KIND_PROTOCOL ? m->turnout[p] : replaces ? m->pturnout[p] : NULL;
+		if (t) {
+			t[BAL_T_ISSUED] = (b.kind == BAL_KIND_PROTOCOL ? 0 : t[BAL_T_ISSUED]) + b.ballots_issued;
+			t[BAL_T_CAST] = (b.kind == BAL_KIND_PROTOCOL ? 0 : t[BAL_T_CAST]) + b.ballots_cast;
+			t[BAL_T_SPOILED] = (b.kind == BAL_KIND_PROTOCOL ? 0 : t[BAL_T_SPOILED]) + b.ballots_spoiled;
+		}
 	}
-	m->turnout[p][BAL_T_BATCHES]++;
+	if (replaces)
+		m->pseq[p] = b.seq;
+	m->batches[p]++;
 	return b;
 }
 
@@ -384,32 +436,65 @@ static struct bal_batch random_batch(uint64_t *rs, uint32_t p, struct model *m, 
 static uint64_t *expected_counters(const struct model *m)
 {
 	uint64_t *want = calloc(bal_layout_nslots(L), sizeof(*want));
-	uint64_t reporting = 0, batches = 0;
+	uint64_t reporting = 0, batches = 0, protocols = 0, discrepancies = 0;
 	for (uint32_t p = 0; p < D->nprecincts; p++) {
 		uint32_t dist = D->precincts[p].district;
+		const bool prot = m->pseq[p] != 0;
+		uint64_t differ = 0;
 		for (uint32_t f = 0; f < BAL_T_NFIELDS; f++) {
-			want[bal_slot_precinct_turnout(L, p, f)] = m->turnout[p][f];
-			want[bal_slot_district_turnout(L, dist, f)] += m->turnout[p][f];
-			want[bal_slot_total_turnout(L, f)] += m->turnout[p][f];
+			uint64_t e = f == BAL_T_BATCHES ? m->batches[p] :
+				     f == BAL_T_BALLOTS ? m->ballots[p] :
+				     prot               ? m->pturnout[p][f] :
+							  m->turnout[p][f];
+			uint32_t s = bal_slot_precinct_turnout(L, p, f);
+			want[s] = e;
+			want[bal_slot_district_turnout(L, dist, f)] += e;
+			want[bal_slot_total_turnout(L, f)] += e;
+			if (f >= BAL_T_ISSUED && prot) {
+				want[bal_slot_precinct_shadow(L, p, s)] = m->turnout[p][f];
+				differ += m->turnout[p][f] != e;
+			}
 		}
-		batches += m->turnout[p][BAL_T_BATCHES];
-		reporting += m->turnout[p][BAL_T_BATCHES] > 0;
+		batches += m->batches[p];
+		reporting += m->batches[p] > 0;
 		for (uint32_t c = 0; c < D->ncontests; c++) {
 			if (!bal_defn_votes_in(D, p, c))
 				continue;
 			for (uint32_t k = 0; k < D->contests[c].nchoices; k++) {
-				want[bal_slot_precinct_choice(L, p, c, k)] = m->votes[p][c][k];
-				want[bal_slot_district_choice(L, c, dist, k)] += m->votes[p][c][k];
-				want[bal_slot_contest_choice(L, c, k)] += m->votes[p][c][k];
+				uint64_t e = prot ? m->pvotes[p][c][k] : m->votes[p][c][k];
+				uint32_t s = bal_slot_precinct_choice(L, p, c, k);
+				want[s] = e;
+				want[bal_slot_district_choice(L, c, dist, k)] += e;
+				want[bal_slot_contest_choice(L, c, k)] += e;
+				if (prot) {
+					want[bal_slot_precinct_shadow(L, p, s)] = m->votes[p][c][k];
+					differ += m->votes[p][c][k] != e;
+				}
 			}
 		}
+		want[bal_slot_precinct_shadow(L, p, bal_slot_precinct_turnout(L, p, BAL_T_BATCHES))] = m->pseq[p];
+		want[bal_slot_precinct_shadow(L, p, bal_slot_precinct_turnout(L, p, BAL_T_BALLOTS))] = differ;
+		protocols += prot;
+		discrepancies += differ > 0;
 	}
 	want[bal_slot_global(L, BAL_G_BATCHES)] = batches;
 	want[bal_slot_global(L, BAL_G_PRECINCTS_REPORTING)] = reporting;
+	want[bal_slot_global(L, BAL_G_PROTOCOLS)] = protocols;
+	want[bal_slot_global(L, BAL_G_DISCREPANCIES)] = discrepancies;
 	return want;
 }
 
-Test(tally, apply_keeps_aggregates_equal_to_sums, .init = setup, .fini = teardown)
+static void assert_counters(const uint64_t *ctr, const struct model *m, const char *when)
+{
+	uint64_t *want = expected_counters(m);
+	for (size_t s = 0; s < bal_layout_nslots(L); s++)
+		cr_assert_eq(ctr[s], want[s], "%s: slot %zu: %llu, expected %llu", when, s, (unsigned long long)ctr[s],
+			     (unsigned long long)want[s]);
+	free(want);
+}
+
+/* Folds, checks and applies 500 random batches; one in `protocol_odds` a protocol. */
+static void run_random(unsigned protocol_odds, uint64_t seed)
 {
 	cr_assert_leq(D->nprecincts, MAXP);
 	cr_assert_leq(D->ncontests, MAXC);
@@ -417,7 +502,7 @@ Test(tally, apply_keeps_aggregates_equal_to_sums, .init = setup, .fini = teardow
 	memset(&m, 0, sizeof(m));
 	size_t n = bal_layout_nslots(L);
 	uint64_t *ctr = calloc(n, sizeof(*ctr));
-	uint64_t rs = 0x9E3779B97F4A7C15ULL;
+	uint64_t rs = seed;
 	uint32_t chbuf[MAXC][64];
 	uint64_t cntbuf[MAXC][MAXK];
 	struct bal_column cols[MAXC];
@@ -430,18 +515,25 @@ Test(tally, apply_keeps_aggregates_equal_to_sums, .init = setup, .fini = teardow
 		uint32_t p = (uint32_t)(fx_rand(&rs) % D->nprecincts);
 		if (p == silent)
 			continue;
-		struct bal_batch b = random_batch(&rs, p, &m, chbuf, cntbuf, cols, ts);
+		struct bal_batch b = random_batch(&rs, p, &m, chbuf, cntbuf, cols, ts, protocol_odds);
 		cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
 		cr_assert_eq(bal_tally_check(L, ctr, &DL, why, sizeof(why)), 0, "%s", why);
 		bal_tally_apply(L, ctr, &DL);
 	}
-	uint64_t *want = expected_counters(&m);
-	for (size_t s = 0; s < n; s++)
-		cr_assert_eq(ctr[s], want[s], "slot %zu: %llu, expected %llu", s, (unsigned long long)ctr[s],
-			     (unsigned long long)want[s]);
+	assert_counters(ctr, &m, "after 500 batches");
 	cr_assert_eq(ctr[bal_slot_global(L, BAL_G_PRECINCTS_REPORTING)], D->nprecincts - 1);
-	free(want);
 	free(ctr);
+}
+
+Test(tally, apply_keeps_aggregates_equal_to_sums, .init = setup, .fini = teardown)
+{
+	run_random(0, 0x9E3779B97F4A7C15ULL);
+}
+
+Test(tally, apply_with_protocols_keeps_aggregates_equal_to_sums, .init = setup, .fini = teardown)
+{
+	for (uint64_t seed = 1; seed <= 20; seed++)
+		run_random(4, seed * 0x9E3779B97F4A7C15ULL);
 }
 
 Test(tally, precincts_reporting_counts_first_batch_only, .init = setup, .fini = teardown)
@@ -532,4 +624,478 @@ ParameterizedTest(size_t *ix, tally, check_detects_overflow, .init = setup, .fin
 	cr_assert_eq(ctr[slot], UINT64_MAX);
 	free(before);
 	free(ctr);
+}
+
+/* ---- PROTOCOL batches ------------------------------------------------------------- */
+
+static const uint64_t p_list[] = { 0, 10, 0, 0, 5, 0, 0, 1 };
+static const uint64_t p_d10[] = { 1, 0, 2 };
+static const struct bal_ctally p_ts[] = { { FX_D10, 3, p_d10 }, { FX_LIST, 8, p_list } };
+
+/* A protocol of precinct 12 with seq `seq`: p_ts scaled by `scale`, turnout (issued, cast, spoiled). */
+static struct bal_batch protocol12(uint64_t seq, uint64_t (*buf)[8], struct bal_ctally *ts, uint64_t scale,
+				   uint64_t issued, uint64_t cast, uint64_t spoiled)
+{
+	for (int i = 0; i < 2; i++) {
+		for (size_t k = 0; k < p_ts[i].n; k++)
+			buf[i][k] = p_ts[i].counts[k] * scale;
+		ts[i] = (struct bal_ctally){ p_ts[i].contest_id, p_ts[i].n, buf[i] };
+	}
+	return (struct bal_batch){ .precinct_id = 12, .seq = seq, .kind = BAL_KIND_PROTOCOL, .ntallies = 2,
+				   .tallies = ts, .has_turnout = true, .ballots_issued = issued,
+				   .ballots_cast = cast, .ballots_spoiled = spoiled };
+}
+
+/* Folds, checks and applies `b` to `ctr`, asserting success. */
+static void fold_apply(uint64_t *ctr, const struct bal_batch *b)
+{
+	char why[256] = "";
+	cr_assert_eq(bal_tally_fold(D, L, b, &DL, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(bal_tally_check(L, ctr, &DL, why, sizeof(why)), 0, "%s", why);
+	bal_tally_apply(L, ctr, &DL);
+}
+
+Test(tally, fold_protocol_lists_every_slot_with_absolute_values, .init = setup, .fini = teardown)
+{
+	uint64_t buf[2][8];
+	struct bal_ctally ts[2];
+	struct bal_batch b = protocol12(7, buf, ts, 1, 20, 18, 2);
+	char why[256] = "";
+	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
+	uint32_t p = pidx(12), c1 = cidx(FX_LIST), c10 = cidx(FX_D10);
+	cr_assert_eq(DL.kind, BAL_DELTA_PROTOCOL);
+	cr_assert_eq(DL.seq, 7);
+	cr_assert_eq(DL.precinct, p);
+	struct bal_delta_entry want[3 + FX_LIST_N + FX_D10_N] = {
+		{ bal_slot_precinct_turnout(L, p, BAL_T_ISSUED), 20 },
+		{ bal_slot_precinct_turnout(L, p, BAL_T_CAST), 18 },
+		{ bal_slot_precinct_turnout(L, p, BAL_T_SPOILED), 2 },
+	};
+	for (uint32_t k = 0; k < FX_LIST_N; k++)
+		want[3 + k] = (struct bal_delta_entry){ bal_slot_precinct_choice(L, p, c1, k), p_list[k] };
+	for (uint32_t k = 0; k < FX_D10_N; k++)
+		want[3 + FX_LIST_N + k] = (struct bal_delta_entry){ bal_slot_precinct_choice(L, p, c10, k), p_d10[k] };
+	assert_delta(&DL, want, NELEM(want));
+
+	/* A BALLOTS fold into the same storage is an ADD delta again. */
+	struct bal_batch t = { TALLY(12, t_list8) };
+	cr_assert_eq(bal_tally_fold(D, L, &t, &DL, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(DL.kind, BAL_DELTA_ADD);
+	cr_assert_eq(DL.seq, 0);
+}
+
+/* The counters of precinct 12 and of district 10 / the nation for (contest 1, choice 1). */
+struct view12 {
+	uint64_t e, shadow, ballots, district, national, issued, d_issued, seq, batches, g_batches, protocols,
+		discrepancies, differ;
+};
+
+static struct view12 view12(const uint64_t *ctr)
+{
+	uint32_t p = pidx(12), c1 = cidx(FX_LIST), d = didx(10);
+	uint32_t s = bal_slot_precinct_choice(L, p, c1, 1);
+	uint32_t ti = bal_slot_precinct_turnout(L, p, BAL_T_ISSUED);
+	return (struct view12){
+		.e = ctr[s],
+		.shadow = ctr[bal_slot_precinct_shadow(L, p, s)],
+		.ballots = bal_tally_ballot_sum(L, ctr, p, s),
+		.district = ctr[bal_slot_district_choice(L, c1, d, 1)],
+		.national = ctr[bal_slot_contest_choice(L, c1, 1)],
+		.issued = ctr[ti],
+		.d_issued = ctr[bal_slot_district_turnout(L, d, BAL_T_ISSUED)],
+		.seq = bal_tally_protocol_seq(L, ctr, p),
+		.batches = ctr[bal_slot_precinct_turnout(L, p, BAL_T_BATCHES)],
+		.g_batches = ctr[bal_slot_global(L, BAL_G_BATCHES)],
+		.protocols = ctr[bal_slot_global(L, BAL_G_PROTOCOLS)],
+		.discrepancies = ctr[bal_slot_global(L, BAL_G_DISCREPANCIES)],
+		.differ = ctr[bal_slot_precinct_shadow(L, p, bal_slot_precinct_turnout(L, p, BAL_T_BALLOTS))],
+	};
+}
+
+Test(tally, protocol_replaces_the_precincts_contribution, .init = setup, .fini = teardown)
+{
+	uint64_t *ctr = calloc(bal_layout_nslots(L), sizeof(*ctr));
+	static const uint64_t c8[] = { 0, 4, 0, 0, 0, 0, 0, 0 };
+	static const struct bal_ctally t4[] = { { FX_LIST, 8, c8 } };
+	/* Precinct 12 tallies 4 + 4 votes for choice 1 (issued 9); precinct 5 (same district) 4. */
+	struct bal_batch t = { TALLY_SEQ(12, 1, t4), .has_turnout = true, .ballots_issued = 9 };
+	fold_apply(ctr, &t);
+	t.seq = 2;
+	fold_apply(ctr, &t);
+	struct bal_batch t5 = { TALLY(5, t4) };
+	fold_apply(ctr, &t5);
+	struct view12 v = view12(ctr);
+	cr_assert_eq(v.e, 8);
+	cr_assert_eq(v.district, 12);
+	cr_assert_eq(v.seq, 0);
+	cr_assert_eq(v.shadow, 0);
+
+	/* Its protocol says 10 (issued 20): the totals take 10 in place of 8. */
+	uint64_t buf[2][8];
+	struct bal_ctally ts[2];
+	struct bal_batch pb = protocol12(3, buf, ts, 1, 20, 18, 2);
+	fold_apply(ctr, &pb);
+	v = view12(ctr);
+	cr_assert_eq(v.e, 10);
+	cr_assert_eq(v.shadow, 8, "the ballot sum moves to the shadow slot");
+	cr_assert_eq(v.ballots, 8);
+	cr_assert_eq(v.district, 14);
+	cr_assert_eq(v.national, 14);
+	cr_assert_eq(v.issued, 20);
+	cr_assert_eq(v.d_issued, 20);
+	cr_assert_eq(v.seq, 3);
+	cr_assert_eq(v.batches, 3);
+	cr_assert_eq(v.g_batches, 4);
+	cr_assert_eq(v.protocols, 1);
+	cr_assert_eq(v.discrepancies, 1);
+	/* Every choice the protocol sets to 0 is 0 in the totals too (p_list[0] = 0). */
+	uint32_t c1 = cidx(FX_LIST);
+	cr_assert_eq(ctr[bal_slot_precinct_choice(L, pidx(12), c1, 0)], 0);
+	/* Aggregates are still the sums of E, and the whole array is what the model says. */
+	static struct model m;
+	memset(&m, 0, sizeof(m));
+	uint32_t p12 = pidx(12), p5 = pidx(5), c10 = cidx(FX_D10);
+	m.votes[p12][c1][1] = 8;
+	m.turnout[p12][BAL_T_ISSUED] = 18;
+	m.votes[p5][c1][1] = 4;
+	m.batches[p12] = 3;
+	m.batches[p5] = 1;
+	m.pseq[p12] = 3;
+	for (uint32_t k = 0; k < FX_LIST_N; k++)
+		m.pvotes[p12][c1][k] = p_list[k];
+	for (uint32_t k = 0; k < FX_D10_N; k++)
+		m.pvotes[p12][c10][k] = p_d10[k];
+	m.pturnout[p12][BAL_T_ISSUED] = 20;
+	m.pturnout[p12][BAL_T_CAST] = 18;
+	m.pturnout[p12][BAL_T_SPOILED] = 2;
+	assert_counters(ctr, &m, "after the protocol");
+	free(ctr);
+}
+
+Test(tally, newer_protocol_replaces_and_older_one_counts_only_as_a_batch, .init = setup, .fini = teardown)
+{
+	size_t n = bal_layout_nslots(L);
+	uint64_t *ctr = calloc(n, sizeof(*ctr));
+	uint64_t buf[2][8];
+	struct bal_ctally ts[2];
+	struct bal_batch p2 = protocol12(2, buf, ts, 1, 20, 18, 2);
+	fold_apply(ctr, &p2);
+	cr_assert_eq(view12(ctr).e, 10);
+	struct bal_batch p5 = protocol12(5, buf, ts, 3, 60, 54, 6);
+	fold_apply(ctr, &p5);
+	struct view12 v = view12(ctr);
+	cr_assert_eq(v.e, 30);
+	cr_assert_eq(v.district, 30);
+	cr_assert_eq(v.issued, 60);
+	cr_assert_eq(v.seq, 5);
+	cr_assert_eq(v.shadow, 0, "no ballot batches: B is 0");
+	cr_assert_eq(v.protocols, 1, "one precinct, however many protocols");
+
+	/* Seq 4 arrives late: only the batch counts move. */
+	uint64_t *before = malloc(n * sizeof(*before));
+	memcpy(before, ctr, n * sizeof(*ctr));
+	struct bal_batch p4 = protocol12(4, buf, ts, 7, 1, 1, 1);
+	fold_apply(ctr, &p4);
+	v = view12(ctr);
+	cr_assert_eq(v.e, 30);
+	cr_assert_eq(v.seq, 5);
+	cr_assert_eq(v.batches, 3);
+	cr_assert_eq(v.g_batches, 3);
+	uint32_t p = pidx(12), d = didx(10);
+	before[bal_slot_precinct_turnout(L, p, BAL_T_BATCHES)]++;
+	before[bal_slot_district_turnout(L, d, BAL_T_BATCHES)]++;
+	before[bal_slot_total_turnout(L, BAL_T_BATCHES)]++;
+	before[bal_slot_global(L, BAL_G_BATCHES)]++;
+	cr_assert_eq(memcmp(before, ctr, n * sizeof(*ctr)), 0, "an older protocol changed a total");
+	free(before);
+	free(ctr);
+}
+
+Test(tally, ballots_after_a_protocol_change_only_the_ballot_sum, .init = setup, .fini = teardown)
+{
+	size_t n = bal_layout_nslots(L);
+	uint64_t *ctr = calloc(n, sizeof(*ctr));
+	uint64_t buf[2][8];
+	struct bal_ctally ts[2];
+	struct bal_batch pb = protocol12(1, buf, ts, 1, 20, 18, 2);
+	fold_apply(ctr, &pb);
+	cr_assert_eq(view12(ctr).discrepancies, 1);
+
+	/* The ballot batches arrive after their protocol and add up to it exactly:
+	 * the totals never move (but batch and ballot counts), the discrepancy goes. */
+	uint64_t *before = malloc(n * sizeof(*before));
+	memcpy(before, ctr, n * sizeof(*ctr));
+	static const struct bal_ctally t_all[] = { { FX_LIST, 8, p_list }, { FX_D10, 3, p_d10 } };
+	struct bal_batch t = { TALLY_SEQ(12, 2, t_all), .has_turnout = true, .ballots_issued = 20,
+			       .ballots_cast = 18, .ballots_spoiled = 1 };
+	fold_apply(ctr, &t);
+	struct view12 v = view12(ctr);
+	cr_assert_eq(v.e, 10);
+	cr_assert_eq(v.shadow, 10);
+	cr_assert_eq(v.district, 10);
+	cr_assert_eq(v.differ, 1, "spoiled still differs (2 vs 1)");
+	cr_assert_eq(v.discrepancies, 1);
+	static const uint32_t one[] = { 4 };
+	static const struct bal_column col[] = { { FX_D10, 0, one } };
+	struct bal_batch sp = { BALLOTS_SEQ(12, 3, col), .has_turnout = true, .ballots_spoiled = 1 };
+	fold_apply(ctr, &sp);
+	v = view12(ctr);
+	cr_assert_eq(v.differ, 0);
+	cr_assert_eq(v.discrepancies, 0);
+	cr_assert_eq(v.protocols, 1);
+	uint32_t p = pidx(12), d = didx(10);
+	for (size_t s = 0; s < n; s++) {
+		if (s >= bal_slot_precinct_shadow(L, p, bal_slot_precinct_turnout(L, p, BAL_T_BATCHES)) &&
+		    s < bal_slot_precinct_shadow(L, p, bal_slot_precinct_turnout(L, p, BAL_T_BATCHES)) + 16)
+			continue; /* the shadow block: ballot sums */
+		if (s == bal_slot_precinct_turnout(L, p, BAL_T_BATCHES) ||
+		    s == bal_slot_district_turnout(L, d, BAL_T_BATCHES) ||
+		    s == bal_slot_total_turnout(L, BAL_T_BATCHES) || s == bal_slot_global(L, BAL_G_BATCHES) ||
+		    s == bal_slot_global(L, BAL_G_DISCREPANCIES))
+			continue;
+		cr_assert_eq(ctr[s], before[s], "slot %zu moved: %llu -> %llu", s, (unsigned long long)before[s],
+			     (unsigned long long)ctr[s]);
+	}
+	cr_assert_eq(ctr[bal_slot_precinct_turnout(L, p, BAL_T_BATCHES)], 3);
+	free(before);
+	free(ctr);
+}
+
+Test(tally, protocol_below_the_ballot_sum_lowers_the_totals, .init = setup, .fini = teardown)
+{
+	uint64_t *ctr = calloc(bal_layout_nslots(L), sizeof(*ctr));
+	static const uint64_t c8[] = { 0, 25, 0, 0, 0, 0, 0, 0 };
+	static const struct bal_ctally t25[] = { { FX_LIST, 8, c8 } };
+	struct bal_batch t = { TALLY(12, t25), .has_turnout = true, .ballots_issued = 100 };
+	fold_apply(ctr, &t);
+	struct bal_batch t5 = { TALLY(5, t25) };
+	fold_apply(ctr, &t5);
+	cr_assert_eq(view12(ctr).district, 50);
+	uint64_t buf[2][8];
+	struct bal_ctally ts[2];
+	struct bal_batch pb = protocol12(1, buf, ts, 1, 20, 18, 2);
+	fold_apply(ctr, &pb);
+	struct view12 v = view12(ctr);
+	cr_assert_eq(v.e, 10);
+	cr_assert_eq(v.ballots, 25);
+	cr_assert_eq(v.district, 35, "25 from precinct 5 + the protocol's 10");
+	cr_assert_eq(v.national, 35);
+	cr_assert_eq(v.issued, 20);
+	cr_assert_eq(v.d_issued, 20);
+	/* A zero protocol takes the precinct out of every total. */
+	static const uint64_t z8[8], z3[3];
+	static const struct bal_ctally tz[] = { { FX_LIST, 8, z8 }, { FX_D10, 3, z3 } };
+	struct bal_batch pz = { BATCH(BAL_KIND_PROTOCOL, 12, 2), .ntallies = 2, .tallies = tz, .has_turnout = true };
+	fold_apply(ctr, &pz);
+	v = view12(ctr);
+	cr_assert_eq(v.e, 0);
+	cr_assert_eq(v.district, 25);
+	cr_assert_eq(v.d_issued, 0);
+	cr_assert_eq(v.ballots, 25);
+	free(ctr);
+}
+
+enum pcase { P_DIST, P_NAT, P_SHADOW, P_UNDER_DIST, P_UNDER_NAT, P_BATCHES };
+
+struct protocol_check_case {
+	enum pcase c;
+	int err;
+	const char *why;
+};
+
+static const struct protocol_check_case protocol_check_cases[] = {
+	{ P_DIST, BAL_EOVERFLOW, "contest 1 choice 1 district 10 total would overflow 64 bits" },
+	{ P_NAT, BAL_EOVERFLOW, "contest 1 choice 1 national total would overflow 64 bits" },
+	{ P_SHADOW, BAL_EOVERFLOW, "contest 1 choice 1 ballot sum at precinct 12 would overflow 64 bits" },
+	{ P_UNDER_DIST, BAL_ECORRUPT,
+	  "contest 1 choice 1 district total 3 is below the 40 precinct 12 contributes to it: the counters are "
+	  "inconsistent" },
+	{ P_UNDER_NAT, BAL_ECORRUPT,
+	  "contest 1 choice 1 national total 3 is below the 40 precinct 12 contributes to it: the counters are "
+	  "inconsistent" },
+	{ P_BATCHES, BAL_EOVERFLOW, "batches at precinct 12 would overflow 64 bits" },
+};
+
+INDEX_PARAMS(tally, check_protocol_limits, protocol_check_cases)
+
+/*
+ * The protocol sets contest 1 choice 1 of precinct 12 to 10. Each case
+ * prepares counters where that (or, for P_SHADOW, a later ballot batch)
+ * crosses a limit by one, and one step short of it, where it must pass.
+ */
+ParameterizedTest(size_t *ix, tally, check_protocol_limits, .init = setup, .fini = teardown)
+{
+	const struct protocol_check_case *pc = &protocol_check_cases[*ix];
+	size_t n = bal_layout_nslots(L);
+	uint64_t *ctr = calloc(n, sizeof(*ctr));
+	uint32_t p = pidx(12), c1 = cidx(FX_LIST), d = didx(10);
+	uint32_t s = bal_slot_precinct_choice(L, p, c1, 1);
+	uint32_t ds = bal_slot_district_choice(L, c1, d, 1), ns = bal_slot_contest_choice(L, c1, 1);
+	uint64_t buf[2][8];
+	struct bal_ctally ts[2];
+	struct bal_batch pb = protocol12(1, buf, ts, 1, 20, 18, 2);
+	char why[256] = "";
+	cr_assert_eq(bal_tally_fold(D, L, &pb, &DL, why, sizeof(why)), 0, "%s", why);
+	uint32_t slot = 0;
+	uint64_t ok = 0, bad = 0;
+	switch (pc->c) {
+	case P_DIST: /* E 4 -> 10: +6 */
+	case P_NAT:
+		ctr[s] = 4;
+		ctr[ds] = ctr[ns] = 4;
+		slot = pc->c == P_DIST ? ds : ns;
+		ok = UINT64_MAX - 6;
+		bad = ok + 1;
+		break;
+	case P_UNDER_DIST: /* E 40 -> 10: -30 */
+	case P_UNDER_NAT:
+		ctr[s] = 40;
+		ctr[ds] = ctr[ns] = 40;
+		slot = pc->c == P_UNDER_DIST ? ds : ns;
+		ok = 30;
+		bad = 3;
+		break;
+	case P_BATCHES:
+		slot = bal_slot_precinct_turnout(L, p, BAL_T_BATCHES);
+		ok = UINT64_MAX - 1;
+		bad = UINT64_MAX;
+		break;
+	case P_SHADOW: {
+		/* Protocol counted, then a tally of 2 votes for choice 1 onto a full ballot sum. */
+		bal_tally_apply(L, ctr, &DL);
+		static const uint64_t c8[] = { 0, 2, 0, 0, 0, 0, 0, 0 };
+		static const struct bal_ctally t2[] = { { FX_LIST, 8, c8 } };
+		struct bal_batch t = { TALLY_SEQ(12, 2, t2) };
+		cr_assert_eq(bal_tally_fold(D, L, &t, &DL, why, sizeof(why)), 0, "%s", why);
+		slot = bal_slot_precinct_shadow(L, p, s);
+		ok = UINT64_MAX - 2;
+		bad = ok + 1;
+		break;
+	}
+	}
+	ctr[slot] = ok;
+	cr_assert_eq(bal_tally_check(L, ctr, &DL, why, sizeof(why)), 0, "%s", why);
+	ctr[slot] = bad;
+	uint64_t *before = malloc(n * sizeof(*before));
+	memcpy(before, ctr, n * sizeof(*ctr));
+	cr_assert_eq(bal_tally_check(L, ctr, &DL, why, sizeof(why)), pc->err, "%s", why);
+	cr_assert_str_eq(why, pc->why);
+	cr_assert_eq(memcmp(before, ctr, n * sizeof(*ctr)), 0, "check wrote to the counters");
+	free(before);
+	free(ctr);
+}
+
+Test(tally, protocol_resend_with_the_stored_seq_checks_as_a_batch_only, .init = setup, .fini = teardown)
+{
+	/* The committer checks before dedup: a resend of the counted protocol must
+	 * not be refused for what it would replace. */
+	uint64_t *ctr = calloc(bal_layout_nslots(L), sizeof(*ctr));
+	uint64_t buf[2][8];
+	struct bal_ctally ts[2];
+	struct bal_batch pb = protocol12(4, buf, ts, 1, 20, 18, 2);
+	fold_apply(ctr, &pb);
+	/* Make replacing impossible: the district total is now inconsistent. */
+	uint32_t c1 = cidx(FX_LIST), d = didx(10);
+	ctr[bal_slot_district_choice(L, c1, d, 1)] = 0;
+	char why[256] = "";
+	cr_assert_eq(bal_tally_check(L, ctr, &DL, why, sizeof(why)), 0, "%s", why);
+	struct bal_batch newer = protocol12(5, buf, ts, 0, 0, 0, 0);
+	cr_assert_eq(bal_tally_fold(D, L, &newer, &DL, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(bal_tally_check(L, ctr, &DL, why, sizeof(why)), BAL_ECORRUPT);
+	free(ctr);
+}
+
+/* Batches of precincts 12 and 5: ballots, tallies and three protocols of 12. */
+#define NMIXED 8
+
+static struct bal_batch mixed_batch(size_t i, uint64_t (*buf)[8], struct bal_ctally *ts)
+{
+	static const uint32_t l3[] = { 1, 1, 4 };
+	static const uint32_t d3[] = { 0, 2, 2 };
+	static const struct bal_column cols[] = { { FX_LIST, 3, l3 }, { FX_D10, 3, d3 } };
+	switch (i) {
+	case 0: return (struct bal_batch){ BALLOTS_SEQ(12, 1, cols), .has_turnout = true, .ballots_cast = 3 };
+	case 1: return (struct bal_batch){ TALLY_SEQ(12, 2, p_ts), .has_turnout = true, .ballots_issued = 7 };
+	case 2: return protocol12(3, buf, ts, 2, 30, 28, 2);
+	case 3: return protocol12(6, buf, ts, 1, 10, 10, 0);
+	case 4: return protocol12(5, buf, ts, 4, 40, 40, 0);
+	case 5: return (struct bal_batch){ BALLOTS_SEQ(12, 7, cols) };
+	case 6: return (struct bal_batch){ BALLOTS_SEQ(5, 1, cols), .has_turnout = true, .ballots_issued = 3 };
+	default: return (struct bal_batch){ TALLY_SEQ(5, 2, p_ts) };
+	}
+}
+
+Test(tally, any_arrival_order_gives_the_same_counters, .init = setup, .fini = teardown)
+{
+	size_t n = bal_layout_nslots(L);
+	uint64_t *first = NULL;
+	uint64_t rs = 42;
+	for (int round = 0; round < 40; round++) {
+		size_t order[NMIXED];
+		for (size_t i = 0; i < NMIXED; i++)
+			order[i] = i;
+		for (size_t i = NMIXED - 1; i > 0 && round; i--) {
+			size_t j = (size_t)(fx_rand(&rs) % (i + 1)), t = order[i];
+			order[i] = order[j];
+			order[j] = t;
+		}
+		uint64_t *ctr = calloc(n, sizeof(*ctr));
+		for (size_t i = 0; i < NMIXED; i++) {
+			uint64_t buf[2][8];
+			struct bal_ctally ts[2];
+			struct bal_batch b = mixed_batch(order[i], buf, ts);
+			fold_apply(ctr, &b);
+		}
+		/* The protocol with seq 6 (scale 1) is what counts for precinct 12. */
+		struct view12 v = view12(ctr);
+		cr_assert_eq(v.seq, 6);
+		cr_assert_eq(v.e, 10);
+		cr_assert_eq(v.issued, 10);
+		if (!first)
+			first = ctr;
+		else {
+			cr_assert_eq(memcmp(first, ctr, n * sizeof(*ctr)), 0, "round %d: order changed the counters", round);
+			free(ctr);
+		}
+	}
+	free(first);
+}
+
+Test(tally, published_copy_equals_the_committers_copy, .init = setup, .fini = teardown)
+{
+	/* The committer checks and applies each delta to its own array; the
+	 * seqlock copy gets the same deltas in groups; recovery replays them one
+	 * by one from zero. All three must agree slot for slot. */
+	size_t n = bal_layout_nslots(L);
+	uint64_t *own = calloc(n, sizeof(*own));
+	uint64_t *view = calloc(n, sizeof(*view));
+	struct bal_published pub;
+	cr_assert_eq(bal_pub_init(&pub, n), 0);
+	static struct bal_delta_entry ent[NMIXED][64];
+	struct bal_delta dl[NMIXED];
+	const struct bal_delta *dp[NMIXED];
+	char why[256] = "";
+	uint64_t buf[2][8];
+	struct bal_ctally ts[2];
+	for (size_t i = 0; i < NMIXED; i++) {
+		struct bal_batch b = mixed_batch((i * 3) % NMIXED, buf, ts);
+		dl[i] = (struct bal_delta){ .cap = 64, .e = ent[i] };
+		cr_assert_eq(bal_tally_fold(D, L, &b, &dl[i], why, sizeof(why)), 0, "%s", why);
+		cr_assert_eq(bal_tally_check(L, own, &dl[i], why, sizeof(why)), 0, "%s", why);
+		bal_tally_apply(L, own, &dl[i]);
+		dp[i] = &dl[i];
+	}
+	bal_pub_apply(&pub, L, dp, 3, 3);
+	bal_pub_apply(&pub, L, dp + 3, NMIXED - 3, NMIXED);
+	cr_assert_eq(bal_pub_read(&pub, view), NMIXED);
+	cr_assert_eq(memcmp(view, own, n * sizeof(*own)), 0);
+	uint64_t *replay = calloc(n, sizeof(*replay));
+	for (size_t i = 0; i < NMIXED; i++)
+		bal_tally_apply(L, replay, &dl[i]);
+	cr_assert_eq(memcmp(replay, own, n * sizeof(*own)), 0);
+	cr_assert_eq(view[bal_slot_global(L, BAL_G_PROTOCOLS)], 1);
+	free(replay);
+	free(view);
+	free(own);
+	bal_pub_deinit(&pub);
 }
