@@ -17,6 +17,7 @@
  */
 #include "loadgen.h"
 
+#include "cli.h"
 #include "util.h"
 
 #include <errno.h>
@@ -642,40 +643,33 @@ static double cpu_now(void)
 	       ru.ru_stime.tv_usec / 1e6;
 }
 
-static const char *fmt_num(double v, char buf[32])
-{
-	char digits[32];
-	int n = snprintf(digits, sizeof(digits), "%.0f", v);
-	int o = 0;
-	for (int i = 0; i < n; i++) {
-		if (i && (n - i) % 3 == 0 && digits[i - 1] != '-')
-			buf[o++] = ',';
-		buf[o++] = digits[i];
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
 static void print_progress(uint32_t s, const struct bench_sec *sec, double warmup_s, uint64_t errors_total)
 {
 	char b1[32], b2[32];
 	fprintf(stderr, "[%4us] %10s batches/s %12s ballots/s  p99 %8.2f ms  errors %llu%s\n", s + 1,
-		fmt_num((double)(sec->ok + sec->dup), b1), fmt_num((double)sec->ballots, b2),
+		bal_cli_count(sec->ok + sec->dup, b1), bal_cli_count(sec->ballots, b2),
 		bench_hist_ms(&sec->lat, 0.99), (unsigned long long)errors_total,
 		(double)(s + 1) <= warmup_s ? "  (warm-up)" : "");
 }
 
-/* Prints second s once every worker has finished it; returns false if not yet. */
+/* Prints second s once every worker is past it (a finished worker is past
+ * every second); returns false if not yet, or if no worker reached s. */
 static bool progress_second(struct bench_worker *wks, const struct bench_run_opts *o, uint32_t s,
 			    uint64_t *errors_total)
 {
-	for (uint32_t w = 0; w < o->threads; w++)
-		if (atomic_load_explicit(&wks[w].secs_done, memory_order_acquire) <= s)
+	bool reached = false;
+	for (uint32_t w = 0; w < o->threads; w++) {
+		bool finished = !wks[w].started || atomic_load(&wks[w].finished);
+		if (!finished && atomic_load_explicit(&wks[w].secs_done, memory_order_acquire) <= s)
 			return false;
+		reached |= !finished || (wks[w].started && s <= wks[w].cur_sec);
+	}
+	if (!reached)
+		return false;
 	struct bench_sec sum;
 	memset(&sum, 0, sizeof(sum));
 	for (uint32_t w = 0; w < o->threads; w++)
-		if (wks[w].secs[s])
+		if (wks[w].started && s < MAX_SECS && wks[w].secs[s])
 			bench_sec_merge(&sum, wks[w].secs[s]);
 	*errors_total += sum.err;
 	if (o->progress)

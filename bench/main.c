@@ -9,6 +9,7 @@
  * snapshot before, run, resolve lost answers, snapshot after, compare,
  * summary, report. The engine is loadgen.c, the targets *_target.c.
  */
+#include "cli.h"
 #include "defn.h"
 #include "http.h"
 #include "loadgen.h"
@@ -96,42 +97,6 @@ struct args {
 	uint64_t seed, key_seed, seq_start, pool, batches;
 	double duration, rate, warmup;
 };
-
-static bool parse_u64(const char *flag, const char *text, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(text, &end, 10);
-	if (errno || end == text || *end || text[0] == '-' || v < min || v > max) {
-		fprintf(stderr, "ballot-bench: %s \"%s\": expected a whole number from %llu to %llu\n", flag, text,
-			(unsigned long long)min, (unsigned long long)max);
-		return false;
-	}
-	*out = v;
-	return true;
-}
-
-static bool parse_u32(const char *flag, const char *text, uint32_t min, uint32_t max, uint32_t *out)
-{
-	uint64_t v;
-	if (!parse_u64(flag, text, min, max, &v))
-		return false;
-	*out = (uint32_t)v;
-	return true;
-}
-
-static bool parse_double(const char *flag, const char *text, double min, double max, double *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(text, &end);
-	if (errno || end == text || *end || !(v >= min && v <= max)) {
-		fprintf(stderr, "ballot-bench: %s \"%s\": expected a number from %g to %g\n", flag, text, min, max);
-		return false;
-	}
-	*out = v;
-	return true;
-}
 
 enum {
 	O_TARGET = 256,
@@ -232,8 +197,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case O_PG: a->pg_conninfo = optarg; break;
 		case O_LABEL: a->label = optarg; break;
 		case O_DEFN: a->definition = optarg; break;
-		case O_PRECINCTS: ok = parse_u32("--precincts", optarg, 1, UINT32_MAX, &a->precincts); break;
-		case O_BATCH_SIZE: ok = parse_u32("--batch-size", optarg, 1, 1000000, &a->batch_size); break;
+		case O_PRECINCTS: ok = bal_cli_u32("ballot-bench", "--precincts", optarg, 1, UINT32_MAX, &a->precincts); break;
+		case O_BATCH_SIZE: ok = bal_cli_u32("ballot-bench", "--batch-size", optarg, 1, 1000000, &a->batch_size); break;
 		case O_KIND:
 			if (strcmp(optarg, "ballots") == 0) {
 				a->kind = BAL_KIND_BALLOTS;
@@ -244,9 +209,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 				ok = false;
 			}
 			break;
-		case O_SEED: ok = parse_u64("--seed", optarg, 0, UINT64_MAX, &a->seed); break;
+		case O_SEED: ok = bal_cli_u64("ballot-bench", "--seed", optarg, 0, UINT64_MAX, &a->seed); break;
 		case O_KEY_SEED:
-			ok = parse_u64("--key-seed", optarg, 0, UINT64_MAX, &a->key_seed);
+			ok = bal_cli_u64("ballot-bench", "--key-seed", optarg, 0, UINT64_MAX, &a->key_seed);
 			a->key_seed_set = true;
 			break;
 		case O_SIGN: a->sign = a->sign_set = true; break;
@@ -254,27 +219,27 @@ static int parse_args(int argc, char **argv, struct args *a)
 			a->sign = false;
 			a->sign_set = true;
 			break;
-		case O_VARIANTS: ok = parse_u32("--variants", optarg, 1, 1024, &a->variants); break;
-		case O_SEQ_START: ok = parse_u64("--seq-start", optarg, 1, UINT64_MAX / 4, &a->seq_start); break;
-		case O_POOL: ok = parse_u64("--pool", optarg, 0, UINT32_MAX, &a->pool); break;
-		case O_CONNS: ok = parse_u32("--connections", optarg, 1, 1000000, &a->connections); break;
-		case O_PIPELINE: ok = parse_u32("--pipeline", optarg, 1, 65536, &a->pipeline); break;
-		case O_DURATION: ok = parse_double("--duration", optarg, 0.1, 86000, &a->duration); break;
+		case O_VARIANTS: ok = bal_cli_u32("ballot-bench", "--variants", optarg, 1, 1024, &a->variants); break;
+		case O_SEQ_START: ok = bal_cli_u64("ballot-bench", "--seq-start", optarg, 1, UINT64_MAX / 4, &a->seq_start); break;
+		case O_POOL: ok = bal_cli_u64("ballot-bench", "--pool", optarg, 0, UINT32_MAX, &a->pool); break;
+		case O_CONNS: ok = bal_cli_u32("ballot-bench", "--connections", optarg, 1, 1000000, &a->connections); break;
+		case O_PIPELINE: ok = bal_cli_u32("ballot-bench", "--pipeline", optarg, 1, 65536, &a->pipeline); break;
+		case O_DURATION: ok = bal_cli_double("ballot-bench", "--duration", optarg, 0.1, 86000, &a->duration); break;
 		case O_BATCHES:
-			ok = parse_u64("--batches", optarg, 1, UINT32_MAX * 16ull, &a->batches);
+			ok = bal_cli_u64("ballot-bench", "--batches", optarg, 1, UINT32_MAX * 16ull, &a->batches);
 			a->batches_set = true;
 			break;
-		case O_RATE: ok = parse_double("--rate", optarg, 0, 1e8, &a->rate); break;
+		case O_RATE: ok = bal_cli_double("ballot-bench", "--rate", optarg, 0, 1e8, &a->rate); break;
 		case O_WARMUP:
-			ok = parse_double("--warmup", optarg, 0, 3600, &a->warmup);
+			ok = bal_cli_double("ballot-bench", "--warmup", optarg, 0, 3600, &a->warmup);
 			a->warmup_set = true;
 			break;
-		case O_THREADS: ok = parse_u32("--threads", optarg, 1, 64, &a->threads); break;
+		case O_THREADS: ok = bal_cli_u32("ballot-bench", "--threads", optarg, 1, 64, &a->threads); break;
 		case O_SRC:
-			ok = parse_u32("--source-addrs", optarg, 0, 254, &a->source_addrs);
+			ok = bal_cli_u32("ballot-bench", "--source-addrs", optarg, 0, 254, &a->source_addrs);
 			a->source_addrs_set = true;
 			break;
-		case O_TIMEOUT: ok = parse_u32("--timeout", optarg, 1, 86400, &a->timeout_s); break;
+		case O_TIMEOUT: ok = bal_cli_u32("ballot-bench", "--timeout", optarg, 1, 86400, &a->timeout_s); break;
 		case O_VERIFY: a->verify = true; break;
 		case O_REPORT: a->report = optarg; break;
 		case O_QUIET: a->quiet = true; break;
@@ -302,28 +267,6 @@ static int parse_args(int argc, char **argv, struct args *a)
 	if (!a->label)
 		a->label = a->target == T_BALLOTD ? "ballotd" : a->target == T_POSTGRES ? "postgres" : "redis";
 	return -1;
-}
-
-static bool find_definition(const char *path, char *out, size_t outlen)
-{
-	if (access(path, R_OK) == 0) {
-		snprintf(out, outlen, "%s", path);
-		return true;
-	}
-	int err = errno;
-	if (path[0] != '/') {
-		char alt[PATH_MAX];
-		snprintf(alt, sizeof(alt), "%s/%s", BENCH_SOURCE_DIR, path);
-		if (access(alt, R_OK) == 0) {
-			snprintf(out, outlen, "%s", alt);
-			return true;
-		}
-		fprintf(stderr, "ballot-bench: --definition %s: cannot read it (%s), nor %s (%s)\n", path,
-			strerror(err), alt, strerror(errno));
-		return false;
-	}
-	fprintf(stderr, "ballot-bench: --definition %s: cannot read it (%s)\n", path, strerror(err));
-	return false;
 }
 
 /* Resolves HOST:PORT, IPv4 first (ballotd listens on 127.0.0.1 by default). */
@@ -641,7 +584,7 @@ int main(int argc, char **argv)
 		return rc;
 	signal(SIGPIPE, SIG_IGN);
 	char path[PATH_MAX], why[512];
-	if (!find_definition(a.definition, path, sizeof(path)))
+	if (!bal_cli_find_file("ballot-bench", "--definition", a.definition, BENCH_SOURCE_DIR, path, sizeof(path)))
 		return EXIT_FAILED;
 	struct bal_defn *d;
 	if (bal_defn_load(path, &d, why, sizeof(why)) < 0) {

@@ -3,6 +3,7 @@
  */
 #include "report.h"
 
+#include "cli.h"
 #include "util.h"
 
 #include <errno.h>
@@ -104,20 +105,6 @@ static double dnum(json_t *o, const char *k)
 	return json_is_number(v) ? json_number_value(v) : 0;
 }
 
-static const char *fmt_int(double v, char buf[32])
-{
-	char digits[32];
-	int n = snprintf(digits, sizeof(digits), "%.0f", v);
-	int o = 0;
-	for (int i = 0; i < n; i++) {
-		if (i && (n - i) % 3 == 0)
-			buf[o++] = ',';
-		buf[o++] = digits[i];
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
 int bench_table_main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0) {
@@ -170,9 +157,9 @@ int bench_table_main(int argc, char **argv)
 		json_object_foreach (errs, k, v)
 			nerr += json_is_number(v) ? json_number_value(v) : 0;
 		char b3[32];
-		printf("| %s | %s | %s | %.2f | %.2f | %.3f | %s |\n", label ? label : "?", fmt_int(bps, b1),
-		       fmt_int(dnum(r, "ballots_per_s"), b2), dnum(lat, "p50"), dnum(lat, "p99"),
-		       ref_bps > 0 ? bps / ref_bps : 0, fmt_int(nerr, b3));
+		printf("| %s | %s | %s | %.2f | %.2f | %.3f | %s |\n", label ? label : "?", bal_cli_count((uint64_t)(bps + 0.5), b1),
+		       bal_cli_count((uint64_t)(dnum(r, "ballots_per_s") + 0.5), b2), dnum(lat, "p50"), dnum(lat, "p99"),
+		       ref_bps > 0 ? bps / ref_bps : 0, bal_cli_count((uint64_t)nerr, b3));
 	}
 	for (int i = 1; i < argc; i++)
 		json_decref(runs[i]);
