@@ -73,7 +73,7 @@ static json_t *kill_loop(struct crash_env *e, struct th_daemon *td, const char *
 		th_kill9(td);
 		if (rand() % 2)
 			usleep((useconds_t)(rand() % 200000)); /* uploaders see refused connections */
-		cr_assert_eq(th_start(td, e->defn, e->data, port, args), 0, "restart %d after a kill at position %llu",
+		cr_assert_eq(tr_start(td, e->defn, e->data, port, args), 0, "restart %d after a kill at position %llu",
 			     k + 1, (unsigned long long)seen);
 		uint64_t after = tr_position(port);
 		cr_assert_geq(after, seen, "restart %d: position %llu is behind %llu, seen before the kill", k + 1,
@@ -107,7 +107,7 @@ Test(recovery, kill9_during_push_loses_and_doubles_nothing)
 	/* Small snapshot spacing: some kills also land during snapshot writes. */
 	const char *const args[] = {"--snapshot-every", "700", "--snapshot-interval", "50ms", NULL};
 	struct th_daemon td;
-	cr_assert_eq(th_start(&td, e.defn, e.data, 0, args), 0);
+	cr_assert_eq(tr_start(&td, e.defn, e.data, 0, args), 0);
 	uint64_t total = 6000 + 3000 * (uint64_t)kills;
 	struct tr_push push = {.defn = e.defn, .port = td.port, .key_seed = KEY_SEED, .seed = 5, .batches = total,
 			       .batch_size = 20, .connections = 8, .pipeline = 8, .retry_for = 60};
@@ -136,7 +136,7 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 	int kills = tr_kills(DEFAULT_KILLS);
 	const char *const args[] = {"--snapshot-every", "1", "--snapshot-interval", "1ms", NULL};
 	struct th_daemon td;
-	cr_assert_eq(th_start(&td, e.defn, e.data, 0, args), 0);
+	cr_assert_eq(tr_start(&td, e.defn, e.data, 0, args), 0);
 	unsigned port = td.port;
 	uint64_t total = 2000 + 600 * (uint64_t)kills;
 	struct tr_push push = {.defn = e.defn, .port = port, .key_seed = KEY_SEED, .seed = 9, .batches = total,
@@ -154,7 +154,7 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 		wall_ms += tr_now_ms() - t0;
 		uint64_t seen = tr_position(port);
 		th_kill9(&td);
-		cr_assert_eq(th_start(&td, e.defn, e.data, port, args), 0, "restart %d after a kill at position %llu",
+		cr_assert_eq(tr_start(&td, e.defn, e.data, port, args), 0, "restart %d after a kill at position %llu",
 			     k + 1, (unsigned long long)seen);
 		char *log = th_read_log(&td);
 		struct tr_recovery r;
@@ -195,7 +195,7 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 	int kills = tr_kills(DEFAULT_KILLS);
 	const char *const args[] = {"--snapshot-every", "4000000000", "--snapshot-interval", "60m", NULL};
 	struct th_daemon td;
-	cr_assert_eq(th_start(&td, e.defn, e.data, 0, args), 0);
+	cr_assert_eq(tr_start(&td, e.defn, e.data, 0, args), 0);
 	unsigned port = td.port;
 	/* Big batches: replay costs per ballot, so a modest journal gives a long tail. */
 	uint64_t total = 24000;
@@ -209,7 +209,7 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 	th_kill9(&td);
 
 	/* One full start measures the replay. */
-	cr_assert_eq(th_start(&td, e.defn, e.data, port, args), 0);
+	cr_assert_eq(tr_start(&td, e.defn, e.data, port, args), 0);
 	char *log = th_read_log(&td);
 	struct tr_recovery r;
 	cr_assert(tr_recovery_parse(log, &r), "no recovery line in:\n%s", log);
@@ -246,7 +246,7 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 	cr_expect_geq(in_recovery, kills / 2, "only %d of %d kills landed while recovering (replay takes %.1f ms)",
 		      in_recovery, kills, r.ms);
 
-	cr_assert_eq(th_start(&td, e.defn, e.data, port, args), 0);
+	cr_assert_eq(tr_start(&td, e.defn, e.data, port, args), 0);
 	log = th_read_log(&td);
 	struct tr_recovery after;
 	cr_assert(tr_recovery_parse(log, &after), "no recovery line in:\n%s", log);
@@ -256,7 +256,7 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 	check_exact(&e, port, res, total, 300);
 	/* A clean stop leaves a snapshot: the next start replays nothing and agrees. */
 	cr_expect_eq(th_stop(&td), 0);
-	cr_assert_eq(th_start(&td, e.defn, e.data, port, args), 0);
+	cr_assert_eq(tr_start(&td, e.defn, e.data, port, args), 0);
 	log = th_read_log(&td);
 	cr_assert(tr_recovery_parse(log, &after));
 	free(log);

@@ -75,7 +75,7 @@ Test(drain, sigterm_acks_or_503s_batches_in_flight_and_a_restart_resumes)
 {
 	struct drain_env e = {0};
 	env_init(&e);
-	cr_assert_eq(th_start(&e.td, e.defn, e.data, 0, NULL), 0);
+	cr_assert_eq(tr_start(&e.td, e.defn, e.data, 0, NULL), 0);
 	unsigned port = e.td.port;
 	/* Far more than can be ingested before the signal; 16 x 32 in flight. */
 	const uint64_t total = 120000;
@@ -103,7 +103,7 @@ Test(drain, sigterm_acks_or_503s_batches_in_flight_and_a_restart_resumes)
 	}
 
 	/* Restart right after: everything acknowledged is there and counted. */
-	cr_assert_eq(th_start(&e.td, e.defn, e.data, port, NULL), 0);
+	cr_assert_eq(tr_start(&e.td, e.defn, e.data, port, NULL), 0);
 	uint64_t journaled = tr_position(port);
 	char *log = th_read_log(&e.td);
 	struct tr_recovery r;
@@ -146,7 +146,7 @@ Test(drain, repeated_sigterm_restarts_during_push_lose_and_double_nothing)
 	struct drain_env e = {0};
 	env_init(&e);
 	const int stops = 6;
-	cr_assert_eq(th_start(&e.td, e.defn, e.data, 0, NULL), 0);
+	cr_assert_eq(tr_start(&e.td, e.defn, e.data, 0, NULL), 0);
 	unsigned port = e.td.port;
 	const uint64_t total = 10000 + 6000 * (uint64_t)stops;
 	struct tr_push p = {.defn = e.defn, .port = port, .key_seed = KEY_SEED, .seed = 7, .batches = total,
@@ -155,7 +155,7 @@ Test(drain, repeated_sigterm_restarts_during_push_lose_and_double_nothing)
 	cr_assert_eq(tr_push_start(&p), 0);
 	for (int k = 0; k < stops; k++) {
 		sigterm_mid_ingest(&e, tr_position(port) + 1000, 4000);
-		cr_assert_eq(th_start(&e.td, e.defn, e.data, port, NULL), 0, "restart %d", k + 1);
+		cr_assert_eq(tr_start(&e.td, e.defn, e.data, port, NULL), 0, "restart %d", k + 1);
 	}
 	int st;
 	json_t *res = tr_push_wait(&p, &st);

@@ -193,7 +193,7 @@ Test(full, map_full_answers_507_and_a_bigger_map_resumes)
 	struct full_env e = {0};
 	env_init(&e);
 	const char *const small[] = {"--map-size", "4M", NULL};
-	cr_assert_eq(th_start(&e.td, e.defn, e.data, 0, small), 0);
+	cr_assert_eq(tr_start(&e.td, e.defn, e.data, 0, small), 0);
 	struct tr_push p = push_args(&e, "push");
 	json_t *res = tr_push_run(&p, NULL);
 	cr_assert(res);
@@ -203,7 +203,7 @@ Test(full, map_full_answers_507_and_a_bigger_map_resumes)
 	unsigned port = e.td.port;
 	cr_expect_eq(th_stop(&e.td), 0);
 	const char *const big[] = {"--map-size", "64M", NULL};
-	cr_assert_eq(th_start(&e.td, e.defn, e.data, port, big), 0);
+	cr_assert_eq(tr_start(&e.td, e.defn, e.data, port, big), 0);
 	cr_expect_eq(tr_position(port), (uint64_t)acked, "restart with a bigger map recovers every stored batch");
 	check_resumed(&e, acked);
 	fprintf(stderr, "full map: 4 MiB map took %lld of %d batches, the other %lld got 507; resumed with 64 MiB\n",
@@ -219,7 +219,7 @@ Test(full, disk_full_answers_507_and_freed_space_resumes)
 	mount_small_fs(e.data, "8m");
 	/* The map is much larger than the filesystem: the disk fills first. */
 	const char *const args[] = {"--map-size", "64M", NULL};
-	cr_assert_eq(th_start(&e.td, e.defn, e.data, 0, args), 0);
+	cr_assert_eq(tr_start(&e.td, e.defn, e.data, 0, args), 0);
 	char filler[700];
 	snprintf(filler, sizeof(filler), "%s/filler", e.data);
 	fill(filler, 6 << 20);
@@ -232,7 +232,7 @@ Test(full, disk_full_answers_507_and_freed_space_resumes)
 	 * again there finds the stored batches and refuses the rest. */
 	unsigned port = e.td.port;
 	cr_expect_eq(th_stop(&e.td), 0, "a clean stop on a full disk exits 0");
-	cr_assert_eq(th_start(&e.td, e.defn, e.data, port, args), 0, "restart on a full disk");
+	cr_assert_eq(tr_start(&e.td, e.defn, e.data, port, args), 0, "restart on a full disk");
 	cr_expect_eq(tr_position(port), (uint64_t)acked);
 	p = push_args(&e, "push-full");
 	res = tr_push_run(&p, NULL);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,12 +31,19 @@ int tr_kills(int dflt)
 	return n > 0 ? n : dflt;
 }
 
-/* Exec argv with stdout (and stderr when `both`) redirected to `path`. */
+/*
+ * Exec argv with stdout (and stderr when `both`) redirected to `path`. The
+ * child is SIGKILLed when the test process dies (a failed assertion or a
+ * timeout must not leave daemons or uploaders behind).
+ */
 static pid_t spawn_to(const char *const *argv, const char *path, bool both)
 {
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid != 0)
 		return pid;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+		_exit(127);
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd >= 0) {
 		dup2(fd, 1);
@@ -267,6 +275,51 @@ pid_t tr_daemon_spawn(const char *defn, const char *data, unsigned port, const c
 		argv[n++] = extra[i];
 	argv[n] = NULL;
 	return spawn_to(argv, log, true);
+}
+
+int tr_start(struct th_daemon *td, const char *defn, const char *data, unsigned port, const char *const *extra)
+{
+	static unsigned seq;
+	memset(td, 0, sizeof(*td));
+	snprintf(td->log, sizeof(td->log), "%s.%u.log", data, seq++);
+	double t0 = tr_now_ms();
+	td->pid = tr_daemon_spawn(defn, data, port, extra, td->log);
+	if (td->pid < 0) {
+		td->pid = 0;
+		return -1;
+	}
+	double ms = tr_wait_listening(td->log, td->pid, t0, 60000);
+	char *log = tr_slurp(td->log);
+	const char *at = strstr(log, "listening on ");
+	const char *colon = at ? strchr(at, '\n') : NULL;
+	if (ms < 0 || !colon) {
+		fprintf(stderr, "torture: ballotd did not get ready (%s):\n%s\n", ms < 0 ? "exited or 60 s" : "no port",
+			log);
+		free(log);
+		th_kill9(td);
+		return -1;
+	}
+	while (colon > at && *colon != ':')
+		colon--;
+	td->port = (unsigned)atoi(colon + 1);
+	free(log);
+	return 0;
+}
+
+double tr_wait_listening(const char *log, pid_t pid, double t0_ms, double timeout_ms)
+{
+	for (;;) {
+		char *text = tr_slurp(log);
+		const char *at = strstr(text, "listening on ");
+		bool ready = at && strchr(at, '\n'); /* the whole line, port included */
+		free(text);
+		double now = tr_now_ms();
+		if (ready)
+			return now - t0_ms;
+		if (now - t0_ms > timeout_ms || waitpid(pid, NULL, WNOHANG) == pid)
+			return -1;
+		usleep(500);
+	}
 }
 
 char *tr_slurp(const char *path)

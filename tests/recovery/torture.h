@@ -77,10 +77,26 @@ long long tr_precincts_accepted(unsigned port, const char *defn_path, uint32_t k
 
 /**
  * Starts ballotd (--definition, --data, --listen 127.0.0.1:port, `extra`)
- * with stdout and stderr to `log`, and returns at once.
+ * with stdout and stderr to `log`, and returns at once. Like every process
+ * these helpers start, it is SIGKILLed if the test process dies.
  * @return the pid, or -1.
  */
 pid_t tr_daemon_spawn(const char *defn, const char *data, unsigned port, const char *const *extra, const char *log);
+
+/**
+ * th_start() for the recovery tests: the same (log "<data>.N.log", port from
+ * "listening on"), but the daemon dies with the test process, and it may take
+ * up to 60 s to get ready (sanitizer builds recovering long journals).
+ * @return 0, or -1 (its log is printed).
+ */
+int tr_start(struct th_daemon *td, const char *defn, const char *data, unsigned port, const char *const *extra);
+
+/**
+ * Polls `log` (every 0.5 ms) until it holds the whole "listening on" line, or the process
+ * `pid` exits or `timeout_ms` passes.
+ * @return milliseconds since `t0_ms` (tr_now_ms() taken before the spawn), or -1.
+ */
+double tr_wait_listening(const char *log, pid_t pid, double t0_ms, double timeout_ms);
 
 /** Reads a whole file into a malloc'd NUL-terminated string ("" if missing). */
 char *tr_slurp(const char *path);
