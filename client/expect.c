@@ -1,6 +1,10 @@
 /*
- * Expected totals (see expect.h): dense arrays indexed by contest, district
- * and choice index, filled by a two-pass fold (check everything, then add).
+ * Expected totals (see expect.h). Per precinct it keeps the sum B of its
+ * BALLOTS and TALLY batches and its latest protocol P, each in a dense area
+ * with one slot per choice of the precinct's ballot, plus the national and
+ * (contest, district) totals. A fold checks everything first, then withdraws
+ * the precinct's contribution from the totals, changes B or P, and adds the
+ * precinct's new contribution back: plain enough to be obviously right.
  * Deliberately shares no code with daemon/core/tally.c.
  *
  * Depends on daemon/core/ballot.h (definition look-ups) and jansson.
@@ -9,8 +13,11 @@
 
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#define NOT_ON_BALLOT SIZE_MAX
 
 struct bal_expect {
 	const struct bal_defn *d;
@@ -18,10 +25,44 @@ struct bal_expect {
 	uint64_t *votes;
 	size_t *dvoff; /* per contest: offset of its [district][choice] block in dvotes */
 	uint64_t *dvotes;
-	uint8_t *reported; /* per precinct: 1 once a batch was folded */
+	size_t *boff;  /* [district][contest]: offset of the contest in that district's ballot, or NOT_ON_BALLOT */
+	size_t *pbase; /* [nprecincts + 1]: offset of precinct p's ballot area in bvotes and pvotes */
+	uint64_t *bvotes;                /* B: sums of the precinct's BALLOTS and TALLY batches */
+	uint64_t *pvotes;                /* P: the precinct's latest protocol */
+	struct bal_expect_turnout *bt;   /* per precinct: counts, and turnout sums of B */
+	struct bal_expect_turnout *pt;   /* per precinct: the protocol's issued, cast, spoiled */
+	uint64_t *pseq;                  /* per precinct: seq of the protocol that counts, 0 = none */
 	uint32_t nreporting;
+	uint32_t nprotocols;
 	struct bal_expect_turnout t;
 };
+
+static bool covers(const struct bal_contest *c, uint32_t dist)
+{
+	return c->district < 0 || (uint32_t)c->district == dist;
+}
+
+/* Fills boff and pbase; the areas are sized from pbase[nprecincts]. 0 or -ENOMEM. */
+static int build_ballots(struct bal_expect *e)
+{
+	const struct bal_defn *d = e->d;
+	size_t *size = calloc(d->ndistricts ? d->ndistricts : 1, sizeof(*size));
+	if (!size)
+		return -ENOMEM;
+	for (uint32_t dist = 0; dist < d->ndistricts; dist++)
+		for (uint32_t c = 0; c < d->ncontests; c++) {
+			size_t *o = &e->boff[(size_t)dist * d->ncontests + c];
+			*o = NOT_ON_BALLOT;
+			if (covers(&d->contests[c], dist)) {
+				*o = size[dist];
+				size[dist] += d->contests[c].nchoices;
+			}
+		}
+	for (uint32_t p = 0; p < d->nprecincts; p++)
+		e->pbase[p + 1] = e->pbase[p] + size[d->precincts[p].district];
+	free(size);
+	return 0;
+}
 
 struct bal_expect *bal_expect_new(const struct bal_defn *d)
 {
@@ -29,18 +70,27 @@ struct bal_expect *bal_expect_new(const struct bal_defn *d)
 	if (!e)
 		return NULL;
 	e->d = d;
+	size_t np = d->nprecincts ? d->nprecincts : 1;
 	e->voff = calloc(d->ncontests + 1, sizeof(*e->voff));
 	e->dvoff = calloc(d->ncontests + 1, sizeof(*e->dvoff));
-	e->reported = calloc(d->nprecincts ? d->nprecincts : 1, 1);
-	if (!e->voff || !e->dvoff || !e->reported)
+	e->boff = calloc((size_t)d->ndistricts * d->ncontests + 1, sizeof(*e->boff));
+	e->pbase = calloc(np + 1, sizeof(*e->pbase));
+	e->bt = calloc(np, sizeof(*e->bt));
+	e->pt = calloc(np, sizeof(*e->pt));
+	e->pseq = calloc(np, sizeof(*e->pseq));
+	if (!e->voff || !e->dvoff || !e->boff || !e->pbase || !e->bt || !e->pt || !e->pseq)
 		goto fail_expect;
 	for (uint32_t c = 0; c < d->ncontests; c++) {
 		e->voff[c + 1] = e->voff[c] + d->contests[c].nchoices;
 		e->dvoff[c + 1] = e->dvoff[c] + (size_t)d->ndistricts * d->contests[c].nchoices;
 	}
+	if (build_ballots(e) < 0)
+		goto fail_expect;
 	e->votes = calloc(e->voff[d->ncontests] + 1, sizeof(*e->votes));
 	e->dvotes = calloc(e->dvoff[d->ncontests] + 1, sizeof(*e->dvotes));
-	if (!e->votes || !e->dvotes)
+	e->bvotes = calloc(e->pbase[d->nprecincts] + 1, sizeof(*e->bvotes));
+	e->pvotes = calloc(e->pbase[d->nprecincts] + 1, sizeof(*e->pvotes));
+	if (!e->votes || !e->dvotes || !e->bvotes || !e->pvotes)
 		goto fail_expect;
 	return e;
 
@@ -57,8 +107,21 @@ void bal_expect_free(struct bal_expect *e)
 	free(e->votes);
 	free(e->dvoff);
 	free(e->dvotes);
-	free(e->reported);
+	free(e->boff);
+	free(e->pbase);
+	free(e->bvotes);
+	free(e->pvotes);
+	free(e->bt);
+	free(e->pt);
+	free(e->pseq);
 	free(e);
+}
+
+/* Offset of contest c's choices in precinct p's area, or NOT_ON_BALLOT. */
+static size_t area_off(const struct bal_expect *e, uint32_t p, uint32_t c)
+{
+	size_t o = e->boff[(size_t)e->d->precincts[p].district * e->d->ncontests + c];
+	return o == NOT_ON_BALLOT ? o : e->pbase[p] + o;
 }
 
 /* Contest index of `id` if precinct `p` votes in it, else an error naming `field`. */
@@ -102,8 +165,25 @@ static int check_ballots(const struct bal_expect *e, uint32_t p, const struct ba
 	return 0;
 }
 
+/* Would `add` on top of `have` overflow? Names the place. */
+static int overflows(uint64_t have, uint64_t add, const char *what, size_t i, size_t k, char *why, size_t whylen)
+{
+	if (add <= UINT64_MAX - have)
+		return 0;
+	return bal__failf(BAL_EOVERFLOW, why, whylen, "tallies[%zu].counts[%zu]: %llu would overflow the %s %llu", i, k,
+			  (unsigned long long)add, what, (unsigned long long)have);
+}
+
+/*
+ * Tallies of a TALLY batch (counts added to B; to the totals too without a
+ * protocol) or of a PROTOCOL (its counts replace the precinct's contribution
+ * if it counts; then each must list every choice).
+ */
 static int check_tallies(const struct bal_expect *e, uint32_t p, const struct bal_batch *b, char *why, size_t whylen)
 {
+	const bool protocol = b->kind == BAL_KIND_PROTOCOL;
+	const bool counts = !protocol || b->seq > e->pseq[p];
+	const uint64_t *contrib = e->pseq[p] ? e->pvotes : e->bvotes;
 	for (size_t i = 0; i < b->ntallies; i++) {
 		const struct bal_ctally *t = &b->tallies[i];
 		int c = ballot_contest(e, p, "tallies", i, t->contest_id, why, whylen);
@@ -115,25 +195,113 @@ static int check_tallies(const struct bal_expect *e, uint32_t p, const struct ba
 						  "tallies[%zu].contest_id %u: repeats tallies[%zu]", i, t->contest_id,
 						  j);
 		uint32_t nchoices = e->d->contests[c].nchoices;
-		if (t->n > nchoices)
+		if (t->n > nchoices || (protocol && t->n != nchoices))
 			return bal__failf(BAL_EINVALID, why, whylen,
 					  "tallies[%zu].counts: %zu counts, but contest %u has %u choices", i, t->n,
 					  t->contest_id, nchoices);
 		const uint64_t *v = e->votes + e->voff[c];
-		for (size_t k = 0; k < t->n; k++)
-			if (t->counts[k] > UINT64_MAX - v[k])
-				return bal__failf(
-					BAL_EOVERFLOW, why, whylen,
-					"tallies[%zu].counts[%zu]: %llu would overflow the expected total %llu", i, k,
-					(unsigned long long)t->counts[k], (unsigned long long)v[k]);
+		const size_t a = area_off(e, p, (uint32_t)c);
+		for (size_t k = 0; k < t->n && counts; k++) {
+			const uint64_t n = t->counts[k];
+			int rc = 0;
+			if (!protocol)
+				rc = overflows(e->bvotes[a + k], n, "precinct's ballot sum", i, k, why, whylen);
+			/* A protocol's count replaces the precinct's part of the total. */
+			if (!rc && (protocol || !e->pseq[p]))
+				rc = overflows(v[k] - (protocol ? contrib[a + k] : 0), n, "expected total", i, k, why,
+					       whylen);
+			if (rc)
+				return rc;
+		}
 	}
 	return 0;
 }
 
-static void add_votes(struct bal_expect *e, uint32_t c, uint32_t dist, uint32_t k, uint64_t n)
+static int check_protocol(const struct bal_expect *e, uint32_t p, const struct bal_batch *b, char *why,
+			  size_t whylen)
 {
-	e->votes[e->voff[c] + k] += n;
-	e->dvotes[e->dvoff[c] + (size_t)dist * e->d->contests[c].nchoices + k] += n;
+	if (b->ncolumns)
+		return bal__failf(BAL_EINVALID, why, whylen, "kind PROTOCOL: %zu ballot columns, a protocol has none",
+				  b->ncolumns);
+	if (!b->has_turnout)
+		return bal__failf(BAL_EINVALID, why, whylen, "kind PROTOCOL: no turnout, a protocol must have one");
+	int rc = check_tallies(e, p, b, why, whylen);
+	if (rc < 0)
+		return rc;
+	const uint32_t dist = e->d->precincts[p].district;
+	for (uint32_t c = 0; c < e->d->ncontests; c++) {
+		if (!covers(&e->d->contests[c], dist))
+			continue;
+		size_t i = 0;
+		while (i < b->ntallies && b->tallies[i].contest_id != e->d->contests[c].id)
+			i++;
+		if (i == b->ntallies)
+			return bal__failf(BAL_EINVALID, why, whylen,
+					  "kind PROTOCOL: contest %u is on the ballot of precinct %u but has no tally",
+					  e->d->contests[c].id, e->d->precincts[p].id);
+	}
+	return 0;
+}
+
+/* Adds (or takes away) precinct p's contribution to every total. */
+static void contribute(struct bal_expect *e, uint32_t p, bool add)
+{
+	const struct bal_defn *d = e->d;
+	const uint32_t dist = d->precincts[p].district;
+	const uint64_t *src = e->pseq[p] ? e->pvotes : e->bvotes;
+	for (uint32_t c = 0; c < d->ncontests; c++) {
+		const size_t a = area_off(e, p, c);
+		if (a == NOT_ON_BALLOT)
+			continue;
+		uint32_t n = d->contests[c].nchoices;
+		uint64_t *v = e->votes + e->voff[c];
+		uint64_t *dv = e->dvotes + e->dvoff[c] + (size_t)dist * n;
+		for (uint32_t k = 0; k < n; k++) {
+			v[k] = add ? v[k] + src[a + k] : v[k] - src[a + k];
+			dv[k] = add ? dv[k] + src[a + k] : dv[k] - src[a + k];
+		}
+	}
+	const struct bal_expect_turnout *t = e->pseq[p] ? &e->pt[p] : &e->bt[p];
+	e->t.issued = add ? e->t.issued + t->issued : e->t.issued - t->issued;
+	e->t.cast = add ? e->t.cast + t->cast : e->t.cast - t->cast;
+	e->t.spoiled = add ? e->t.spoiled + t->spoiled : e->t.spoiled - t->spoiled;
+}
+
+/* Changes B (BALLOTS, TALLY) or P (a protocol newer than the stored one). */
+static void fold_into_precinct(struct bal_expect *e, uint32_t p, const struct bal_batch *b)
+{
+	if (b->kind == BAL_KIND_PROTOCOL) {
+		if (b->seq <= e->pseq[p])
+			return; /* an older protocol never replaces a newer one */
+		if (!e->pseq[p])
+			e->nprotocols++;
+		e->pseq[p] = b->seq;
+		for (size_t i = 0; i < b->ntallies; i++) {
+			size_t a = area_off(e, p, (uint32_t)bal_defn_contest(e->d, b->tallies[i].contest_id));
+			for (size_t k = 0; k < b->tallies[i].n; k++)
+				e->pvotes[a + k] = b->tallies[i].counts[k];
+		}
+		e->pt[p].issued = b->ballots_issued;
+		e->pt[p].cast = b->ballots_cast;
+		e->pt[p].spoiled = b->ballots_spoiled;
+		return;
+	}
+	if (b->kind == BAL_KIND_BALLOTS) {
+		for (size_t i = 0; i < b->ncolumns; i++) {
+			size_t a = area_off(e, p, (uint32_t)bal_defn_contest(e->d, b->columns[i].contest_id));
+			for (size_t j = 0; j < b->columns[i].n; j++)
+				e->bvotes[a + b->columns[i].choices[j]]++;
+		}
+	} else {
+		for (size_t i = 0; i < b->ntallies; i++) {
+			size_t a = area_off(e, p, (uint32_t)bal_defn_contest(e->d, b->tallies[i].contest_id));
+			for (size_t k = 0; k < b->tallies[i].n; k++)
+				e->bvotes[a + k] += b->tallies[i].counts[k];
+		}
+	}
+	e->bt[p].issued += b->ballots_issued;
+	e->bt[p].cast += b->ballots_cast;
+	e->bt[p].spoiled += b->ballots_spoiled;
 }
 
 int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, size_t whylen)
@@ -146,38 +314,22 @@ int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, 
 	switch (b->kind) {
 	case BAL_KIND_BALLOTS: rc = check_ballots(e, (uint32_t)p, b, why, whylen); break;
 	case BAL_KIND_TALLY: rc = check_tallies(e, (uint32_t)p, b, why, whylen); break;
-	case BAL_KIND_PROTOCOL:
-		return bal__failf(BAL_EUNSUPPORTED, why, whylen, "kind PROTOCOL: not modelled by the expected totals");
+	case BAL_KIND_PROTOCOL: rc = check_protocol(e, (uint32_t)p, b, why, whylen); break;
 	default: return bal__failf(BAL_EINVALID, why, whylen, "kind %d: not a batch kind", (int)b->kind);
 	}
 	if (rc < 0)
 		return rc;
 
-	uint32_t dist = e->d->precincts[p].district;
-	uint64_t ballots = 0;
-	if (b->kind == BAL_KIND_BALLOTS) {
-		for (size_t i = 0; i < b->ncolumns; i++) {
-			uint32_t c = (uint32_t)bal_defn_contest(e->d, b->columns[i].contest_id);
-			for (size_t j = 0; j < b->columns[i].n; j++)
-				add_votes(e, c, dist, b->columns[i].choices[j], 1);
-		}
-		ballots = b->ncolumns ? b->columns[0].n : 0;
-	} else {
-		for (size_t i = 0; i < b->ntallies; i++) {
-			uint32_t c = (uint32_t)bal_defn_contest(e->d, b->tallies[i].contest_id);
-			for (size_t k = 0; k < b->tallies[i].n; k++)
-				add_votes(e, c, dist, (uint32_t)k, b->tallies[i].counts[k]);
-		}
-	}
+	contribute(e, (uint32_t)p, false);
+	fold_into_precinct(e, (uint32_t)p, b);
+	contribute(e, (uint32_t)p, true);
+	uint64_t ballots = b->kind == BAL_KIND_BALLOTS && b->ncolumns ? b->columns[0].n : 0;
+	e->bt[p].batches++;
+	e->bt[p].ballots += ballots;
 	e->t.batches++;
 	e->t.ballots += ballots;
-	e->t.issued += b->ballots_issued;
-	e->t.cast += b->ballots_cast;
-	e->t.spoiled += b->ballots_spoiled;
-	if (!e->reported[p]) {
-		e->reported[p] = 1;
+	if (e->bt[p].batches == 1)
 		e->nreporting++;
-	}
 	return 0;
 }
 
@@ -186,11 +338,6 @@ uint64_t bal_expect_votes(const struct bal_expect *e, uint32_t c, uint32_t k)
 	if (c >= e->d->ncontests || k >= e->d->contests[c].nchoices)
 		return 0;
 	return e->votes[e->voff[c] + k];
-}
-
-static bool covers(const struct bal_contest *c, uint32_t dist)
-{
-	return c->district < 0 || (uint32_t)c->district == dist;
 }
 
 uint64_t bal_expect_district_votes(const struct bal_expect *e, uint32_t c, uint32_t dist, uint32_t k)
@@ -209,6 +356,74 @@ void bal_expect_turnout(const struct bal_expect *e, struct bal_expect_turnout *o
 uint32_t bal_expect_precincts_reporting(const struct bal_expect *e)
 {
 	return e->nreporting;
+}
+
+uint32_t bal_expect_precincts_with_protocol(const struct bal_expect *e)
+{
+	return e->nprotocols;
+}
+
+static bool differs(const struct bal_expect *e, uint32_t p)
+{
+	if (!e->pseq[p])
+		return false;
+	const struct bal_expect_turnout *b = &e->bt[p], *q = &e->pt[p];
+	if (b->issued != q->issued || b->cast != q->cast || b->spoiled != q->spoiled)
+		return true;
+	for (size_t i = e->pbase[p]; i < e->pbase[p + 1]; i++)
+		if (e->bvotes[i] != e->pvotes[i])
+			return true;
+	return false;
+}
+
+uint32_t bal_expect_precincts_with_discrepancy(const struct bal_expect *e)
+{
+	uint32_t n = 0;
+	for (uint32_t p = 0; p < e->d->nprecincts; p++)
+		n += differs(e, p);
+	return n;
+}
+
+uint64_t bal_expect_protocol_seq(const struct bal_expect *e, uint32_t p)
+{
+	return p < e->d->nprecincts ? e->pseq[p] : 0;
+}
+
+/* The slot of (p, c, k) in the precinct areas, or NOT_ON_BALLOT. */
+static size_t precinct_slot(const struct bal_expect *e, uint32_t p, uint32_t c, uint32_t k)
+{
+	if (p >= e->d->nprecincts || c >= e->d->ncontests || k >= e->d->contests[c].nchoices)
+		return NOT_ON_BALLOT;
+	size_t a = area_off(e, p, c);
+	return a == NOT_ON_BALLOT ? a : a + k;
+}
+
+uint64_t bal_expect_precinct_votes(const struct bal_expect *e, uint32_t p, uint32_t c, uint32_t k)
+{
+	size_t s = precinct_slot(e, p, c, k);
+	if (s == NOT_ON_BALLOT)
+		return 0;
+	return e->pseq[p] ? e->pvotes[s] : e->bvotes[s];
+}
+
+uint64_t bal_expect_precinct_ballot_votes(const struct bal_expect *e, uint32_t p, uint32_t c, uint32_t k)
+{
+	size_t s = precinct_slot(e, p, c, k);
+	return s == NOT_ON_BALLOT ? 0 : e->bvotes[s];
+}
+
+void bal_expect_precinct_turnout(const struct bal_expect *e, uint32_t p, bool ballot_sums,
+				 struct bal_expect_turnout *out)
+{
+	*out = (struct bal_expect_turnout){ 0 };
+	if (p >= e->d->nprecincts)
+		return;
+	*out = e->bt[p];
+	if (!ballot_sums && e->pseq[p]) {
+		out->issued = e->pt[p].issued;
+		out->cast = e->pt[p].cast;
+		out->spoiled = e->pt[p].spoiled;
+	}
 }
 
 static json_t *u64(uint64_t v)
@@ -267,6 +482,8 @@ json_t *bal_expect_json(const struct bal_expect *e)
 	json_object_set_new(j, "batches", u64(e->t.batches));
 	json_object_set_new(j, "ballots", u64(e->t.ballots));
 	json_object_set_new(j, "precincts_reporting", json_integer(e->nreporting));
+	json_object_set_new(j, "precincts_with_protocol", json_integer(e->nprotocols));
+	json_object_set_new(j, "precincts_with_discrepancy", json_integer(bal_expect_precincts_with_discrepancy(e)));
 	json_object_set_new(j, "turnout", t);
 	json_object_set_new(j, "contests", contests);
 	return j;

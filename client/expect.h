@@ -1,10 +1,17 @@
 /*
  * Expected totals: an independent fold of batches into per-contest,
- * per-(contest, district) and turnout totals, which clients and tests compare
- * with the daemon's snapshot. It is written separately from
+ * per-(contest, district), per-precinct and turnout totals, which clients and
+ * tests compare with the daemon's answers. It is written separately from
  * daemon/core/tally.c on purpose (DESIGN.md invariant 8): observers must be
  * able to recompute totals without the daemon's counting code. It shares only
  * the definition structs and their id look-ups.
+ *
+ * Kinds (DESIGN.md): BALLOTS and TALLY batches add to the precinct's ballot
+ * sums B. A PROTOCOL batch is the precinct's complete result P: the one with
+ * the highest seq counts, an older one arriving later changes nothing but the
+ * batch count. A precinct contributes P to every total once it has a
+ * protocol, else B. Fold only batches the daemon acknowledged as ACCEPTED, in
+ * any order: the totals do not depend on it.
  *
  * Depends on daemon/core/ballot.h and jansson. Not thread-safe.
  */
@@ -15,13 +22,13 @@
 
 #include <jansson.h>
 
-/** Turnout fields, summed over folded batches (same meaning as BAL_T_* in tally.h). */
+/** Turnout fields (same meaning as BAL_T_* in tally.h). */
 struct bal_expect_turnout {
-	uint64_t batches; /**< batches folded */
+	uint64_t batches; /**< batches folded, every kind */
 	uint64_t ballots; /**< cast-vote records (ballots of BALLOTS batches) */
-	uint64_t issued;  /**< Turnout.ballots_issued */
-	uint64_t cast;	  /**< Turnout.ballots_cast */
-	uint64_t spoiled; /**< Turnout.ballots_spoiled */
+	uint64_t issued;  /**< Turnout.ballots_issued: summed, or the protocol's */
+	uint64_t cast;	  /**< Turnout.ballots_cast: summed, or the protocol's */
+	uint64_t spoiled; /**< Turnout.ballots_spoiled: summed, or the protocol's */
 };
 
 /** Opaque accumulator. */
@@ -33,12 +40,14 @@ struct bal_expect *bal_expect_new(const struct bal_defn *d);
 void bal_expect_free(struct bal_expect *e);
 
 /**
- * Adds one BALLOTS or TALLY batch. Checks everything it relies on first and
+ * Folds one batch of any kind. Checks everything it relies on first and
  * changes nothing when a check fails.
- * @return 0; BAL_EINVALID with `why` (unknown precinct, contest not on the
- *         precinct's ballot, choice or count index out of range, columns of
- *         different lengths); BAL_EUNSUPPORTED for PROTOCOL batches (their
- *         replace-the-precinct semantics are not modelled here).
+ * @return 0; BAL_EINVALID with `why` (unknown precinct, unknown kind, contest
+ *         not on the precinct's ballot or repeated, choice or count index out
+ *         of range, columns of different lengths; a PROTOCOL batch with ballots,
+ *         without a turnout, without a tally for every contest of the ballot or
+ *         with a tally not listing every choice); BAL_EOVERFLOW if a count would
+ *         overflow the precinct's sum or an expected total.
  */
 int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, size_t whylen);
 
@@ -50,10 +59,30 @@ uint64_t bal_expect_district_votes(const struct bal_expect *e, uint32_t c, uint3
 void bal_expect_turnout(const struct bal_expect *e, struct bal_expect_turnout *out);
 /** Precincts with at least one folded batch. */
 uint32_t bal_expect_precincts_reporting(const struct bal_expect *e);
+/** Precincts with a protocol folded. */
+uint32_t bal_expect_precincts_with_protocol(const struct bal_expect *e);
+/** Precincts whose protocol differs from the sum of their ballot batches
+ * (in a vote or in issued, cast or spoiled). */
+uint32_t bal_expect_precincts_with_discrepancy(const struct bal_expect *e);
+
+/* Per precinct (dense index p; 0 for anything out of range or not on its ballot). */
+
+/** Seq of the protocol that counts for precinct p, 0 if none. */
+uint64_t bal_expect_protocol_seq(const struct bal_expect *e, uint32_t p);
+/** Precinct p's contribution to the totals for choice k of contest c. */
+uint64_t bal_expect_precinct_votes(const struct bal_expect *e, uint32_t p, uint32_t c, uint32_t k);
+/** The sum of precinct p's BALLOTS and TALLY batches for choice k of contest c. */
+uint64_t bal_expect_precinct_ballot_votes(const struct bal_expect *e, uint32_t p, uint32_t c, uint32_t k);
+/** Precinct p's turnout: batch and ballot counts, and issued/cast/spoiled as
+ * they count in the totals (`ballot_sums` false) or summed over its BALLOTS
+ * and TALLY batches (`ballot_sums` true). */
+void bal_expect_precinct_turnout(const struct bal_expect *e, uint32_t p, bool ballot_sums,
+				 struct bal_expect_turnout *out);
 
 /**
  * The totals as a new JSON object (caller owns the reference):
  * {"batches": N, "ballots": N, "precincts_reporting": N,
+ *  "precincts_with_protocol": N, "precincts_with_discrepancy": N,
  *  "turnout": {"batches", "ballots", "issued", "cast", "spoiled"},
  *  "contests": [{"id": contest id, "total_votes": N,
  *                "votes": [N per choice index],

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { RNG_WEIGHTS = 11, RNG_BATCH = 12 };
+enum { RNG_WEIGHTS = 11, RNG_BATCH = 12, RNG_SHIFT = 13 };
 
 enum key_state { KEY_UNKNOWN = 0, KEY_OK, KEY_MISMATCH };
 
@@ -277,7 +277,8 @@ static void fill_ballots(struct bal_gen *g, uint32_t nc, struct bal_rng *r)
 	}
 }
 
-static int fill_tallies(struct bal_gen *g, uint32_t nc, struct bal_rng *r)
+/* Zeroed counts for the nc contests of the current ballot, tallies pointing at them. */
+static int zero_tallies(struct bal_gen *g, uint32_t nc)
 {
 	size_t total = 0;
 	for (uint32_t i = 0; i < nc; i++)
@@ -288,58 +289,41 @@ static int fill_tallies(struct bal_gen *g, uint32_t nc, struct bal_rng *r)
 	size_t off = 0;
 	for (uint32_t i = 0; i < nc; i++) {
 		uint32_t c = g->contests[i];
-		uint64_t *counts = g->counts + off;
-		for (uint32_t b = 0; b < g->o.batch_size; b++)
-			counts[draw(&g->w[c], r)]++;
 		g->tallies[i].contest_id = g->d->contests[c].id;
 		g->tallies[i].n = g->d->contests[c].nchoices;
-		g->tallies[i].counts = counts;
+		g->tallies[i].counts = g->counts + off;
 		off += g->d->contests[c].nchoices;
 	}
 	return 0;
 }
 
-int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch *batch, const uint8_t **body,
-		  size_t *len, char *why, size_t whylen)
+/* Adds one batch's votes to the tallies: the same draws, in the same order,
+ * as fill_ballots(), so a TALLY batch counts what the BALLOTS batch holds. */
+static void draw_tallies(struct bal_gen *g, uint32_t nc, struct bal_rng *r)
 {
-	const struct bal_defn *d = g->d;
-	if (p >= d->nprecincts)
-		return bal__failf(-EINVAL, why, whylen,
-				  "precinct index %u: out of range (the definition has %u precincts)", p,
-				  d->nprecincts);
-	if (seq == 0)
-		return bal__failf(-EINVAL, why, whylen, "precinct %u seq 0: seqs start at 1", d->precincts[p].id);
-	const struct bal_precinct *pr = &d->precincts[p];
-	if (pr->has_key) {
-		int rc = precinct_key(g, p, why, whylen);
-		if (rc < 0)
-			return rc;
+	uint64_t *counts = g->counts; /* zero_tallies() laid the contests out back to back */
+	for (uint32_t i = 0; i < nc; i++) {
+		for (uint32_t b = 0; b < g->o.batch_size; b++)
+			counts[draw(&g->w[g->contests[i]], r)]++;
+		counts += g->d->contests[g->contests[i]].nchoices;
 	}
+}
 
-	struct bal_rng r;
-	bal_rng_seed(&r, g->o.seed ^ RNG_BATCH, pr->id, seq);
-	uint32_t nc = ballot_of(d, p, g->contests);
-	struct bal_batch b;
-	memset(&b, 0, sizeof(b));
-	b.precinct_id = pr->id;
-	b.seq = seq;
-	b.kind = g->o.kind;
-	if (g->o.kind == BAL_KIND_BALLOTS) {
-		fill_ballots(g, nc, &r);
-		b.ncolumns = nc;
-		b.columns = g->cols;
-	} else {
-		if (fill_tallies(g, nc, &r) < 0)
-			return bal__failf(-ENOMEM, why, whylen, "out of memory generating a tally");
-		b.ntallies = nc;
-		b.tallies = g->tallies;
-	}
-	b.has_turnout = true;
-	b.ballots_cast = g->o.batch_size;
-	b.ballots_spoiled = bal_rng_below(&r, 3);
-	b.ballots_issued = b.ballots_cast + b.ballots_spoiled;
-	b.created_unix_ms = (uint64_t)g->day0_ms + seq * 60000;
+static int fill_tallies(struct bal_gen *g, uint32_t nc, struct bal_rng *r)
+{
+	if (zero_tallies(g, nc) < 0)
+		return -ENOMEM;
+	draw_tallies(g, nc, r);
+	return 0;
+}
 
+/* Packs `b`, signs it with precinct p's demo key if it has a public key, and
+ * wraps it in a SignedBatch; the outputs are borrowed from `g`. */
+static int finish(struct bal_gen *g, uint32_t p, const struct bal_batch *bp, struct bal_batch *batch,
+		  const uint8_t **body, size_t *len, char *why, size_t whylen)
+{
+	const struct bal_precinct *pr = &g->d->precincts[p];
+	struct bal_batch b = *bp;
 	size_t ilen = bal_codec_batch_size(&b);
 	if (bal__grow((void **)&g->inner, &g->inner_cap, ilen, 1, 256) < 0)
 		return bal__failf(-ENOMEM, why, whylen, "out of memory packing a batch of %zu bytes", ilen);
@@ -366,4 +350,123 @@ int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch 
 	*body = g->body;
 	*len = slen;
 	return 0;
+}
+
+/* Checks (p, seq) and the precinct's key. */
+static int check_target(struct bal_gen *g, uint32_t p, uint64_t seq, char *why, size_t whylen)
+{
+	const struct bal_defn *d = g->d;
+	if (p >= d->nprecincts)
+		return bal__failf(-EINVAL, why, whylen,
+				  "precinct index %u: out of range (the definition has %u precincts)", p,
+				  d->nprecincts);
+	if (seq == 0)
+		return bal__failf(-EINVAL, why, whylen, "precinct %u seq 0: seqs start at 1", d->precincts[p].id);
+	return d->precincts[p].has_key ? precinct_key(g, p, why, whylen) : 0;
+}
+
+int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch *batch, const uint8_t **body,
+		  size_t *len, char *why, size_t whylen)
+{
+	const struct bal_defn *d = g->d;
+	int rc = check_target(g, p, seq, why, whylen);
+	if (rc < 0)
+		return rc;
+	const struct bal_precinct *pr = &d->precincts[p];
+
+	struct bal_rng r;
+	bal_rng_seed(&r, g->o.seed ^ RNG_BATCH, pr->id, seq);
+	uint32_t nc = ballot_of(d, p, g->contests);
+	struct bal_batch b;
+	memset(&b, 0, sizeof(b));
+	b.precinct_id = pr->id;
+	b.seq = seq;
+	b.kind = g->o.kind;
+	if (g->o.kind == BAL_KIND_BALLOTS) {
+		fill_ballots(g, nc, &r);
+		b.ncolumns = nc;
+		b.columns = g->cols;
+	} else {
+		if (fill_tallies(g, nc, &r) < 0)
+			return bal__failf(-ENOMEM, why, whylen, "out of memory generating a tally");
+		b.ntallies = nc;
+		b.tallies = g->tallies;
+	}
+	b.has_turnout = true;
+	b.ballots_cast = g->o.batch_size;
+	b.ballots_spoiled = bal_rng_below(&r, 3);
+	b.ballots_issued = b.ballots_cast + b.ballots_spoiled;
+	b.created_unix_ms = (uint64_t)g->day0_ms + seq * 60000;
+
+	return finish(g, p, &b, batch, body, len, why, whylen);
+}
+
+/*
+ * Moves min(shift, votes of the contest's leader) votes from the leader to
+ * another choice, in one contest with at least two choices; both contest and
+ * receiving choice drawn from `r`. Nothing if no contest has two choices.
+ */
+static void shift_votes(struct bal_gen *g, uint32_t nc, uint64_t shift, struct bal_rng *r)
+{
+	uint32_t eligible = 0;
+	for (uint32_t i = 0; i < nc; i++)
+		eligible += g->tallies[i].n >= 2;
+	if (!eligible)
+		return;
+	uint32_t pick = (uint32_t)bal_rng_below(r, eligible), i = 0;
+	uint64_t *counts = g->counts; /* laid out as in draw_tallies() */
+	for (;; i++) {
+		if (g->tallies[i].n >= 2 && pick-- == 0)
+			break;
+		counts += g->tallies[i].n;
+	}
+	uint32_t n = (uint32_t)g->tallies[i].n, from = 0;
+	for (uint32_t k = 1; k < n; k++)
+		if (counts[k] > counts[from])
+			from = k;
+	uint32_t to = (from + 1 + (uint32_t)bal_rng_below(r, n - 1)) % n;
+	uint64_t moved = shift < counts[from] ? shift : counts[from];
+	counts[from] -= moved;
+	counts[to] += moved;
+}
+
+int bal_gen_protocol(struct bal_gen *g, uint32_t p, uint64_t seq, uint64_t covers, uint64_t shift,
+		     struct bal_batch *batch, const uint8_t **body, size_t *len, char *why, size_t whylen)
+{
+	const struct bal_defn *d = g->d;
+	int rc = check_target(g, p, seq, why, whylen);
+	if (rc < 0)
+		return rc;
+	if (covers > BAL_GEN_MAX_COVERS)
+		return bal__failf(-EINVAL, why, whylen, "protocol of precinct %u covers %llu batches: at most %u",
+				  d->precincts[p].id, (unsigned long long)covers, BAL_GEN_MAX_COVERS);
+	const struct bal_precinct *pr = &d->precincts[p];
+	uint32_t nc = ballot_of(d, p, g->contests);
+	if (zero_tallies(g, nc) < 0)
+		return bal__failf(-ENOMEM, why, whylen, "out of memory generating a protocol");
+	struct bal_batch b;
+	memset(&b, 0, sizeof(b));
+	/* Batch s draws its votes, then its spoiled count, from its own stream
+	 * (see bal_gen_batch()): replaying the streams of 1..covers sums them. */
+	for (uint64_t s = 1; s <= covers; s++) {
+		struct bal_rng r;
+		bal_rng_seed(&r, g->o.seed ^ RNG_BATCH, pr->id, s);
+		draw_tallies(g, nc, &r);
+		b.ballots_spoiled += bal_rng_below(&r, 3);
+	}
+	if (shift) {
+		struct bal_rng r;
+		bal_rng_seed(&r, g->o.seed ^ RNG_SHIFT, pr->id, seq);
+		shift_votes(g, nc, shift, &r);
+	}
+	b.precinct_id = pr->id;
+	b.seq = seq;
+	b.kind = BAL_KIND_PROTOCOL;
+	b.ntallies = nc;
+	b.tallies = g->tallies;
+	b.has_turnout = true;
+	b.ballots_cast = covers * g->o.batch_size;
+	b.ballots_issued = b.ballots_cast + b.ballots_spoiled;
+	b.created_unix_ms = (uint64_t)g->day0_ms + seq * 60000;
+	return finish(g, p, &b, batch, body, len, why, whylen);
 }

@@ -1,8 +1,8 @@
 /*
  * Deterministic batch generator for demos, tests and load: for a precinct,
  * a seq and a seed it builds a valid Batch (BALLOTS or TALLY) of the
- * precinct's ballot, signs it with the demo key (client/keys.h) and wraps it
- * in a SignedBatch. The same (definition, options, precinct, seq) always
+ * precinct's ballot, or the PROTOCOL those batches add up to, signs it with
+ * the demo key (client/keys.h) and wraps it in a SignedBatch. The same (definition, options, precinct, seq) always
  * gives the same bytes, so a resend is byte-identical (DESIGN.md invariant 2).
  *
  * Votes follow per-contest weights derived from the seed: each contest has a
@@ -21,10 +21,12 @@ struct bal_gen_opts {
 	uint64_t seed;	     /**< content seed: votes, turnout */
 	uint64_t key_seed;   /**< seed the definition's demo keys were made with (gen-definition --seed) */
 	uint32_t batch_size; /**< ballots per batch, 1..BAL_GEN_MAX_BATCH */
-	enum bal_kind kind;  /**< BAL_KIND_BALLOTS or BAL_KIND_TALLY */
+	enum bal_kind kind;  /**< BAL_KIND_BALLOTS or BAL_KIND_TALLY (protocols: bal_gen_protocol()) */
 };
 
 #define BAL_GEN_MAX_BATCH 1000000u
+/** Most batches one generated protocol may cover. */
+#define BAL_GEN_MAX_COVERS 1000000u
 
 /** Opaque generator: weights per contest, key cache, scratch buffers. */
 struct bal_gen;
@@ -57,5 +59,23 @@ void bal_gen_free(struct bal_gen *g);
  */
 int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch *batch, const uint8_t **body,
 		  size_t *len, char *why, size_t whylen);
+
+/**
+ * Builds the PROTOCOL batch (precinct index `p`, `seq`) of a precinct whose
+ * batches 1..`covers` are those bal_gen_batch() makes (votes and turnout are
+ * the same whether the generator's kind is BALLOTS or TALLY): one
+ * ContestTally per contest the precinct votes in (definition order), every
+ * choice listed, equal to the sum of those batches; Turnout their sum. `covers`
+ * 0 gives an all-zero protocol.
+ * With `shift` > 0 the protocol disagrees with those batches: in one contest
+ * with at least two choices (drawn from seed, precinct id and seq),
+ * min(shift, the leader's votes) votes move from the leading choice to another
+ * drawn choice; turnout stays. created_unix_ms and signing as bal_gen_batch().
+ * @param[out] batch, body, len  as for bal_gen_batch(), borrowed until the next call.
+ * @return 0; -EINVAL (p out of range, seq 0, covers above BAL_GEN_MAX_COVERS)
+ *         or BAL_EAUTH, with `why`; -ENOMEM.
+ */
+int bal_gen_protocol(struct bal_gen *g, uint32_t p, uint64_t seq, uint64_t covers, uint64_t shift,
+		     struct bal_batch *batch, const uint8_t **body, size_t *len, char *why, size_t whylen);
 
 #endif

@@ -162,9 +162,12 @@ static void snapshot(struct bal_slot *s)
 	for (int i = 0; i < 32; i++)
 		sb_printf(&b, "%02x", d->hash[i]);
 	sb_printf(&b, "\"},\"position\":%llu,\"batches\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,"
+		      "\"precincts_with_protocol\":%llu,\"precincts_with_discrepancy\":%llu,"
 		      "\"registered_voters\":%llu,\"turnout\":",
 		  U64(pos), U64(ctr[bal_slot_global(l, BAL_G_BATCHES)]),
-		  U64(ctr[bal_slot_global(l, BAL_G_PRECINCTS_REPORTING)]), d->nprecincts, U64(d->registered_total));
+		  U64(ctr[bal_slot_global(l, BAL_G_PRECINCTS_REPORTING)]), d->nprecincts,
+		  U64(ctr[bal_slot_global(l, BAL_G_PROTOCOLS)]), U64(ctr[bal_slot_global(l, BAL_G_DISCREPANCIES)]),
+		  U64(d->registered_total));
 	turnout_json(&b, l, ctr, total_turnout, 0);
 	sb_printf(&b, ",\"contests\":[");
 	for (uint32_t c = 0; c < d->ncontests; c++) {
@@ -258,6 +261,60 @@ static int on_conflict(void *arg, uint64_t seq, uint64_t original, const uint8_t
 	return 0;
 }
 
+/*
+ * "protocol_seq", then where the precinct's counted protocol differs from the
+ * sum of its ballot batches: "discrepancies" per (contest, choice) and
+ * "turnout_discrepancies" per turnout field; difference = protocol - ballots.
+ */
+static void sb_signed_diff(struct sb *b, uint64_t protocol, uint64_t ballots)
+{
+	if (protocol >= ballots)
+		sb_printf(b, "%llu", U64(protocol - ballots));
+	else
+		sb_printf(b, "-%llu", U64(ballots - protocol));
+}
+
+static void discrepancies_json(struct sb *b, const struct bal_defn *d, const struct bal_layout *l, const uint64_t *ctr,
+			       uint32_t p)
+{
+	const bool has = bal_tally_protocol_seq(l, ctr, p) != 0;
+	sb_printf(b, ",\"protocol_seq\":%llu,\"discrepancies\":[", U64(bal_tally_protocol_seq(l, ctr, p)));
+	bool first = true;
+	for (uint32_t c = 0; c < d->ncontests && has; c++) {
+		if (!bal_defn_votes_in(d, p, c))
+			continue;
+		const struct bal_contest *ct = &d->contests[c];
+		for (uint32_t k = 0; k < ct->nchoices; k++) {
+			uint32_t slot = bal_slot_precinct_choice(l, p, c, k);
+			uint64_t pv = ctr[slot], bv = bal_tally_ballot_sum(l, ctr, p, slot);
+			if (pv == bv)
+				continue;
+			sb_printf(b, "%s{\"contest_id\":%u,\"choice_id\":%u,\"choice_index\":%u,\"protocol\":%llu,"
+				     "\"ballots\":%llu,\"difference\":",
+				  first ? "" : ",", ct->id, ct->choices[k].id, k, U64(pv), U64(bv));
+			sb_signed_diff(b, pv, bv);
+			sb_printf(b, "}");
+			first = false;
+		}
+	}
+	static const char *const fields[] = { [BAL_T_ISSUED] = "issued", [BAL_T_CAST] = "cast",
+					      [BAL_T_SPOILED] = "spoiled" };
+	sb_printf(b, "],\"turnout_discrepancies\":[");
+	first = true;
+	for (uint32_t f = BAL_T_ISSUED; f <= BAL_T_SPOILED && has; f++) {
+		uint32_t slot = bal_slot_precinct_turnout(l, p, f);
+		uint64_t pv = ctr[slot], bv = bal_tally_ballot_sum(l, ctr, p, slot);
+		if (pv == bv)
+			continue;
+		sb_printf(b, "%s{\"field\":\"%s\",\"protocol\":%llu,\"ballots\":%llu,\"difference\":", first ? "" : ",",
+			  fields[f], U64(pv), U64(bv));
+		sb_signed_diff(b, pv, bv);
+		sb_printf(b, "}");
+		first = false;
+	}
+	sb_printf(b, "]");
+}
+
 static void precinct(struct bal_slot *s, const char *idstr)
 {
 	struct bal_worker *w = s->conn->w;
@@ -307,8 +364,9 @@ static void precinct(struct bal_slot *s, const char *idstr)
 	struct conflict_walk cw = {.b = &b, .first = true};
 	if (!err)
 		err = bal_store_conflict_scan(w->d->store, pr->id, on_conflict, &cw);
-	/* PROTOCOL batches are not accepted yet, so no discrepancy can arise. */
-	sb_printf(&b, "],\"discrepancies\":[]}\n");
+	sb_printf(&b, "]");
+	discrepancies_json(&b, d, l, ctr, (uint32_t)p);
+	sb_printf(&b, "}\n");
 	if (err) {
 		free(b.p);
 		send_error(s, 503, "reading the journal failed: %s", bal_strerror(err));

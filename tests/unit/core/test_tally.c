@@ -76,7 +76,8 @@ Test(tally, layout_is_a_bijection, .init = setup, .fini = teardown)
 	for (uint32_t p = 0; p < D->nprecincts; p++) {
 		for (uint32_t f = 0; f < BAL_T_NFIELDS; f++) {
 			mark(seen, n, bal_slot_precinct_turnout(L, p, f), "precinct turnout");
-			mark(seen, n, bal_slot_precinct_shadow(L, p, bal_slot_precinct_turnout(L, p, f)), "shadow turnout");
+			uint32_t t = bal_slot_precinct_turnout(L, p, f);
+			mark(seen, n, bal_slot_precinct_shadow(L, p, t), "shadow turnout");
 		}
 		for (uint32_t c = 0; c < D->ncontests; c++)
 			for (uint32_t k = 0; k < D->contests[c].nchoices; k++) {
@@ -1054,7 +1055,8 @@ Test(tally, any_arrival_order_gives_the_same_counters, .init = setup, .fini = te
 		if (!first)
 			first = ctr;
 		else {
-			cr_assert_eq(memcmp(first, ctr, n * sizeof(*ctr)), 0, "round %d: order changed the counters", round);
+			cr_assert_eq(memcmp(first, ctr, n * sizeof(*ctr)), 0, "round %d: order changed the counters",
+				     round);
 			free(ctr);
 		}
 	}

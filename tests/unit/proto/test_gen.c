@@ -439,9 +439,9 @@ Test(expect, refuses_invalid_batches_without_changing_totals)
 	cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), BAL_EINVALID);
 	b.precinct_id = 99;
 	cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), BAL_EINVALID);
-	b.kind = BAL_KIND_PROTOCOL;
+	b.kind = BAL_KIND_PROTOCOL; /* with ballot columns: a protocol has none */
 	b.precinct_id = 1;
-	cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), BAL_EUNSUPPORTED);
+	cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), BAL_EINVALID);
 	struct bal_expect_turnout t;
 	bal_expect_turnout(e, &t);
 	cr_assert_eq(t.batches, 0);
