@@ -144,6 +144,7 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 	snprintf(push.out, sizeof(push.out), "%s/push.json", e.dir);
 	cr_assert_eq(tr_push_start(&push), 0);
 	double commits = 0, snapshots = 0, commit_ns = 0, wall_ms = 0;
+	int where[TR_COMMITTER_STATES] = {0};
 	for (int k = 0; k < kills; k++) {
 		double t0 = tr_now_ms();
 		wait_position(port, tr_position(port) + 100 + (uint64_t)(rand() % 400));
@@ -153,6 +154,7 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 		commit_ns += tr_metric(port, "ballotd_commit_seconds_total_ns");
 		wall_ms += tr_now_ms() - t0;
 		uint64_t seen = tr_position(port);
+		where[tr_committer_state(td.pid)]++; /* sampled right before the kill */
 		th_kill9(&td);
 		cr_assert_eq(tr_start(&td, e.defn, e.data, port, args), 0, "restart %d after a kill at position %llu",
 			     k + 1, (unsigned long long)seen);
@@ -172,11 +174,15 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 	check_exact(&e, port, res, total, 400);
 	cr_expect_geq(snapshots, 0.9 * commits, "a snapshot in (almost) every commit: %.0f snapshots, %.0f commits",
 		      snapshots, commits);
+	int busy = where[TR_COMMITTER_CPU] + where[TR_COMMITTER_WRITE] + where[TR_COMMITTER_SYNC];
+	cr_expect_geq(busy, kills / 4, "only %d of %d kills caught the committer inside a write txn", busy, kills);
 	fprintf(stderr,
 		"recovery: %d SIGKILLs during snapshot writes survived, %llu batches checked; %.0f commits carried "
-		"%.0f snapshots, commit+sync alone took %.0f%% of the wall time (seed %u)\n",
+		"%.0f snapshots, commit+sync took %.0f%% of the wall time; at the kills the committer was building "
+		"a txn %d, writing pages %d, syncing %d, idle %d, other %d times (seed %u)\n",
 		kills, (unsigned long long)total, commits, snapshots, wall_ms > 0 ? commit_ns / 1e4 / wall_ms : 0.0,
-		e.seed);
+		where[TR_COMMITTER_CPU], where[TR_COMMITTER_WRITE], where[TR_COMMITTER_SYNC], where[TR_COMMITTER_IDLE],
+		where[TR_COMMITTER_OTHER], e.seed);
 	json_decref(res);
 	cr_expect_eq(th_stop(&td), 0);
 	env_deinit(&e);

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -370,4 +372,45 @@ double tr_metric(unsigned port, const char *name)
 	}
 	th_resp_free(&r);
 	return v;
+}
+
+/* First line of /proc/<pid>/task/<tid>/<name> into buf; false if unreadable. */
+static bool task_read(pid_t pid, const char *tid, const char *name, char *buf, size_t cap)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", (int)pid, tid, name);
+	FILE *f = fopen(path, "r");
+	bool ok = f && fgets(buf, (int)cap, f);
+	if (f)
+		fclose(f);
+	return ok;
+}
+
+enum tr_committer tr_committer_state(pid_t pid)
+{
+	char path[64], buf[256];
+	enum tr_committer st = TR_COMMITTER_OTHER;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *dir = opendir(path);
+	struct dirent *de;
+	while (dir && (de = readdir(dir))) {
+		if (de->d_name[0] == '.' || !task_read(pid, de->d_name, "comm", buf, sizeof(buf)) ||
+		    strncmp(buf, "ballotd-commit", 14) != 0 || !task_read(pid, de->d_name, "syscall", buf, sizeof(buf)))
+			continue;
+		if (strncmp(buf, "running", 7) == 0) {
+			st = TR_COMMITTER_CPU;
+			break;
+		}
+		long nr = strtol(buf, NULL, 10);
+		if (nr == SYS_futex)
+			st = TR_COMMITTER_IDLE;
+		else if (nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_write || nr == SYS_writev)
+			st = TR_COMMITTER_WRITE;
+		else if (nr == SYS_fsync || nr == SYS_fdatasync)
+			st = TR_COMMITTER_SYNC;
+		break;
+	}
+	if (dir)
+		closedir(dir);
+	return st;
 }

@@ -113,6 +113,19 @@ bool tr_recovery_parse(const char *log, struct tr_recovery *r);
 /** The value of the unlabelled metric `name` in GET /metrics; -1 if missing. */
 double tr_metric(unsigned port, const char *name);
 
+/** What the daemon's committer thread ("ballotd-commit") is doing at a given instant. */
+enum tr_committer {
+	TR_COMMITTER_IDLE,  /**< waiting for batches (futex) */
+	TR_COMMITTER_CPU,   /**< running: building a write txn (dedup, appends, snapshot copy) */
+	TR_COMMITTER_WRITE, /**< in a write system call: LMDB flushing pages */
+	TR_COMMITTER_SYNC,  /**< in fsync/fdatasync: the commit's sync */
+	TR_COMMITTER_OTHER, /**< another system call, or not found */
+	TR_COMMITTER_STATES
+};
+
+/** Samples /proc/<pid>/task/<tid>/syscall of the committer thread (Linux). */
+enum tr_committer tr_committer_state(pid_t pid);
+
 /** Milliseconds on CLOCK_MONOTONIC. */
 double tr_now_ms(void);
 
