@@ -37,7 +37,11 @@ static const char help[] = "usage: ballotctl push --server HOST:PORT [OPTIONS]\n
 			   "                        (gen-definition --seed; default: --seed)\n"
 			   "  --batches N           batches in total (default: one per precinct used)\n"
 			   "  --batch-size B        ballots per batch (default 100)\n"
-			   "  --kind ballots|tally  cast-vote records or per-choice counts (default ballots)\n"
+			   "  --kind ballots|tally|protocol\n"
+			   "                        cast-vote records or per-choice counts (default ballots),\n"
+			   "                        or each precinct's PROTOCOL: its complete result as its\n"
+			   "                        batches 1..seq-1 of this seed add up (e.g. after\n"
+			   "                        --batches 3K, a protocol run with --seq-start 4)\n"
 			   "  --connections C       (default 4)\n"
 			   "  --pipeline P          requests in flight per connection (default 8)\n"
 			   "  --precincts K         use the first K precincts of the definition (default all)\n"
@@ -135,8 +139,11 @@ static int parse_args(int argc, char **argv, struct push_args *a)
 				a->kind = BAL_KIND_BALLOTS;
 			} else if (strcmp(optarg, "tally") == 0) {
 				a->kind = BAL_KIND_TALLY;
+			} else if (strcmp(optarg, "protocol") == 0) {
+				a->kind = BAL_KIND_PROTOCOL;
 			} else {
-				fprintf(stderr, "ballotctl push: --kind \"%s\": expected ballots or tally\n", optarg);
+				fprintf(stderr, "ballotctl push: --kind \"%s\": expected ballots, tally or protocol\n",
+					optarg);
 				ok = false;
 			}
 			break;
@@ -160,6 +167,11 @@ static int parse_args(int argc, char **argv, struct push_args *a)
 	if (!a->key_seed_set)
 		a->key_seed = a->seed;
 	return -1;
+}
+
+static const char *kind_name(enum bal_kind k)
+{
+	return k == BAL_KIND_TALLY ? "tally" : k == BAL_KIND_PROTOCOL ? "protocol" : "ballots";
 }
 
 static int cmp_u64(const void *x, const void *y)
@@ -238,7 +250,7 @@ static void print_json(const struct push_args *a, const char *defn_path, const s
 	json_object_set_new(j, "server", json_string(a->server));
 	json_object_set_new(j, "definition", json_string(defn_path));
 	json_object_set_new(j, "election_id", json_string(d->election_id));
-	json_object_set_new(j, "kind", json_string(a->kind == BAL_KIND_TALLY ? "tally" : "ballots"));
+	json_object_set_new(j, "kind", json_string(kind_name(a->kind)));
 	json_object_set_new(j, "seed", json_integer((json_int_t)a->seed));
 	json_object_set_new(j, "key_seed", json_integer((json_int_t)a->key_seed));
 	json_object_set_new(j, "batch_size", json_integer(a->batch_size));
@@ -299,7 +311,7 @@ static void print_human(const struct push_args *a, const struct bal_defn *d, con
 	double secs = (double)st.elapsed_ns / 1e9;
 	char b1[32], b2[32], b3[32], b4[32];
 	printf("pushed %s %s batches of %u to %s in %.3f s: %.0f batches/s (%u connections x pipeline %u)\n",
-	       fmt_count(bal_load_count(l), b1), a->kind == BAL_KIND_TALLY ? "tally" : "ballots", a->batch_size,
+	       fmt_count(bal_load_count(l), b1), kind_name(a->kind), a->batch_size,
 	       a->server, secs, secs > 0 ? (double)bal_load_count(l) / secs : 0.0, a->connections, a->pipeline);
 	printf("  accepted %s, duplicate %s, rejected %s, errors %s (sends %llu, reconnects %llu)\n",
 	       fmt_count(st.accepted, b1), fmt_count(st.duplicate, b2), fmt_count(st.rejected, b3),
@@ -326,9 +338,12 @@ static uint64_t generate(const struct push_args *a, const struct bal_defn *d, ui
 {
 	char why[256];
 	struct bal_gen *g;
-	struct bal_gen_opts go = {
-		.seed = a->seed, .key_seed = a->key_seed, .batch_size = a->batch_size, .kind = a->kind
-	};
+	/* A protocol sums the BALLOTS batches of the same seed (the votes of TALLY ones are the same). */
+	const bool protocol = a->kind == BAL_KIND_PROTOCOL;
+	struct bal_gen_opts go = { .seed = a->seed,
+				   .key_seed = a->key_seed,
+				   .batch_size = a->batch_size,
+				   .kind = protocol ? BAL_KIND_BALLOTS : a->kind };
 	if (bal_gen_new(d, &go, &g, why, sizeof(why)) < 0) {
 		fprintf(stderr, "ballotctl push: %s\n", why);
 		return 0;
@@ -339,7 +354,9 @@ static uint64_t generate(const struct push_args *a, const struct bal_defn *d, ui
 		uint64_t seq = a->seq_start + i / k;
 		const uint8_t *body;
 		size_t len;
-		if (bal_gen_batch(g, p, seq, NULL, &body, &len, why, sizeof(why)) < 0) {
+		int grc = protocol ? bal_gen_protocol(g, p, seq, seq - 1, 0, NULL, &body, &len, why, sizeof(why)) :
+				     bal_gen_batch(g, p, seq, NULL, &body, &len, why, sizeof(why));
+		if (grc < 0) {
 			fprintf(stderr, "ballotctl push: %s\n", why);
 			last = 0;
 			break;

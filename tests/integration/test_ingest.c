@@ -241,7 +241,7 @@ static struct bad_case bad_cases[] = {
 	{"column_lengths_differ", 422, "differ"},
 	{"tally_length", 422, "choices"},
 	{"tallies_in_ballots_batch", 422, "BALLOTS"},
-	{"protocol_kind", 422, "PROTOCOL"},
+	{"protocol_without_turnout", 422, "must carry a turnout"},
 	{"empty_batch", 422, "empty"},
 	{"bad_signature", 401, "does not verify"},
 	{"missing_signature", 401, "signature"},
@@ -269,7 +269,7 @@ static uint8_t *build_bad(const char *name, size_t *len)
 	uint32_t oor[4] = {0, 1, 9, 3};
 	uint64_t counts[4] = {1, 2, 3, 4};
 	struct bal_column cols[2];
-	struct bal_ctally tal[1];
+	struct bal_ctally tal[2];
 	uint32_t p = 0;
 	struct bal_batch b = {.precinct_id = defn->precincts[p].id, .seq = 1, .kind = BAL_KIND_BALLOTS};
 	uint32_t national = defn->contests[0].id;
@@ -310,12 +310,19 @@ static uint8_t *build_bad(const char *name, size_t *len)
 		tal[0] = (struct bal_ctally){.contest_id = national, .n = 4, .counts = counts};
 		b.tallies = tal;
 		b.ntallies = 1;
-	} else if (strcmp(name, "protocol_kind") == 0) {
+	} else if (strcmp(name, "protocol_without_turnout") == 0) {
+		/* Complete otherwise: a tally for every contest on the ballot. */
 		b.kind = BAL_KIND_PROTOCOL;
 		b.ncolumns = 0;
-		tal[0] = (struct bal_ctally){.contest_id = national, .n = 4, .counts = counts};
+		b.ntallies = 0;
+		for (uint32_t c = 0; c < defn->ncontests; c++) {
+			if (!bal_defn_votes_in(defn, p, c))
+				continue;
+			const struct bal_contest *ct = &defn->contests[c];
+			cr_assert(b.ntallies < 2 && ct->nchoices == 4, "fixture: two contests of 4 choices");
+			tal[b.ntallies++] = (struct bal_ctally){.contest_id = ct->id, .n = 4, .counts = counts};
+		}
 		b.tallies = tal;
-		b.ntallies = 1;
 	} else if (strcmp(name, "empty_batch") == 0) {
 		b.ncolumns = 0;
 	} else if (strcmp(name, "missing_signature") == 0) {
