@@ -8,17 +8,21 @@
  *   [0, BAL_T_NFIELDS)           its turnout fields;
  *   then, for each national contest in file order, one slot per choice;
  *   then, for each contest of the precinct's district in file order, one slot
- *   per choice;
- *   then the shadow block, the same shape again (see tally.h: protocol seq,
- *   number of differing slots, and the ballot sums once a protocol counts).
+ *   per choice.
+ * Just before offset 0 sit two of the precinct's shadow slots (see tally.h):
+ * the protocol seq and the number of differing slots, so that the seq shares
+ * a cache line with the batch count every delta touches. The shadows of
+ * offsets BAL_T_ISSUED.. (ballot sums once a protocol counts) live in a
+ * region of their own after all precinct blocks, touched only for precincts
+ * with a protocol, so blocks stay dense for the ADD hot path.
  * All precincts of a district therefore share one block shape, and a contest
  * sits at the same offset (`coff[c]`) in the block of every precinct that
  * votes in it. For each district the layout keeps, per block offset, the two
  * aggregate slots that offset feeds (district-level and national-level), so
  * apply is three adds per delta entry with no search.
  *
- * After the precinct blocks come, in order: the (contest, district) choice
- * slots, the contest national totals, the district turnout slots, the national
+ * After the precinct blocks come, in order: the ballot-sum region, the
+ * (contest, district) choice slots, the contest national totals, the district turnout slots, the national
  * turnout slots and the globals. Slot numbers fit uint32 (checked at build).
  *
  * Fold and apply never allocate; they touch only the layout, the batch and
@@ -37,9 +41,13 @@ struct parent {
 	uint32_t total;    /* contest national total slot, or national turnout slot */
 };
 
-/* Per precinct: where its block starts and where its district's parent map starts. */
+/* Per precinct: where its block starts, its size, where its ballot sums
+ * start and where its district's parent map starts (all that check and apply
+ * need, without touching the definition). */
 struct pslot {
-	uint32_t base;
+	uint32_t base;    /* offset 0 of the block (E); the two meta slots precede it */
+	uint32_t bsize;   /* block size of its district */
+	uint32_t bsum;    /* shadow of offset BAL_T_ISSUED; bsize - BAL_T_ISSUED slots */
 	uint32_t parents; /* index into bal_layout.parents */
 };
 
@@ -108,8 +116,15 @@ static int layout_fill(struct bal_layout *l, const struct bal_defn *d)
 			l->delta_max = l->bsize[i];
 
 	for (uint32_t p = 0; p < d->nprecincts; p++) {
-		l->prec[p].base = (uint32_t)next;
-		if (!grow(&next, 2 * (uint64_t)l->bsize[d->precincts[p].district])) /* block + shadow block */
+		/* Protocol seq and differing slots, then the block. */
+		l->prec[p].base = (uint32_t)next + BAL_T_ISSUED;
+		l->prec[p].bsize = l->bsize[d->precincts[p].district];
+		if (!grow(&next, BAL_T_ISSUED + (uint64_t)l->prec[p].bsize))
+			return -EOVERFLOW;
+	}
+	for (uint32_t p = 0; p < d->nprecincts; p++) {
+		l->prec[p].bsum = (uint32_t)next;
+		if (!grow(&next, l->prec[p].bsize - BAL_T_ISSUED))
 			return -EOVERFLOW;
 	}
 	for (uint32_t c = 0; c < d->ncontests; c++) {
@@ -284,28 +299,25 @@ uint32_t bal_slot_global(const struct bal_layout *l, enum bal_global_field f)
 	return l->globals + (uint32_t)f;
 }
 
-static uint32_t block_size(const struct bal_layout *l, uint32_t p)
+/* The shadow of block offset o of the precinct whose block is `ps`: the
+ * counts' shadows (protocol seq, differing slots) just before the block, the
+ * ballot sums in the ballot-sum region. */
+static inline uint32_t shadow_of(const struct pslot *ps, uint32_t o)
 {
-	return l->bsize[l->d->precincts[p].district];
+	return o < BAL_T_ISSUED ? ps->base - BAL_T_ISSUED + o : ps->bsum + o - BAL_T_ISSUED;
 }
 
 uint32_t bal_slot_precinct_shadow(const struct bal_layout *l, uint32_t p, uint32_t s)
 {
-	if (p >= l->d->nprecincts || s < l->prec[p].base || s - l->prec[p].base >= block_size(l, p))
+	if (p >= l->d->nprecincts || s < l->prec[p].base || s - l->prec[p].base >= l->prec[p].bsize)
 		return BAL_SLOT_NONE;
-	return s + block_size(l, p);
-}
-
-/* The shadow block of precinct p starts at this slot. */
-static uint32_t shadow_base(const struct bal_layout *l, uint32_t p)
-{
-	return l->prec[p].base + block_size(l, p);
+	return shadow_of(&l->prec[p], s - l->prec[p].base);
 }
 
 uint64_t bal_tally_protocol_seq(const struct bal_layout *l, const uint64_t *ctr, uint32_t p)
 {
 	bal_require(p < l->d->nprecincts);
-	return ctr[shadow_base(l, p) + BAL_T_BATCHES];
+	return ctr[shadow_of(&l->prec[p], BAL_T_BATCHES)];
 }
 
 uint64_t bal_tally_ballot_sum(const struct bal_layout *l, const uint64_t *ctr, uint32_t p, uint32_t s)
@@ -614,18 +626,23 @@ static bool would_overflow(const uint64_t *ctr, uint32_t slot, uint64_t add)
 /* What check and apply need to know about the delta's precinct. */
 struct pview {
 	uint32_t p;
-	uint32_t base;   /* first slot of E */
-	uint32_t shadow; /* first slot of the shadow block */
+	uint32_t base;  /* offset 0 of E */
 	uint32_t bsize;
+	uint32_t meta;  /* + BAL_T_BATCHES: protocol seq; + BAL_T_BALLOTS: differing slots */
+	uint32_t bsum;  /* + o (o >= BAL_T_ISSUED): ballot sum while a protocol counts */
 	const struct parent *par;
 };
 
-static struct pview pview_of(const struct bal_layout *l, const struct bal_delta *dl)
+static inline struct pview pview_of(const struct bal_layout *l, const struct bal_delta *dl)
 {
 	bal_require(dl->precinct < l->d->nprecincts);
-	const struct pslot ps = l->prec[dl->precinct];
-	const uint32_t bsize = block_size(l, dl->precinct);
-	return (struct pview){ dl->precinct, ps.base, ps.base + bsize, bsize, l->parents + ps.parents };
+	const struct pslot *ps = &l->prec[dl->precinct];
+	return (struct pview){ dl->precinct,
+			       ps->base,
+			       ps->bsize,
+			       shadow_of(ps, 0),
+			       shadow_of(ps, BAL_T_ISSUED) - BAL_T_ISSUED,
+			       l->parents + ps->parents };
 }
 
 /* Block offset of entry `i`, checked to be one of the precinct's slots. */
@@ -638,7 +655,7 @@ static uint32_t entry_offset(const struct pview *v, const struct bal_delta *dl, 
 
 /* BAL_EOVERFLOW naming the quantity at offset `o` and the level ('p'recinct,
  * 's'hadow, 'd'istrict or 'n'ational) that would overflow. */
-static int overflow_at(const struct bal_layout *l, const struct pview *v, uint32_t o, char level, char *why,
+__attribute__((cold)) static int overflow_at(const struct bal_layout *l, const struct pview *v, uint32_t o, char level, char *why,
 		       size_t whylen)
 {
 	const struct bal_defn *d = l->d;
@@ -657,7 +674,8 @@ static int overflow_at(const struct bal_layout *l, const struct pview *v, uint32
 	}
 }
 
-/* Adding `add` at offset `o` to E and both aggregates: 0 or BAL_EOVERFLOW. */
+/* Adding `add` at offset `o` to E (if `with_precinct`) and both aggregates:
+ * 0 or BAL_EOVERFLOW naming the first level that would overflow. */
 static int check_add(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v, uint32_t o, uint64_t add,
 		     bool with_precinct, char *why, size_t whylen)
 {
@@ -671,7 +689,7 @@ static int check_add(const struct bal_layout *l, const uint64_t *ctr, const stru
 }
 
 /* The globals that one more batch of precinct v touches. */
-static int check_globals(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v, uint64_t batches,
+static inline int check_globals(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v, uint64_t batches,
 			 char *why, size_t whylen)
 {
 	if (would_overflow(ctr, l->globals + BAL_G_BATCHES, batches))
@@ -725,9 +743,17 @@ static int check_protocol(const struct bal_layout *l, const uint64_t *ctr, const
 	int err = check_add(l, ctr, v, BAL_T_BATCHES, 1, true, why, whylen);
 	if (!err)
 		err = check_globals(l, ctr, v, 1, why, whylen);
-	if (!err && dl->seq > ld(ctr, v->shadow + BAL_T_BATCHES))
+	if (!err && dl->seq > ld(ctr, v->meta + BAL_T_BATCHES))
 		err = check_replace(l, ctr, v, dl, why, whylen);
 	return err;
+}
+
+/* The hot path: three comparisons per entry; check_add() names the failure. */
+static inline bool add_fits(const uint64_t *ctr, const struct pview *v, uint32_t o, uint64_t add)
+{
+	const struct parent pa = v->par[o];
+	return !would_overflow(ctr, v->base + o, add) && !would_overflow(ctr, pa.district, add) &&
+	       !would_overflow(ctr, pa.total, add);
 }
 
 int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
@@ -736,23 +762,21 @@ int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struc
 	const struct pview v = pview_of(l, dl);
 	if (dl->kind == BAL_DELTA_PROTOCOL)
 		return check_protocol(l, ctr, &v, dl, why, whylen);
-	/* With a protocol counted, B lives in the shadow block and the totals
+	/* With a protocol counted, B lives in the shadow slots and the totals
 	 * only see the batch and ballot counts. */
-	const bool shadowed = ld(ctr, v.shadow + BAL_T_BATCHES) != 0;
+	const bool shadowed = ld(ctr, v.meta + BAL_T_BATCHES) != 0;
 	uint64_t batches = 0;
 	for (uint32_t i = 0; i < dl->n; i++) {
 		const uint32_t o = entry_offset(&v, dl, i);
 		const uint64_t add = dl->e[i].add;
 		if (o == BAL_T_BATCHES)
 			batches = add;
-		if (shadowed && o >= BAL_T_ISSUED) {
-			if (would_overflow(ctr, v.shadow + o, add))
+		if (__builtin_expect(shadowed, 0) && o >= BAL_T_ISSUED) {
+			if (would_overflow(ctr, v.bsum + o, add))
 				return overflow_at(l, &v, o, 's', why, whylen);
-			continue;
+		} else if (__builtin_expect(!add_fits(ctr, &v, o, add), 0)) {
+			return check_add(l, ctr, &v, o, add, true, why, whylen);
 		}
-		int err = check_add(l, ctr, &v, o, add, true, why, whylen);
-		if (err)
-			return err;
 	}
 	return check_globals(l, ctr, &v, batches, why, whylen);
 }
@@ -781,7 +805,7 @@ static inline void add_level3(uint64_t *ctr, const struct pview *v, uint32_t o, 
 static void note_mismatch(const struct bal_layout *l, uint64_t *ctr, const struct pview *v, uint64_t before,
 			  uint64_t after)
 {
-	st(ctr, v->shadow + BAL_T_BALLOTS, after);
+	st(ctr, v->meta + BAL_T_BALLOTS, after);
 	if (!before && after)
 		add_to(ctr, l->globals + BAL_G_DISCREPANCIES, 1);
 	else if (before && !after)
@@ -793,7 +817,7 @@ static void note_mismatch(const struct bal_layout *l, uint64_t *ctr, const struc
 static void apply_shadowed(const struct bal_layout *l, uint64_t *ctr, const struct pview *v,
 			   const struct bal_delta *dl)
 {
-	const uint64_t before = ld(ctr, v->shadow + BAL_T_BALLOTS);
+	const uint64_t before = ld(ctr, v->meta + BAL_T_BALLOTS);
 	uint64_t differ = before;
 	for (uint32_t i = 0; i < dl->n; i++) {
 		const uint32_t o = dl->e[i].slot - v->base;
@@ -801,9 +825,9 @@ static void apply_shadowed(const struct bal_layout *l, uint64_t *ctr, const stru
 			add_level3(ctr, v, o, dl->e[i].add);
 			continue;
 		}
-		const uint64_t p = ld(ctr, v->base + o), b = ld(ctr, v->shadow + o);
+		const uint64_t p = ld(ctr, v->base + o), b = ld(ctr, v->bsum + o);
 		const uint64_t nb = b + dl->e[i].add;
-		st(ctr, v->shadow + o, nb);
+		st(ctr, v->bsum + o, nb);
 		if (p == b && p != nb)
 			differ++;
 		else if (p != b && p == nb)
@@ -818,7 +842,7 @@ static void apply_protocol(const struct bal_layout *l, uint64_t *ctr, const stru
 			   const struct bal_delta *dl)
 {
 	add_level3(ctr, v, BAL_T_BATCHES, 1);
-	const uint64_t stored = ld(ctr, v->shadow + BAL_T_BATCHES);
+	const uint64_t stored = ld(ctr, v->meta + BAL_T_BATCHES);
 	if (dl->seq <= stored)
 		return; /* older (or the same): journaled, counted as a batch, replaces nothing */
 	/* Every slot from BAL_T_ISSUED on has exactly one entry (fold guarantees it). */
@@ -828,7 +852,7 @@ static void apply_protocol(const struct bal_layout *l, uint64_t *ctr, const stru
 		const struct parent pa = v->par[o];
 		const uint64_t nv = dl->e[i].add, old = ld(ctr, v->base + o);
 		if (!stored)
-			st(ctr, v->shadow + o, old); /* first protocol: B moves to the shadow block */
+			st(ctr, v->bsum + o, old); /* first protocol: B moves to the shadow block */
 		if (nv >= old) {
 			add_to(ctr, pa.district, nv - old);
 			add_to(ctr, pa.total, nv - old);
@@ -838,13 +862,13 @@ static void apply_protocol(const struct bal_layout *l, uint64_t *ctr, const stru
 		}
 		st(ctr, v->base + o, nv);
 	}
-	st(ctr, v->shadow + BAL_T_BATCHES, dl->seq);
+	st(ctr, v->meta + BAL_T_BATCHES, dl->seq);
 	if (!stored)
 		add_to(ctr, l->globals + BAL_G_PROTOCOLS, 1);
 	uint64_t differ = 0;
 	for (uint32_t o = BAL_T_ISSUED; o < v->bsize; o++)
-		differ += ld(ctr, v->base + o) != ld(ctr, v->shadow + o);
-	note_mismatch(l, ctr, v, ld(ctr, v->shadow + BAL_T_BALLOTS), differ);
+		differ += ld(ctr, v->base + o) != ld(ctr, v->bsum + o);
+	note_mismatch(l, ctr, v, ld(ctr, v->meta + BAL_T_BALLOTS), differ);
 }
 
 /*
@@ -859,7 +883,7 @@ void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal
 
 	if (dl->kind == BAL_DELTA_PROTOCOL) {
 		apply_protocol(l, ctr, &v, dl);
-	} else if (ld(ctr, v.shadow + BAL_T_BATCHES)) {
+	} else if (ld(ctr, v.meta + BAL_T_BATCHES)) {
 		apply_shadowed(l, ctr, &v, dl);
 	} else {
 		/* The hot path: no protocol, three adds per entry. */
