@@ -655,8 +655,8 @@ static uint32_t entry_offset(const struct pview *v, const struct bal_delta *dl, 
 
 /* BAL_EOVERFLOW naming the quantity at offset `o` and the level ('p'recinct,
  * 's'hadow, 'd'istrict or 'n'ational) that would overflow. */
-__attribute__((cold)) static int overflow_at(const struct bal_layout *l, const struct pview *v, uint32_t o, char level, char *why,
-		       size_t whylen)
+__attribute__((cold)) static int overflow_at(const struct bal_layout *l, const struct pview *v, uint32_t o,
+					     char level, char *why, size_t whylen)
 {
 	const struct bal_defn *d = l->d;
 	const struct bal_precinct *pr = &d->precincts[v->p];
@@ -689,8 +689,8 @@ static int check_add(const struct bal_layout *l, const uint64_t *ctr, const stru
 }
 
 /* The globals that one more batch of precinct v touches. */
-static inline int check_globals(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v, uint64_t batches,
-			 char *why, size_t whylen)
+static inline int check_globals(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v,
+				uint64_t batches, char *why, size_t whylen)
 {
 	if (would_overflow(ctr, l->globals + BAL_G_BATCHES, batches))
 		return fail(BAL_EOVERFLOW, why, whylen, "global batch count would overflow 64 bits");
@@ -727,8 +727,8 @@ static int check_replace(const struct bal_layout *l, const uint64_t *ctr, const 
 			name_offset(l, v->p, o, what, sizeof(what));
 			const struct bal_precinct *pr = &l->d->precincts[v->p];
 			return fail(BAL_ECORRUPT, why, whylen,
-				    "%s %s total %llu is below the %llu precinct %u contributes to it: the counters are "
-				    "inconsistent",
+				    "%s %s total %llu is below the %llu precinct %u contributes to it: the counters "
+				    "are inconsistent",
 				    what, a == 0 ? "district" : "national", (unsigned long long)ld(ctr, agg[a]),
 				    (unsigned long long)old, pr->id);
 		}

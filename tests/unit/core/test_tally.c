@@ -208,7 +208,8 @@ static const struct fold_case fold_cases[] = {
 		{ "protocol with no tallies", { BATCH(BAL_KIND_PROTOCOL, 7, 2), .has_turnout = true }, BAL_EINVALID,
 		  "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct 7: contest 1 is "
 		  "missing (0 of 2 contests present)" },
-		{ "protocol without turnout", { BATCH(BAL_KIND_PROTOCOL, 12, 1), .ntallies = 2, .tallies = t_list8_d10 },
+		{ "protocol without turnout",
+		  { BATCH(BAL_KIND_PROTOCOL, 12, 1), .ntallies = 2, .tallies = t_list8_d10 },
 		  BAL_EINVALID, "a PROTOCOL batch must carry a turnout (Batch.turnout is absent)" },
 		{ "protocol carrying ballots", { PROTOCOL(12, t_list8_d10), .ncolumns = 1, .columns = col_list3 },
 		  BAL_EINVALID, "a PROTOCOL batch may not carry ballots (got 1 ballot columns)" },
