@@ -240,7 +240,7 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 			text = tr_slurp(logpath);
 		} while (!strstr(text, "election ") && tr_now_ms() - t0 < 15000);
 		free(text);
-		usleep((useconds_t)((double)(rand() % 1000) / 1000.0 * r.ms * 900.0));
+		usleep((useconds_t)((double)(rand() % 1000) / 1000.0 * r.ms * 500.0));
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		text = tr_slurp(logpath);
