@@ -418,8 +418,17 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 		goto fail_env;
 	if ((rc = load_position(s, why, whylen)) != 0)
 		goto fail_env;
+	if ((rc = bal__tail_reload(s, why, whylen)) != 0) {
+		if (why && !*why)
+			bal__store_why(why, whylen, "data dir %s: cannot index the journal tail: %s", s->dir,
+				       bal_strerror(rc));
+		goto fail_tail;
+	}
 	*out = s;
 	return 0;
+
+fail_tail:
+	bal__tail_deinit(&s->tail);
 
 fail_env:
 	mdb_env_close(s->env);
@@ -436,6 +445,7 @@ void bal_store_close(struct bal_store *s)
 		return;
 	bal_store_wabort(s);
 	mdb_env_close(s->env);
+	bal__tail_deinit(&s->tail);
 	free(s->dir);
 	free(s);
 }
@@ -475,11 +485,22 @@ int bal__store_wready(const struct bal_store *s)
 	return s->werr;
 }
 
+/* Retries a failed reload of the tail before a write txn may use it. */
+static int tail_ready(struct bal_store *s)
+{
+	if (s->tail_bad)
+		s->tail_bad = bal__tail_reload(s, NULL, 0);
+	return s->tail_bad;
+}
+
 int bal_store_wbegin(struct bal_store *s)
 {
 	if (s->wtxn)
 		return -EBUSY;
-	int rc = bal__store_txn_begin(s, 0, &s->wtxn);
+	int rc = tail_ready(s);
+	if (rc != 0)
+		return rc;
+	rc = bal__store_txn_begin(s, 0, &s->wtxn);
 	if (rc != 0) {
 		s->wtxn = NULL;
 		return rc;
@@ -493,7 +514,8 @@ int bal_store_wcommit(struct bal_store *s)
 {
 	int rc = bal__store_wready(s);
 	if (rc != 0) {
-		/* A txn that saw a failure must never be committed: abort it instead. */
+		/* A txn that saw a failure must never be committed: abort it instead
+		 * (which also puts the tail back to the committed state). */
 		bal_store_wabort(s);
 		return rc;
 	}
@@ -503,16 +525,23 @@ int bal_store_wcommit(struct bal_store *s)
 	if (rc == 0)
 		atomic_store_explicit(&s->position, s->wposition, memory_order_release);
 	s->wposition = atomic_load_explicit(&s->position, memory_order_relaxed);
+	if (rc != 0)
+		s->tail_bad = bal__tail_reload(s, NULL, 0); /* the txn's tail keys were never committed */
 	return rc;
 }
 
 void bal_store_wabort(struct bal_store *s)
 {
-	if (s->wtxn)
-		mdb_txn_abort(s->wtxn);
+	if (!s->wtxn)
+		return;
+	mdb_txn_abort(s->wtxn);
 	s->wtxn = NULL;
 	s->werr = 0;
 	s->wposition = atomic_load_explicit(&s->position, memory_order_relaxed);
+	/* The txn may have added or merged tail keys: back to the committed state.
+	 * If even that fails, every later write txn fails until it succeeds, so
+	 * no batch is ever deduplicated against a wrong tail. */
+	s->tail_bad = bal__tail_reload(s, NULL, 0);
 }
 
 /* ---- read side ---------------------------------------------------------- */

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- one cursor loop for every range scan -------------------------------- */
@@ -137,20 +138,24 @@ static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq,
 int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, const uint8_t *bytes, size_t len,
 		     uint64_t *position)
 {
-	uint8_t k[BAL_CONFLICT_KEY], pk[8];
+	uint8_t k[BAL_CONFLICT_KEY];
 	MDB_val key = {BAL_DEDUP_KEY, k}, val;
 	int rc = bal__store_wready(s);
 	if (rc != 0)
 		return rc;
 
-	/* Dedup sees this txn's earlier appends: LMDB reads through its own write txn. */
+	/* Dedup: the tail index (this txn's earlier appends included), then the
+	 * table, which holds every key up to the newest snapshot. */
 	dedup_key(k, precinct_id, seq, 0);
-	int mrc = mdb_get(s->wtxn, s->dedup, &key, &val);
+	uint64_t original = bal__tail_get(&s->tail, precinct_id, seq);
+	int mrc = original ? 0 : mdb_get(s->wtxn, s->dedup, &key, &val);
 	if (mrc == 0) {
 		struct bal__rec r;
-		if (val.mv_size != 8)
-			return bal__store_wfail(s, BAL_ECORRUPT);
-		uint64_t original = bal__get_be64(val.mv_data);
+		if (!original) {
+			if (val.mv_size != 8)
+				return bal__store_wfail(s, BAL_ECORRUPT);
+			original = bal__get_be64(val.mv_data);
+		}
 		if ((rc = jrec_get(s, s->wtxn, original, &r)) != 0)
 			return bal__store_wfail(s, rc == -ENOENT ? BAL_ECORRUPT : rc);
 		if (r.a != precinct_id || r.b != seq)
@@ -171,10 +176,8 @@ int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, co
 	rc = bal__rec_put(s->wtxn, s->journal, pos, MDB_APPEND, BAL_JREC_MAGIC, precinct_id, seq, bytes, len);
 	if (rc != 0)
 		return bal__store_wfail(s, rc);
-	bal__put_be64(pk, pos);
-	key = (MDB_val){BAL_DEDUP_KEY, k};
-	val = (MDB_val){8, pk};
-	if ((rc = bal__store_err(mdb_put(s->wtxn, s->dedup, &key, &val, MDB_NOOVERWRITE))) != 0)
+	rc = bal__tail_put(&s->tail, precinct_id, seq, pos);
+	if (rc != 0)
 		return bal__store_wfail(s, rc);
 	s->wposition = pos;
 	*position = pos;
@@ -257,25 +260,77 @@ long bal_store_journal_get(struct bal_store *s, uint64_t position, uint8_t *buf,
 	return rc != 0 ? rc : (long)r.len;
 }
 
-struct seq_visit {
-	bal_store_seq_cb cb;
-	void *arg;
+/* The precinct's (seq, position) pairs, gathered from the table and the journal tail. */
+struct seq_list {
+	uint32_t precinct;
+	size_t n, cap;
+	uint64_t (*sp)[2];
 };
 
-static int seq_entry(void *ctx, const MDB_val *key, const MDB_val *val)
+static int seq_add(struct seq_list *l, uint64_t seq, uint64_t position)
 {
-	struct seq_visit *v = ctx;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		void *p = realloc(l->sp, cap * sizeof(*l->sp));
+		if (!p)
+			return -ENOMEM;
+		l->sp = p;
+		l->cap = cap;
+	}
+	l->sp[l->n][0] = seq;
+	l->sp[l->n][1] = position;
+	l->n++;
+	return 0;
+}
+
+static int seq_collect(void *ctx, const MDB_val *key, const MDB_val *val)
+{
 	if (key->mv_size != BAL_DEDUP_KEY || val->mv_size != 8)
 		return BAL_ECORRUPT;
-	return v->cb(v->arg, bal__get_be64((const uint8_t *)key->mv_data + 4), bal__get_be64(val->mv_data));
+	return seq_add(ctx, bal__get_be64((const uint8_t *)key->mv_data + 4), bal__get_be64(val->mv_data));
+}
+
+static int tail_collect(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+	struct seq_list *l = ctx;
+	if (key->mv_size != 8 || val->mv_size < BAL_REC_HDR)
+		return BAL_ECORRUPT;
+	const uint8_t *h = val->mv_data;
+	if (bal__get_be32(h + 4) != l->precinct)
+		return 0;
+	return seq_add(l, bal__get_be64(h + 8), bal__get_be64(key->mv_data));
+}
+
+static int by_seq(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+	return x[0] < y[0] ? -1 : x[0] > y[0];
 }
 
 int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store_seq_cb cb, void *arg)
 {
-	uint8_t k[BAL_CONFLICT_KEY];
-	struct seq_visit v = {cb, arg};
+	uint8_t k[BAL_CONFLICT_KEY], jk[8];
+	struct seq_list l = {.precinct = precinct_id};
+	MDB_txn *txn;
+	uint64_t snap = 0;
+	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	/* One read txn: the table up to the newest snapshot, the journal after it. */
+	rc = bal__store_last(txn, s->snapshots, &snap, NULL);
 	dedup_key(k, precinct_id, 0, 0);
-	return scan_read(s, s->dedup, k, BAL_DEDUP_KEY, 4, seq_entry, &v);
+	if (rc == 0)
+		rc = scan_range(txn, s->dedup, k, BAL_DEDUP_KEY, 4, seq_collect, &l);
+	bal__put_be64(jk, snap + 1);
+	if (rc == 0)
+		rc = scan_range(txn, s->journal, jk, 8, 0, tail_collect, &l);
+	mdb_txn_abort(txn);
+	if (rc == 0)
+		qsort(l.sp, l.n, sizeof(*l.sp), by_seq);
+	for (size_t i = 0; rc == 0 && i < l.n; i++)
+		rc = cb(arg, l.sp[i][0], l.sp[i][1]);
+	free(l.sp);
+	return rc;
 }
 
 struct conflict_visit {

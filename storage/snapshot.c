@@ -35,6 +35,9 @@ int bal_store_put_snapshot(struct bal_store *s, uint64_t position, const uint64_
 
 	rc = bal__rec_put(s->wtxn, s->snapshots, position, 0, BAL_SNAP_MAGIC, BAL_SNAP_VERSION, n, ctr,
 			  n * sizeof(uint64_t));
+	/* The dedup keys the snapshot covers join the table in the same txn. */
+	if (rc == 0)
+		rc = bal__tail_merge(s, position);
 	return rc != 0 ? bal__store_wfail(s, rc) : 0;
 }
 

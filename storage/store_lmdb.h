@@ -10,7 +10,9 @@
  *                "conflicts" -> u64 count of recorded conflicts.
  * - "journal":   position u64 -> record (see BAL_REC_HDR) holding the exact
  *                bytes; positions start at 1 and have no gaps.
- * - "dedup":     (precinct u32, seq u64) -> position u64.
+ * - "dedup":     (precinct u32, seq u64) -> position u64, for every position
+ *                up to the newest snapshot's; later ones are in the
+ *                in-memory tail index (tail.c), rebuilt from the journal.
  * - "conflicts": (precinct u32, seq u64, counter u32) -> original position
  *                u64 + the conflicting bytes.
  * - "snapshots": position u64 -> record holding nslots native uint64
@@ -21,11 +23,13 @@
 
 #include <lmdb.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "storage.h"
 
-#define BAL_STORE_FORMAT 1u
+/* 2: "dedup" holds the keys up to the newest snapshot only (see tail.c). */
+#define BAL_STORE_FORMAT 2u
 
 #define BAL_STORE_DBI_META "meta"
 #define BAL_STORE_DBI_JOURNAL "journal"
@@ -57,6 +61,22 @@ struct bal__rec {
 #define BAL_DEDUP_KEY 12    /* precinct u32 + seq u64 */
 #define BAL_CONFLICT_KEY 16 /* dedup key + counter u32 */
 
+/** One key of the tail index; position 0 marks a free cell. */
+struct bal__tail_ent {
+	uint64_t seq;
+	uint64_t position;
+	uint32_t precinct;
+};
+
+/**
+ * Open-addressing hash (linear probing, load <= 1/2) of the dedup keys of
+ * the journal tail. `cap` is 0 or a power of two; `n` cells are in use.
+ */
+struct bal__tail {
+	struct bal__tail_ent *e;
+	size_t cap, n;
+};
+
 /**
  * - `position` is the last committed journal position: written only by the
  *   committer after mdb_txn_commit() succeeded, read lock-free by anyone;
@@ -73,6 +93,8 @@ struct bal_store {
 	MDB_txn *wtxn;
 	uint64_t wposition;
 	int werr;
+	struct bal__tail tail; /* committer-owned; see tail.c */
+	int tail_bad;          /* non-zero: the tail must be reloaded before the next write txn */
 };
 
 /** MDB_* and errno-style LMDB results -> 0, -errno or BAL_E*. The only translation. */
@@ -107,6 +129,20 @@ int bal__rec_put(MDB_txn *txn, MDB_dbi dbi, uint64_t key, unsigned flags, uint32
  */
 int bal__rec_parse(const MDB_val *val, uint64_t key, uint32_t magic, const char *what, struct bal__rec *r, char *why,
 		   size_t whylen);
+
+/* tail.c: the in-memory dedup index of the journal tail. */
+void bal__tail_deinit(struct bal__tail *t);
+/** Position of (precinct, seq) in the tail, or 0. */
+uint64_t bal__tail_get(const struct bal__tail *t, uint32_t precinct, uint64_t seq);
+/** 0 or -ENOMEM. */
+int bal__tail_put(struct bal__tail *t, uint32_t precinct, uint64_t seq, uint64_t position);
+void bal__tail_clear(struct bal__tail *t);
+/** Within the write txn: moves the tail keys with position <= upto into "dedup", in key order. 0 or error. */
+int bal__tail_merge(struct bal_store *s, uint64_t upto);
+/** Replaces the tail with the keys of journal records after `after`, read in `txn`. 0, BAL_ECORRUPT, -errno. */
+int bal__tail_load(struct bal_store *s, MDB_txn *txn, uint64_t after, char *why, size_t whylen);
+/** The tail as it is after the last commit: reloaded from the journal (used after an abort). */
+int bal__tail_reload(struct bal_store *s, char *why, size_t whylen);
 
 /** 64-bit checksum for damage detection (not cryptographic); chain calls through `seed`. */
 uint64_t bal__store_sum(const void *p, size_t n, uint64_t seed);
