@@ -79,7 +79,7 @@ static unsigned long commits(void)
 	return v;
 }
 
-Test(alloc, ingest_does_not_allocate_per_batch, .timeout = 120)
+Test(alloc, ingest_does_not_allocate_per_batch)
 {
 #ifdef BAL_TEST_SANITIZED
 	cr_skip_test("the counting malloc shim cannot run beside AddressSanitizer");

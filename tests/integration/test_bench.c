@@ -119,7 +119,7 @@ static void check_summary(json_t *j, double connections)
 	cr_expect_gt(num(j, "bytes_sent"), batches * 100);
 }
 
-Test(bench, closed_loop_run_verifies_and_reports, .init = setup, .fini = teardown, .timeout = 30)
+Test(bench, closed_loop_run_verifies_and_reports, .init = setup, .fini = teardown)
 {
 	char report[600];
 	snprintf(report, sizeof(report), "%s/report", dir);
@@ -142,7 +142,7 @@ Test(bench, closed_loop_run_verifies_and_reports, .init = setup, .fini = teardow
 	json_decref(j);
 }
 
-Test(bench, open_loop_rerun_counts_only_new_batches, .init = setup, .fini = teardown, .timeout = 30)
+Test(bench, open_loop_rerun_counts_only_new_batches, .init = setup, .fini = teardown)
 {
 	const char *args[] = { "--connections", "50", "--precincts", "100", "--rate", "1000", "--batches", "600",
 			       "--verify", NULL };

@@ -1153,8 +1153,7 @@ static unsigned long hostile_phase(unsigned ms, uint32_t seed, const uint8_t *va
 	return ops;
 }
 
-Test(hostile, long_mixed_run_keeps_memory_flat_and_counters_still, .init = setup_long, .fini = stop,
-     .timeout = 60)
+Test(hostile, long_mixed_run_keeps_memory_flat_and_counters_still, .init = setup_long, .fini = stop)
 {
 	size_t vlen;
 	uint8_t *valid = valid_batch(8, 1, &vlen);

@@ -309,7 +309,7 @@ static void world_deinit(struct world *w)
 	bal_defn_free(w->d);
 }
 
-Test(load, pipelines_and_folds_acks, .timeout = 20)
+Test(load, pipelines_and_folds_acks)
 {
 	struct fake *f = fake_start();
 	fake_run(f);
@@ -336,7 +336,7 @@ Test(load, pipelines_and_folds_acks, .timeout = 20)
 	world_deinit(&w);
 }
 
-Test(load, keeps_each_precinct_in_seq_order, .timeout = 20)
+Test(load, keeps_each_precinct_in_seq_order)
 {
 	struct fake *f = fake_start();
 	fake_run(f);
@@ -351,7 +351,7 @@ Test(load, keeps_each_precinct_in_seq_order, .timeout = 20)
 	world_deinit(&w);
 }
 
-Test(load, retries_503_in_retry_mode, .timeout = 20)
+Test(load, retries_503_in_retry_mode)
 {
 	struct fake *f = fake_start();
 	atomic_store(&f->fail503, 5);
@@ -370,7 +370,7 @@ Test(load, retries_503_in_retry_mode, .timeout = 20)
 	world_deinit(&w);
 }
 
-Test(load, reports_503_as_rejected_without_retry, .timeout = 20)
+Test(load, reports_503_as_rejected_without_retry)
 {
 	struct fake *f = fake_start();
 	atomic_store(&f->fail503, 3);
@@ -392,7 +392,7 @@ Test(load, reports_503_as_rejected_without_retry, .timeout = 20)
 	world_deinit(&w);
 }
 
-Test(load, resends_after_eof_and_counts_duplicates_once, .timeout = 20)
+Test(load, resends_after_eof_and_counts_duplicates_once)
 {
 	struct fake *f = fake_start();
 	f->close_after = 7;
@@ -414,7 +414,7 @@ Test(load, resends_after_eof_and_counts_duplicates_once, .timeout = 20)
 	world_deinit(&w);
 }
 
-Test(load, eof_without_retry_is_an_error, .timeout = 20)
+Test(load, eof_without_retry_is_an_error)
 {
 	struct fake *f = fake_start();
 	f->close_after = 5;
@@ -433,7 +433,7 @@ Test(load, eof_without_retry_is_an_error, .timeout = 20)
 	world_deinit(&w);
 }
 
-Test(load, rejection_carries_the_servers_reason, .timeout = 20)
+Test(load, rejection_carries_the_servers_reason)
 {
 	struct fake *f = fake_start();
 	f->reject_precinct = 3;
@@ -453,7 +453,7 @@ Test(load, rejection_carries_the_servers_reason, .timeout = 20)
 	world_deinit(&w);
 }
 
-Test(load, silence_times_out, .timeout = 20)
+Test(load, silence_times_out)
 {
 	struct fake *f = fake_start();
 	f->silent = true;
@@ -469,7 +469,7 @@ Test(load, silence_times_out, .timeout = 20)
 	world_deinit(&w);
 }
 
-Test(load, gives_up_on_a_refused_connection_after_the_deadline, .timeout = 20)
+Test(load, gives_up_on_a_refused_connection_after_the_deadline)
 {
 	struct fake *f = fake_start();
 	fake_refuse(f);
@@ -486,7 +486,7 @@ Test(load, gives_up_on_a_refused_connection_after_the_deadline, .timeout = 20)
 	world_deinit(&w);
 }
 
-Test(load, refused_without_retry_fails_at_once, .timeout = 20)
+Test(load, refused_without_retry_fails_at_once)
 {
 	struct fake *f = fake_start();
 	fake_refuse(f);
