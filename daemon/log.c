@@ -34,6 +34,14 @@ void bal_log(enum bal_log_level lvl, const char *module, const char *fmt, ...)
 	va_end(ap);
 }
 
+void bal_log_always(const char *module, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(BAL_LOG_INFO, module, fmt, ap);
+	va_end(ap);
+}
+
 static pthread_mutex_t reject_lock = PTHREAD_MUTEX_INITIALIZER;
 static time_t reject_window;
 static unsigned reject_lines;

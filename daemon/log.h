@@ -14,6 +14,10 @@ extern enum bal_log_level bal_log_min;
 
 void bal_log(enum bal_log_level lvl, const char *module, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/** An INFO line printed whatever the log level: lifecycle lines that scripts
+ * wait for ("listening on HOST:PORT", "stopped cleanly"). */
+void bal_log_always(const char *module, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /** Logs a rejected request at INFO, at most `BAL_LOG_REJECT_PER_S` lines a
  * second; the number of suppressed lines is logged when the window ends. */
 void bal_log_reject(const char *module, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -183,7 +183,7 @@ static int start_workers(struct bal_daemon *d)
 		d->nstarted++;
 	}
 	bool v6 = strchr(d->cfg.host, ':') != NULL;
-	bal_log(BAL_LOG_INFO, "main", "listening on %s%s%s:%u", v6 ? "[" : "", d->cfg.host, v6 ? "]" : "",
+	bal_log_always("main", "listening on %s%s%s:%u", v6 ? "[" : "", d->cfg.host, v6 ? "]" : "",
 		d->bound_port);
 	return 0;
 }
@@ -248,7 +248,7 @@ int main(int argc, char **argv)
 	bal_store_close(d.store);
 	bal_layout_free(d.layout);
 	bal_defn_free(d.defn);
-	bal_log(BAL_LOG_INFO, "main", "stopped cleanly");
+	bal_log_always("main", "stopped cleanly");
 	return err ? 1 : 0;
 
 fail_workers:
