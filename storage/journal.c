@@ -325,7 +325,7 @@ int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store
 	if (rc == 0)
 		rc = scan_range(txn, s->journal, jk, 8, 0, tail_collect, &l);
 	mdb_txn_abort(txn);
-	if (rc == 0)
+	if (rc == 0 && l.n)
 		qsort(l.sp, l.n, sizeof(*l.sp), by_seq);
 	for (size_t i = 0; rc == 0 && i < l.n; i++)
 		rc = cb(arg, l.sp[i][0], l.sp[i][1]);
