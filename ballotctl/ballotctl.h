@@ -19,6 +19,7 @@ int cmd_push(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_spool_batches(int argc, char **argv);
 int cmd_upload(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /** Parses an unsigned decimal number of `flag` in [min, max]; on error prints
  * "ballotctl: --flag VALUE: ..." to stderr and returns false. */

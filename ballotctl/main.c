@@ -17,9 +17,12 @@ static const char usage[] =
 	"  snapshot        print the daemon's current totals and seats (GET /v1/snapshot, /v1/seats)\n"
 	"  spool-batches   write generated signed batches into an upload spool directory\n"
 	"  upload          deliver a spool directory's batch files exactly once, retrying\n"
+	"  audit           export the journal (GET /v1/journal), verify every signature and\n"
+	"                  recompute every total independently, compare with the snapshot\n"
 	"\n"
 	"exit status: 0 success; 1 the operation failed (push: some batch was not\n"
-	"acknowledged as ACCEPTED or DUPLICATE; upload --once: some file was rejected);\n"
+	"acknowledged as ACCEPTED or DUPLICATE; upload --once: some file was rejected;\n"
+	"audit: a signature, a record or a total does not check out);\n"
 	"2 bad command line.\n"
 	"\n"
 	"push --json prints one JSON object on stdout; its keys are stable:\n"
@@ -63,7 +66,9 @@ int main(int argc, char **argv)
 		return cmd_spool_batches(argc - 1, argv + 1);
 	if (strcmp(cmd, "upload") == 0)
 		return cmd_upload(argc - 1, argv + 1);
-	fprintf(stderr, "ballotctl: unknown command \"%s\" (gen-definition, push, snapshot, spool-batches, upload)\n",
-		cmd);
+	if (strcmp(cmd, "audit") == 0)
+		return cmd_audit(argc - 1, argv + 1);
+	fprintf(stderr,
+		"ballotctl: unknown command \"%s\" (gen-definition, push, snapshot, spool-batches, upload, audit)\n", cmd);
 	return EXIT_USAGE;
 }

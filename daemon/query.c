@@ -1,7 +1,7 @@
 /*
  * Read-only endpoints for the commission, observers and operators:
- * /v1/snapshot, /v1/precincts/{id}, /v1/seats, /v1/results.csv, /healthz,
- * /metrics.
+ * /v1/snapshot, /v1/precincts/{id}, /v1/seats, /v1/results.csv,
+ * /v1/journal, /healthz, /metrics.
  *
  * Every answer is computed from one seqlock copy of the published counters
  * (bal_pub_read), so it folds exactly the journal prefix 1..position it
@@ -458,6 +458,107 @@ static void results_csv(struct bal_slot *s)
 	send_sb_x(s, 200, "text/csv", extra, &b);
 }
 
+/* ---- GET /v1/journal?from=N&limit=M ------------------------------------------------ */
+
+#define JOURNAL_LIMIT_DEFAULT 10000
+#define JOURNAL_LIMIT_MAX 100000
+
+struct journal_walk {
+	struct sb *b;
+	uint64_t upto;  /* last committed position when the request was read */
+	uint64_t left;  /* records still allowed */
+	size_t max_out; /* body bytes allowed (--max-output), at least one record */
+	uint64_t next;  /* position after the last record written */
+};
+
+#define JOURNAL_STOP 1
+
+static int on_journal(void *arg, uint64_t position, const uint8_t *bytes, size_t len)
+{
+	struct journal_walk *jw = arg;
+	if (position > jw->upto || !jw->left || (jw->b->n && jw->b->n + 12 + len > jw->max_out))
+		return JOURNAL_STOP;
+	if (len > UINT32_MAX)
+		return -EOVERFLOW;
+	sb_reserve(jw->b, 12 + len);
+	if (jw->b->oom)
+		return JOURNAL_STOP;
+	uint8_t *p = (uint8_t *)jw->b->p + jw->b->n;
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(position >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		p[8 + i] = (uint8_t)(len >> (24 - 8 * i));
+	memcpy(p + 12, bytes, len);
+	jw->b->n += 12 + len;
+	jw->left--;
+	jw->next = position + 1;
+	return 0;
+}
+
+/* Parses "from" and "limit" of the query string; false after answering 400. */
+static bool journal_params(struct bal_slot *s, const char *query, uint64_t *from, uint64_t *limit)
+{
+	char buf[BAL_HTTP_MAX_URL];
+	snprintf(buf, sizeof(buf), "%s", query);
+	char *save = NULL;
+	for (char *kv = strtok_r(buf, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+		char *val = strchr(kv, '=');
+		uint64_t *dst = NULL, lo = 1, hi = UINT64_MAX;
+		if (val)
+			*val++ = '\0';
+		if (strcmp(kv, "from") == 0) {
+			dst = from;
+		} else if (strcmp(kv, "limit") == 0) {
+			dst = limit;
+			hi = JOURNAL_LIMIT_MAX;
+		} else {
+			send_error(s, 400, "unknown parameter '%.40s' (from, limit)", kv);
+			return false;
+		}
+		char *end = NULL;
+		errno = 0;
+		unsigned long long v = val && *val >= '0' && *val <= '9' ? strtoull(val, &end, 10) : 0;
+		if (!end || *end || errno || v < lo || v > hi) {
+			send_error(s, 400, "%s '%.40s' is not a number in [%llu, %llu]", kv, val ? val : "", U64(lo),
+				   U64(hi));
+			return false;
+		}
+		*dst = v;
+	}
+	return true;
+}
+
+/*
+ * The exact journaled SignedBatch bytes of positions from..from+limit-1, cut at
+ * the position committed when the request was read and at --max-output bytes
+ * (one record at least): records of position (u64 BE), length (u32 BE), bytes.
+ */
+static void journal(struct bal_slot *s, const char *query)
+{
+	struct bal_daemon *d = s->conn->w->d;
+	uint64_t from = 1, limit = JOURNAL_LIMIT_DEFAULT;
+	if (!journal_params(s, query, &from, &limit))
+		return;
+	struct sb b = {0};
+	struct journal_walk jw = {
+		.b = &b, .upto = bal_store_position(d->store), .left = limit, .max_out = d->cfg.max_output - 1024, .next = from
+	};
+	int err = from - 1 < jw.upto ? bal_store_journal_scan(d->store, from - 1, on_journal, &jw) : 0;
+	if (err && err != JOURNAL_STOP) {
+		free(b.p);
+		send_error(s, 503, "reading the journal after position %llu failed: %s", U64(from - 1),
+			   bal_strerror(err));
+		return;
+	}
+	char extra[96];
+	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\nX-Ballotd-Next: %llu\r\n", U64(jw.upto),
+		 U64(jw.next));
+	if (!b.p && !b.oom)
+		bal_slot_respond(s, 200, "application/octet-stream", extra, "", 0); /* nothing there yet */
+	else
+		send_sb_x(s, 200, "application/octet-stream", extra, &b);
+}
+
 /* ---- GET /healthz and /metrics --------------------------------------------------- */
 
 static void healthz(struct bal_slot *s)
@@ -540,7 +641,7 @@ void bal_query_request(struct bal_slot *s, const struct bal_http_req *req)
 	memcpy(path, req->url, n);
 	path[n] = '\0';
 	bool known = strcmp(path, "/v1/snapshot") == 0 || strcmp(path, "/v1/seats") == 0 ||
-		     strcmp(path, "/v1/results.csv") == 0 || strcmp(path, "/healthz") == 0 ||
+		     strcmp(path, "/v1/results.csv") == 0 || strcmp(path, "/v1/journal") == 0 || strcmp(path, "/healthz") == 0 ||
 		     strcmp(path, "/metrics") == 0 || strncmp(path, "/v1/precincts/", 14) == 0 ||
 		     strcmp(path, "/v1/batches") == 0;
 	if (!known) {
@@ -560,6 +661,8 @@ void bal_query_request(struct bal_slot *s, const struct bal_http_req *req)
 		seats(s);
 	else if (strcmp(path, "/v1/results.csv") == 0)
 		results_csv(s);
+	else if (strcmp(path, "/v1/journal") == 0)
+		journal(s, req->url[n] ? req->url + n + 1 : "");
 	else if (strcmp(path, "/healthz") == 0)
 		healthz(s);
 	else if (strcmp(path, "/metrics") == 0)
