@@ -1,50 +1,28 @@
 /*
  * Option parsing helpers shared by the ballotctl subcommands: every error
- * names the flag, the value and the accepted range.
+ * names the flag, the value and the accepted range. The parsing itself is
+ * client/cli.c's, shared with ballot-bench.
  */
 #include "ballotctl.h"
 
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
+
+#include "cli.h"
 
 bool opt_u64(const char *flag, const char *text, uint64_t min, uint64_t max, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(text, &end, 10);
-	if (errno || end == text || *end || text[0] == '-' || v < min || v > max) {
-		fprintf(stderr, "ballotctl: %s \"%s\": expected a whole number from %llu to %llu\n", flag, text,
-			(unsigned long long)min, (unsigned long long)max);
-		return false;
-	}
-	*out = v;
-	return true;
+	return bal_cli_u64("ballotctl", flag, text, min, max, out);
 }
 
 bool opt_u32(const char *flag, const char *text, uint32_t min, uint32_t max, uint32_t *out)
 {
-	uint64_t v;
-	if (!opt_u64(flag, text, min, max, &v))
-		return false;
-	*out = (uint32_t)v;
-	return true;
+	return bal_cli_u32("ballotctl", flag, text, min, max, out);
 }
 
 bool opt_double(const char *flag, const char *text, double min, double max, double *out)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(text, &end);
-	if (errno || end == text || *end || !(v >= min && v <= max)) {
-		fprintf(stderr, "ballotctl: %s \"%s\": expected a number from %g to %g\n", flag, text, min, max);
-		return false;
-	}
-	*out = v;
-	return true;
+	return bal_cli_double("ballotctl", flag, text, min, max, out);
 }
 
 bool opt_no_operands(const char *cmd, int argc, char **argv)
@@ -58,36 +36,10 @@ bool opt_no_operands(const char *cmd, int argc, char **argv)
 
 bool find_definition(const char *path, char *out, size_t outlen)
 {
-	if (access(path, R_OK) == 0) {
-		snprintf(out, outlen, "%s", path);
-		return true;
-	}
-	int err = errno;
-	if (path[0] != '/') {
-		char alt[PATH_MAX];
-		snprintf(alt, sizeof(alt), "%s/%s", BALLOTCTL_SOURCE_DIR, path);
-		if (access(alt, R_OK) == 0) {
-			snprintf(out, outlen, "%s", alt);
-			return true;
-		}
-		fprintf(stderr, "ballotctl: --definition %s: cannot read it (%s), nor %s (%s)\n", path, strerror(err),
-			alt, strerror(errno));
-		return false;
-	}
-	fprintf(stderr, "ballotctl: --definition %s: cannot read it (%s)\n", path, strerror(err));
-	return false;
+	return bal_cli_find_file("ballotctl", "--definition", path, BALLOTCTL_SOURCE_DIR, out, outlen);
 }
 
 const char *fmt_count(uint64_t v, char buf[32])
 {
-	char digits[24];
-	int n = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)v);
-	int o = 0;
-	for (int i = 0; i < n; i++) {
-		if (i && (n - i) % 3 == 0)
-			buf[o++] = ',';
-		buf[o++] = digits[i];
-	}
-	buf[o] = '\0';
-	return buf;
+	return bal_cli_count(v, buf);
 }
