@@ -142,62 +142,78 @@ static uint64_t read_counters(struct bal_worker *w)
 	return bal_pub_read(&w->d->pub, w->scratch);
 }
 
+/*
+ * What every answer about totals works from: the definition, the layout and
+ * one consistent copy of the counters (in the worker's scratch array, valid
+ * until the worker's next query) with the journal position it folds.
+ */
+struct view {
+	struct bal_worker *w;
+	const struct bal_defn *d;
+	const struct bal_layout *l;
+	const uint64_t *ctr;
+	uint64_t pos;
+};
+
+static struct view view_of(struct bal_slot *s)
+{
+	struct bal_worker *w = s->conn->w;
+	uint64_t pos = read_counters(w);
+	return (struct view){.w = w, .d = w->d->defn, .l = w->d->layout, .ctr = w->scratch, .pos = pos};
+}
+
 /* ---- GET /v1/snapshot ----------------------------------------------------- */
 
 static void snapshot(struct bal_slot *s)
 {
-	struct bal_worker *w = s->conn->w;
-	const struct bal_defn *d = w->d->defn;
-	const struct bal_layout *l = w->d->layout;
-	uint64_t pos = read_counters(w);
-	const uint64_t *ctr = w->scratch;
+	struct view v = view_of(s);
 	struct sb b = {0};
 	sb_printf(&b, "{\"election\":{\"id\":");
-	sb_jstr(&b, d->election_id);
+	sb_jstr(&b, v.d->election_id);
 	sb_printf(&b, ",\"name\":");
-	sb_jstr(&b, d->election_name);
+	sb_jstr(&b, v.d->election_name);
 	sb_printf(&b, ",\"date\":");
-	sb_jstr(&b, d->election_date);
+	sb_jstr(&b, v.d->election_date);
 	sb_printf(&b, ",\"definition_sha256\":\"");
 	for (int i = 0; i < 32; i++)
-		sb_printf(&b, "%02x", d->hash[i]);
+		sb_printf(&b, "%02x", v.d->hash[i]);
 	sb_printf(&b, "\"},\"position\":%llu,\"batches\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,"
 		      "\"precincts_with_protocol\":%llu,\"precincts_with_discrepancy\":%llu,"
 		      "\"registered_voters\":%llu,\"turnout\":",
-		  U64(pos), U64(ctr[bal_slot_global(l, BAL_G_BATCHES)]),
-		  U64(ctr[bal_slot_global(l, BAL_G_PRECINCTS_REPORTING)]), d->nprecincts,
-		  U64(ctr[bal_slot_global(l, BAL_G_PROTOCOLS)]), U64(ctr[bal_slot_global(l, BAL_G_DISCREPANCIES)]),
-		  U64(d->registered_total));
-	turnout_json(&b, l, ctr, total_turnout, 0);
+		  U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_BATCHES)]),
+		  U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts,
+		  U64(v.ctr[bal_slot_global(v.l, BAL_G_PROTOCOLS)]), U64(v.ctr[bal_slot_global(v.l, BAL_G_DISCREPANCIES)]),
+		  U64(v.d->registered_total));
+	turnout_json(&b, v.l, v.ctr, total_turnout, 0);
 	sb_printf(&b, ",\"contests\":[");
-	for (uint32_t c = 0; c < d->ncontests; c++) {
-		const struct bal_contest *ct = &d->contests[c];
+	for (uint32_t c = 0; c < v.d->ncontests; c++) {
+		const struct bal_contest *ct = &v.d->contests[c];
 		uint64_t total = 0;
 		for (uint32_t k = 0; k < ct->nchoices; k++)
-			total += ctr[bal_slot_contest_choice(l, c, k)];
+			total += v.ctr[bal_slot_contest_choice(v.l, c, k)];
 		sb_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
 		sb_jstr(&b, ct->name);
 		sb_printf(&b, ",\"kind\":\"%s\",\"seats\":%u,\"district_id\":", contest_kind(ct), ct->seats);
 		if (ct->district < 0)
 			sb_printf(&b, "null");
 		else
-			sb_printf(&b, "%u", d->districts[ct->district].id);
+			sb_printf(&b, "%u", v.d->districts[ct->district].id);
 		sb_printf(&b, ",\"total_votes\":%llu,\"choices\":[", U64(total));
 		for (uint32_t k = 0; k < ct->nchoices; k++) {
 			sb_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
 			sb_jstr(&b, ct->choices[k].name);
-			sb_printf(&b, ",\"votes\":%llu}", U64(ctr[bal_slot_contest_choice(l, c, k)]));
+			sb_printf(&b, ",\"votes\":%llu}", U64(v.ctr[bal_slot_contest_choice(v.l, c, k)]));
 		}
 		sb_printf(&b, "],\"districts\":[");
 		bool first = true;
-		for (uint32_t di = 0; di < d->ndistricts; di++) {
-			if (bal_slot_district_choice(l, c, di, 0) == BAL_SLOT_NONE)
+		for (uint32_t di = 0; di < v.d->ndistricts; di++) {
+			if (bal_slot_district_choice(v.l, c, di, 0) == BAL_SLOT_NONE)
 				continue;
-			sb_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", d->districts[di].id);
-			sb_jstr(&b, d->districts[di].name);
+			sb_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", v.d->districts[di].id);
+			sb_jstr(&b, v.d->districts[di].name);
 			sb_printf(&b, ",\"votes\":[");
 			for (uint32_t k = 0; k < ct->nchoices; k++)
-				sb_printf(&b, "%s%llu", k ? "," : "", U64(ctr[bal_slot_district_choice(l, c, di, k)]));
+				sb_printf(&b, "%s%llu", k ? "," : "", U64(v.ctr[bal_slot_district_choice(v.l, c, di, k)]));
 			sb_printf(&b, "]}");
 			first = false;
 		}
@@ -379,15 +395,11 @@ static void precinct(struct bal_slot *s, const char *idstr)
 
 static void seats(struct bal_slot *s)
 {
-	struct bal_worker *w = s->conn->w;
-	const struct bal_defn *d = w->d->defn;
-	const struct bal_layout *l = w->d->layout;
-	uint64_t pos = read_counters(w);
-	const uint64_t *ctr = w->scratch;
+	struct view v = view_of(s);
 	uint32_t maxc = 0;
-	for (uint32_t c = 0; c < d->ncontests; c++)
-		if (d->contests[c].nchoices > maxc)
-			maxc = d->contests[c].nchoices;
+	for (uint32_t c = 0; c < v.d->ncontests; c++)
+		if (v.d->contests[c].nchoices > maxc)
+			maxc = v.d->contests[c].nchoices;
 	uint64_t *votes = malloc(maxc * sizeof(*votes));
 	uint32_t *seat = malloc(maxc * sizeof(*seat));
 	bool *passed = malloc(maxc * sizeof(*passed));
@@ -397,12 +409,12 @@ static void seats(struct bal_slot *s)
 		goto out;
 	}
 	sb_printf(&b, "{\"position\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,\"contests\":[",
-		  U64(pos), U64(ctr[bal_slot_global(l, BAL_G_PRECINCTS_REPORTING)]), d->nprecincts);
-	for (uint32_t c = 0; c < d->ncontests; c++) {
-		const struct bal_contest *ct = &d->contests[c];
+		  U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts);
+	for (uint32_t c = 0; c < v.d->ncontests; c++) {
+		const struct bal_contest *ct = &v.d->contests[c];
 		uint64_t total = 0;
 		for (uint32_t k = 0; k < ct->nchoices; k++)
-			total += votes[k] = ctr[bal_slot_contest_choice(l, c, k)];
+			total += votes[k] = v.ctr[bal_slot_contest_choice(v.l, c, k)];
 		bool tie = false;
 		int allocated = bal_seats_allocate(ct, votes, seat, passed, &tie);
 		sb_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
@@ -434,27 +446,23 @@ out:
 
 static void results_csv(struct bal_slot *s)
 {
-	struct bal_worker *w = s->conn->w;
-	const struct bal_defn *d = w->d->defn;
-	const struct bal_layout *l = w->d->layout;
-	uint64_t pos = read_counters(w);
-	const uint64_t *ctr = w->scratch;
+	struct view v = view_of(s);
 	struct sb b = {0};
 	sb_printf(&b, "district_id,precinct_id,contest_id,choice_id,votes\n");
-	for (uint32_t p = 0; p < d->nprecincts && !b.oom; p++) {
-		const struct bal_precinct *pr = &d->precincts[p];
-		for (uint32_t c = 0; c < d->ncontests; c++) {
-			if (!bal_defn_votes_in(d, p, c))
+	for (uint32_t p = 0; p < v.d->nprecincts && !b.oom; p++) {
+		const struct bal_precinct *pr = &v.d->precincts[p];
+		for (uint32_t c = 0; c < v.d->ncontests; c++) {
+			if (!bal_defn_votes_in(v.d, p, c))
 				continue;
-			const struct bal_contest *ct = &d->contests[c];
+			const struct bal_contest *ct = &v.d->contests[c];
 			for (uint32_t k = 0; k < ct->nchoices; k++)
-				sb_printf(&b, "%u,%u,%u,%u,%llu\n", d->districts[pr->district].id, pr->id, ct->id,
-					  ct->choices[k].id, U64(ctr[bal_slot_precinct_choice(l, p, c, k)]));
+				sb_printf(&b, "%u,%u,%u,%u,%llu\n", v.d->districts[pr->district].id, pr->id, ct->id,
+					  ct->choices[k].id, U64(v.ctr[bal_slot_precinct_choice(v.l, p, c, k)]));
 		}
 	}
 	/* The journal prefix this CSV folds travels in a header, keeping the body plain CSV. */
 	char extra[64];
-	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\n", U64(pos));
+	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\n", U64(v.pos));
 	send_sb_x(s, 200, "text/csv", extra, &b);
 }
 
