@@ -30,18 +30,9 @@ static void push(unsigned long batches, unsigned long seq_start)
 	snprintf(nb, sizeof(nb), "%lu", batches);
 	snprintf(ss, sizeof(ss), "%lu", seq_start);
 	snprintf(ks, sizeof(ks), "%d", KEY_SEED);
-	pid_t pid = fork();
-	if (pid == 0) {
-		int null = open("/dev/null", 1);
-		dup2(null, 1);
-		execl(TH_BIN("ballotctl"), "ballotctl", "push", "--server", server, "--definition", defn, "--key-seed", ks,
-		      "--batches", nb, "--seq-start", ss, "--batch-size", "50", "--connections", "8", "--pipeline", "8",
-		      (char *)NULL);
-		_exit(127);
-	}
-	int st;
-	waitpid(pid, &st, 0);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "push of %lu batches failed", batches);
+	const char *args[] = {"push", "--server", server, "--definition", defn, "--key-seed", ks, "--batches", nb,
+			      "--seq-start", ss, "--batch-size", "50", "--connections", "8", "--pipeline", "8", NULL};
+	cr_assert_eq(th_ctl_run(NULL, NULL, args), 0, "push of %lu batches failed", batches);
 }
 
 struct counts {

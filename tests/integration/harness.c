@@ -58,10 +58,8 @@ void th_rmdir(const char *dir)
 	}
 }
 
-static pid_t spawn(struct th_daemon *td, const char *defn, const char *data, unsigned port, const char *const *extra)
+pid_t th_daemon_spawn(const char *defn, const char *data, unsigned port, const char *const *extra, const char *log)
 {
-	static unsigned seq;
-	snprintf(td->log, sizeof(td->log), "%s.%u.log", data, seq++);
 	char listen[64];
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
 	const char *argv[64];
@@ -78,23 +76,67 @@ static pid_t spawn(struct th_daemon *td, const char *defn, const char *data, uns
 	for (int i = 0; extra && extra[i] && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
+	return th_spawn(argv, log, log);
+}
+
+static pid_t spawn(struct th_daemon *td, const char *defn, const char *data, unsigned port, const char *const *extra)
+{
+	static unsigned seq;
+	snprintf(td->log, sizeof(td->log), "%s.%u.log", data, seq++);
+	return th_daemon_spawn(defn, data, port, extra, td->log);
+}
+
+/* Opens `path` for the child's fd `target` (append when `append`). */
+static void redirect(const char *path, int target, bool append)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0600);
+	if (fd >= 0 && fd != target) {
+		dup2(fd, target);
+		close(fd);
+	}
+}
+
+pid_t th_spawn(const char *const *argv, const char *out, const char *err)
+{
 	pid_t parent = getpid();
 	pid_t pid = fork();
-	if (pid == 0) {
-		/* A test that fails before its teardown must not leave a daemon behind. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		int fd = open(td->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		execv(argv[0], (char *const *)argv);
+	if (pid != 0)
+		return pid;
+	/* A test that fails before its teardown must not leave a process behind. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
 		_exit(127);
-	}
-	return pid;
+	if (out)
+		redirect(out, 1, false);
+	if (err && out && strcmp(err, out) == 0)
+		dup2(1, 2);
+	else if (err)
+		redirect(err, 2, true);
+	execv(argv[0], (char *const *)argv);
+	_exit(127);
+}
+
+pid_t th_ctl_start(const char *out, const char *log, const char *const *args)
+{
+	const char *argv[40];
+	int n = 0;
+	argv[n++] = TH_BIN("ballotctl");
+	for (int i = 0; args[i] && n < 39; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	return th_spawn(argv, out ? out : "/dev/null", log ? log : "/dev/null");
+}
+
+int th_wait_exit(pid_t pid)
+{
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int th_ctl_run(const char *out, const char *log, const char *const *args)
+{
+	return th_wait_exit(th_ctl_start(out, log, args));
 }
 
 char *th_read_log(const struct th_daemon *td)

@@ -77,6 +77,30 @@ uint8_t *th_signed_batch(const struct bal_batch *b, bool sign, uint64_t key_seed
  * difference. true when equal. */
 bool th_snapshot_matches(json_t *snap, const struct bal_defn *d, const struct bal_expect *e);
 
+/**
+ * fork + exec `argv` (argv[0] a path) with stdout truncated into `out` and
+ * stderr appended to `err`; NULL inherits the test's, `err` equal to `out`
+ * shares it. The child is SIGKILLed if the test process dies first, so a
+ * failed assertion never leaves a daemon or uploader behind. Returns the pid.
+ */
+pid_t th_spawn(const char *const *argv, const char *out, const char *err);
+
+/** Spawns ballotd (th_spawn) with --definition defn (omitted when NULL) --data
+ * data --listen 127.0.0.1:port and `extra`, stdout and stderr into `log`;
+ * does not wait for it. Returns the pid. */
+pid_t th_daemon_spawn(const char *defn, const char *data, unsigned port, const char *const *extra, const char *log);
+
+/**
+ * Starts `ballotctl ARGS...` (args NULL-terminated, at most 38) with stdout to
+ * `out` (truncated) and stderr appended to `log`; either may be NULL
+ * (/dev/null). The child dies with the test process. Returns its pid or -1.
+ */
+pid_t th_ctl_start(const char *out, const char *log, const char *const *args);
+/** Waits for `pid`: its exit status, 128 + signal, or -1. */
+int th_wait_exit(pid_t pid);
+/** th_ctl_start() and th_wait_exit(). */
+int th_ctl_run(const char *out, const char *log, const char *const *args);
+
 /** Path of a binary in the build tree. */
 #define TH_BIN(name) BAL_TEST_BINARY_DIR "/" name
 

@@ -27,30 +27,6 @@
 #define PROTOCOL_BATCHES 200 /* seq 13 */
 #define JOURNAL (BALLOT_BATCHES + TALLY_BATCHES + PROTOCOL_BATCHES)
 
-/* Runs `ballotctl ARGS...` with stdout to `out` (stderr to `log`); its exit status. */
-static int ctl_run(const char *out, const char *log, const char *const *args)
-{
-	const char *argv[40];
-	int n = 0;
-	argv[n++] = TH_BIN("ballotctl");
-	for (int i = 0; args[i] && n < 39; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	pid_t pid = fork();
-	if (pid == 0) {
-		int fo = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		int fl = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fo, 1);
-		dup2(fl, 2);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	int st;
-	if (pid < 0 || waitpid(pid, &st, 0) != pid)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 struct env {
 	char *dir, *defn_path, data[600], server[64], log[700];
 	struct th_daemon td;
@@ -63,7 +39,7 @@ static void push(struct env *v, const char *kind, const char *batches, const cha
 	const char *args[] = { "push",	       "--server", v->server, "--definition", v->defn_path, "--seed", "9",
 			       "--key-seed",   ks,	   "--kind",  kind,	      "--batches",  batches,  "--batch-size",
 			       "10",	       "--seq-start", seq_start, NULL };
-	cr_assert_eq(ctl_run(NULL, v->log, args), 0, "push --kind %s failed (log %s)", kind, v->log);
+	cr_assert_eq(th_ctl_run(NULL, v->log, args), 0, "push --kind %s failed (log %s)", kind, v->log);
 }
 
 /* A daemon on a keyed definition with JOURNAL batches of every kind journaled. */
@@ -103,7 +79,7 @@ static json_t *audit(struct env *v, const char *defn, const char *batch, int *st
 	char out[700];
 	snprintf(out, sizeof(out), "%s/audit.json", v->dir);
 	const char *args[] = { "audit", "--server", v->server, "--definition", defn, "--batch", batch, "--json", NULL };
-	*status = ctl_run(out, v->log, args);
+	*status = th_ctl_run(out, v->log, args);
 	json_error_t err;
 	json_t *j = json_load_file(out, 0, &err);
 	cr_assert(j, "audit --json output: %s (log %s)", err.text, v->log);

@@ -42,40 +42,6 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Starts `ballotctl ARGS...` with stdout to `out` and stderr to `log` (either may be NULL). */
-static pid_t ctl_start(const char *out, const char *log, const char *const *args)
-{
-	const char *argv[40];
-	int n = 0;
-	argv[n++] = TH_BIN("ballotctl");
-	for (int i = 0; args[i] && n < 39; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	pid_t pid = fork();
-	if (pid == 0) {
-		int fo = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600) : open("/dev/null", O_WRONLY);
-		int fl = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0600) : open("/dev/null", O_WRONLY);
-		dup2(fo, 1);
-		dup2(fl, 2);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static int wait_exit(pid_t pid)
-{
-	int st;
-	if (waitpid(pid, &st, 0) != pid)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static int ctl_run(const char *out, const char *log, const char *const *args)
-{
-	return wait_exit(ctl_start(out, log, args));
-}
-
 /* Batch files (*.pb, not hidden) directly in `dir`. */
 static int count_batches(const char *dir)
 {
@@ -183,7 +149,7 @@ static int spool_batches(struct env *v, const char *precincts, const char *to_se
 	const char *args[] = { "spool-batches", "--spool", v->spool, "--definition", v->defn_path, "--precinct",
 			       precincts, "--from-seq", "1", "--to-seq", to_seq, "--seed", seed, "--key-seed", ks,
 			       "--batch-size", "10", NULL };
-	return ctl_run(NULL, NULL, args);
+	return th_ctl_run(NULL, NULL, args);
 }
 
 static json_t *upload_once(struct env *v, int *status)
@@ -192,7 +158,7 @@ static json_t *upload_once(struct env *v, int *status)
 	snprintf(out, sizeof(out), "%s/upload.json", v->dir);
 	snprintf(log, sizeof(log), "%s/upload.log", v->dir);
 	const char *args[] = { "upload", "--spool", v->spool, "--server", v->server, "--once", "--json", NULL };
-	*status = ctl_run(out, log, args);
+	*status = th_ctl_run(out, log, args);
 	json_error_t err;
 	json_t *j = json_load_file(out, 0, &err);
 	cr_assert(j, "upload --json output: %s", err.text);
@@ -332,7 +298,7 @@ static pid_t upload_start(struct env *v, const char *log)
 			       "--connections", "3",		 "--scan-interval", "0.2",	    "--min-backoff",
 			       "0.05",		"--max-backoff", "0.4",	   "--timeout",	    "5",
 			       NULL };
-	return ctl_start(NULL, log, args);
+	return th_ctl_start(NULL, log, args);
 }
 
 static int count_in_log(const char *log, const char *word)
@@ -370,7 +336,7 @@ Test(upload, kills_of_uploader_and_daemon_lose_and_double_nothing)
 		if (count_batches(v.spool) == 0)
 			break;
 		kill(up, SIGKILL);
-		cr_assert_eq(wait_exit(up), 128 + SIGKILL);
+		cr_assert_eq(th_wait_exit(up), 128 + SIGKILL);
 		done_kills++;
 		if (k == kills / 2) {
 			/* The daemon too: the new uploader meets refused connections and retries. */
@@ -389,7 +355,7 @@ Test(upload, kills_of_uploader_and_daemon_lose_and_double_nothing)
 		usleep(5000);
 	cr_expect_eq(count_batches(v.spool), 0, "the spool must drain (seed %u)", seed);
 	kill(up, SIGTERM);
-	cr_expect_eq(wait_exit(up), 0, "SIGTERM ends the uploader with status 0");
+	cr_expect_eq(th_wait_exit(up), 0, "SIGTERM ends the uploader with status 0");
 
 	struct bal_expect *e = fold_spooled(v.defn, 1, 60, 15);
 	json_t *snap = th_get_json(v.td.port, "/v1/snapshot");
@@ -539,7 +505,7 @@ Test(upload, retries_503_and_507_after_retry_after_and_rejects_413)
 	const char *args[] = { "upload", "--spool", spool, "--server", server, "--once", "--json",
 			       "--min-backoff", "0.05", NULL };
 	uint64_t t0 = mono_ms();
-	int status = ctl_run(out, log, args);
+	int status = th_ctl_run(out, log, args);
 	pthread_join(th, NULL);
 	close(s.lfd);
 	char *logtext = slurp(log, NULL);
@@ -588,17 +554,17 @@ Test(upload, second_uploader_on_a_spool_is_refused)
 	write_file(spool, "1-1.pb", "x", 1);
 	/* Nothing listens on port 9 of loopback: the first uploader keeps retrying. */
 	const char *args[] = { "upload", "--spool", spool, "--server", "127.0.0.1:9", NULL };
-	pid_t first = ctl_start(NULL, first_log, args);
+	pid_t first = th_ctl_start(NULL, first_log, args);
 	uint64_t deadline = mono_ms() + 10000;
 	while (count_in_log(first_log, "not delivered") == 0 && mono_ms() < deadline)
 		usleep(10000);
 	const char *once[] = { "upload", "--spool", spool, "--server", "127.0.0.1:9", "--once", NULL };
-	cr_expect_eq(ctl_run(NULL, log, once), 1);
+	cr_expect_eq(th_ctl_run(NULL, log, once), 1);
 	char *text = slurp(log, NULL);
 	cr_expect(text && strstr(text, "another ballotctl upload"), "log: %s", text ? text : "");
 	free(text);
 	kill(first, SIGTERM);
-	cr_expect_eq(wait_exit(first), 0, "SIGTERM during backoff: exit 0");
+	cr_expect_eq(th_wait_exit(first), 0, "SIGTERM during backoff: exit 0");
 	snprintf(log, sizeof(log), "%s/1-1.pb", spool);
 	cr_expect_eq(access(log, F_OK), 0, "an undelivered file stays");
 	th_rmdir(dir);
@@ -654,7 +620,7 @@ Test(snapshot, prints_seats_threshold_and_distinct_district_names)
 	char out[700];
 	snprintf(out, sizeof(out), "%s/snapshot.txt", v.dir);
 	const char *args[] = { "snapshot", "--server", v.server, NULL };
-	cr_assert_eq(ctl_run(out, NULL, args), 0);
+	cr_assert_eq(th_ctl_run(out, NULL, args), 0);
 	char *text = slurp(out, NULL);
 	json_t *seats = th_get_json(v.td.port, "/v1/seats");
 	cr_assert(text && seats);

@@ -229,7 +229,7 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 	for (int k = 0; k < kills; k++) {
 		char logpath[700];
 		snprintf(logpath, sizeof(logpath), "%s/recovering.%d.log", e.dir, k);
-		pid_t pid = tr_daemon_spawn(e.defn, e.data, port, args, logpath);
+		pid_t pid = th_daemon_spawn(e.defn, e.data, port, args, logpath);
 		cr_assert_gt(pid, 0);
 		/* The definition line comes right before the store opens and recovery starts. */
 		double t0 = tr_now_ms();

@@ -72,7 +72,7 @@ static void measure(uint64_t batches, struct timing *t)
 		th_kill9(&td);
 		snprintf(log, sizeof(log), "%s/restart.%d.log", dir, k);
 		double s0 = tr_now_ms();
-		pid_t pid = tr_daemon_spawn(DEFN, data, port, NULL, log);
+		pid_t pid = th_daemon_spawn(DEFN, data, port, NULL, log);
 		cr_assert_gt(pid, 0);
 		t->listen_ms[k] = tr_wait_listening(log, pid, s0, 120000);
 		char *text = tr_slurp(log);

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,30 +30,6 @@ int tr_kills(int dflt)
 	const char *env = getenv("BAL_CRASH_KILLS");
 	int n = env ? atoi(env) : 0;
 	return n > 0 ? n : dflt;
-}
-
-/*
- * Exec argv with stdout (and stderr when `both`) redirected to `path`. The
- * child is SIGKILLed when the test process dies (a failed assertion or a
- * timeout must not leave daemons or uploaders behind).
- */
-static pid_t spawn_to(const char *const *argv, const char *path, bool both)
-{
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid != 0)
-		return pid;
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-		_exit(127);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd >= 0) {
-		dup2(fd, 1);
-		if (both)
-			dup2(fd, 2);
-		close(fd);
-	}
-	execv(argv[0], (char *const *)argv);
-	_exit(127);
 }
 
 int tr_push_start(struct tr_push *p)
@@ -79,7 +54,7 @@ int tr_push_start(struct tr_push *p)
 		argv[n++] = precincts;
 	}
 	argv[n] = NULL;
-	p->pid = spawn_to(argv, p->out, false);
+	p->pid = th_spawn(argv, p->out, NULL);
 	return p->pid > 0 ? 0 : -1;
 }
 
@@ -267,25 +242,13 @@ long long tr_precincts_accepted(unsigned port, const char *defn_path, uint32_t k
 	return each_precinct(port, defn_path, k, precinct_sum, &sum) ? sum : -1;
 }
 
-pid_t tr_daemon_spawn(const char *defn, const char *data, unsigned port, const char *const *extra, const char *log)
-{
-	char listen[64];
-	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
-	const char *argv[64] = {TH_BIN("ballotd"), "--definition", defn, "--data", data, "--listen", listen};
-	int n = 7;
-	for (int i = 0; extra && extra[i] && n < 63; i++)
-		argv[n++] = extra[i];
-	argv[n] = NULL;
-	return spawn_to(argv, log, true);
-}
-
 int tr_start(struct th_daemon *td, const char *defn, const char *data, unsigned port, const char *const *extra)
 {
 	static unsigned seq;
 	memset(td, 0, sizeof(*td));
 	snprintf(td->log, sizeof(td->log), "%s.%u.log", data, seq++);
 	double t0 = tr_now_ms();
-	td->pid = tr_daemon_spawn(defn, data, port, extra, td->log);
+	td->pid = th_daemon_spawn(defn, data, port, extra, td->log);
 	if (td->pid < 0) {
 		td->pid = 0;
 		return -1;

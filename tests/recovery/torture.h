@@ -76,14 +76,6 @@ bool tr_precincts_exact(unsigned port, const char *defn_path, uint32_t k, uint64
 long long tr_precincts_accepted(unsigned port, const char *defn_path, uint32_t k);
 
 /**
- * Starts ballotd (--definition, --data, --listen 127.0.0.1:port, `extra`)
- * with stdout and stderr to `log`, and returns at once. Like every process
- * these helpers start, it is SIGKILLed if the test process dies.
- * @return the pid, or -1.
- */
-pid_t tr_daemon_spawn(const char *defn, const char *data, unsigned port, const char *const *extra, const char *log);
-
-/**
  * th_start() for the recovery tests: the same (log "<data>.N.log", port from
  * "listening on"), but the daemon dies with the test process, and it may take
  * up to 60 s to get ready (sanitizer builds recovering long journals).
