@@ -29,6 +29,16 @@ static void slot_reset(struct bal_slot *s)
 	s->state = BAL_SLOT_FREE;
 }
 
+static void slot_free(struct bal_slot *s)
+{
+	if (!s)
+		return;
+	slot_reset(s);
+	free(s->body);
+	free(s->entries);
+	free(s);
+}
+
 static void conn_free(struct bal_conn *c)
 {
 	struct bal_worker *w = c->w;
@@ -41,16 +51,14 @@ static void conn_free(struct bal_conn *c)
 	w->nconns--;
 	BAL_METRIC_SUB(w->d->metrics.connections_open, 1);
 	if (c->slots) {
-		for (unsigned i = 0; i < c->cap; i++) {
-			struct bal_slot *s = c->slots[i];
-			if (!s)
-				continue;
-			slot_reset(s);
-			free(s->body);
-			free(s->entries);
-			free(s);
-		}
+		for (unsigned i = 0; i < c->cap; i++)
+			slot_free(c->slots[i]);
 		free(c->slots);
+	}
+	while (c->free_slots) {
+		struct bal_slot *s = c->free_slots;
+		c->free_slots = s->next_free;
+		slot_free(s);
 	}
 	free(c->pending);
 	free(c);
@@ -136,47 +144,51 @@ void bal_slot_respond_owned(struct bal_slot *s, int status, const char *ctype, c
 static void feed(struct bal_conn *c, const char *data, size_t n);
 static void read_start(struct bal_conn *c);
 
-static void on_write(uv_write_t *req, int status)
+/* Retires the `n` oldest slots, whose responses have been written. */
+static void release_written(struct bal_conn *c, unsigned n)
 {
-	struct bal_slot *lead = req->data;
-	struct bal_conn *c = lead->conn;
-	unsigned n = lead->wcount;
 	for (unsigned i = 0; i < n; i++) {
-		struct bal_slot *s = slot_at(c, 0);
+		struct bal_slot *s = c->slots[c->first];
 		bal_require(s->state == BAL_SLOT_WRITING);
 		slot_reset(s);
+		/* Kept for the next request, whatever ring position it gets: a
+		 * connection allocates only as many slots as it has requests in
+		 * flight at once, not one per ring position it passes. */
+		c->slots[c->first] = NULL;
+		s->next_free = c->free_slots;
+		c->free_slots = s;
 		c->first = (c->first + 1) % c->cap;
 		c->used--;
 		c->nwriting--;
 	}
-	if (c->used == 0)
-		c->first = 0; /* reuse the same slots: a connection allocates only as many as it pipelines */
+	c->last_active_ms = uv_now(&c->w->loop);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct bal_slot *lead = req->data;
+	struct bal_conn *c = lead->conn;
+	release_written(c, lead->wcount);
 	if (c->closing)
 		return;
 	if (status < 0) {
 		bal_conn_close(c);
 		return;
 	}
-	c->last_active_ms = uv_now(&c->w->loop);
-	if (c->paused && c->used < c->cap) {
-		/* A slot is free again: parse what was held back. */
-		c->paused = false;
-		bal_http_resume(&c->http);
-		size_t len = c->pending_len;
-		c->pending_len = 0;
-		feed(c, c->pending, len);
-		if (c->closing)
-			return;
-	}
 	bal_conn_flush(c);
 }
 
-void bal_conn_flush(struct bal_conn *c)
+/*
+ * Writes the responses that are ready, in order. With nothing queued in
+ * libuv it first tries a synchronous write (uv_try_write): a response that
+ * fits in the socket buffer then needs no write request, no callback and no
+ * poll-set update. Whatever the socket does not take goes to uv_write, and
+ * every later response queues behind it. At most 4 buffers per write: libuv
+ * keeps that many inline in the request and mallocs beyond it, which the
+ * ingest path must not do. Returns false if the connection was closed.
+ */
+static bool write_ready(struct bal_conn *c)
 {
-	if (c->closing)
-		return;
-	/* At most 4 buffers per write: libuv keeps that many inline in the
-	 * request and mallocs beyond it, which the ingest path must not do. */
 	uv_buf_t bufs[4];
 	for (;;) {
 		unsigned n = 0, k = c->nwriting;
@@ -192,28 +204,74 @@ void bal_conn_flush(struct bal_conn *c)
 			k++;
 		}
 		if (!n)
-			break;
+			return true;
+		c->nwriting += n;
+		unsigned skip = 0;
+		if (c->nwriting == n) {
+			int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+			size_t done = r > 0 ? (size_t)r : 0;
+			if (r < 0 && r != UV_EAGAIN) {
+				bal_conn_close(c);
+				return false;
+			}
+			while (skip < n && done >= bufs[skip].len)
+				done -= bufs[skip++].len;
+			if (skip == n) {
+				release_written(c, n);
+				continue;
+			}
+			bufs[skip].base += done;
+			bufs[skip].len -= (unsigned)done;
+		}
+		/* The slots of the fully written buffers stay WRITING under this
+		 * request too: on_write retires all n in order. */
 		lead->wcount = n;
 		lead->wreq.data = lead;
-		c->nwriting += n;
-		int r = uv_write(&lead->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+		int r = uv_write(&lead->wreq, (uv_stream_t *)&c->tcp, bufs + skip, n - skip, on_write);
 		if (r) {
-			/* Not queued: no callback will come, release the slots here. */
-			c->nwriting -= n;
-			for (unsigned i = 0; i < n; i++)
-				slot_at(c, c->nwriting + i)->state = BAL_SLOT_READY;
+			/* Not queued: no callback will come. */
 			bal_conn_close(c);
-			return;
+			return false;
 		}
 	}
+}
+
+void bal_conn_flush(struct bal_conn *c)
+{
+	if (c->closing)
+		return;
+	if (c->flushing) {
+		/* Reached again through feed() below: the outer call loops. */
+		c->flush_again = true;
+		return;
+	}
+	c->flushing = true;
+	do {
+		c->flush_again = false;
+		if (!write_ready(c))
+			goto out;
+		if (c->paused && c->used < c->cap) {
+			/* A slot is free again: parse what was held back. */
+			c->paused = false;
+			bal_http_resume(&c->http);
+			size_t len = c->pending_len;
+			c->pending_len = 0;
+			feed(c, c->pending, len);
+			if (c->closing)
+				goto out;
+			c->flush_again = true;
+		}
+	} while (c->flush_again);
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->w->d->cfg.max_output) {
 		bal_log_reject("conn", "%s: closing: %zu response bytes unread (--max-output %zu)", c->peer,
 			       uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp), c->w->d->cfg.max_output);
 		bal_conn_close(c);
-		return;
+		goto out;
 	}
 	if (c->close_after_flush && c->used == 0)
 		bal_conn_close(c);
+out:
+	c->flushing = false;
 }
 
 void bal_conn_job_done(struct bal_job *job)
@@ -244,7 +302,10 @@ static struct bal_slot *slot_take(struct bal_conn *c)
 	}
 	bal_require(c->used < c->cap); /* parsing pauses when all slots are in use */
 	unsigned i = (c->first + c->used) % c->cap;
-	if (!c->slots[i]) {
+	if (!c->slots[i] && c->free_slots) {
+		c->slots[i] = c->free_slots;
+		c->free_slots = c->free_slots->next_free;
+	} else if (!c->slots[i]) {
 		/* Slots are allocated one by one: an uploader that never pipelines
 		 * costs one slot, not max_pipeline of them. */
 		c->slots[i] = calloc(1, sizeof(struct bal_slot));

@@ -40,11 +40,13 @@ enum bal_slot_state {
  * One request/response of a connection. Memory is reused across requests.
  * - `body_len <= body_cap`, `body_cap <= cfg.max_body` (plus nothing);
  * - the job is with the committer iff state == BAL_SLOT_QUEUED;
- * - `resp` points at `inl` or at heap memory owned iff `resp_heap`.
+ * - `resp` points at `inl` or at heap memory owned iff `resp_heap`;
+ * - `next_free` links the connection's free slots (state BAL_SLOT_FREE).
  */
 struct bal_slot {
 	enum bal_slot_state state;
 	struct bal_conn *conn;
+	struct bal_slot *next_free;
 	uint8_t *body;
 	size_t body_len, body_cap;
 	bool accept_protobuf;
@@ -74,8 +76,11 @@ struct bal_conn {
 	bool close_after_flush; /**< answer what is pending, then close */
 	bool reading;
 	bool paused;            /**< parser paused: all slots in use */
+	bool flushing;          /**< inside bal_conn_flush() */
+	bool flush_again;       /**< bal_conn_flush() was called again meanwhile */
 	struct bal_http http;
-	struct bal_slot **slots; /**< ring of cap pointers; each slot allocated on first use */
+	struct bal_slot **slots; /**< ring of cap pointers, NULL outside [first, first+used) */
+	struct bal_slot *free_slots; /**< slots kept for reuse; allocated on first use */
 	unsigned cap, first, used, nwriting;
 	char *pending;          /**< unparsed input kept while paused */
 	size_t pending_len, pending_cap;

@@ -110,11 +110,13 @@ Test(alloc, ingest_does_not_allocate_per_batch)
 		"alloc: I/O threads: %lu malloc calls for 3,000 batches, %lu for 30,000; committer: %lu in %lu commits, "
 		"%lu in %lu commits\n",
 		io_small, io_large, cm_small, commits_small, cm_large, commits_large);
-	/* Each push opens 8 connections; how many of its 8 slots (slot, body,
-	 * delta: 3 buffers each) a connection ends up using varies with timing:
-	 * at most 8 * (8 * 3 + 4) more in one push than in another. Per-batch
-	 * allocations would show as tens of thousands here. */
-	cr_expect_leq(io_large, io_small + 256, "I/O-thread allocations grow with batches: %lu for 3,000, %lu for 30,000",
+	/* Each push opens 8 connections, each allocating its connection, its
+	 * slot ring and one slot (slot, body, delta) per request it has in
+	 * flight at once (at most its pipeline of 8), plus what the /metrics
+	 * answers take: the same for both pushes. The slack covers a held-back
+	 * input buffer that timing may ask for once per connection. Per-batch
+	 * allocations would show as thousands here. */
+	cr_expect_leq(io_large, io_small + 16, "I/O-thread allocations grow with batches: %lu for 3,000, %lu for 30,000",
 		      io_small, io_large);
 	cr_expect_leq(cm_large, 2 * commits_large + 64, "committer: %lu allocations in %lu commits", cm_large,
 		      commits_large);
