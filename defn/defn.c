@@ -436,6 +436,27 @@ static int precinct_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* The direct id -> index table of bal_defn.by_id, when the ids are dense enough for it. */
+static int index_ids(struct ctx *x, struct bal_defn *d)
+{
+	if (!d->nprecincts)
+		return 0;
+	uint32_t lo = d->precincts[0].id, hi = d->precincts[d->nprecincts - 1].id;
+	uint64_t span = (uint64_t)hi - lo + 1;
+	if (span > 4 * (uint64_t)d->nprecincts + 1024)
+		return 0;
+	d->by_id = malloc(span * sizeof(*d->by_id));
+	if (!d->by_id)
+		return fail(x, -ENOMEM, "out of memory indexing %u precincts", d->nprecincts);
+	for (uint64_t k = 0; k < span; k++)
+		d->by_id[k] = -1;
+	for (uint32_t i = 0; i < d->nprecincts; i++)
+		d->by_id[d->precincts[i].id - lo] = (int32_t)i;
+	d->id_base = lo;
+	d->id_span = (uint32_t)span;
+	return 0;
+}
+
 static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d, const struct idref *drefs)
 {
 	static const char *const keys[] = { "id", "district_id", "registered_voters", "public_key", NULL };
@@ -476,6 +497,8 @@ static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d
 	free(refs);
 	if (!err)
 		qsort(d->precincts, d->nprecincts, sizeof(*d->precincts), precinct_cmp);
+	if (!err)
+		err = index_ids(x, d);
 	return err;
 }
 
@@ -588,6 +611,7 @@ void bal_defn_free(struct bal_defn *d)
 	}
 	free(d->contests);
 	free(d->precincts);
+	free(d->by_id);
 	free(d);
 }
 

@@ -37,6 +37,10 @@ void bal__require_fail(const char *expr, const char *file, int line)
 
 int32_t bal_defn_precinct(const struct bal_defn *d, uint32_t precinct_id)
 {
+	if (d->by_id) {
+		uint32_t k = precinct_id - d->id_base; /* wraps for ids below the base */
+		return k < d->id_span ? d->by_id[k] : -1;
+	}
 	uint32_t lo = 0, hi = d->nprecincts;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;

@@ -89,7 +89,11 @@ struct bal_precinct {
 /**
  * A loaded election definition. Owned by whoever called bal_defn_load(),
  * freed with bal_defn_free(); immutable after load, so any thread may read it.
- * - `precincts` is sorted by id (bal_defn_precinct() bisects it);
+ * - `precincts` is sorted by id;
+ * - `by_id`, when not NULL, maps id - `id_base` (< `id_span`) to the index
+ *   in `precincts` or -1: built by the loader when the ids are dense enough
+ *   (a span of at most 4 entries per precinct), so that bal_defn_precinct()
+ *   is one array read; otherwise it bisects `precincts`;
  * - `contests` and `districts` keep file order;
  * - `hash` is SHA-256 of the canonical JSON (sorted keys, compact), pinned in
  *   the data directory at first start.
@@ -105,6 +109,8 @@ struct bal_defn {
 	struct bal_contest *contests;
 	uint32_t nprecincts;
 	struct bal_precinct *precincts;
+	uint32_t id_base, id_span;
+	int32_t *by_id;
 	uint64_t registered_total;
 };
 

@@ -89,6 +89,43 @@ Test(defn, good_file_with_defaults)
 	bal_defn_free(d);
 }
 
+/* Every id from 0 to past the largest, and the extremes, against a linear search. */
+static void check_lookups(const struct bal_defn *d)
+{
+	uint32_t top = d->precincts[d->nprecincts - 1].id;
+	const uint32_t extremes[] = { 0, 1, top + 1, top + 1000, UINT32_MAX - 1, UINT32_MAX };
+	for (uint64_t id = 0; id <= (uint64_t)top + sizeof(extremes) / sizeof(extremes[0]); id++) {
+		uint32_t q = id <= top ? (uint32_t)id : extremes[id - top - 1];
+		int32_t want = -1;
+		for (uint32_t i = 0; i < d->nprecincts; i++)
+			if (d->precincts[i].id == q)
+				want = (int32_t)i;
+		cr_assert_eq(bal_defn_precinct(d, q), want, "precinct id %u", q);
+	}
+}
+
+Test(defn, precinct_lookup_dense_and_sparse_ids)
+{
+	struct bal_defn *d = NULL;
+	char why[256] = "";
+	/* 10, 20, 30: dense enough for the direct table. */
+	cr_assert_eq(parse(GOOD, &d, why, sizeof(why)), 0, "%s", why);
+	cr_assert_not_null(d->by_id);
+	check_lookups(d);
+	bal_defn_free(d);
+	/* 5 and 4,000,000: too sparse for a table, bisected. */
+	const char *sparse = DOC(ELECTION, DISTRICTS, CONTESTS,
+				 "\"precincts\": [{\"id\": 4000000, \"district_id\": 2}, {\"id\": 5, \"district_id\": 1}]");
+	cr_assert_eq(parse(sparse, &d, why, sizeof(why)), 0, "%s", why);
+	cr_assert_null(d->by_id);
+	cr_assert_eq(bal_defn_precinct(d, 5), 0);
+	cr_assert_eq(bal_defn_precinct(d, 4000000), 1);
+	const uint32_t absent[] = { 0, 4, 6, 3999999, 4000001, UINT32_MAX };
+	for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
+		cr_assert_eq(bal_defn_precinct(d, absent[i]), -1, "precinct id %u", absent[i]);
+	bal_defn_free(d);
+}
+
 Test(defn, explicit_options)
 {
 	const char *json = DOC(ELECTION, DISTRICTS,
