@@ -30,8 +30,16 @@ struct bal_committer {
 	uint64_t *ctr;         /* private counters; owned */
 	size_t nslots;
 	uint64_t position;      /* last committed journal position */
-	uint64_t snap_position; /* position of the newest snapshot */
-	uint64_t snap_ms;       /* when it was written */
+	/* Snapshots go a slice of precincts at a time, in turn, inside group
+	 * commits (see storage/store_lmdb.h), paced so that a round of all
+	 * `nslices` takes cfg.snapshot_ms or cfg.snapshot_every batches,
+	 * whichever comes first: recovery then replays about one round. */
+	unsigned nslices;
+	unsigned next_slice;    /* the slice the next group snapshots */
+	uint64_t slice_ms;      /* when the last slice was written */
+	uint64_t slice_at;      /* position it was written at */
+	uint64_t *slice_buf;    /* packed slice; owned; slice_cap values */
+	size_t slice_cap;
 	uint64_t snap_retry_ms; /* no snapshot in a group before this (one did not fit) */
 	/* Degraded state. A nearly full map or disk makes big groups fail and
 	 * small ones succeed alternately, so a success ends the degraded state
@@ -87,12 +95,31 @@ static struct bal_job *take_all(struct bal_committer *c)
 #define FAIL_QUIET_MS 5000
 #define FAIL_LOG_MS 30000
 
-static bool snapshot_due(struct bal_committer *c, uint64_t position, uint64_t now)
+static bool slice_due(struct bal_committer *c, uint64_t position, uint64_t now)
 {
 	const struct bal_config *cfg = &c->d->cfg;
-	if (position == c->snap_position || now < c->snap_retry_ms)
+	if (position == bal_store_slice_position(c->d->store, c->next_slice) || now < c->snap_retry_ms)
 		return false;
-	return position - c->snap_position >= cfg->snapshot_every || now - c->snap_ms >= cfg->snapshot_ms;
+	return (position - c->slice_at) * c->nslices >= cfg->snapshot_every ||
+	       (now - c->slice_ms) * c->nslices >= cfg->snapshot_ms;
+}
+
+/* Within the write txn: slice k of the committer's counters as the txn leaves them. */
+static int put_slice(struct bal_committer *c, unsigned k)
+{
+	uint32_t first, end;
+	bal_store_slice_range(c->d->store, k, &first, &end);
+	size_t n = bal_layout_slice_pack(c->d->layout, c->ctr, first, end, c->slice_buf);
+	return bal_store_put_slice(c->d->store, k, c->slice_buf, n * sizeof(uint64_t));
+}
+
+/* Whether some slice's snapshot is older than the committed position. */
+static bool slices_stale(const struct bal_committer *c)
+{
+	for (unsigned k = 0; k < c->nslices; k++)
+		if (bal_store_slice_position(c->d->store, k) != c->position)
+			return true;
+	return false;
 }
 
 static void set_unstored(struct bal_job *job, int err, size_t map_size)
@@ -129,7 +156,7 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 			j->position = 0;
 			continue;
 		}
-		err = bal_store_append(d->store, j->precinct_id, j->seq, j->bytes, j->len, &j->position);
+		err = bal_store_append(d->store, j->delta.precinct, j->seq, j->bytes, j->len, &j->position);
 		if (err == BAL_EDUPLICATE) {
 			j->result = err;
 			continue;
@@ -151,10 +178,10 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 		j->result = 0;
 	}
 	uint64_t now = bal_now_ms();
-	bool snap = with_snapshot && snapshot_due(c, position, now);
+	bool snap = with_snapshot && slice_due(c, position, now);
 	*snap_tried = snap;
 	if (snap) {
-		err = bal_store_put_snapshot(d->store, position, c->ctr, c->nslots);
+		err = put_slice(c, c->next_slice);
 		if (err)
 			goto fail_txn;
 	}
@@ -170,8 +197,9 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 		bal_pub_apply(&d->pub, d->layout, c->applied, nacc, position);
 	c->position = position;
 	if (snap) {
-		c->snap_position = position;
-		c->snap_ms = now;
+		c->next_slice = (c->next_slice + 1) % c->nslices;
+		c->slice_ms = now;
+		c->slice_at = position;
 		BAL_METRIC_ADD(d->metrics.snapshots, 1);
 	}
 	*naccepted = nacc;
@@ -305,20 +333,26 @@ static void process(struct bal_committer *c, struct bal_job *list)
 }
 
 enum snap_why {
-	SNAP_TAIL,  /* idle with unsnapshotted batches */
-	SNAP_PROBE, /* degraded and idle: does a write fit again? (rewrites the newest one if need be) */
+	SNAP_TAIL,  /* idle with slices behind the committed position */
+	SNAP_PROBE, /* degraded and idle: does a write fit again? (rewrites a slice if need be) */
 	SNAP_FINAL, /* stopping: its failure is always logged */
 };
 
-/* Snapshot-only txn. */
+/* Snapshot-only txn: every slice behind the committed position (a probe
+ * writes at least the next one), so the next start replays nothing. */
 static void idle_snapshot(struct bal_committer *c, enum snap_why why)
 {
 	struct bal_daemon *d = c->d;
-	if (c->position == c->snap_position && why != SNAP_PROBE)
+	unsigned written = 0;
+	if (!slices_stale(c) && why != SNAP_PROBE)
 		return;
 	int err = bal_store_wbegin(d->store);
-	if (!err)
-		err = bal_store_put_snapshot(d->store, c->position, c->ctr, c->nslots);
+	for (unsigned k = 0; k < c->nslices && !err; k++) {
+		if (bal_store_slice_position(d->store, k) == c->position && !(why == SNAP_PROBE && !written))
+			continue;
+		err = put_slice(c, k);
+		written++;
+	}
 	if (!err) {
 		err = bal_store_wcommit(d->store);
 	} else {
@@ -327,20 +361,19 @@ static void idle_snapshot(struct bal_committer *c, enum snap_why why)
 	if (err && (err != c->fail_logged || why == SNAP_FINAL))
 		bal_log(BAL_LOG_WARN, "commit", "%ssnapshot at position %llu failed: %s%s",
 			why == SNAP_FINAL ? "final " : "", (unsigned long long)c->position, bal_strerror(err),
-			why == SNAP_FINAL ? "; the next start replays the journal after the previous one" : "");
+			why == SNAP_FINAL ? "; the next start replays the journal after the older slices" : "");
 	note_result(c, err, 0);
-	c->snap_ms = bal_now_ms(); /* after a failure: retry after another interval, not in a loop */
+	c->slice_ms = bal_now_ms(); /* after a failure: retry after another interval, not in a loop */
 	if (err)
 		return;
-	if (c->position != c->snap_position)
-		BAL_METRIC_ADD(d->metrics.snapshots, 1);
-	c->snap_position = c->position;
+	c->slice_at = c->position;
+	BAL_METRIC_ADD(d->metrics.snapshots, written);
 }
 
 /* How long the idle committer may sleep: 0 = until woken. */
 static uint64_t idle_wait_ms(const struct bal_committer *c)
 {
-	uint64_t wait_ms = c->position != c->snap_position ? c->d->cfg.snapshot_ms : 0;
+	uint64_t wait_ms = slices_stale(c) ? c->d->cfg.snapshot_ms : 0;
 	if (__atomic_load_n(&c->d->degraded_errno, __ATOMIC_RELAXED)) {
 		uint64_t since = bal_now_ms() - c->last_fail_ms;
 		uint64_t probe = since < FAIL_QUIET_MS ? FAIL_QUIET_MS - since : 1;
@@ -404,13 +437,21 @@ int bal_committer_start(struct bal_daemon *d, uint64_t *ctr, uint64_t position, 
 	c->ctr = ctr;
 	c->nslots = bal_layout_nslots(d->layout);
 	c->position = position;
-	struct bal_store_info info;
-	c->snap_position = bal_store_info(d->store, &info) == 0 ? info.snapshot_position : 0;
-	c->snap_ms = bal_now_ms();
+	c->nslices = bal_store_slices(d->store);
+	for (unsigned k = 0; k < c->nslices; k++) {
+		uint32_t first, end;
+		bal_store_slice_range(d->store, k, &first, &end);
+		size_t n = bal_layout_slice_len(d->layout, first, end);
+		if (n > c->slice_cap)
+			c->slice_cap = n;
+	}
+	c->slice_ms = bal_now_ms();
+	c->slice_at = position;
+	c->slice_buf = malloc(c->slice_cap * sizeof(*c->slice_buf));
 	c->applied = calloc(d->cfg.group_max, sizeof(*c->applied));
 	c->heads = calloc(d->cfg.threads, sizeof(*c->heads));
 	c->tails = calloc(d->cfg.threads, sizeof(*c->tails));
-	if (!c->applied || !c->heads || !c->tails)
+	if (!c->slice_buf || !c->applied || !c->heads || !c->tails)
 		goto fail_c;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_condattr_t ca;
@@ -429,6 +470,7 @@ fail_sync:
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 fail_c:
+	free(c->slice_buf);
 	free(c->applied);
 	free(c->heads);
 	free(c->tails);
@@ -449,6 +491,7 @@ void bal_committer_stop(struct bal_committer *c)
 	pthread_join(c->thread, NULL);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
+	free(c->slice_buf);
 	free(c->applied);
 	free(c->heads);
 	free(c->tails);

@@ -70,14 +70,25 @@ static int open_storage(struct bal_daemon *d)
 {
 	struct bal_store_opts o = {.dir = d->cfg.data_dir, .map_size = d->cfg.map_size};
 	memcpy(o.hash, d->defn->hash, sizeof(o.hash));
+	/* Storage names precincts by the definition's dense index, in id order. */
+	uint32_t *ids = malloc(d->defn->nprecincts * sizeof(*ids));
+	if (!ids) {
+		bal_log(BAL_LOG_ERROR, "main", "out of memory listing %u precincts", d->defn->nprecincts);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < d->defn->nprecincts; i++)
+		ids[i] = d->defn->precincts[i].id;
+	o.precinct_ids = ids;
+	o.nprecincts = d->defn->nprecincts;
 	char why[512];
 	int err = bal_store_open(&o, &d->store, why, sizeof(why));
+	free(ids);
 	if (err)
 		bal_log(BAL_LOG_ERROR, "main", "cannot open data directory %s: %s", d->cfg.data_dir, why);
 	return err;
 }
 
-/* Replays one journaled batch into the recovering counters. */
+/* Recovery: slices into the counters, aggregates rebuilt, then the journal entries they do not cover. */
 struct replay {
 	struct bal_daemon *d;
 	uint64_t *ctr;
@@ -86,7 +97,32 @@ struct replay {
 	char why[256];
 };
 
-static int replay_one(void *arg, uint64_t position, const uint8_t *bytes, size_t len)
+static int replay_slice(void *arg, unsigned k, uint32_t first, uint32_t end, const uint8_t *blob, size_t len)
+{
+	struct replay *r = arg;
+	(void)k;
+	if (len % sizeof(uint64_t))
+		return BAL_ECORRUPT;
+	/* The blob points into the map, which need not be 8-byte aligned for uint64 loads. */
+	size_t n = len / sizeof(uint64_t);
+	uint64_t *vals = malloc(n ? len : 1);
+	if (!vals)
+		return -ENOMEM;
+	if (len)
+		memcpy(vals, blob, len);
+	int err = bal_layout_slice_unpack(r->d->layout, r->ctr, first, end, vals, n);
+	free(vals);
+	return err;
+}
+
+static int replay_loaded(void *arg)
+{
+	struct replay *r = arg;
+	bal_tally_rebuild(r->d->layout, r->ctr);
+	return 0;
+}
+
+static int replay_one(void *arg, uint64_t position, uint32_t precinct, const uint8_t *bytes, size_t len)
 {
 	struct replay *r = arg;
 	struct bal_batch b;
@@ -95,6 +131,11 @@ static int replay_one(void *arg, uint64_t position, const uint8_t *bytes, size_t
 	int err = bal_codec_decode(bytes, len, &r->arena, &b, r->why, sizeof(r->why));
 	if (!err)
 		err = bal_tally_fold(r->d->defn, r->d->layout, &b, &r->delta, r->why, sizeof(r->why));
+	if (!err && r->delta.precinct != precinct) {
+		snprintf(r->why, sizeof(r->why), "the batch is of precinct %u, its journal record names another",
+			 b.precinct_id);
+		err = BAL_ECORRUPT;
+	}
 	if (!err)
 		err = bal_tally_check(r->d->layout, r->ctr, &r->delta, r->why, sizeof(r->why));
 	if (err) {
@@ -108,6 +149,11 @@ static int replay_one(void *arg, uint64_t position, const uint8_t *bytes, size_t
 
 static int recover(struct bal_daemon *d, uint64_t **ctr_out, uint64_t *position)
 {
+	static const struct bal_recovery_ops ops = {
+		.slice = replay_slice,
+		.loaded = replay_loaded,
+		.entry = replay_one,
+	};
 	size_t n = bal_layout_nslots(d->layout);
 	struct replay r = {.d = d};
 	int err = -ENOMEM;
@@ -119,16 +165,18 @@ static int recover(struct bal_daemon *d, uint64_t **ctr_out, uint64_t *position)
 	bal_arena_init(&r.arena, 0);
 	struct bal_recovery_report rep;
 	char why[512] = "";
-	err = bal_store_recover(d->store, r.ctr, n, replay_one, &r, &rep, why, sizeof(why));
+	err = bal_store_recover(d->store, &ops, &r, &rep, why, sizeof(why));
 	bal_arena_deinit(&r.arena);
 	if (err) {
 		bal_log(BAL_LOG_ERROR, "recovery", "failed: %s", why[0] ? why : bal_strerror(err));
 		goto out;
 	}
 	d->recovery_ms = rep.ms;
-	bal_log(BAL_LOG_INFO, "recovery", "position %llu: snapshot at %llu + %llu journal entries replayed in %.1f ms",
+	bal_log(BAL_LOG_INFO, "recovery",
+		"position %llu: snapshot at %llu + %llu journal entries replayed in %.1f ms (%llu read; %u snapshot "
+		"slices)",
 		(unsigned long long)rep.position, (unsigned long long)rep.snapshot_position,
-		(unsigned long long)rep.replayed, rep.ms);
+		(unsigned long long)rep.replayed, rep.ms, (unsigned long long)rep.scanned, bal_store_slices(d->store));
 	*position = rep.position;
 	*ctr_out = r.ctr;
 	r.ctr = NULL;

@@ -1,17 +1,19 @@
 /*
- * libFuzzer target: storage recovery from a damaged journal or snapshot
- * record. At start-up a small data directory is made for tests/data/small.json
- * (five valid batches, a counter snapshot at position 2) and its data file is
- * kept in memory. Each input restores that file, overwrites one record with
- * fuzz bytes through raw LMDB (as the storage unit tests damage records), then
- * reopens the store and runs bal_store_recover() with the daemon's replay
- * (decode, validate, fold, overflow check). Recovery must succeed or report
- * BAL_ECORRUPT; anything else, or a crash, is a bug.
+ * libFuzzer target: storage recovery from a damaged journal record or
+ * snapshot slice. At start-up a small data directory is made for
+ * tests/data/small.json (five valid batches, every snapshot slice written at
+ * position 2) and its data file is kept in memory. Each input restores that
+ * file, overwrites one record with fuzz bytes through raw LMDB (as the storage
+ * unit tests damage records), then reopens the store and runs
+ * bal_store_recover() with the daemon's replay (slices unpacked, aggregates
+ * rebuilt, then decode, validate, fold, overflow check). Opening and recovery
+ * must succeed or report BAL_ECORRUPT; anything else, or a crash, is a bug.
  *
  * Input layout: byte 0 = what to damage (bits 0-1: 0 raw journal value,
  * 1 journal record with a valid header and checksum around the fuzz bytes,
- * 2 raw snapshot value, 3 snapshot record with a valid checksum); byte 1 =
- * which journal position (1..5); the rest is the value or payload.
+ * 2 raw snapshot slice value, 3 slice record with a valid header and
+ * checksum around the fuzz bytes); byte 1 = which journal position (1..5)
+ * or slice; the rest is the value or payload.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,9 +41,13 @@ static size_t pristine_len;
 static uint32_t jrec_precinct[FZ_BATCHES + 1];
 static uint64_t jrec_seq[FZ_BATCHES + 1];
 
+static uint32_t *ids;
+static unsigned nslices;
+
 static struct bal_store *store_open(int *err)
 {
-	struct bal_store_opts o = {.dir = dir, .map_size = FZ_MAP_SIZE};
+	struct bal_store_opts o = {.dir = dir, .map_size = FZ_MAP_SIZE, .precinct_ids = ids,
+				   .nprecincts = election.defn->nprecincts};
 	memcpy(o.hash, election.defn->hash, sizeof(o.hash));
 	struct bal_store *s = NULL;
 	char why[256] = "";
@@ -78,14 +84,21 @@ static void build_store(void)
 			 (unsigned long long)pos);
 		uint64_t got = 0;
 		FZ_CHECK(bal_store_wbegin(s) == 0, "wbegin");
-		FZ_CHECK(bal_store_append(s, election.defn->precincts[p].id, pos, body, len, &got) == 0 && got == pos,
-			 "append %llu", (unsigned long long)pos);
-		if (pos == FZ_SNAP_AT)
-			FZ_CHECK(bal_store_put_snapshot(s, pos, election.ctr, election.nslots) == 0, "snapshot");
+		FZ_CHECK(bal_store_append(s, p, pos, body, len, &got) == 0 && got == pos, "append %llu",
+			 (unsigned long long)pos);
+		for (unsigned k = 0; pos == FZ_SNAP_AT && k < bal_store_slices(s); k++) {
+			uint32_t first, end;
+			uint64_t slice[4096];
+			bal_store_slice_range(s, k, &first, &end);
+			FZ_CHECK(bal_layout_slice_len(election.layout, first, end) <= 4096, "slice %u too big", k);
+			size_t n = bal_layout_slice_pack(election.layout, election.ctr, first, end, slice);
+			FZ_CHECK(bal_store_put_slice(s, k, slice, n * sizeof(uint64_t)) == 0, "slice %u", k);
+		}
 		FZ_CHECK(bal_store_wcommit(s) == 0, "commit");
 		jrec_precinct[pos] = election.defn->precincts[p].id;
 		jrec_seq[pos] = pos;
 	}
+	nslices = bal_store_slices(s);
 	bal_store_close(s);
 }
 
@@ -127,13 +140,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
 	snprintf(lock_path, sizeof(lock_path), "%s/lock.mdb", dir);
 	atexit(cleanup);
+	ids = malloc(election.defn->nprecincts * sizeof(*ids));
+	FZ_CHECK(ids, "out of memory");
+	for (uint32_t i = 0; i < election.defn->nprecincts; i++)
+		ids[i] = election.defn->precincts[i].id;
 	build_store();
 	keep_pristine();
 	return 0;
 }
 
-/* Writes the damage with raw LMDB (the store is closed). */
-static void damage(unsigned mode, uint64_t position, const uint8_t *bytes, size_t len)
+/* Writes the damage with raw LMDB (the store is closed). `which` picks the position or slice. */
+static void damage(unsigned mode, unsigned which, const uint8_t *bytes, size_t len)
 {
 	MDB_env *env;
 	MDB_txn *txn;
@@ -145,7 +162,8 @@ static void damage(unsigned mode, uint64_t position, const uint8_t *bytes, size_
 	FZ_CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0, "txn");
 	bool journal = mode < 2;
 	FZ_CHECK(mdb_dbi_open(txn, journal ? BAL_STORE_DBI_JOURNAL : BAL_STORE_DBI_SNAPSHOTS, 0, &dbi) == 0, "dbi");
-	uint64_t key = journal ? position : FZ_SNAP_AT;
+	uint64_t position = 1 + which % FZ_BATCHES;
+	uint64_t key = journal ? position : which % nslices;
 	uint8_t k[8];
 	bal__put_be64(k, key);
 	MDB_val mk = {8, k}, mv = {len, (void *)bytes};
@@ -156,9 +174,8 @@ static void damage(unsigned mode, uint64_t position, const uint8_t *bytes, size_
 		rc = bal__rec_put(txn, dbi, key, 0, BAL_JREC_MAGIC, jrec_precinct[position], jrec_seq[position], bytes,
 				  len);
 	} else {
-		/* A checksummed snapshot whose slot count and counters come from the input. */
-		uint64_t nslots = len / 8;
-		rc = bal__rec_put(txn, dbi, key, 0, BAL_SNAP_MAGIC, BAL_SNAP_VERSION, nslots, bytes, len);
+		/* A checksummed slice whose counters come from the input. */
+		rc = bal__rec_put(txn, dbi, key, 0, BAL_SNAP_MAGIC, BAL_SNAP_VERSION, FZ_SNAP_AT, bytes, len);
 	}
 	/* A value too big for the 1 MiB map is simply not written. */
 	if (rc == 0)
@@ -168,21 +185,40 @@ static void damage(unsigned mode, uint64_t position, const uint8_t *bytes, size_
 	mdb_env_close(env);
 }
 
-static int replay(void *arg, uint64_t position, const uint8_t *bytes, size_t len)
+static int load_slice(void *arg, unsigned k, uint32_t first, uint32_t end, const uint8_t *blob, size_t len)
+{
+	(void)arg;
+	(void)k;
+	static uint64_t vals[8192];
+	if (len % 8 || len > sizeof(vals))
+		return BAL_ECORRUPT;
+	memcpy(vals, blob, len);
+	return bal_layout_slice_unpack(election.layout, election.ctr, first, end, vals, len / 8);
+}
+
+static int loaded(void *arg)
+{
+	(void)arg;
+	bal_tally_rebuild(election.layout, election.ctr);
+	return 0;
+}
+
+static int replay(void *arg, uint64_t position, uint32_t precinct, const uint8_t *bytes, size_t len)
 {
 	(void)arg;
 	(void)position;
+	(void)precinct;
 	return fz_fold_body(&election, &arena, bytes, len) ? BAL_ECORRUPT : 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static const struct bal_recovery_ops ops = {.slice = load_slice, .loaded = loaded, .entry = replay};
 	if (size < 2 || size > 64 * 1024)
 		return 0;
 	unsigned mode = data[0] & 3;
-	uint64_t position = 1 + data[1] % FZ_BATCHES;
 	restore_pristine();
-	damage(mode, position, data + 2, size - 2);
+	damage(mode, data[1], data + 2, size - 2);
 
 	int err;
 	struct bal_store *s = store_open(&err);
@@ -193,15 +229,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct bal_recovery_report rep;
 	char why[512] = "";
 	memset(election.ctr, 0, election.nslots * sizeof(uint64_t));
-	err = bal_store_recover(s, election.ctr, election.nslots, replay, NULL, &rep, why, sizeof(why));
-	FZ_CHECK(err == 0 || err == BAL_ECORRUPT, "recover after damage (mode %u, position %llu): %s (%d): %s", mode,
-		 (unsigned long long)position, bal_strerror(err), err, why);
+	err = bal_store_recover(s, &ops, NULL, &rep, why, sizeof(why));
+	FZ_CHECK(err == 0 || err == BAL_ECORRUPT, "recover after damage (mode %u, which %u): %s (%d): %s", mode,
+		 data[1], bal_strerror(err), err, why);
 	if (err == 0) {
 		FZ_CHECK(rep.position == FZ_BATCHES, "recovered position %llu, want %d", (unsigned long long)rep.position,
 			 FZ_BATCHES);
-		FZ_CHECK(rep.snapshot_position + rep.replayed == rep.position, "snapshot %llu + replayed %llu != %llu",
-			 (unsigned long long)rep.snapshot_position, (unsigned long long)rep.replayed,
-			 (unsigned long long)rep.position);
+		FZ_CHECK(rep.snapshot_position + rep.scanned == rep.position && rep.replayed <= rep.scanned,
+			 "snapshot %llu + scanned %llu != %llu, or replayed %llu more", (unsigned long long)rep.snapshot_position,
+			 (unsigned long long)rep.scanned, (unsigned long long)rep.position, (unsigned long long)rep.replayed);
 	} else {
 		FZ_CHECK(why[0], "BAL_ECORRUPT without a reason");
 	}

@@ -235,7 +235,25 @@ int bal__store_meta_add(struct bal_store *s, MDB_txn *txn, const char *name, uin
 	return put_meta(txn, s->meta, name, buf, sizeof(buf));
 }
 
-/* First start: write format and hash. Later starts: check both. */
+/* The pinned number of slices: between 1 and the number of precincts. */
+static int read_slices(struct bal_store *s, MDB_txn *txn, char *why, size_t whylen)
+{
+	MDB_val key = {6, "slices"}, val;
+	int rc = mdb_get(txn, s->meta, &key, &val);
+	if (rc != 0 || val.mv_size != 4) {
+		bal__store_why(why, whylen, "data dir %s: number of snapshot slices missing or not 4 bytes", s->dir);
+		return rc == 0 || rc == MDB_NOTFOUND ? BAL_ECORRUPT : bal__store_err(rc);
+	}
+	uint32_t n = bal__get_be32(val.mv_data);
+	if (n < 1 || n > s->nprec) {
+		bal__store_why(why, whylen, "data dir %s: %u snapshot slices for %u precincts", s->dir, n, s->nprec);
+		return BAL_ECORRUPT;
+	}
+	s->nslices = n;
+	return 0;
+}
+
+/* First start: write format, hash and slices. Later starts: check them. */
 static int pin(struct bal_store *s, MDB_txn *txn, const uint8_t hash[32], char *why, size_t whylen)
 {
 	MDB_val key = {6, "format"}, val;
@@ -250,13 +268,16 @@ static int pin(struct bal_store *s, MDB_txn *txn, const uint8_t hash[32], char *
 				       st.ms_entries);
 			return BAL_ECORRUPT;
 		}
+		uint8_t slices[4];
 		bal__put_be32(fmt, BAL_STORE_FORMAT);
+		bal__put_be32(slices, s->nprec < BAL_STORE_SLICES ? s->nprec : BAL_STORE_SLICES);
 		if ((rc = put_meta(txn, s->meta, "format", fmt, sizeof(fmt))) != 0 ||
 		    (rc = put_meta(txn, s->meta, "defn_hash", hash, 32)) != 0 ||
+		    (rc = put_meta(txn, s->meta, "slices", slices, sizeof(slices))) != 0 ||
 		    (rc = bal__store_meta_add(s, txn, "conflicts", 0)) != 0)
 			bal__store_why(why, whylen, "data dir %s: cannot pin the definition: %s", s->dir,
 				       bal_strerror(rc));
-		return rc;
+		return rc != 0 ? rc : read_slices(s, txn, why, whylen);
 	}
 	if (rc != 0)
 		return bal__store_err(rc);
@@ -278,7 +299,7 @@ static int pin(struct bal_store *s, MDB_txn *txn, const uint8_t hash[32], char *
 		bal__store_why(why, whylen, "data dir %s belongs to definition %s, not %s", s->dir, pinned, given);
 		return BAL_EDEFN;
 	}
-	return 0;
+	return read_slices(s, txn, why, whylen);
 }
 
 static int open_dbis(struct bal_store *s, const uint8_t hash[32], char *why, size_t whylen)
@@ -380,15 +401,28 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 			       16 * page);
 		return -EINVAL;
 	}
+	if (!opts->nprecincts || !opts->precinct_ids) {
+		bal__store_why(why, whylen, "data dir %s: no precincts", opts->dir);
+		return -EINVAL;
+	}
+	for (uint32_t i = 1; i < opts->nprecincts; i++)
+		if (opts->precinct_ids[i] <= opts->precinct_ids[i - 1]) {
+			bal__store_why(why, whylen, "data dir %s: precinct ids not strictly ascending at index %u (%u, %u)",
+				       opts->dir, i, opts->precinct_ids[i - 1], opts->precinct_ids[i]);
+			return -EINVAL;
+		}
 	if ((rc = make_dir(opts->dir, why, whylen)) != 0)
 		return rc;
 
 	struct bal_store *s = calloc(1, sizeof(*s));
-	if (!s || !(s->dir = strdup(opts->dir))) {
+	if (!s || !(s->dir = strdup(opts->dir)) || !(s->ids = malloc(opts->nprecincts * sizeof(*s->ids))) ||
+	    !(s->prec = calloc(opts->nprecincts, sizeof(*s->prec)))) {
 		rc = -ENOMEM;
 		bal__store_why(why, whylen, "data dir %s: out of memory", opts->dir);
 		goto fail_alloc;
 	}
+	s->nprec = opts->nprecincts;
+	memcpy(s->ids, opts->precinct_ids, s->nprec * sizeof(*s->ids));
 	size_t map_size = (opts->map_size + page - 1) / page * page;
 	bool fresh = !data_file_exists(s->dir);
 	int mrc = mdb_env_create(&s->env);
@@ -418,6 +452,18 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 		goto fail_env;
 	if ((rc = load_position(s, why, whylen)) != 0)
 		goto fail_env;
+	s->slice_pos = calloc(s->nslices, sizeof(*s->slice_pos));
+	s->slice_wpos = malloc(s->nslices * sizeof(*s->slice_wpos));
+	if (!s->slice_pos || !s->slice_wpos) {
+		rc = -ENOMEM;
+		bal__store_why(why, whylen, "data dir %s: out of memory", s->dir);
+		goto fail_env;
+	}
+	for (unsigned k = 0; k < s->nslices; k++) {
+		s->slice_wpos[k] = UINT64_MAX;
+		for (uint32_t i = bal__slice_first(s, k); i < bal__slice_first(s, k + 1); i++)
+			s->prec[i].slice = k;
+	}
 	if ((rc = bal__tail_reload(s, why, whylen)) != 0) {
 		if (why && !*why)
 			bal__store_why(why, whylen, "data dir %s: cannot index the journal tail: %s", s->dir,
@@ -428,13 +474,17 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 	return 0;
 
 fail_tail:
-	bal__tail_deinit(&s->tail);
-
+	bal__tail_deinit(s);
 fail_env:
 	mdb_env_close(s->env);
 fail_alloc:
-	if (s)
+	if (s) {
+		free(s->slice_pos);
+		free(s->slice_wpos);
+		free(s->prec);
+		free(s->ids);
 		free(s->dir);
+	}
 	free(s);
 	return rc;
 }
@@ -445,7 +495,11 @@ void bal_store_close(struct bal_store *s)
 		return;
 	bal_store_wabort(s);
 	mdb_env_close(s->env);
-	bal__tail_deinit(&s->tail);
+	bal__tail_deinit(s);
+	free(s->slice_pos);
+	free(s->slice_wpos);
+	free(s->prec);
+	free(s->ids);
 	free(s->dir);
 	free(s);
 }
@@ -525,6 +579,11 @@ int bal_store_wcommit(struct bal_store *s)
 	if (rc == 0)
 		atomic_store_explicit(&s->position, s->wposition, memory_order_release);
 	s->wposition = atomic_load_explicit(&s->position, memory_order_relaxed);
+	for (unsigned k = 0; k < s->nslices; k++) {
+		if (rc == 0 && s->slice_wpos[k] != UINT64_MAX)
+			s->slice_pos[k] = s->slice_wpos[k];
+		s->slice_wpos[k] = UINT64_MAX;
+	}
 	if (rc != 0)
 		s->tail_bad = bal__tail_reload(s, NULL, 0); /* the txn's tail keys were never committed */
 	return rc;
@@ -538,6 +597,8 @@ void bal_store_wabort(struct bal_store *s)
 	s->wtxn = NULL;
 	s->werr = 0;
 	s->wposition = atomic_load_explicit(&s->position, memory_order_relaxed);
+	for (unsigned k = 0; k < s->nslices; k++)
+		s->slice_wpos[k] = UINT64_MAX;
 	/* The txn may have added or merged tail keys: back to the committed state.
 	 * If even that fails, every later write txn fails until it succeeds, so
 	 * no batch is ever deduplicated against a wrong tail. */
@@ -557,12 +618,20 @@ int bal_store_info(struct bal_store *s, struct bal_store_info *out)
 	MDB_envinfo info;
 	MDB_stat st;
 	MDB_txn *txn;
-	uint64_t snap = 0, conflicts = 0;
+	uint64_t snap = UINT64_MAX, conflicts = 0;
+	uint64_t *pos = calloc(s->nslices, sizeof(*pos));
+	if (!pos)
+		return -ENOMEM;
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
-	if (rc != 0)
+	if (rc != 0) {
+		free(pos);
 		return rc;
-	if ((rc = bal__store_last(txn, s->snapshots, &snap, NULL)) != 0)
+	}
+	if ((rc = bal__slice_positions(s, txn, pos, NULL, 0)) != 0)
 		goto out_txn;
+	for (unsigned k = 0; k < s->nslices; k++)
+		if (pos[k] < snap)
+			snap = pos[k];
 	if ((rc = get_u64(txn, s->meta, "conflicts", &conflicts)) != 0)
 		goto out_txn;
 	if ((rc = bal__store_err(mdb_env_info(s->env, &info))) != 0 ||
@@ -577,5 +646,6 @@ int bal_store_info(struct bal_store *s, struct bal_store_info *out)
 	};
 out_txn:
 	mdb_txn_abort(txn);
+	free(pos);
 	return rc;
 }

@@ -135,7 +135,7 @@ static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq,
 
 /* ---- write side ------------------------------------------------------------ */
 
-int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, const uint8_t *bytes, size_t len,
+int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const uint8_t *bytes, size_t len,
 		     uint64_t *position)
 {
 	uint8_t k[BAL_CONFLICT_KEY];
@@ -143,13 +143,21 @@ int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, co
 	int rc = bal__store_wready(s);
 	if (rc != 0)
 		return rc;
+	if (precinct >= s->nprec)
+		return -EINVAL;
+	struct bal__prec *p = &s->prec[precinct];
+	const uint32_t id = s->ids[precinct];
 
-	/* Dedup: the tail index (this txn's earlier appends included), then the
-	 * table, which holds every key up to the newest snapshot. */
-	dedup_key(k, precinct_id, seq, 0);
-	uint64_t original = bal__tail_get(&s->tail, precinct_id, seq);
-	int mrc = original ? 0 : mdb_get(s->wtxn, s->dedup, &key, &val);
-	if (mrc == 0) {
+	/* Dedup: a seq above both maxima is new without a look-up (the usual
+	 * case: precincts upload in order); else the tail (this txn's earlier
+	 * appends included), then the table. */
+	uint64_t original = bal__tail_get(p, seq);
+	int mrc = MDB_NOTFOUND;
+	if (!original && seq <= p->table_max) {
+		dedup_key(k, id, seq, 0);
+		mrc = mdb_get(s->wtxn, s->dedup, &key, &val);
+	}
+	if (original || mrc == 0) {
 		struct bal__rec r;
 		if (!original) {
 			if (val.mv_size != 8)
@@ -158,13 +166,13 @@ int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, co
 		}
 		if ((rc = jrec_get(s, s->wtxn, original, &r)) != 0)
 			return bal__store_wfail(s, rc == -ENOENT ? BAL_ECORRUPT : rc);
-		if (r.a != precinct_id || r.b != seq)
+		if (r.a != id || r.b != seq)
 			return bal__store_wfail(s, BAL_ECORRUPT);
 		if (r.len == len && (len == 0 || memcmp(r.payload, bytes, len) == 0)) {
 			*position = original;
 			return BAL_EDUPLICATE;
 		}
-		if ((rc = record_conflict(s, precinct_id, seq, original, bytes, len)) != 0)
+		if ((rc = record_conflict(s, id, seq, original, bytes, len)) != 0)
 			return bal__store_wfail(s, rc);
 		*position = original;
 		return BAL_ECONFLICT;
@@ -173,10 +181,10 @@ int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, co
 		return bal__store_wfail(s, bal__store_err(mrc));
 
 	uint64_t pos = s->wposition + 1;
-	rc = bal__rec_put(s->wtxn, s->journal, pos, MDB_APPEND, BAL_JREC_MAGIC, precinct_id, seq, bytes, len);
+	rc = bal__rec_put(s->wtxn, s->journal, pos, MDB_APPEND, BAL_JREC_MAGIC, id, seq, bytes, len);
 	if (rc != 0)
 		return bal__store_wfail(s, rc);
-	rc = bal__tail_put(&s->tail, precinct_id, seq, pos);
+	rc = bal__tail_put(p, seq, pos);
 	if (rc != 0)
 		return bal__store_wfail(s, rc);
 	s->wposition = pos;
@@ -187,7 +195,7 @@ int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, co
 /* ---- read side -------------------------------------------------------------- */
 
 struct walk {
-	bal_store_entry_cb cb;
+	bal__jrec_cb cb;
 	void *arg;
 	uint64_t next; /* position the next entry must have */
 	uint64_t *at;
@@ -218,11 +226,11 @@ static int walk_entry(void *ctx, const MDB_val *key, const MDB_val *val)
 	if (rc != 0)
 		return rc;
 	w->next = pos + 1;
-	return w->cb(w->arg, pos, r.payload, r.len);
+	return w->cb(w->arg, pos, &r);
 }
 
-int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal_store_entry_cb cb, void *arg,
-		      uint64_t *at, char *why, size_t whylen)
+int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal__jrec_cb cb, void *arg, uint64_t *at,
+		      char *why, size_t whylen)
 {
 	uint8_t k[8];
 	uint64_t stop = 0;
@@ -233,13 +241,25 @@ int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal_sto
 	return scan_range(txn, s->journal, k, sizeof(k), 0, walk_entry, &w);
 }
 
+struct payload_visit {
+	bal_store_entry_cb cb;
+	void *arg;
+};
+
+static int visit_payload(void *ctx, uint64_t position, const struct bal__rec *r)
+{
+	const struct payload_visit *v = ctx;
+	return v->cb(v->arg, position, r->payload, r->len);
+}
+
 int bal_store_journal_scan(struct bal_store *s, uint64_t after, bal_store_entry_cb cb, void *arg)
 {
 	MDB_txn *txn;
+	struct payload_visit v = {cb, arg};
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return rc;
-	rc = bal__journal_walk(s, txn, after, cb, arg, NULL, NULL, 0);
+	rc = bal__journal_walk(s, txn, after, visit_payload, &v, NULL, NULL, 0);
 	mdb_txn_abort(txn);
 	return rc;
 }
@@ -313,11 +333,19 @@ int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store
 	struct seq_list l = {.precinct = precinct_id};
 	MDB_txn *txn;
 	uint64_t snap = 0;
+	int32_t idx = bal__precinct_index(s, precinct_id);
+	if (idx < 0)
+		return 0; /* not a precinct of this election: nothing journaled */
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return rc;
-	/* One read txn: the table up to the newest snapshot, the journal after it. */
-	rc = bal__store_last(txn, s->snapshots, &snap, NULL);
+	/* One read txn: the table up to the snapshot of the precinct's slice, the journal after it. */
+	struct bal__rec sr;
+	rc = bal__slice_read(s, txn, s->prec[idx].slice, &sr, NULL, 0);
+	if (rc == 0)
+		snap = sr.b;
+	else if (rc == -ENOENT)
+		rc = 0;
 	dedup_key(k, precinct_id, 0, 0);
 	if (rc == 0)
 		rc = scan_range(txn, s->dedup, k, BAL_DEDUP_KEY, 4, seq_collect, &l);

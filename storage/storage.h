@@ -1,8 +1,9 @@
 /*
  * Durable storage of one election's data directory, on LMDB: the journal of
  * the exact SignedBatch bytes keyed by position, the precinct state used for
- * deduplication, recorded conflicts, counter snapshots, and the pinned
- * definition hash. Recovery = newest snapshot + replay of the journal tail.
+ * deduplication, recorded conflicts, counter snapshots (one slice of
+ * precincts at a time), and the pinned definition hash. Recovery = every
+ * slice's snapshot + replay of the journal entries each one does not cover.
  *
  * This is the only code that includes lmdb.h; nothing above it sees MDB_*
  * codes (MDB_MAP_FULL becomes -ENOSPC, MDB_NOTFOUND -ENOENT, anything that
@@ -26,6 +27,10 @@ struct bal_store_opts {
 	size_t map_size;     /**< LMDB map size in bytes */
 	uint8_t hash[32];    /**< definition hash to pin / compare */
 	unsigned max_readers; /**< 0 = default (126) */
+	/** The definition's precinct ids, strictly ascending (copied). A precinct
+	 * is named by its index in this array wherever the API says "index". */
+	const uint32_t *precinct_ids;
+	uint32_t nprecincts; /**< >= 1 */
 };
 
 /**
@@ -35,7 +40,9 @@ struct bal_store_opts {
  * @param[out] why  on failure, one line; for BAL_EDEFN it names both hashes
  *                  in hex ("data dir X belongs to definition <hex>, not <hex>").
  * @return 0; BAL_EDEFN on hash mismatch; BAL_ECORRUPT if the stored format is
- *         not ours; -errno (e.g. -EACCES, -ENOSPC) otherwise.
+ *         not ours or the journal names a precinct not in `precinct_ids`;
+ *         -EINVAL for bad options (ids not ascending, none); -errno (e.g.
+ *         -EACCES, -ENOSPC) otherwise.
  */
 int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, char *why, size_t whylen);
 
@@ -50,23 +57,39 @@ int bal_store_wbegin(struct bal_store *s);
 /**
  * Within the write txn: deduplicates (precinct, seq) and appends `bytes` (the
  * SignedBatch exactly as received) to the journal at the next position.
- * Later calls in the same txn see earlier ones.
+ * `precinct` is an index into the open options' precinct_ids; the journal
+ * record names the precinct by its id. Later calls in the same txn see
+ * earlier ones.
  * @param[out] position  the new position (0), or the original one
  *                       (BAL_EDUPLICATE / BAL_ECONFLICT).
  * @return 0 journaled; BAL_EDUPLICATE identical bytes already journaled;
  *         BAL_ECONFLICT different bytes already journaled under that key (the
  *         new bytes are recorded in the conflict table within this txn);
+ *         -EINVAL no such precinct index (the txn lives on);
  *         -ENOSPC map full, -errno: the txn is dead, call bal_store_wabort().
  */
-int bal_store_append(struct bal_store *s, uint32_t precinct_id, uint64_t seq, const uint8_t *bytes, size_t len,
+int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const uint8_t *bytes, size_t len,
 		     uint64_t *position);
 
+/** Number of snapshot slices (>= 1, pinned at first start). Any thread. */
+unsigned bal_store_slices(const struct bal_store *s);
+
+/** Slice k's precincts: indices [*first, *end). k < bal_store_slices(). Any thread. */
+void bal_store_slice_range(const struct bal_store *s, unsigned k, uint32_t *first, uint32_t *end);
+
+/** Committed snapshot position of slice k (0: never written). Committer thread. */
+uint64_t bal_store_slice_position(const struct bal_store *s, unsigned k);
+
 /**
- * Within the write txn: stores the counter array as the newest snapshot,
- * covering journal positions 1..position, and deletes older snapshots.
- * @return 0; -ENOSPC / -errno: txn dead, abort it.
+ * Within the write txn: stores `blob` (`len` bytes, the caller's snapshot of
+ * slice k's precincts as of the last position appended in this txn) as slice
+ * k's snapshot, replacing the previous one, and moves the slice's dedup keys
+ * from the in-memory tail into the table. Both become durable with the txn,
+ * together with the journal prefix the snapshot covers.
+ * @return 0; -EINVAL (k out of range; the txn lives on); -ENOSPC / -errno:
+ *         txn dead, abort it.
  */
-int bal_store_put_snapshot(struct bal_store *s, uint64_t position, const uint64_t *ctr, size_t n);
+int bal_store_put_slice(struct bal_store *s, unsigned k, const void *blob, size_t len);
 
 /**
  * Commits and syncs the write txn: when it returns 0 the data is on disk.
@@ -84,13 +107,6 @@ void bal_store_wabort(struct bal_store *s);
 
 /** Last committed journal position (0 when empty). Lock-free. */
 uint64_t bal_store_position(const struct bal_store *s);
-
-/**
- * Loads the newest snapshot into `ctr` (n slots).
- * @return 0; -ENOENT if there is none (ctr untouched); BAL_ECORRUPT if its
- *         slot count or checksum does not match.
- */
-int bal_store_snapshot_load(struct bal_store *s, uint64_t *position, uint64_t *ctr, size_t n);
 
 /** Called per journal entry; `bytes` is valid only during the call. Non-zero stops the scan. */
 typedef int (*bal_store_entry_cb)(void *arg, uint64_t position, const uint8_t *bytes, size_t len);
@@ -118,7 +134,7 @@ int bal_store_conflict_scan(struct bal_store *s, uint32_t precinct_id, bal_store
 
 struct bal_store_info {
 	uint64_t position;          /**< last committed journal position */
-	uint64_t snapshot_position; /**< position covered by the newest snapshot (0 if none) */
+	uint64_t snapshot_position; /**< oldest slice snapshot position: recovery replays what follows it */
 	uint64_t conflicts;         /**< conflicts recorded */
 	uint64_t map_size;          /**< bytes */
 	uint64_t map_used;          /**< bytes in use (last page number * page size) */
@@ -128,20 +144,33 @@ int bal_store_info(struct bal_store *s, struct bal_store_info *out);
 /* ---- recovery ------------------------------------------------------------ */
 
 struct bal_recovery_report {
-	uint64_t snapshot_position; /**< 0 if no snapshot was found */
-	uint64_t replayed;          /**< journal entries replayed after it */
+	uint64_t snapshot_position; /**< oldest slice snapshot position (0 if a slice has none) */
+	uint64_t replayed;          /**< journal entries replayed: those later than their slice's snapshot */
+	uint64_t scanned;           /**< journal entries read after snapshot_position */
 	uint64_t position;          /**< last journal position */
 	double ms;                  /**< wall time */
 };
 
+/** What recovery calls, in this order, from one read txn. Non-zero stops it. */
+struct bal_recovery_ops {
+	/** Once per slice with a snapshot: its precincts [first, end) and the
+	 * blob stored by bal_store_put_slice() (valid only during the call). */
+	int (*slice)(void *arg, unsigned k, uint32_t first, uint32_t end, const uint8_t *blob, size_t len);
+	/** Once, after every slice was loaded, before the first entry. */
+	int (*loaded)(void *arg);
+	/** Per journal entry later than its precinct's slice snapshot, in
+	 * journal order; `precinct` is its index (see bal_store_opts). */
+	int (*entry)(void *arg, uint64_t position, uint32_t precinct, const uint8_t *bytes, size_t len);
+};
+
 /**
- * Loads the newest snapshot into `ctr` (or zeroes it if none) and calls
- * `apply` for every journal entry after it, in order. `apply` folds the entry
- * into `ctr` and returns 0, or a negative code that aborts recovery (a
- * journaled batch that no longer validates is corruption, never skipped).
- * @return 0; BAL_ECORRUPT (why names the position); -errno.
+ * Loads every slice snapshot and replays the journal entries they do not
+ * cover, through `ops`. A journaled batch that no longer applies, a damaged
+ * slice or journal record, a slice beyond the journal's end or a record
+ * naming an unknown precinct is corruption, never skipped.
+ * @return 0; BAL_ECORRUPT (why names the position or slice); -errno.
  */
-int bal_store_recover(struct bal_store *s, uint64_t *ctr, size_t n, bal_store_entry_cb apply, void *arg,
+int bal_store_recover(struct bal_store *s, const struct bal_recovery_ops *ops, void *arg,
 		      struct bal_recovery_report *rep, char *why, size_t whylen);
 
 #endif

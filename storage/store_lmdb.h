@@ -7,16 +7,26 @@
  * On-disk layout (one LMDB environment, named DBIs, all integers big-endian
  * so that LMDB's byte order equals numeric order):
  * - "meta":      "format" -> u32 BAL_STORE_FORMAT; "defn_hash" -> 32 bytes;
- *                "conflicts" -> u64 count of recorded conflicts.
+ *                "conflicts" -> u64 count of recorded conflicts;
+ *                "slices" -> u32 number of snapshot slices.
  * - "journal":   position u64 -> record (see BAL_REC_HDR) holding the exact
  *                bytes; positions start at 1 and have no gaps.
- * - "dedup":     (precinct u32, seq u64) -> position u64, for every position
- *                up to the newest snapshot's; later ones are in the
- *                in-memory tail index (tail.c), rebuilt from the journal.
+ * - "dedup":     (precinct u32, seq u64) -> position u64. For the precincts
+ *                of slice k it holds every key with a position up to that
+ *                slice's snapshot position; later ones are in the in-memory
+ *                tail (tail.c), rebuilt from the journal.
  * - "conflicts": (precinct u32, seq u64, counter u32) -> original position
  *                u64 + the conflicting bytes.
- * - "snapshots": position u64 -> record holding nslots native uint64
- *                counters; only the newest is kept.
+ * - "snapshots": slice number u64 -> record holding the caller's snapshot of
+ *                that slice's precincts, taken at the position in its header.
+ *
+ * Slices. The precincts (indices into bal_store_opts.precinct_ids, sorted by
+ * id) are cut into `nslices` ranges [k*n/S, (k+1)*n/S). Each slice has its
+ * own snapshot position: the committer writes one slice at a time, in turn,
+ * inside ordinary group commits, so no commit carries a whole snapshot and
+ * the dedup merge of a slice touches only that slice's key range. Recovery
+ * loads every slice and replays a journal entry only if it is later than the
+ * snapshot of its precinct's slice.
  */
 #ifndef BAL_STORAGE_STORE_LMDB_H
 #define BAL_STORAGE_STORE_LMDB_H
@@ -28,8 +38,11 @@
 
 #include "storage.h"
 
-/* 2: "dedup" holds the keys up to the newest snapshot only (see tail.c). */
-#define BAL_STORE_FORMAT 2u
+/* 3: snapshots and the dedup merge by slice of precincts. */
+#define BAL_STORE_FORMAT 3u
+/* Slices of a new data directory (fewer if it has fewer precincts); the
+ * number is pinned in "meta" at first start. */
+#define BAL_STORE_SLICES 64u
 
 #define BAL_STORE_DBI_META "meta"
 #define BAL_STORE_DBI_JOURNAL "journal"
@@ -43,12 +56,12 @@
  * covers the u64 key, the first 16 header bytes and the payload (a record
  * copied under another key fails too).
  * - journal:   a = precinct, b = seq, payload = the exact bytes;
- * - snapshots: a = BAL_SNAP_VERSION, b = nslots, payload = the counters.
+ * - snapshots: a = BAL_SNAP_VERSION, b = position, payload = the slice.
  */
 #define BAL_REC_HDR 24
 #define BAL_JREC_MAGIC 0x42414c4aU /* "BALJ" */
 #define BAL_SNAP_MAGIC 0x42414c53U /* "BALS" */
-#define BAL_SNAP_VERSION 1u
+#define BAL_SNAP_VERSION 2u
 
 /** A parsed record; `payload` points into the map: valid until the txn ends. */
 struct bal__rec {
@@ -61,20 +74,29 @@ struct bal__rec {
 #define BAL_DEDUP_KEY 12    /* precinct u32 + seq u64 */
 #define BAL_CONFLICT_KEY 16 /* dedup key + counter u32 */
 
-/** One key of the tail index; position 0 marks a free cell. */
+/** One key of a precinct's tail: a seq and where it was journaled. */
 struct bal__tail_ent {
 	uint64_t seq;
 	uint64_t position;
-	uint32_t precinct;
 };
 
 /**
- * Open-addressing hash (linear probing, load <= 1/2) of the dedup keys of
- * the journal tail. `cap` is 0 or a power of two; `n` cells are in use.
+ * Committer-side state of one precinct.
+ * - `tail[0..n)` holds, sorted by seq, every journaled key of the precinct
+ *   with a position above its slice's snapshot position (committed, plus
+ *   those appended in the open write txn); `cap` is its allocation;
+ * - `tail_max` is the largest seq in the tail, 0 when it is empty;
+ * - `table_max` is the largest seq of the precinct in "dedup", 0 if none: a
+ *   seq above both maxima was never journaled, which the append of a new
+ *   batch learns without a look-up;
+ * - `slice` is the slice it belongs to.
  */
-struct bal__tail {
-	struct bal__tail_ent *e;
-	size_t cap, n;
+struct bal__prec {
+	uint64_t table_max;
+	uint64_t tail_max;
+	struct bal__tail_ent *tail;
+	uint32_t n, cap;
+	uint32_t slice;
 };
 
 /**
@@ -83,7 +105,12 @@ struct bal__tail {
  * - `wtxn != NULL` iff a write txn is open; `wposition >= position` is the
  *   last position appended within it;
  * - `werr != 0` iff an operation inside `wtxn` failed: the txn may only be
- *   aborted (wcommit aborts it and returns `werr`).
+ *   aborted (wcommit aborts it and returns `werr`);
+ * - `ids[0..nprec)` are the precinct ids, ascending; `prec` their state;
+ * - `slice_pos[k]` is the committed snapshot position of slice k (0: none);
+ *   `slice_wpos[k]` the one written in the open txn, or UINT64_MAX;
+ * - `tail_bad != 0`: the tails must be reloaded before the next write txn.
+ * Only the committer thread touches prec, slice_pos, slice_wpos and tail_bad.
  */
 struct bal_store {
 	MDB_env *env;
@@ -93,8 +120,12 @@ struct bal_store {
 	MDB_txn *wtxn;
 	uint64_t wposition;
 	int werr;
-	struct bal__tail tail; /* committer-owned; see tail.c */
-	int tail_bad;          /* non-zero: the tail must be reloaded before the next write txn */
+	uint32_t nprec;
+	uint32_t *ids;
+	struct bal__prec *prec;
+	unsigned nslices;
+	uint64_t *slice_pos, *slice_wpos;
+	int tail_bad;
 };
 
 /** MDB_* and errno-style LMDB results -> 0, -errno or BAL_E*. The only translation. */
@@ -130,23 +161,35 @@ int bal__rec_put(MDB_txn *txn, MDB_dbi dbi, uint64_t key, unsigned flags, uint32
 int bal__rec_parse(const MDB_val *val, uint64_t key, uint32_t magic, const char *what, struct bal__rec *r, char *why,
 		   size_t whylen);
 
-/* tail.c: the in-memory dedup index of the journal tail. */
-void bal__tail_deinit(struct bal__tail *t);
-/** Position of (precinct, seq) in the tail, or 0. */
-uint64_t bal__tail_get(const struct bal__tail *t, uint32_t precinct, uint64_t seq);
-/** 0 or -ENOMEM. */
-int bal__tail_put(struct bal__tail *t, uint32_t precinct, uint64_t seq, uint64_t position);
-void bal__tail_clear(struct bal__tail *t);
-/** Within the write txn: moves the tail keys with position <= upto into "dedup", in key order. 0 or error. */
-int bal__tail_merge(struct bal_store *s, uint64_t upto);
-/** Replaces the tail with the keys of journal records after `after`, read in `txn`. 0, BAL_ECORRUPT, -errno. */
-int bal__tail_load(struct bal_store *s, MDB_txn *txn, uint64_t after, char *why, size_t whylen);
-/** The tail as it is after the last commit: reloaded from the journal (used after an abort). */
+/* tail.c: the in-memory dedup index of the journal tail, per precinct. */
+
+/** Index of precinct `id` in `ids`, or -1. */
+int32_t bal__precinct_index(const struct bal_store *s, uint32_t id);
+/** First precinct index of slice k (k may be nslices: then nprec). */
+uint32_t bal__slice_first(const struct bal_store *s, unsigned k);
+/** Frees every tail. */
+void bal__tail_deinit(struct bal_store *s);
+/** Position of `seq` in precinct p's tail, or 0. */
+uint64_t bal__tail_get(const struct bal__prec *p, uint64_t seq);
+/** Adds (seq, position) to p's tail, keeping it sorted. 0 or -ENOMEM. */
+int bal__tail_put(struct bal__prec *p, uint64_t seq, uint64_t position);
+/** Within the write txn: moves the tails of slice k's precincts into "dedup", in key order. 0 or error. */
+int bal__tail_merge(struct bal_store *s, unsigned k);
+/**
+ * Reads every slice's snapshot position in `txn` into `pos` (nslices
+ * values; 0 for a slice never written) from the record headers, without
+ * verifying the payloads. 0, BAL_ECORRUPT, -errno.
+ */
+int bal__slice_positions(struct bal_store *s, MDB_txn *txn, uint64_t *pos, char *why, size_t whylen);
+/** The committed state of every tail, table maximum and slice position, read from the store. */
 int bal__tail_reload(struct bal_store *s, char *why, size_t whylen);
 
 /** 64-bit checksum for damage detection (not cryptographic); chain calls through `seed`. */
 uint64_t bal__store_sum(const void *p, size_t n, uint64_t seed);
 #define BAL_SUM_SEED 0xcbf29ce484222325ULL
+
+/** Called per journal record by bal__journal_walk(); `r` points into the map. */
+typedef int (*bal__jrec_cb)(void *arg, uint64_t position, const struct bal__rec *r);
 
 /**
  * Walks journal entries with position > after in `txn`, verifying each record
@@ -154,15 +197,14 @@ uint64_t bal__store_sum(const void *p, size_t n, uint64_t seed);
  * @param[out] at  position of the entry that stopped the walk (callback or damage).
  * @return 0, the callback's non-zero value, BAL_ECORRUPT (why says what), -errno.
  */
-int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal_store_entry_cb cb, void *arg,
-		      uint64_t *at, char *why, size_t whylen);
+int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal__jrec_cb cb, void *arg, uint64_t *at,
+		      char *why, size_t whylen);
 
 /**
- * Reads the newest snapshot in `txn` into `ctr` (written only if valid).
+ * Reads slice k's snapshot record in `txn` (payload valid until the txn ends).
  * @return 0; -ENOENT none; BAL_ECORRUPT (why says what); -errno.
  */
-int bal__snapshot_read(struct bal_store *s, MDB_txn *txn, uint64_t *position, uint64_t *ctr, size_t n, char *why,
-		       size_t whylen);
+int bal__slice_read(struct bal_store *s, MDB_txn *txn, unsigned k, struct bal__rec *r, char *why, size_t whylen);
 
 /**
  * Largest u64 key of `dbi` in `txn` (journal: last position; snapshots:

@@ -1,23 +1,25 @@
 /*
- * The dedup index of the journal tail: (precinct, seq) -> position for the
- * batches journaled after the newest snapshot, kept in memory by the
- * committer and merged into the "dedup" table, in key order, in the same
- * write txn as the next snapshot.
+ * The dedup index of the journal tail, per precinct: (seq -> position) for
+ * the batches journaled after the snapshot of the precinct's slice, kept in
+ * memory by the committer and merged into the "dedup" table, in key order,
+ * in the same write txn as that slice's next snapshot.
  *
  * Why: precincts upload in any interleaving, so inserting each batch's dedup
  * key into the B-tree at once dirties about one leaf page per batch (4 KiB
  * written for a ~300-byte batch) and churns LMDB's freelist. Merging a
- * snapshot interval's keys in one sorted pass writes each leaf once per
- * interval instead. The journal records carry (precinct, seq) in their
- * header, so the tail index is rebuilt from the journal when the store opens.
+ * slice's keys in one sorted pass writes each of its leaves once per round
+ * of slices instead, and a round is spread over many commits: no commit
+ * stalls behind the whole table. The journal records carry (precinct, seq)
+ * in their header, so the tails are rebuilt from the journal when the store
+ * opens.
  *
- * Invariant: "dedup" holds every key with position <= the newest snapshot's
- * position; the tail holds every key with a committed position above it,
- * plus those appended in the open write txn.
- * A write txn that aborts may have merged or added keys: the tail is then
- * reloaded from the committed journal (rare: failed commits only).
- * Only the committer thread (and bal_store_open) touch the tail; readers get
- * the same facts from the journal (bal_store_precinct_scan).
+ * Invariant, for the precincts of slice k: "dedup" holds every key with a
+ * position up to slice_pos[k]; the tails hold every key with a committed
+ * position above it, plus those appended in the open write txn. A write txn
+ * that aborts may have merged or added keys: the tails are then reloaded
+ * from the committed store (rare: failed commits only). Only the committer
+ * thread (and bal_store_open) touch the tails; readers get the same facts
+ * from the journal (bal_store_precinct_scan).
  */
 #include "store_lmdb.h"
 
@@ -25,162 +27,195 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TAIL_MIN_CAP 1024 /* power of two */
+#define TAIL_MIN_CAP 8
 
-static uint64_t mix(uint32_t precinct, uint64_t seq)
+int32_t bal__precinct_index(const struct bal_store *s, uint32_t id)
 {
-	uint64_t h = seq * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)precinct * 0xc2b2ae3d27d4eb4fULL);
-	h ^= h >> 31;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	return h ^ (h >> 29);
+	uint32_t lo = 0, hi = s->nprec;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->ids[mid] == id)
+			return (int32_t)mid;
+		if (s->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
 }
 
-void bal__tail_deinit(struct bal__tail *t)
+uint32_t bal__slice_first(const struct bal_store *s, unsigned k)
 {
-	free(t->e);
-	memset(t, 0, sizeof(*t));
+	return (uint32_t)((uint64_t)k * s->nprec / s->nslices);
 }
 
-static int resize(struct bal__tail *t, size_t cap)
+void bal__tail_deinit(struct bal_store *s)
 {
-	struct bal__tail_ent *e = calloc(cap, sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	struct bal__tail_ent *old = t->e;
-	size_t oldcap = t->cap;
-	t->e = e;
-	t->cap = cap;
-	t->n = 0;
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].position)
-			bal__tail_put(t, old[i].precinct, old[i].seq, old[i].position);
-	free(old);
-	return 0;
-}
-
-uint64_t bal__tail_get(const struct bal__tail *t, uint32_t precinct, uint64_t seq)
-{
-	if (!t->n)
-		return 0;
-	size_t mask = t->cap - 1;
-	for (size_t i = mix(precinct, seq) & mask;; i = (i + 1) & mask) {
-		const struct bal__tail_ent *e = &t->e[i];
-		if (!e->position)
-			return 0;
-		if (e->precinct == precinct && e->seq == seq)
-			return e->position;
+	for (uint32_t i = 0; s->prec && i < s->nprec; i++) {
+		free(s->prec[i].tail);
+		s->prec[i].tail = NULL;
+		s->prec[i].n = s->prec[i].cap = 0;
 	}
 }
 
-int bal__tail_put(struct bal__tail *t, uint32_t precinct, uint64_t seq, uint64_t position)
+/* Index of the first entry with seq >= `seq`. */
+static uint32_t lower_bound(const struct bal__prec *p, uint64_t seq)
 {
-	if ((t->n + 1) * 2 > t->cap) {
-		/* Load factor <= 1/2; growth is amortised over the interval, never per batch once warm. */
-		int rc = resize(t, t->cap ? t->cap * 2 : TAIL_MIN_CAP);
-		if (rc)
-			return rc;
+	uint32_t lo = 0, hi = p->n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (p->tail[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	size_t mask = t->cap - 1;
-	size_t i = mix(precinct, seq) & mask;
-	while (t->e[i].position && !(t->e[i].precinct == precinct && t->e[i].seq == seq))
-		i = (i + 1) & mask;
-	if (!t->e[i].position)
-		t->n++;
-	t->e[i] = (struct bal__tail_ent){.seq = seq, .position = position, .precinct = precinct};
-	return 0;
+	return lo;
 }
 
-void bal__tail_clear(struct bal__tail *t)
+uint64_t bal__tail_get(const struct bal__prec *p, uint64_t seq)
 {
-	if (t->n)
-		memset(t->e, 0, t->cap * sizeof(*t->e));
-	t->n = 0;
-}
-
-static int by_key(const void *a, const void *b)
-{
-	const struct bal__tail_ent *x = a, *y = b;
-	if (x->precinct != y->precinct)
-		return x->precinct < y->precinct ? -1 : 1;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-int bal__tail_merge(struct bal_store *s, uint64_t upto)
-{
-	struct bal__tail *t = &s->tail;
-	if (!t->n)
+	if (seq > p->tail_max || !p->n)
 		return 0;
-	/* Compact, then split: keys up to `upto` go into the table in key order;
-	 * later ones (a snapshot trailing the txn's appends) stay in the tail. */
-	size_t n = 0, nkeep = 0;
-	for (size_t i = 0; i < t->cap; i++)
-		if (t->e[i].position)
-			t->e[n++] = t->e[i];
-	for (size_t i = 0; i < n; i++)
-		if (t->e[i].position > upto)
-			nkeep++;
-	struct bal__tail_ent *keep = NULL;
-	if (nkeep) {
-		keep = malloc(nkeep * sizeof(*keep));
-		if (!keep)
+	uint32_t i = lower_bound(p, seq);
+	return i < p->n && p->tail[i].seq == seq ? p->tail[i].position : 0;
+}
+
+int bal__tail_put(struct bal__prec *p, uint64_t seq, uint64_t position)
+{
+	if (p->n == p->cap) {
+		/* Capacity is kept when the tail is merged: once a precinct has seen
+		 * its busiest round, its appends do not allocate. */
+		uint32_t cap = p->cap ? p->cap * 2 : TAIL_MIN_CAP;
+		if (cap <= p->cap)
 			return -ENOMEM;
-		size_t m = 0, j = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (t->e[i].position > upto)
-				keep[j++] = t->e[i];
-			else
-				t->e[m++] = t->e[i];
-		}
-		n = m;
+		struct bal__tail_ent *t = realloc(p->tail, (size_t)cap * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		p->tail = t;
+		p->cap = cap;
 	}
-	qsort(t->e, n, sizeof(*t->e), by_key);
+	/* In-order uploads append; a seq that arrives late is inserted in place. */
+	uint32_t i = seq > p->tail_max ? p->n : lower_bound(p, seq);
+	if (i < p->n)
+		memmove(&p->tail[i + 1], &p->tail[i], (size_t)(p->n - i) * sizeof(*p->tail));
+	p->tail[i] = (struct bal__tail_ent){.seq = seq, .position = position};
+	p->n++;
+	if (seq > p->tail_max)
+		p->tail_max = seq;
+	return 0;
+}
+
+int bal__tail_merge(struct bal_store *s, unsigned k)
+{
+	uint32_t first = bal__slice_first(s, k), end = bal__slice_first(s, k + 1);
 	MDB_cursor *cur;
 	int rc = bal__store_err(mdb_cursor_open(s->wtxn, s->dedup, &cur));
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		uint8_t k[BAL_DEDUP_KEY], v[8];
-		bal__put_be32(k, t->e[i].precinct);
-		bal__put_be64(k + 4, t->e[i].seq);
-		bal__put_be64(v, t->e[i].position);
-		MDB_val key = {sizeof(k), k}, val = {sizeof(v), v};
-		int mrc = mdb_cursor_put(cur, &key, &val, MDB_NOOVERWRITE);
-		rc = mrc == MDB_KEYEXIST ? BAL_ECORRUPT : bal__store_err(mrc);
+	if (rc != 0)
+		return rc;
+	/* Precinct indices follow id order and each tail is sorted by seq:
+	 * the keys go in in key order, with the cursor moving forward. */
+	for (uint32_t i = first; i < end && rc == 0; i++) {
+		struct bal__prec *p = &s->prec[i];
+		for (uint32_t j = 0; j < p->n && rc == 0; j++) {
+			uint8_t kb[BAL_DEDUP_KEY], vb[8];
+			bal__put_be32(kb, s->ids[i]);
+			bal__put_be64(kb + 4, p->tail[j].seq);
+			bal__put_be64(vb, p->tail[j].position);
+			MDB_val key = {sizeof(kb), kb}, val = {sizeof(vb), vb};
+			int mrc = mdb_cursor_put(cur, &key, &val, MDB_NOOVERWRITE);
+			rc = mrc == MDB_KEYEXIST ? BAL_ECORRUPT : bal__store_err(mrc);
+		}
+		if (rc != 0)
+			break;
+		/* This txn reads its own writes: the keys are found in the table now.
+		 * If it aborts, bal_store_wabort() reloads the committed state. */
+		if (p->tail_max > p->table_max)
+			p->table_max = p->tail_max;
+		p->n = 0;
+		p->tail_max = 0;
 	}
-	if (rc == 0 || cur)
-		mdb_cursor_close(cur);
-	/* The merged keys are now found in the table (this txn reads its own
-	 * writes); the tail is a hash of the kept ones again. If the txn aborts,
-	 * bal_store_wabort() reloads the tail from the committed journal. */
-	bal__tail_clear(t);
-	for (size_t i = 0; i < nkeep && rc == 0; i++)
-		rc = bal__tail_put(t, keep[i].precinct, keep[i].seq, keep[i].position);
-	free(keep);
+	mdb_cursor_close(cur);
 	return rc;
 }
 
-/* Header-only read of journal records after `after`: their keys go into the tail. */
-int bal__tail_load(struct bal_store *s, MDB_txn *txn, uint64_t after, char *why, size_t whylen)
+int bal__slice_positions(struct bal_store *s, MDB_txn *txn, uint64_t *pos, char *why, size_t whylen)
+{
+	for (unsigned k = 0; k < s->nslices; k++) {
+		uint8_t kb[8];
+		MDB_val key = {8, kb}, val;
+		bal__put_be64(kb, k);
+		int mrc = mdb_get(txn, s->snapshots, &key, &val);
+		if (mrc == MDB_NOTFOUND) {
+			pos[k] = 0;
+			continue;
+		}
+		if (mrc != 0)
+			return bal__store_err(mrc);
+		if (val.mv_size < BAL_REC_HDR || bal__get_be32(val.mv_data) != BAL_SNAP_MAGIC) {
+			bal__store_why(why, whylen, "snapshot slice %u: damaged record header", k);
+			return BAL_ECORRUPT;
+		}
+		pos[k] = bal__get_be64((const uint8_t *)val.mv_data + 8);
+	}
+	return 0;
+}
+
+/* Largest seq of precinct `id` in "dedup", 0 if none. */
+static int table_max(MDB_cursor *cur, uint32_t id, uint64_t *max)
+{
+	uint8_t kb[BAL_DEDUP_KEY];
+	MDB_val key = {sizeof(kb), kb}, val;
+	*max = 0;
+	int mrc;
+	if (id == UINT32_MAX) {
+		mrc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+	} else {
+		/* The first key of the next precinct, then one back. */
+		bal__put_be32(kb, id + 1);
+		memset(kb + 4, 0, 8);
+		mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+		mrc = mrc == 0 || mrc == MDB_NOTFOUND ? mdb_cursor_get(cur, &key, &val, mrc == 0 ? MDB_PREV : MDB_LAST)
+						      : mrc;
+	}
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+	if (mrc != 0)
+		return bal__store_err(mrc);
+	if (key.mv_size != BAL_DEDUP_KEY)
+		return BAL_ECORRUPT;
+	if (bal__get_be32(key.mv_data) == id)
+		*max = bal__get_be64((const uint8_t *)key.mv_data + 4);
+	return 0;
+}
+
+/* Header-only read of journal records after `after` (recovery verifies the
+ * payloads): the keys later than their slice's snapshot go into the tails. */
+static int load_tails(struct bal_store *s, MDB_txn *txn, uint64_t after, char *why, size_t whylen)
 {
 	MDB_cursor *cur;
 	uint8_t k[8];
 	MDB_val key = {8, k}, val;
-	bal__tail_clear(&s->tail);
 	int rc = bal__store_err(mdb_cursor_open(txn, s->journal, &cur));
 	if (rc)
 		return rc;
 	bal__put_be64(k, after + 1);
-	int mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	int mrc = after == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
 	for (; mrc == 0; mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-		if (key.mv_size != 8 || val.mv_size < BAL_REC_HDR ||
-		    bal__get_be32(val.mv_data) != BAL_JREC_MAGIC) {
-			uint64_t pos = key.mv_size == 8 ? bal__get_be64(key.mv_data) : 0;
-			bal__store_why(why, whylen, "journal position %llu: damaged record header",
-				       (unsigned long long)pos);
+		uint64_t pos = key.mv_size == 8 ? bal__get_be64(key.mv_data) : 0;
+		if (key.mv_size != 8 || val.mv_size < BAL_REC_HDR || bal__get_be32(val.mv_data) != BAL_JREC_MAGIC) {
+			bal__store_why(why, whylen, "journal position %llu: damaged record header", (unsigned long long)pos);
 			rc = BAL_ECORRUPT;
 			break;
 		}
 		const uint8_t *h = val.mv_data;
-		rc = bal__tail_put(&s->tail, bal__get_be32(h + 4), bal__get_be64(h + 8), bal__get_be64(key.mv_data));
-		if (rc)
+		int32_t i = bal__precinct_index(s, bal__get_be32(h + 4));
+		if (i < 0) {
+			bal__store_why(why, whylen, "journal position %llu names precinct %u, which is not in the definition",
+				       (unsigned long long)pos, bal__get_be32(h + 4));
+			rc = BAL_ECORRUPT;
+			break;
+		}
+		if (pos > s->slice_pos[s->prec[i].slice] && (rc = bal__tail_put(&s->prec[i], bal__get_be64(h + 8), pos)))
 			break;
 	}
 	if (rc == 0 && mrc != MDB_NOTFOUND)
@@ -192,13 +227,30 @@ int bal__tail_load(struct bal_store *s, MDB_txn *txn, uint64_t after, char *why,
 int bal__tail_reload(struct bal_store *s, char *why, size_t whylen)
 {
 	MDB_txn *txn;
-	uint64_t snap = 0;
+	MDB_cursor *cur;
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
 	if (rc)
 		return rc;
-	rc = bal__store_last(txn, s->snapshots, &snap, NULL);
-	if (rc == 0)
-		rc = bal__tail_load(s, txn, snap, why, whylen);
+	if ((rc = bal__slice_positions(s, txn, s->slice_pos, why, whylen)) != 0)
+		goto out_txn;
+	if ((rc = bal__store_err(mdb_cursor_open(txn, s->dedup, &cur))) != 0)
+		goto out_txn;
+	for (uint32_t i = 0; i < s->nprec && rc == 0; i++) {
+		s->prec[i].n = 0;
+		s->prec[i].tail_max = 0;
+		rc = table_max(cur, s->ids[i], &s->prec[i].table_max);
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0) {
+		bal__store_why(why, whylen, "dedup table: %s", bal_strerror(rc));
+		goto out_txn;
+	}
+	uint64_t from = UINT64_MAX;
+	for (unsigned k = 0; k < s->nslices; k++)
+		if (s->slice_pos[k] < from)
+			from = s->slice_pos[k];
+	rc = load_tails(s, txn, from, why, whylen);
+out_txn:
 	mdb_txn_abort(txn);
 	return rc;
 }

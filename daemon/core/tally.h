@@ -184,6 +184,29 @@ int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struc
  * bal_pub_apply() can run it on the published array while readers copy it. */
 void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal_delta *dl);
 
+/* ---- snapshot slices --------------------------------------------------------
+ * Snapshots are written a slice of precincts at a time (storage/ decides the
+ * slices: ranges [first, end) of precinct indices). A slice holds only
+ * precinct-level slots (E, the shadows, the ballot sums): every aggregate and
+ * global is the sum (or count) of those over the precincts, so after loading
+ * slices taken at different positions and replaying each precinct's later
+ * batches, bal_tally_rebuild() recomputes the rest. */
+
+/** uint64 values in a slice of precincts [first, end); 0 if the range is empty or out of bounds. */
+size_t bal_layout_slice_len(const struct bal_layout *l, uint32_t first, uint32_t end);
+/** Copies the slice's slots from `ctr` into `out` (bal_layout_slice_len() values); returns that count. */
+size_t bal_layout_slice_pack(const struct bal_layout *l, const uint64_t *ctr, uint32_t first, uint32_t end,
+			     uint64_t *out);
+/** Copies `n` values packed by bal_layout_slice_pack() into `ctr`. 0, or BAL_ECORRUPT if `n` does not fit the slice. */
+int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t first, uint32_t end,
+			    const uint64_t *in, size_t n);
+/**
+ * Recomputes every (contest, district), contest, turnout and global slot of
+ * `ctr` from its precinct-level slots. Plain stores: only for an array no
+ * other thread reads (recovery).
+ */
+void bal_tally_rebuild(const struct bal_layout *l, uint64_t *ctr);
+
 /* ---- published counters (seqlock) ----------------------------------------
  * One writer (the committer) and any number of readers on other threads.
  * Readers never block the writer; they retry if a write overlapped the copy.

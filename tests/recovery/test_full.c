@@ -297,7 +297,8 @@ Test(full, storage_maps_a_full_filesystem_to_enospc)
 	env_init(&e);
 	mount_small_fs(e.data, "4m");
 	char why[256];
-	struct bal_store_opts o = {.dir = e.data, .map_size = 64 << 20};
+	static const uint32_t ids[] = {1, 2};
+	struct bal_store_opts o = {.dir = e.data, .map_size = 64 << 20, .precinct_ids = ids, .nprecincts = 2};
 	struct bal_store *s;
 	cr_assert_eq(bal_store_open(&o, &s, why, sizeof(why)), 0, "%s", why);
 	enum { LEN = 24000, PER_TXN = 12, ROUNDS = 16 };
@@ -318,7 +319,7 @@ Test(full, storage_maps_a_full_filesystem_to_enospc)
 			cr_assert_eq(bal_store_wbegin(s), 0);
 			for (uint32_t i = 0; i < PER_TXN; i++) {
 				payload(buf, LEN, pos + i + 1);
-				cr_assert_eq(bal_store_append(s, 1, pos + i + 1, buf, LEN, &got), 0);
+				cr_assert_eq(bal_store_append(s, 0, pos + i + 1, buf, LEN, &got), 0);
 			}
 			int rc = bal_store_wcommit(s);
 			if (rc == 0) {

@@ -37,15 +37,24 @@ void fx_teardown(void)
 		nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-struct bal_store *fx_open(uint8_t hash_byte, size_t map_size)
+struct bal_store *fx_open_precincts(uint8_t hash_byte, size_t map_size, uint32_t nprecincts)
 {
-	struct bal_store_opts o = {.dir = fx_dir, .map_size = map_size};
+	static uint32_t ids[FX_PRECINCTS];
+	cr_assert_leq(nprecincts, FX_PRECINCTS);
+	for (uint32_t i = 0; i < nprecincts; i++)
+		ids[i] = i;
+	struct bal_store_opts o = {.dir = fx_dir, .map_size = map_size, .precinct_ids = ids, .nprecincts = nprecincts};
 	struct bal_store *s = NULL;
 	char why[256] = "";
 	memset(o.hash, hash_byte, sizeof(o.hash));
 	int rc = bal_store_open(&o, &s, why, sizeof(why));
 	cr_assert_eq(rc, 0, "open %s: %s (%s)", fx_dir, bal_strerror(rc), why);
 	return s;
+}
+
+struct bal_store *fx_open(uint8_t hash_byte, size_t map_size)
+{
+	return fx_open_precincts(hash_byte, map_size, FX_PRECINCTS);
 }
 
 struct bal_store *fx_open_default(void)
@@ -100,10 +109,10 @@ void fx_expect_journal(struct bal_store *s, uint64_t pos, uint64_t first_seed, u
 	free(got);
 }
 
-void fx_commit_snapshot(struct bal_store *s, uint64_t at, const uint64_t *ctr, size_t n)
+void fx_commit_slice(struct bal_store *s, unsigned k, const void *blob, size_t len)
 {
 	cr_assert_eq(bal_store_wbegin(s), 0);
-	cr_assert_eq(bal_store_put_snapshot(s, at, ctr, n), 0);
+	cr_assert_eq(bal_store_put_slice(s, k, blob, len), 0);
 	cr_assert_eq(bal_store_wcommit(s), 0);
 }
 

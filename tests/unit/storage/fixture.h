@@ -21,7 +21,12 @@ void fx_setup(void);
 /** .fini: removes it and everything below. */
 void fx_teardown(void);
 
-/** Opens fx_dir with a hash filled with `hash_byte`; asserts success. */
+/** Precincts of the stores fx_open() opens: ids 0..FX_PRECINCTS-1, so an id is its own index. */
+#define FX_PRECINCTS 1024u
+
+/** Opens fx_dir with a hash filled with `hash_byte` and precinct ids 0..nprecincts-1; asserts success. */
+struct bal_store *fx_open_precincts(uint8_t hash_byte, size_t map_size, uint32_t nprecincts);
+/** fx_open_precincts() with FX_PRECINCTS precincts. */
 struct bal_store *fx_open(uint8_t hash_byte, size_t map_size);
 /** Opens with hash byte 0x11 and 8 MiB. */
 struct bal_store *fx_open_default(void);
@@ -38,8 +43,8 @@ void fx_journal(struct bal_store *s, uint32_t precinct, uint64_t first, uint64_t
 /** Asserts positions pos..pos+count-1 hold fx_fill(len, seed), seed = first_seed, first_seed+1, ... */
 void fx_expect_journal(struct bal_store *s, uint64_t pos, uint64_t first_seed, uint64_t count, size_t len);
 
-/** One txn that only stores the snapshot (`at`, `ctr`, `n`). */
-void fx_commit_snapshot(struct bal_store *s, uint64_t at, const uint64_t *ctr, size_t n);
+/** One txn that only stores `len` bytes as slice k's snapshot (at the committed position). */
+void fx_commit_slice(struct bal_store *s, unsigned k, const void *blob, size_t len);
 
 /**
  * With the store closed: XORs 0xff into byte `offset` of the value stored

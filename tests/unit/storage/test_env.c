@@ -35,7 +35,8 @@ Test(storage_env, reopens_with_same_hash)
 Test(storage_env, refuses_other_definition_naming_both_hashes)
 {
 	bal_store_close(fx_open(0xab, 8 * MiB));
-	struct bal_store_opts o = {.dir = fx_dir, .map_size = 8 * MiB};
+	static const uint32_t ids[] = {0, 1, 2};
+	struct bal_store_opts o = {.dir = fx_dir, .map_size = 8 * MiB, .precinct_ids = ids, .nprecincts = 3};
 	struct bal_store *s = NULL;
 	char why[512] = "";
 	memset(o.hash, 0xcd, sizeof(o.hash));
@@ -70,7 +71,8 @@ Test(storage_env, refuses_foreign_format)
 	cr_assert_eq(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
 
-	struct bal_store_opts o = {.dir = fx_dir, .map_size = 8 * MiB};
+	static const uint32_t ids[] = {0, 1, 2};
+	struct bal_store_opts o = {.dir = fx_dir, .map_size = 8 * MiB, .precinct_ids = ids, .nprecincts = 3};
 	struct bal_store *s = NULL;
 	char why[256] = "";
 	memset(o.hash, 0x11, sizeof(o.hash));
@@ -80,11 +82,20 @@ Test(storage_env, refuses_foreign_format)
 
 Test(storage_env, rejects_bad_options)
 {
-	struct bal_store_opts o = {.dir = fx_dir, .map_size = 1000};
+	static const uint32_t ids[] = {4, 9, 9};
+	struct bal_store_opts o = {.dir = fx_dir, .map_size = 1000, .precinct_ids = ids, .nprecincts = 2};
 	struct bal_store *s = NULL;
 	char why[256] = "";
 	cr_assert_eq(bal_store_open(&o, &s, why, sizeof(why)), -EINVAL);
 	cr_assert_not_null(strstr(why, "map_size 1000"), "why: %s", why);
+	o.map_size = 8 * MiB;
+	o.nprecincts = 0;
+	cr_assert_eq(bal_store_open(&o, &s, why, sizeof(why)), -EINVAL);
+	cr_assert_not_null(strstr(why, "no precincts"), "why: %s", why);
+	o.nprecincts = 3;
+	cr_assert_eq(bal_store_open(&o, &s, why, sizeof(why)), -EINVAL);
+	cr_assert_not_null(strstr(why, "not strictly ascending at index 2 (9, 9)"), "why: %s", why);
+	o.nprecincts = 2;
 
 	FILE *f = fopen(fx_dir, "w"); /* a plain file where the directory should be */
 	cr_assert_not_null(f);
@@ -211,13 +222,23 @@ Test(storage_env, info_reports_fields)
 		fx_fill(buf, sizeof(buf), i);
 		cr_assert_eq(bal_store_append(s, 3, i, buf, sizeof(buf), &pos), 0);
 	}
-	cr_assert_eq(bal_store_put_snapshot(s, 15, ctr, 4), 0);
+	/* Every slice snapshotted, at 20 but the last one, then at 15: the oldest is reported. */
+	for (unsigned k = 0; k + 1 < bal_store_slices(s); k++)
+		cr_assert_eq(bal_store_put_slice(s, k, ctr, sizeof(ctr)), 0);
 	cr_assert_eq(bal_store_append(s, 3, 1, buf, sizeof(buf), &pos), BAL_ECONFLICT);
+	cr_assert_eq(bal_store_wcommit(s), 0);
+	cr_assert_eq(bal_store_info(s, &b), 0);
+	cr_assert_eq(b.snapshot_position, 0, "one slice has no snapshot yet");
+	cr_assert_eq(bal_store_wbegin(s), 0);
+	cr_assert_eq(bal_store_put_slice(s, bal_store_slices(s) - 1, ctr, sizeof(ctr)), 0);
+	for (uint32_t i = 21; i <= 25; i++)
+		cr_assert_eq(bal_store_append(s, 3, i, buf, 10, &pos), 0);
+	cr_assert_eq(bal_store_put_slice(s, 0, ctr, sizeof(ctr)), 0);
 	cr_assert_eq(bal_store_wcommit(s), 0);
 
 	cr_assert_eq(bal_store_info(s, &b), 0);
-	cr_assert_eq(b.position, 20);
-	cr_assert_eq(b.snapshot_position, 15);
+	cr_assert_eq(b.position, 25);
+	cr_assert_eq(b.snapshot_position, 20);
 	cr_assert_eq(b.conflicts, 1);
 	cr_assert_gt(b.map_used, a.map_used + 20 * sizeof(buf) - 1);
 	cr_assert_leq(b.map_used, b.map_size);
