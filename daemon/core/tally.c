@@ -578,11 +578,31 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 		err = protocol_complete(d, b, p, why, whylen);
 	if (err)
 		return err;
+	uint64_t peak = n > 1 ? n : 1; /* the batch count; a protocol's count of differing slots */
+	for (uint32_t i = 0; i < n; i++)
+		if (out->e[i].add > peak)
+			peak = out->e[i].add;
 	out->precinct = p;
 	out->n = n;
 	out->kind = protocol ? BAL_DELTA_PROTOCOL : BAL_DELTA_ADD;
 	out->seq = protocol ? b->seq : 0;
+	out->peak = peak;
 	return 0;
+}
+
+uint64_t bal_tally_bound(uint64_t bound, const struct bal_delta *dl)
+{
+	uint64_t peak = dl->peak ? dl->peak : 1, next;
+	return __builtin_add_overflow(bound, peak, &next) ? UINT64_MAX : next;
+}
+
+uint64_t bal_tally_max(const struct bal_layout *l, const uint64_t *ctr)
+{
+	uint64_t m = 0;
+	for (size_t s = 0; s < l->nslots; s++)
+		if (ctr[s] > m)
+			m = ctr[s];
+	return m;
 }
 
 /* ---- check and apply ---------------------------------------------------------- */

@@ -143,6 +143,7 @@ struct bal_delta {
 	uint32_t cap;
 	enum bal_delta_kind kind;
 	uint64_t seq;             /**< BAL_DELTA_PROTOCOL: the protocol's seq (>= 1) */
+	uint64_t peak;            /**< largest entry value (see bal_tally_bound()) */
 	struct bal_delta_entry *e;
 };
 
@@ -177,6 +178,22 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
  */
 int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
 		    size_t whylen);
+
+/**
+ * A cheap overflow proof. Applying a delta raises any one slot by at most
+ * its `peak` (an ADD entry feeds each slot it reaches once; a protocol value
+ * replaces a slot or moves an aggregate by at most itself; counts of batches,
+ * precincts and protocols grow by one). So if every slot of `ctr` is at most
+ * `bound`, after applying `dl` every slot is at most the value this returns,
+ * saturating at UINT64_MAX. While it stays below BAL_TALLY_SAFE, no
+ * BAL_DELTA_ADD delta can overflow and bal_tally_check() may be skipped for
+ * it; the caller keeps `bound` by feeding each applied delta through here,
+ * starting from bal_tally_max(). Pure, any thread.
+ */
+#define BAL_TALLY_SAFE ((uint64_t)1 << 63)
+uint64_t bal_tally_bound(uint64_t bound, const struct bal_delta *dl);
+/** The largest value in `ctr` (plain loads: the owner's array). */
+uint64_t bal_tally_max(const struct bal_layout *l, const uint64_t *ctr);
 
 /** Applies `dl` to `ctr` (precinct, shadow, district, contest, national and
  * global slots) with the semantics above. Caller has checked it with

@@ -336,6 +336,9 @@ Test(tally, fold_tally_omits_zero_counts, .init = setup, .fini = teardown)
 		{ bal_slot_precinct_choice(L, p, c1, 7), 1 },
 	};
 	assert_delta(&DL, want, NELEM(want));
+	cr_assert_eq(DL.peak, 20, "the largest entry");
+	cr_assert_eq(bal_tally_bound(100, &DL), 120);
+	cr_assert_eq(bal_tally_bound(UINT64_MAX - 5, &DL), UINT64_MAX, "saturates");
 }
 
 Test(tally, fold_accepts_turnout_only_batches, .init = setup, .fini = teardown)
@@ -513,6 +516,7 @@ static void run_random(unsigned protocol_odds, uint64_t seed)
 
 	/* Precinct 30 never reports, so precincts reporting stays below the total. */
 	uint32_t silent = pidx(30);
+	uint64_t bound = bal_tally_max(L, ctr);
 	for (int i = 0; i < 500; i++) {
 		uint32_t p = (uint32_t)(fx_rand(&rs) % D->nprecincts);
 		if (p == silent)
@@ -521,6 +525,8 @@ static void run_random(unsigned protocol_odds, uint64_t seed)
 		cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
 		cr_assert_eq(bal_tally_check(L, ctr, &DL, why, sizeof(why)), 0, "%s", why);
 		bal_tally_apply(L, ctr, &DL);
+		bound = bal_tally_bound(bound, &DL);
+		cr_assert_leq(bal_tally_max(L, ctr), bound, "batch %d: a slot rose above the bound", i);
 	}
 	assert_counters(ctr, &m, "after 500 batches");
 	cr_assert_eq(ctr[bal_slot_global(L, BAL_G_PRECINCTS_REPORTING)], D->nprecincts - 1);
