@@ -45,18 +45,24 @@ static void sb_reserve(struct sb *b, size_t more)
 static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct sb *b, const char *fmt, ...)
 {
+	/* One formatting pass when the text fits what is left, a second after growing. */
+	sb_reserve(b, 256);
+	if (b->oom)
+		return;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
-	sb_reserve(b, (size_t)n + 1);
-	if (b->oom)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-	va_end(ap);
+	if ((size_t)n >= b->cap - b->n) {
+		sb_reserve(b, (size_t)n + 1);
+		if (b->oom)
+			return;
+		va_start(ap, fmt);
+		vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+		va_end(ap);
+	}
 	b->n += (size_t)n;
 }
 
@@ -142,6 +148,16 @@ static uint64_t read_counters(struct bal_worker *w)
 	return bal_pub_read(&w->d->pub, w->scratch);
 }
 
+/* Only the aggregate and global slots (totals per contest, district and
+ * nation): what the snapshot and the seats answer from, a small fraction
+ * of a national array. */
+static uint64_t read_aggregates(struct bal_worker *w)
+{
+	BAL_METRIC_ADD(w->d->metrics.queries, 1);
+	size_t first = bal_layout_first_aggregate(w->d->layout);
+	return bal_pub_read_range(&w->d->pub, first, bal_layout_nslots(w->d->layout) - first, w->scratch);
+}
+
 /*
  * What every answer about totals works from: the definition, the layout and
  * one consistent copy of the counters (in the worker's scratch array, valid
@@ -162,11 +178,19 @@ static struct view view_of(struct bal_slot *s)
 	return (struct view){.w = w, .d = w->d->defn, .l = w->d->layout, .ctr = w->scratch, .pos = pos};
 }
 
+/* The same with only the aggregate slots valid in `ctr`. */
+static struct view aggregates_view_of(struct bal_slot *s)
+{
+	struct bal_worker *w = s->conn->w;
+	uint64_t pos = read_aggregates(w);
+	return (struct view){.w = w, .d = w->d->defn, .l = w->d->layout, .ctr = w->scratch, .pos = pos};
+}
+
 /* ---- GET /v1/snapshot ----------------------------------------------------- */
 
 static void snapshot(struct bal_slot *s)
 {
-	struct view v = view_of(s);
+	struct view v = aggregates_view_of(s);
 	struct sb b = {0};
 	sb_printf(&b, "{\"election\":{\"id\":");
 	sb_jstr(&b, v.d->election_id);
@@ -395,7 +419,7 @@ static void precinct(struct bal_slot *s, const char *idstr)
 
 static void seats(struct bal_slot *s)
 {
-	struct view v = view_of(s);
+	struct view v = aggregates_view_of(s);
 	uint32_t maxc = 0;
 	for (uint32_t c = 0; c < v.d->ncontests; c++)
 		if (v.d->contests[c].nchoices > maxc)
@@ -623,7 +647,7 @@ static void metrics(struct bal_slot *s)
 	COUNTER("commit_failures_total", "Failed write transactions (nothing acked).", BAL_METRIC_GET(m->commit_failures));
 	COUNTER("commit_seconds_total_ns", "Nanoseconds spent in commit+sync.", BAL_METRIC_GET(m->commit_ns_total));
 	COUNTER("group_batches_total", "Batches journaled through group commits.", BAL_METRIC_GET(m->group_batches_total));
-	COUNTER("snapshots_total", "Counter snapshots written.", BAL_METRIC_GET(m->snapshots));
+	COUNTER("snapshots_total", "Counter snapshot slices written.", BAL_METRIC_GET(m->snapshots));
 	COUNTER("connections_total", "Connections accepted.", BAL_METRIC_GET(m->connections_total));
 	COUNTER("connections_refused_total", "Connections refused over --max-connections.",
 		BAL_METRIC_GET(m->connections_refused));
@@ -631,7 +655,7 @@ static void metrics(struct bal_slot *s)
 	GAUGE("connections_open", "Open connections.", BAL_METRIC_GET(m->connections_open));
 	GAUGE("commit_queue_depth", "Batches waiting for commit.", __atomic_load_n(&d->inflight, __ATOMIC_RELAXED));
 	GAUGE("journal_position", "Last committed journal position.", info.position);
-	GAUGE("snapshot_position", "Position of the newest stored snapshot.", info.snapshot_position);
+	GAUGE("snapshot_position", "Oldest snapshot slice position: a restart replays what follows it.", info.snapshot_position);
 	GAUGE("map_used_bytes", "LMDB map bytes in use.", info.map_used);
 	GAUGE("map_size_bytes", "LMDB map size.", info.map_size);
 	GAUGE("degraded", "1 while journal commits fail.", __atomic_load_n(&d->degraded_errno, __ATOMIC_RELAXED) != 0);

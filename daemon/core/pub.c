@@ -87,11 +87,17 @@ void bal_pub_apply(struct bal_published *p, const struct bal_layout *l, const st
 
 uint64_t bal_pub_read(const struct bal_published *p, uint64_t *dst)
 {
+	return bal_pub_read_range(p, 0, p->n, dst);
+}
+
+uint64_t bal_pub_read_range(const struct bal_published *p, size_t first, size_t count, uint64_t *dst)
+{
+	bal_require(first <= p->n && count <= p->n - first);
 	for (unsigned tries = 1;; tries++) {
 		uint64_t s1 = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
 		if (!(s1 & 1)) {
 			uint64_t position = __atomic_load_n(&p->position, __ATOMIC_RELAXED);
-			for (size_t i = 0; i < p->n; i++)
+			for (size_t i = first; i < first + count; i++)
 				dst[i] = __atomic_load_n(&p->ctr[i], __ATOMIC_RELAXED);
 			/* Keeps the copy above from moving below the re-check of seq. */
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);

@@ -233,6 +233,11 @@ size_t bal_layout_nslots(const struct bal_layout *l)
 	return l->nslots;
 }
 
+size_t bal_layout_first_aggregate(const struct bal_layout *l)
+{
+	return l->d->ncontests ? l->dbase[0] : l->dturnout;
+}
+
 size_t bal_layout_delta_max(const struct bal_layout *l)
 {
 	return l->delta_max;
@@ -970,8 +975,7 @@ int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t 
 void bal_tally_rebuild(const struct bal_layout *l, uint64_t *ctr)
 {
 	const struct bal_defn *d = l->d;
-	/* Everything after the ballot-sum region is an aggregate or a global. */
-	const uint32_t agg = d->ncontests ? l->dbase[0] : l->dturnout;
+	const size_t agg = bal_layout_first_aggregate(l);
 	memset(ctr + agg, 0, (l->nslots - agg) * sizeof(*ctr));
 	uint64_t *g = ctr + l->globals;
 	for (uint32_t p = 0; p < d->nprecincts; p++) {

@@ -79,6 +79,9 @@ struct bal_layout *bal_layout_new(const struct bal_defn *d);
 void bal_layout_free(struct bal_layout *l);
 /** Number of uint64 slots in a counter array for this layout. */
 size_t bal_layout_nslots(const struct bal_layout *l);
+/** First slot that is not precinct-level: the (contest, district), contest,
+ * turnout and global slots run from here to the end of the array. */
+size_t bal_layout_first_aggregate(const struct bal_layout *l);
 /** Upper bound on the entries of any one delta (size of bal_delta.e). */
 size_t bal_layout_delta_max(const struct bal_layout *l);
 
@@ -247,6 +250,8 @@ void bal_pub_apply(struct bal_published *p, const struct bal_layout *l, const st
 		   size_t ndeltas, uint64_t position);
 /** Any thread: copies a consistent view into `dst` (n slots); returns its position. */
 uint64_t bal_pub_read(const struct bal_published *p, uint64_t *dst);
+/** Any thread: the same for slots [first, first+count) only, copied to the same indices of `dst`. */
+uint64_t bal_pub_read_range(const struct bal_published *p, size_t first, size_t count, uint64_t *dst);
 
 /* ---- seats ----------------------------------------------------------------- */
 
