@@ -66,6 +66,16 @@ static int on_url(http_parser *p, const char *at, size_t n)
 	return 0;
 }
 
+/* Whether an Accept value names application/x-protobuf (any case, anywhere in the list). */
+static bool has_protobuf(const char *v)
+{
+	static const char want[] = "application/x-protobuf";
+	for (; *v; v++)
+		if ((*v | 0x20) == 'a' && strncasecmp(v, want, sizeof(want) - 1) == 0)
+			return true;
+	return false;
+}
+
 /* A completed header (name in hname, value in hval). */
 static void header_done(struct bal_http *h)
 {
@@ -73,7 +83,7 @@ static void header_done(struct bal_http *h)
 		return;
 	h->hval[h->hval_len] = '\0';
 	if (strcmp(h->hname, "accept") == 0) {
-		if (strcasestr(h->hval, "application/x-protobuf"))
+		if (has_protobuf(h->hval))
 			h->req.accept_protobuf = true;
 	} else if (strcmp(h->hname, "expect") == 0) {
 		if (strcasecmp(h->hval, "100-continue") == 0)
@@ -214,14 +224,47 @@ const char *bal_http_reason(int status)
 	}
 }
 
+/* Appends `n` bytes at *at if they fit before `end`; false (and nothing written) if not. */
+static bool put(char **at, const char *end, const char *s, size_t n)
+{
+	if ((size_t)(end - *at) < n)
+		return false;
+	memcpy(*at, s, n);
+	*at += n;
+	return true;
+}
+
+static bool put_str(char **at, const char *end, const char *s)
+{
+	return put(at, end, s, strlen(s));
+}
+
+static bool put_u64(char **at, const char *end, uint64_t v)
+{
+	char digits[20];
+	size_t n = 0;
+	do {
+		digits[sizeof(digits) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return put(at, end, digits + sizeof(digits) - n, n);
+}
+
 size_t bal_http_head(char *buf, size_t cap, int status, const char *ctype, size_t body_len, bool keep_alive,
 		     const char *extra)
 {
-	int n = snprintf(buf, cap,
-			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n", status,
-			 bal_http_reason(status), ctype, body_len, keep_alive ? "" : "Connection: close\r\n",
-			 extra ? extra : "");
-	if (n < 0 || (size_t)n >= cap)
+	/* Built by hand: this runs once per request, and printf's machinery
+	 * costs more than the rest of an ack together. */
+	char *at = buf;
+	const char *end = buf + cap;
+	bool ok = status >= 100 && status <= 999 && put(&at, end, "HTTP/1.1 ", 9) && put_u64(&at, end, (uint64_t)status) &&
+		  put(&at, end, " ", 1) && put_str(&at, end, bal_http_reason(status)) &&
+		  put(&at, end, "\r\nContent-Type: ", 16) && put_str(&at, end, ctype) &&
+		  put(&at, end, "\r\nContent-Length: ", 18) && put_u64(&at, end, body_len) && put(&at, end, "\r\n", 2) &&
+		  (keep_alive || put(&at, end, "Connection: close\r\n", 19)) && (!extra || put_str(&at, end, extra)) &&
+		  put(&at, end, "\r\n", 2) && at < end;
+	if (!ok)
 		return 0;
-	return (size_t)n;
+	*at = '\0';
+	return (size_t)(at - buf);
 }
