@@ -58,6 +58,16 @@ int bal_listen_open(const char *host, unsigned port, unsigned n, int *fds, unsig
 		snprintf(why, whylen, "'%s' is not an IPv4 or IPv6 address", host);
 		return -EINVAL;
 	}
+	if (n > 1 && port != 0) {
+		/* SO_REUSEPORT lets any process of this user join a port whose
+		 * sockets all set it: a second ballotd started by mistake on the same
+		 * port would silently take half the connections. A plain bind first
+		 * fails if anything listens there already. */
+		int probe = open_one((struct sockaddr *)&ss, len, false, why, whylen);
+		if (probe < 0)
+			return probe;
+		close(probe);
+	}
 	unsigned i;
 	for (i = 0; i < n; i++) {
 		int fd = open_one((struct sockaddr *)&ss, len, n > 1, why, whylen);

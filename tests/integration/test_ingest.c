@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -543,6 +544,35 @@ Test(daemon, restart_keeps_exact_totals, .init = setup, .fini = teardown)
 	json_decref(snap);
 	bal_expect_free(e);
 	bal_gen_free(g);
+}
+
+Test(daemon, refuses_a_port_another_daemon_listens_on, .init = setup, .fini = teardown)
+{
+	/* Several I/O threads share the port through SO_REUSEPORT; a second
+	 * daemon must not be able to join it and take a share of the uploads. */
+	char data2[600];
+	struct th_daemon t2 = {0};
+	snprintf(data2, sizeof(data2), "%s/data2", dir);
+	snprintf(t2.log, sizeof(t2.log), "%s/second.log", dir);
+	const char *const args[] = {"--threads", "2", NULL};
+	pid_t pid = th_daemon_spawn(defn_path, data2, td.port, args, t2.log);
+	cr_assert_gt(pid, 0);
+	int st = -1;
+	for (int i = 0; i < 1500 && waitpid(pid, &st, WNOHANG) != pid; i++)
+		usleep(10000);
+	if (kill(pid, 0) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		cr_assert_fail("a second daemon on port %u started and kept running", td.port);
+	}
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) != 0, "a second daemon on port %u must not start", td.port);
+	char *text = th_read_log(&t2);
+	cr_expect(strstr(text, "cannot listen on") && strstr(text, "Address already in use"), "log should say why: %s",
+		  text);
+	free(text);
+	json_t *h = th_get_json(td.port, "/healthz");
+	cr_expect_not_null(h, "the first daemon still answers");
+	json_decref(h);
 }
 
 Test(daemon, refuses_a_different_definition, .init = setup, .fini = teardown)
