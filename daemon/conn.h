@@ -106,6 +106,9 @@ struct bal_worker {
 	uint64_t hard_stop_at;  /**< loop time of the first hard-stop check */
 	bool listening;
 	struct bal_arena arena; /**< per-request decode arena */
+	/** HTTP responses by status class ([2] = 2xx ... [5] = 5xx): written by
+	 * this worker's thread only (relaxed atomic stores), read by any. */
+	uint64_t http_status[6];
 	uint64_t *scratch;      /**< counter copy for queries (nslots) */
 	char rbuf[64 * 1024];   /**< read buffer shared by this worker's connections */
 	bool rbuf_busy;
@@ -121,6 +124,8 @@ void bal_worker_join_free(struct bal_worker *w);
 void bal_worker_free_unstarted(struct bal_worker *w);
 /** Connections of this worker with a request not yet answered (for draining). */
 unsigned bal_worker_busy(struct bal_worker *w);
+/** Any thread: HTTP responses of status class `cls` (1..5) sent by worker `w`. */
+uint64_t bal_worker_http_count(const struct bal_worker *w, int cls);
 
 /* conn.c */
 void bal_conn_accept(struct bal_worker *w);

@@ -47,11 +47,13 @@ struct bal_config {
 
 void bal_config_defaults(struct bal_config *c);
 
-/** Process-wide counters, updated with relaxed atomics from any thread. */
+/** Process-wide counters, updated with relaxed atomics from any thread.
+ * Counters bumped on every request live per I/O worker instead
+ * (bal_worker_http_count()): one shared line written by every thread at
+ * that rate would bounce between the cores. The committer's per-batch
+ * counters start a cache line of their own. */
 struct bal_metrics {
-	uint64_t http_requests;
-	uint64_t http_status[6];   /**< by class: [2] = 2xx ... [5] = 5xx */
-	uint64_t batches_accepted;
+	_Alignas(64) uint64_t batches_accepted;
 	uint64_t batches_duplicate;
 	uint64_t batches_conflict;
 	uint64_t batches_rejected; /**< 400/401/413/422 before the committer, and 422 overflow */
@@ -62,7 +64,7 @@ struct bal_metrics {
 	uint64_t commit_ns_total;
 	uint64_t group_batches_total;
 	uint64_t snapshots;
-	uint64_t connections_open;
+	_Alignas(64) uint64_t connections_open;
 	uint64_t connections_total;
 	uint64_t connections_refused;
 	uint64_t queries;

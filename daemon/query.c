@@ -640,8 +640,12 @@ static void metrics(struct bal_slot *s)
 	sb_printf(&b, "ballotd_batches_total{result=\"unstored\"} %llu\n", U64(BAL_METRIC_GET(m->batches_unstored)));
 	sb_printf(&b, "# HELP ballotd_http_responses_total HTTP responses, by status class.\n"
 		      "# TYPE ballotd_http_responses_total counter\n");
-	for (int i = 1; i < 6; i++)
-		sb_printf(&b, "ballotd_http_responses_total{code=\"%dxx\"} %llu\n", i, U64(BAL_METRIC_GET(m->http_status[i])));
+	for (int i = 1; i < 6; i++) {
+		uint64_t n = 0;
+		for (unsigned k = 0; k < d->cfg.threads; k++)
+			n += bal_worker_http_count(d->workers[k], i);
+		sb_printf(&b, "ballotd_http_responses_total{code=\"%dxx\"} %llu\n", i, U64(n));
+	}
 	COUNTER("ballots_accepted_total", "Cast-vote records in accepted batches.", BAL_METRIC_GET(m->ballots_accepted));
 	COUNTER("commits_total", "Durable LMDB write transactions.", BAL_METRIC_GET(m->commits));
 	COUNTER("commit_failures_total", "Failed write transactions (nothing acked).", BAL_METRIC_GET(m->commit_failures));

@@ -18,6 +18,11 @@
 
 #define BAL_LISTEN_BACKLOG 4096
 
+uint64_t bal_worker_http_count(const struct bal_worker *w, int cls)
+{
+	return cls >= 0 && cls < 6 ? __atomic_load_n(&w->http_status[cls], __ATOMIC_RELAXED) : 0;
+}
+
 unsigned bal_worker_index(const struct bal_worker *w)
 {
 	return w->index;
