@@ -64,7 +64,6 @@ int bal_committer_submit(struct bal_committer *c, struct bal_job *job)
 		__atomic_sub_fetch(&d->inflight, 1, __ATOMIC_RELAXED);
 		return BAL_EBUSY;
 	}
-	job->submitted_ns = bal_now_ns();
 	struct bal_job *old = __atomic_load_n(&c->stack, __ATOMIC_RELAXED);
 	do {
 		job->next = old;

@@ -32,7 +32,6 @@ struct bal_job {
 	const uint8_t *bytes;      /**< the SignedBatch exactly as received */
 	size_t len;
 	struct bal_delta delta;
-	uint64_t submitted_ns;
 	/* results */
 	int result;                /**< 0, BAL_EDUPLICATE, BAL_ECONFLICT, BAL_EOVERFLOW, -ENOSPC, -errno */
 	uint64_t position;
