@@ -118,7 +118,7 @@ int bal_store_recover(struct bal_store *s, const struct bal_recovery_ops *ops, v
 	}
 	if ((rc = load_slices(s, txn, ops, arg, pos, last, &oldest, why, whylen)) != 0)
 		goto out_txn;
-	if ((rc = ops->loaded(arg)) != 0) {
+	if (ops->loaded && (rc = ops->loaded(arg)) != 0) {
 		bal__store_why(why, whylen, "recovery: snapshot slices loaded, then: %s", bal_strerror(rc));
 		rc = BAL_ECORRUPT;
 		goto out_txn;

@@ -156,7 +156,7 @@ struct bal_recovery_ops {
 	/** Once per slice with a snapshot: its precincts [first, end) and the
 	 * blob stored by bal_store_put_slice() (valid only during the call). */
 	int (*slice)(void *arg, unsigned k, uint32_t first, uint32_t end, const uint8_t *blob, size_t len);
-	/** Once, after every slice was loaded, before the first entry. */
+	/** Once, after every slice was loaded, before the first entry; may be NULL. */
 	int (*loaded)(void *arg);
 	/** Per journal entry later than its precinct's slice snapshot, in
 	 * journal order; `precinct` is its index (see bal_store_opts). */

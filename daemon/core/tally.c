@@ -587,6 +587,8 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 	for (uint32_t i = 0; i < n; i++)
 		if (out->e[i].add > peak)
 			peak = out->e[i].add;
+	if (protocol && b->seq > peak)
+		peak = b->seq; /* stored as the precinct's protocol seq */
 	out->precinct = p;
 	out->n = n;
 	out->kind = protocol ? BAL_DELTA_PROTOCOL : BAL_DELTA_ADD;
@@ -972,23 +974,25 @@ int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t 
 	return 0;
 }
 
-void bal_tally_rebuild(const struct bal_layout *l, uint64_t *ctr)
+int bal_tally_rebuild(const struct bal_layout *l, uint64_t *ctr)
 {
 	const struct bal_defn *d = l->d;
 	const size_t agg = bal_layout_first_aggregate(l);
 	memset(ctr + agg, 0, (l->nslots - agg) * sizeof(*ctr));
 	uint64_t *g = ctr + l->globals;
+	bool overflow = false;
 	for (uint32_t p = 0; p < d->nprecincts; p++) {
 		const struct pslot *ps = &l->prec[p];
 		const struct parent *par = l->parents + ps->parents;
 		const uint64_t *e = ctr + ps->base;
 		for (uint32_t o = 0; o < ps->bsize; o++) {
-			ctr[par[o].district] += e[o];
-			ctr[par[o].total] += e[o];
+			overflow |= __builtin_add_overflow(ctr[par[o].district], e[o], &ctr[par[o].district]);
+			overflow |= __builtin_add_overflow(ctr[par[o].total], e[o], &ctr[par[o].total]);
 		}
-		g[BAL_G_BATCHES] += e[BAL_T_BATCHES];
+		overflow |= __builtin_add_overflow(g[BAL_G_BATCHES], e[BAL_T_BATCHES], &g[BAL_G_BATCHES]);
 		g[BAL_G_PRECINCTS_REPORTING] += e[BAL_T_BATCHES] != 0;
 		g[BAL_G_PROTOCOLS] += ctr[shadow_of(ps, BAL_T_BATCHES)] != 0;
 		g[BAL_G_DISCREPANCIES] += ctr[shadow_of(ps, BAL_T_BALLOTS)] != 0;
 	}
+	return overflow ? BAL_EOVERFLOW : 0;
 }

@@ -146,7 +146,7 @@ struct bal_delta {
 	uint32_t cap;
 	enum bal_delta_kind kind;
 	uint64_t seq;             /**< BAL_DELTA_PROTOCOL: the protocol's seq (>= 1) */
-	uint64_t peak;            /**< largest entry value (see bal_tally_bound()) */
+	uint64_t peak;            /**< largest entry value, or protocol seq (see bal_tally_bound()) */
 	struct bal_delta_entry *e;
 };
 
@@ -185,8 +185,8 @@ int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struc
 /**
  * A cheap overflow proof. Applying a delta raises any one slot by at most
  * its `peak` (an ADD entry feeds each slot it reaches once; a protocol value
- * replaces a slot or moves an aggregate by at most itself; counts of batches,
- * precincts and protocols grow by one). So if every slot of `ctr` is at most
+ * replaces a slot or moves an aggregate by at most itself, and its seq is
+ * stored as it is; counts of batches, precincts and protocols grow by one). So if every slot of `ctr` is at most
  * `bound`, after applying `dl` every slot is at most the value this returns,
  * saturating at UINT64_MAX. While it stays below BAL_TALLY_SAFE, no
  * BAL_DELTA_ADD delta can overflow and bal_tally_check() may be skipped for
@@ -224,8 +224,10 @@ int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t 
  * Recomputes every (contest, district), contest, turnout and global slot of
  * `ctr` from its precinct-level slots. Plain stores: only for an array no
  * other thread reads (recovery).
+ * @return 0, or BAL_EOVERFLOW if some total does not fit 64 bits (it is then
+ *         left wrapped): counters that no live check would have let through.
  */
-void bal_tally_rebuild(const struct bal_layout *l, uint64_t *ctr);
+int bal_tally_rebuild(const struct bal_layout *l, uint64_t *ctr);
 
 /* ---- published counters (seqlock) ----------------------------------------
  * One writer (the committer) and any number of readers on other threads.
