@@ -28,7 +28,6 @@ struct bal_committer {
 	int sleeping;          /* committer is (about to be) waiting on cond (atomic) */
 	int stop;              /* set by bal_committer_stop (atomic) */
 	uint64_t *ctr;         /* private counters; owned */
-	size_t nslots;
 	uint64_t bound;        /* no slot of ctr is above it (bal_tally_bound()) */
 	uint64_t position;      /* last committed journal position */
 	/* Snapshots go a slice of precincts at a time, in turn, inside group
@@ -441,7 +440,6 @@ int bal_committer_start(struct bal_daemon *d, uint64_t *ctr, uint64_t position, 
 		goto fail_ctr;
 	c->d = d;
 	c->ctr = ctr;
-	c->nslots = bal_layout_nslots(d->layout);
 	c->bound = bal_tally_max(d->layout, ctr);
 	c->position = position;
 	c->nslices = bal_store_slices(d->store);

@@ -103,16 +103,7 @@ static int replay_slice(void *arg, unsigned k, uint32_t first, uint32_t end, con
 	(void)k;
 	if (len % sizeof(uint64_t))
 		return BAL_ECORRUPT;
-	/* The blob points into the map, which need not be 8-byte aligned for uint64 loads. */
-	size_t n = len / sizeof(uint64_t);
-	uint64_t *vals = malloc(n ? len : 1);
-	if (!vals)
-		return -ENOMEM;
-	if (len)
-		memcpy(vals, blob, len);
-	int err = bal_layout_slice_unpack(r->d->layout, r->ctr, first, end, vals, n);
-	free(vals);
-	return err;
+	return bal_layout_slice_unpack(r->d->layout, r->ctr, first, end, blob, len / sizeof(uint64_t));
 }
 
 static int replay_one(void *arg, uint64_t position, uint32_t precinct, const uint8_t *bytes, size_t len)

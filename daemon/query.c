@@ -142,26 +142,13 @@ static const char *contest_kind(const struct bal_contest *c)
 	return c->kind == BAL_CONTEST_PARTY_LIST ? "party_list" : "single_member";
 }
 
-static uint64_t read_counters(struct bal_worker *w)
-{
-	BAL_METRIC_ADD(w->d->metrics.queries, 1);
-	return bal_pub_read(&w->d->pub, w->scratch);
-}
-
-/* Only the aggregate and global slots (totals per contest, district and
- * nation): what the snapshot and the seats answer from, a small fraction
- * of a national array. */
-static uint64_t read_aggregates(struct bal_worker *w)
-{
-	BAL_METRIC_ADD(w->d->metrics.queries, 1);
-	size_t first = bal_layout_first_aggregate(w->d->layout);
-	return bal_pub_read_range(&w->d->pub, first, bal_layout_nslots(w->d->layout) - first, w->scratch);
-}
-
 /*
  * What every answer about totals works from: the definition, the layout and
  * one consistent copy of the counters (in the worker's scratch array, valid
- * until the worker's next query) with the journal position it folds.
+ * until the worker's next query) with the journal position it folds. With
+ * `totals_only`, only the aggregate and global slots are copied (totals per
+ * contest, district and nation): all the snapshot and the seats answer
+ * from, a small fraction of a national array.
  */
 struct view {
 	struct bal_worker *w;
@@ -171,26 +158,21 @@ struct view {
 	uint64_t pos;
 };
 
-static struct view view_of(struct bal_slot *s)
+static struct view view_of(struct bal_slot *s, bool totals_only)
 {
 	struct bal_worker *w = s->conn->w;
-	uint64_t pos = read_counters(w);
-	return (struct view){.w = w, .d = w->d->defn, .l = w->d->layout, .ctr = w->scratch, .pos = pos};
-}
-
-/* The same with only the aggregate slots valid in `ctr`. */
-static struct view aggregates_view_of(struct bal_slot *s)
-{
-	struct bal_worker *w = s->conn->w;
-	uint64_t pos = read_aggregates(w);
-	return (struct view){.w = w, .d = w->d->defn, .l = w->d->layout, .ctr = w->scratch, .pos = pos};
+	const struct bal_layout *l = w->d->layout;
+	size_t first = totals_only ? bal_layout_first_aggregate(l) : 0;
+	BAL_METRIC_ADD(w->d->metrics.queries, 1);
+	uint64_t pos = bal_pub_read_range(&w->d->pub, first, bal_layout_nslots(l) - first, w->scratch);
+	return (struct view){.w = w, .d = w->d->defn, .l = l, .ctr = w->scratch, .pos = pos};
 }
 
 /* ---- GET /v1/snapshot ----------------------------------------------------- */
 
 static void snapshot(struct bal_slot *s)
 {
-	struct view v = aggregates_view_of(s);
+	struct view v = view_of(s, true);
 	struct sb b = {0};
 	sb_printf(&b, "{\"election\":{\"id\":");
 	sb_jstr(&b, v.d->election_id);
@@ -372,8 +354,8 @@ static void precinct(struct bal_slot *s, const char *idstr)
 		send_error(s, 404, "precinct %lu is not in the definition", id);
 		return;
 	}
-	uint64_t pos = read_counters(w);
-	const uint64_t *ctr = w->scratch;
+	const struct view v = view_of(s, false);
+	const uint64_t pos = v.pos, *ctr = v.ctr;
 	const struct bal_precinct *pr = &d->precincts[p];
 	struct sb b = {0};
 	sb_printf(&b, "{\"id\":%u,\"district_id\":%u,\"registered_voters\":%llu,\"position\":%llu,\"turnout\":", pr->id,
@@ -419,7 +401,7 @@ static void precinct(struct bal_slot *s, const char *idstr)
 
 static void seats(struct bal_slot *s)
 {
-	struct view v = aggregates_view_of(s);
+	struct view v = view_of(s, true);
 	uint32_t maxc = 0;
 	for (uint32_t c = 0; c < v.d->ncontests; c++)
 		if (v.d->contests[c].nchoices > maxc)
@@ -470,7 +452,7 @@ out:
 
 static void results_csv(struct bal_slot *s)
 {
-	struct view v = view_of(s);
+	struct view v = view_of(s, false);
 	struct sb b = {0};
 	sb_printf(&b, "district_id,precinct_id,contest_id,choice_id,votes\n");
 	for (uint32_t p = 0; p < v.d->nprecincts && !b.oom; p++) {

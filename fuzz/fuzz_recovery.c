@@ -189,11 +189,9 @@ static int load_slice(void *arg, unsigned k, uint32_t first, uint32_t end, const
 {
 	(void)arg;
 	(void)k;
-	static uint64_t vals[8192];
-	if (len % 8 || len > sizeof(vals))
+	if (len % 8)
 		return BAL_ECORRUPT;
-	memcpy(vals, blob, len);
-	return bal_layout_slice_unpack(election.layout, election.ctr, first, end, vals, len / 8);
+	return bal_layout_slice_unpack(election.layout, election.ctr, first, end, blob, len / 8);
 }
 
 static int loaded(void *arg)

@@ -619,19 +619,17 @@ int bal_store_info(struct bal_store *s, struct bal_store_info *out)
 	MDB_stat st;
 	MDB_txn *txn;
 	uint64_t snap = UINT64_MAX, conflicts = 0;
-	uint64_t *pos = calloc(s->nslices, sizeof(*pos));
-	if (!pos)
-		return -ENOMEM;
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
-	if (rc != 0) {
-		free(pos);
+	if (rc != 0)
 		return rc;
+	for (unsigned k = 0; k < s->nslices && rc == 0; k++) {
+		uint64_t pos;
+		rc = bal__slice_position(s, txn, k, &pos, NULL, 0);
+		if (rc == 0 && pos < snap)
+			snap = pos;
 	}
-	if ((rc = bal__slice_positions(s, txn, pos, NULL, 0)) != 0)
+	if (rc != 0)
 		goto out_txn;
-	for (unsigned k = 0; k < s->nslices; k++)
-		if (pos[k] < snap)
-			snap = pos[k];
 	if ((rc = get_u64(txn, s->meta, "conflicts", &conflicts)) != 0)
 		goto out_txn;
 	if ((rc = bal__store_err(mdb_env_info(s->env, &info))) != 0 ||
@@ -646,6 +644,5 @@ int bal_store_info(struct bal_store *s, struct bal_store_info *out)
 	};
 out_txn:
 	mdb_txn_abort(txn);
-	free(pos);
 	return rc;
 }

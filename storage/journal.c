@@ -340,12 +340,7 @@ int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store
 	if (rc != 0)
 		return rc;
 	/* One read txn: the table up to the snapshot of the precinct's slice, the journal after it. */
-	struct bal__rec sr;
-	rc = bal__slice_read(s, txn, s->prec[idx].slice, &sr, NULL, 0);
-	if (rc == 0)
-		snap = sr.b;
-	else if (rc == -ENOENT)
-		rc = 0;
+	rc = bal__slice_position(s, txn, s->prec[idx].slice, &snap, NULL, 0);
 	dedup_key(k, precinct_id, 0, 0);
 	if (rc == 0)
 		rc = scan_range(txn, s->dedup, k, BAL_DEDUP_KEY, 4, seq_collect, &l);

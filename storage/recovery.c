@@ -31,12 +31,9 @@ struct replay {
 static int replay_entry(void *ctx, uint64_t position, const struct bal__rec *rec)
 {
 	struct replay *r = ctx;
-	int32_t i = bal__precinct_index(r->s, rec->a);
-	if (i < 0) {
-		bal__store_why(r->why, r->whylen, "journal position %llu names precinct %u, which is not in the definition",
-			       (unsigned long long)position, rec->a);
+	int32_t i = bal__record_precinct(r->s, position, rec->a, r->why, r->whylen);
+	if (i < 0)
 		return BAL_ECORRUPT;
-	}
 	r->scanned++;
 	r->last = position;
 	if (position <= r->pos[r->s->prec[i].slice])

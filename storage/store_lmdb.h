@@ -165,6 +165,8 @@ int bal__rec_parse(const MDB_val *val, uint64_t key, uint32_t magic, const char 
 
 /** Index of precinct `id` in `ids`, or -1. */
 int32_t bal__precinct_index(const struct bal_store *s, uint32_t id);
+/** The same for the precinct a journal record at `position` names; -1 with `why` set if it is unknown. */
+int32_t bal__record_precinct(const struct bal_store *s, uint64_t position, uint32_t id, char *why, size_t whylen);
 /** First precinct index of slice k (k may be nslices: then nprec). */
 uint32_t bal__slice_first(const struct bal_store *s, unsigned k);
 /** Frees every tail. */
@@ -176,11 +178,11 @@ int bal__tail_put(struct bal__prec *p, uint64_t seq, uint64_t position);
 /** Within the write txn: moves the tails of slice k's precincts into "dedup", in key order. 0 or error. */
 int bal__tail_merge(struct bal_store *s, unsigned k);
 /**
- * Reads every slice's snapshot position in `txn` into `pos` (nslices
- * values; 0 for a slice never written) from the record headers, without
- * verifying the payloads. 0, BAL_ECORRUPT, -errno.
+ * Reads slice k's snapshot position in `txn` into `pos` (0 for a slice never
+ * written) from its record header, without verifying the payload.
+ * @return 0, BAL_ECORRUPT, -errno.
  */
-int bal__slice_positions(struct bal_store *s, MDB_txn *txn, uint64_t *pos, char *why, size_t whylen);
+int bal__slice_position(struct bal_store *s, MDB_txn *txn, unsigned k, uint64_t *pos, char *why, size_t whylen);
 /** The committed state of every tail, table maximum and slice position, read from the store. */
 int bal__tail_reload(struct bal_store *s, char *why, size_t whylen);
 

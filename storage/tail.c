@@ -29,6 +29,15 @@
 
 #define TAIL_MIN_CAP 8
 
+int32_t bal__record_precinct(const struct bal_store *s, uint64_t position, uint32_t id, char *why, size_t whylen)
+{
+	int32_t i = bal__precinct_index(s, id);
+	if (i < 0)
+		bal__store_why(why, whylen, "journal position %llu names precinct %u, which is not in the definition",
+			       (unsigned long long)position, id);
+	return i;
+}
+
 int32_t bal__precinct_index(const struct bal_store *s, uint32_t id)
 {
 	uint32_t lo = 0, hi = s->nprec;
@@ -138,25 +147,22 @@ int bal__tail_merge(struct bal_store *s, unsigned k)
 	return rc;
 }
 
-int bal__slice_positions(struct bal_store *s, MDB_txn *txn, uint64_t *pos, char *why, size_t whylen)
+int bal__slice_position(struct bal_store *s, MDB_txn *txn, unsigned k, uint64_t *pos, char *why, size_t whylen)
 {
-	for (unsigned k = 0; k < s->nslices; k++) {
-		uint8_t kb[8];
-		MDB_val key = {8, kb}, val;
-		bal__put_be64(kb, k);
-		int mrc = mdb_get(txn, s->snapshots, &key, &val);
-		if (mrc == MDB_NOTFOUND) {
-			pos[k] = 0;
-			continue;
-		}
-		if (mrc != 0)
-			return bal__store_err(mrc);
-		if (val.mv_size < BAL_REC_HDR || bal__get_be32(val.mv_data) != BAL_SNAP_MAGIC) {
-			bal__store_why(why, whylen, "snapshot slice %u: damaged record header", k);
-			return BAL_ECORRUPT;
-		}
-		pos[k] = bal__get_be64((const uint8_t *)val.mv_data + 8);
+	uint8_t kb[8];
+	MDB_val key = {8, kb}, val;
+	bal__put_be64(kb, k);
+	int mrc = mdb_get(txn, s->snapshots, &key, &val);
+	*pos = 0;
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+	if (mrc != 0)
+		return bal__store_err(mrc);
+	if (val.mv_size < BAL_REC_HDR || bal__get_be32(val.mv_data) != BAL_SNAP_MAGIC) {
+		bal__store_why(why, whylen, "snapshot slice %u: damaged record header", k);
+		return BAL_ECORRUPT;
 	}
+	*pos = bal__get_be64((const uint8_t *)val.mv_data + 8);
 	return 0;
 }
 
@@ -208,10 +214,8 @@ static int load_tails(struct bal_store *s, MDB_txn *txn, uint64_t after, char *w
 			break;
 		}
 		const uint8_t *h = val.mv_data;
-		int32_t i = bal__precinct_index(s, bal__get_be32(h + 4));
+		int32_t i = bal__record_precinct(s, pos, bal__get_be32(h + 4), why, whylen);
 		if (i < 0) {
-			bal__store_why(why, whylen, "journal position %llu names precinct %u, which is not in the definition",
-				       (unsigned long long)pos, bal__get_be32(h + 4));
 			rc = BAL_ECORRUPT;
 			break;
 		}
@@ -231,7 +235,9 @@ int bal__tail_reload(struct bal_store *s, char *why, size_t whylen)
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
 	if (rc)
 		return rc;
-	if ((rc = bal__slice_positions(s, txn, s->slice_pos, why, whylen)) != 0)
+	for (unsigned k = 0; k < s->nslices && rc == 0; k++)
+		rc = bal__slice_position(s, txn, k, &s->slice_pos[k], why, whylen);
+	if (rc != 0)
 		goto out_txn;
 	if ((rc = bal__store_err(mdb_cursor_open(txn, s->dedup, &cur))) != 0)
 		goto out_txn;

@@ -961,8 +961,8 @@ size_t bal_layout_slice_pack(const struct bal_layout *l, const uint64_t *ctr, ui
 	return n;
 }
 
-int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t first, uint32_t end,
-			    const uint64_t *in, size_t n)
+int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t first, uint32_t end, const void *in,
+			    size_t n)
 {
 	size_t want = bal_layout_slice_len(l, first, end);
 	if (!want || n != want)
@@ -970,7 +970,7 @@ int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t 
 	uint32_t run[2][2];
 	slice_runs(l, first, end, run);
 	memcpy(ctr + run[0][0], in, run[0][1] * sizeof(*ctr));
-	memcpy(ctr + run[1][0], in + run[0][1], run[1][1] * sizeof(*ctr));
+	memcpy(ctr + run[1][0], (const uint8_t *)in + run[0][1] * sizeof(*ctr), run[1][1] * sizeof(*ctr));
 	return 0;
 }
 

@@ -217,9 +217,10 @@ size_t bal_layout_slice_len(const struct bal_layout *l, uint32_t first, uint32_t
 /** Copies the slice's slots from `ctr` into `out` (bal_layout_slice_len() values); returns that count. */
 size_t bal_layout_slice_pack(const struct bal_layout *l, const uint64_t *ctr, uint32_t first, uint32_t end,
 			     uint64_t *out);
-/** Copies `n` values packed by bal_layout_slice_pack() into `ctr`. 0, or BAL_ECORRUPT if `n` does not fit the slice. */
-int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t first, uint32_t end,
-			    const uint64_t *in, size_t n);
+/** Copies `n` values packed by bal_layout_slice_pack() into `ctr`. `in` needs no alignment (it may point
+ * into a storage map). 0, or BAL_ECORRUPT if `n` does not fit the slice. */
+int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t first, uint32_t end, const void *in,
+			    size_t n);
 /**
  * Recomputes every (contest, district), contest, turnout and global slot of
  * `ctr` from its precinct-level slots. Plain stores: only for an array no
