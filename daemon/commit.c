@@ -3,10 +3,14 @@
  * Depends on storage/ (never on lmdb.h directly) and daemon/core; never on
  * uv.h: results go back through bal_worker_deliver().
  *
- * The committer keeps a private counter array `ctr` = fold of every committed
- * batch plus those appended to the open txn. Overflow checks run against it,
- * so two batches in one group cannot jointly overflow a slot. If a txn fails,
- * `ctr` is restored from the published (committed) counters.
+ * The committer keeps no counters of its own: the published array is the
+ * committed state, and the committer is its only writer. A group's deltas
+ * reach it after the commit; until then the running bound (bal_tally_bound())
+ * proves that ordinary batches cannot overflow. A batch that needs the exact
+ * check (a protocol, or any batch once the bound no longer proves it) is
+ * checked against the published counters, so it opens a group: a group that
+ * has accepted batches ends before it. A snapshot slice, when due, is written
+ * first in the txn, from the published counters at the committed position.
  */
 #include "commit.h"
 
@@ -27,8 +31,7 @@ struct bal_committer {
 	struct bal_job *stack; /* lock-free LIFO of submitted jobs (atomic) */
 	int sleeping;          /* committer is (about to be) waiting on cond (atomic) */
 	int stop;              /* set by bal_committer_stop (atomic) */
-	uint64_t *ctr;         /* private counters; owned */
-	uint64_t bound;        /* no slot of ctr is above it (bal_tally_bound()) */
+	uint64_t bound;        /* no slot is above it, counting the open txn's deltas (bal_tally_bound()) */
 	uint64_t position;      /* last committed journal position */
 	/* Snapshots go a slice of precincts at a time, in turn, inside group
 	 * commits (see storage/store_lmdb.h), paced so that a round of all
@@ -103,12 +106,13 @@ static bool slice_due(struct bal_committer *c, uint64_t position, uint64_t now)
 	       (now - c->slice_ms) * c->nslices >= cfg->snapshot_ms;
 }
 
-/* Within the write txn: slice k of the committer's counters as the txn leaves them. */
+/* Before any append in the write txn: slice k of the published counters, i.e.
+ * at the committed position (the committer is their only writer). */
 static int put_slice(struct bal_committer *c, unsigned k)
 {
 	uint32_t first, end;
 	bal_store_slice_range(c->d->store, k, &first, &end);
-	size_t n = bal_layout_slice_pack(c->d->layout, c->ctr, first, end, c->slice_buf);
+	size_t n = bal_layout_slice_pack(c->d->layout, c->d->pub.ctr, first, end, c->slice_buf);
 	return bal_store_put_slice(c->d->store, k, c->slice_buf, n * sizeof(uint64_t));
 }
 
@@ -134,28 +138,41 @@ static void set_unstored(struct bal_job *job, int err, size_t map_size)
 }
 
 /*
- * One write txn over jobs [first, end). Returns 0 if committed, else the
- * storage error (every job then carries an unstored result, except overflow
- * rejections, which stand).
+ * One write txn over jobs [first, *stop): *stop is `end` unless a job that
+ * needs the exact overflow check came after accepted ones; that job then
+ * opens the next group. Returns 0 if committed, else the storage error (every
+ * job of [first, end) then carries an unstored result, except overflow
+ * rejections and earlier duplicates, which stand, and *stop is `end`).
  */
 static int commit_group(struct bal_committer *c, struct bal_job *first, struct bal_job *end, bool with_snapshot,
-			size_t *naccepted, bool *snap_tried)
+			struct bal_job **stop, size_t *naccepted, bool *snap_tried)
 {
 	struct bal_daemon *d = c->d;
 	size_t nacc = 0;
-	uint64_t position = c->position;
+	uint64_t position = c->position, bound = c->bound;
+	struct bal_job *j = first;
 	*snap_tried = false;
 	int err = bal_store_wbegin(d->store);
 	if (err)
 		goto fail;
-	for (struct bal_job *j = first; j != end; j = j->next) {
+	uint64_t now = bal_now_ms();
+	if (with_snapshot && slice_due(c, position, now)) {
+		*snap_tried = true;
+		err = put_slice(c, c->next_slice);
+		if (err)
+			goto fail_txn;
+	}
+	for (; j != end; j = j->next) {
 		j->why[0] = '\0';
-		/* The exact check reads every slot the delta reaches; while the bound
-		 * proves an ADD delta cannot overflow (any realistic election), it is
-		 * skipped. Protocols are always checked. */
-		uint64_t next_bound = bal_tally_bound(c->bound, &j->delta);
+		/* The exact check reads every slot the delta reaches in the published
+		 * (committed) counters, so it is exact only before this txn accepts
+		 * anything. While the bound proves an ADD delta cannot overflow (any
+		 * realistic election), it is skipped. Protocols are always checked. */
+		uint64_t next_bound = bal_tally_bound(bound, &j->delta);
 		bool proven = j->delta.kind == BAL_DELTA_ADD && next_bound < BAL_TALLY_SAFE;
-		j->result = proven ? 0 : bal_tally_check(d->layout, c->ctr, &j->delta, j->why, sizeof(j->why));
+		if (!proven && nacc)
+			break;
+		j->result = proven ? 0 : bal_tally_check(d->layout, d->pub.ctr, &j->delta, j->why, sizeof(j->why));
 		if (j->result) {
 			j->position = 0;
 			continue;
@@ -177,18 +194,9 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 			goto fail_txn;
 		bal_require(j->position == position + 1);
 		position = j->position;
-		bal_tally_apply(d->layout, c->ctr, &j->delta);
-		c->bound = next_bound; /* still above every slot if the txn fails and ctr goes back */
+		bound = next_bound;
 		c->applied[nacc++] = &j->delta;
 		j->result = 0;
-	}
-	uint64_t now = bal_now_ms();
-	bool snap = with_snapshot && slice_due(c, position, now);
-	*snap_tried = snap;
-	if (snap) {
-		err = put_slice(c, c->next_slice);
-		if (err)
-			goto fail_txn;
 	}
 	uint64_t t0 = bal_now_ns();
 	err = bal_store_wcommit(d->store);
@@ -201,26 +209,28 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 	if (nacc)
 		bal_pub_apply(&d->pub, d->layout, c->applied, nacc, position);
 	c->position = position;
-	if (snap) {
+	c->bound = bound;
+	if (*snap_tried) {
 		c->next_slice = (c->next_slice + 1) % c->nslices;
 		c->slice_ms = now;
-		c->slice_at = position;
+		c->slice_at = c->position;
 		BAL_METRIC_ADD(d->metrics.snapshots, 1);
 	}
+	*stop = j;
 	*naccepted = nacc;
 	return 0;
 
 fail_txn:
 	bal_store_wabort(d->store);
 fail:
-	/* Nothing of this group is stored: undo the private folds. Overflow
+	/* Nothing of this group is stored (and nothing was applied). Overflow
 	 * rejections stand, and so do duplicates of batches an earlier txn
 	 * committed (their answer is true whatever became of this one: a
 	 * resend to a full journal still learns it is stored). */
-	bal_pub_read(&d->pub, c->ctr);
-	for (struct bal_job *j = first; j != end; j = j->next)
+	for (j = first; j != end; j = j->next)
 		if (j->result != BAL_EOVERFLOW && !(j->result == BAL_EDUPLICATE && j->position <= c->position))
 			set_unstored(j, err, d->cfg.map_size);
+	*stop = end;
 	*naccepted = 0;
 	return err;
 }
@@ -317,23 +327,26 @@ static void process(struct bal_committer *c, struct bal_job *list)
 {
 	struct bal_daemon *d = c->d;
 	while (list) {
-		struct bal_job *first = list, *end = list;
+		struct bal_job *first = list, *end = list, *stop;
 		size_t n = 0;
 		for (; end && n < d->cfg.group_max; n++)
 			end = end->next;
 		size_t nacc = 0;
 		bool snap_tried;
-		int err = commit_group(c, first, end, true, &nacc, &snap_tried);
+		int err = commit_group(c, first, end, true, &stop, &nacc, &snap_tried);
 		if (err == -ENOSPC && snap_tried) {
 			/* The snapshot may be what did not fit: the batches come first, and
 			 * further snapshots wait an interval instead of doubling every txn. */
 			c->snap_retry_ms = bal_now_ms() + d->cfg.snapshot_ms;
-			err = commit_group(c, first, end, false, &nacc, &snap_tried);
+			err = commit_group(c, first, end, false, &stop, &nacc, &snap_tried);
 		}
+		if (stop != end)
+			for (n = 0, end = first; end != stop; end = end->next)
+				n++;
 		note_result(c, err, n);
-		account(d, first, end);
-		list = end;
-		deliver(c, first, end);
+		account(d, first, stop);
+		list = stop;
+		deliver(c, first, stop);
 	}
 }
 
@@ -432,15 +445,14 @@ static void *run(void *arg)
 	return NULL;
 }
 
-int bal_committer_start(struct bal_daemon *d, uint64_t *ctr, uint64_t position, struct bal_committer **out)
+int bal_committer_start(struct bal_daemon *d, uint64_t position, struct bal_committer **out)
 {
 	int err = -ENOMEM;
 	struct bal_committer *c = calloc(1, sizeof(*c));
 	if (!c)
-		goto fail_ctr;
+		return err;
 	c->d = d;
-	c->ctr = ctr;
-	c->bound = bal_tally_max(d->layout, ctr);
+	c->bound = bal_tally_max(d->layout, d->pub.ctr);
 	c->position = position;
 	c->nslices = bal_store_slices(d->store);
 	for (unsigned k = 0; k < c->nslices; k++) {
@@ -480,8 +492,6 @@ fail_c:
 	free(c->heads);
 	free(c->tails);
 	free(c);
-fail_ctr:
-	free(ctr);
 	return err;
 }
 
@@ -500,6 +510,5 @@ void bal_committer_stop(struct bal_committer *c)
 	free(c->applied);
 	free(c->heads);
 	free(c->tails);
-	free(c->ctr);
 	free(c);
 }

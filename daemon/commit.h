@@ -4,7 +4,7 @@
  * I/O workers hand it validated batches (struct bal_job) through a lock-free
  * multi-producer stack; it drains everything queued into one write
  * transaction (group commit): dedup + journal append per batch, an overflow
- * check against its private counters, sometimes a counter snapshot; then it
+ * proof or check, sometimes a counter snapshot slice; then it
  * commits and syncs, and only then applies the deltas to the published
  * counters and hands the jobs back to their workers to send the acks.
  * Ordering rule enforced here: commit (fsync) -> publish counters -> deliver
@@ -39,12 +39,12 @@ struct bal_job {
 };
 
 /**
- * Starts the committer thread ("ballotd-commit").
- * @param ctr       recovered counters (d->layout slots): ownership is taken.
- * @param position  journal position `ctr` folds.
- * @return 0, -errno (thread creation).
+ * Starts the committer thread ("ballotd-commit"), the only writer of d->pub
+ * from here on.
+ * @param position  journal position the published counters (d->pub) fold.
+ * @return 0, -ENOMEM, -errno (thread creation).
  */
-int bal_committer_start(struct bal_daemon *d, uint64_t *ctr, uint64_t position, struct bal_committer **out);
+int bal_committer_start(struct bal_daemon *d, uint64_t position, struct bal_committer **out);
 
 /**
  * Any I/O thread: queues `job`. Never blocks.

@@ -184,11 +184,7 @@ static int start_committer(struct bal_daemon *d, const uint64_t *ctr, uint64_t p
 	if (err)
 		return err;
 	bal_pub_store(&d->pub, ctr, position);
-	uint64_t *own = malloc(n * sizeof(uint64_t));
-	if (!own)
-		return -ENOMEM;
-	memcpy(own, ctr, n * sizeof(uint64_t));
-	return bal_committer_start(d, own, position, &d->committer);
+	return bal_committer_start(d, position, &d->committer);
 }
 
 static int start_workers(struct bal_daemon *d)

@@ -204,6 +204,12 @@ uint64_t bal_tally_max(const struct bal_layout *l, const uint64_t *ctr);
  * bal_pub_apply() can run it on the published array while readers copy it. */
 void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal_delta *dl);
 
+/** Hints that change nothing: start fetching into the cache what
+ * bal_tally_apply() of `dl` will read: its precinct's layout and the delta's
+ * entries (_layout); the precinct-level slots of `ctr` it reads and writes. */
+void bal_tally_prefetch_layout(const struct bal_layout *l, const struct bal_delta *dl);
+void bal_tally_prefetch(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl);
+
 /* ---- snapshot slices --------------------------------------------------------
  * Snapshots are written a slice of precincts at a time (storage/ decides the
  * slices: ranges [first, end) of precinct indices). A slice holds only
@@ -247,8 +253,9 @@ int bal_pub_init(struct bal_published *p, size_t n);
 void bal_pub_deinit(struct bal_published *p);
 /** Writer only: replaces the whole array (after recovery) and sets position. */
 void bal_pub_store(struct bal_published *p, const uint64_t *ctr, uint64_t position);
-/** Writer only: applies `ndeltas` deltas in order (bal_tally_apply(), so the published array
- * ends equal to the committer's copy given the same deltas) and moves `position` forward, as one write. */
+/** Writer only: applies `ndeltas` deltas in order (bal_tally_apply(), so the published array ends as
+ * any array that held the same counters would after the same deltas) and moves `position` forward, as one
+ * write. The writer may read `ctr` with plain loads between its writes (it is the only one to store). */
 void bal_pub_apply(struct bal_published *p, const struct bal_layout *l, const struct bal_delta *const *deltas,
 		   size_t ndeltas, uint64_t position);
 /** Any thread: copies a consistent view into `dst` (n slots); returns its position. */

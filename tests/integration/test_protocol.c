@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "defn.h"
 #include "gen.h"
@@ -454,4 +455,83 @@ Test(protocol, kill9_restart_replays_to_the_same_answers, .init = setup_snapshot
 	send_protocol(1, 6, 2, 0);
 	restart(true);
 	assert_all("after a second kill -9");
+}
+
+/*
+ * Protocols among ballot batches of other precincts, all pipelined on one
+ * connection in one write, so that they reach the committer together: a
+ * protocol needs the exact overflow check against the committed counters and
+ * so opens a group of its own. Per precinct: ballots 1 and 2, protocol 3
+ * (shifted for some), ballots 4, protocol 6, protocol 5 (older, late),
+ * ballots 7 and a resend of 4; the steps go round the precincts in turn.
+ * Every ack must come back in order with the planned answer, and the totals
+ * must equal the fold, before and after kill -9.
+ */
+Test(protocol, pipelined_among_ballot_batches_count_exactly, .init = setup_snapshots, .fini = teardown)
+{
+	enum { NSTEPS = 8 };
+	const struct {
+		bool protocol;
+		uint64_t seq, covers;
+	} plan[NSTEPS] = {{false, 1, 0}, {false, 2, 0}, {true, 3, 2}, {false, 4, 0},
+			  {true, 6, 3}, {true, 5, 3},  {false, 7, 0}, {false, 4, 0}};
+	const size_t nreq = (size_t)NSTEPS * NPRECINCTS;
+	size_t cap = nreq * 4096, n = 0;
+	char *buf = malloc(cap);
+	uint8_t *resend[NPRECINCTS];
+	size_t resend_len[NPRECINCTS];
+	bool dup[NSTEPS * NPRECINCTS];
+	cr_assert(buf);
+	for (int s = 0; s < NSTEPS; s++) {
+		for (uint32_t p = 0; p < NPRECINCTS; p++) {
+			struct bal_batch b;
+			const uint8_t *body;
+			size_t len;
+			char why[256];
+			dup[s * NPRECINCTS + p] = s == NSTEPS - 1;
+			if (s == NSTEPS - 1) {
+				body = resend[p];
+				len = resend_len[p];
+			} else if (plan[s].protocol) {
+				cr_assert_eq(bal_gen_protocol(gb, p, plan[s].seq, plan[s].covers, p % 3, &b, &body, &len, why,
+							      sizeof(why)),
+					     0, "%s", why);
+				cr_assert_eq(bal_expect_fold(ex, &b, why, sizeof(why)), 0, "%s", why);
+			} else {
+				cr_assert_eq(bal_gen_batch(gb, p, plan[s].seq, &b, &body, &len, why, sizeof(why)), 0, "%s",
+					     why);
+				cr_assert_eq(bal_expect_fold(ex, &b, why, sizeof(why)), 0, "%s", why);
+				if (plan[s].seq == 4) {
+					resend[p] = malloc(len);
+					cr_assert(resend[p]);
+					memcpy(resend[p], body, len);
+					resend_len[p] = len;
+				}
+			}
+			cr_assert(n + len + 128 < cap);
+			n += (size_t)sprintf(buf + n, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+					     len);
+			memcpy(buf + n, body, len);
+			n += len;
+		}
+	}
+	int fd = th_connect(td.port);
+	cr_assert_eq(th_send(fd, buf, n), 0, "every request goes out in one write");
+	for (size_t i = 0; i < nreq; i++) {
+		struct th_resp r;
+		cr_assert_eq(th_read_resp(fd, &r, 10000), 0, "response %zu", i);
+		cr_assert_eq(r.status, 200, "response %zu: %s", i, r.body);
+		const char *want = dup[i] ? "\"status\":\"DUPLICATE\"" : "\"status\":\"ACCEPTED\"";
+		cr_assert(strstr(r.body, want), "response %zu (step %zu, precinct %zu): %s, want %s", i, i / NPRECINCTS,
+			  i % NPRECINCTS, r.body, want);
+		th_resp_free(&r);
+	}
+	close(fd);
+	for (uint32_t p = 0; p < NPRECINCTS; p++)
+		free(resend[p]);
+	free(buf);
+	assert_all("pipelined");
+	cr_assert_eq(bal_expect_precincts_with_protocol(ex), NPRECINCTS);
+	restart(true);
+	assert_all("pipelined, after kill -9");
 }
