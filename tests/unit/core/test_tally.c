@@ -13,6 +13,7 @@
 #include "params.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,6 +302,83 @@ Test(tally, fold_ballots_counts_each_choice, .init = setup, .fini = teardown)
 		{ bal_slot_precinct_choice(L, p, c10, 2), 3 },
 	};
 	assert_delta(&DL, want, NELEM(want));
+}
+
+/*
+ * The fold counts a column by vector compares for contests of up to 16
+ * choices and by a histogram beyond: random columns of every length from 0
+ * to 70 (vector body and scalar tail) in contests of 1, 8, 9, 16, 17 and 40
+ * choices must give the naive counts, and a choice out of range anywhere
+ * must be reported at its index.
+ */
+Test(tally, fold_counts_columns_of_any_length_and_choice_count)
+{
+	static const uint32_t nchoices[] = { 1, 8, 9, 16, 17, 40 };
+	enum { NC = NELEM(nchoices), MAXN = 70 };
+	char *json = malloc(65536);
+	cr_assert(json);
+	size_t n = (size_t)sprintf(json, "{\"election\": {\"id\": \"cnt\", \"name\": \"Counts\", \"date\": \"2023-03-19\"},"
+					 " \"districts\": [{\"id\": 10, \"name\": \"Ten\"}], \"contests\": [");
+	for (uint32_t c = 0; c < NC; c++) {
+		n += (size_t)sprintf(json + n,
+				     "%s{\"id\": %u, \"name\": \"C%u\", \"kind\": \"party_list\", \"seats\": 10, "
+				     "\"threshold_percent\": 5, \"choices\": [",
+				     c ? ", " : "", c + 1, c + 1);
+		for (uint32_t k = 0; k < nchoices[c]; k++)
+			n += (size_t)sprintf(json + n, "%s{\"id\": %u, \"name\": \"k%u\"}", k ? ", " : "", k, k);
+		n += (size_t)sprintf(json + n, "]}");
+	}
+	n += (size_t)sprintf(json + n, "], \"precincts\": [{\"id\": 1, \"district_id\": 10}]}");
+	struct bal_defn *d;
+	char why[256] = "";
+	cr_assert_eq(bal_defn_parse(json, n, &d, why, sizeof(why)), 0, "%s", why);
+	free(json);
+	struct bal_layout *l = bal_layout_new(d);
+	cr_assert(l);
+	struct bal_delta_entry ent[200];
+	cr_assert_geq(NELEM(ent), bal_layout_delta_max(l));
+	uint32_t choices[NC][MAXN];
+	struct bal_column cols[NC];
+	uint64_t rng = 7;
+	for (size_t len = 0; len <= MAXN; len++) {
+		for (uint32_t c = 0; c < NC; c++) {
+			for (size_t j = 0; j < len; j++) /* skewed: choice 0 leads */
+				choices[c][j] = fx_rand(&rng) % 3 ? 0 : (uint32_t)(fx_rand(&rng) % nchoices[c]);
+			cols[c] = (struct bal_column){ c + 1, len, choices[c] };
+		}
+		struct bal_batch b = { .precinct_id = 1, .seq = 1, .kind = BAL_KIND_BALLOTS, .ncolumns = NC,
+				       .columns = cols, .has_turnout = len == 0 };
+		struct bal_delta dl = { .cap = NELEM(ent), .e = ent };
+		cr_assert_eq(bal_tally_fold(d, l, &b, &dl, why, sizeof(why)), 0, "length %zu: %s", len, why);
+		for (uint32_t c = 0; c < NC; c++)
+			for (uint32_t k = 0; k < nchoices[c]; k++) {
+				uint64_t want = 0, got = 0;
+				for (size_t j = 0; j < len; j++)
+					want += choices[c][j] == k;
+				uint32_t slot = bal_slot_precinct_choice(l, 0, c, k);
+				for (uint32_t i = 0; i < dl.n; i++)
+					if (dl.e[i].slot == slot)
+						got += dl.e[i].add;
+				cr_assert_eq(got, want, "length %zu, contest of %u choices, choice %u: %llu, expected %llu",
+					     len, nchoices[c], k, (unsigned long long)got, (unsigned long long)want);
+			}
+		if (!len)
+			continue;
+		for (uint32_t c = 0; c < NC; c++) {
+			size_t at = (size_t)(fx_rand(&rng) % len);
+			uint32_t keep = choices[c][at];
+			choices[c][at] = nchoices[c] + (uint32_t)(fx_rand(&rng) % 3);
+			char want[160];
+			snprintf(want, sizeof(want), "ballots[%u].choices[%zu] = %u is out of range (contest %u has %u choices)",
+				 c, at, choices[c][at], c + 1, nchoices[c]);
+			dl = (struct bal_delta){ .cap = NELEM(ent), .e = ent };
+			cr_assert_eq(bal_tally_fold(d, l, &b, &dl, why, sizeof(why)), BAL_EINVALID);
+			cr_assert_str_eq(why, want);
+			choices[c][at] = keep;
+		}
+	}
+	bal_layout_free(l);
+	bal_defn_free(d);
 }
 
 Test(tally, fold_ballots_accepts_a_subset_of_contests, .init = setup, .fini = teardown)
