@@ -274,6 +274,14 @@ out:
 	c->flushing = false;
 }
 
+void bal_conn_job_prefetch(const struct bal_job *job)
+{
+	const struct bal_slot *s = job->owner;
+	__builtin_prefetch(s);        /* state, conn */
+	__builtin_prefetch(s->conn);  /* the connection's head: refs, flags */
+	__builtin_prefetch(&s->conn->slots);
+}
+
 void bal_conn_job_done(struct bal_job *job)
 {
 	struct bal_slot *s = job->owner;

@@ -134,6 +134,8 @@ void bal_conn_close(struct bal_conn *c);
 void bal_conn_flush(struct bal_conn *c);
 /** Worker thread: finish a job delivered by the committer. */
 void bal_conn_job_done(struct bal_job *job);
+/** A hint that changes nothing: start fetching what bal_conn_job_done(job) reads first. */
+void bal_conn_job_prefetch(const struct bal_job *job);
 /** Closes connections idle or stuck mid-request beyond the timeouts. */
 void bal_conn_sweep(struct bal_worker *w, uint64_t now_ms);
 

@@ -52,8 +52,9 @@ static void ack(struct bal_slot *s, int http_status, enum bal_ack_status st, uin
 	uint8_t buf[512];
 	if (s->accept_protobuf) {
 		char err[400];
-		snprintf(err, sizeof(err), "%s", why ? why : "");
-		size_t n = bal_codec_ack_pack(st, position, err[0] ? err : NULL, buf);
+		if (why && why[0])
+			snprintf(err, sizeof(err), "%s", why); /* bounded: the ack buffer holds 400 bytes of text */
+		size_t n = bal_codec_ack_pack(st, position, why && why[0] ? err : NULL, buf);
 		bal_slot_respond(s, http_status, "application/x-protobuf", extra, buf, n);
 		return;
 	}

@@ -112,6 +112,12 @@ static void take_done(struct bal_worker *w)
 	pthread_mutex_unlock(&w->done_lock);
 	while (j) {
 		struct bal_job *next = j->next;
+		/* Each job lives in its connection's slot, cold after the commit:
+		 * fetch the next ones while this ack is written. */
+		if (next) {
+			__builtin_prefetch(next->next);
+			bal_conn_job_prefetch(next);
+		}
 		bal_conn_job_done(j);
 		/* Counted down after the ack is queued, so draining sees it written. */
 		__atomic_sub_fetch(&w->d->inflight, 1, __ATOMIC_RELAXED);
