@@ -79,20 +79,9 @@ void bal_pub_apply(struct bal_published *p, const struct bal_layout *l, const st
 		   size_t ndeltas, uint64_t position)
 {
 	write_begin(p);
-	/* bal_tally_apply() uses relaxed atomic loads and stores on the slots.
-	 * Deltas and precincts are scattered over memory: what applying a delta
-	 * reads is fetched ahead in stages (the delta six ahead, its precinct's
-	 * layout four ahead, its slots two ahead), so that a group does not wait
-	 * on one cache miss after another. */
-	for (size_t i = 0; i < ndeltas; i++) {
-		if (i + 6 < ndeltas)
-			__builtin_prefetch(deltas[i + 6]);
-		if (i + 4 < ndeltas)
-			bal_tally_prefetch_layout(l, deltas[i + 4]);
-		if (i + 2 < ndeltas)
-			bal_tally_prefetch(l, p->ctr, deltas[i + 2]);
+	/* bal_tally_apply() uses relaxed atomic loads and stores on the slots. */
+	for (size_t i = 0; i < ndeltas; i++)
 		bal_tally_apply(l, p->ctr, deltas[i]);
-	}
 	write_end(p, position);
 }
 

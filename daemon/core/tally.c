@@ -998,29 +998,6 @@ void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal
 	}
 }
 
-void bal_tally_prefetch_layout(const struct bal_layout *l, const struct bal_delta *dl)
-{
-	if (dl->precinct >= l->d->nprecincts)
-		return;
-	__builtin_prefetch(&l->prec[dl->precinct]);
-	const char *e = (const char *)dl->e, *ez = (const char *)(dl->e + dl->n);
-	for (; e < ez; e += 64)
-		__builtin_prefetch(e);
-}
-
-void bal_tally_prefetch(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl)
-{
-	if (dl->precinct >= l->d->nprecincts)
-		return;
-	const struct pslot *ps = &l->prec[dl->precinct];
-	/* The block with the two shadows before it; the ballot sums only matter
-	 * once a protocol counts. */
-	const char *a = (const char *)(ctr + ps->base - BAL_T_ISSUED), *z = (const char *)(ctr + ps->base + ps->bsize);
-	for (; a < z; a += 64)
-		__builtin_prefetch(a, 1);
-	__builtin_prefetch(z - 1, 1);
-}
-
 /* ---- snapshot slices and rebuilt aggregates -------------------------------- */
 
 /* The slots of precincts [first, end): their blocks (with the two shadows

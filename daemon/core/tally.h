@@ -204,12 +204,6 @@ uint64_t bal_tally_max(const struct bal_layout *l, const uint64_t *ctr);
  * bal_pub_apply() can run it on the published array while readers copy it. */
 void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal_delta *dl);
 
-/** Hints that change nothing: start fetching into the cache what
- * bal_tally_apply() of `dl` will read: its precinct's layout and the delta's
- * entries (_layout); the precinct-level slots of `ctr` it reads and writes. */
-void bal_tally_prefetch_layout(const struct bal_layout *l, const struct bal_delta *dl);
-void bal_tally_prefetch(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl);
-
 /* ---- snapshot slices --------------------------------------------------------
  * Snapshots are written a slice of precincts at a time (storage/ decides the
  * slices: ranges [first, end) of precinct indices). A slice holds only
