@@ -11,10 +11,12 @@
 #include "store_lmdb.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -382,6 +384,54 @@ static int load_position(struct bal_store *s, char *why, size_t whylen)
 	return 0;
 }
 
+/*
+ * One data directory serves one process. LMDB would serialise two writers,
+ * but each would count, deduplicate and snapshot from its own memory, so a
+ * second daemon on the same directory (on another port) would corrupt the
+ * totals. The lock is an flock() on DIR/ballotd.lock, which the kernel
+ * releases however the holder dies (kill -9 included); the file holds the
+ * holder's pid for the error text.
+ */
+#define LOCK_NAME "ballotd.lock"
+
+static int lock_dir(const char *dir, int *fd_out, char *why, size_t whylen)
+{
+	char path[4096];
+	if ((size_t)snprintf(path, sizeof(path), "%s/" LOCK_NAME, dir) >= sizeof(path)) {
+		bal__store_why(why, whylen, "data dir %s: path too long", dir);
+		return -ENAMETOOLONG;
+	}
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int err = -errno;
+		bal__store_why(why, whylen, "data dir %s: cannot open %s: %s", dir, LOCK_NAME, bal_strerror(err));
+		return err;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int err = -errno;
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		if (err == -EWOULDBLOCK) {
+			bal__store_why(why, whylen,
+				       "data dir %s is in use by another process (pid %s, holding %s); one data directory "
+				       "serves one ballotd",
+				       dir, pid[0] ? pid : "unknown", LOCK_NAME);
+			return -EBUSY;
+		}
+		bal__store_why(why, whylen, "data dir %s: cannot lock %s: %s", dir, LOCK_NAME, bal_strerror(err));
+		return err;
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	bool pid_written = ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) == n;
+	(void)pid_written; /* the lock holds without it: only a second process's error text would lack the pid */
+	*fd_out = fd;
+	return 0;
+}
+
 int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, char *why, size_t whylen)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -413,8 +463,13 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 		}
 	if ((rc = make_dir(opts->dir, why, whylen)) != 0)
 		return rc;
+	int lock_fd;
+	if ((rc = lock_dir(opts->dir, &lock_fd, why, whylen)) != 0)
+		return rc;
 
 	struct bal_store *s = calloc(1, sizeof(*s));
+	if (s)
+		s->lock_fd = lock_fd;
 	if (!s || !(s->dir = strdup(opts->dir)) || !(s->ids = malloc(opts->nprecincts * sizeof(*s->ids))) ||
 	    !(s->prec = calloc(opts->nprecincts, sizeof(*s->prec)))) {
 		rc = -ENOMEM;
@@ -486,6 +541,7 @@ fail_alloc:
 		free(s->dir);
 	}
 	free(s);
+	close(lock_fd); /* releases the lock */
 	return rc;
 }
 
@@ -501,6 +557,7 @@ void bal_store_close(struct bal_store *s)
 	free(s->prec);
 	free(s->ids);
 	free(s->dir);
+	close(s->lock_fd); /* after the environment: releases the directory */
 	free(s);
 }
 

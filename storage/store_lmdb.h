@@ -113,6 +113,7 @@ struct bal__prec {
  * Only the committer thread touches prec, slice_pos, slice_wpos and tail_bad.
  */
 struct bal_store {
+	int lock_fd;  /* DIR/ballotd.lock, flock()ed exclusively while the store is open */
 	MDB_env *env;
 	MDB_dbi meta, journal, dedup, conflicts, snapshots;
 	char *dir;

@@ -637,6 +637,41 @@ Test(daemon, refuses_a_port_another_daemon_listens_on, .init = setup, .fini = te
 	json_decref(h);
 }
 
+/*
+ * Two daemons on one data directory would each count and deduplicate from
+ * their own memory: the second must refuse to start, name the first, and
+ * leave it serving; once the first is killed (kill -9: the kernel drops its
+ * lock), a new one starts on the directory.
+ */
+Test(daemon, refuses_a_data_directory_another_daemon_holds, .init = setup, .fini = teardown)
+{
+	char data[600];
+	struct th_daemon t2 = {0};
+	snprintf(data, sizeof(data), "%s/data", dir);
+	snprintf(t2.log, sizeof(t2.log), "%s/second.log", dir);
+	pid_t pid = th_daemon_spawn(defn_path, data, 0, NULL, t2.log);
+	cr_assert_gt(pid, 0);
+	int st = -1;
+	for (int i = 0; i < 1500 && waitpid(pid, &st, WNOHANG) != pid; i++)
+		usleep(10000);
+	if (kill(pid, 0) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		cr_assert_fail("a second daemon on data directory %s started and kept running", data);
+	}
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) != 0, "a second daemon on one data directory must not start");
+	char *text = th_read_log(&t2);
+	char want[64];
+	snprintf(want, sizeof(want), "in use by another process (pid %d,", (int)td.pid);
+	cr_expect(strstr(text, want), "log should name the holder (%s): %s", want, text);
+	free(text);
+	json_t *h = th_get_json(td.port, "/healthz");
+	cr_expect_not_null(h, "the first daemon still answers");
+	json_decref(h);
+	th_kill9(&td);
+	cr_assert_eq(th_start(&td, defn_path, data, 0, NULL), 0, "after kill -9 the directory is free again");
+}
+
 Test(daemon, refuses_a_different_definition, .init = setup, .fini = teardown)
 {
 	cr_assert_eq(th_stop(&td), 0);
