@@ -608,6 +608,21 @@ Test(daemon, restart_keeps_exact_totals, .init = setup, .fini = teardown)
 	bal_gen_free(g);
 }
 
+/* A second daemon (`pid`) must exit non-zero within 15 s; killed and failed if it keeps running. */
+static void expect_refused(pid_t pid, const char *what)
+{
+	cr_assert_gt(pid, 0);
+	int st = -1;
+	for (int i = 0; i < 1500 && waitpid(pid, &st, WNOHANG) != pid; i++)
+		usleep(10000);
+	if (kill(pid, 0) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		cr_assert_fail("a second daemon %s started and kept running", what);
+	}
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) != 0, "a second daemon %s must not start", what);
+}
+
 Test(daemon, refuses_a_port_another_daemon_listens_on, .init = setup, .fini = teardown)
 {
 	/* Several I/O threads share the port through SO_REUSEPORT; a second
@@ -617,17 +632,7 @@ Test(daemon, refuses_a_port_another_daemon_listens_on, .init = setup, .fini = te
 	snprintf(data2, sizeof(data2), "%s/data2", dir);
 	snprintf(t2.log, sizeof(t2.log), "%s/second.log", dir);
 	const char *const args[] = {"--threads", "2", NULL};
-	pid_t pid = th_daemon_spawn(defn_path, data2, td.port, args, t2.log);
-	cr_assert_gt(pid, 0);
-	int st = -1;
-	for (int i = 0; i < 1500 && waitpid(pid, &st, WNOHANG) != pid; i++)
-		usleep(10000);
-	if (kill(pid, 0) == 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		cr_assert_fail("a second daemon on port %u started and kept running", td.port);
-	}
-	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) != 0, "a second daemon on port %u must not start", td.port);
+	expect_refused(th_daemon_spawn(defn_path, data2, td.port, args, t2.log), "on the same port");
 	char *text = th_read_log(&t2);
 	cr_expect(strstr(text, "cannot listen on") && strstr(text, "Address already in use"), "log should say why: %s",
 		  text);
@@ -649,17 +654,7 @@ Test(daemon, refuses_a_data_directory_another_daemon_holds, .init = setup, .fini
 	struct th_daemon t2 = {0};
 	snprintf(data, sizeof(data), "%s/data", dir);
 	snprintf(t2.log, sizeof(t2.log), "%s/second.log", dir);
-	pid_t pid = th_daemon_spawn(defn_path, data, 0, NULL, t2.log);
-	cr_assert_gt(pid, 0);
-	int st = -1;
-	for (int i = 0; i < 1500 && waitpid(pid, &st, WNOHANG) != pid; i++)
-		usleep(10000);
-	if (kill(pid, 0) == 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		cr_assert_fail("a second daemon on data directory %s started and kept running", data);
-	}
-	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) != 0, "a second daemon on one data directory must not start");
+	expect_refused(th_daemon_spawn(defn_path, data, 0, NULL, t2.log), "on the same data directory");
 	char *text = th_read_log(&t2);
 	char want[64];
 	snprintf(want, sizeof(want), "in use by another process (pid %d,", (int)td.pid);
