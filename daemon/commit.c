@@ -6,11 +6,13 @@
  * The committer keeps no counters of its own: the published array is the
  * committed state, and the committer is its only writer. A group's deltas
  * reach it after the commit; until then the running bound (bal_tally_bound())
- * proves that ordinary batches cannot overflow. A batch that needs the exact
- * check (a protocol, or any batch once the bound no longer proves it) is
- * checked against the published counters, so it opens a group: a group that
- * has accepted batches ends before it. A snapshot slice, when due, is written
- * first in the txn, from the published counters at the committed position.
+ * proves that ordinary batches cannot overflow. Beyond the bound (after
+ * counts near 2^63), an ordinary batch is checked against the published
+ * counters with the group's accepted deltas as headroom; a protocol, or a
+ * batch that fails that conservative check, opens a group of its own and is
+ * checked exactly (a group that has accepted batches ends before it). A
+ * snapshot slice, when due, is written first in the txn, from the published
+ * counters at the committed position.
  */
 #include "commit.h"
 
@@ -150,7 +152,9 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 {
 	struct bal_daemon *d = c->d;
 	size_t nacc = 0;
-	uint64_t position = c->position, bound = c->bound;
+	const uint64_t committed = c->position; /* where a slice of this txn is taken */
+	uint64_t position = committed, bound = c->bound;
+	uint64_t headroom = 0; /* sum of the peaks of the deltas this txn accepted (saturating) */
 	struct bal_job *j = first;
 	*snap_tried = false;
 	int err = bal_store_wbegin(d->store);
@@ -165,15 +169,22 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 	}
 	for (; j != end; j = j->next) {
 		j->why[0] = '\0';
-		/* The exact check reads every slot the delta reaches in the published
-		 * (committed) counters, so it is exact only before this txn accepts
-		 * anything. While the bound proves an ADD delta cannot overflow (any
-		 * realistic election), it is skipped. Protocols are always checked. */
+		/* While the bound proves an ADD delta cannot overflow (any realistic
+		 * election), no check is needed. Otherwise the published (committed)
+		 * counters are checked: exactly while this txn has accepted nothing;
+		 * after that, an ADD delta with the txn's deltas as headroom (a
+		 * proof, or the group ends before it and it is checked exactly at the
+		 * start of the next), and a protocol always opens a group. */
 		uint64_t next_bound = bal_tally_bound(bound, &j->delta);
-		bool proven = j->delta.kind == BAL_DELTA_ADD && next_bound < BAL_TALLY_SAFE;
-		if (!proven && nacc)
+		bool add = j->delta.kind == BAL_DELTA_ADD;
+		if (add && next_bound < BAL_TALLY_SAFE)
+			j->result = 0;
+		else if (!nacc)
+			j->result = bal_tally_check(d->layout, d->pub.ctr, &j->delta, j->why, sizeof(j->why));
+		else if (!add || bal_tally_check_headroom(d->layout, d->pub.ctr, &j->delta, headroom, NULL, 0))
 			break;
-		j->result = proven ? 0 : bal_tally_check(d->layout, d->pub.ctr, &j->delta, j->why, sizeof(j->why));
+		else
+			j->result = 0;
 		if (j->result) {
 			j->position = 0;
 			continue;
@@ -196,6 +207,7 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 		bal_require(j->position == position + 1);
 		position = j->position;
 		bound = next_bound;
+		headroom = bal_tally_bound(headroom, &j->delta);
 		c->applied[nacc++] = &j->delta;
 		j->result = 0;
 	}
@@ -214,7 +226,7 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 	if (*snap_tried) {
 		c->next_slice = (c->next_slice + 1) % c->nslices;
 		c->slice_ms = now;
-		c->slice_at = c->position;
+		c->slice_at = committed;
 		BAL_METRIC_ADD(d->metrics.snapshots, 1);
 	}
 	*stop = j;

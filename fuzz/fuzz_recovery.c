@@ -35,7 +35,7 @@
 
 static struct fz_election election;
 static struct bal_arena arena;
-static char dir[256], data_path[300], lock_path[300];
+static char dir[256], data_path[300], lock_path[300], dir_lock_path[300];
 static uint8_t *pristine;
 static size_t pristine_len;
 static uint32_t jrec_precinct[FZ_BATCHES + 1];
@@ -126,6 +126,7 @@ static void restore_pristine(void)
 static void cleanup(void)
 {
 	unlink(lock_path);
+	unlink(dir_lock_path);
 	unlink(data_path);
 	rmdir(dir);
 }
@@ -139,6 +140,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	FZ_CHECK(mkdtemp(dir), "mkdtemp %s", dir);
 	snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
 	snprintf(lock_path, sizeof(lock_path), "%s/lock.mdb", dir);
+	snprintf(dir_lock_path, sizeof(dir_lock_path), "%s/ballotd.lock", dir);
 	atexit(cleanup);
 	ids = malloc(election.defn->nprecincts * sizeof(*ids));
 	FZ_CHECK(ids, "out of memory");

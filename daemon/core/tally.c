@@ -856,29 +856,51 @@ static inline bool add_fits(const uint64_t *ctr, const struct pview *v, uint32_t
 	       !would_overflow(ctr, pa.total, add);
 }
 
+/* An ADD delta, each amount raised by `headroom` (see bal_tally_check_headroom()). */
+static int check_add_delta(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v,
+			   const struct bal_delta *dl, uint64_t headroom, char *why, size_t whylen)
+{
+	/* With a protocol counted, B lives in the shadow slots and the totals
+	 * only see the batch and ballot counts. */
+	const bool shadowed = ld(ctr, v->meta + BAL_T_BATCHES) != 0;
+	uint64_t batches = 0;
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t o = entry_offset(v, dl, i);
+		uint64_t add;
+		if (__builtin_add_overflow(dl->e[i].add, headroom, &add))
+			return fail(BAL_EOVERFLOW, why, whylen, "an amount plus the headroom overflows 64 bits");
+		if (o == BAL_T_BATCHES)
+			batches = add;
+		if (__builtin_expect(shadowed, 0) && o >= BAL_T_ISSUED) {
+			if (would_overflow(ctr, v->bsum + o, add))
+				return overflow_at(l, v, o, 's', why, whylen);
+		} else if (__builtin_expect(!add_fits(ctr, v, o, add), 0)) {
+			return check_add(l, ctr, v, o, add, true, why, whylen);
+		}
+	}
+	if (!headroom)
+		return check_globals(l, ctr, v, batches, why, whylen);
+	if (would_overflow(ctr, l->globals + BAL_G_BATCHES, batches) ||
+	    would_overflow(ctr, l->globals + BAL_G_PRECINCTS_REPORTING, 1 + headroom))
+		return fail(BAL_EOVERFLOW, why, whylen, "a global count plus the headroom would overflow 64 bits");
+	return 0;
+}
+
 int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
 		    size_t whylen)
 {
 	const struct pview v = pview_of(l, dl);
 	if (dl->kind == BAL_DELTA_PROTOCOL)
 		return check_protocol(l, ctr, &v, dl, why, whylen);
-	/* With a protocol counted, B lives in the shadow slots and the totals
-	 * only see the batch and ballot counts. */
-	const bool shadowed = ld(ctr, v.meta + BAL_T_BATCHES) != 0;
-	uint64_t batches = 0;
-	for (uint32_t i = 0; i < dl->n; i++) {
-		const uint32_t o = entry_offset(&v, dl, i);
-		const uint64_t add = dl->e[i].add;
-		if (o == BAL_T_BATCHES)
-			batches = add;
-		if (__builtin_expect(shadowed, 0) && o >= BAL_T_ISSUED) {
-			if (would_overflow(ctr, v.bsum + o, add))
-				return overflow_at(l, &v, o, 's', why, whylen);
-		} else if (__builtin_expect(!add_fits(ctr, &v, o, add), 0)) {
-			return check_add(l, ctr, &v, o, add, true, why, whylen);
-		}
-	}
-	return check_globals(l, ctr, &v, batches, why, whylen);
+	return check_add_delta(l, ctr, &v, dl, 0, why, whylen);
+}
+
+int bal_tally_check_headroom(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl,
+			     uint64_t headroom, char *why, size_t whylen)
+{
+	bal_require(dl->kind == BAL_DELTA_ADD);
+	const struct pview v = pview_of(l, dl);
+	return check_add_delta(l, ctr, &v, dl, headroom, why, whylen);
 }
 
 static inline void add_to(uint64_t *ctr, uint32_t s, uint64_t add)

@@ -183,6 +183,18 @@ int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struc
 		    size_t whylen);
 
 /**
+ * Whether the BAL_DELTA_ADD delta `dl` can be applied to any array each of
+ * whose slots exceeds the same slot of `ctr` by at most `headroom` (e.g. `ctr`
+ * plus deltas whose peaks sum to at most `headroom`, see bal_tally_bound()):
+ * the check of bal_tally_check() with every amount raised by `headroom`.
+ * 0 proves it; BAL_EOVERFLOW (with `why`, may be NULL) only says that it may
+ * not fit: decide with bal_tally_check() on the actual array. With headroom 0
+ * it is bal_tally_check(). Same threading rule.
+ */
+int bal_tally_check_headroom(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl,
+			     uint64_t headroom, char *why, size_t whylen);
+
+/**
  * A cheap overflow proof. Applying a delta raises any one slot by at most
  * its `peak` (an ADD entry feeds each slot it reaches once; a protocol value
  * replaces a slot or moves an aggregate by at most itself, and its seq is

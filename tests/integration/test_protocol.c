@@ -461,7 +461,11 @@ Test(protocol, kill9_restart_replays_to_the_same_answers, .init = setup_snapshot
  * Protocols among ballot batches of other precincts, all pipelined on one
  * connection in one write, so that they reach the committer together: a
  * protocol needs the exact overflow check against the committed counters and
- * so opens a group of its own. Per precinct: ballots 1 and 2, protocol 3
+ * so opens a group of its own. What this checks is that the groups split
+ * that way still answer in order and count exactly (realistic counts never
+ * overflow, so it would pass without the split too; the overflow that needs
+ * it is ingest/counter_overflow_within_one_group_is_422). Per precinct:
+ * ballots 1 and 2, protocol 3
  * (shifted for some), ballots 4, protocol 6, protocol 5 (older, late),
  * ballots 7 and a resend of 4; the steps go round the precincts in turn.
  * Every ack must come back in order with the planned answer, and the totals
