@@ -185,7 +185,12 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 			break;
 		else
 			j->result = 0;
-		if (j->result) {
+		/* A resend of a journaled batch is a duplicate or a conflict, whatever
+		 * its counts: it would add nothing, so it is not refused for them. */
+		bool resend = j->result == BAL_EOVERFLOW && bal_store_seen(d->store, j->delta.precinct, j->seq) == 1;
+		if (resend)
+			j->result = 0;
+		else if (j->result) {
 			j->position = 0;
 			continue;
 		}
@@ -204,6 +209,7 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 		}
 		if (err)
 			goto fail_txn;
+		bal_require(!resend); /* seen, so never journaled anew */
 		bal_require(j->position == position + 1);
 		position = j->position;
 		bound = next_bound;

@@ -192,6 +192,25 @@ int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const
 	return 0;
 }
 
+int bal_store_seen(struct bal_store *s, uint32_t precinct, uint64_t seq)
+{
+	int rc = bal__store_wready(s);
+	if (rc != 0)
+		return rc;
+	if (precinct >= s->nprec)
+		return -EINVAL;
+	const struct bal__prec *p = &s->prec[precinct];
+	if (bal__tail_get(p, seq))
+		return 1;
+	if (seq > p->table_max)
+		return 0;
+	uint8_t k[BAL_CONFLICT_KEY];
+	MDB_val key = {BAL_DEDUP_KEY, k}, val;
+	dedup_key(k, s->ids[precinct], seq, 0);
+	int mrc = mdb_get(s->wtxn, s->dedup, &key, &val);
+	return mrc == 0 ? 1 : mrc == MDB_NOTFOUND ? 0 : bal__store_err(mrc);
+}
+
 /* ---- read side -------------------------------------------------------------- */
 
 struct walk {

@@ -71,6 +71,16 @@ int bal_store_wbegin(struct bal_store *s);
 int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const uint8_t *bytes, size_t len,
 		     uint64_t *position);
 
+/**
+ * Within the write txn: whether (precinct index, seq) is journaled, committed
+ * or earlier in this txn. Writes nothing. For a batch about to be refused
+ * (an overflow): a resend of a journaled one is answered by
+ * bal_store_append() (DUPLICATE or a recorded conflict) instead.
+ * @return 1 journaled, 0 not; -EINVAL no such index, or a mapped error (the
+ *         txn lives on).
+ */
+int bal_store_seen(struct bal_store *s, uint32_t precinct, uint64_t seq);
+
 /** Number of snapshot slices (>= 1, pinned at first start). Any thread. */
 unsigned bal_store_slices(const struct bal_store *s);
 

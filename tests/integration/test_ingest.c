@@ -409,6 +409,12 @@ Test(ingest, counter_overflow_is_422_and_changes_nothing, .init = setup, .fini =
 	cr_assert_eq(th_post(td.port, small, lsmall, &r), 0);
 	assert_overflow_422(&r);
 	th_resp_free(&r);
+	/* A resend of the big one would overflow too, but it adds nothing: it is
+	 * a duplicate, as any resend of a journaled batch. */
+	cr_assert_eq(th_post(td.port, big, lbig, &r), 0);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	cr_expect(strstr(r.body, "\"status\":\"DUPLICATE\",\"position\":1"), "%s", r.body);
+	th_resp_free(&r);
 	free(big);
 	free(small);
 	assert_only_the_big_one_counted();
