@@ -1323,3 +1323,40 @@ Test(tally, published_copy_equals_the_committers_copy, .init = setup, .fini = te
 	free(own);
 	bal_pub_deinit(&pub);
 }
+
+/*
+ * bal_tally_check_headroom(): the exact check with every amount raised by the
+ * headroom, at every level (precinct, district, national), and 0 headroom is
+ * bal_tally_check().
+ */
+Test(tally, check_with_headroom_is_the_check_with_raised_amounts, .init = setup, .fini = teardown)
+{
+	uint64_t *ctr = calloc(bal_layout_nslots(L), sizeof(uint64_t));
+	cr_assert(ctr);
+	static const uint32_t list[] = { 3, 3, 3, 3, 3 };
+	static const struct bal_column cols[] = { { FX_LIST, 5, list } };
+	struct bal_batch b = { BALLOTS(12, cols) };
+	char why[256] = "";
+	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
+	uint32_t p = pidx(12), c1 = cidx(FX_LIST);
+	const uint32_t slots[] = { bal_slot_precinct_choice(L, p, c1, 3),
+				   bal_slot_district_choice(L, c1, D->precincts[p].district, 3),
+				   bal_slot_contest_choice(L, c1, 3) };
+	for (size_t i = 0; i < NELEM(slots); i++) {
+		memset(ctr, 0, bal_layout_nslots(L) * sizeof(uint64_t));
+		ctr[slots[i]] = UINT64_MAX - 10; /* room for 10 more */
+		cr_assert_eq(bal_tally_check(L, ctr, &DL, why, sizeof(why)), 0, "level %zu: %s", i, why);
+		cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, 0, why, sizeof(why)), 0, "level %zu", i);
+		cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, 5, why, sizeof(why)), 0, "level %zu: 5 + 5 fit", i);
+		cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, 6, why, sizeof(why)), BAL_EOVERFLOW,
+			     "level %zu: 5 + 6 do not fit", i);
+		cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, UINT64_MAX, NULL, 0), BAL_EOVERFLOW,
+			     "level %zu: the raised amount itself overflows", i);
+	}
+	/* The global batch count takes the headroom too. */
+	memset(ctr, 0, bal_layout_nslots(L) * sizeof(uint64_t));
+	ctr[bal_slot_global(L, BAL_G_BATCHES)] = UINT64_MAX - 3;
+	cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, 2, why, sizeof(why)), 0);
+	cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, 3, why, sizeof(why)), BAL_EOVERFLOW);
+	free(ctr);
+}
