@@ -359,10 +359,7 @@ static void process(struct bal_committer *c, struct bal_job *list)
 			c->snap_retry_ms = bal_now_ms() + d->cfg.snapshot_ms;
 			err = commit_group(c, first, end, false, &stop, &nacc, &snap_tried);
 		}
-		if (stop != end)
-			for (n = 0, end = first; end != stop; end = end->next)
-				n++;
-		note_result(c, err, n);
+		note_result(c, err, n); /* n counts only for a failed txn, which always covers [first, end) */
 		account(d, first, stop);
 		list = stop;
 		deliver(c, first, stop);

@@ -135,11 +135,36 @@ static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq,
 
 /* ---- write side ------------------------------------------------------------ */
 
+/*
+ * Within the write txn: the position at which (precinct p with id `id`, seq)
+ * is journaled, 0 if it is not. A seq above both maxima is new without a
+ * look-up (the usual case: precincts upload in order); else the tail (this
+ * txn's earlier appends included), then the table. 0 or an error
+ * (BAL_ECORRUPT, mapped LMDB error).
+ */
+static int journaled_at(struct bal_store *s, const struct bal__prec *p, uint32_t id, uint64_t seq,
+			uint64_t *original)
+{
+	*original = bal__tail_get(p, seq);
+	if (*original || seq > p->table_max)
+		return 0;
+	uint8_t k[BAL_CONFLICT_KEY]; /* dedup_key() writes conflict keys too */
+	MDB_val key = {BAL_DEDUP_KEY, k}, val;
+	dedup_key(k, id, seq, 0);
+	int mrc = mdb_get(s->wtxn, s->dedup, &key, &val);
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+	if (mrc != 0)
+		return bal__store_err(mrc);
+	if (val.mv_size != 8)
+		return BAL_ECORRUPT;
+	*original = bal__get_be64(val.mv_data);
+	return 0;
+}
+
 int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const uint8_t *bytes, size_t len,
 		     uint64_t *position)
 {
-	uint8_t k[BAL_CONFLICT_KEY];
-	MDB_val key = {BAL_DEDUP_KEY, k}, val;
 	int rc = bal__store_wready(s);
 	if (rc != 0)
 		return rc;
@@ -148,22 +173,11 @@ int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const
 	struct bal__prec *p = &s->prec[precinct];
 	const uint32_t id = s->ids[precinct];
 
-	/* Dedup: a seq above both maxima is new without a look-up (the usual
-	 * case: precincts upload in order); else the tail (this txn's earlier
-	 * appends included), then the table. */
-	uint64_t original = bal__tail_get(p, seq);
-	int mrc = MDB_NOTFOUND;
-	if (!original && seq <= p->table_max) {
-		dedup_key(k, id, seq, 0);
-		mrc = mdb_get(s->wtxn, s->dedup, &key, &val);
-	}
-	if (original || mrc == 0) {
+	uint64_t original;
+	if ((rc = journaled_at(s, p, id, seq, &original)) != 0)
+		return bal__store_wfail(s, rc);
+	if (original) {
 		struct bal__rec r;
-		if (!original) {
-			if (val.mv_size != 8)
-				return bal__store_wfail(s, BAL_ECORRUPT);
-			original = bal__get_be64(val.mv_data);
-		}
 		if ((rc = jrec_get(s, s->wtxn, original, &r)) != 0)
 			return bal__store_wfail(s, rc == -ENOENT ? BAL_ECORRUPT : rc);
 		if (r.a != id || r.b != seq)
@@ -177,9 +191,6 @@ int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const
 		*position = original;
 		return BAL_ECONFLICT;
 	}
-	if (mrc != MDB_NOTFOUND)
-		return bal__store_wfail(s, bal__store_err(mrc));
-
 	uint64_t pos = s->wposition + 1;
 	rc = bal__rec_put(s->wtxn, s->journal, pos, MDB_APPEND, BAL_JREC_MAGIC, id, seq, bytes, len);
 	if (rc != 0)
@@ -199,16 +210,9 @@ int bal_store_seen(struct bal_store *s, uint32_t precinct, uint64_t seq)
 		return rc;
 	if (precinct >= s->nprec)
 		return -EINVAL;
-	const struct bal__prec *p = &s->prec[precinct];
-	if (bal__tail_get(p, seq))
-		return 1;
-	if (seq > p->table_max)
-		return 0;
-	uint8_t k[BAL_CONFLICT_KEY];
-	MDB_val key = {BAL_DEDUP_KEY, k}, val;
-	dedup_key(k, s->ids[precinct], seq, 0);
-	int mrc = mdb_get(s->wtxn, s->dedup, &key, &val);
-	return mrc == 0 ? 1 : mrc == MDB_NOTFOUND ? 0 : bal__store_err(mrc);
+	uint64_t original;
+	rc = journaled_at(s, &s->prec[precinct], s->ids[precinct], seq, &original);
+	return rc != 0 ? rc : original != 0;
 }
 
 /* ---- read side -------------------------------------------------------------- */

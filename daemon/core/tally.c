@@ -788,14 +788,16 @@ static int check_add(const struct bal_layout *l, const uint64_t *ctr, const stru
 	return 0;
 }
 
-/* The globals that one more batch of precinct v touches. */
+/* The globals that one more batch of precinct v touches, `batches` being
+ * already raised by `headroom` (see bal_tally_check_headroom(); with headroom
+ * the precinct may have reported since `ctr`, so that count is always checked). */
 static inline int check_globals(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v,
-				uint64_t batches, char *why, size_t whylen)
+				uint64_t batches, uint64_t headroom, char *why, size_t whylen)
 {
 	if (would_overflow(ctr, l->globals + BAL_G_BATCHES, batches))
 		return fail(BAL_EOVERFLOW, why, whylen, "global batch count would overflow 64 bits");
-	if (batches && ld(ctr, v->base + BAL_T_BATCHES) == 0 &&
-	    would_overflow(ctr, l->globals + BAL_G_PRECINCTS_REPORTING, 1))
+	if ((headroom || (batches && ld(ctr, v->base + BAL_T_BATCHES) == 0)) &&
+	    (headroom == UINT64_MAX || would_overflow(ctr, l->globals + BAL_G_PRECINCTS_REPORTING, 1 + headroom)))
 		return fail(BAL_EOVERFLOW, why, whylen, "precincts reporting would overflow 64 bits");
 	return 0;
 }
@@ -842,7 +844,7 @@ static int check_protocol(const struct bal_layout *l, const uint64_t *ctr, const
 	bal_require(dl->seq >= 1);
 	int err = check_add(l, ctr, v, BAL_T_BATCHES, 1, true, why, whylen);
 	if (!err)
-		err = check_globals(l, ctr, v, 1, why, whylen);
+		err = check_globals(l, ctr, v, 1, 0, why, whylen);
 	if (!err && dl->seq > ld(ctr, v->meta + BAL_T_BATCHES))
 		err = check_replace(l, ctr, v, dl, why, whylen);
 	return err;
@@ -878,12 +880,7 @@ static int check_add_delta(const struct bal_layout *l, const uint64_t *ctr, cons
 			return check_add(l, ctr, v, o, add, true, why, whylen);
 		}
 	}
-	if (!headroom)
-		return check_globals(l, ctr, v, batches, why, whylen);
-	if (would_overflow(ctr, l->globals + BAL_G_BATCHES, batches) ||
-	    would_overflow(ctr, l->globals + BAL_G_PRECINCTS_REPORTING, 1 + headroom))
-		return fail(BAL_EOVERFLOW, why, whylen, "a global count plus the headroom would overflow 64 bits");
-	return 0;
+	return check_globals(l, ctr, v, batches, headroom, why, whylen);
 }
 
 int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
