@@ -8,12 +8,12 @@
  * with that snapshot, field by field. The snapshot folds exactly 1..P
  * (invariant 3), so batches journaled while the audit runs do not disturb it.
  */
-#include "ballotctl.h"
+#include "ballotctl/ballotctl.h"
 
-#include "codec.h"
-#include "defn.h"
-#include "expect.h"
-#include "http.h"
+#include "proto/codec.h"
+#include "defn/defn.h"
+#include "client/expect.h"
+#include "client/http.h"
 
 #include <getopt.h>
 #include <inttypes.h>

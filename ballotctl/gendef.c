@@ -2,9 +2,9 @@
  * ballotctl gen-definition: writes a synthetic definition (client/defgen.h)
  * to a file or stdout. Same arguments, byte-identical output.
  */
-#include "ballotctl.h"
+#include "ballotctl/ballotctl.h"
 
-#include "defgen.h"
+#include "client/defgen.h"
 
 #include <errno.h>
 #include <getopt.h>

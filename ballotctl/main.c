@@ -3,7 +3,7 @@
  * the subcommands and documents them; each lives in its own file. The tool
  * talks to the daemon over HTTP only and shares no counting code with it.
  */
-#include "ballotctl.h"
+#include "ballotctl/ballotctl.h"
 
 #include <stdio.h>
 #include <string.h>

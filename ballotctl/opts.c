@@ -3,12 +3,12 @@
  * names the flag, the value and the accepted range. The parsing itself is
  * client/cli.c's, shared with ballot-bench.
  */
-#include "ballotctl.h"
+#include "ballotctl/ballotctl.h"
 
 #include <stdio.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "client/cli.h"
 
 bool opt_u64(const char *flag, const char *text, uint64_t min, uint64_t max, uint64_t *out)
 {

@@ -4,12 +4,12 @@
  * and reports what was acknowledged and the totals the daemon should now
  * show for them (client/expect.h, independent of the daemon's tally code).
  */
-#include "ballotctl.h"
+#include "ballotctl/ballotctl.h"
 
-#include "defn.h"
-#include "expect.h"
-#include "gen.h"
-#include "load.h"
+#include "defn/defn.h"
+#include "client/expect.h"
+#include "client/gen.h"
+#include "client/load.h"
 
 #include <errno.h>
 #include <getopt.h>

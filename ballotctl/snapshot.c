@@ -3,9 +3,9 @@
  * contests in full with bars, district contests as one leader line each), or
  * the JSON itself with --json.
  */
-#include "ballotctl.h"
+#include "ballotctl/ballotctl.h"
 
-#include "http.h"
+#include "client/http.h"
 
 #include <getopt.h>
 #include <jansson.h>

@@ -9,10 +9,10 @@
  *
  * Plain POSIX file calls; no networking.
  */
-#include "ballotctl.h"
+#include "ballotctl/ballotctl.h"
 
-#include "defn.h"
-#include "gen.h"
+#include "defn/defn.h"
+#include "client/gen.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -21,12 +21,12 @@
  * Talks HTTP with plain blocking sockets (timeouts through SO_RCVTIMEO /
  * SO_SNDTIMEO) and parses answers with client/resp.h; no libuv.
  */
-#include "ballotctl.h"
+#include "ballotctl/ballotctl.h"
 
-#include "codec.h"
-#include "http.h"
-#include "resp.h"
-#include "rng.h"
+#include "proto/codec.h"
+#include "client/http.h"
+#include "client/resp.h"
+#include "client/rng.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -12,9 +12,9 @@
  *
  * Depends on libuv, http-parser (client/resp.h) and bench/loadgen.h.
  */
-#include "targets.h"
+#include "bench/targets.h"
 
-#include "resp.h"
+#include "client/resp.h"
 
 #include <errno.h>
 #include <netinet/in.h>

@@ -15,10 +15,10 @@
  *
  * Depends on libuv, pthreads, bench/work.h and bench/stats.h.
  */
-#include "loadgen.h"
+#include "bench/loadgen.h"
 
-#include "cli.h"
-#include "util.h"
+#include "client/cli.h"
+#include "client/util.h"
 
 #include <errno.h>
 #include <pthread.h>

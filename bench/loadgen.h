@@ -25,8 +25,8 @@
 #ifndef BAL_BENCH_LOADGEN_H
 #define BAL_BENCH_LOADGEN_H
 
-#include "stats.h"
-#include "work.h"
+#include "bench/stats.h"
+#include "bench/work.h"
 
 #include <netinet/in.h>
 #include <stdbool.h>

@@ -9,14 +9,14 @@
  * snapshot before, run, resolve lost answers, snapshot after, compare,
  * summary, report. The engine is loadgen.c, the targets *_target.c.
  */
-#include "cli.h"
-#include "defn.h"
-#include "http.h"
-#include "loadgen.h"
-#include "report.h"
-#include "targets.h"
-#include "verify.h"
-#include "work.h"
+#include "client/cli.h"
+#include "defn/defn.h"
+#include "client/http.h"
+#include "bench/loadgen.h"
+#include "bench/report.h"
+#include "bench/targets.h"
+#include "bench/verify.h"
+#include "bench/work.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
  * report that they are missing, so --target postgres/redis fail with a clear
  * message instead of the build needing libpq and hiredis.
  */
-#include "targets.h"
+#include "bench/targets.h"
 
 #include <errno.h>
 #include <stdio.h>

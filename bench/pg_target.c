@@ -20,7 +20,7 @@
  *
  * Depends on libpq, libuv and bench/loadgen.h.
  */
-#include "targets.h"
+#include "bench/targets.h"
 
 #include <errno.h>
 #include <libpq-fe.h>

@@ -19,7 +19,7 @@
  *
  * Depends on hiredis, libuv and bench/loadgen.h.
  */
-#include "targets.h"
+#include "bench/targets.h"
 
 #include <errno.h>
 #include <hiredis/adapters/libuv.h>

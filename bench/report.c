@@ -1,10 +1,10 @@
 /*
  * CSV series, gnuplot chart and the comparison table (see report.h).
  */
-#include "report.h"
+#include "bench/report.h"
 
-#include "cli.h"
-#include "util.h"
+#include "client/cli.h"
+#include "client/util.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -7,7 +7,7 @@
 #ifndef BAL_BENCH_REPORT_H
 #define BAL_BENCH_REPORT_H
 
-#include "loadgen.h"
+#include "bench/loadgen.h"
 
 #include <stddef.h>
 

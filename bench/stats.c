@@ -1,7 +1,7 @@
 /*
  * Log-linear latency histograms (see stats.h). libc only.
  */
-#include "stats.h"
+#include "bench/stats.h"
 
 #include <stddef.h>
 

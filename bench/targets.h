@@ -7,8 +7,8 @@
 #ifndef BAL_BENCH_TARGETS_H
 #define BAL_BENCH_TARGETS_H
 
-#include "loadgen.h"
-#include "verify.h"
+#include "bench/loadgen.h"
+#include "bench/verify.h"
 
 /** ballotd: POST /v1/batches with protobuf bodies over keep-alive connections. */
 extern const struct bench_target bench_http_target;

@@ -2,9 +2,9 @@
  * Totals for --verify (see verify.h). Depends on the definition structs,
  * client/expect.h and jansson.
  */
-#include "verify.h"
+#include "bench/verify.h"
 
-#include "util.h"
+#include "client/util.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -7,8 +7,8 @@
 #ifndef BAL_BENCH_VERIFY_H
 #define BAL_BENCH_VERIFY_H
 
-#include "ballot.h"
-#include "expect.h"
+#include "core/ballot.h"
+#include "client/expect.h"
 
 #include <jansson.h>
 #include <stdbool.h>

@@ -10,13 +10,13 @@
  * Depends on proto/codec.h, client/gen.h, client/keys.h, client/expect.h and
  * libsodium.
  */
-#include "work.h"
+#include "bench/work.h"
 
-#include "codec.h"
-#include "gen.h"
-#include "http.h"
-#include "keys.h"
-#include "util.h"
+#include "proto/codec.h"
+#include "client/gen.h"
+#include "client/http.h"
+#include "client/keys.h"
+#include "client/util.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -23,8 +23,8 @@
 #ifndef BAL_BENCH_WORK_H
 #define BAL_BENCH_WORK_H
 
-#include "ballot.h"
-#include "expect.h"
+#include "core/ballot.h"
+#include "client/expect.h"
 
 #include <stdbool.h>
 #include <stddef.h>

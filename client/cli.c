@@ -1,7 +1,7 @@
 /*
  * Command-line helpers (see cli.h). libc only.
  */
-#include "cli.h"
+#include "client/cli.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -7,11 +7,11 @@
  * Depends on jansson (escaping, number formatting) and libsodium (base64);
  * never on the daemon.
  */
-#include "defgen.h"
+#include "client/defgen.h"
 
-#include "keys.h"
-#include "rng.h"
-#include "util.h"
+#include "client/keys.h"
+#include "client/rng.h"
+#include "client/util.h"
 
 #include <errno.h>
 #include <jansson.h>

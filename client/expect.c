@@ -5,13 +5,13 @@
  * (contest, district) totals. A fold checks everything first, then withdraws
  * the precinct's contribution from the totals, changes B or P, and adds the
  * precinct's new contribution back: plain enough to be obviously right.
- * Deliberately shares no code with daemon/core/tally.c.
+ * Deliberately shares no code with core/tally.c.
  *
- * Depends on daemon/core/ballot.h (definition look-ups) and jansson.
+ * Depends on core/ballot.h (definition look-ups) and jansson.
  */
-#include "expect.h"
+#include "client/expect.h"
 
-#include "util.h"
+#include "client/util.h"
 
 #include <errno.h>
 #include <stdio.h>

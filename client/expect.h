@@ -2,7 +2,7 @@
  * Expected totals: an independent fold of batches into per-contest,
  * per-(contest, district), per-precinct and turnout totals, which clients and
  * tests compare with the daemon's answers. It is written separately from
- * daemon/core/tally.c on purpose (DESIGN.md invariant 8): observers must be
+ * core/tally.c on purpose (DESIGN.md invariant 8): observers must be
  * able to recompute totals without the daemon's counting code. It shares only
  * the definition structs and their id look-ups.
  *
@@ -13,12 +13,12 @@
  * protocol, else B. Fold only batches the daemon acknowledged as ACCEPTED, in
  * any order: the totals do not depend on it.
  *
- * Depends on daemon/core/ballot.h and jansson. Not thread-safe.
+ * Depends on core/ballot.h and jansson. Not thread-safe.
  */
 #ifndef BAL_CLIENT_EXPECT_H
 #define BAL_CLIENT_EXPECT_H
 
-#include "ballot.h"
+#include "core/ballot.h"
 
 #include <jansson.h>
 

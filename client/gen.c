@@ -7,12 +7,12 @@
  * Depends on the core definition structs, proto/codec.h (packing) and
  * libsodium (signing); nothing here knows about the network.
  */
-#include "gen.h"
+#include "client/gen.h"
 
-#include "codec.h"
-#include "keys.h"
-#include "rng.h"
-#include "util.h"
+#include "proto/codec.h"
+#include "client/keys.h"
+#include "client/rng.h"
+#include "client/util.h"
 
 #include <errno.h>
 #include <sodium.h>

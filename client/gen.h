@@ -9,13 +9,13 @@
  * clear leader (45-60%), at least one party under 5% when it has three or more
  * eligible choices, and 1.5-4% "against all" for every seat-ineligible choice.
  *
- * Depends on the definition structs (daemon/core/ballot.h), proto/codec.h
+ * Depends on the definition structs (core/ballot.h), proto/codec.h
  * and libsodium. Not thread-safe: one generator per thread.
  */
 #ifndef BAL_CLIENT_GEN_H
 #define BAL_CLIENT_GEN_H
 
-#include "ballot.h"
+#include "core/ballot.h"
 
 struct bal_gen_opts {
 	uint64_t seed;	     /**< content seed: votes, turnout */

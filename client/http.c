@@ -3,9 +3,9 @@
  * timeout, send everything, read to the end of the response. Depends on libc
  * sockets and http-parser (through resp.h); no libuv, no ballot logic.
  */
-#include "http.h"
+#include "client/http.h"
 
-#include "resp.h"
+#include "client/resp.h"
 
 #include <errno.h>
 #include <fcntl.h>

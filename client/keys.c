@@ -2,7 +2,7 @@
  * Demo key derivation (see keys.h for why this is not how real keys are made).
  * libsodium only.
  */
-#include "keys.h"
+#include "client/keys.h"
 
 #include <inttypes.h>
 #include <sodium.h>

@@ -12,12 +12,12 @@
  * Depends on libuv, http-parser (resp.h), proto/codec.h, client/expect.h and
  * jansson (JSON acks).
  */
-#include "load.h"
+#include "client/load.h"
 
-#include "codec.h"
-#include "http.h"
-#include "resp.h"
-#include "util.h"
+#include "proto/codec.h"
+#include "client/http.h"
+#include "client/resp.h"
+#include "client/util.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -20,7 +20,7 @@
 #ifndef BAL_CLIENT_LOAD_H
 #define BAL_CLIENT_LOAD_H
 
-#include "expect.h"
+#include "client/expect.h"
 
 #include <stdint.h>
 

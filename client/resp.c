@@ -2,7 +2,7 @@
  * HTTP response collector (see resp.h). http-parser may split a header name,
  * a header value or the body over several callbacks; each piece is appended.
  */
-#include "resp.h"
+#include "client/resp.h"
 
 #include <errno.h>
 #include <stdio.h>

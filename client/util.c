@@ -1,7 +1,7 @@
 /*
  * Helpers shared by the bal_client sources (see util.h). libc only.
  */
-#include "util.h"
+#include "client/util.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /*
  * Committer thread: group commit into LMDB, then publish, then deliver.
- * Depends on storage/ (never on lmdb.h directly) and daemon/core; never on
+ * Depends on storage/ (never on lmdb.h directly) and core; never on
  * uv.h: results go back through bal_worker_deliver().
  *
  * The committer keeps no counters of its own: the published array is the
@@ -14,7 +14,7 @@
  * snapshot slice, when due, is written first in the txn, from the published
  * counters at the committed position.
  */
-#include "commit.h"
+#include "daemon/commit.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "storage.h"
+#include "daemon/log.h"
+#include "storage/storage.h"
 
 struct bal_committer {
 	struct bal_daemon *d;

@@ -13,7 +13,7 @@
 #ifndef BAL_DAEMON_COMMIT_H
 #define BAL_DAEMON_COMMIT_H
 
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 /**
  * One batch on its way to the journal. The memory belongs to the connection

@@ -1,7 +1,7 @@
 /*
  * Command-line options and their defaults. Every limit is configurable here.
  */
-#include "config.h"
+#include "daemon/config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -11,7 +11,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "daemon/log.h"
 
 void bal_config_defaults(struct bal_config *c)
 {

@@ -4,7 +4,7 @@
 #ifndef BAL_DAEMON_CONFIG_H
 #define BAL_DAEMON_CONFIG_H
 
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 /** Parses argv into `c` (defaults already set). Prints the reason and
  * returns -1 on a bad option; exits 0 after --help. */

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
-#include "log.h"
+#include "daemon/conn.h"
+#include "daemon/log.h"
 
 static struct bal_slot *slot_at(struct bal_conn *c, unsigned k)
 {

@@ -22,9 +22,9 @@
 #include <pthread.h>
 #include <uv.h>
 
-#include "commit.h"
-#include "daemon.h"
-#include "http.h"
+#include "daemon/commit.h"
+#include "daemon/daemon.h"
+#include "daemon/http.h"
 
 enum bal_slot_state {
 	BAL_SLOT_FREE = 0,

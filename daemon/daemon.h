@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ballot.h"
-#include "tally.h"
+#include "core/ballot.h"
+#include "core/tally.h"
 
 struct bal_store;
 struct bal_committer;

@@ -4,7 +4,7 @@
  * about ballots. Header values are inspected only for Accept and Expect;
  * http-parser itself handles Content-Length, chunked bodies and keep-alive.
  */
-#include "http.h"
+#include "daemon/http.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-#include "conn.h"
-#include "log.h"
+#include "proto/codec.h"
+#include "daemon/conn.h"
+#include "daemon/log.h"
 
 static const char *status_name(enum bal_ack_status st)
 {

@@ -4,7 +4,7 @@
  * connections across loops. Port 0 takes a free port for the first socket,
  * the others bind that same port.
  */
-#include "listen.h"
+#include "daemon/listen.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /*
  * Logging. No dependency beyond libc and pthreads.
  */
-#include "log.h"
+#include "daemon/log.h"
 
 #include <pthread.h>
 #include <stdarg.h>

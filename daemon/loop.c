@@ -8,14 +8,14 @@
  * lost by stopping early: acks follow commits, and unacked batches are
  * retried by their uploaders.
  */
-#include "loop.h"
+#include "daemon/loop.h"
 
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
-#include "conn.h"
-#include "log.h"
+#include "daemon/conn.h"
+#include "daemon/log.h"
 
 struct drain {
 	struct bal_daemon *d;

@@ -4,7 +4,7 @@
 #ifndef BAL_DAEMON_LOOP_H
 #define BAL_DAEMON_LOOP_H
 
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 /** Runs until SIGTERM/SIGINT has drained the workers; they are then stopped
  * (not yet joined). Returns 0 or a libuv error. */

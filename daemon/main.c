@@ -13,15 +13,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codec.h"
-#include "commit.h"
-#include "config.h"
-#include "conn.h"
-#include "defn.h"
-#include "listen.h"
-#include "log.h"
-#include "loop.h"
-#include "storage.h"
+#include "proto/codec.h"
+#include "daemon/commit.h"
+#include "daemon/config.h"
+#include "daemon/conn.h"
+#include "defn/defn.h"
+#include "daemon/listen.h"
+#include "daemon/log.h"
+#include "daemon/loop.h"
+#include "storage/storage.h"
 
 /* The demo election (data/kz2023.json), linked in by embedded.S. */
 extern const char bal_embedded_defn[];

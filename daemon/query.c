@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
-#include "log.h"
-#include "storage.h"
+#include "daemon/conn.h"
+#include "daemon/log.h"
+#include "storage/storage.h"
 
 /* ---- a growable text buffer ---------------------------------------------- */
 

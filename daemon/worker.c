@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
-#include "log.h"
+#include "daemon/conn.h"
+#include "daemon/log.h"
 
 #define BAL_LISTEN_BACKLOG 4096
 

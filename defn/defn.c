@@ -1,6 +1,6 @@
 /*
  * Election definition loader: JSON (jansson) -> the plain structs of
- * daemon/core/ballot.h, with ids resolved to dense indices, precincts sorted
+ * core/ballot.h, with ids resolved to dense indices, precincts sorted
  * by id, public keys decoded (libsodium base64) and the definition hash
  * computed as SHA-256 of the canonical JSON (compact, sorted keys).
  *
@@ -9,7 +9,7 @@
  * rather than a silent default. Every message names the JSON path, the value
  * and what was expected. No networking, no storage.
  */
-#include "defn.h"
+#include "defn/defn.h"
 
 #include <errno.h>
 #include <jansson.h>

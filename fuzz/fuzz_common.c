@@ -1,15 +1,15 @@
 /*
  * Helpers shared by the fuzz targets (see fuzz_common.h).
  */
-#include "fuzz_common.h"
+#include "fuzz/fuzz_common.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-#include "defn.h"
+#include "proto/codec.h"
+#include "defn/defn.h"
 
 void fz_fail(const char *file, int line, const char *fmt, ...)
 {

@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ballot.h"
-#include "tally.h"
+#include "core/ballot.h"
+#include "core/tally.h"
 
 /** The small election and its layout, loaded once; aborts if it cannot be. */
 struct fz_election {

@@ -5,9 +5,9 @@
  */
 #include <string.h>
 
-#include "defn.h"
-#include "fuzz_common.h"
-#include "tally.h"
+#include "defn/defn.h"
+#include "fuzz/fuzz_common.h"
+#include "core/tally.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

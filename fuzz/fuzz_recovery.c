@@ -24,10 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec.h"
-#include "fuzz_common.h"
-#include "storage.h"
-#include "store_lmdb.h"
+#include "proto/codec.h"
+#include "fuzz/fuzz_common.h"
+#include "storage/storage.h"
+#include "storage/store_lmdb.h"
 
 #define FZ_BATCHES 5
 #define FZ_SNAP_AT 2

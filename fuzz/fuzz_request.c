@@ -4,7 +4,7 @@
  * daemon's HTTP framing (daemon/http.c) in pieces, with hooks that enforce
  * the header and body caps the way daemon/conn.c does and pause after some
  * requests; each complete POST /v1/batches body is decoded (proto/codec.c)
- * and validated and folded (daemon/core/tally.c) against tests/data/small.json.
+ * and validated and folded (core/tally.c) against tests/data/small.json.
  *
  * Input layout: byte 0 picks the piece size the stream is fed in (1..64
  * bytes, or all at once), the rest is the stream.
@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ballot.h"
-#include "fuzz_common.h"
-#include "http.h"
+#include "core/ballot.h"
+#include "fuzz/fuzz_common.h"
+#include "daemon/http.h"
 
 #define FZ_MAX_HEADER 1024
 #define FZ_MAX_BODY 8192

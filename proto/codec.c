@@ -1,10 +1,10 @@
 /*
  * Wire codec: the only caller of the protobuf-c code generated from
  * proto/ballot.proto. Decoding maps the generated structs onto the core types
- * of daemon/core/ballot.h without copying the repeated arrays; encoding packs
+ * of core/ballot.h without copying the repeated arrays; encoding packs
  * core types back into the exact bytes protobuf-c would produce.
  *
- * Depends on protobuf-c and daemon/core only. Decoding never calls malloc: the
+ * Depends on protobuf-c and core only. Decoding never calls malloc: the
  * ProtobufCAllocator below bumps from the caller's arena and frees nothing, the
  * arena is reset once per request by its owner.
  *
@@ -14,9 +14,9 @@
  * (precinct 0 does not exist), not the codec's: the codec only answers "do
  * these bytes parse".
  */
-#include "codec.h"
+#include "proto/codec.h"
 
-#include "ballot.pb-c.h"
+#include "proto/ballot.pb-c.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,7 +1,7 @@
 /*
  * The only caller of the protobuf-c pack/unpack functions generated from
  * proto/ballot.proto. Converts between wire bytes and the core types of
- * daemon/core/ballot.h, so that protobuf structs never reach the tally.
+ * core/ballot.h, so that protobuf structs never reach the tally.
  *
  * Decoding allocates from a caller-supplied arena (ProtobufCAllocator), so the
  * ingest path does not call malloc once the arena is warm.
@@ -9,7 +9,7 @@
 #ifndef BAL_PROTO_CODEC_H
 #define BAL_PROTO_CODEC_H
 
-#include "ballot.h"
+#include "core/ballot.h"
 
 enum bal_ack_status { BAL_ACK_ACCEPTED = 0, BAL_ACK_DUPLICATE = 1, BAL_ACK_REJECTED = 2 };
 

@@ -8,7 +8,7 @@
  * meta page are synced; bal_store_wcommit() publishes the new position only
  * after that. Depends on LMDB and libc only.
  */
-#include "store_lmdb.h"
+#include "storage/store_lmdb.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
  * being handed to the tally; callers only ever see the payload bytes. No
  * protobuf here: the bytes are opaque.
  */
-#include "store_lmdb.h"
+#include "storage/store_lmdb.h"
 
 #include <errno.h>
 #include <limits.h>

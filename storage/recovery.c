@@ -9,7 +9,7 @@
  * BAL_ECORRUPT and a message naming the position or slice; the operator
  * decides. Knows nothing about batches: the caller interprets the bytes.
  */
-#include "store_lmdb.h"
+#include "storage/store_lmdb.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  * A record is validated (magic, version, checksum) before its payload is
  * handed out. No dependency beyond LMDB and libc.
  */
-#include "store_lmdb.h"
+#include "storage/store_lmdb.h"
 
 #include <errno.h>
 #include <string.h>

@@ -17,7 +17,7 @@
 #ifndef BAL_STORAGE_H
 #define BAL_STORAGE_H
 
-#include "ballot.h"
+#include "core/ballot.h"
 
 /** Opaque: environment, DBIs, write-txn state. */
 struct bal_store;

@@ -36,7 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "storage.h"
+#include "storage/storage.h"
 
 /* 3: snapshots and the dedup merge by slice of precincts. */
 #define BAL_STORE_FORMAT 3u

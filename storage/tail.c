@@ -21,7 +21,7 @@
  * thread (and bal_store_open) touch the tails; readers get the same facts
  * from the journal (bal_store_precinct_scan).
  */
-#include "store_lmdb.h"
+#include "storage/store_lmdb.h"
 
 #include <errno.h>
 #include <stdlib.h>

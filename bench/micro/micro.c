@@ -17,12 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codec.h"
-#include "defn.h"
-#include "gen.h"
-#include "http.h"
-#include "storage.h"
-#include "tally.h"
+#include "proto/codec.h"
+#include "defn/defn.h"
+#include "client/gen.h"
+#include "daemon/http.h"
+#include "storage/storage.h"
+#include "core/tally.h"
 
 static uint64_t now_ns(void)
 {

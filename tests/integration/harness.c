@@ -2,7 +2,7 @@
  * Integration-test harness (see harness.h). Blocking sockets and fork/exec:
  * deliberately nothing shared with the daemon's I/O code.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,9 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codec.h"
-#include "defgen.h"
-#include "keys.h"
+#include "proto/codec.h"
+#include "client/defgen.h"
+#include "client/keys.h"
 
 static uint64_t now_ms(void)
 {

@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "ballot.h"
-#include "expect.h"
+#include "core/ballot.h"
+#include "client/expect.h"
 
 struct th_daemon {
 	pid_t pid;

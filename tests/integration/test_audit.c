@@ -16,8 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "codec.h"
-#include "harness.h"
+#include "proto/codec.h"
+#include "tests/integration/harness.h"
 
 #define KEY_SEED 41
 #define OTHER_KEY_SEED 42

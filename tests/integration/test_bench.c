@@ -16,9 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "defn.h"
-#include "harness.h"
-#include "verify.h"
+#include "defn/defn.h"
+#include "tests/integration/harness.h"
+#include "bench/verify.h"
 
 #define KEY_SEED 7
 

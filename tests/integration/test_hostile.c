@@ -25,11 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codec.h"
-#include "defn.h"
-#include "gen.h"
-#include "harness.h"
-#include "keys.h"
+#include "proto/codec.h"
+#include "defn/defn.h"
+#include "client/gen.h"
+#include "tests/integration/harness.h"
+#include "client/keys.h"
 
 #define KEY_SEED 23
 

@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "codec.h"
-#include "defn.h"
-#include "gen.h"
-#include "harness.h"
+#include "proto/codec.h"
+#include "defn/defn.h"
+#include "client/gen.h"
+#include "tests/integration/harness.h"
 
 #define KEY_SEED 11
 

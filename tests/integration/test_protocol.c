@@ -13,9 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "defn.h"
-#include "gen.h"
-#include "harness.h"
+#include "defn/defn.h"
+#include "client/gen.h"
+#include "tests/integration/harness.h"
 
 #define KEY_SEED 23
 #define NPRECINCTS 12

@@ -26,10 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codec.h"
-#include "defn.h"
-#include "gen.h"
-#include "harness.h"
+#include "proto/codec.h"
+#include "defn/defn.h"
+#include "client/gen.h"
+#include "tests/integration/harness.h"
 
 #define KEY_SEED 31
 #define SEED 5

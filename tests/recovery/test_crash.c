@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "torture.h"
+#include "tests/recovery/torture.h"
 
 #define KEY_SEED 21
 #define DEFAULT_KILLS 20

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "torture.h"
+#include "tests/recovery/torture.h"
 
 #define KEY_SEED 41
 #define PRECINCTS 300

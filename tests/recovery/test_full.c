@@ -26,8 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "storage.h"
-#include "torture.h"
+#include "storage/storage.h"
+#include "tests/recovery/torture.h"
 
 #define KEY_SEED 31
 #define PRECINCTS 300

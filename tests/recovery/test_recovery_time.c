@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "torture.h"
+#include "tests/recovery/torture.h"
 
 #define DEFN BAL_TEST_SOURCE_DIR "/data/kz2023.json"
 #define SEED 2023 /* gen-definition --seed of data/kz2023.json */

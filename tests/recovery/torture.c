@@ -3,7 +3,7 @@
  * per-precinct journal checks over HTTP, a non-waiting daemon start and the
  * recovery log line. Blocking I/O and fork/exec only.
  */
-#include "torture.h"
+#include "tests/recovery/torture.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "defn.h"
+#include "defn/defn.h"
 
 double tr_now_ms(void)
 {

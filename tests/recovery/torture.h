@@ -16,8 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "ballot.h"
-#include "harness.h"
+#include "core/ballot.h"
+#include "tests/integration/harness.h"
 
 /** One `ballotctl push --json` run. Zeroed fields take the defaults noted. */
 struct tr_push {

@@ -2,9 +2,9 @@
  * The shared definition fixture for the counter tests (see fixture.h).
  * Free of Criterion so that the ThreadSanitizer driver can use it too.
  */
-#include "fixture.h"
+#include "tests/unit/core/fixture.h"
 
-#include "defn.h"
+#include "defn/defn.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,8 +6,8 @@
 #ifndef BAL_TEST_CORE_FIXTURE_H
 #define BAL_TEST_CORE_FIXTURE_H
 
-#include "ballot.h"
-#include "tally.h"
+#include "core/ballot.h"
+#include "core/tally.h"
 
 /* Contest ids and choice counts in the fixture. */
 #define FX_LIST 1      /* national, 8 choices, index 7 "Against all" */

@@ -1,9 +1,9 @@
 /*
  * Seqlock stress run (see pub_stress.h). Plain C and pthreads, no Criterion.
  */
-#include "pub_stress.h"
+#include "tests/unit/core/pub_stress.h"
 
-#include "fixture.h"
+#include "tests/unit/core/fixture.h"
 
 #include <pthread.h>
 #include <sched.h>

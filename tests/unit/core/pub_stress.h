@@ -5,7 +5,7 @@
 #ifndef BAL_TEST_CORE_PUB_STRESS_H
 #define BAL_TEST_CORE_PUB_STRESS_H
 
-#include "tally.h"
+#include "core/tally.h"
 
 /**
  * One writer thread (the caller) applies `nbatches` random TALLY and PROTOCOL batches in

@@ -4,9 +4,9 @@
  * zero times. malloc is counted through the linker (-Wl,--wrap=malloc), which
  * reroutes the arena's calls in the static bal_core archive to __wrap_malloc.
  */
-#include "ballot.h"
+#include "core/ballot.h"
 
-#include "params.h"
+#include "tests/common/params.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -1,18 +1,18 @@
 /*
  * PROTOCOL batches across the two folds: the daemon's counters
- * (daemon/core/tally.c) and the independent expected totals
+ * (core/tally.c) and the independent expected totals
  * (client/expect.c) must agree on every total, precinct contribution, ballot
  * sum and discrepancy for any mix of batches in any order; and the
  * generator's protocols (client/gen.c) are the sums of the batches they
  * cover, or differ from them by exactly the requested shift.
  */
-#include "fixture.h"
+#include "tests/unit/core/fixture.h"
 
-#include "defn.h"
-#include "expect.h"
-#include "gen.h"
+#include "defn/defn.h"
+#include "client/expect.h"
+#include "client/gen.h"
 
-#include "params.h"
+#include "tests/common/params.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,9 +3,9 @@
  * run (pub_stress.c) where readers check every view they copy while a writer
  * applies deltas. tsan_pub.c runs the same stress under ThreadSanitizer.
  */
-#include "defn.h"
-#include "fixture.h"
-#include "pub_stress.h"
+#include "defn/defn.h"
+#include "tests/unit/core/fixture.h"
+#include "tests/unit/core/pub_stress.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>

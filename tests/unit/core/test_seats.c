@@ -4,9 +4,9 @@
  * included), deterministic ties, plurality with tie detection, and
  * invariants (seat sums, quota bounds, D'Hondt optimality) over random votes.
  */
-#include "tally.h"
+#include "core/tally.h"
 
-#include "params.h"
+#include "tests/common/params.h"
 #define MAXCH 16
 
 struct fixture {

@@ -6,11 +6,11 @@
  * the latest protocol), and check catches overflow at every level and a
  * protocol that would take an inconsistent aggregate below zero.
  */
-#include "fixture.h"
+#include "tests/unit/core/fixture.h"
 
-#include "defn.h"
+#include "defn/defn.h"
 
-#include "params.h"
+#include "tests/common/params.h"
 
 #include <errno.h>
 #include <stdio.h>

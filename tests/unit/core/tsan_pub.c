@@ -3,9 +3,9 @@
  * main(), because Criterion cannot start under TSan (Snaipe/Criterion#274).
  * Built and registered only when CMAKE_C_FLAGS carry -fsanitize=thread.
  */
-#include "defn.h"
-#include "fixture.h"
-#include "pub_stress.h"
+#include "defn/defn.h"
+#include "tests/unit/core/fixture.h"
+#include "tests/unit/core/pub_stress.h"
 
 #include <stdio.h>
 

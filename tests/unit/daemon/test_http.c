@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http.h"
+#include "daemon/http.h"
 
 Test(http, head_is_exact)
 {

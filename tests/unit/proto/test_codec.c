@@ -3,7 +3,7 @@
  * exact wire bytes of a small batch, and the behaviour on garbage, truncated,
  * oversized, empty and extended input; the decode arena reaches a steady state.
  */
-#include "codec.h"
+#include "proto/codec.h"
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>

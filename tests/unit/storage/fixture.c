@@ -3,7 +3,7 @@
  * damaging records on purpose. Test-only; includes lmdb.h.
  */
 #define _XOPEN_SOURCE 700
-#include "fixture.h"
+#include "tests/unit/storage/fixture.h"
 
 #include <criterion/criterion.h>
 #include <ftw.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store_lmdb.h"
+#include "storage/store_lmdb.h"
 
 static char root[256];
 char fx_dir[300];

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "fixture.h"
+#include "tests/unit/storage/fixture.h"
 
 TestSuite(storage_env, .init = fx_setup, .fini = fx_teardown);
 

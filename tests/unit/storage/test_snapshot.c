@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "fixture.h"
+#include "tests/unit/storage/fixture.h"
 
 TestSuite(storage_snapshot, .init = fx_setup, .fini = fx_teardown);
 

@@ -4,8 +4,8 @@
  * (addresses differ under ASLR). Tables stay file-scope `static const` arrays
  * and the parameters are their indices.
  */
-#ifndef BAL_TEST_CORE_PARAMS_H
-#define BAL_TEST_CORE_PARAMS_H
+#ifndef BAL_TEST_COMMON_PARAMS_H
+#define BAL_TEST_COMMON_PARAMS_H
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>

@@ -28,7 +28,7 @@
  * Fold and apply never allocate; they touch only the layout, the batch and
  * the caller's delta and counter storage.
  */
-#include "tally.h"
+#include "core/tally.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -9,7 +9,7 @@
  * votes and seats are formed in unsigned __int128, so every comparison is
  * exact for any uint64 vote count. Ties go to the lower choice index.
  */
-#include "tally.h"
+#include "core/tally.h"
 
 typedef unsigned __int128 u128;
 

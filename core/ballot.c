@@ -1,7 +1,7 @@
 /*
  * Error text and definition look-ups. libc only.
  */
-#include "ballot.h"
+#include "core/ballot.h"
 
 #include <stdio.h>
 #include <stdlib.h>

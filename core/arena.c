@@ -7,7 +7,7 @@
  * to the high water mark, so that once warm a request fits in a single block
  * and reset never calls malloc or free.
  */
-#include "ballot.h"
+#include "core/ballot.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -4,12 +4,12 @@
  * (expect.c). Definitions are generated in memory and loaded with the real
  * loader (defn/), so generator and loader agree on the format.
  */
-#include "codec.h"
-#include "defgen.h"
-#include "defn.h"
-#include "expect.h"
-#include "gen.h"
-#include "keys.h"
+#include "proto/codec.h"
+#include "client/defgen.h"
+#include "defn/defn.h"
+#include "client/expect.h"
+#include "client/gen.h"
+#include "client/keys.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -3,9 +3,9 @@
  * hash, each kind of broken file with its exact message, loading from disk,
  * and a 10,000-precinct definition with keys loading well under a second.
  */
-#include "defn.h"
+#include "defn/defn.h"
 
-#include "params.h"
+#include "tests/common/params.h"
 
 #include <errno.h>
 #include <stdarg.h>

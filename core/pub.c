@@ -10,7 +10,7 @@
  * report, and the fences order the copy against the two `seq` loads.
  * Readers never block the writer; a reader may retry while writes keep coming.
  */
-#include "tally.h"
+#include "core/tally.h"
 
 #include <errno.h>
 #include <sched.h>

@@ -9,12 +9,12 @@
  * (precinct, seq) is processed, DUPLICATE after), and misbehaves as each test
  * asks.
  */
-#include "codec.h"
-#include "defgen.h"
-#include "defn.h"
-#include "expect.h"
-#include "gen.h"
-#include "load.h"
+#include "proto/codec.h"
+#include "client/defgen.h"
+#include "defn/defn.h"
+#include "client/expect.h"
+#include "client/gen.h"
+#include "client/load.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>

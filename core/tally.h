@@ -4,7 +4,7 @@
  * which readers copy a consistent view, and seat allocation.
  *
  * Pure functions over plain structs; depends on nothing but libc and
- * daemon/core/ballot.h. No per-ballot string hashing: ids are resolved to
+ * core/ballot.h. No per-ballot string hashing: ids are resolved to
  * dense indices by the layout, built once from the definition.
  *
  * Slot layout (all uint64, one flat array of bal_layout_nslots()):
@@ -50,7 +50,7 @@
 #ifndef BAL_CORE_TALLY_H
 #define BAL_CORE_TALLY_H
 
-#include "ballot.h"
+#include "core/ballot.h"
 
 #define BAL_SLOT_NONE UINT32_MAX
 

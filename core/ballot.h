@@ -2,7 +2,7 @@
  * Core types shared by every ballotd module: error codes, the election
  * definition as plain structs, a decoded batch, and the per-request bump arena.
  *
- * daemon/core/ depends on nothing but libc: no uv.h, no lmdb.h, no generated
+ * core/ depends on nothing but libc: no uv.h, no lmdb.h, no generated
  * protobuf headers. Everything here can be tested without a loop or a disk.
  *
  * Glossary:
