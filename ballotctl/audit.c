@@ -25,36 +25,36 @@
 #include <string.h>
 
 static const char help[] =
-	"usage: ballotctl audit --server HOST:PORT [--definition FILE] [--batch N] [--json] [--timeout SECONDS]\n"
-	"\n"
-	"Reads GET /v1/snapshot (journal position P), then the journal records 1..P via\n"
-	"GET /v1/journal, N records per request (default 10000, at most 100000). For every\n"
-	"record: decodes it, verifies its Ed25519 signature with the precinct's public key\n"
-	"from the definition (a precinct without a key must have an empty signature),\n"
-	"checks that its (precinct, seq) appears once, and folds it with an accumulator\n"
-	"that shares no code with the daemon's tally. Then compares the recomputed totals\n"
-	"with that first snapshot: batches, precincts reporting, with protocol, with\n"
-	"discrepancy, turnout, and every contest's votes nationally and per district.\n"
-	"Batches journaled after P (ingestion may go on) are not part of the audit.\n"
-	"\n"
-	"  --server HOST:PORT    ballotd address (required)\n"
-	"  --definition FILE     the published election definition (default data/kz2023.json)\n"
-	"  --batch N             journal records per request (default 10000)\n"
-	"  --json                one JSON object on stdout:\n"
-	"                        {\"server\", \"definition\", \"definition_matches\": BOOL, \"position\": P,\n"
-	"                         \"records\": N, \"signatures_verified\": N, \"unsigned\": N (precincts\n"
-	"                         without a key, empty signature), \"signature_failures\": N,\n"
-	"                         \"decode_failures\": N, \"fold_failures\": N, \"duplicate_keys\": N,\n"
-	"                         \"problems\": [{\"position\", \"precinct_id\", \"seq\", \"problem\"}] (at most 50),\n"
-	"                         \"mismatch_count\": N,\n"
-	"                         \"mismatches\": [{\"what\", \"recomputed\", \"snapshot\"}] (at most 50),\n"
-	"                         \"requests\": N, \"ok\": BOOL}\n"
-	"  --timeout SECONDS     per request (default 30)\n"
-	"\n"
-	"Exit status 0 iff every record decodes, verifies and is folded, no key repeats,\n"
-	"and every recomputed total equals the snapshot's; 1 otherwise; 2 bad command line.\n";
+        "usage: ballotctl audit --server HOST:PORT [--definition FILE] [--batch N] [--json] [--timeout SECONDS]\n"
+        "\n"
+        "Reads GET /v1/snapshot (journal position P), then the journal records 1..P via\n"
+        "GET /v1/journal, N records per request (default 10000, at most 100000). For every\n"
+        "record: decodes it, verifies its Ed25519 signature with the precinct's public key\n"
+        "from the definition (a precinct without a key must have an empty signature),\n"
+        "checks that its (precinct, seq) appears once, and folds it with an accumulator\n"
+        "that shares no code with the daemon's tally. Then compares the recomputed totals\n"
+        "with that first snapshot: batches, precincts reporting, with protocol, with\n"
+        "discrepancy, turnout, and every contest's votes nationally and per district.\n"
+        "Batches journaled after P (ingestion may go on) are not part of the audit.\n"
+        "\n"
+        "  --server HOST:PORT    ballotd address (required)\n"
+        "  --definition FILE     the published election definition (default data/kz2023.json)\n"
+        "  --batch N             journal records per request (default 10000)\n"
+        "  --json                one JSON object on stdout:\n"
+        "                        {\"server\", \"definition\", \"definition_matches\": BOOL, \"position\": P,\n"
+        "                         \"records\": N, \"signatures_verified\": N, \"unsigned\": N (precincts\n"
+        "                         without a key, empty signature), \"signature_failures\": N,\n"
+        "                         \"decode_failures\": N, \"fold_failures\": N, \"duplicate_keys\": N,\n"
+        "                         \"problems\": [{\"position\", \"precinct_id\", \"seq\", \"problem\"}] (at most 50),\n"
+        "                         \"mismatch_count\": N,\n"
+        "                         \"mismatches\": [{\"what\", \"recomputed\", \"snapshot\"}] (at most 50),\n"
+        "                         \"requests\": N, \"ok\": BOOL}\n"
+        "  --timeout SECONDS     per request (default 30)\n"
+        "\n"
+        "Exit status 0 iff every record decodes, verifies and is folded, no key repeats,\n"
+        "and every recomputed total equals the snapshot's; 1 otherwise; 2 bad command line.\n";
 
-#define LIST_MAX 50
+#define LIST_MAX    50
 #define RECORD_HEAD 12 /* u64 position + u32 length, big-endian */
 
 struct audit {
@@ -72,7 +72,7 @@ struct audit {
 };
 
 static void problem(struct audit *a, uint64_t position, uint32_t precinct, uint64_t seq, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+        __attribute__((format(printf, 5, 6)));
 static void problem(struct audit *a, uint64_t position, uint32_t precinct, uint64_t seq, const char *fmt, ...)
 {
 	if (json_array_size(a->problems) >= LIST_MAX)
@@ -83,7 +83,7 @@ static void problem(struct audit *a, uint64_t position, uint32_t precinct, uint6
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	json_array_append_new(a->problems, json_pack("{sI sI sI ss}", "position", (json_int_t)position, "precinct_id",
-						     (json_int_t)precinct, "seq", (json_int_t)seq, "problem", why));
+	                                             (json_int_t)precinct, "seq", (json_int_t)seq, "problem", why));
 }
 
 /* Decodes, verifies and folds the record at `position`. */
@@ -101,22 +101,25 @@ static void check_record(struct audit *a, uint64_t position, const uint8_t *byte
 	int32_t p = bal_defn_precinct(a->d, b.precinct_id);
 	if (p < 0) {
 		a->sig_failures++;
-		problem(a, position, b.precinct_id, b.seq, "precinct %" PRIu32 " is not in the definition", b.precinct_id);
+		problem(a, position, b.precinct_id, b.seq, "precinct %" PRIu32 " is not in the definition",
+		        b.precinct_id);
 	} else if (!a->d->precincts[p].has_key) {
 		if (b.signature_len == 0) {
 			a->unsigned_ok++;
 		} else {
 			a->sig_failures++;
 			problem(a, position, b.precinct_id, b.seq,
-				"signature of %zu bytes, but the precinct has no public key (must be empty)",
-				b.signature_len);
+			        "signature of %zu bytes, but the precinct has no public key (must be empty)",
+			        b.signature_len);
 		}
 	} else if (b.signature_len != crypto_sign_BYTES ||
-		   crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len,
-					       a->d->precincts[p].public_key) != 0) {
+	           crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len,
+	                                       a->d->precincts[p].public_key) != 0) {
 		a->sig_failures++;
-		problem(a, position, b.precinct_id, b.seq, "Ed25519 signature (%zu bytes) does not verify with the "
-			"precinct's public key", b.signature_len);
+		problem(a, position, b.precinct_id, b.seq,
+		        "Ed25519 signature (%zu bytes) does not verify with the "
+		        "precinct's public key",
+		        b.signature_len);
 	} else {
 		a->verified++;
 	}
@@ -136,8 +139,8 @@ static long take_page(struct audit *a, const uint8_t *body, size_t len)
 	long n = 0;
 	while (off < len) {
 		if (len - off < RECORD_HEAD) {
-			problem(a, a->next, 0, 0, "journal answer ends inside a record head (%zu of %d bytes)", len - off,
-				RECORD_HEAD);
+			problem(a, a->next, 0, 0, "journal answer ends inside a record head (%zu of %d bytes)",
+			        len - off, RECORD_HEAD);
 			return -1;
 		}
 		uint64_t pos = 0;
@@ -148,11 +151,13 @@ static long take_page(struct audit *a, const uint8_t *body, size_t len)
 			rlen = rlen << 8 | body[off + 8 + i];
 		off += RECORD_HEAD;
 		if (rlen > len - off) {
-			problem(a, pos, 0, 0, "record of %" PRIu32 " bytes, only %zu left in the answer", rlen, len - off);
+			problem(a, pos, 0, 0, "record of %" PRIu32 " bytes, only %zu left in the answer", rlen,
+			        len - off);
 			return -1;
 		}
 		if (pos != a->next) {
-			problem(a, pos, 0, 0, "journal position %" PRIu64 " where %" PRIu64 " was expected", pos, a->next);
+			problem(a, pos, 0, 0, "journal position %" PRIu64 " where %" PRIu64 " was expected", pos,
+			        a->next);
 			return -1;
 		}
 		if (pos > a->position)
@@ -169,14 +174,14 @@ static int fetch(struct audit *a, const char *path, int timeout_ms, struct bal_h
 {
 	char why[512];
 	a->requests++;
-	if (bal_http_request(a->server, "GET", path, NULL, 0, NULL, timeout_ms, (size_t)64 << 20, r, why,
-			     sizeof(why)) < 0) {
+	if (bal_http_request(a->server, "GET", path, NULL, 0, NULL, timeout_ms, (size_t)64 << 20, r, why, sizeof(why)) <
+	    0) {
 		fprintf(stderr, "ballotctl audit: %s\n", why);
 		return -1;
 	}
 	if (r->status != 200) {
 		fprintf(stderr, "ballotctl audit: GET %s from %s: HTTP %d: %.200s\n", path, a->server, r->status,
-			r->body);
+		        r->body);
 		bal_http_resp_deinit(r);
 		return -1;
 	}
@@ -198,8 +203,8 @@ static void compare(struct audit *a, const char *what, uint64_t recomputed, json
 	a->mismatch_count++;
 	if (json_array_size(a->mismatches) < LIST_MAX)
 		json_array_append_new(a->mismatches,
-				      json_pack("{ss sI so}", "what", what, "recomputed", (json_int_t)recomputed,
-						"snapshot", present ? json_integer((json_int_t)sv) : json_null()));
+		                      json_pack("{ss sI so}", "what", what, "recomputed", (json_int_t)recomputed,
+		                                "snapshot", present ? json_integer((json_int_t)sv) : json_null()));
 }
 
 /* Every total of the snapshot against the recomputed fold. */
@@ -211,17 +216,20 @@ static void compare_snapshot(struct audit *a, json_t *snap)
 	char what[160];
 	compare(a, "batches", t.batches, json_object_get(snap, "batches"));
 	compare(a, "precincts_reporting", bal_expect_precincts_reporting(a->e),
-		json_object_get(snap, "precincts_reporting"));
+	        json_object_get(snap, "precincts_reporting"));
 	compare(a, "precincts_with_protocol", bal_expect_precincts_with_protocol(a->e),
-		json_object_get(snap, "precincts_with_protocol"));
+	        json_object_get(snap, "precincts_with_protocol"));
 	compare(a, "precincts_with_discrepancy", bal_expect_precincts_with_discrepancy(a->e),
-		json_object_get(snap, "precincts_with_discrepancy"));
+	        json_object_get(snap, "precincts_with_discrepancy"));
 	json_t *st = json_object_get(snap, "turnout");
 	const struct {
 		const char *name;
 		uint64_t v;
-	} tf[] = { { "batches", t.batches }, { "ballots", t.ballots }, { "issued", t.issued }, { "cast", t.cast },
-		   { "spoiled", t.spoiled } };
+	} tf[] = {{"batches", t.batches},
+	          {"ballots", t.ballots},
+	          {"issued", t.issued},
+	          {"cast", t.cast},
+	          {"spoiled", t.spoiled}};
 	for (size_t i = 0; i < sizeof(tf) / sizeof(tf[0]); i++) {
 		snprintf(what, sizeof(what), "turnout.%s", tf[i].name);
 		compare(a, what, tf[i].v, json_object_get(st, tf[i].name));
@@ -246,21 +254,23 @@ static void compare_snapshot(struct audit *a, json_t *snap)
 			uint64_t v = bal_expect_votes(a->e, c, k);
 			total += v;
 			snprintf(what, sizeof(what), "contest %" PRIu32 " choice %" PRIu32 " votes", ct->id,
-				 ct->choices[k].id);
+			         ct->choices[k].id);
 			compare(a, what, v, json_object_get(json_array_get(choices, k), "votes"));
 		}
 		snprintf(what, sizeof(what), "contest %" PRIu32 " total_votes", ct->id);
 		compare(a, what, total, json_object_get(sc, "total_votes"));
 		size_t i;
 		json_t *sd;
-		json_array_foreach (json_object_get(sc, "districts"), i, sd) {
+		json_array_foreach(json_object_get(sc, "districts"), i, sd)
+		{
 			int32_t di = bal_defn_district(d, (uint32_t)num(sd, "id"));
 			json_t *votes = json_object_get(sd, "votes");
 			for (uint32_t k = 0; k < ct->nchoices; k++) {
-				snprintf(what, sizeof(what), "contest %" PRIu32 " district %" PRIu64 " choice %" PRIu32 " votes",
-					 ct->id, num(sd, "id"), ct->choices[k].id);
+				snprintf(what, sizeof(what),
+				         "contest %" PRIu32 " district %" PRIu64 " choice %" PRIu32 " votes", ct->id,
+				         num(sd, "id"), ct->choices[k].id);
 				compare(a, what, di < 0 ? 0 : bal_expect_district_votes(a->e, c, (uint32_t)di, k),
-					json_array_get(votes, k));
+				        json_array_get(votes, k));
 			}
 		}
 	}
@@ -281,8 +291,8 @@ static void check_keys(struct audit *a)
 		if (a->keys[i][0] == a->keys[i - 1][0] && a->keys[i][1] == a->keys[i - 1][1]) {
 			a->duplicate_keys++;
 			problem(a, 0, (uint32_t)a->keys[i][0], a->keys[i][1],
-				"(precinct %" PRIu64 ", seq %" PRIu64 ") is journaled more than once", a->keys[i][0],
-				a->keys[i][1]);
+			        "(precinct %" PRIu64 ", seq %" PRIu64 ") is journaled more than once", a->keys[i][0],
+			        a->keys[i][1]);
 		}
 	}
 }
@@ -307,16 +317,18 @@ static void print_report(const struct audit *a, const char *defn_path, bool defn
 	       fmt_count(a->fold_failures, b2), fmt_count(a->duplicate_keys, b3));
 	size_t i;
 	json_t *v;
-	json_array_foreach (a->problems, i, v)
-		printf("  position %" JSON_INTEGER_FORMAT " precinct %" JSON_INTEGER_FORMAT " seq %" JSON_INTEGER_FORMAT
-		       ": %s\n",
-		       json_integer_value(json_object_get(v, "position")),
-		       json_integer_value(json_object_get(v, "precinct_id")),
-		       json_integer_value(json_object_get(v, "seq")), json_string_value(json_object_get(v, "problem")));
+	json_array_foreach(a->problems, i, v)
+	        printf("  position %" JSON_INTEGER_FORMAT " precinct %" JSON_INTEGER_FORMAT " seq %" JSON_INTEGER_FORMAT
+	               ": %s\n",
+	               json_integer_value(json_object_get(v, "position")),
+	               json_integer_value(json_object_get(v, "precinct_id")),
+	               json_integer_value(json_object_get(v, "seq")), json_string_value(json_object_get(v, "problem")));
 	printf("totals compared with the snapshot: %s mismatches\n", fmt_count(a->mismatch_count, b1));
-	json_array_foreach (a->mismatches, i, v) {
+	json_array_foreach(a->mismatches, i, v)
+	{
 		json_t *s = json_object_get(v, "snapshot");
-		printf("  %s: recomputed %" JSON_INTEGER_FORMAT ", snapshot ", json_string_value(json_object_get(v, "what")),
+		printf("  %s: recomputed %" JSON_INTEGER_FORMAT ", snapshot ",
+		       json_string_value(json_object_get(v, "what")),
 		       json_integer_value(json_object_get(v, "recomputed")));
 		if (json_is_integer(s))
 			printf("%" JSON_INTEGER_FORMAT "\n", json_integer_value(s));
@@ -324,19 +336,19 @@ static void print_report(const struct audit *a, const char *defn_path, bool defn
 			printf("missing\n");
 	}
 	printf("%s\n", audit_ok(a) && defn_matches ? "AUDIT PASSED: every signature verifies and every total matches"
-				   : "AUDIT FAILED");
+	                                           : "AUDIT FAILED");
 }
 
 static void print_json(const struct audit *a, const char *defn_path, bool defn_matches)
 {
 	json_t *j = json_pack("{ss ss sb sI sI sI sI sI sI sI sI sO sI sO sI sb}", "server", a->server, "definition",
-			      defn_path, "definition_matches", defn_matches, "position", (json_int_t)a->position,
-			      "records", (json_int_t)a->records, "signatures_verified", (json_int_t)a->verified,
-			      "unsigned", (json_int_t)a->unsigned_ok, "signature_failures", (json_int_t)a->sig_failures,
-			      "decode_failures", (json_int_t)a->decode_failures, "fold_failures",
-			      (json_int_t)a->fold_failures, "duplicate_keys", (json_int_t)a->duplicate_keys, "problems",
-			      a->problems, "mismatch_count", (json_int_t)a->mismatch_count, "mismatches", a->mismatches,
-			      "requests", (json_int_t)a->requests, "ok", audit_ok(a) && defn_matches);
+	                      defn_path, "definition_matches", defn_matches, "position", (json_int_t)a->position,
+	                      "records", (json_int_t)a->records, "signatures_verified", (json_int_t)a->verified,
+	                      "unsigned", (json_int_t)a->unsigned_ok, "signature_failures", (json_int_t)a->sig_failures,
+	                      "decode_failures", (json_int_t)a->decode_failures, "fold_failures",
+	                      (json_int_t)a->fold_failures, "duplicate_keys", (json_int_t)a->duplicate_keys, "problems",
+	                      a->problems, "mismatch_count", (json_int_t)a->mismatch_count, "mismatches", a->mismatches,
+	                      "requests", (json_int_t)a->requests, "ok", audit_ok(a) && defn_matches);
 	json_dumpf(j, stdout, JSON_INDENT(2));
 	fputc('\n', stdout);
 	json_decref(j);
@@ -358,7 +370,7 @@ static int read_journal(struct audit *a, uint64_t batch, int timeout_ms)
 			return 0; /* a problem is recorded; the audit fails */
 		if (n == 0) {
 			problem(a, a->next, 0, 0, "the journal ends before position %" PRIu64 " of the snapshot",
-				a->position);
+			        a->position);
 			return 0;
 		}
 	}
@@ -369,13 +381,13 @@ int cmd_audit(int argc, char **argv)
 {
 	enum { O_SERVER = 256, O_DEFN, O_BATCH, O_JSON, O_TIMEOUT, O_HELP };
 	static const struct option longopts[] = {
-		{ "server", required_argument, NULL, O_SERVER },
-		{ "definition", required_argument, NULL, O_DEFN },
-		{ "batch", required_argument, NULL, O_BATCH },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	        {"server", required_argument, NULL, O_SERVER},
+	        {"definition", required_argument, NULL, O_DEFN},
+	        {"batch", required_argument, NULL, O_BATCH},
+	        {"json", no_argument, NULL, O_JSON},
+	        {"timeout", required_argument, NULL, O_TIMEOUT},
+	        {"help", no_argument, NULL, O_HELP},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *server = NULL, *definition = "data/kz2023.json";
 	uint64_t batch = 10000;
@@ -415,7 +427,7 @@ int cmd_audit(int argc, char **argv)
 	}
 	int rc = EXIT_FAILED;
 	int timeout_ms = (int)timeout_s * 1000;
-	struct audit a = { .server = server, .d = d, .next = 1, .problems = json_array(), .mismatches = json_array() };
+	struct audit a = {.server = server, .d = d, .next = 1, .problems = json_array(), .mismatches = json_array()};
 	bal_arena_init(&a.arena, 0);
 	a.e = bal_expect_new(d);
 	struct bal_http_resp r;
@@ -430,8 +442,8 @@ int cmd_audit(int argc, char **argv)
 	snap = json_loadb(r.body, r.len, 0, &jerr);
 	bal_http_resp_deinit(&r);
 	if (!json_is_object(snap) || !json_is_integer(json_object_get(snap, "position"))) {
-		fprintf(stderr, "ballotctl audit: GET /v1/snapshot from %s: no \"position\" in the answer (%s)\n", server,
-			jerr.text);
+		fprintf(stderr, "ballotctl audit: GET /v1/snapshot from %s: no \"position\" in the answer (%s)\n",
+		        server, jerr.text);
 		goto out;
 	}
 	a.position = num(snap, "position");

@@ -50,16 +50,16 @@ const char *fmt_count(uint64_t v, char buf[32]);
  */
 struct spool {
 	const char *path; /**< as given; borrowed */
-	int fd;		  /**< the directory; holds the flock when opened with `lock` */
+	int fd;           /**< the directory; holds the flock when opened with `lock` */
 	int rejected_fd;  /**< rejected/, -1 until the first rejection */
 };
 
 /** One batch file found by spool_scan(). */
 struct spool_entry {
-	char *name;	   /**< malloc'd */
-	bool numbered;	   /**< the name is `<precinct>-<seq>.pb` */
+	char *name;        /**< malloc'd */
+	bool numbered;     /**< the name is `<precinct>-<seq>.pb` */
 	uint32_t precinct; /**< when numbered */
-	uint64_t seq;	   /**< when numbered */
+	uint64_t seq;      /**< when numbered */
 };
 
 /** Owns the names; a zeroed list is empty. */
@@ -95,8 +95,7 @@ void spool_list_deinit(struct spool_list *l);
  * @return 0; -ENOENT (gone), -EFBIG (over `max` bytes), -errno of open,
  *         fsync or read, -ENOMEM.
  */
-int spool_read(struct spool *s, const char *name, size_t max, uint8_t **buf, size_t *len, char *why,
-	       size_t whylen);
+int spool_read(struct spool *s, const char *name, size_t max, uint8_t **buf, size_t *len, char *why, size_t whylen);
 
 /** Deletes a batch file (gone already is fine), then fsyncs the directory. */
 int spool_remove(struct spool *s, const char *name, char *why, size_t whylen);
@@ -115,8 +114,7 @@ int spool_put(struct spool *s, const char *name, const void *buf, size_t len, ch
  * `dest` is `name`, or `name.N` when an earlier rejection took that name.
  * @param[out] moved_to  `dest`
  */
-int spool_reject(struct spool *s, const char *name, const char *reason, char moved_to[256], char *why,
-		 size_t whylen);
+int spool_reject(struct spool *s, const char *name, const char *reason, char moved_to[256], char *why, size_t whylen);
 
 /** Removes reason temp files a killed uploader left in rejected/. Best effort. */
 void spool_clean_tmp(struct spool *s);

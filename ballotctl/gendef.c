@@ -13,31 +13,31 @@
 #include <string.h>
 
 static const char help[] =
-	"usage: ballotctl gen-definition [OPTIONS]\n"
-	"\n"
-	"Writes a synthetic election definition in the DESIGN.md format: a national\n"
-	"party-list contest (id 1) and one single-member contest per district (id\n"
-	"100+d), each with C choices whose last is \"Against all\" (seat_eligible\n"
-	"false); precincts 1..N in contiguous blocks per district, registered voters\n"
-	"uniform in [min, max], and demo public keys derived from the seed (anyone who\n"
-	"knows the seed can sign: demo only; real stations get provisioned keys).\n"
-	"Same arguments give byte-identical output.\n"
-	"\n"
-	"  --precincts N        precincts (default 10000)\n"
-	"  --districts D        districts (default 29)\n"
-	"  --choices C          choices per contest, >= 2 (default 8)\n"
-	"  --seed S             names, voters and keys (default 2023)\n"
-	"  --out FILE           write to FILE instead of stdout\n"
-	"  --no-keys            omit public_key (signature checks off)\n"
-	"  --party-seats N      seats of the party list (default 69)\n"
-	"  --threshold P        party-list threshold in percent (default 5)\n"
-	"  --registered-min N   (default 500)\n"
-	"  --registered-max N   (default 3000)\n"
-	"  --election-id ID     (default kz-2023-mazhilis)\n"
-	"  --election-name TEXT\n"
-	"  --date YYYY-MM-DD    (default 2023-03-19)\n"
-	"\n"
-	"The bundled data/kz2023.json is: --precincts 10000 --districts 29 --choices 8 --seed 2023\n";
+        "usage: ballotctl gen-definition [OPTIONS]\n"
+        "\n"
+        "Writes a synthetic election definition in the DESIGN.md format: a national\n"
+        "party-list contest (id 1) and one single-member contest per district (id\n"
+        "100+d), each with C choices whose last is \"Against all\" (seat_eligible\n"
+        "false); precincts 1..N in contiguous blocks per district, registered voters\n"
+        "uniform in [min, max], and demo public keys derived from the seed (anyone who\n"
+        "knows the seed can sign: demo only; real stations get provisioned keys).\n"
+        "Same arguments give byte-identical output.\n"
+        "\n"
+        "  --precincts N        precincts (default 10000)\n"
+        "  --districts D        districts (default 29)\n"
+        "  --choices C          choices per contest, >= 2 (default 8)\n"
+        "  --seed S             names, voters and keys (default 2023)\n"
+        "  --out FILE           write to FILE instead of stdout\n"
+        "  --no-keys            omit public_key (signature checks off)\n"
+        "  --party-seats N      seats of the party list (default 69)\n"
+        "  --threshold P        party-list threshold in percent (default 5)\n"
+        "  --registered-min N   (default 500)\n"
+        "  --registered-max N   (default 3000)\n"
+        "  --election-id ID     (default kz-2023-mazhilis)\n"
+        "  --election-name TEXT\n"
+        "  --date YYYY-MM-DD    (default 2023-03-19)\n"
+        "\n"
+        "The bundled data/kz2023.json is: --precincts 10000 --districts 29 --choices 8 --seed 2023\n";
 
 enum {
 	O_PRECINCTS = 256,
@@ -59,21 +59,21 @@ enum {
 int cmd_gen_definition(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "precincts", required_argument, NULL, O_PRECINCTS },
-		{ "districts", required_argument, NULL, O_DISTRICTS },
-		{ "choices", required_argument, NULL, O_CHOICES },
-		{ "seed", required_argument, NULL, O_SEED },
-		{ "out", required_argument, NULL, O_OUT },
-		{ "no-keys", no_argument, NULL, O_NO_KEYS },
-		{ "party-seats", required_argument, NULL, O_SEATS },
-		{ "threshold", required_argument, NULL, O_THRESHOLD },
-		{ "registered-min", required_argument, NULL, O_RMIN },
-		{ "registered-max", required_argument, NULL, O_RMAX },
-		{ "election-id", required_argument, NULL, O_ID },
-		{ "election-name", required_argument, NULL, O_NAME },
-		{ "date", required_argument, NULL, O_DATE },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	        {"precincts", required_argument, NULL, O_PRECINCTS},
+	        {"districts", required_argument, NULL, O_DISTRICTS},
+	        {"choices", required_argument, NULL, O_CHOICES},
+	        {"seed", required_argument, NULL, O_SEED},
+	        {"out", required_argument, NULL, O_OUT},
+	        {"no-keys", no_argument, NULL, O_NO_KEYS},
+	        {"party-seats", required_argument, NULL, O_SEATS},
+	        {"threshold", required_argument, NULL, O_THRESHOLD},
+	        {"registered-min", required_argument, NULL, O_RMIN},
+	        {"registered-max", required_argument, NULL, O_RMAX},
+	        {"election-id", required_argument, NULL, O_ID},
+	        {"election-name", required_argument, NULL, O_NAME},
+	        {"date", required_argument, NULL, O_DATE},
+	        {"help", no_argument, NULL, O_HELP},
+	        {NULL, 0, NULL, 0},
 	};
 	struct bal_defgen_opts o;
 	bal_defgen_defaults(&o);

@@ -9,45 +9,45 @@
 #include <string.h>
 
 static const char usage[] =
-	"usage: ballotctl COMMAND [OPTIONS]   (ballotctl COMMAND --help for details)\n"
-	"\n"
-	"commands:\n"
-	"  gen-definition  write a synthetic election definition (JSON) with demo keys\n"
-	"  push            generate signed batches and upload them to ballotd, pipelined\n"
-	"  snapshot        print the daemon's current totals and seats (GET /v1/snapshot, /v1/seats)\n"
-	"  spool-batches   write generated signed batches into an upload spool directory\n"
-	"  upload          deliver a spool directory's batch files exactly once, retrying\n"
-	"  audit           export the journal (GET /v1/journal), verify every signature and\n"
-	"                  recompute every total independently, compare with the snapshot\n"
-	"\n"
-	"exit status: 0 success; 1 the operation failed (push: some batch was not\n"
-	"acknowledged as ACCEPTED or DUPLICATE; upload --once: some file was rejected;\n"
-	"audit: a signature, a record or a total does not check out);\n"
-	"2 bad command line.\n"
-	"\n"
-	"push --json prints one JSON object on stdout; its keys are stable:\n"
-	"  {\"server\": \"HOST:PORT\", \"definition\": PATH, \"election_id\": STR,\n"
-	"   \"kind\": \"ballots\"|\"tally\"|\"protocol\", \"seed\": N, \"key_seed\": N, \"batch_size\": N,\n"
-	"   \"precincts\": N (precincts used), \"seq_start\": N, \"seq_end\": N (last seq sent),\n"
-	"   \"batches\": N (sent), \"accepted\": N, \"duplicate\": N, \"rejected\": N,\n"
-	"   \"errors\": N (no answer), \"acknowledged\": N (accepted + duplicate),\n"
-	"   \"sends\": N (resends included), \"reconnects\": N, \"expect_errors\": N,\n"
-	"   \"elapsed_s\": X, \"batches_per_s\": X,\n"
-	"   \"latency_ms\": {\"p50\": X, \"p90\": X, \"p99\": X, \"max\": X} (last send to answer,\n"
-	"                  acknowledged batches),\n"
-	"   \"first_error\": STR|null,\n"
-	"   \"failures\": [{\"precinct_id\": N, \"seq\": N, \"state\": \"rejected\"|\"error\",\n"
-	"                 \"http_status\": N, \"error\": STR}] (at most 20),\n"
-	"   \"expected\": {                       totals of the acknowledged batches\n"
-	"      \"batches\": N, \"ballots\": N, \"precincts_reporting\": N,\n"
-	"      \"precincts_with_protocol\": N, \"precincts_with_discrepancy\": N,\n"
-	"      \"turnout\": {\"batches\", \"ballots\", \"issued\", \"cast\", \"spoiled\"},\n"
-	"      \"contests\": [{\"id\": CONTEST_ID, \"total_votes\": N,\n"
-	"                    \"votes\": [N per choice index],\n"
-	"                    \"districts\": [{\"id\": DISTRICT_ID, \"votes\": [N per choice index]}]}]}}\n"
-	"  \"expected\" lists every contest in definition order and, per contest, every\n"
-	"  district it covers (all for a national contest), zeros included. A DUPLICATE\n"
-	"  counts in \"expected\": it was counted once, earlier.\n";
+        "usage: ballotctl COMMAND [OPTIONS]   (ballotctl COMMAND --help for details)\n"
+        "\n"
+        "commands:\n"
+        "  gen-definition  write a synthetic election definition (JSON) with demo keys\n"
+        "  push            generate signed batches and upload them to ballotd, pipelined\n"
+        "  snapshot        print the daemon's current totals and seats (GET /v1/snapshot, /v1/seats)\n"
+        "  spool-batches   write generated signed batches into an upload spool directory\n"
+        "  upload          deliver a spool directory's batch files exactly once, retrying\n"
+        "  audit           export the journal (GET /v1/journal), verify every signature and\n"
+        "                  recompute every total independently, compare with the snapshot\n"
+        "\n"
+        "exit status: 0 success; 1 the operation failed (push: some batch was not\n"
+        "acknowledged as ACCEPTED or DUPLICATE; upload --once: some file was rejected;\n"
+        "audit: a signature, a record or a total does not check out);\n"
+        "2 bad command line.\n"
+        "\n"
+        "push --json prints one JSON object on stdout; its keys are stable:\n"
+        "  {\"server\": \"HOST:PORT\", \"definition\": PATH, \"election_id\": STR,\n"
+        "   \"kind\": \"ballots\"|\"tally\"|\"protocol\", \"seed\": N, \"key_seed\": N, \"batch_size\": N,\n"
+        "   \"precincts\": N (precincts used), \"seq_start\": N, \"seq_end\": N (last seq sent),\n"
+        "   \"batches\": N (sent), \"accepted\": N, \"duplicate\": N, \"rejected\": N,\n"
+        "   \"errors\": N (no answer), \"acknowledged\": N (accepted + duplicate),\n"
+        "   \"sends\": N (resends included), \"reconnects\": N, \"expect_errors\": N,\n"
+        "   \"elapsed_s\": X, \"batches_per_s\": X,\n"
+        "   \"latency_ms\": {\"p50\": X, \"p90\": X, \"p99\": X, \"max\": X} (last send to answer,\n"
+        "                  acknowledged batches),\n"
+        "   \"first_error\": STR|null,\n"
+        "   \"failures\": [{\"precinct_id\": N, \"seq\": N, \"state\": \"rejected\"|\"error\",\n"
+        "                 \"http_status\": N, \"error\": STR}] (at most 20),\n"
+        "   \"expected\": {                       totals of the acknowledged batches\n"
+        "      \"batches\": N, \"ballots\": N, \"precincts_reporting\": N,\n"
+        "      \"precincts_with_protocol\": N, \"precincts_with_discrepancy\": N,\n"
+        "      \"turnout\": {\"batches\", \"ballots\", \"issued\", \"cast\", \"spoiled\"},\n"
+        "      \"contests\": [{\"id\": CONTEST_ID, \"total_votes\": N,\n"
+        "                    \"votes\": [N per choice index],\n"
+        "                    \"districts\": [{\"id\": DISTRICT_ID, \"votes\": [N per choice index]}]}]}}\n"
+        "  \"expected\" lists every contest in definition order and, per contest, every\n"
+        "  district it covers (all for a national contest), zeros included. A DUPLICATE\n"
+        "  counts in \"expected\": it was counted once, earlier.\n";
 
 int main(int argc, char **argv)
 {
@@ -69,6 +69,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
 	fprintf(stderr,
-		"ballotctl: unknown command \"%s\" (gen-definition, push, snapshot, spool-batches, upload, audit)\n", cmd);
+	        "ballotctl: unknown command \"%s\" (gen-definition, push, snapshot, spool-batches, upload, audit)\n",
+	        cmd);
 	return EXIT_USAGE;
 }

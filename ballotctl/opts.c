@@ -30,7 +30,7 @@ bool opt_no_operands(const char *cmd, int argc, char **argv)
 	if (optind >= argc)
 		return true;
 	fprintf(stderr, "ballotctl %s: unexpected argument \"%s\" (options start with --; see --help)\n", cmd,
-		argv[optind]);
+	        argv[optind]);
 	return false;
 }
 

@@ -20,39 +20,39 @@
 #include <string.h>
 
 static const char help[] = "usage: ballotctl push --server HOST:PORT [OPTIONS]\n"
-			   "\n"
-			   "Generates batches deterministically from (seed, precinct, seq), signs them\n"
-			   "with the demo keys, POSTs them to /v1/batches over keep-alive connections with\n"
-			   "pipelining, and prints how many were acknowledged and the totals expected from\n"
-			   "the acknowledged ones. Batch i goes to precinct i mod K with seq\n"
-			   "seq-start + i div K; precinct p's batches all use connection p mod C, in order.\n"
-			   "Re-running with the same arguments resends identical bytes (DUPLICATE answers).\n"
-			   "\n"
-			   "  --server HOST:PORT    ballotd address (required)\n"
-			   "  --definition FILE     election definition (default data/kz2023.json; a relative\n"
-			   "                        path is tried in the current directory, then in the\n"
-			   "                        source tree ballotctl was built from)\n"
-			   "  --seed S              content seed (default 2023)\n"
-			   "  --key-seed S          seed the definition's demo keys were made with\n"
-			   "                        (gen-definition --seed; default: --seed)\n"
-			   "  --batches N           batches in total (default: one per precinct used)\n"
-			   "  --batch-size B        ballots per batch (default 100)\n"
-			   "  --kind ballots|tally|protocol\n"
-			   "                        cast-vote records or per-choice counts (default ballots),\n"
-			   "                        or each precinct's PROTOCOL: its complete result as its\n"
-			   "                        batches 1..seq-1 of this seed add up (e.g. after\n"
-			   "                        --batches 3K, a protocol run with --seq-start 4)\n"
-			   "  --connections C       (default 4)\n"
-			   "  --pipeline P          requests in flight per connection (default 8)\n"
-			   "  --precincts K         use the first K precincts of the definition (default all)\n"
-			   "  --seq-start N         first seq of every precinct (default 1)\n"
-			   "  --retry-for SECONDS   on connection errors, EOF or 503, reconnect with backoff\n"
-			   "                        and resend unacknowledged batches until a connection has\n"
-			   "                        failed for this long (default 0: no retries)\n"
-			   "  --timeout SECONDS     no answer for this long is a connection error (default 30)\n"
-			   "  --json                one JSON object on stdout (schema: ballotctl --help)\n"
-			   "\n"
-			   "Exit status 0 iff every batch was acknowledged (ACCEPTED or DUPLICATE).\n";
+                           "\n"
+                           "Generates batches deterministically from (seed, precinct, seq), signs them\n"
+                           "with the demo keys, POSTs them to /v1/batches over keep-alive connections with\n"
+                           "pipelining, and prints how many were acknowledged and the totals expected from\n"
+                           "the acknowledged ones. Batch i goes to precinct i mod K with seq\n"
+                           "seq-start + i div K; precinct p's batches all use connection p mod C, in order.\n"
+                           "Re-running with the same arguments resends identical bytes (DUPLICATE answers).\n"
+                           "\n"
+                           "  --server HOST:PORT    ballotd address (required)\n"
+                           "  --definition FILE     election definition (default data/kz2023.json; a relative\n"
+                           "                        path is tried in the current directory, then in the\n"
+                           "                        source tree ballotctl was built from)\n"
+                           "  --seed S              content seed (default 2023)\n"
+                           "  --key-seed S          seed the definition's demo keys were made with\n"
+                           "                        (gen-definition --seed; default: --seed)\n"
+                           "  --batches N           batches in total (default: one per precinct used)\n"
+                           "  --batch-size B        ballots per batch (default 100)\n"
+                           "  --kind ballots|tally|protocol\n"
+                           "                        cast-vote records or per-choice counts (default ballots),\n"
+                           "                        or each precinct's PROTOCOL: its complete result as its\n"
+                           "                        batches 1..seq-1 of this seed add up (e.g. after\n"
+                           "                        --batches 3K, a protocol run with --seq-start 4)\n"
+                           "  --connections C       (default 4)\n"
+                           "  --pipeline P          requests in flight per connection (default 8)\n"
+                           "  --precincts K         use the first K precincts of the definition (default all)\n"
+                           "  --seq-start N         first seq of every precinct (default 1)\n"
+                           "  --retry-for SECONDS   on connection errors, EOF or 503, reconnect with backoff\n"
+                           "                        and resend unacknowledged batches until a connection has\n"
+                           "                        failed for this long (default 0: no retries)\n"
+                           "  --timeout SECONDS     no answer for this long is a connection error (default 30)\n"
+                           "  --json                one JSON object on stdout (schema: ballotctl --help)\n"
+                           "\n"
+                           "Exit status 0 iff every batch was acknowledged (ACCEPTED or DUPLICATE).\n";
 
 struct push_args {
 	const char *server;
@@ -92,31 +92,31 @@ enum {
 static int parse_args(int argc, char **argv, struct push_args *a)
 {
 	static const struct option longopts[] = {
-		{ "server", required_argument, NULL, O_SERVER },
-		{ "definition", required_argument, NULL, O_DEFN },
-		{ "seed", required_argument, NULL, O_SEED },
-		{ "key-seed", required_argument, NULL, O_KEY_SEED },
-		{ "batches", required_argument, NULL, O_BATCHES },
-		{ "batch-size", required_argument, NULL, O_BATCH_SIZE },
-		{ "kind", required_argument, NULL, O_KIND },
-		{ "connections", required_argument, NULL, O_CONNS },
-		{ "pipeline", required_argument, NULL, O_PIPELINE },
-		{ "precincts", required_argument, NULL, O_PRECINCTS },
-		{ "seq-start", required_argument, NULL, O_SEQ_START },
-		{ "retry-for", required_argument, NULL, O_RETRY },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	        {"server", required_argument, NULL, O_SERVER},
+	        {"definition", required_argument, NULL, O_DEFN},
+	        {"seed", required_argument, NULL, O_SEED},
+	        {"key-seed", required_argument, NULL, O_KEY_SEED},
+	        {"batches", required_argument, NULL, O_BATCHES},
+	        {"batch-size", required_argument, NULL, O_BATCH_SIZE},
+	        {"kind", required_argument, NULL, O_KIND},
+	        {"connections", required_argument, NULL, O_CONNS},
+	        {"pipeline", required_argument, NULL, O_PIPELINE},
+	        {"precincts", required_argument, NULL, O_PRECINCTS},
+	        {"seq-start", required_argument, NULL, O_SEQ_START},
+	        {"retry-for", required_argument, NULL, O_RETRY},
+	        {"timeout", required_argument, NULL, O_TIMEOUT},
+	        {"json", no_argument, NULL, O_JSON},
+	        {"help", no_argument, NULL, O_HELP},
+	        {NULL, 0, NULL, 0},
 	};
-	*a = (struct push_args){ .definition = "data/kz2023.json",
-				 .seed = 2023,
-				 .batch_size = 100,
-				 .kind = BAL_KIND_BALLOTS,
-				 .connections = 4,
-				 .pipeline = 8,
-				 .seq_start = 1,
-				 .timeout_s = 30 };
+	*a = (struct push_args){.definition = "data/kz2023.json",
+	                        .seed = 2023,
+	                        .batch_size = 100,
+	                        .kind = BAL_KIND_BALLOTS,
+	                        .connections = 4,
+	                        .pipeline = 8,
+	                        .seq_start = 1,
+	                        .timeout_s = 30};
 	bool ok = true;
 	int opt;
 	optind = 1;
@@ -143,7 +143,7 @@ static int parse_args(int argc, char **argv, struct push_args *a)
 				a->kind = BAL_KIND_PROTOCOL;
 			} else {
 				fprintf(stderr, "ballotctl push: --kind \"%s\": expected ballots, tally or protocol\n",
-					optarg);
+				        optarg);
 				ok = false;
 			}
 			break;
@@ -197,7 +197,7 @@ static json_t *latency_json(const struct bal_load *l)
 	static const struct {
 		const char *name;
 		double q;
-	} qs[] = { { "p50", 0.50 }, { "p90", 0.90 }, { "p99", 0.99 }, { "max", 1.0 } };
+	} qs[] = {{"p50", 0.50}, {"p90", 0.90}, {"p99", 0.99}, {"max", 1.0}};
 	for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
 		double ms = 0;
 		if (m) {
@@ -241,7 +241,7 @@ static json_t *failures_json(const struct bal_load *l)
 }
 
 static void print_json(const struct push_args *a, const char *defn_path, const struct bal_defn *d, uint32_t k,
-		       uint64_t seq_end, const struct bal_load *l, const struct bal_expect *e)
+                       uint64_t seq_end, const struct bal_load *l, const struct bal_expect *e)
 {
 	struct bal_load_stats st;
 	bal_load_stats(l, &st);
@@ -304,15 +304,15 @@ static void print_contest(const struct bal_defn *d, const struct bal_expect *e, 
 }
 
 static void print_human(const struct push_args *a, const struct bal_defn *d, const struct bal_load *l,
-			const struct bal_expect *e)
+                        const struct bal_expect *e)
 {
 	struct bal_load_stats st;
 	bal_load_stats(l, &st);
 	double secs = (double)st.elapsed_ns / 1e9;
 	char b1[32], b2[32], b3[32], b4[32];
 	printf("pushed %s %s batches of %u to %s in %.3f s: %.0f batches/s (%u connections x pipeline %u)\n",
-	       fmt_count(bal_load_count(l), b1), kind_name(a->kind), a->batch_size,
-	       a->server, secs, secs > 0 ? (double)bal_load_count(l) / secs : 0.0, a->connections, a->pipeline);
+	       fmt_count(bal_load_count(l), b1), kind_name(a->kind), a->batch_size, a->server, secs,
+	       secs > 0 ? (double)bal_load_count(l) / secs : 0.0, a->connections, a->pipeline);
 	printf("  accepted %s, duplicate %s, rejected %s, errors %s (sends %llu, reconnects %llu)\n",
 	       fmt_count(st.accepted, b1), fmt_count(st.duplicate, b2), fmt_count(st.rejected, b3),
 	       fmt_count(st.errors + st.pending, b4), (unsigned long long)st.sends, (unsigned long long)st.reconnects);
@@ -340,10 +340,10 @@ static uint64_t generate(const struct push_args *a, const struct bal_defn *d, ui
 	struct bal_gen *g;
 	/* A protocol sums the BALLOTS batches of the same seed (the votes of TALLY ones are the same). */
 	const bool protocol = a->kind == BAL_KIND_PROTOCOL;
-	struct bal_gen_opts go = { .seed = a->seed,
-				   .key_seed = a->key_seed,
-				   .batch_size = a->batch_size,
-				   .kind = protocol ? BAL_KIND_BALLOTS : a->kind };
+	struct bal_gen_opts go = {.seed = a->seed,
+	                          .key_seed = a->key_seed,
+	                          .batch_size = a->batch_size,
+	                          .kind = protocol ? BAL_KIND_BALLOTS : a->kind};
 	if (bal_gen_new(d, &go, &g, why, sizeof(why)) < 0) {
 		fprintf(stderr, "ballotctl push: %s\n", why);
 		return 0;
@@ -354,8 +354,8 @@ static uint64_t generate(const struct push_args *a, const struct bal_defn *d, ui
 		uint64_t seq = a->seq_start + i / k;
 		const uint8_t *body;
 		size_t len;
-		int grc = protocol ? bal_gen_protocol(g, p, seq, seq - 1, 0, NULL, &body, &len, why, sizeof(why)) :
-				     bal_gen_batch(g, p, seq, NULL, &body, &len, why, sizeof(why));
+		int grc = protocol ? bal_gen_protocol(g, p, seq, seq - 1, 0, NULL, &body, &len, why, sizeof(why))
+		                   : bal_gen_batch(g, p, seq, NULL, &body, &len, why, sizeof(why));
 		if (grc < 0) {
 			fprintf(stderr, "ballotctl push: %s\n", why);
 			last = 0;
@@ -391,7 +391,7 @@ int cmd_push(int argc, char **argv)
 	uint32_t k = a.precincts ? a.precincts : d->nprecincts;
 	if (k > d->nprecincts) {
 		fprintf(stderr, "ballotctl push: --precincts %u: the definition has only %u precincts\n", k,
-			d->nprecincts);
+		        d->nprecincts);
 		exit_code = EXIT_USAGE;
 		goto free_defn;
 	}
@@ -402,12 +402,12 @@ int cmd_push(int argc, char **argv)
 		fprintf(stderr, "ballotctl push: out of memory\n");
 		goto free_defn;
 	}
-	struct bal_load_opts lo = { .server = a.server,
-				    .connections = a.connections,
-				    .pipeline = a.pipeline,
-				    .retry_for_ms = a.retry_for_s * 1000,
-				    .timeout_ms = a.timeout_s * 1000,
-				    .expect = e };
+	struct bal_load_opts lo = {.server = a.server,
+	                           .connections = a.connections,
+	                           .pipeline = a.pipeline,
+	                           .retry_for_ms = a.retry_for_s * 1000,
+	                           .timeout_ms = a.timeout_s * 1000,
+	                           .expect = e};
 	struct bal_load *l;
 	if ((rc = bal_load_new(&lo, &l, why, sizeof(why))) < 0) {
 		fprintf(stderr, "ballotctl push: %s\n", why);

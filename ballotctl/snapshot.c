@@ -14,12 +14,12 @@
 #include <string.h>
 
 static const char help[] = "usage: ballotctl snapshot --server HOST:PORT [--json] [--timeout SECONDS]\n"
-			   "\n"
-			   "Fetches GET /v1/snapshot and GET /v1/seats and prints the election, the journal\n"
-			   "position, precincts reporting, turnout, every national contest with votes,\n"
-			   "percent, seats (\"-\" under the threshold) and a bar, and every district\n"
-			   "contest's leader, marked * when the seat is allocated to them. --json prints\n"
-			   "the daemon's snapshot JSON unchanged (pretty-printed).\n";
+                           "\n"
+                           "Fetches GET /v1/snapshot and GET /v1/seats and prints the election, the journal\n"
+                           "position, precincts reporting, turnout, every national contest with votes,\n"
+                           "percent, seats (\"-\" under the threshold) and a bar, and every district\n"
+                           "contest's leader, marked * when the seat is allocated to them. --json prints\n"
+                           "the daemon's snapshot JSON unchanged (pretty-printed).\n";
 
 #define BAR_WIDTH 30
 /* Widest name column; longer names keep their start and their end ("...No. 2"). */
@@ -100,9 +100,7 @@ static json_t *seats_of(json_t *seats, uint64_t id)
 {
 	size_t i;
 	json_t *c;
-	json_array_foreach (json_object_get(seats, "contests"), i, c)
-		if (num(c, "id") == id)
-			return c;
+	json_array_foreach(json_object_get(seats, "contests"), i, c) if (num(c, "id") == id) return c;
 	return NULL;
 }
 
@@ -119,16 +117,16 @@ static void print_national(json_t *c, json_t *sc)
 	size_t i;
 	json_t *ch;
 	int width = 10;
-	json_array_foreach (json_object_get(c, "choices"), i, ch)
-		if (width_of(str(ch, "name")) > width)
-			width = fit_width(width_of(str(ch, "name")));
+	json_array_foreach(json_object_get(c, "choices"), i, ch) if (width_of(str(ch, "name")) > width) width =
+	        fit_width(width_of(str(ch, "name")));
 	printf("  ");
 	print_cell("choice", width);
 	printf(" %12s %7s%s\n", "votes", "%", sc ? "  seats" : "");
 	json_t *seat_choices = json_object_get(sc, "choices");
 	char below[48];
 	snprintf(below, sizeof(below), "below the %g%% threshold", json_number_value(thr));
-	json_array_foreach (json_object_get(c, "choices"), i, ch) {
+	json_array_foreach(json_object_get(c, "choices"), i, ch)
+	{
 		uint64_t v = num(ch, "votes");
 		printf("  ");
 		print_cell(str(ch, "name"), width);
@@ -178,19 +176,17 @@ static void print_district_row(json_t *c, json_t *sc, int dw, int cw)
 	uint64_t total = num(c, "total_votes");
 	json_t *choices = json_object_get(c, "choices"), *best = NULL, *ch;
 	size_t i;
-	json_array_foreach (choices, i, ch)
-		if (!best || num(ch, "votes") > num(best, "votes"))
-			best = ch;
+	json_array_foreach(choices, i, ch) if (!best || num(ch, "votes") > num(best, "votes")) best = ch;
 	/* The seat holder, if the allocation has one (it is the leader unless the
 	 * leader is not eligible for the seat). */
 	bool seated = false;
 	json_t *s;
-	json_array_foreach (json_object_get(sc, "choices"), i, s)
-		if (num(s, "seats") > 0 && json_array_get(choices, i)) {
-			best = json_array_get(choices, i);
-			seated = true;
-			break;
-		}
+	json_array_foreach(json_object_get(sc, "choices"), i, s) if (num(s, "seats") > 0 && json_array_get(choices, i))
+	{
+		best = json_array_get(choices, i);
+		seated = true;
+		break;
+	}
 	printf("  ");
 	print_cell(district_label(c), dw);
 	if (!best || !total) {
@@ -209,14 +205,14 @@ static void print_districts(json_t *contests, json_t *seats)
 	json_t *c, *ch;
 	size_t i, k;
 	int dw = 0, cw = 6;
-	json_array_foreach (contests, i, c) {
+	json_array_foreach(contests, i, c)
+	{
 		if (is_national(c))
 			continue;
 		if (width_of(district_label(c)) > dw)
 			dw = fit_width(width_of(district_label(c)));
-		json_array_foreach (json_object_get(c, "choices"), k, ch)
-			if (width_of(str(ch, "name")) > cw)
-				cw = fit_width(width_of(str(ch, "name")));
+		json_array_foreach(json_object_get(c, "choices"), k, ch) if (width_of(str(ch, "name")) > cw) cw =
+		        fit_width(width_of(str(ch, "name")));
 	}
 	if (!dw)
 		return;
@@ -225,9 +221,8 @@ static void print_districts(json_t *contests, json_t *seats)
 	printf("   ");
 	print_cell("leader", cw);
 	printf(" %10s %7s\n", "votes", "%");
-	json_array_foreach (contests, i, c)
-		if (!is_national(c))
-			print_district_row(c, seats_of(seats, num(c, "id")), dw, cw);
+	json_array_foreach(contests, i, c) if (!is_national(c))
+	        print_district_row(c, seats_of(seats, num(c, "id")), dw, cw);
 }
 
 /* `seats` may be NULL (GET /v1/seats failed): no seat columns then. */
@@ -249,9 +244,8 @@ static void print_snapshot(json_t *s, json_t *seats)
 	       fmt_count(num(t, "spoiled"), b4));
 	json_t *contests = json_object_get(s, "contests"), *c;
 	size_t i;
-	json_array_foreach (contests, i, c)
-		if (is_national(c))
-			print_national(c, seats ? seats_of(seats, num(c, "id")) : NULL);
+	json_array_foreach(contests, i, c) if (is_national(c))
+	        print_national(c, seats ? seats_of(seats, num(c, "id")) : NULL);
 	print_districts(contests, seats);
 }
 
@@ -267,13 +261,13 @@ static json_t *get_json(const char *server, const char *path, int timeout_ms)
 	json_t *j = NULL;
 	if (r.status != 200) {
 		fprintf(stderr, "ballotctl snapshot: GET %s from %s: HTTP %d: %.200s\n", path, server, r.status,
-			r.body);
+		        r.body);
 	} else {
 		json_error_t err;
 		j = json_loadb(r.body, r.len, 0, &err);
 		if (!json_is_object(j)) {
 			fprintf(stderr, "ballotctl snapshot: GET %s from %s: not a JSON object: %s (line %d)\n", path,
-				server, err.text, err.line);
+			        server, err.text, err.line);
 			json_decref(j);
 			j = NULL;
 		}
@@ -286,11 +280,11 @@ int cmd_snapshot(int argc, char **argv)
 {
 	enum { O_SERVER = 256, O_JSON, O_TIMEOUT, O_HELP };
 	static const struct option longopts[] = {
-		{ "server", required_argument, NULL, O_SERVER },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	        {"server", required_argument, NULL, O_SERVER},
+	        {"json", no_argument, NULL, O_JSON},
+	        {"timeout", required_argument, NULL, O_TIMEOUT},
+	        {"help", no_argument, NULL, O_HELP},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *server = NULL;
 	bool as_json = false, ok = true;

@@ -243,7 +243,7 @@ int spool_read(struct spool *s, const char *name, size_t max, uint8_t **buf, siz
 	if ((uint64_t)st.st_size > max) {
 		rc = -EFBIG;
 		snprintf(why, whylen, "%s/%s is %lld bytes, over the %zu-byte limit of a batch file", s->path, name,
-			 (long long)st.st_size, max);
+		         (long long)st.st_size, max);
 		goto close_fd;
 	}
 	rc = read_all(fd, (size_t)st.st_size, buf, len);
@@ -266,7 +266,7 @@ int spool_remove(struct spool *s, const char *name, char *why, size_t whylen)
 
 /* Writes `len` bytes to dirfd/tmp (created or truncated), fsyncs and closes it. */
 static int write_synced(int dirfd, const char *dirpath, const char *tmp, const void *buf, size_t len, char *why,
-			size_t whylen)
+                        size_t whylen)
 {
 	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0) {
@@ -324,8 +324,8 @@ static bool same_content(struct spool *s, const char *name, const void *buf, siz
 	struct stat st;
 	uint8_t *old = NULL;
 	size_t olen = 0;
-	bool same = fstat(fd, &st) == 0 && (size_t)st.st_size == len &&
-		    read_all(fd, len, &old, &olen) == 0 && olen == len && memcmp(old, buf, len) == 0;
+	bool same = fstat(fd, &st) == 0 && (size_t)st.st_size == len && read_all(fd, len, &old, &olen) == 0 &&
+	            olen == len && memcmp(old, buf, len) == 0;
 	free(old);
 	close(fd);
 	return same;
@@ -396,7 +396,7 @@ static int rejected_name(struct spool *s, const char *name, char out[NAME_MAX + 
 }
 
 int spool_reject(struct spool *s, const char *name, const char *reason, char moved_to[NAME_MAX + 1], char *why,
-		 size_t whylen)
+                 size_t whylen)
 {
 	int rc = open_rejected(s, why, whylen);
 	if (rc < 0)
@@ -453,28 +453,28 @@ void spool_clean_tmp(struct spool *s)
 /* ---- ballotctl spool-batches ------------------------------------------------ */
 
 static const char help[] =
-	"usage: ballotctl spool-batches --spool DIR --precinct IDS --from-seq A [--to-seq B] [OPTIONS]\n"
-	"\n"
-	"Writes generated signed batches into an upload spool, one file per batch named\n"
-	"<precinct>-<seq>.pb holding one serialized SignedBatch: written under a temporary\n"
-	"name, fsynced, renamed into place (never over an existing file), and the\n"
-	"directory fsynced before exiting. A file that is already there with the same\n"
-	"bytes is left alone; with different bytes it is an error (the spooled batch is\n"
-	"kept). The bytes are those `ballotctl push` sends for the same arguments.\n"
-	"\n"
-	"  --spool DIR           spool directory (created if missing)\n"
-	"  --precinct IDS        precinct ids: ID, FIRST-LAST or a comma list of both\n"
-	"  --from-seq A          first seq (>= 1)\n"
-	"  --to-seq B            last seq (default A)\n"
-	"  --definition FILE     election definition (default data/kz2023.json; a relative\n"
-	"                        path is tried in the current directory, then in the\n"
-	"                        source tree ballotctl was built from)\n"
-	"  --seed S              content seed (default 2023)\n"
-	"  --key-seed S          seed the definition's demo keys were made with (default: --seed)\n"
-	"  --batch-size B        ballots per batch (default 100)\n"
-	"  --kind ballots|tally  (default ballots)\n"
-	"\n"
-	"Prints how many files were written and how many were already there.\n";
+        "usage: ballotctl spool-batches --spool DIR --precinct IDS --from-seq A [--to-seq B] [OPTIONS]\n"
+        "\n"
+        "Writes generated signed batches into an upload spool, one file per batch named\n"
+        "<precinct>-<seq>.pb holding one serialized SignedBatch: written under a temporary\n"
+        "name, fsynced, renamed into place (never over an existing file), and the\n"
+        "directory fsynced before exiting. A file that is already there with the same\n"
+        "bytes is left alone; with different bytes it is an error (the spooled batch is\n"
+        "kept). The bytes are those `ballotctl push` sends for the same arguments.\n"
+        "\n"
+        "  --spool DIR           spool directory (created if missing)\n"
+        "  --precinct IDS        precinct ids: ID, FIRST-LAST or a comma list of both\n"
+        "  --from-seq A          first seq (>= 1)\n"
+        "  --to-seq B            last seq (default A)\n"
+        "  --definition FILE     election definition (default data/kz2023.json; a relative\n"
+        "                        path is tried in the current directory, then in the\n"
+        "                        source tree ballotctl was built from)\n"
+        "  --seed S              content seed (default 2023)\n"
+        "  --key-seed S          seed the definition's demo keys were made with (default: --seed)\n"
+        "  --batch-size B        ballots per batch (default 100)\n"
+        "  --kind ballots|tally  (default ballots)\n"
+        "\n"
+        "Prints how many files were written and how many were already there.\n";
 
 struct spool_args {
 	const char *spool, *definition, *precincts;
@@ -502,9 +502,9 @@ static int parse_precincts(const char *text, const struct bal_defn *d, uint32_t 
 		}
 		if (bad || (*end && *end != ',') || hi > UINT32_MAX) {
 			fprintf(stderr,
-				"ballotctl spool-batches: --precinct \"%s\": expected ID, FIRST-LAST or a comma "
-				"list of them (ids up to %u)\n",
-				text, UINT32_MAX);
+			        "ballotctl spool-batches: --precinct \"%s\": expected ID, FIRST-LAST or a comma "
+			        "list of them (ids up to %u)\n",
+			        text, UINT32_MAX);
 			free(v);
 			return -EINVAL;
 		}
@@ -512,9 +512,9 @@ static int parse_precincts(const char *text, const struct bal_defn *d, uint32_t 
 			int32_t idx = bal_defn_precinct(d, (uint32_t)id);
 			if (idx < 0) {
 				fprintf(stderr,
-					"ballotctl spool-batches: --precinct \"%s\": precinct %llu is not in the "
-					"definition (%u precincts)\n",
-					text, id, d->nprecincts);
+				        "ballotctl spool-batches: --precinct \"%s\": precinct %llu is not in the "
+				        "definition (%u precincts)\n",
+				        text, id, d->nprecincts);
 				free(v);
 				return -EINVAL;
 			}
@@ -544,22 +544,20 @@ static int parse_spool_args(int argc, char **argv, struct spool_args *a)
 {
 	enum { O_SPOOL = 256, O_DEFN, O_PRECINCT, O_FROM, O_TO, O_SEED, O_KEY_SEED, O_BATCH_SIZE, O_KIND, O_HELP };
 	static const struct option longopts[] = {
-		{ "spool", required_argument, NULL, O_SPOOL },
-		{ "definition", required_argument, NULL, O_DEFN },
-		{ "precinct", required_argument, NULL, O_PRECINCT },
-		{ "from-seq", required_argument, NULL, O_FROM },
-		{ "to-seq", required_argument, NULL, O_TO },
-		{ "seed", required_argument, NULL, O_SEED },
-		{ "key-seed", required_argument, NULL, O_KEY_SEED },
-		{ "batch-size", required_argument, NULL, O_BATCH_SIZE },
-		{ "kind", required_argument, NULL, O_KIND },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	        {"spool", required_argument, NULL, O_SPOOL},
+	        {"definition", required_argument, NULL, O_DEFN},
+	        {"precinct", required_argument, NULL, O_PRECINCT},
+	        {"from-seq", required_argument, NULL, O_FROM},
+	        {"to-seq", required_argument, NULL, O_TO},
+	        {"seed", required_argument, NULL, O_SEED},
+	        {"key-seed", required_argument, NULL, O_KEY_SEED},
+	        {"batch-size", required_argument, NULL, O_BATCH_SIZE},
+	        {"kind", required_argument, NULL, O_KIND},
+	        {"help", no_argument, NULL, O_HELP},
+	        {NULL, 0, NULL, 0},
 	};
-	*a = (struct spool_args){ .definition = "data/kz2023.json",
-				  .seed = 2023,
-				  .batch_size = 100,
-				  .kind = BAL_KIND_BALLOTS };
+	*a = (struct spool_args){
+	        .definition = "data/kz2023.json", .seed = 2023, .batch_size = 100, .kind = BAL_KIND_BALLOTS};
 	bool ok = true;
 	int opt;
 	optind = 1;
@@ -584,7 +582,7 @@ static int parse_spool_args(int argc, char **argv, struct spool_args *a)
 				a->kind = optarg[0] == 't' ? BAL_KIND_TALLY : BAL_KIND_BALLOTS;
 			} else {
 				fprintf(stderr, "ballotctl spool-batches: --kind \"%s\": expected ballots or tally\n",
-					optarg);
+				        optarg);
 				ok = false;
 			}
 			break;
@@ -609,7 +607,7 @@ static int parse_spool_args(int argc, char **argv, struct spool_args *a)
 		a->to = a->from;
 	if (a->to < a->from) {
 		fprintf(stderr, "ballotctl spool-batches: --to-seq %llu is below --from-seq %llu\n",
-			(unsigned long long)a->to, (unsigned long long)a->from);
+		        (unsigned long long)a->to, (unsigned long long)a->from);
 		return EXIT_USAGE;
 	}
 	if (!a->key_seed_set)
@@ -619,13 +617,12 @@ static int parse_spool_args(int argc, char **argv, struct spool_args *a)
 
 /* Generates and spools every (precinct, seq); returns the exit code. */
 static int spool_all(const struct spool_args *a, const struct bal_defn *d, const uint32_t *idx, size_t n,
-		     struct spool *s)
+                     struct spool *s)
 {
 	char why[512];
 	struct bal_gen *g;
 	struct bal_gen_opts go = {
-		.seed = a->seed, .key_seed = a->key_seed, .batch_size = a->batch_size, .kind = a->kind
-	};
+	        .seed = a->seed, .key_seed = a->key_seed, .batch_size = a->batch_size, .kind = a->kind};
 	if (bal_gen_new(d, &go, &g, why, sizeof(why)) < 0) {
 		fprintf(stderr, "ballotctl spool-batches: %s\n", why);
 		return EXIT_USAGE;

@@ -52,56 +52,56 @@
 #include <unistd.h>
 
 static const char help[] =
-	"usage: ballotctl upload --spool DIR --server HOST:PORT [OPTIONS]\n"
-	"\n"
-	"Delivers every batch file of a spool directory to ballotd exactly once. A batch\n"
-	"file holds one serialized SignedBatch and its name ends in .pb (`ballotctl\n"
-	"spool-batches` writes <precinct>-<seq>.pb; names starting with '.' are ignored).\n"
-	"Files are sent in (precinct, seq) order, each fsynced first, as POST /v1/batches\n"
-	"over keep-alive connections, and deleted only after an ACCEPTED or DUPLICATE ack.\n"
-	"Connection errors, timeouts, 408, 429 and 5xx (503, 507) are retried with\n"
-	"exponential backoff and +-25% jitter, never sooner than the server's Retry-After.\n"
-	"Any other 4xx (400, 401, 409, 413, 422) moves the file to DIR/rejected/, with the\n"
-	"HTTP status and the server's reason in DIR/rejected/<name>.reason. Killing the\n"
-	"uploader at any moment loses nothing: a file sent but not yet deleted is answered\n"
-	"DUPLICATE next time and deleted then. One uploader per spool (flock on DIR).\n"
-	"Writers must create a batch file complete under a name that starts with '.' or\n"
-	"does not end in .pb, then rename it (a file still being written may be sent).\n"
-	"\n"
-	"Without --once it keeps watching the spool (inotify, and a rescan every\n"
-	"--scan-interval) until SIGINT or SIGTERM, which let each connection finish its\n"
-	"current request and then exit 0. Progress goes to stderr: one status line when\n"
-	"stderr is a terminal (sent, pending, rejected, rate), else one line per file\n"
-	"outcome with the time.\n"
-	"\n"
-	"  --spool DIR              spool directory (required; created if missing)\n"
-	"  --server HOST:PORT       ballotd address (required; http://HOST:PORT/ works too)\n"
-	"  --once                   exit when the spool is empty\n"
-	"  --connections N          parallel connections (default 1)\n"
-	"  --scan-interval SECONDS  rescan period (default 1)\n"
-	"  --timeout SECONDS        connect / no-answer timeout per request (default 30)\n"
-	"  --min-backoff SECONDS    first retry delay (default 0.2; doubles per failure)\n"
-	"  --max-backoff SECONDS    longest retry delay before jitter (default 30)\n"
-	"  --give-up SECONDS        stop when a file could not be delivered for this long\n"
-	"                           (default 0: retry forever)\n"
-	"  --log                    log lines even when stderr is a terminal\n"
-	"  --json                   print a summary object on stdout at exit:\n"
-	"                           {\"server\", \"spool\", \"sent\" (accepted + duplicate),\n"
-	"                            \"accepted\", \"duplicate\", \"rejected\", \"retries\",\n"
-	"                            \"pending\" (files left in the spool), \"elapsed_s\",\n"
-	"                            \"batches_per_s\", \"stopped\": \"empty\"|\"signal\"|\"error\",\n"
-	"                            \"error\": STR|null}\n"
-	"\n"
-	"Exit status: 0 when the spool was emptied with nothing rejected (--once) or on\n"
-	"SIGINT/SIGTERM; 1 when a file was rejected (--once), on --give-up, or when the\n"
-	"spool cannot be read or changed; 2 bad command line.\n";
+        "usage: ballotctl upload --spool DIR --server HOST:PORT [OPTIONS]\n"
+        "\n"
+        "Delivers every batch file of a spool directory to ballotd exactly once. A batch\n"
+        "file holds one serialized SignedBatch and its name ends in .pb (`ballotctl\n"
+        "spool-batches` writes <precinct>-<seq>.pb; names starting with '.' are ignored).\n"
+        "Files are sent in (precinct, seq) order, each fsynced first, as POST /v1/batches\n"
+        "over keep-alive connections, and deleted only after an ACCEPTED or DUPLICATE ack.\n"
+        "Connection errors, timeouts, 408, 429 and 5xx (503, 507) are retried with\n"
+        "exponential backoff and +-25% jitter, never sooner than the server's Retry-After.\n"
+        "Any other 4xx (400, 401, 409, 413, 422) moves the file to DIR/rejected/, with the\n"
+        "HTTP status and the server's reason in DIR/rejected/<name>.reason. Killing the\n"
+        "uploader at any moment loses nothing: a file sent but not yet deleted is answered\n"
+        "DUPLICATE next time and deleted then. One uploader per spool (flock on DIR).\n"
+        "Writers must create a batch file complete under a name that starts with '.' or\n"
+        "does not end in .pb, then rename it (a file still being written may be sent).\n"
+        "\n"
+        "Without --once it keeps watching the spool (inotify, and a rescan every\n"
+        "--scan-interval) until SIGINT or SIGTERM, which let each connection finish its\n"
+        "current request and then exit 0. Progress goes to stderr: one status line when\n"
+        "stderr is a terminal (sent, pending, rejected, rate), else one line per file\n"
+        "outcome with the time.\n"
+        "\n"
+        "  --spool DIR              spool directory (required; created if missing)\n"
+        "  --server HOST:PORT       ballotd address (required; http://HOST:PORT/ works too)\n"
+        "  --once                   exit when the spool is empty\n"
+        "  --connections N          parallel connections (default 1)\n"
+        "  --scan-interval SECONDS  rescan period (default 1)\n"
+        "  --timeout SECONDS        connect / no-answer timeout per request (default 30)\n"
+        "  --min-backoff SECONDS    first retry delay (default 0.2; doubles per failure)\n"
+        "  --max-backoff SECONDS    longest retry delay before jitter (default 30)\n"
+        "  --give-up SECONDS        stop when a file could not be delivered for this long\n"
+        "                           (default 0: retry forever)\n"
+        "  --log                    log lines even when stderr is a terminal\n"
+        "  --json                   print a summary object on stdout at exit:\n"
+        "                           {\"server\", \"spool\", \"sent\" (accepted + duplicate),\n"
+        "                            \"accepted\", \"duplicate\", \"rejected\", \"retries\",\n"
+        "                            \"pending\" (files left in the spool), \"elapsed_s\",\n"
+        "                            \"batches_per_s\", \"stopped\": \"empty\"|\"signal\"|\"error\",\n"
+        "                            \"error\": STR|null}\n"
+        "\n"
+        "Exit status: 0 when the spool was emptied with nothing rejected (--once) or on\n"
+        "SIGINT/SIGTERM; 1 when a file was rejected (--once), on --give-up, or when the\n"
+        "spool cannot be read or changed; 2 bad command line.\n";
 
 /* Largest batch file read into memory; ballotd's own default cap is 1 MiB. */
 #define MAX_FILE (64u << 20)
 /* Longest Retry-After honoured, so a broken header cannot park the uploader. */
 #define MAX_RETRY_AFTER_S 3600
-#define DRAW_MS 250
-#define RATE_SAMPLES 9 /* 2 s of status lines */
+#define DRAW_MS           250
+#define RATE_SAMPLES      9 /* 2 s of status lines */
 
 struct upload_args {
 	const char *spool;
@@ -144,7 +144,7 @@ struct worker {
 	unsigned index;
 	struct link link;
 	char *current;
-	unsigned failures;	 /* consecutive failed attempts */
+	unsigned failures;      /* consecutive failed attempts */
 	uint64_t failing_since; /* ms, when failures > 0 */
 	struct bal_rng rng;
 };
@@ -169,9 +169,9 @@ struct uploader {
 	uint64_t accepted, duplicate, rejected, retries;
 	char retry_note[300]; /* latest retry, for the status line */
 	uint64_t retry_at;    /* ms when that retry is due */
-	int wake_fd;	      /* eventfd: a worker went idle with the queue empty */
+	int wake_fd;          /* eventfd: a worker went idle with the queue empty */
 	struct worker *w;
-	bool tty;	/* status line on stderr */
+	bool tty; /* status line on stderr */
 	bool status_shown;
 	uint64_t start_ms;
 };
@@ -208,7 +208,7 @@ static void note(struct uploader *u, const char *fmt, ...)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
 		fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-			tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+		        tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 	}
 	fputs("upload: ", stderr);
 	vfprintf(stderr, fmt, ap);
@@ -243,11 +243,11 @@ static void draw_status(struct uploader *u, struct rate *rt)
 	uint64_t sent = u->accepted + u->duplicate;
 	size_t pending = u->queue.n - u->next + u->busy;
 	int n = snprintf(line, sizeof(line), "upload %s: sent %s (%s duplicate), pending %s, rejected %s, %.0f/s",
-			 u->a.server, fmt_count(sent, b1), fmt_count(u->duplicate, b2), fmt_count(pending, b3),
-			 fmt_count(u->rejected, b4), rate_add(rt, now, sent));
+	                 u->a.server, fmt_count(sent, b1), fmt_count(u->duplicate, b2), fmt_count(pending, b3),
+	                 fmt_count(u->rejected, b4), rate_add(rt, now, sent));
 	if (u->retry_at > now && n > 0 && (size_t)n < sizeof(line))
 		snprintf(line + n, sizeof(line) - (size_t)n, "; retry in %.1f s: %s", (double)(u->retry_at - now) / 1e3,
-			 u->retry_note);
+		         u->retry_note);
 	pthread_mutex_unlock(&u->mu);
 	/* Never wider than the terminal: a wrapped line cannot be rewritten with \r. */
 	struct winsize ws;
@@ -274,13 +274,13 @@ static int link_connect(struct link *l, char *why, size_t whylen)
 {
 	char port[8];
 	snprintf(port, sizeof(port), "%u", l->port);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
 	int gai = getaddrinfo(l->host, port, &hints, &res);
 	if (gai) {
 		snprintf(why, whylen, "cannot resolve %s: %s", l->host, gai_strerror(gai));
 		return -EHOSTUNREACH;
 	}
-	struct timeval tv = { .tv_sec = l->timeout_ms / 1000, .tv_usec = (l->timeout_ms % 1000) * 1000 };
+	struct timeval tv = {.tv_sec = l->timeout_ms / 1000, .tv_usec = (l->timeout_ms % 1000) * 1000};
 	int err = EHOSTUNREACH;
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
@@ -314,12 +314,12 @@ static int send_request(struct link *l, const uint8_t *body, size_t len, char *w
 {
 	char head[512];
 	int hl = snprintf(head, sizeof(head),
-			  "POST /v1/batches HTTP/1.1\r\nHost: %s\r\nUser-Agent: ballotctl-upload\r\n"
-			  "Content-Type: application/x-protobuf\r\nAccept: application/x-protobuf\r\n"
-			  "Content-Length: %zu\r\n\r\n",
-			  l->server, len);
-	struct iovec iov[2] = { { head, (size_t)hl }, { (void *)body, len } };
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+	                  "POST /v1/batches HTTP/1.1\r\nHost: %s\r\nUser-Agent: ballotctl-upload\r\n"
+	                  "Content-Type: application/x-protobuf\r\nAccept: application/x-protobuf\r\n"
+	                  "Content-Length: %zu\r\n\r\n",
+	                  l->server, len);
+	struct iovec iov[2] = {{head, (size_t)hl}, {(void *)body, len}};
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
 	while (msg.msg_iovlen) {
 		ssize_t n = sendmsg(l->fd, &msg, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
@@ -356,7 +356,7 @@ static int parse_retry_after(const char *head)
 		if (*v >= '0' && *v <= '9') {
 			s = strtol(v, NULL, 10);
 		} else {
-			struct tm tm = { 0 };
+			struct tm tm = {0};
 			if (!strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm))
 				return -1;
 			s = (long)(timegm(&tm) - time(NULL));
@@ -402,7 +402,7 @@ static int recv_reply(struct link *l, struct reply *r, bool *got_bytes, char *wh
 {
 	char body[4096], head[8192], buf[16384];
 	size_t hl = 0;
-	struct recv_state st = { 0 };
+	struct recv_state st = {0};
 	struct bal_resp rp;
 	bal_resp_init(&rp, body, sizeof(body), false, 0, on_response, &st);
 	*got_bytes = false;
@@ -414,7 +414,7 @@ static int recv_reply(struct link *l, struct reply *r, bool *got_bytes, char *wh
 			int err = errno == EAGAIN ? ETIMEDOUT : errno;
 			if (err == ETIMEDOUT)
 				snprintf(why, whylen, "no answer from %s within %d ms (--timeout)", l->server,
-					 l->timeout_ms);
+				         l->timeout_ms);
 			else
 				snprintf(why, whylen, "receive from %s: %s", l->server, strerror(err));
 			return -err;
@@ -435,9 +435,8 @@ static int recv_reply(struct link *l, struct reply *r, bool *got_bytes, char *wh
 	}
 	r->status = rp.status;
 	r->retry_after_s = parse_retry_after(head);
-	r->has_ack = bal_resp_is_protobuf(&rp) &&
-		     bal_codec_ack_decode((const uint8_t *)rp.body, rp.len, &r->ack, &r->position, r->error,
-					  sizeof(r->error)) == 0;
+	r->has_ack = bal_resp_is_protobuf(&rp) && bal_codec_ack_decode((const uint8_t *)rp.body, rp.len, &r->ack,
+	                                                               &r->position, r->error, sizeof(r->error)) == 0;
 	if (!r->has_ack)
 		body_text(rp.body, rp.len, r->error, sizeof(r->error));
 	if (!st.keep_alive)
@@ -522,7 +521,7 @@ static bool back_off(struct worker *w, const char *name, int retry_after_s, cons
 	if (u->a.give_up_s > 0 && (double)(now - w->failing_since) >= u->a.give_up_s * 1000.0) {
 		char msg[600];
 		snprintf(msg, sizeof(msg), "%s not delivered for %.0f s (--give-up %g): %s", name,
-			 (double)(now - w->failing_since) / 1e3, u->a.give_up_s, why);
+		         (double)(now - w->failing_since) / 1e3, u->a.give_up_s, why);
 		fail_run(u, msg);
 		return false;
 	}
@@ -573,10 +572,9 @@ static void reject_file(struct worker *w, const char *name, int status, const ch
 	strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (status)
 		snprintf(reason, sizeof(reason), "http_status: %d\nerror: %s\nserver: %s\nrejected_at: %s\n", status,
-			 why, u->a.server, at);
+		         why, u->a.server, at);
 	else
-		snprintf(reason, sizeof(reason), "http_status: none (not sent)\nerror: %s\nrejected_at: %s\n", why,
-			 at);
+		snprintf(reason, sizeof(reason), "http_status: none (not sent)\nerror: %s\nrejected_at: %s\n", why, at);
 	if (spool_reject(&u->spool, name, reason, moved, err, sizeof(err)) < 0) {
 		fail_run(u, err);
 		return;
@@ -729,8 +727,8 @@ enum stopped { STOP_EMPTY, STOP_SIGNAL, STOP_ERROR };
  * draws the status line. Returns why it stopped. */
 static enum stopped watch(struct uploader *u, int sig_fd, int ino_fd)
 {
-	struct spool_list scratch = { 0 };
-	struct rate rt = { 0 };
+	struct spool_list scratch = {0};
+	struct rate rt = {0};
 	uint64_t scan_ms = (uint64_t)(u->a.scan_s * 1000.0), next_scan = 0, next_draw = 0;
 	enum stopped why = STOP_ERROR;
 	for (;;) {
@@ -753,9 +751,9 @@ static enum stopped watch(struct uploader *u, int sig_fd, int ino_fd)
 			next_draw = now + DRAW_MS;
 		}
 		uint64_t until = u->tty && next_draw < next_scan ? next_draw : next_scan;
-		struct pollfd pf[3] = { { .fd = sig_fd, .events = POLLIN },
-					{ .fd = u->wake_fd, .events = POLLIN },
-					{ .fd = ino_fd, .events = POLLIN } };
+		struct pollfd pf[3] = {{.fd = sig_fd, .events = POLLIN},
+		                       {.fd = u->wake_fd, .events = POLLIN},
+		                       {.fd = ino_fd, .events = POLLIN}};
 		int n = poll(pf, ino_fd >= 0 ? 3 : 2, until > now ? (int)(until - now) : 0);
 		if (n < 0 && errno != EINTR) {
 			char msg[128];
@@ -805,23 +803,22 @@ static int parse_args(int argc, char **argv, struct upload_args *a)
 		O_HELP
 	};
 	static const struct option longopts[] = {
-		{ "spool", required_argument, NULL, O_SPOOL },
-		{ "server", required_argument, NULL, O_SERVER },
-		{ "once", no_argument, NULL, O_ONCE },
-		{ "connections", required_argument, NULL, O_CONNS },
-		{ "scan-interval", required_argument, NULL, O_SCAN },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "min-backoff", required_argument, NULL, O_MIN_BACKOFF },
-		{ "max-backoff", required_argument, NULL, O_MAX_BACKOFF },
-		{ "give-up", required_argument, NULL, O_GIVE_UP },
-		{ "log", no_argument, NULL, O_LOG },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	        {"spool", required_argument, NULL, O_SPOOL},
+	        {"server", required_argument, NULL, O_SERVER},
+	        {"once", no_argument, NULL, O_ONCE},
+	        {"connections", required_argument, NULL, O_CONNS},
+	        {"scan-interval", required_argument, NULL, O_SCAN},
+	        {"timeout", required_argument, NULL, O_TIMEOUT},
+	        {"min-backoff", required_argument, NULL, O_MIN_BACKOFF},
+	        {"max-backoff", required_argument, NULL, O_MAX_BACKOFF},
+	        {"give-up", required_argument, NULL, O_GIVE_UP},
+	        {"log", no_argument, NULL, O_LOG},
+	        {"json", no_argument, NULL, O_JSON},
+	        {"help", no_argument, NULL, O_HELP},
+	        {NULL, 0, NULL, 0},
 	};
 	*a = (struct upload_args){
-		.connections = 1, .scan_s = 1, .timeout_s = 30, .min_backoff_s = 0.2, .max_backoff_s = 30
-	};
+	        .connections = 1, .scan_s = 1, .timeout_s = 30, .min_backoff_s = 0.2, .max_backoff_s = 30};
 	const char *server = NULL;
 	bool ok = true;
 	int opt;
@@ -851,7 +848,7 @@ static int parse_args(int argc, char **argv, struct upload_args *a)
 	}
 	if (a->max_backoff_s < a->min_backoff_s) {
 		fprintf(stderr, "ballotctl upload: --max-backoff %g is below --min-backoff %g\n", a->max_backoff_s,
-			a->min_backoff_s);
+		        a->min_backoff_s);
 		return EXIT_USAGE;
 	}
 	/* Accept a URL: http://HOST:PORT[/]. */
@@ -865,7 +862,7 @@ static int parse_args(int argc, char **argv, struct upload_args *a)
 		n--;
 	if (n >= sizeof(a->server)) {
 		fprintf(stderr, "ballotctl upload: --server %s: longer than %zu characters\n", server,
-			sizeof(a->server) - 1);
+		        sizeof(a->server) - 1);
 		return EXIT_USAGE;
 	}
 	memcpy(a->server, s, n);
@@ -881,10 +878,10 @@ static int parse_args(int argc, char **argv, struct upload_args *a)
 
 static void print_summary(struct uploader *u, enum stopped stopped)
 {
-	static const char *const names[] = { "empty", "signal", "error" };
+	static const char *const names[] = {"empty", "signal", "error"};
 	double secs = (double)(now_ms() - u->start_ms) / 1e3;
 	uint64_t sent = u->accepted + u->duplicate;
-	struct spool_list left = { 0 };
+	struct spool_list left = {0};
 	char why[600];
 	size_t pending = spool_scan(&u->spool, &left, why, sizeof(why)) == 0 ? left.n : 0;
 	spool_list_deinit(&left);
@@ -923,7 +920,7 @@ static int start_workers(struct uploader *u)
 		struct worker *w = &u->w[i];
 		w->u = u;
 		w->index = i;
-		w->link = (struct link){ .server = u->a.server, .timeout_ms = (int)(u->a.timeout_s * 1000), .fd = -1 };
+		w->link = (struct link){.server = u->a.server, .timeout_ms = (int)(u->a.timeout_s * 1000), .fd = -1};
 		char why[8];
 		bal_http_hostport(u->a.server, w->link.host, &w->link.port, why, sizeof(why));
 		bal_rng_seed(&w->rng, seed, 0x75706c6f6164ULL, i);

@@ -26,9 +26,9 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define RBUF_SIZE  65536
-#define WBUF_MIN   65536
-#define ACK_BODY   128
+#define RBUF_SIZE 65536
+#define WBUF_MIN  65536
+#define ACK_BODY  128
 
 struct wbuf {
 	uv_write_t req;
@@ -170,7 +170,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	char why[256];
 	if (nread < 0) {
-		snprintf(why, sizeof(why), "%s", nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread));
+		snprintf(why, sizeof(why), "%s",
+		         nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread));
 		h->open = false;
 		bench_conn_lost(h->c, why);
 		return;
@@ -338,11 +339,11 @@ static void hclose(struct bench_conn *c)
 }
 
 const struct bench_target bench_http_target = {
-	.name = "ballotd",
-	.conn_priv = sizeof(struct hconn),
-	.worker_init = hworker_init,
-	.worker_deinit = hworker_deinit,
-	.open = hopen,
-	.send = hsend,
-	.close = hclose,
+        .name = "ballotd",
+        .conn_priv = sizeof(struct hconn),
+        .worker_init = hworker_init,
+        .worker_deinit = hworker_deinit,
+        .open = hopen,
+        .send = hsend,
+        .close = hclose,
 };

@@ -31,9 +31,9 @@
 
 #define MAX_SECS       86400
 #define CONNECTING_MAX 256
-#define TICK_MS	       1
+#define TICK_MS        1
 #define RECONNECT_MS   200
-#define NS	       1000000000ull
+#define NS             1000000000ull
 
 struct fent {
 	uint32_t p;
@@ -77,7 +77,7 @@ struct shared {
 	_Atomic uint32_t ready, failed;
 	_Atomic bool abort;
 	uint64_t t0, t_meas, t_end; /* written before the go signal */
-	pthread_mutex_t mu;	    /* guards setup_why */
+	pthread_mutex_t mu;         /* guards setup_why */
 	char setup_why[256];
 };
 
@@ -163,7 +163,7 @@ static void count_error(struct bench_worker *wk, const char *cls)
 
 static void record(struct bench_worker *wk, uint64_t now, enum bench_outcome o, uint64_t start_ns, const char *cls)
 {
-	struct bench_sec *secs[3] = { sec_at(wk, now), &wk->all, measured(wk, now) ? &wk->meas : NULL };
+	struct bench_sec *secs[3] = {sec_at(wk, now), &wk->all, measured(wk, now) ? &wk->meas : NULL};
 	uint64_t us = now > start_ns ? (now - start_ns) / 1000 : 0;
 	for (int i = 0; i < 3; i++) {
 		struct bench_sec *s = secs[i];
@@ -362,7 +362,7 @@ void bench_conn_lost(struct bench_conn *c, const char *why)
 		if (wk->nunknown == wk->capunknown &&
 		    bal__grow((void **)&wk->unknown, &wk->capunknown, wk->nunknown + 1, sizeof(*wk->unknown), 256) < 0)
 			break; /* out of memory: the count below still says how many were lost */
-		wk->unknown[wk->nunknown++] = (struct bench_unknown){ .p = e->p, .seq = e->seq };
+		wk->unknown[wk->nunknown++] = (struct bench_unknown){.p = e->p, .seq = e->seq};
 		record(wk, now, BENCH_FAIL, e->t_ns, "connection");
 		c->fhead = (c->fhead + 1) % sh->o->pipeline;
 		c->fcount--;
@@ -377,8 +377,7 @@ void bench_conn_closed(struct bench_conn *c)
 {
 	struct bench_worker *wk = c->wk;
 	uint64_t now = uv_hrtime();
-	bool give_up = c->failing_since_ns &&
-		       now - c->failing_since_ns > (uint64_t)wk->sh->o->timeout_ms * 1000000;
+	bool give_up = c->failing_since_ns && now - c->failing_since_ns > (uint64_t)wk->sh->o->timeout_ms * 1000000;
 	if (wk->running && !wk->stopping && !wk->closing_all && !exhausted(c) && !give_up) {
 		c->st = CS_WAITING;
 		c->reconnect_at_ns = now + (uint64_t)RECONNECT_MS * 1000000;
@@ -564,7 +563,8 @@ static void on_go(uv_async_t *a)
 		if (o->batches) {
 			wk->k_limit = 0;
 			for (uint32_t i = 0; i < wk->n; i++)
-				wk->k_limit += o->batches / o->connections + (wk->conns[i].index < o->batches % o->connections);
+				wk->k_limit += o->batches / o->connections +
+				               (wk->conns[i].index < o->batches % o->connections);
 		} else {
 			wk->k_limit = UINT64_MAX;
 			/* Nothing is due at or after t_end. */
@@ -600,7 +600,7 @@ static void *worker_main(void *arg)
 			pthread_mutex_lock(&wk->sh->mu);
 			if (!wk->sh->setup_why[0])
 				snprintf(wk->sh->setup_why, sizeof(wk->sh->setup_why), "%s: worker setup failed: %s",
-					 o->target->name, bal_strerror(rc));
+				         o->target->name, bal_strerror(rc));
 			pthread_mutex_unlock(&wk->sh->mu);
 			report_setup(wk, false);
 			wk->closing_all = true;
@@ -631,7 +631,7 @@ static void *worker_main(void *arg)
 
 static void sleep_ms(unsigned ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
 	nanosleep(&ts, NULL);
 }
 
@@ -647,15 +647,14 @@ static void print_progress(uint32_t s, const struct bench_sec *sec, double warmu
 {
 	char b1[32], b2[32];
 	fprintf(stderr, "[%4us] %10s batches/s %12s ballots/s  p99 %8.2f ms  errors %llu%s\n", s + 1,
-		bal_cli_count(sec->ok + sec->dup, b1), bal_cli_count(sec->ballots, b2),
-		bench_hist_ms(&sec->lat, 0.99), (unsigned long long)errors_total,
-		(double)(s + 1) <= warmup_s ? "  (warm-up)" : "");
+	        bal_cli_count(sec->ok + sec->dup, b1), bal_cli_count(sec->ballots, b2), bench_hist_ms(&sec->lat, 0.99),
+	        (unsigned long long)errors_total, (double)(s + 1) <= warmup_s ? "  (warm-up)" : "");
 }
 
 /* Prints second s once every worker is past it (a finished worker is past
  * every second); returns false if not yet, or if no worker reached s. */
 static bool progress_second(struct bench_worker *wks, const struct bench_run_opts *o, uint32_t s,
-			    uint64_t *errors_total)
+                            uint64_t *errors_total)
 {
 	bool reached = false;
 	for (uint32_t w = 0; w < o->threads; w++) {
@@ -678,7 +677,7 @@ static bool progress_second(struct bench_worker *wks, const struct bench_run_opt
 }
 
 static int setup_workers(const struct bench_run_opts *o, struct shared *sh, struct bench_worker *wks,
-			 struct bench_conn *conns, uint32_t *precs, struct fent *fifos, char *why, size_t whylen)
+                         struct bench_conn *conns, uint32_t *precs, struct fent *fifos, char *why, size_t whylen)
 {
 	uint32_t K = bench_work_precincts(o->work), C = o->connections;
 	/* Precincts by connection: connection j owns j, j + C, ... */
@@ -711,7 +710,8 @@ static int setup_workers(const struct bench_run_opts *o, struct shared *sh, stru
 		wk->conns = calloc(wk->n ? wk->n : 1, sizeof(*wk->conns));
 		wk->priv_stride = (o->target->conn_priv + 15) & ~(size_t)15;
 		wk->privs = calloc(wk->n ? wk->n : 1, wk->priv_stride ? wk->priv_stride : 16);
-		if (!wk->secs || !wk->plist || !wk->conns || !wk->privs || !(wk->secs[0] = calloc(1, sizeof(struct bench_sec))))
+		if (!wk->secs || !wk->plist || !wk->conns || !wk->privs ||
+		    !(wk->secs[0] = calloc(1, sizeof(struct bench_sec))))
 			return bal__failf(-ENOMEM, why, whylen, "out of memory setting up worker %u", w);
 		for (uint32_t i = 0; i < wk->n; i++) {
 			struct bench_conn *c = &wk->conns[i];
@@ -733,8 +733,7 @@ static int setup_workers(const struct bench_run_opts *o, struct shared *sh, stru
 	return 0;
 }
 
-static void collect(const struct bench_run_opts *o, struct shared *sh, struct bench_worker *wks,
-		    struct bench_result *r)
+static void collect(const struct bench_run_opts *o, struct shared *sh, struct bench_worker *wks, struct bench_result *r)
 {
 	uint32_t nsec = 0;
 	uint64_t t_last = 0;
@@ -758,7 +757,7 @@ static void collect(const struct bench_run_opts *o, struct shared *sh, struct be
 				if (r->nerrors == BENCH_ERROR_KINDS)
 					j--;
 				else
-					r->errors[r->nerrors++] = (struct bench_error_count){ .n = 0 };
+					r->errors[r->nerrors++] = (struct bench_error_count){.n = 0};
 				if (!r->errors[j].name[0])
 					memcpy(r->errors[j].name, wk->errors[i].name, sizeof(r->errors[j].name));
 			}
@@ -797,16 +796,17 @@ int bench_run(const struct bench_run_opts *o, struct bench_result *r, char *why,
 	memset(r, 0, sizeof(*r));
 	uint32_t K = bench_work_precincts(o->work);
 	if (o->connections < 1 || o->connections > K)
-		return bal__failf(-EINVAL, why, whylen,
-				  "connections %u: must be between 1 and the number of precincts (%u): every connection "
-				  "uploads for at least one precinct",
-				  o->connections, K);
+		return bal__failf(
+		        -EINVAL, why, whylen,
+		        "connections %u: must be between 1 and the number of precincts (%u): every connection "
+		        "uploads for at least one precinct",
+		        o->connections, K);
 	if (o->pipeline < 1 || o->pipeline > 65536)
 		return bal__failf(-EINVAL, why, whylen, "pipeline %u: must be between 1 and 65536", o->pipeline);
 	if (o->threads < 1 || o->threads > o->connections || o->threads > 64)
 		return bal__failf(-EINVAL, why, whylen, "threads %u: must be between 1 and min(64, connections %u)",
-				  o->threads, o->connections);
-	struct shared sh = { .o = o, .variants = bench_work_variants(o->work), .ballots_per_batch = o->batch_size };
+		                  o->threads, o->connections);
+	struct shared sh = {.o = o, .variants = bench_work_variants(o->work), .ballots_per_batch = o->batch_size};
 	pthread_mutex_init(&sh.mu, NULL);
 	int rc = -ENOMEM;
 	struct bench_worker *wks = calloc(o->threads, sizeof(*wks));
@@ -817,7 +817,7 @@ int bench_run(const struct bench_run_opts *o, struct bench_result *r, char *why,
 	sh.acked = calloc((size_t)K * sh.variants, sizeof(*sh.acked));
 	if (!wks || !conns || !precs || !fifos || !sh.next_seq || !sh.acked) {
 		bal__failf(rc, why, whylen, "out of memory for %u connections x pipeline %u", o->connections,
-			   o->pipeline);
+		           o->pipeline);
 		goto free_all;
 	}
 	for (uint32_t p = 0; p < K; p++)

@@ -69,18 +69,18 @@ struct bench_run_opts {
 	const struct bench_target *target;
 	struct bench_work *work;
 	struct sockaddr_storage server; /**< for socket targets; family AF_UNSPEC otherwise */
-	uint32_t connections;		/**< 1..precincts */
-	uint32_t pipeline;		/**< >= 1 */
-	uint32_t threads;		/**< worker threads, >= 1 */
-	uint32_t source_addrs;		/**< 0: no bind; else connection j binds 127.0.0.(1 + j % n) */
-	double duration_s;		/**< sending time after warm-up when batches == 0 */
-	double warmup_s;		/**< answers in the first warmup_s are not in the totals */
-	double rate;			/**< batches/s offered (open loop); 0 = closed loop */
-	uint64_t batches;		/**< > 0: send exactly this many, then stop */
-	uint64_t seq_start;		/**< first seq of every precinct */
-	uint32_t timeout_ms;		/**< an open connection without an answer for this long is lost */
-	uint32_t batch_size;		/**< ballots per batch, for the ballots counters */
-	bool progress;			/**< one line per second on stderr */
+	uint32_t connections;           /**< 1..precincts */
+	uint32_t pipeline;              /**< >= 1 */
+	uint32_t threads;               /**< worker threads, >= 1 */
+	uint32_t source_addrs;          /**< 0: no bind; else connection j binds 127.0.0.(1 + j % n) */
+	double duration_s;              /**< sending time after warm-up when batches == 0 */
+	double warmup_s;                /**< answers in the first warmup_s are not in the totals */
+	double rate;                    /**< batches/s offered (open loop); 0 = closed loop */
+	uint64_t batches;               /**< > 0: send exactly this many, then stop */
+	uint64_t seq_start;             /**< first seq of every precinct */
+	uint32_t timeout_ms;            /**< an open connection without an answer for this long is lost */
+	uint32_t batch_size;            /**< ballots per batch, for the ballots counters */
+	bool progress;                  /**< one line per second on stderr */
 };
 
 struct bench_error_count {
@@ -97,21 +97,21 @@ struct bench_unknown {
 };
 
 struct bench_result {
-	struct bench_sec total;	     /**< answers inside the measured window */
-	double seconds;		     /**< length of the measured window */
-	struct bench_sec all;	     /**< every answer, warm-up and drain included */
-	struct bench_sec *series;    /**< [nseries] per second since t0 */
+	struct bench_sec total;   /**< answers inside the measured window */
+	double seconds;           /**< length of the measured window */
+	struct bench_sec all;     /**< every answer, warm-up and drain included */
+	struct bench_sec *series; /**< [nseries] per second since t0 */
 	size_t nseries;
 	double warmup_s;
-	double send_s;		     /**< timed runs: warm-up + duration (later seconds are the drain); else 0 */
+	double send_s; /**< timed runs: warm-up + duration (later seconds are the drain); else 0 */
 	struct bench_error_count errors[BENCH_ERROR_KINDS]; /**< measured window */
 	size_t nerrors;
-	uint64_t *acked;	     /**< [precincts * variants]: BENCH_NEW answers per (p, variant) */
+	uint64_t *acked; /**< [precincts * variants]: BENCH_NEW answers per (p, variant) */
 	struct bench_unknown *unknown;
 	size_t nunknown;
-	uint64_t unsent;     /**< open loop: due requests never sent (backlog at the end) */
+	uint64_t unsent; /**< open loop: due requests never sent (backlog at the end) */
 	uint64_t reconnects;
-	double cpu_s;	     /**< CPU time of this process during the run */
+	double cpu_s; /**< CPU time of this process during the run */
 	char first_error[256];
 };
 

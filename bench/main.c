@@ -38,55 +38,55 @@ enum target_kind { T_BALLOTD, T_POSTGRES, T_REDIS };
 #define SIGNED_POOL_RATE 40000.0 /* batches/s a signed closed-loop pool is sized for */
 
 static const char help[] =
-	"usage: ballot-bench [OPTIONS]            load-test ballotd (or a peer) and print a JSON summary\n"
-	"       ballot-bench table RESULT.json... Markdown table of several results\n"
-	"\n"
-	"Each of --precincts precincts uploads its own seq stream (seq-start, +1, ...) over\n"
-	"the connection it belongs to (precinct p on connection p mod C), with up to\n"
-	"--pipeline requests in flight per connection.\n"
-	"\n"
-	"Target:\n"
-	"  --target ballotd|postgres|redis  (default ballotd)\n"
-	"  --server HOST:PORT       ballotd or Redis address (ballotd: required; redis: default\n"
-	"                           127.0.0.1:6379)\n"
-	"  --pg-conninfo STR        libpq connection string (default \"host=127.0.0.1 dbname=postgres\")\n"
-	"  --label TEXT             name of this run in the JSON and in `table` (default: the target)\n"
-	"Workload:\n"
-	"  --definition FILE        election definition (default data/kz2023.json; a relative path\n"
-	"                           is tried here, then in the source tree)\n"
-	"  --precincts K            precincts that upload, spread evenly over the definition\n"
-	"                           (default: all)\n"
-	"  --batch-size B           ballots per batch (default 100)\n"
-	"  --kind ballots|tally     cast-vote records or per-choice counts (default ballots)\n"
-	"  --seed S                 content seed (default 2023)\n"
-	"  --key-seed S             seed of the definition's demo keys (default: --seed)\n"
-	"  --sign / --no-sign       Ed25519-sign batches with the demo keys (default: sign for\n"
-	"                           ballotd when the definition has keys; never for the peers)\n"
-	"  --variants V             distinct batch contents per precinct (default 4)\n"
-	"  --seq-start N            first seq of every precinct (default 1)\n"
-	"  --pool N                 signed batches pre-signed per precinct (default: enough for\n"
-	"                           --batches, for --rate x time, or for 40,000 batches/s x time);\n"
-	"                           later seqs are signed during the run and counted as signed_live\n"
-	"Load:\n"
-	"  --connections C          keep-alive connections, 1..precincts (default min(K, 1000))\n"
-	"  --pipeline P             requests in flight per connection (default 1)\n"
-	"  --duration S             seconds of measured load after the warm-up (default 10)\n"
-	"  --batches N              send exactly N batches instead of --duration\n"
-	"  --rate R                 open loop: offer R batches/s at fixed intervals, latency from\n"
-	"                           the scheduled time (default 0: closed loop)\n"
-	"  --warmup S               seconds not counted in the summary (default 2; 0 with --batches)\n"
-	"  --threads N              client threads, each with its own loop (default 1)\n"
-	"  --source-addrs N         bind connection j to 127.0.0.(1 + j mod N) (default 8 for a\n"
-	"                           127.x server, else 0); each address has its own ~28,000 ports\n"
-	"  --timeout S              no answer for this long is a lost connection (default 30)\n"
-	"Output:\n"
-	"  --verify                 check afterwards that the totals grew by exactly the fold of\n"
-	"                           the acknowledged batches (exit 1 if not); see bench/README.md\n"
-	"  --report DIR             also write DIR/series.csv and DIR/chart.png (gnuplot)\n"
-	"  --quiet                  no progress lines\n"
-	"\n"
-	"Exit status: 0 the run happened (and --verify passed); 1 it could not run or --verify\n"
-	"failed; 2 bad command line. Errors during the run are in the JSON, not the status.\n";
+        "usage: ballot-bench [OPTIONS]            load-test ballotd (or a peer) and print a JSON summary\n"
+        "       ballot-bench table RESULT.json... Markdown table of several results\n"
+        "\n"
+        "Each of --precincts precincts uploads its own seq stream (seq-start, +1, ...) over\n"
+        "the connection it belongs to (precinct p on connection p mod C), with up to\n"
+        "--pipeline requests in flight per connection.\n"
+        "\n"
+        "Target:\n"
+        "  --target ballotd|postgres|redis  (default ballotd)\n"
+        "  --server HOST:PORT       ballotd or Redis address (ballotd: required; redis: default\n"
+        "                           127.0.0.1:6379)\n"
+        "  --pg-conninfo STR        libpq connection string (default \"host=127.0.0.1 dbname=postgres\")\n"
+        "  --label TEXT             name of this run in the JSON and in `table` (default: the target)\n"
+        "Workload:\n"
+        "  --definition FILE        election definition (default data/kz2023.json; a relative path\n"
+        "                           is tried here, then in the source tree)\n"
+        "  --precincts K            precincts that upload, spread evenly over the definition\n"
+        "                           (default: all)\n"
+        "  --batch-size B           ballots per batch (default 100)\n"
+        "  --kind ballots|tally     cast-vote records or per-choice counts (default ballots)\n"
+        "  --seed S                 content seed (default 2023)\n"
+        "  --key-seed S             seed of the definition's demo keys (default: --seed)\n"
+        "  --sign / --no-sign       Ed25519-sign batches with the demo keys (default: sign for\n"
+        "                           ballotd when the definition has keys; never for the peers)\n"
+        "  --variants V             distinct batch contents per precinct (default 4)\n"
+        "  --seq-start N            first seq of every precinct (default 1)\n"
+        "  --pool N                 signed batches pre-signed per precinct (default: enough for\n"
+        "                           --batches, for --rate x time, or for 40,000 batches/s x time);\n"
+        "                           later seqs are signed during the run and counted as signed_live\n"
+        "Load:\n"
+        "  --connections C          keep-alive connections, 1..precincts (default min(K, 1000))\n"
+        "  --pipeline P             requests in flight per connection (default 1)\n"
+        "  --duration S             seconds of measured load after the warm-up (default 10)\n"
+        "  --batches N              send exactly N batches instead of --duration\n"
+        "  --rate R                 open loop: offer R batches/s at fixed intervals, latency from\n"
+        "                           the scheduled time (default 0: closed loop)\n"
+        "  --warmup S               seconds not counted in the summary (default 2; 0 with --batches)\n"
+        "  --threads N              client threads, each with its own loop (default 1)\n"
+        "  --source-addrs N         bind connection j to 127.0.0.(1 + j mod N) (default 8 for a\n"
+        "                           127.x server, else 0); each address has its own ~28,000 ports\n"
+        "  --timeout S              no answer for this long is a lost connection (default 30)\n"
+        "Output:\n"
+        "  --verify                 check afterwards that the totals grew by exactly the fold of\n"
+        "                           the acknowledged batches (exit 1 if not); see bench/README.md\n"
+        "  --report DIR             also write DIR/series.csv and DIR/chart.png (gnuplot)\n"
+        "  --quiet                  no progress lines\n"
+        "\n"
+        "Exit status: 0 the run happened (and --verify passed); 1 it could not run or --verify\n"
+        "failed; 2 bad command line. Errors during the run are in the JSON, not the status.\n";
 
 struct args {
 	enum target_kind target;
@@ -133,49 +133,49 @@ enum {
 static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option longopts[] = {
-		{ "target", required_argument, NULL, O_TARGET },
-		{ "server", required_argument, NULL, O_SERVER },
-		{ "pg-conninfo", required_argument, NULL, O_PG },
-		{ "label", required_argument, NULL, O_LABEL },
-		{ "definition", required_argument, NULL, O_DEFN },
-		{ "precincts", required_argument, NULL, O_PRECINCTS },
-		{ "batch-size", required_argument, NULL, O_BATCH_SIZE },
-		{ "kind", required_argument, NULL, O_KIND },
-		{ "seed", required_argument, NULL, O_SEED },
-		{ "key-seed", required_argument, NULL, O_KEY_SEED },
-		{ "sign", no_argument, NULL, O_SIGN },
-		{ "no-sign", no_argument, NULL, O_NO_SIGN },
-		{ "variants", required_argument, NULL, O_VARIANTS },
-		{ "seq-start", required_argument, NULL, O_SEQ_START },
-		{ "pool", required_argument, NULL, O_POOL },
-		{ "connections", required_argument, NULL, O_CONNS },
-		{ "pipeline", required_argument, NULL, O_PIPELINE },
-		{ "duration", required_argument, NULL, O_DURATION },
-		{ "batches", required_argument, NULL, O_BATCHES },
-		{ "rate", required_argument, NULL, O_RATE },
-		{ "warmup", required_argument, NULL, O_WARMUP },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "source-addrs", required_argument, NULL, O_SRC },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "verify", no_argument, NULL, O_VERIFY },
-		{ "report", required_argument, NULL, O_REPORT },
-		{ "quiet", no_argument, NULL, O_QUIET },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
+	        {"target", required_argument, NULL, O_TARGET},
+	        {"server", required_argument, NULL, O_SERVER},
+	        {"pg-conninfo", required_argument, NULL, O_PG},
+	        {"label", required_argument, NULL, O_LABEL},
+	        {"definition", required_argument, NULL, O_DEFN},
+	        {"precincts", required_argument, NULL, O_PRECINCTS},
+	        {"batch-size", required_argument, NULL, O_BATCH_SIZE},
+	        {"kind", required_argument, NULL, O_KIND},
+	        {"seed", required_argument, NULL, O_SEED},
+	        {"key-seed", required_argument, NULL, O_KEY_SEED},
+	        {"sign", no_argument, NULL, O_SIGN},
+	        {"no-sign", no_argument, NULL, O_NO_SIGN},
+	        {"variants", required_argument, NULL, O_VARIANTS},
+	        {"seq-start", required_argument, NULL, O_SEQ_START},
+	        {"pool", required_argument, NULL, O_POOL},
+	        {"connections", required_argument, NULL, O_CONNS},
+	        {"pipeline", required_argument, NULL, O_PIPELINE},
+	        {"duration", required_argument, NULL, O_DURATION},
+	        {"batches", required_argument, NULL, O_BATCHES},
+	        {"rate", required_argument, NULL, O_RATE},
+	        {"warmup", required_argument, NULL, O_WARMUP},
+	        {"threads", required_argument, NULL, O_THREADS},
+	        {"source-addrs", required_argument, NULL, O_SRC},
+	        {"timeout", required_argument, NULL, O_TIMEOUT},
+	        {"verify", no_argument, NULL, O_VERIFY},
+	        {"report", required_argument, NULL, O_REPORT},
+	        {"quiet", no_argument, NULL, O_QUIET},
+	        {"help", no_argument, NULL, O_HELP},
+	        {NULL, 0, NULL, 0},
 	};
-	*a = (struct args){ .target = T_BALLOTD,
-			    .pg_conninfo = "host=127.0.0.1 dbname=postgres",
-			    .definition = "data/kz2023.json",
-			    .batch_size = 100,
-			    .variants = 4,
-			    .pipeline = 1,
-			    .threads = 1,
-			    .timeout_s = 30,
-			    .kind = BAL_KIND_BALLOTS,
-			    .seed = 2023,
-			    .seq_start = 1,
-			    .duration = 10,
-			    .warmup = 2 };
+	*a = (struct args){.target = T_BALLOTD,
+	                   .pg_conninfo = "host=127.0.0.1 dbname=postgres",
+	                   .definition = "data/kz2023.json",
+	                   .batch_size = 100,
+	                   .variants = 4,
+	                   .pipeline = 1,
+	                   .threads = 1,
+	                   .timeout_s = 30,
+	                   .kind = BAL_KIND_BALLOTS,
+	                   .seed = 2023,
+	                   .seq_start = 1,
+	                   .duration = 10,
+	                   .warmup = 2};
 	bool ok = true;
 	int opt;
 	while (ok && (opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -189,7 +189,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 				a->target = T_REDIS;
 			} else {
 				fprintf(stderr, "ballot-bench: --target \"%s\": expected ballotd, postgres or redis\n",
-					optarg);
+				        optarg);
 				ok = false;
 			}
 			break;
@@ -197,8 +197,12 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case O_PG: a->pg_conninfo = optarg; break;
 		case O_LABEL: a->label = optarg; break;
 		case O_DEFN: a->definition = optarg; break;
-		case O_PRECINCTS: ok = bal_cli_u32("ballot-bench", "--precincts", optarg, 1, UINT32_MAX, &a->precincts); break;
-		case O_BATCH_SIZE: ok = bal_cli_u32("ballot-bench", "--batch-size", optarg, 1, 1000000, &a->batch_size); break;
+		case O_PRECINCTS:
+			ok = bal_cli_u32("ballot-bench", "--precincts", optarg, 1, UINT32_MAX, &a->precincts);
+			break;
+		case O_BATCH_SIZE:
+			ok = bal_cli_u32("ballot-bench", "--batch-size", optarg, 1, 1000000, &a->batch_size);
+			break;
 		case O_KIND:
 			if (strcmp(optarg, "ballots") == 0) {
 				a->kind = BAL_KIND_BALLOTS;
@@ -220,11 +224,17 @@ static int parse_args(int argc, char **argv, struct args *a)
 			a->sign_set = true;
 			break;
 		case O_VARIANTS: ok = bal_cli_u32("ballot-bench", "--variants", optarg, 1, 1024, &a->variants); break;
-		case O_SEQ_START: ok = bal_cli_u64("ballot-bench", "--seq-start", optarg, 1, UINT64_MAX / 4, &a->seq_start); break;
+		case O_SEQ_START:
+			ok = bal_cli_u64("ballot-bench", "--seq-start", optarg, 1, UINT64_MAX / 4, &a->seq_start);
+			break;
 		case O_POOL: ok = bal_cli_u64("ballot-bench", "--pool", optarg, 0, UINT32_MAX, &a->pool); break;
-		case O_CONNS: ok = bal_cli_u32("ballot-bench", "--connections", optarg, 1, 1000000, &a->connections); break;
+		case O_CONNS:
+			ok = bal_cli_u32("ballot-bench", "--connections", optarg, 1, 1000000, &a->connections);
+			break;
 		case O_PIPELINE: ok = bal_cli_u32("ballot-bench", "--pipeline", optarg, 1, 65536, &a->pipeline); break;
-		case O_DURATION: ok = bal_cli_double("ballot-bench", "--duration", optarg, 0.1, 86000, &a->duration); break;
+		case O_DURATION:
+			ok = bal_cli_double("ballot-bench", "--duration", optarg, 0.1, 86000, &a->duration);
+			break;
 		case O_BATCHES:
 			ok = bal_cli_u64("ballot-bench", "--batches", optarg, 1, UINT32_MAX * 16ull, &a->batches);
 			a->batches_set = true;
@@ -251,7 +261,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		return EXIT_USAGE;
 	if (optind < argc) {
 		fprintf(stderr, "ballot-bench: unexpected argument \"%s\" (options start with --; see --help)\n",
-			argv[optind]);
+		        argv[optind]);
 		return EXIT_USAGE;
 	}
 	if (a->target == T_BALLOTD && !a->server) {
@@ -279,7 +289,7 @@ static bool resolve(const char *server, struct sockaddr_storage *out, char host[
 	}
 	char portstr[8];
 	snprintf(portstr, sizeof(portstr), "%u", *port);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
 	int gai = getaddrinfo(host, portstr, &hints, &res);
 	if (gai) {
 		fprintf(stderr, "ballot-bench: --server %s: cannot resolve %s: %s\n", server, host, gai_strerror(gai));
@@ -299,8 +309,7 @@ static bool resolve(const char *server, struct sockaddr_storage *out, char host[
 
 static bool is_loopback4(const struct sockaddr_storage *ss)
 {
-	return ss->ss_family == AF_INET &&
-	       (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	return ss->ss_family == AF_INET && (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
 }
 
 /* Raises the soft descriptor limit to the hard one and checks the connections fit. */
@@ -313,9 +322,9 @@ static bool check_fds(uint32_t need)
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && need + 64 > rl.rlim_cur) {
 		fprintf(stderr,
-			"ballot-bench: --connections %u: needs %u descriptors with the 64 kept for the rest, and the "
-			"limit (RLIMIT_NOFILE) is %llu\n",
-			need, need + 64, (unsigned long long)rl.rlim_cur);
+		        "ballot-bench: --connections %u: needs %u descriptors with the 64 kept for the rest, and the "
+		        "limit (RLIMIT_NOFILE) is %llu\n",
+		        need, need + 64, (unsigned long long)rl.rlim_cur);
 		return false;
 	}
 	return true;
@@ -331,7 +340,7 @@ struct target_ctx {
 };
 
 static int read_totals(const struct target_ctx *t, const struct bal_defn *d, struct bench_totals *out, char *why,
-		       size_t whylen)
+                       size_t whylen)
 {
 	if (t->kind == T_POSTGRES)
 		return bench_pg_totals(&t->pg, d, out, why, whylen);
@@ -361,14 +370,14 @@ static int read_totals(const struct target_ctx *t, const struct bal_defn *d, str
 
 /* Resends a batch whose answer was lost until ballotd answers; true iff it is stored. */
 static bool resolve_unknown(const char *server, struct bench_work *w, uint8_t *buf, const struct bench_unknown *u,
-			    int *failures)
+                            int *failures)
 {
 	size_t len = bench_work_body(w, u->p, u->seq, buf);
 	for (int attempt = 0; attempt < 50; attempt++) {
 		struct bal_http_resp r;
 		char why[256];
 		if (bal_http_request(server, "POST", "/v1/batches", buf, len, "application/x-protobuf", 30000, 1 << 20,
-				     &r, why, sizeof(why)) == 0) {
+		                     &r, why, sizeof(why)) == 0) {
 			json_t *j = r.status == 200 ? json_loadb(r.body, r.len, 0, NULL) : NULL;
 			const char *st = json_string_value(json_object_get(j, "status"));
 			bool stored = st && (strcmp(st, "ACCEPTED") == 0 || strcmp(st, "DUPLICATE") == 0);
@@ -393,7 +402,7 @@ struct verify_out {
 
 /* Folds the acknowledged batches, reads the totals after the run and compares the difference. */
 static void verify_after(const struct target_ctx *t, const struct bal_defn *d, struct bench_work *w,
-			 struct bench_result *r, struct bench_totals *before, struct verify_out *v)
+                         struct bench_result *r, struct bench_totals *before, struct verify_out *v)
 {
 	v->ran = true;
 	uint32_t V = bench_work_variants(w);
@@ -438,11 +447,11 @@ static void verify_after(const struct target_ctx *t, const struct bal_defn *d, s
 	v->mismatches = bench_totals_diff(&after, &want, why, sizeof(why));
 	if (v->mismatches)
 		snprintf(v->first, sizeof(v->first), "after - before differs from the fold of acknowledged batches: %s",
-			 why);
+		         why);
 	else if (v->unresolved)
 		snprintf(v->first, sizeof(v->first),
-			 "%zu batches lost their answer and could not be resolved: the check is inconclusive",
-			 v->unresolved);
+		         "%zu batches lost their answer and could not be resolved: the check is inconclusive",
+		         v->unresolved);
 	v->ok = v->mismatches == 0 && v->unresolved == 0;
 done:
 	bal_expect_free(e);
@@ -458,21 +467,22 @@ static json_t *latency_json(const struct bench_hist *h)
 	static const struct {
 		const char *name;
 		double q;
-	} qs[] = { { "p50", 0.5 }, { "p90", 0.9 }, { "p99", 0.99 }, { "p999", 0.999 }, { "max", 1.0 } };
+	} qs[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}, {"max", 1.0}};
 	for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++)
 		json_object_set_new(j, qs[i].name, json_real(round(bench_hist_ms(h, qs[i].q) * 1000) / 1000));
 	return j;
 }
 
 static void print_summary(const struct args *a, const char *defn_path, const struct bench_result *r,
-			  const struct bench_work *w, const struct verify_out *v, double setup_s)
+                          const struct bench_work *w, const struct verify_out *v, double setup_s)
 {
 	json_t *j = json_object();
 	const char *tname = a->target == T_BALLOTD ? "ballotd" : a->target == T_POSTGRES ? "postgres" : "redis";
 	uint64_t batches = r->total.ok + r->total.dup;
 	json_object_set_new(j, "label", json_string(a->label));
 	json_object_set_new(j, "target", json_string(tname));
-	json_object_set_new(j, "server", a->target == T_POSTGRES ? json_string(a->pg_conninfo) : json_string(a->server));
+	json_object_set_new(j, "server",
+	                    a->target == T_POSTGRES ? json_string(a->pg_conninfo) : json_string(a->server));
 	json_object_set_new(j, "definition", json_string(defn_path));
 	json_object_set_new(j, "kind", json_string(a->kind == BAL_KIND_TALLY ? "tally" : "ballots"));
 	json_object_set_new(j, "batch_size", json_integer(a->batch_size));
@@ -538,7 +548,7 @@ static double now_s(void)
 
 /* Builds the target; NULL (and a message) when it was not built in. */
 static const struct bench_target *make_target(struct target_ctx *t, const struct args *a, struct bench_work *w,
-					      const char *host, uint16_t port)
+                                              const char *host, uint16_t port)
 {
 	t->kind = a->target;
 	t->server = a->server;
@@ -546,18 +556,18 @@ static const struct bench_target *make_target(struct target_ctx *t, const struct
 		return &bench_http_target;
 	const struct bench_target *bt = NULL;
 	if (a->target == T_POSTGRES) {
-		t->pg = (struct bench_pg_cfg){ .conninfo = a->pg_conninfo, .work = w };
+		t->pg = (struct bench_pg_cfg){.conninfo = a->pg_conninfo, .work = w};
 		bt = bench_pg_target(&t->pg);
 		if (!bt)
 			fprintf(stderr, "ballot-bench: --target postgres: this ballot-bench was built without libpq "
-					"(install libpq-dev and rebuild; bench/compare does)\n");
+			                "(install libpq-dev and rebuild; bench/compare does)\n");
 	} else {
-		t->redis = (struct bench_redis_cfg){ .port = port, .work = w };
+		t->redis = (struct bench_redis_cfg){.port = port, .work = w};
 		snprintf(t->redis.host, sizeof(t->redis.host), "%s", host);
 		bt = bench_redis_target(&t->redis);
 		if (!bt)
 			fprintf(stderr, "ballot-bench: --target redis: this ballot-bench was built without hiredis "
-					"(install libhiredis-dev and rebuild; bench/compare does)\n");
+			                "(install libhiredis-dev and rebuild; bench/compare does)\n");
 	}
 	return bt;
 }
@@ -593,13 +603,13 @@ int main(int argc, char **argv)
 	}
 	int exit_code = EXIT_FAILED;
 	struct bench_work *w = NULL;
-	struct bench_result r = { 0 };
-	struct bench_totals before = { 0 };
+	struct bench_result r = {0};
+	struct bench_totals before = {0};
 	double t_setup = now_s();
 	uint32_t k = a.precincts ? a.precincts : d->nprecincts;
 	if (k > d->nprecincts) {
 		fprintf(stderr, "ballot-bench: --precincts %u: the definition has only %u precincts\n", k,
-			d->nprecincts);
+		        d->nprecincts);
 		exit_code = EXIT_USAGE;
 		goto free_defn;
 	}
@@ -607,15 +617,14 @@ int main(int argc, char **argv)
 		a.connections = k < 1000 ? k : 1000;
 	if (a.connections > k) {
 		fprintf(stderr,
-			"ballot-bench: --connections %u: more than the %u precincts that upload (each connection "
-			"carries at least one precinct; raise --precincts)\n",
-			a.connections, k);
+		        "ballot-bench: --connections %u: more than the %u precincts that upload (each connection "
+		        "carries at least one precinct; raise --precincts)\n",
+		        a.connections, k);
 		exit_code = EXIT_USAGE;
 		goto free_defn;
 	}
 	if (a.threads > a.connections) {
-		fprintf(stderr, "ballot-bench: --threads %u: more than the %u connections\n", a.threads,
-			a.connections);
+		fprintf(stderr, "ballot-bench: --threads %u: more than the %u connections\n", a.threads, a.connections);
 		exit_code = EXIT_USAGE;
 		goto free_defn;
 	}
@@ -624,7 +633,7 @@ int main(int argc, char **argv)
 		a.sign = a.target == T_BALLOTD && has_keys;
 	if (!check_fds(a.connections))
 		goto free_defn;
-	struct sockaddr_storage server = { .ss_family = AF_UNSPEC };
+	struct sockaddr_storage server = {.ss_family = AF_UNSPEC};
 	char host[BAL_HTTP_HOST_MAX] = "";
 	uint16_t port = 0;
 	if (a.target != T_POSTGRES && !resolve(a.server, &server, host, &port))
@@ -633,19 +642,19 @@ int main(int argc, char **argv)
 		a.source_addrs = a.target != T_POSTGRES && is_loopback4(&server) ? 8 : 0;
 	if (a.source_addrs && !is_loopback4(&server)) {
 		fprintf(stderr, "ballot-bench: --source-addrs %u: only for a server on 127.x (it binds 127.0.0.N)\n",
-			a.source_addrs);
+		        a.source_addrs);
 		exit_code = EXIT_USAGE;
 		goto free_defn;
 	}
-	struct bench_work_opts wo = { .d = d,
-				      .precincts = k,
-				      .batch_size = a.batch_size,
-				      .kind = a.kind,
-				      .seed = a.seed,
-				      .key_seed = a.key_seed,
-				      .sign = a.sign,
-				      .variants = a.variants,
-				      .host = a.server ? a.server : "postgres" };
+	struct bench_work_opts wo = {.d = d,
+	                             .precincts = k,
+	                             .batch_size = a.batch_size,
+	                             .kind = a.kind,
+	                             .seed = a.seed,
+	                             .key_seed = a.key_seed,
+	                             .sign = a.sign,
+	                             .variants = a.variants,
+	                             .host = a.server ? a.server : "postgres"};
 	if (bench_work_new(&wo, &w, why, sizeof(why)) < 0) {
 		fprintf(stderr, "ballot-bench: workload: %s\n", why);
 		goto free_defn;
@@ -655,7 +664,7 @@ int main(int argc, char **argv)
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		if (!a.quiet)
 			fprintf(stderr, "ballot-bench: pre-signing %llu batches per precinct (%llu in all)...\n",
-				(unsigned long long)pool, (unsigned long long)pool * k);
+			        (unsigned long long)pool, (unsigned long long)pool * k);
 		if (bench_work_presign(w, a.seq_start, pool, ncpu > 0 ? (unsigned)ncpu : 1, why, sizeof(why)) < 0) {
 			fprintf(stderr, "ballot-bench: %s\n", why);
 			goto free_work;
@@ -675,30 +684,30 @@ int main(int argc, char **argv)
 			goto free_work;
 		}
 	}
-	struct bench_run_opts ro = { .target = target,
-				     .work = w,
-				     .server = server,
-				     .connections = a.connections,
-				     .pipeline = a.pipeline,
-				     .threads = a.threads,
-				     .source_addrs = a.source_addrs,
-				     .duration_s = a.duration,
-				     .warmup_s = a.warmup,
-				     .rate = a.rate,
-				     .batches = a.batches,
-				     .seq_start = a.seq_start,
-				     .timeout_ms = a.timeout_s * 1000,
-				     .batch_size = a.batch_size,
-				     .progress = !a.quiet };
+	struct bench_run_opts ro = {.target = target,
+	                            .work = w,
+	                            .server = server,
+	                            .connections = a.connections,
+	                            .pipeline = a.pipeline,
+	                            .threads = a.threads,
+	                            .source_addrs = a.source_addrs,
+	                            .duration_s = a.duration,
+	                            .warmup_s = a.warmup,
+	                            .rate = a.rate,
+	                            .batches = a.batches,
+	                            .seq_start = a.seq_start,
+	                            .timeout_ms = a.timeout_s * 1000,
+	                            .batch_size = a.batch_size,
+	                            .progress = !a.quiet};
 	double setup_s = now_s() - t_setup;
 	if (!a.quiet)
 		fprintf(stderr, "ballot-bench: %s, %u connections x pipeline %u, %u precincts, batches of %u%s\n",
-			a.label, a.connections, a.pipeline, k, a.batch_size, a.sign ? ", signed" : "");
+		        a.label, a.connections, a.pipeline, k, a.batch_size, a.sign ? ", signed" : "");
 	if (bench_run(&ro, &r, why, sizeof(why)) < 0) {
 		fprintf(stderr, "ballot-bench: %s\n", why);
 		goto free_result;
 	}
-	struct verify_out v = { 0 };
+	struct verify_out v = {0};
 	if (a.verify)
 		verify_after(&tc, d, w, &r, &before, &v);
 	print_summary(&a, path, &r, w, &v, setup_s);
@@ -706,19 +715,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ballot-bench: --verify failed: %s\n", v.first);
 	if (!a.quiet && r.total.dup)
 		fprintf(stderr,
-			"ballot-bench: %llu answers were DUPLICATE: the server held these seqs already (a used data "
-			"directory?); use a fresh one or --seq-start past them\n",
-			(unsigned long long)r.total.dup);
+		        "ballot-bench: %llu answers were DUPLICATE: the server held these seqs already (a used data "
+		        "directory?); use a fresh one or --seq-start past them\n",
+		        (unsigned long long)r.total.dup);
 	if (!a.quiet && bench_work_live_signed(w))
 		fprintf(stderr,
-			"ballot-bench: %llu batches were signed during the run (beyond the pre-signed pool): raise "
-			"--pool if the client was the bottleneck\n",
-			(unsigned long long)bench_work_live_signed(w));
+		        "ballot-bench: %llu batches were signed during the run (beyond the pre-signed pool): raise "
+		        "--pool if the client was the bottleneck\n",
+		        (unsigned long long)bench_work_live_signed(w));
 	exit_code = a.verify && !v.ok ? EXIT_FAILED : EXIT_OK;
 	if (a.report) {
 		char title[256];
 		snprintf(title, sizeof(title), "%s: %u connections x pipeline %u, batches of %u", a.label,
-			 a.connections, a.pipeline, a.batch_size);
+		         a.connections, a.pipeline, a.batch_size);
 		if (bench_report_write(a.report, &r, title, why, sizeof(why)) < 0) {
 			fprintf(stderr, "ballot-bench: %s\n", why);
 			exit_code = EXIT_FAILED;

@@ -15,7 +15,7 @@ const struct bench_target *bench_pg_target(struct bench_pg_cfg *cfg)
 }
 
 int bench_pg_totals(const struct bench_pg_cfg *cfg, const struct bal_defn *d, struct bench_totals *t, char *why,
-		    size_t whylen)
+                    size_t whylen)
 {
 	snprintf(why, whylen, "ballot-bench was built without libpq");
 	return -ENOTSUP;
@@ -28,8 +28,8 @@ const struct bench_target *bench_redis_target(struct bench_redis_cfg *cfg)
 	return NULL;
 }
 
-int bench_redis_totals(const struct bench_redis_cfg *cfg, const struct bal_defn *d, struct bench_totals *t,
-		       char *why, size_t whylen)
+int bench_redis_totals(const struct bench_redis_cfg *cfg, const struct bal_defn *d, struct bench_totals *t, char *why,
+                       size_t whylen)
 {
 	snprintf(why, whylen, "ballot-bench was built without hiredis");
 	return -ENOTSUP;

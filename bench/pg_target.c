@@ -28,44 +28,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OID_INT4 23
-#define OID_INT8 20
-#define OID_BYTEA 17
+#define OID_INT4       23
+#define OID_INT8       20
+#define OID_BYTEA      17
 #define OID_INT4_ARRAY 1007
 #define OID_INT8_ARRAY 1016
 
 static const char SCHEMA_SQL[] =
-	"CREATE TABLE IF NOT EXISTS batches (precinct_id integer NOT NULL, seq bigint NOT NULL, body bytea NOT NULL,"
-	"  PRIMARY KEY (precinct_id, seq));"
-	"CREATE TABLE IF NOT EXISTS district_votes (contest_id integer NOT NULL, district_id integer NOT NULL,"
-	"  choice integer NOT NULL, votes bigint NOT NULL, PRIMARY KEY (contest_id, district_id, choice));"
-	"CREATE TABLE IF NOT EXISTS precinct_votes (precinct_id integer NOT NULL, contest_id integer NOT NULL,"
-	"  choice integer NOT NULL, votes bigint NOT NULL, PRIMARY KEY (precinct_id, contest_id, choice));"
-	"CREATE TABLE IF NOT EXISTS precinct_turnout (precinct_id integer PRIMARY KEY, batches bigint NOT NULL,"
-	"  ballots bigint NOT NULL, issued bigint NOT NULL, ballots_cast bigint NOT NULL, spoiled bigint NOT NULL);";
+        "CREATE TABLE IF NOT EXISTS batches (precinct_id integer NOT NULL, seq bigint NOT NULL, body bytea NOT NULL,"
+        "  PRIMARY KEY (precinct_id, seq));"
+        "CREATE TABLE IF NOT EXISTS district_votes (contest_id integer NOT NULL, district_id integer NOT NULL,"
+        "  choice integer NOT NULL, votes bigint NOT NULL, PRIMARY KEY (contest_id, district_id, choice));"
+        "CREATE TABLE IF NOT EXISTS precinct_votes (precinct_id integer NOT NULL, contest_id integer NOT NULL,"
+        "  choice integer NOT NULL, votes bigint NOT NULL, PRIMARY KEY (precinct_id, contest_id, choice));"
+        "CREATE TABLE IF NOT EXISTS precinct_turnout (precinct_id integer PRIMARY KEY, batches bigint NOT NULL,"
+        "  ballots bigint NOT NULL, issued bigint NOT NULL, ballots_cast bigint NOT NULL, spoiled bigint NOT NULL);";
 
 /* $1 precinct_id, $2 seq, $3 body, $4 contest ids, $5 choice indices, $6 votes, $7 district_id,
  * $8 ballots, $9 issued, $10 cast, $11 spoiled. Returns 1 if the batch was new, 0 if a duplicate. */
 static const char INGEST_SQL[] =
-	"WITH ins AS (INSERT INTO batches (precinct_id, seq, body) VALUES ($1, $2, $3)"
-	"  ON CONFLICT DO NOTHING RETURNING 1),"
-	" dv AS (INSERT INTO district_votes AS t (contest_id, district_id, choice, votes)"
-	"  SELECT u.c, $7, u.k, u.v FROM unnest($4::integer[], $5::integer[], $6::bigint[]) AS u(c, k, v)"
-	"  WHERE EXISTS (SELECT FROM ins)"
-	"  ON CONFLICT (contest_id, district_id, choice) DO UPDATE SET votes = t.votes + excluded.votes),"
-	" pv AS (INSERT INTO precinct_votes AS t (precinct_id, contest_id, choice, votes)"
-	"  SELECT $1, u.c, u.k, u.v FROM unnest($4::integer[], $5::integer[], $6::bigint[]) AS u(c, k, v)"
-	"  WHERE EXISTS (SELECT FROM ins)"
-	"  ON CONFLICT (precinct_id, contest_id, choice) DO UPDATE SET votes = t.votes + excluded.votes),"
-	" pt AS (INSERT INTO precinct_turnout AS t (precinct_id, batches, ballots, issued, ballots_cast, spoiled)"
-	"  SELECT $1, 1, $8, $9, $10, $11 WHERE EXISTS (SELECT FROM ins)"
-	"  ON CONFLICT (precinct_id) DO UPDATE SET batches = t.batches + 1, ballots = t.ballots + excluded.ballots,"
-	"  issued = t.issued + excluded.issued, ballots_cast = t.ballots_cast + excluded.ballots_cast,"
-	"  spoiled = t.spoiled + excluded.spoiled)"
-	" SELECT count(*) FROM ins";
+        "WITH ins AS (INSERT INTO batches (precinct_id, seq, body) VALUES ($1, $2, $3)"
+        "  ON CONFLICT DO NOTHING RETURNING 1),"
+        " dv AS (INSERT INTO district_votes AS t (contest_id, district_id, choice, votes)"
+        "  SELECT u.c, $7, u.k, u.v FROM unnest($4::integer[], $5::integer[], $6::bigint[]) AS u(c, k, v)"
+        "  WHERE EXISTS (SELECT FROM ins)"
+        "  ON CONFLICT (contest_id, district_id, choice) DO UPDATE SET votes = t.votes + excluded.votes),"
+        " pv AS (INSERT INTO precinct_votes AS t (precinct_id, contest_id, choice, votes)"
+        "  SELECT $1, u.c, u.k, u.v FROM unnest($4::integer[], $5::integer[], $6::bigint[]) AS u(c, k, v)"
+        "  WHERE EXISTS (SELECT FROM ins)"
+        "  ON CONFLICT (precinct_id, contest_id, choice) DO UPDATE SET votes = t.votes + excluded.votes),"
+        " pt AS (INSERT INTO precinct_turnout AS t (precinct_id, batches, ballots, issued, ballots_cast, spoiled)"
+        "  SELECT $1, 1, $8, $9, $10, $11 WHERE EXISTS (SELECT FROM ins)"
+        "  ON CONFLICT (precinct_id) DO UPDATE SET batches = t.batches + 1, ballots = t.ballots + excluded.ballots,"
+        "  issued = t.issued + excluded.issued, ballots_cast = t.ballots_cast + excluded.ballots_cast,"
+        "  spoiled = t.spoiled + excluded.spoiled)"
+        " SELECT count(*) FROM ins";
 
-static const Oid ingest_types[11] = { OID_INT4,	      OID_INT8, OID_BYTEA, OID_INT4_ARRAY, OID_INT4_ARRAY, OID_INT8_ARRAY,
-				      OID_INT4,	      OID_INT8, OID_INT8,  OID_INT8,	   OID_INT8 };
+static const Oid ingest_types[11] = {OID_INT4, OID_INT8, OID_BYTEA, OID_INT4_ARRAY, OID_INT4_ARRAY, OID_INT8_ARRAY,
+                                     OID_INT4, OID_INT8, OID_INT8,  OID_INT8,       OID_INT8};
 
 struct pgworker {
 	struct bench_pg_cfg *cfg;
@@ -252,10 +252,11 @@ static void pg_send(struct bench_conn *c, uint32_t n)
 		snprintf(si, sizeof(si), "%llu", (unsigned long long)dl->issued);
 		snprintf(sc, sizeof(sc), "%llu", (unsigned long long)dl->cast);
 		snprintf(ssp, sizeof(ssp), "%llu", (unsigned long long)dl->spoiled);
-		const char *values[11] = { sp, ss, (const char *)pw->body, dl->pg_contests, dl->pg_choices, dl->pg_votes,
-					   sd, sb, si,	sc,			 ssp };
-		int lengths[11] = { 0, 0, (int)blen };
-		int formats[11] = { 0, 0, 1 };
+		const char *values[11] = {
+		        sp, ss, (const char *)pw->body, dl->pg_contests, dl->pg_choices, dl->pg_votes, sd, sb, si,
+		        sc, ssp};
+		int lengths[11] = {0, 0, (int)blen};
+		int formats[11] = {0, 0, 1};
 		if (!PQsendQueryPrepared(h->pg, "ingest", 11, values, lengths, formats, 0) || !PQpipelineSync(h->pg)) {
 			lost(h, "send");
 			return;
@@ -328,14 +329,14 @@ static void pg_close(struct bench_conn *c)
 }
 
 static struct bench_target pg_target = {
-	.name = "postgres",
-	.conn_priv = sizeof(struct pgconn),
-	.setup = pg_setup,
-	.worker_init = pg_worker_init,
-	.worker_deinit = pg_worker_deinit,
-	.open = pg_open,
-	.send = pg_send,
-	.close = pg_close,
+        .name = "postgres",
+        .conn_priv = sizeof(struct pgconn),
+        .setup = pg_setup,
+        .worker_init = pg_worker_init,
+        .worker_deinit = pg_worker_deinit,
+        .open = pg_open,
+        .send = pg_send,
+        .close = pg_close,
 };
 
 const struct bench_target *bench_pg_target(struct bench_pg_cfg *cfg)
@@ -345,7 +346,7 @@ const struct bench_target *bench_pg_target(struct bench_pg_cfg *cfg)
 }
 
 int bench_pg_totals(const struct bench_pg_cfg *cfg, const struct bal_defn *d, struct bench_totals *t, char *why,
-		    size_t whylen)
+                    size_t whylen)
 {
 	PGconn *pg = connect_db(cfg->conninfo, why, whylen);
 	if (!pg)
@@ -363,14 +364,14 @@ int bench_pg_totals(const struct bench_pg_cfg *cfg, const struct bal_defn *d, st
 		uint32_t k = (uint32_t)strtoul(PQgetvalue(r, i, 2), NULL, 10);
 		if (c < 0 || di < 0 || k >= d->contests[c].nchoices) {
 			snprintf(why, whylen, "district_votes row (%s, %s, %s) is not in the definition",
-				 PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+			         PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
 			goto done;
 		}
 		*bench_totals_district(t, (uint32_t)c, (uint32_t)di, k) = strtoull(PQgetvalue(r, i, 3), NULL, 10);
 	}
 	PQclear(r);
 	r = PQexec(pg, "SELECT coalesce(sum(batches), 0), coalesce(sum(ballots), 0), coalesce(sum(issued), 0),"
-		       " coalesce(sum(ballots_cast), 0), coalesce(sum(spoiled), 0) FROM precinct_turnout");
+	               " coalesce(sum(ballots_cast), 0), coalesce(sum(spoiled), 0) FROM precinct_turnout");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		snprintf(why, whylen, "reading precinct_turnout: %s", PQresultErrorMessage(r));
 		goto done;

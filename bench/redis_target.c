@@ -32,25 +32,24 @@
 /* KEYS: b, pv, pt, then dv of each contest in ARGV order.
  * ARGV: seq, body, ballots, issued, cast, spoiled, then per contest:
  * contest id, n, and n (choice, votes) pairs. */
-static const char INGEST_LUA[] =
-	"if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
-	"redis.call('HINCRBY', KEYS[3], 'batches', 1)\n"
-	"redis.call('HINCRBY', KEYS[3], 'ballots', ARGV[3])\n"
-	"redis.call('HINCRBY', KEYS[3], 'issued', ARGV[4])\n"
-	"redis.call('HINCRBY', KEYS[3], 'cast', ARGV[5])\n"
-	"redis.call('HINCRBY', KEYS[3], 'spoiled', ARGV[6])\n"
-	"local a = 7\n"
-	"for i = 4, #KEYS do\n"
-	"  local c = ARGV[a]\n"
-	"  local n = tonumber(ARGV[a + 1])\n"
-	"  a = a + 2\n"
-	"  for j = 1, n do\n"
-	"    redis.call('HINCRBY', KEYS[i], ARGV[a], ARGV[a + 1])\n"
-	"    redis.call('HINCRBY', KEYS[2], c .. ':' .. ARGV[a], ARGV[a + 1])\n"
-	"    a = a + 2\n"
-	"  end\n"
-	"end\n"
-	"return 1\n";
+static const char INGEST_LUA[] = "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
+                                 "redis.call('HINCRBY', KEYS[3], 'batches', 1)\n"
+                                 "redis.call('HINCRBY', KEYS[3], 'ballots', ARGV[3])\n"
+                                 "redis.call('HINCRBY', KEYS[3], 'issued', ARGV[4])\n"
+                                 "redis.call('HINCRBY', KEYS[3], 'cast', ARGV[5])\n"
+                                 "redis.call('HINCRBY', KEYS[3], 'spoiled', ARGV[6])\n"
+                                 "local a = 7\n"
+                                 "for i = 4, #KEYS do\n"
+                                 "  local c = ARGV[a]\n"
+                                 "  local n = tonumber(ARGV[a + 1])\n"
+                                 "  a = a + 2\n"
+                                 "  for j = 1, n do\n"
+                                 "    redis.call('HINCRBY', KEYS[i], ARGV[a], ARGV[a + 1])\n"
+                                 "    redis.call('HINCRBY', KEYS[2], c .. ':' .. ARGV[a], ARGV[a + 1])\n"
+                                 "    a = a + 2\n"
+                                 "  end\n"
+                                 "end\n"
+                                 "return 1\n";
 
 #define NUM 24
 
@@ -72,7 +71,7 @@ struct rconn {
 static int r_setup(void *cfgp, char *why, size_t whylen)
 {
 	struct bench_redis_cfg *cfg = cfgp;
-	struct timeval tv = { .tv_sec = 10 };
+	struct timeval tv = {.tv_sec = 10};
 	redisContext *rc = redisConnectWithTimeout(cfg->host, cfg->port, tv);
 	if (!rc || rc->err) {
 		snprintf(why, whylen, "connect to %s:%u: %s", cfg->host, cfg->port, rc ? rc->errstr : "out of memory");
@@ -82,7 +81,8 @@ static int r_setup(void *cfgp, char *why, size_t whylen)
 	redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", INGEST_LUA);
 	int ret = 0;
 	if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
-		snprintf(why, whylen, "SCRIPT LOAD: %s", r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		snprintf(why, whylen, "SCRIPT LOAD: %s",
+		         r && r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 		ret = -EPROTO;
 	} else {
 		memcpy(cfg->sha, r->str, 40);
@@ -269,11 +269,11 @@ static void r_open(struct bench_conn *c)
 	if (src)
 		uv_ip4_name(src, srcip, sizeof(srcip));
 	h->ac = src ? redisAsyncConnectBind(rw->cfg->host, rw->cfg->port, srcip)
-		    : redisAsyncConnect(rw->cfg->host, rw->cfg->port);
+	            : redisAsyncConnect(rw->cfg->host, rw->cfg->port);
 	if (!h->ac || h->ac->err) {
 		char why[400];
 		snprintf(why, sizeof(why), "connect to %s:%u: %s", rw->cfg->host, rw->cfg->port,
-			 h->ac ? h->ac->errstr : "out of memory");
+		         h->ac ? h->ac->errstr : "out of memory");
 		if (h->ac)
 			redisAsyncFree(h->ac);
 		h->ac = NULL;
@@ -299,14 +299,14 @@ static void r_close(struct bench_conn *c)
 }
 
 static struct bench_target redis_target = {
-	.name = "redis",
-	.conn_priv = sizeof(struct rconn),
-	.setup = r_setup,
-	.worker_init = r_worker_init,
-	.worker_deinit = r_worker_deinit,
-	.open = r_open,
-	.send = r_send,
-	.close = r_close,
+        .name = "redis",
+        .conn_priv = sizeof(struct rconn),
+        .setup = r_setup,
+        .worker_init = r_worker_init,
+        .worker_deinit = r_worker_deinit,
+        .open = r_open,
+        .send = r_send,
+        .close = r_close,
 };
 
 const struct bench_target *bench_redis_target(struct bench_redis_cfg *cfg)
@@ -315,10 +315,10 @@ const struct bench_target *bench_redis_target(struct bench_redis_cfg *cfg)
 	return &redis_target;
 }
 
-int bench_redis_totals(const struct bench_redis_cfg *cfg, const struct bal_defn *d, struct bench_totals *t,
-		       char *why, size_t whylen)
+int bench_redis_totals(const struct bench_redis_cfg *cfg, const struct bal_defn *d, struct bench_totals *t, char *why,
+                       size_t whylen)
 {
-	struct timeval tv = { .tv_sec = 30 };
+	struct timeval tv = {.tv_sec = 30};
 	redisContext *rc = redisConnectWithTimeout(cfg->host, cfg->port, tv);
 	if (!rc || rc->err) {
 		snprintf(why, whylen, "connect to %s:%u: %s", cfg->host, cfg->port, rc ? rc->errstr : "out of memory");
@@ -339,13 +339,14 @@ int bench_redis_totals(const struct bench_redis_cfg *cfg, const struct bal_defn 
 			redisReply *r = NULL;
 			if (redisGetReply(rc, (void **)&r) != REDIS_OK || r->type != REDIS_REPLY_ARRAY) {
 				snprintf(why, whylen, "HGETALL dv:%u:%u: %s", d->contests[c].id, d->districts[di].id,
-					 rc->err ? rc->errstr : "not an array");
+				         rc->err ? rc->errstr : "not an array");
 				ret = -EPROTO;
 			}
 			for (size_t i = 0; ret == 0 && i + 1 < r->elements; i += 2) {
 				uint32_t k = (uint32_t)strtoul(r->element[i]->str, NULL, 10);
 				if (k < d->contests[c].nchoices)
-					*bench_totals_district(t, c, di, k) = strtoull(r->element[i + 1]->str, NULL, 10);
+					*bench_totals_district(t, c, di, k) =
+					        strtoull(r->element[i + 1]->str, NULL, 10);
 			}
 			if (r)
 				freeReplyObject(r);
@@ -357,7 +358,8 @@ int bench_redis_totals(const struct bench_redis_cfg *cfg, const struct bal_defn 
 		redisReply *r = NULL;
 		if (redisGetReply(rc, (void **)&r) != REDIS_OK || r->type != REDIS_REPLY_ARRAY ||
 		    r->elements != BENCH_T_N) {
-			snprintf(why, whylen, "HMGET pt:%u: %s", d->precincts[p].id, rc->err ? rc->errstr : "bad reply");
+			snprintf(why, whylen, "HMGET pt:%u: %s", d->precincts[p].id,
+			         rc->err ? rc->errstr : "bad reply");
 			ret = -EPROTO;
 		}
 		for (size_t i = 0; ret == 0 && i < BENCH_T_N; i++)

@@ -46,9 +46,10 @@ int bench_report_write(const char *dir, const struct bench_result *r, const char
 		const struct bench_sec *x = &r->series[s];
 		int phase = (double)(s + 1) <= r->warmup_s ? 0 : r->send_s > 0 && (double)s >= r->send_s ? 2 : 1;
 		fprintf(f, "%zu,%d,%llu,%llu,%llu,%llu,%llu,%.3f,%.3f,%.3f,%.3f\n", s + 1, phase,
-			(unsigned long long)(x->ok + x->dup), (unsigned long long)x->ballots, (unsigned long long)x->dup,
-			(unsigned long long)x->err, (unsigned long long)x->bytes, bench_hist_ms(&x->lat, 0.5),
-			bench_hist_ms(&x->lat, 0.9), bench_hist_ms(&x->lat, 0.99), bench_hist_ms(&x->lat, 1.0));
+		        (unsigned long long)(x->ok + x->dup), (unsigned long long)x->ballots,
+		        (unsigned long long)x->dup, (unsigned long long)x->err, (unsigned long long)x->bytes,
+		        bench_hist_ms(&x->lat, 0.5), bench_hist_ms(&x->lat, 0.9), bench_hist_ms(&x->lat, 0.99),
+		        bench_hist_ms(&x->lat, 1.0));
 	}
 	if (fclose(f) != 0)
 		return bal__failf(-EIO, why, whylen, "--report: writing %s failed", path);
@@ -60,33 +61,34 @@ int bench_report_write(const char *dir, const struct bench_result *r, const char
 	if (!f)
 		return bal__failf(-errno, why, whylen, "--report: cannot write %s: %s", path, strerror(errno));
 	fprintf(f,
-		"# ballot-bench: throughput and latency per second (gnuplot %s/chart.gp)\n"
-		"set terminal png size 1100,600\n"
-		"set output '%s/chart.png'\n"
-		"set datafile separator ','\n"
-		"set title \"%s\" noenhanced\n"
-		"set xlabel 'seconds'\n"
-		"set ylabel 'batches/s'\n"
-		"set y2label 'latency (ms)'\n"
-		"set ytics nomirror\n"
-		"set y2tics\n"
-		"set yrange [0:*]\n"
-		"set y2range [0:*]\n"
-		"set key outside bottom center horizontal\n"
-		"set grid\n"
-		"# the drain (phase 2) is left out: its seconds only collect the last answers\n"
-		"plot '%s/series.csv' every ::1 using 1:($2 < 2 ? $3 : 1/0) with lines lw 2 title 'batches/s' axes x1y1, \\\n"
-		"     '' every ::1 using 1:($2 < 2 ? $8 : 1/0) with lines title 'p50 ms' axes x1y2, \\\n"
-		"     '' every ::1 using 1:($2 < 2 ? $10 : 1/0) with lines title 'p99 ms' axes x1y2, \\\n"
-		"     '' every ::1 using 1:($2 < 2 ? $6 : 1/0) with impulses title 'errors/s' axes x1y1\n",
-		abs, abs, title, abs);
+	        "# ballot-bench: throughput and latency per second (gnuplot %s/chart.gp)\n"
+	        "set terminal png size 1100,600\n"
+	        "set output '%s/chart.png'\n"
+	        "set datafile separator ','\n"
+	        "set title \"%s\" noenhanced\n"
+	        "set xlabel 'seconds'\n"
+	        "set ylabel 'batches/s'\n"
+	        "set y2label 'latency (ms)'\n"
+	        "set ytics nomirror\n"
+	        "set y2tics\n"
+	        "set yrange [0:*]\n"
+	        "set y2range [0:*]\n"
+	        "set key outside bottom center horizontal\n"
+	        "set grid\n"
+	        "# the drain (phase 2) is left out: its seconds only collect the last answers\n"
+	        "plot '%s/series.csv' every ::1 using 1:($2 < 2 ? $3 : 1/0) with lines lw 2 title 'batches/s' axes "
+	        "x1y1, \\\n"
+	        "     '' every ::1 using 1:($2 < 2 ? $8 : 1/0) with lines title 'p50 ms' axes x1y2, \\\n"
+	        "     '' every ::1 using 1:($2 < 2 ? $10 : 1/0) with lines title 'p99 ms' axes x1y2, \\\n"
+	        "     '' every ::1 using 1:($2 < 2 ? $6 : 1/0) with impulses title 'errors/s' axes x1y1\n",
+	        abs, abs, title, abs);
 	if (fclose(f) != 0)
 		return bal__failf(-EIO, why, whylen, "--report: writing %s failed", path);
 	if (!on_path("gnuplot")) {
 		fprintf(stderr,
-			"ballot-bench: gnuplot is not installed: wrote %s/series.csv and %s/chart.gp but no chart.png "
-			"(apt-get install gnuplot-nox, then gnuplot %s/chart.gp; bench/compare installs it)\n",
-			dir, dir, abs);
+		        "ballot-bench: gnuplot is not installed: wrote %s/series.csv and %s/chart.gp but no chart.png "
+		        "(apt-get install gnuplot-nox, then gnuplot %s/chart.gp; bench/compare installs it)\n",
+		        dir, dir, abs);
 		return 0;
 	}
 	char cmd[PATH_MAX + 64];
@@ -123,8 +125,8 @@ int bench_table_main(int argc, char **argv)
 		json_error_t err;
 		runs[i] = json_load_file(argv[i], 0, &err);
 		if (!json_is_object(runs[i])) {
-			fprintf(stderr, "ballot-bench table: %s: not a result object: %s (line %d)\n", argv[i], err.text,
-				err.line);
+			fprintf(stderr, "ballot-bench table: %s: not a result object: %s (line %d)\n", argv[i],
+			        err.text, err.line);
 			status = 1;
 			continue;
 		}
@@ -154,12 +156,12 @@ int bench_table_main(int argc, char **argv)
 		double nerr = 0;
 		const char *k;
 		json_t *v;
-		json_object_foreach (errs, k, v)
-			nerr += json_is_number(v) ? json_number_value(v) : 0;
+		json_object_foreach(errs, k, v) nerr += json_is_number(v) ? json_number_value(v) : 0;
 		char b3[32];
-		printf("| %s | %s | %s | %.2f | %.2f | %.3f | %s |\n", label ? label : "?", bal_cli_count((uint64_t)(bps + 0.5), b1),
-		       bal_cli_count((uint64_t)(dnum(r, "ballots_per_s") + 0.5), b2), dnum(lat, "p50"), dnum(lat, "p99"),
-		       ref_bps > 0 ? bps / ref_bps : 0, bal_cli_count((uint64_t)nerr, b3));
+		printf("| %s | %s | %s | %.2f | %.2f | %.3f | %s |\n", label ? label : "?",
+		       bal_cli_count((uint64_t)(bps + 0.5), b1),
+		       bal_cli_count((uint64_t)(dnum(r, "ballots_per_s") + 0.5), b2), dnum(lat, "p50"),
+		       dnum(lat, "p99"), ref_bps > 0 ? bps / ref_bps : 0, bal_cli_count((uint64_t)nerr, b3));
 	}
 	for (int i = 1; i < argc; i++)
 		json_decref(runs[i]);

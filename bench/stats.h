@@ -25,11 +25,11 @@ struct bench_hist {
 
 /** Counters of one second (or of a whole window) of a run. */
 struct bench_sec {
-	uint64_t ok;	 /**< answered and stored: ACCEPTED (and, for the peers, newly inserted) */
-	uint64_t dup;	 /**< answered DUPLICATE: stored before */
-	uint64_t err;	 /**< rejected or failed */
-	uint64_t ballots; /**< ballots of `ok` batches */
-	uint64_t bytes;	 /**< request bytes written */
+	uint64_t ok;           /**< answered and stored: ACCEPTED (and, for the peers, newly inserted) */
+	uint64_t dup;          /**< answered DUPLICATE: stored before */
+	uint64_t err;          /**< rejected or failed */
+	uint64_t ballots;      /**< ballots of `ok` batches */
+	uint64_t bytes;        /**< request bytes written */
 	struct bench_hist lat; /**< latency of ok + dup answers */
 };
 

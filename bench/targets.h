@@ -36,8 +36,8 @@ const struct bench_target *bench_redis_target(struct bench_redis_cfg *cfg);
  * @return 0 or negative with `why`; -ENOTSUP when not built in.
  */
 int bench_pg_totals(const struct bench_pg_cfg *cfg, const struct bal_defn *d, struct bench_totals *t, char *why,
-		    size_t whylen);
-int bench_redis_totals(const struct bench_redis_cfg *cfg, const struct bal_defn *d, struct bench_totals *t,
-		       char *why, size_t whylen);
+                    size_t whylen);
+int bench_redis_totals(const struct bench_redis_cfg *cfg, const struct bal_defn *d, struct bench_totals *t, char *why,
+                       size_t whylen);
 
 #endif

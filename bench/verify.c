@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const turnout_names[BENCH_T_N] = { "batches", "ballots", "issued", "cast", "spoiled" };
+static const char *const turnout_names[BENCH_T_N] = {"batches", "ballots", "issued", "cast", "spoiled"};
 
 int bench_totals_init(struct bench_totals *t, const struct bal_defn *d)
 {
@@ -77,7 +77,7 @@ int bench_totals_from_snapshot(struct bench_totals *t, json_t *snap, char *why, 
 	json_t *contests = json_object_get(snap, "contests");
 	if (json_array_size(contests) != d->ncontests)
 		return bal__failf(-EPROTO, why, whylen, "snapshot has %zu contests, the definition %u",
-				  json_array_size(contests), d->ncontests);
+		                  json_array_size(contests), d->ncontests);
 	for (uint32_t c = 0; c < d->ncontests; c++) {
 		json_t *jc = json_array_get(contests, c);
 		json_t *choices = json_object_get(jc, "choices");
@@ -85,12 +85,13 @@ int bench_totals_from_snapshot(struct bench_totals *t, json_t *snap, char *why, 
 			t->national[t->noff[c] + k] = num(json_array_get(choices, k));
 		size_t i;
 		json_t *jd;
-		json_array_foreach (json_object_get(jc, "districts"), i, jd) {
+		json_array_foreach(json_object_get(jc, "districts"), i, jd)
+		{
 			int32_t di = bal_defn_district(d, (uint32_t)json_integer_value(json_object_get(jd, "id")));
 			if (di < 0)
 				return bal__failf(-EPROTO, why, whylen, "snapshot contest %u: unknown district id %lld",
-						  d->contests[c].id,
-						  (long long)json_integer_value(json_object_get(jd, "id")));
+				                  d->contests[c].id,
+				                  (long long)json_integer_value(json_object_get(jd, "id")));
 			json_t *votes = json_object_get(jd, "votes");
 			for (uint32_t k = 0; k < d->contests[c].nchoices; k++)
 				*bench_totals_district(t, c, (uint32_t)di, k) = num(json_array_get(votes, k));
@@ -152,22 +153,22 @@ size_t bench_totals_diff(const struct bench_totals *got, const struct bench_tota
 	for (int i = 0; i < BENCH_T_N; i++)
 		if (got->turnout[i] != want->turnout[i] && n++ == 0)
 			bal__failf(0, why, whylen, "turnout.%s: got %lld, expected %llu", turnout_names[i],
-				   (long long)got->turnout[i], (unsigned long long)want->turnout[i]);
+			           (long long)got->turnout[i], (unsigned long long)want->turnout[i]);
 	for (uint32_t c = 0; c < d->ncontests; c++)
 		for (uint32_t k = 0; k < d->contests[c].nchoices; k++) {
 			size_t i = got->noff[c] + k;
 			if (got->national[i] != want->national[i] && n++ == 0)
 				bal__failf(0, why, whylen, "contest %u choice %u: got %lld votes, expected %llu",
-					   d->contests[c].id, k, (long long)got->national[i],
-					   (unsigned long long)want->national[i]);
+				           d->contests[c].id, k, (long long)got->national[i],
+				           (unsigned long long)want->national[i]);
 			for (uint32_t di = 0; di < d->ndistricts; di++) {
 				uint64_t g = *bench_totals_district((struct bench_totals *)got, c, di, k);
 				uint64_t w = *bench_totals_district((struct bench_totals *)want, c, di, k);
 				if (g != w && n++ == 0)
 					bal__failf(0, why, whylen,
-						   "contest %u district %u choice %u: got %lld votes, expected %llu",
-						   d->contests[c].id, d->districts[di].id, k, (long long)g,
-						   (unsigned long long)w);
+					           "contest %u district %u choice %u: got %lld votes, expected %llu",
+					           d->contests[c].id, d->districts[di].id, k, (long long)g,
+					           (unsigned long long)w);
 			}
 		}
 	return n;

@@ -26,13 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIG_LEN	  64
-#define MINUTE_MS 60000u
+#define SIG_LEN    64
+#define MINUTE_MS  60000u
 #define VARINT_MAX 10
 
 struct variant {
 	struct bal_batch batch; /* decoded, for the expected fold; points into w->arena */
-	const uint8_t *mid;	/* packed fields 4-6 */
+	const uint8_t *mid;     /* packed fields 4-6 */
 	size_t midlen;
 	struct bench_delta delta;
 };
@@ -47,10 +47,10 @@ struct pool {
 struct bench_work {
 	struct bench_work_opts o;
 	uint32_t k;
-	uint32_t *pidx;	       /* [k] definition precinct index */
-	struct variant *var;   /* [k * variants] */
-	uint8_t (*sk)[64];     /* [k] demo secret keys when signing */
-	uint64_t created_base; /* created_unix_ms of seq s is created_base + s minutes */
+	uint32_t *pidx;         /* [k] definition precinct index */
+	struct variant *var;    /* [k * variants] */
+	uint8_t (*sk)[64];      /* [k] demo secret keys when signing */
+	uint64_t created_base;  /* created_unix_ms of seq s is created_base + s minutes */
 	struct bal_arena arena; /* variants' bytes and decoded batches, never reset */
 	char head[BAL_HTTP_HOST_MAX + 160];
 	size_t headlen;
@@ -166,19 +166,19 @@ static int build_delta(struct bench_work *w, const struct bal_batch *b, uint32_t
 	}
 	const struct bal_precinct *pr = &d->precincts[pi];
 	*out = (struct bench_delta){
-		.precinct_id = pr->id,
-		.district_id = d->districts[pr->district].id,
-		.ninc = n,
-		.contest_id = cid,
-		.choice = ch,
-		.votes = votes,
-		.ballots = b->kind == BAL_KIND_BALLOTS && b->ncolumns ? b->columns[0].n : 0,
-		.issued = b->ballots_issued,
-		.cast = b->ballots_cast,
-		.spoiled = b->ballots_spoiled,
-		.pg_contests = pg_array(&w->arena, c64, n),
-		.pg_choices = pg_array(&w->arena, k64, n),
-		.pg_votes = pg_array(&w->arena, votes, n),
+	        .precinct_id = pr->id,
+	        .district_id = d->districts[pr->district].id,
+	        .ninc = n,
+	        .contest_id = cid,
+	        .choice = ch,
+	        .votes = votes,
+	        .ballots = b->kind == BAL_KIND_BALLOTS && b->ncolumns ? b->columns[0].n : 0,
+	        .issued = b->ballots_issued,
+	        .cast = b->ballots_cast,
+	        .spoiled = b->ballots_spoiled,
+	        .pg_contests = pg_array(&w->arena, c64, n),
+	        .pg_choices = pg_array(&w->arena, k64, n),
+	        .pg_votes = pg_array(&w->arena, votes, n),
 	};
 	rc = out->pg_contests && out->pg_choices && out->pg_votes ? 0 : -ENOMEM;
 free_tmp:
@@ -196,8 +196,7 @@ static size_t batch_len(const struct bench_work *w, const struct variant *v, uin
 	       v->midlen + (created ? 1 + varint_len(created) : 0);
 }
 
-static uint8_t *stamp_batch(const struct bench_work *w, const struct variant *v, uint32_t pid, uint64_t seq,
-			    uint8_t *p)
+static uint8_t *stamp_batch(const struct bench_work *w, const struct variant *v, uint32_t pid, uint64_t seq, uint8_t *p)
 {
 	uint64_t created = w->created_base + seq * MINUTE_MS;
 	*p++ = 0x08;
@@ -255,7 +254,7 @@ static int make_variant(struct bench_work *w, struct bal_gen *g, uint32_t p, uin
 	rc = bal_codec_decode(copy, len, &w->arena, &v->batch, dwhy, sizeof(dwhy));
 	if (rc < 0)
 		return bal__failf(rc, why, whylen, "precinct %u seq %llu: generated batch does not decode: %s",
-				  w->o.d->precincts[pi].id, (unsigned long long)seq, dwhy);
+		                  w->o.d->precincts[pi].id, (unsigned long long)seq, dwhy);
 	struct bal_batch m = v->batch;
 	m.precinct_id = 0;
 	m.seq = 0;
@@ -278,12 +277,12 @@ static int make_variant(struct bench_work *w, struct bal_gen *g, uint32_t p, uin
 	free(check);
 	if (!same)
 		return bal__failf(-EINVAL, why, whylen,
-				  "precinct %u seq %llu: stamped bytes (%zu) differ from the codec's packing (%zu)",
-				  w->o.d->precincts[pi].id, (unsigned long long)seq, n, len);
+		                  "precinct %u seq %llu: stamped bytes (%zu) differ from the codec's packing (%zu)",
+		                  w->o.d->precincts[pi].id, (unsigned long long)seq, n, len);
 	rc = build_delta(w, &v->batch, pi, &v->delta);
 	if (rc < 0)
 		return bal__failf(rc, why, whylen, "precinct %u: cannot pre-aggregate its batch: %s",
-				  w->o.d->precincts[pi].id, bal_strerror(rc));
+		                  w->o.d->precincts[pi].id, bal_strerror(rc));
 	return 0;
 }
 
@@ -297,14 +296,14 @@ static int load_keys(struct bench_work *w, char *why, size_t whylen)
 		uint8_t pk[32];
 		bal_demo_keypair(w->o.key_seed, pr->id, pk, w->sk[p]);
 		if (!pr->has_key)
-			return bal__failf(-EINVAL, why, whylen,
-					  "precinct %u has no public_key in the definition: cannot sign (use --no-sign)",
-					  pr->id);
+			return bal__failf(
+			        -EINVAL, why, whylen,
+			        "precinct %u has no public_key in the definition: cannot sign (use --no-sign)", pr->id);
 		if (memcmp(pk, pr->public_key, sizeof(pk)) != 0)
 			return bal__failf(BAL_EAUTH, why, whylen,
-					  "precinct %u: the demo key of key seed %llu does not match its public_key "
-					  "(--key-seed must be the gen-definition --seed)",
-					  pr->id, (unsigned long long)w->o.key_seed);
+			                  "precinct %u: the demo key of key seed %llu does not match its public_key "
+			                  "(--key-seed must be the gen-definition --seed)",
+			                  pr->id, (unsigned long long)w->o.key_seed);
 	}
 	return 0;
 }
@@ -314,12 +313,12 @@ int bench_work_new(const struct bench_work_opts *o, struct bench_work **out, cha
 	const struct bal_defn *d = o->d;
 	if (o->precincts < 1 || o->precincts > d->nprecincts)
 		return bal__failf(-EINVAL, why, whylen, "precincts %u: must be between 1 and %u (the definition's)",
-				  o->precincts, d->nprecincts);
+		                  o->precincts, d->nprecincts);
 	if (o->variants < 1 || o->variants > 1024)
 		return bal__failf(-EINVAL, why, whylen, "variants %u: must be between 1 and 1024", o->variants);
 	if (strlen(o->host) >= BAL_HTTP_HOST_MAX)
 		return bal__failf(-EINVAL, why, whylen, "host \"%.40s...\": longer than %d bytes", o->host,
-				  BAL_HTTP_HOST_MAX - 1);
+		                  BAL_HTTP_HOST_MAX - 1);
 	struct bench_work *w = calloc(1, sizeof(*w));
 	if (!w)
 		return bal__failf(-ENOMEM, why, whylen, "out of memory");
@@ -353,7 +352,8 @@ int bench_work_new(const struct bench_work_opts *o, struct bench_work **out, cha
 		nokeys.precincts = prs;
 	}
 	struct bal_gen *g;
-	struct bal_gen_opts go = { .seed = o->seed, .key_seed = o->key_seed, .batch_size = o->batch_size, .kind = o->kind };
+	struct bal_gen_opts go = {
+	        .seed = o->seed, .key_seed = o->key_seed, .batch_size = o->batch_size, .kind = o->kind};
 	rc = bal_gen_new(o->sign ? d : &nokeys, &go, &g, why, whylen);
 	if (rc == 0) {
 		for (uint32_t p = 0; p < w->k && rc == 0; p++)
@@ -369,10 +369,11 @@ int bench_work_new(const struct bench_work_opts *o, struct bench_work **out, cha
 	if (rc < 0)
 		goto fail_work;
 	w->body_max += 1 + VARINT_MAX + 3 * (1 + VARINT_MAX) + 1 + VARINT_MAX + 2 + SIG_LEN;
-	w->headlen = (size_t)snprintf(w->head, sizeof(w->head),
-				      "POST /v1/batches HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-protobuf\r\n"
-				      "Accept: application/x-protobuf\r\nContent-Length: ",
-				      o->host);
+	w->headlen =
+	        (size_t)snprintf(w->head, sizeof(w->head),
+	                         "POST /v1/batches HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-protobuf\r\n"
+	                         "Accept: application/x-protobuf\r\nContent-Length: ",
+	                         o->host);
 	w->http_max = w->headlen + 20 + 4 + w->body_max;
 	*out = w;
 	return 0;
@@ -455,7 +456,7 @@ static void *presign_thread(void *arg)
 }
 
 int bench_work_presign(struct bench_work *w, uint64_t seq_start, uint64_t per_precinct, unsigned threads, char *why,
-		       size_t whylen)
+                       size_t whylen)
 {
 	if (!w->o.sign || per_precinct == 0)
 		return 0;
@@ -470,8 +471,8 @@ int bench_work_presign(struct bench_work *w, uint64_t seq_start, uint64_t per_pr
 		pl->len = malloc(per_precinct * sizeof(*pl->len));
 		if (!pl->bytes || !pl->len)
 			return bal__failf(-ENOMEM, why, whylen,
-					  "out of memory for the signed pool: %u precincts x %llu batches x %zu bytes",
-					  w->k, (unsigned long long)per_precinct, w->stride);
+			                  "out of memory for the signed pool: %u precincts x %llu batches x %zu bytes",
+			                  w->k, (unsigned long long)per_precinct, w->stride);
 		pl->n = per_precinct;
 	}
 	if (threads < 1)
@@ -480,9 +481,9 @@ int bench_work_presign(struct bench_work *w, uint64_t seq_start, uint64_t per_pr
 		threads = 64;
 	struct presign_job jobs[64];
 	pthread_t tids[64];
-	bool started[64] = { false };
+	bool started[64] = {false};
 	for (unsigned t = 0; t < threads; t++) {
-		jobs[t] = (struct presign_job){ .w = w, .t = t, .nthreads = threads };
+		jobs[t] = (struct presign_job){.w = w, .t = t, .nthreads = threads};
 		started[t] = t > 0 && pthread_create(&tids[t], NULL, presign_thread, &jobs[t]) == 0;
 	}
 	/* Thread 0's share runs here, and so does the share of a thread that could not start. */
@@ -535,8 +536,8 @@ uint64_t bench_work_live_signed(const struct bench_work *w)
 	return atomic_load_explicit(&w->live_signed, memory_order_relaxed);
 }
 
-int bench_work_fold(const struct bench_work *w, struct bal_expect *e, uint32_t p, uint32_t v, uint64_t count,
-		    char *why, size_t whylen)
+int bench_work_fold(const struct bench_work *w, struct bal_expect *e, uint32_t p, uint32_t v, uint64_t count, char *why,
+                    size_t whylen)
 {
 	const struct bal_batch *b = &w->var[(size_t)p * w->o.variants + v].batch;
 	for (uint64_t i = 0; i < count; i++) {

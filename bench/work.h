@@ -32,13 +32,13 @@
 
 struct bench_work_opts {
 	const struct bal_defn *d; /**< borrowed; must outlive the workload */
-	uint32_t precincts;	  /**< K >= 1: precinct indices i * nprecincts / K, i < K */
-	uint32_t batch_size;	  /**< ballots per batch, 1..BAL_GEN_MAX_BATCH */
-	enum bal_kind kind;	  /**< BAL_KIND_BALLOTS or BAL_KIND_TALLY */
+	uint32_t precincts;       /**< K >= 1: precinct indices i * nprecincts / K, i < K */
+	uint32_t batch_size;      /**< ballots per batch, 1..BAL_GEN_MAX_BATCH */
+	enum bal_kind kind;       /**< BAL_KIND_BALLOTS or BAL_KIND_TALLY */
 	uint64_t seed, key_seed;  /**< as ballotctl push */
-	bool sign;		  /**< Ed25519 signatures with the demo keys of key_seed */
-	uint32_t variants;	  /**< distinct contents per precinct, >= 1 */
-	const char *host;	  /**< Host header value ("HOST:PORT") */
+	bool sign;                /**< Ed25519 signatures with the demo keys of key_seed */
+	uint32_t variants;        /**< distinct contents per precinct, >= 1 */
+	const char *host;         /**< Host header value ("HOST:PORT") */
 };
 
 /**
@@ -51,9 +51,9 @@ struct bench_delta {
 	uint32_t district_id;
 	uint32_t ninc;
 	const uint32_t *contest_id; /**< [ninc] */
-	const uint32_t *choice;	    /**< [ninc] choice index */
-	const uint64_t *votes;	    /**< [ninc] */
-	uint64_t ballots;	    /**< cast-vote records (0 for TALLY) */
+	const uint32_t *choice;     /**< [ninc] choice index */
+	const uint64_t *votes;      /**< [ninc] */
+	uint64_t ballots;           /**< cast-vote records (0 for TALLY) */
 	uint64_t issued, cast, spoiled;
 	const char *pg_contests, *pg_choices, *pg_votes; /**< "{1,1,101}" ... */
 };
@@ -88,7 +88,7 @@ const struct bench_delta *bench_work_delta(const struct bench_work *w, uint32_t 
  * @return 0 or -ENOMEM (`why`).
  */
 int bench_work_presign(struct bench_work *w, uint64_t seq_start, uint64_t per_precinct, unsigned threads, char *why,
-		       size_t whylen);
+                       size_t whylen);
 
 /**
  * Writes the SignedBatch of (p, seq) to `buf` (bench_work_body_max() bytes):
@@ -106,7 +106,7 @@ uint64_t bench_work_live_signed(const struct bench_work *w);
  * Folds `count` copies of variant `v` of precinct `p` into `e`
  * (bal_expect_fold of the decoded variant). @return 0 or bal_expect_fold's error.
  */
-int bench_work_fold(const struct bench_work *w, struct bal_expect *e, uint32_t p, uint32_t v, uint64_t count,
-		    char *why, size_t whylen);
+int bench_work_fold(const struct bench_work *w, struct bal_expect *e, uint32_t p, uint32_t v, uint64_t count, char *why,
+                    size_t whylen);
 
 #endif

@@ -17,7 +17,7 @@ bool bal_cli_u64(const char *prog, const char *flag, const char *text, uint64_t 
 	unsigned long long v = strtoull(text, &end, 10);
 	if (errno || end == text || *end || text[0] == '-' || v < min || v > max) {
 		fprintf(stderr, "%s: %s \"%s\": expected a whole number from %llu to %llu\n", prog, flag, text,
-			(unsigned long long)min, (unsigned long long)max);
+		        (unsigned long long)min, (unsigned long long)max);
 		return false;
 	}
 	*out = v;
@@ -47,7 +47,7 @@ bool bal_cli_double(const char *prog, const char *flag, const char *text, double
 }
 
 bool bal_cli_find_file(const char *prog, const char *flag, const char *path, const char *srcdir, char *out,
-		       size_t outlen)
+                       size_t outlen)
 {
 	if (access(path, R_OK) == 0) {
 		snprintf(out, outlen, "%s", path);
@@ -62,7 +62,7 @@ bool bal_cli_find_file(const char *prog, const char *flag, const char *path, con
 			return true;
 		}
 		fprintf(stderr, "%s: %s %s: cannot read it (%s), nor %s (%s)\n", prog, flag, path, strerror(err), alt,
-			strerror(errno));
+		        strerror(errno));
 		return false;
 	}
 	fprintf(stderr, "%s: %s %s: cannot read it (%s)\n", prog, flag, path, strerror(err));

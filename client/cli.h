@@ -24,7 +24,7 @@ bool bal_cli_double(const char *prog, const char *flag, const char *text, double
  * "PROG: FLAG PATH: cannot read it (...), nor SRCDIR/PATH (...)".
  */
 bool bal_cli_find_file(const char *prog, const char *flag, const char *path, const char *srcdir, char *out,
-		       size_t outlen);
+                       size_t outlen);
 
 /** "1,234,567" into buf; returns buf. */
 const char *bal_cli_count(uint64_t v, char buf[32]);

@@ -27,9 +27,9 @@ enum { RNG_REGISTERED = 1, RNG_CANDIDATES = 2 };
 /* Fictional parties; choice k of the party list takes name k, the last choice
  * is always "Against all". */
 static const char *const party_names[] = {
-	"People's Unity Party",	   "Rural Revival",  "Republic Forward",  "Bright Path",
-	"Social Democratic Party", "Green Steppe",   "Workers' League",	  "Civic Alliance",
-	"New Generation",	   "Heritage Party", "Free Market Union", "Coastal Union",
+        "People's Unity Party",    "Rural Revival",  "Republic Forward",  "Bright Path",
+        "Social Democratic Party", "Green Steppe",   "Workers' League",   "Civic Alliance",
+        "New Generation",          "Heritage Party", "Free Market Union", "Coastal Union",
 };
 #define NPARTY_NAMES (sizeof(party_names) / sizeof(party_names[0]))
 
@@ -37,26 +37,26 @@ static const char *const party_names[] = {
  * them in order, several per region when there are more districts than
  * regions ("Astana No. 1", "Astana No. 2", ...). */
 static const char *const region_names[] = {
-	"Astana",
-	"Almaty",
-	"Shymkent",
-	"Abai Region",
-	"Akmola Region",
-	"Aktobe Region",
-	"Almaty Region",
-	"Atyrau Region",
-	"East Kazakhstan Region",
-	"Jambyl Region",
-	"Jetisu Region",
-	"Karaganda Region",
-	"Kostanay Region",
-	"Kyzylorda Region",
-	"Mangystau Region",
-	"North Kazakhstan Region",
-	"Pavlodar Region",
-	"Turkistan Region",
-	"Ulytau Region",
-	"West Kazakhstan Region",
+        "Astana",
+        "Almaty",
+        "Shymkent",
+        "Abai Region",
+        "Akmola Region",
+        "Aktobe Region",
+        "Almaty Region",
+        "Atyrau Region",
+        "East Kazakhstan Region",
+        "Jambyl Region",
+        "Jetisu Region",
+        "Karaganda Region",
+        "Kostanay Region",
+        "Kyzylorda Region",
+        "Mangystau Region",
+        "North Kazakhstan Region",
+        "Pavlodar Region",
+        "Turkistan Region",
+        "Ulytau Region",
+        "West Kazakhstan Region",
 };
 #define NREGIONS (sizeof(region_names) / sizeof(region_names[0]))
 
@@ -65,17 +65,16 @@ struct given_name {
 	bool female;
 };
 static const struct given_name given_names[] = {
-	{ "Aigerim", true }, { "Askar", false },  { "Dana", true },  { "Yerlan", false },
-	{ "Gulnara", true }, { "Nurlan", false }, { "Saule", true }, { "Timur", false },
-	{ "Madina", true },  { "Bolat", false },  { "Aliya", true }, { "Daniyar", false },
-	{ "Zhanar", true },  { "Serik", false },  { "Asel", true },  { "Marat", false },
+        {"Aigerim", true}, {"Askar", false}, {"Dana", true},   {"Yerlan", false}, {"Gulnara", true}, {"Nurlan", false},
+        {"Saule", true},   {"Timur", false}, {"Madina", true}, {"Bolat", false},  {"Aliya", true},   {"Daniyar", false},
+        {"Zhanar", true},  {"Serik", false}, {"Asel", true},   {"Marat", false},
 };
 #define NGIVEN (sizeof(given_names) / sizeof(given_names[0]))
 
 /* Surname stems; a woman's surname adds "a" (Omarov, Omarova). */
 static const char *const surname_stems[] = {
-	"Abenov",    "Bekov",  "Ibraev",    "Kassymov", "Mukhanov",    "Nurpeisov",    "Omarov",   "Sarsenov",
-	"Tulegenov", "Utepov", "Zhumabaev", "Akhmetov", "Kenzhebekov", "Dzhaksybekov", "Yessenov", "Baimukhanov",
+        "Abenov",    "Bekov",  "Ibraev",    "Kassymov", "Mukhanov",    "Nurpeisov",    "Omarov",   "Sarsenov",
+        "Tulegenov", "Utepov", "Zhumabaev", "Akhmetov", "Kenzhebekov", "Dzhaksybekov", "Yessenov", "Baimukhanov",
 };
 #define NSURNAMES (sizeof(surname_stems) / sizeof(surname_stems[0]))
 
@@ -112,29 +111,29 @@ static int check_opts(const struct bal_defgen_opts *o, char *why, size_t whylen)
 		return bal__failf(-EINVAL, why, whylen, "--districts %u: must be between 1 and 100000", o->districts);
 	if (o->precincts < o->districts || o->precincts > 10000000)
 		return bal__failf(-EINVAL, why, whylen, "--precincts %u: must be between --districts (%u) and 10000000",
-				  o->precincts, o->districts);
+		                  o->precincts, o->districts);
 	if (o->choices < 2 || o->choices > 1000)
 		return bal__failf(-EINVAL, why, whylen,
-				  "--choices %u: must be between 2 and 1000 (the last is \"Against all\")", o->choices);
+		                  "--choices %u: must be between 2 and 1000 (the last is \"Against all\")", o->choices);
 	if (o->party_seats < 1 || o->party_seats > 100000)
 		return bal__failf(-EINVAL, why, whylen, "--party-seats %u: must be between 1 and 100000",
-				  o->party_seats);
+		                  o->party_seats);
 	if (!(o->threshold_percent >= 0 && o->threshold_percent < 100))
 		return bal__failf(-EINVAL, why, whylen, "--threshold %g: must be at least 0 and below 100",
-				  o->threshold_percent);
+		                  o->threshold_percent);
 	if (o->registered_min > o->registered_max)
 		return bal__failf(-EINVAL, why, whylen, "--registered-min %llu: must not exceed --registered-max %llu",
-				  (unsigned long long)o->registered_min, (unsigned long long)o->registered_max);
+		                  (unsigned long long)o->registered_min, (unsigned long long)o->registered_max);
 	if (o->registered_max > 1000000000ULL)
 		return bal__failf(-EINVAL, why, whylen, "--registered-max %llu: must be at most 1000000000",
-				  (unsigned long long)o->registered_max);
+		                  (unsigned long long)o->registered_max);
 	if (!o->election_id || !*o->election_id)
 		return bal__failf(-EINVAL, why, whylen, "election id: must not be empty");
 	if (!o->election_name || !*o->election_name)
 		return bal__failf(-EINVAL, why, whylen, "election name: must not be empty");
 	if (!o->election_date || !is_date(o->election_date))
 		return bal__failf(-EINVAL, why, whylen, "election date \"%s\": must be YYYY-MM-DD",
-				  o->election_date ? o->election_date : "");
+		                  o->election_date ? o->election_date : "");
 	return 0;
 }
 
@@ -241,7 +240,7 @@ static json_t *district_contest(const struct bal_defgen_opts *o, uint32_t d)
 		char party[64], cand[160];
 		party_name(k % (o->choices - 1), party, sizeof(party));
 		snprintf(cand, sizeof(cand), "%s %s%s (%s)", given_names[g].name, surname_stems[s],
-			 given_names[g].female ? "a" : "", party);
+		         given_names[g].female ? "a" : "", party);
 		json_array_append_new(choices, choice_json(k, cand, true));
 	}
 	json_array_append_new(choices, choice_json(o->choices - 1, "Against all", false));
@@ -258,7 +257,7 @@ static json_t *precinct_json(const struct bal_defgen_opts *o, uint32_t i, struct
 	json_object_set_new(p, "id", json_integer(id));
 	json_object_set_new(p, "district_id", json_integer(district));
 	json_object_set_new(p, "registered_voters",
-			    json_integer((json_int_t)(o->registered_min + bal_rng_below(reg, span))));
+	                    json_integer((json_int_t)(o->registered_min + bal_rng_below(reg, span))));
 	if (o->keys) {
 		uint8_t pk[32], sk[64];
 		bal_demo_keypair(o->seed, id, pk, sk);

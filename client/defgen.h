@@ -16,12 +16,12 @@
 
 /** Parameters of a generated definition; bal_defgen_defaults() fills them. */
 struct bal_defgen_opts {
-	uint32_t precincts;	  /**< >= 1 and >= districts; ids 1..precincts */
-	uint32_t districts;	  /**< >= 1; ids 1..districts; contest 100+d each */
-	uint32_t choices;	  /**< per contest, >= 2; the last is "Against all" */
-	uint64_t seed;		  /**< names, registered voters and demo keys */
-	bool keys;		  /**< write public_key (demo key of `seed`) */
-	uint32_t party_seats;	  /**< seats of the party-list contest (id 1), >= 1 */
+	uint32_t precincts;       /**< >= 1 and >= districts; ids 1..precincts */
+	uint32_t districts;       /**< >= 1; ids 1..districts; contest 100+d each */
+	uint32_t choices;         /**< per contest, >= 2; the last is "Against all" */
+	uint64_t seed;            /**< names, registered voters and demo keys */
+	bool keys;                /**< write public_key (demo key of `seed`) */
+	uint32_t party_seats;     /**< seats of the party-list contest (id 1), >= 1 */
 	double threshold_percent; /**< 0 <= t < 100 */
 	uint64_t registered_min;  /**< registered_voters uniform in [min, max] */
 	uint64_t registered_max;

@@ -25,13 +25,13 @@ struct bal_expect {
 	uint64_t *votes;
 	size_t *dvoff; /* per contest: offset of its [district][choice] block in dvotes */
 	uint64_t *dvotes;
-	size_t *boff;  /* [district][contest]: offset of the contest in that district's ballot, or NOT_ON_BALLOT */
-	size_t *pbase; /* [nprecincts + 1]: offset of precinct p's ballot area in bvotes and pvotes */
-	uint64_t *bvotes;                /* B: sums of the precinct's BALLOTS and TALLY batches */
-	uint64_t *pvotes;                /* P: the precinct's latest protocol */
-	struct bal_expect_turnout *bt;   /* per precinct: counts, and turnout sums of B */
-	struct bal_expect_turnout *pt;   /* per precinct: the protocol's issued, cast, spoiled */
-	uint64_t *pseq;                  /* per precinct: seq of the protocol that counts, 0 = none */
+	size_t *boff;     /* [district][contest]: offset of the contest in that district's ballot, or NOT_ON_BALLOT */
+	size_t *pbase;    /* [nprecincts + 1]: offset of precinct p's ballot area in bvotes and pvotes */
+	uint64_t *bvotes; /* B: sums of the precinct's BALLOTS and TALLY batches */
+	uint64_t *pvotes; /* P: the precinct's latest protocol */
+	struct bal_expect_turnout *bt; /* per precinct: counts, and turnout sums of B */
+	struct bal_expect_turnout *pt; /* per precinct: the protocol's issued, cast, spoiled */
+	uint64_t *pseq;                /* per precinct: seq of the protocol that counts, 0 = none */
 	uint32_t nreporting;
 	uint32_t nprotocols;
 	struct bal_expect_turnout t;
@@ -126,15 +126,15 @@ static size_t area_off(const struct bal_expect *e, uint32_t p, uint32_t c)
 
 /* Contest index of `id` if precinct `p` votes in it, else an error naming `field`. */
 static int ballot_contest(const struct bal_expect *e, uint32_t p, const char *field, size_t i, uint32_t id, char *why,
-			  size_t whylen)
+                          size_t whylen)
 {
 	int32_t c = bal_defn_contest(e->d, id);
 	if (c < 0)
 		return bal__failf(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u: not a contest of the definition",
-				  field, i, id);
+		                  field, i, id);
 	if (!bal_defn_votes_in(e->d, p, (uint32_t)c))
 		return bal__failf(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u: not on the ballot of precinct %u",
-				  field, i, id, e->d->precincts[p].id);
+		                  field, i, id, e->d->precincts[p].id);
 	return c;
 }
 
@@ -148,19 +148,19 @@ static int check_ballots(const struct bal_expect *e, uint32_t p, const struct ba
 		for (size_t j = 0; j < i; j++)
 			if (b->columns[j].contest_id == col->contest_id)
 				return bal__failf(BAL_EINVALID, why, whylen,
-						  "ballots[%zu].contest_id %u: repeats ballots[%zu]", i,
-						  col->contest_id, j);
+				                  "ballots[%zu].contest_id %u: repeats ballots[%zu]", i,
+				                  col->contest_id, j);
 		if (col->n != b->columns[0].n)
 			return bal__failf(BAL_EINVALID, why, whylen,
-					  "ballots[%zu]: %zu choices, but ballots[0] has %zu", i, col->n,
-					  b->columns[0].n);
+			                  "ballots[%zu]: %zu choices, but ballots[0] has %zu", i, col->n,
+			                  b->columns[0].n);
 		uint32_t nchoices = e->d->contests[c].nchoices;
 		for (size_t j = 0; j < col->n; j++)
 			if (col->choices[j] >= nchoices)
 				return bal__failf(
-					BAL_EINVALID, why, whylen,
-					"ballots[%zu].choices[%zu]: choice %u out of range (contest %u has %u choices)",
-					i, j, col->choices[j], col->contest_id, nchoices);
+				        BAL_EINVALID, why, whylen,
+				        "ballots[%zu].choices[%zu]: choice %u out of range (contest %u has %u choices)",
+				        i, j, col->choices[j], col->contest_id, nchoices);
 	}
 	return 0;
 }
@@ -171,7 +171,7 @@ static int overflows(uint64_t have, uint64_t add, const char *what, size_t i, si
 	if (add <= UINT64_MAX - have)
 		return 0;
 	return bal__failf(BAL_EOVERFLOW, why, whylen, "tallies[%zu].counts[%zu]: %llu would overflow the %s %llu", i, k,
-			  (unsigned long long)add, what, (unsigned long long)have);
+	                  (unsigned long long)add, what, (unsigned long long)have);
 }
 
 /*
@@ -192,13 +192,13 @@ static int check_tallies(const struct bal_expect *e, uint32_t p, const struct ba
 		for (size_t j = 0; j < i; j++)
 			if (b->tallies[j].contest_id == t->contest_id)
 				return bal__failf(BAL_EINVALID, why, whylen,
-						  "tallies[%zu].contest_id %u: repeats tallies[%zu]", i, t->contest_id,
-						  j);
+				                  "tallies[%zu].contest_id %u: repeats tallies[%zu]", i, t->contest_id,
+				                  j);
 		uint32_t nchoices = e->d->contests[c].nchoices;
 		if (t->n > nchoices || (protocol && t->n != nchoices))
 			return bal__failf(BAL_EINVALID, why, whylen,
-					  "tallies[%zu].counts: %zu counts, but contest %u has %u choices", i, t->n,
-					  t->contest_id, nchoices);
+			                  "tallies[%zu].counts: %zu counts, but contest %u has %u choices", i, t->n,
+			                  t->contest_id, nchoices);
 		const uint64_t *v = e->votes + e->voff[c];
 		const size_t a = area_off(e, p, (uint32_t)c);
 		for (size_t k = 0; k < t->n && counts; k++) {
@@ -209,7 +209,7 @@ static int check_tallies(const struct bal_expect *e, uint32_t p, const struct ba
 			/* A protocol's count replaces the precinct's part of the total. */
 			if (!rc && (protocol || !e->pseq[p]))
 				rc = overflows(v[k] - (protocol ? contrib[a + k] : 0), n, "expected total", i, k, why,
-					       whylen);
+				               whylen);
 			if (rc)
 				return rc;
 		}
@@ -217,12 +217,11 @@ static int check_tallies(const struct bal_expect *e, uint32_t p, const struct ba
 	return 0;
 }
 
-static int check_protocol(const struct bal_expect *e, uint32_t p, const struct bal_batch *b, char *why,
-			  size_t whylen)
+static int check_protocol(const struct bal_expect *e, uint32_t p, const struct bal_batch *b, char *why, size_t whylen)
 {
 	if (b->ncolumns)
 		return bal__failf(BAL_EINVALID, why, whylen, "kind PROTOCOL: %zu ballot columns, a protocol has none",
-				  b->ncolumns);
+		                  b->ncolumns);
 	if (!b->has_turnout)
 		return bal__failf(BAL_EINVALID, why, whylen, "kind PROTOCOL: no turnout, a protocol must have one");
 	int rc = check_tallies(e, p, b, why, whylen);
@@ -237,8 +236,8 @@ static int check_protocol(const struct bal_expect *e, uint32_t p, const struct b
 			i++;
 		if (i == b->ntallies)
 			return bal__failf(BAL_EINVALID, why, whylen,
-					  "kind PROTOCOL: contest %u is on the ballot of precinct %u but has no tally",
-					  e->d->contests[c].id, e->d->precincts[p].id);
+			                  "kind PROTOCOL: contest %u is on the ballot of precinct %u but has no tally",
+			                  e->d->contests[c].id, e->d->precincts[p].id);
 	}
 	return 0;
 }
@@ -309,7 +308,7 @@ int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, 
 	int32_t p = bal_defn_precinct(e->d, b->precinct_id);
 	if (p < 0)
 		return bal__failf(BAL_EINVALID, why, whylen, "precinct_id %u: not a precinct of the definition",
-				  b->precinct_id);
+		                  b->precinct_id);
 	int rc;
 	switch (b->kind) {
 	case BAL_KIND_BALLOTS: rc = check_ballots(e, (uint32_t)p, b, why, whylen); break;
@@ -413,9 +412,9 @@ uint64_t bal_expect_precinct_ballot_votes(const struct bal_expect *e, uint32_t p
 }
 
 void bal_expect_precinct_turnout(const struct bal_expect *e, uint32_t p, bool ballot_sums,
-				 struct bal_expect_turnout *out)
+                                 struct bal_expect_turnout *out)
 {
-	*out = (struct bal_expect_turnout){ 0 };
+	*out = (struct bal_expect_turnout){0};
 	if (p >= e->d->nprecincts)
 		return;
 	*out = e->bt[p];

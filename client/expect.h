@@ -27,7 +27,7 @@ struct bal_expect_turnout {
 	uint64_t batches; /**< batches folded, every kind */
 	uint64_t ballots; /**< cast-vote records (ballots of BALLOTS batches) */
 	uint64_t issued;  /**< Turnout.ballots_issued: summed, or the protocol's */
-	uint64_t cast;	  /**< Turnout.ballots_cast: summed, or the protocol's */
+	uint64_t cast;    /**< Turnout.ballots_cast: summed, or the protocol's */
 	uint64_t spoiled; /**< Turnout.ballots_spoiled: summed, or the protocol's */
 };
 
@@ -77,7 +77,7 @@ uint64_t bal_expect_precinct_ballot_votes(const struct bal_expect *e, uint32_t p
  * they count in the totals (`ballot_sums` false) or summed over its BALLOTS
  * and TALLY batches (`ballot_sums` true). */
 void bal_expect_precinct_turnout(const struct bal_expect *e, uint32_t p, bool ballot_sums,
-				 struct bal_expect_turnout *out);
+                                 struct bal_expect_turnout *out);
 
 /**
  * The totals as a new JSON object (caller owns the reference):

@@ -39,7 +39,7 @@ struct bal_gen {
 	uint8_t (*sk)[64];  /* per precinct index; valid iff key_state == KEY_OK */
 	int64_t day0_ms;    /* 08:00 UTC on the election date, 0 if unparsable */
 	/* scratch, sized at new() for the largest ballot */
-	uint32_t maxc;	    /* most contests any precinct votes in */
+	uint32_t maxc;      /* most contests any precinct votes in */
 	uint32_t *contests; /* maxc contest indices of the current precinct */
 	struct bal_column *cols;
 	struct bal_ctally *tallies;
@@ -98,8 +98,8 @@ static int build_weights(const struct bal_gen_opts *o, const struct bal_contest 
 		/* The leader, then the small party, among eligible choices. */
 		uint32_t leader_rank = (uint32_t)bal_rng_below(&r, neligible);
 		uint32_t small_rank =
-			neligible >= 3 ? (leader_rank + 1 + (uint32_t)bal_rng_below(&r, neligible - 1)) % neligible
-				       : UINT32_MAX;
+		        neligible >= 3 ? (leader_rank + 1 + (uint32_t)bal_rng_below(&r, neligible - 1)) % neligible
+		                       : UINT32_MAX;
 		double leader = 0.45 + 0.15 * bal_rng_unit(&r);
 		double small = small_rank != UINT32_MAX ? 0.015 + 0.02 * bal_rng_unit(&r) : 0;
 		double rest = 1.0 - fixed - leader - small;
@@ -172,14 +172,14 @@ int bal_gen_new(const struct bal_defn *d, const struct bal_gen_opts *o, struct b
 {
 	if (o->batch_size < 1 || o->batch_size > BAL_GEN_MAX_BATCH)
 		return bal__failf(-EINVAL, why, whylen, "batch size %u: must be between 1 and %u", o->batch_size,
-				  BAL_GEN_MAX_BATCH);
+		                  BAL_GEN_MAX_BATCH);
 	if (o->kind != BAL_KIND_BALLOTS && o->kind != BAL_KIND_TALLY)
 		return bal__failf(-EINVAL, why, whylen, "kind %d: the generator makes BALLOTS (0) or TALLY (1) batches",
-				  (int)o->kind);
+		                  (int)o->kind);
 	if (d->nprecincts == 0 || d->ncontests == 0)
 		return bal__failf(-EINVAL, why, whylen,
-				  "definition has %u precincts and %u contests: needs at least one of each",
-				  d->nprecincts, d->ncontests);
+		                  "definition has %u precincts and %u contests: needs at least one of each",
+		                  d->nprecincts, d->ncontests);
 	if (sodium_init() < 0)
 		return bal__failf(-ENOSYS, why, whylen, "libsodium failed to initialise");
 
@@ -256,10 +256,10 @@ static int precinct_key(struct bal_gen *g, uint32_t p, char *why, size_t whylen)
 	}
 	if (g->key_state[p] == KEY_MISMATCH)
 		return bal__failf(
-			BAL_EAUTH, why, whylen,
-			"precinct %u: the demo key of key seed %llu does not match the definition's public_key "
-			"(use the --seed the definition was generated with)",
-			pr->id, (unsigned long long)g->o.key_seed);
+		        BAL_EAUTH, why, whylen,
+		        "precinct %u: the demo key of key seed %llu does not match the definition's public_key "
+		        "(use the --seed the definition was generated with)",
+		        pr->id, (unsigned long long)g->o.key_seed);
 	return 0;
 }
 
@@ -320,7 +320,7 @@ static int fill_tallies(struct bal_gen *g, uint32_t nc, struct bal_rng *r)
 /* Packs `b`, signs it with precinct p's demo key if it has a public key, and
  * wraps it in a SignedBatch; the outputs are borrowed from `g`. */
 static int finish(struct bal_gen *g, uint32_t p, const struct bal_batch *bp, struct bal_batch *batch,
-		  const uint8_t **body, size_t *len, char *why, size_t whylen)
+                  const uint8_t **body, size_t *len, char *why, size_t whylen)
 {
 	const struct bal_precinct *pr = &g->d->precincts[p];
 	struct bal_batch b = *bp;
@@ -358,15 +358,15 @@ static int check_target(struct bal_gen *g, uint32_t p, uint64_t seq, char *why, 
 	const struct bal_defn *d = g->d;
 	if (p >= d->nprecincts)
 		return bal__failf(-EINVAL, why, whylen,
-				  "precinct index %u: out of range (the definition has %u precincts)", p,
-				  d->nprecincts);
+		                  "precinct index %u: out of range (the definition has %u precincts)", p,
+		                  d->nprecincts);
 	if (seq == 0)
 		return bal__failf(-EINVAL, why, whylen, "precinct %u seq 0: seqs start at 1", d->precincts[p].id);
 	return d->precincts[p].has_key ? precinct_key(g, p, why, whylen) : 0;
 }
 
 int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch *batch, const uint8_t **body,
-		  size_t *len, char *why, size_t whylen)
+                  size_t *len, char *why, size_t whylen)
 {
 	const struct bal_defn *d = g->d;
 	int rc = check_target(g, p, seq, why, whylen);
@@ -431,7 +431,7 @@ static void shift_votes(struct bal_gen *g, uint32_t nc, uint64_t shift, struct b
 }
 
 int bal_gen_protocol(struct bal_gen *g, uint32_t p, uint64_t seq, uint64_t covers, uint64_t shift,
-		     struct bal_batch *batch, const uint8_t **body, size_t *len, char *why, size_t whylen)
+                     struct bal_batch *batch, const uint8_t **body, size_t *len, char *why, size_t whylen)
 {
 	const struct bal_defn *d = g->d;
 	int rc = check_target(g, p, seq, why, whylen);
@@ -439,7 +439,7 @@ int bal_gen_protocol(struct bal_gen *g, uint32_t p, uint64_t seq, uint64_t cover
 		return rc;
 	if (covers > BAL_GEN_MAX_COVERS)
 		return bal__failf(-EINVAL, why, whylen, "protocol of precinct %u covers %llu batches: at most %u",
-				  d->precincts[p].id, (unsigned long long)covers, BAL_GEN_MAX_COVERS);
+		                  d->precincts[p].id, (unsigned long long)covers, BAL_GEN_MAX_COVERS);
 	const struct bal_precinct *pr = &d->precincts[p];
 	uint32_t nc = ballot_of(d, p, g->contests);
 	if (zero_tallies(g, nc) < 0)

@@ -18,7 +18,7 @@
 #include "core/ballot.h"
 
 struct bal_gen_opts {
-	uint64_t seed;	     /**< content seed: votes, turnout */
+	uint64_t seed;       /**< content seed: votes, turnout */
 	uint64_t key_seed;   /**< seed the definition's demo keys were made with (gen-definition --seed) */
 	uint32_t batch_size; /**< ballots per batch, 1..BAL_GEN_MAX_BATCH */
 	enum bal_kind kind;  /**< BAL_KIND_BALLOTS or BAL_KIND_TALLY (protocols: bal_gen_protocol()) */
@@ -58,7 +58,7 @@ void bal_gen_free(struct bal_gen *g);
  *         -ENOMEM.
  */
 int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch *batch, const uint8_t **body,
-		  size_t *len, char *why, size_t whylen);
+                  size_t *len, char *why, size_t whylen);
 
 /**
  * Builds the PROTOCOL batch (precinct index `p`, `seq`) of a precinct whose
@@ -76,6 +76,6 @@ int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch 
  *         or BAL_EAUTH, with `why`; -ENOMEM.
  */
 int bal_gen_protocol(struct bal_gen *g, uint32_t p, uint64_t seq, uint64_t covers, uint64_t shift,
-		     struct bal_batch *batch, const uint8_t **body, size_t *len, char *why, size_t whylen);
+                     struct bal_batch *batch, const uint8_t **body, size_t *len, char *why, size_t whylen);
 
 #endif

@@ -58,7 +58,7 @@ int bal_http_hostport(const char *s, char host[BAL_HTTP_HOST_MAX], uint16_t *por
 /* Waits for `events` on fd; 0, -ETIMEDOUT or -errno. */
 static int wait_fd(int fd, short events, int timeout_ms)
 {
-	struct pollfd pfd = { .fd = fd, .events = events };
+	struct pollfd pfd = {.fd = fd, .events = events};
 	for (;;) {
 		int n = poll(&pfd, 1, timeout_ms);
 		if (n > 0)
@@ -101,7 +101,7 @@ static int dial(const char *host, uint16_t port, int timeout_ms, char *why, size
 {
 	char portstr[8];
 	snprintf(portstr, sizeof(portstr), "%u", port);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res;
 	int gai = getaddrinfo(host, portstr, &hints, &res);
 	if (gai) {
@@ -145,8 +145,8 @@ static int mark_done(struct bal_resp *r)
 }
 
 int bal_http_request(const char *server, const char *method, const char *path, const void *body, size_t len,
-		     const char *content_type, int timeout_ms, size_t max_body, struct bal_http_resp *out, char *why,
-		     size_t whylen)
+                     const char *content_type, int timeout_ms, size_t max_body, struct bal_http_resp *out, char *why,
+                     size_t whylen)
 {
 	memset(out, 0, sizeof(*out));
 	char host[BAL_HTTP_HOST_MAX];
@@ -160,10 +160,10 @@ int bal_http_request(const char *server, const char *method, const char *path, c
 
 	char head[1024];
 	int hn = snprintf(
-		head, sizeof(head),
-		"%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nAccept: */*\r\n%s%s%sContent-Length: %zu\r\n\r\n",
-		method, path, server, content_type ? "Content-Type: " : "", content_type ? content_type : "",
-		content_type ? "\r\n" : "", len);
+	        head, sizeof(head),
+	        "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nAccept: */*\r\n%s%s%sContent-Length: %zu\r\n\r\n",
+	        method, path, server, content_type ? "Content-Type: " : "", content_type ? content_type : "",
+	        content_type ? "\r\n" : "", len);
 	if (hn < 0 || (size_t)hn >= sizeof(head)) {
 		snprintf(why, whylen, "%s %s: request header over %zu bytes", method, path, sizeof(head));
 		rc = -EINVAL;
@@ -181,7 +181,7 @@ int bal_http_request(const char *server, const char *method, const char *path, c
 	while (!done) {
 		if ((rc = wait_fd(fd, POLLIN, timeout_ms)) < 0) {
 			snprintf(why, whylen, "%s %s from %s: no response within %d ms", method, path, server,
-				 timeout_ms);
+			         timeout_ms);
 			goto fail_body;
 		}
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
@@ -196,7 +196,7 @@ int bal_http_request(const char *server, const char *method, const char *path, c
 			goto fail_body;
 		if (n == 0 && !done) {
 			snprintf(why, whylen, "%s %s from %s: connection closed before the response ended", method,
-				 path, server);
+			         path, server);
 			rc = -EPROTO;
 			goto fail_body;
 		}

@@ -22,9 +22,9 @@
 int bal_http_hostport(const char *s, char host[BAL_HTTP_HOST_MAX], uint16_t *port, char *why, size_t whylen);
 
 struct bal_http_resp {
-	int status;		/**< HTTP status code */
+	int status;             /**< HTTP status code */
 	char content_type[128]; /**< "" when absent; truncated if longer */
-	char *body;		/**< malloc'd, NUL-terminated (not counted in len) */
+	char *body;             /**< malloc'd, NUL-terminated (not counted in len) */
 	size_t len;
 };
 
@@ -41,8 +41,8 @@ struct bal_http_resp {
  *         (response does not parse), -EFBIG, -ENOMEM; `why` says which and where.
  */
 int bal_http_request(const char *server, const char *method, const char *path, const void *body, size_t len,
-		     const char *content_type, int timeout_ms, size_t max_body, struct bal_http_resp *out, char *why,
-		     size_t whylen);
+                     const char *content_type, int timeout_ms, size_t max_body, struct bal_http_resp *out, char *why,
+                     size_t whylen);
 
 /** Frees the body; safe on a zeroed or already released response. */
 void bal_http_resp_deinit(struct bal_http_resp *r);

@@ -15,7 +15,7 @@ void bal_demo_keypair(uint64_t seed, uint32_t precinct_id, uint8_t pk[32], uint8
 	 * library must be initialised before use. */
 	if (sodium_init() < 0)
 		fprintf(stderr,
-			"bal_client: sodium_init failed; continuing: seeded key derivation needs no randomness\n");
+		        "bal_client: sodium_init failed; continuing: seeded key derivation needs no randomness\n");
 	char text[64];
 	int n = snprintf(text, sizeof(text), "ballotd-demo-key:%" PRIu64 ":%" PRIu32, seed, precinct_id);
 	uint8_t digest[crypto_hash_sha256_BYTES];

@@ -30,7 +30,7 @@
 #include <strings.h>
 #include <uv.h>
 
-#define TICK_MS	       10
+#define TICK_MS        10
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 #define WRITE_BUFS     64
@@ -67,7 +67,7 @@ struct lconn {
 	enum after_close after;
 	bool opened_once;
 	bool want_close; /* server asked to close: reconnect at once */
-	bool want_fail;	 /* a response asked for a retry (503) or was unexpected */
+	bool want_fail;  /* a response asked for a retry (503) or was unexpected */
 	char fail_why[256];
 	uv_tcp_t tcp;
 	uv_connect_t creq;
@@ -115,12 +115,12 @@ int bal_load_new(const struct bal_load_opts *o, struct bal_load **out, char *why
 		return rc;
 	char portstr[8];
 	snprintf(portstr, sizeof(portstr), "%u", port);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res;
 	int gai = getaddrinfo(host, portstr, &hints, &res);
 	if (gai)
 		return bal__failf(-EHOSTUNREACH, why, whylen, "server %s: cannot resolve host: %s", o->server,
-				  gai_strerror(gai));
+		                  gai_strerror(gai));
 
 	struct bal_load *l = calloc(1, sizeof(*l));
 	if (!l)
@@ -198,9 +198,9 @@ int64_t bal_load_add(struct bal_load *l, uint32_t precinct_id, uint64_t seq, con
 		return -ENOMEM;
 	char head[512];
 	int hn = snprintf(head, sizeof(head),
-			  "POST /v1/batches HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-protobuf\r\n"
-			  "Accept: application/x-protobuf\r\nContent-Length: %zu\r\n\r\n",
-			  l->server, len);
+	                  "POST /v1/batches HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-protobuf\r\n"
+	                  "Accept: application/x-protobuf\r\nContent-Length: %zu\r\n\r\n",
+	                  l->server, len);
 	uint8_t *req = malloc((size_t)hn + len);
 	if (!req)
 		return -ENOMEM;
@@ -257,13 +257,13 @@ static void fold_expected(struct bal_load *l, struct item *it)
 			l->first_error = malloc(n);
 			if (l->first_error)
 				snprintf(l->first_error, n, "precinct %u seq %llu: acknowledged but not foldable: %s",
-					 it->pub.precinct_id, (unsigned long long)it->pub.seq, why);
+				         it->pub.precinct_id, (unsigned long long)it->pub.seq, why);
 		}
 	}
 }
 
 static void finalize(struct lconn *c, struct item *it, enum bal_load_state state, int http_status, uint64_t position,
-		     const char *error)
+                     const char *error)
 {
 	struct bal_load *l = c->l;
 	it->pub.state = state;
@@ -286,7 +286,7 @@ static void finalize(struct lconn *c, struct item *it, enum bal_load_state state
 			l->first_error = malloc(n);
 			if (l->first_error)
 				snprintf(l->first_error, n, "precinct %u seq %llu: %s", it->pub.precinct_id,
-					 (unsigned long long)it->pub.seq, error);
+				         (unsigned long long)it->pub.seq, error);
 		}
 	}
 	if (l->o.on_done)
@@ -380,7 +380,7 @@ static int on_response(struct bal_resp *r)
 	char err[256] = "";
 	if (decode_ack(r, &st, &pos, err, sizeof(err)) < 0) {
 		snprintf(text, sizeof(text), "HTTP 200 with an undecodable BatchAck (Content-Type \"%s\", %zu bytes)",
-			 r->content_type, r->len);
+		         r->content_type, r->len);
 		finalize(c, it, BAL_LOAD_REJECTED, 200, 0, text);
 	} else if (st == BAL_ACK_ACCEPTED) {
 		finalize(c, it, BAL_LOAD_ACCEPTED, 200, pos, NULL);
@@ -627,7 +627,7 @@ static void on_tick(uv_timer_t *t)
 		if (c->st == C_WAITING && now >= c->reconnect_at_ns)
 			conn_connect(c);
 		else if ((c->st == C_CONNECTING || (c->st == C_OPEN && c->fcount)) &&
-			 now - c->last_progress_ns > timeout)
+		         now - c->last_progress_ns > timeout)
 			conn_failf(c, "%s: no response within %u ms", l->server, l->o.timeout_ms);
 	}
 }

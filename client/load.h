@@ -31,15 +31,15 @@ struct bal_load_item;
 typedef void (*bal_load_done_cb_t)(void *ud, const struct bal_load_item *it);
 
 struct bal_load_opts {
-	const char *server;	    /**< "HOST:PORT"; resolved once by bal_load_new() */
-	uint32_t connections;	    /**< 1..4096 */
-	uint32_t pipeline;	    /**< requests in flight per connection, 1..4096 */
-	uint32_t retry_for_ms;	    /**< 0: no retries; see the file comment */
-	uint32_t timeout_ms;	    /**< no response for this long with requests in flight is a
-					 connection error; 0 means 30000 */
+	const char *server;         /**< "HOST:PORT"; resolved once by bal_load_new() */
+	uint32_t connections;       /**< 1..4096 */
+	uint32_t pipeline;          /**< requests in flight per connection, 1..4096 */
+	uint32_t retry_for_ms;      /**< 0: no retries; see the file comment */
+	uint32_t timeout_ms;        /**< no response for this long with requests in flight is a
+	                                 connection error; 0 means 30000 */
 	struct bal_expect *expect;  /**< optional, borrowed: ACCEPTED and DUPLICATE batches are folded in */
 	bal_load_done_cb_t on_done; /**< optional */
-	void *ud;		    /**< for on_done */
+	void *ud;                   /**< for on_done */
 };
 
 enum bal_load_state {
@@ -47,7 +47,7 @@ enum bal_load_state {
 	BAL_LOAD_ACCEPTED,    /**< 200 + BatchAck ACCEPTED */
 	BAL_LOAD_DUPLICATE,   /**< 200 + BatchAck DUPLICATE: counted once, earlier */
 	BAL_LOAD_REJECTED,    /**< an HTTP answer other than ACCEPTED/DUPLICATE (4xx, 5xx, REJECTED ack) */
-	BAL_LOAD_ERROR,	      /**< no answer: connection failures (after retries, in retry mode) */
+	BAL_LOAD_ERROR,       /**< no answer: connection failures (after retries, in retry mode) */
 };
 
 /** One batch and its outcome. Times are uv_hrtime() nanoseconds, 0 = not yet. */
@@ -57,17 +57,17 @@ struct bal_load_item {
 	enum bal_load_state state;
 	int http_status;   /**< of the final answer; 0 for PENDING/ERROR */
 	uint64_t position; /**< journal position from the ack (ACCEPTED/DUPLICATE) */
-	uint32_t sends;	   /**< times the request was written */
+	uint32_t sends;    /**< times the request was written */
 	uint64_t first_send_ns, last_send_ns, done_ns;
 	char *error; /**< REJECTED/ERROR: the reason (ack error, body or connection error); else NULL */
 };
 
 struct bal_load_stats {
 	uint64_t accepted, duplicate, rejected, errors, pending;
-	uint64_t sends;		/**< requests written, resends included */
-	uint64_t reconnects;	/**< connections opened after the first per connection slot */
+	uint64_t sends;         /**< requests written, resends included */
+	uint64_t reconnects;    /**< connections opened after the first per connection slot */
 	uint64_t expect_errors; /**< acknowledged batches the expected totals refused (see expect.h) */
-	uint64_t elapsed_ns;	/**< wall time of bal_load_run() */
+	uint64_t elapsed_ns;    /**< wall time of bal_load_run() */
 };
 
 /** Opaque engine. */

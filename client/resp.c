@@ -99,16 +99,16 @@ static int on_message_complete(http_parser *p)
 }
 
 static const http_parser_settings settings = {
-	.on_message_begin = on_message_begin,
-	.on_header_field = on_header_field,
-	.on_header_value = on_header_value,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body,
-	.on_message_complete = on_message_complete,
+        .on_message_begin = on_message_begin,
+        .on_header_field = on_header_field,
+        .on_header_value = on_header_value,
+        .on_headers_complete = on_headers_complete,
+        .on_body = on_body,
+        .on_message_complete = on_message_complete,
 };
 
 void bal_resp_init(struct bal_resp *r, char *buf, size_t cap, bool growable, size_t max_body,
-		   bal_resp_complete_cb_t complete, void *ud)
+                   bal_resp_complete_cb_t complete, void *ud)
 {
 	memset(r, 0, sizeof(*r));
 	http_parser_init(&r->parser, HTTP_RESPONSE);
@@ -137,7 +137,7 @@ int bal_resp_feed(struct bal_resp *r, const char *data, size_t len, char *why, s
 	}
 	if (e != HPE_OK || n != len) {
 		snprintf(why, whylen, "response does not parse as HTTP/1.1: %s (%s)", http_errno_name(e),
-			 http_errno_description(e));
+		         http_errno_description(e));
 		return -EPROTO;
 	}
 	return 0;

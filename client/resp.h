@@ -41,7 +41,7 @@ struct bal_resp {
 /** `buf`/`cap` is the body buffer: owned by the caller when !growable,
  * else may be NULL/0 and is malloc'd (free `r->body` when done). */
 void bal_resp_init(struct bal_resp *r, char *buf, size_t cap, bool growable, size_t max_body,
-		   bal_resp_complete_cb_t complete, void *ud);
+                   bal_resp_complete_cb_t complete, void *ud);
 
 /** Feeds bytes (len 0 signals EOF). @return 0, or -EPROTO with the parser's
  * error name in `why`, or -EFBIG for a body over max_body, or -ENOMEM. */

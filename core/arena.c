@@ -12,14 +12,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#define ARENA_ALIGN 16
+#define ARENA_ALIGN     16
 #define ARENA_MIN_BLOCK 4096
 
 struct bal_arena_block {
 	struct bal_arena_block *prev;
 	size_t cap;  /* usable bytes after the header */
 	size_t used; /* used <= cap */
-	/* data follows, ARENA_ALIGN-aligned */
+	             /* data follows, ARENA_ALIGN-aligned */
 };
 
 static size_t header_size(void)

@@ -50,7 +50,7 @@ enum bal_contest_kind { BAL_CONTEST_PARTY_LIST = 0, BAL_CONTEST_SINGLE_MEMBER = 
 enum bal_method { BAL_METHOD_LARGEST_REMAINDER = 0, BAL_METHOD_DHONDT = 1, BAL_METHOD_PLURALITY = 2 };
 
 struct bal_choice {
-	uint32_t id;        /**< id from the file; the wire uses the index instead */
+	uint32_t id; /**< id from the file; the wire uses the index instead */
 	char *name;
 	bool seat_eligible; /**< false for "Against all" and the like */
 };

@@ -76,7 +76,7 @@ void bal_pub_store(struct bal_published *p, const uint64_t *ctr, uint64_t positi
 }
 
 void bal_pub_apply(struct bal_published *p, const struct bal_layout *l, const struct bal_delta *const *deltas,
-		   size_t ndeltas, uint64_t position)
+                   size_t ndeltas, uint64_t position)
 {
 	write_begin(p);
 	/* bal_tally_apply() uses relaxed atomic loads and stores on the slots. */

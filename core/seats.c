@@ -15,7 +15,7 @@ typedef unsigned __int128 u128;
 
 /* threshold_percent in units of 1e-6 percent: exact for up to six decimals. */
 #define THRESHOLD_SCALE 1000000.0
-#define PERCENT_SCALE ((u128)100 * 1000000)
+#define PERCENT_SCALE   ((u128)100 * 1000000)
 
 static u128 threshold_units(double percent)
 {
@@ -30,7 +30,7 @@ static u128 threshold_units(double percent)
  * the `left` largest remainders (v * S mod P). There are fewer leftover seats
  * than passed choices with a nonzero remainder, so a choice gains at most one. */
 static uint32_t largest_remainder(const struct bal_contest *c, const uint64_t *votes, const bool *passed, u128 pool,
-				  uint32_t *seats)
+                                  uint32_t *seats)
 {
 	const u128 S = c->seats;
 	uint32_t given = 0;
@@ -82,7 +82,7 @@ static uint32_t dhondt(const struct bal_contest *c, const uint64_t *votes, const
  * win and *tie is set (with one seat: a tie for first allocates nothing).
  */
 static uint32_t plurality(const struct bal_contest *c, const uint64_t *votes, const bool *passed, uint32_t *seats,
-			  bool *tie)
+                          bool *tie)
 {
 	uint64_t B = UINT64_MAX;
 	uint32_t upto = 0; /* candidates with votes >= B */
@@ -130,17 +130,10 @@ int bal_seats_allocate(const struct bal_contest *c, const uint64_t *votes, uint3
 		return BAL_EINVALID;
 	uint32_t given;
 	switch (c->method) {
-	case BAL_METHOD_LARGEST_REMAINDER:
-		given = largest_remainder(c, votes, passed, pool, seats);
-		break;
-	case BAL_METHOD_DHONDT:
-		given = dhondt(c, votes, passed, seats);
-		break;
-	case BAL_METHOD_PLURALITY:
-		given = plurality(c, votes, passed, seats, tie);
-		break;
-	default:
-		return BAL_EINVALID;
+	case BAL_METHOD_LARGEST_REMAINDER: given = largest_remainder(c, votes, passed, pool, seats); break;
+	case BAL_METHOD_DHONDT: given = dhondt(c, votes, passed, seats); break;
+	case BAL_METHOD_PLURALITY: given = plurality(c, votes, passed, seats, tie); break;
+	default: return BAL_EINVALID;
 	}
 	return (int)given;
 }

@@ -56,20 +56,20 @@ struct bal_layout {
 	const struct bal_defn *d;
 	size_t nslots;
 	size_t delta_max;
-	struct pslot *prec;   /* [nprecincts] */
-	uint32_t *coff;       /* [ncontests] offset of the contest in the block of a precinct voting in it */
-	uint32_t *dbase;      /* [ncontests] first (contest, district, choice) slot */
-	uint32_t *cbase;      /* [ncontests] first national-total slot */
-	uint32_t *bsize;      /* [ndistricts] block size of the district's precincts */
-	uint32_t *pmap;       /* [ndistricts] index of the district's first entry in `parents` */
+	struct pslot *prec; /* [nprecincts] */
+	uint32_t *coff;     /* [ncontests] offset of the contest in the block of a precinct voting in it */
+	uint32_t *dbase;    /* [ncontests] first (contest, district, choice) slot */
+	uint32_t *cbase;    /* [ncontests] first national-total slot */
+	uint32_t *bsize;    /* [ndistricts] block size of the district's precincts */
+	uint32_t *pmap;     /* [ndistricts] index of the district's first entry in `parents` */
 	struct parent *parents;
-	uint32_t dturnout;    /* first district turnout slot */
-	uint32_t tturnout;    /* first national turnout slot */
-	uint32_t globals;     /* first global slot */
+	uint32_t dturnout; /* first district turnout slot */
+	uint32_t tturnout; /* first national turnout slot */
+	uint32_t globals;  /* first global slot */
 };
 
 static const char *const turnout_names[BAL_T_NFIELDS] = {
-	"batches", "ballots", "ballots_issued", "ballots_cast", "ballots_spoiled",
+        "batches", "ballots", "ballots_issued", "ballots_cast", "ballots_spoiled",
 };
 
 static bool contest_national(const struct bal_contest *c)
@@ -357,9 +357,9 @@ static int fail(int err, char *why, size_t whylen, const char *fmt, ...)
  * and tallies share this check.
  */
 struct entries {
-	const char *what;    /* "ballots" or "tallies", for error texts */
-	const char *id0;     /* &entry[0].contest_id */
-	size_t stride;       /* sizeof(entry) */
+	const char *what; /* "ballots" or "tallies", for error texts */
+	const char *id0;  /* &entry[0].contest_id */
+	size_t stride;    /* sizeof(entry) */
 };
 
 static uint32_t entry_id(const struct entries *es, size_t i)
@@ -368,21 +368,23 @@ static uint32_t entry_id(const struct entries *es, size_t i)
 }
 
 static int resolve_contest(const struct bal_defn *d, uint32_t p, const struct entries *es, size_t i, char *why,
-			   size_t whylen)
+                           size_t whylen)
 {
 	const uint32_t id = entry_id(es, i);
 	int32_t c = bal_defn_contest(d, id);
 	if (c < 0)
-		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u is not in the definition", es->what, i, id);
+		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u is not in the definition", es->what, i,
+		            id);
 	if (!bal_defn_votes_in(d, p, (uint32_t)c)) {
 		const struct bal_precinct *pr = &d->precincts[p];
-		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u is not on the ballot of precinct %u (district %u)",
-			    es->what, i, id, pr->id, d->districts[pr->district].id);
+		return fail(BAL_EINVALID, why, whylen,
+		            "%s[%zu].contest_id %u is not on the ballot of precinct %u (district %u)", es->what, i, id,
+		            pr->id, d->districts[pr->district].id);
 	}
 	for (size_t j = 0; j < i; j++)
 		if (entry_id(es, j) == id)
-			return fail(BAL_EINVALID, why, whylen, "%s[%zu]: contest %u appears twice (also %s[%zu])", es->what, i,
-				    id, es->what, j);
+			return fail(BAL_EINVALID, why, whylen, "%s[%zu]: contest %u appears twice (also %s[%zu])",
+			            es->what, i, id, es->what, j);
 	return c;
 }
 
@@ -407,8 +409,8 @@ static void put_abs(struct bal_delta_entry *e, uint32_t *n, uint32_t slot, uint6
 static int reserve(const struct bal_delta *out, uint32_t n, uint32_t more, char *why, size_t whylen)
 {
 	if ((uint64_t)n + more > out->cap)
-		return fail(-ENOBUFS, why, whylen, "delta capacity %u is below the %llu entries this batch needs", out->cap,
-			    (unsigned long long)n + more);
+		return fail(-ENOBUFS, why, whylen, "delta capacity %u is below the %llu entries this batch needs",
+		            out->cap, (unsigned long long)n + more);
 	return 0;
 }
 
@@ -432,8 +434,8 @@ static uint64_t lanes_sum(v4u32 a)
 static void count_eight(const uint32_t *ch, size_t n, uint32_t k0, uint64_t cnt[8])
 {
 	const v4u32 one = {1, 1, 1, 1};
-	const v4u32 k_0 = one * k0, k_1 = k_0 + one, k_2 = k_1 + one, k_3 = k_2 + one, k_4 = k_3 + one,
-		    k_5 = k_4 + one, k_6 = k_5 + one, k_7 = k_6 + one;
+	const v4u32 k_0 = one * k0, k_1 = k_0 + one, k_2 = k_1 + one, k_3 = k_2 + one, k_4 = k_3 + one, k_5 = k_4 + one,
+	            k_6 = k_5 + one, k_7 = k_6 + one;
 	v4u32 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
 	size_t j = 0;
 	for (; j + 4 <= n; j += 4) {
@@ -462,11 +464,11 @@ static void count_eight(const uint32_t *ch, size_t n, uint32_t k0, uint64_t cnt[
 }
 
 static int fold_columns(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b, uint32_t p,
-			struct bal_delta *out, uint32_t *n, char *why, size_t whylen)
+                        struct bal_delta *out, uint32_t *n, char *why, size_t whylen)
 {
 	const uint32_t base = l->prec[p].base;
-	const struct entries es = { "ballots", b->ncolumns ? (const char *)&b->columns[0].contest_id : NULL,
-				    sizeof(*b->columns) };
+	const struct entries es = {"ballots", b->ncolumns ? (const char *)&b->columns[0].contest_id : NULL,
+	                           sizeof(*b->columns)};
 	for (size_t i = 0; i < b->ncolumns; i++) {
 		const struct bal_column *col = &b->columns[i];
 		int c = resolve_contest(d, p, &es, i, why, whylen);
@@ -508,8 +510,8 @@ static int fold_columns(const struct bal_defn *d, const struct bal_layout *l, co
 		}
 		if (bad != col->n)
 			return fail(BAL_EINVALID, why, whylen,
-				    "ballots[%zu].choices[%zu] = %u is out of range (contest %u has %u choices)", i, bad,
-				    ch[bad], col->contest_id, nch);
+			            "ballots[%zu].choices[%zu] = %u is out of range (contest %u has %u choices)", i,
+			            bad, ch[bad], col->contest_id, nch);
 		uint32_t kept = 0;
 		for (uint32_t k = 0; k < nch; k++)
 			if (e[k].add)
@@ -521,11 +523,11 @@ static int fold_columns(const struct bal_defn *d, const struct bal_layout *l, co
 
 /* TALLY: nonzero counts as adds. PROTOCOL (`absolute`): every count, zeros included. */
 static int fold_tallies(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b, uint32_t p,
-			bool absolute, struct bal_delta *out, uint32_t *n, char *why, size_t whylen)
+                        bool absolute, struct bal_delta *out, uint32_t *n, char *why, size_t whylen)
 {
 	const uint32_t base = l->prec[p].base;
-	const struct entries es = { "tallies", b->ntallies ? (const char *)&b->tallies[0].contest_id : NULL,
-				    sizeof(*b->tallies) };
+	const struct entries es = {"tallies", b->ntallies ? (const char *)&b->tallies[0].contest_id : NULL,
+	                           sizeof(*b->tallies)};
 	for (size_t i = 0; i < b->ntallies; i++) {
 		const struct bal_ctally *t = &b->tallies[i];
 		int c = resolve_contest(d, p, &es, i, why, whylen);
@@ -533,13 +535,15 @@ static int fold_tallies(const struct bal_defn *d, const struct bal_layout *l, co
 			return c;
 		const uint32_t nch = d->contests[c].nchoices;
 		if (t->n != nch)
-			return fail(BAL_EINVALID, why, whylen, "tallies[%zu].counts has %zu entries, contest %u has %u choices",
-				    i, t->n, t->contest_id, nch);
+			return fail(BAL_EINVALID, why, whylen,
+			            "tallies[%zu].counts has %zu entries, contest %u has %u choices", i, t->n,
+			            t->contest_id, nch);
 		uint64_t sum = 0;
 		for (uint32_t k = 0; k < nch; k++)
 			if (__builtin_add_overflow(sum, t->counts[k], &sum))
-				return fail(BAL_EOVERFLOW, why, whylen, "tallies[%zu] sum overflows 64 bits (at counts[%u] = %llu)",
-					    i, k, (unsigned long long)t->counts[k]);
+				return fail(BAL_EOVERFLOW, why, whylen,
+				            "tallies[%zu] sum overflows 64 bits (at counts[%u] = %llu)", i, k,
+				            (unsigned long long)t->counts[k]);
 		int err = reserve(out, *n, nch, why, whylen);
 		if (err)
 			return err;
@@ -557,8 +561,7 @@ static int fold_tallies(const struct bal_defn *d, const struct bal_layout *l, co
  * checked that every tally names a distinct contest of the ballot, it is
  * complete iff there are as many tallies as contests on the ballot.
  */
-static int protocol_complete(const struct bal_defn *d, const struct bal_batch *b, uint32_t p, char *why,
-			     size_t whylen)
+static int protocol_complete(const struct bal_defn *d, const struct bal_batch *b, uint32_t p, char *why, size_t whylen)
 {
 	uint32_t on_ballot = 0, missing = UINT32_MAX;
 	for (uint32_t c = 0; c < d->ncontests; c++) {
@@ -574,13 +577,13 @@ static int protocol_complete(const struct bal_defn *d, const struct bal_batch *b
 	if (missing == UINT32_MAX)
 		return 0;
 	return fail(BAL_EINVALID, why, whylen,
-		    "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct %u: contest %u "
-		    "is missing (%zu of %u contests present)",
-		    b->precinct_id, d->contests[missing].id, b->ntallies, on_ballot);
+	            "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct %u: contest %u "
+	            "is missing (%zu of %u contests present)",
+	            b->precinct_id, d->contests[missing].id, b->ntallies, on_ballot);
 }
 
 int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b,
-		   struct bal_delta *out, char *why, size_t whylen)
+                   struct bal_delta *out, char *why, size_t whylen)
 {
 	int32_t pi = bal_defn_precinct(d, b->precinct_id);
 	if (pi < 0)
@@ -597,33 +600,34 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 	switch (b->kind) {
 	case BAL_KIND_BALLOTS:
 		if (b->ntallies)
-			return fail(BAL_EINVALID, why, whylen, "a BALLOTS batch may not carry tallies (got %zu tallies)",
-				    b->ntallies);
+			return fail(BAL_EINVALID, why, whylen,
+			            "a BALLOTS batch may not carry tallies (got %zu tallies)", b->ntallies);
 		for (size_t i = 1; i < b->ncolumns; i++)
 			if (b->columns[i].n != nballots)
 				return fail(BAL_EINVALID, why, whylen,
-					    "ballots[%zu] has %zu entries, ballots[0] has %zu (column lengths differ)", i,
-					    b->columns[i].n, nballots);
+				            "ballots[%zu] has %zu entries, ballots[0] has %zu (column lengths differ)",
+				            i, b->columns[i].n, nballots);
 		if (!nballots && !b->has_turnout)
 			return fail(BAL_EINVALID, why, whylen, "batch is empty (no ballots and no turnout)");
 		break;
 	case BAL_KIND_TALLY:
 		if (b->ncolumns)
-			return fail(BAL_EINVALID, why, whylen, "a TALLY batch may not carry ballots (got %zu ballot columns)",
-				    b->ncolumns);
+			return fail(BAL_EINVALID, why, whylen,
+			            "a TALLY batch may not carry ballots (got %zu ballot columns)", b->ncolumns);
 		if (!b->ntallies && !b->has_turnout)
 			return fail(BAL_EINVALID, why, whylen, "batch is empty (no tallies and no turnout)");
 		break;
 	case BAL_KIND_PROTOCOL:
 		if (b->ncolumns)
 			return fail(BAL_EINVALID, why, whylen,
-				    "a PROTOCOL batch may not carry ballots (got %zu ballot columns)", b->ncolumns);
+			            "a PROTOCOL batch may not carry ballots (got %zu ballot columns)", b->ncolumns);
 		if (!b->has_turnout)
 			return fail(BAL_EINVALID, why, whylen,
-				    "a PROTOCOL batch must carry a turnout (Batch.turnout is absent)");
+			            "a PROTOCOL batch must carry a turnout (Batch.turnout is absent)");
 		break;
 	default:
-		return fail(BAL_EINVALID, why, whylen, "kind %d is not BALLOTS (0), TALLY (1) or PROTOCOL (2)", (int)b->kind);
+		return fail(BAL_EINVALID, why, whylen, "kind %d is not BALLOTS (0), TALLY (1) or PROTOCOL (2)",
+		            (int)b->kind);
 	}
 
 	const uint32_t base = l->prec[p].base;
@@ -726,10 +730,10 @@ static bool would_overflow(const uint64_t *ctr, uint32_t slot, uint64_t add)
 /* What check and apply need to know about the delta's precinct. */
 struct pview {
 	uint32_t p;
-	uint32_t base;  /* offset 0 of E */
+	uint32_t base; /* offset 0 of E */
 	uint32_t bsize;
-	uint32_t meta;  /* + BAL_T_BATCHES: protocol seq; + BAL_T_BALLOTS: differing slots */
-	uint32_t bsum;  /* + o (o >= BAL_T_ISSUED): ballot sum while a protocol counts */
+	uint32_t meta; /* + BAL_T_BATCHES: protocol seq; + BAL_T_BALLOTS: differing slots */
+	uint32_t bsum; /* + o (o >= BAL_T_ISSUED): ballot sum while a protocol counts */
 	const struct parent *par;
 };
 
@@ -737,12 +741,12 @@ static inline struct pview pview_of(const struct bal_layout *l, const struct bal
 {
 	bal_require(dl->precinct < l->d->nprecincts);
 	const struct pslot *ps = &l->prec[dl->precinct];
-	return (struct pview){ dl->precinct,
-			       ps->base,
-			       ps->bsize,
-			       shadow_of(ps, 0),
-			       shadow_of(ps, BAL_T_ISSUED) - BAL_T_ISSUED,
-			       l->parents + ps->parents };
+	return (struct pview){dl->precinct,
+	                      ps->base,
+	                      ps->bsize,
+	                      shadow_of(ps, 0),
+	                      shadow_of(ps, BAL_T_ISSUED) - BAL_T_ISSUED,
+	                      l->parents + ps->parents};
 }
 
 /* Block offset of entry `i`, checked to be one of the precinct's slots. */
@@ -755,8 +759,8 @@ static uint32_t entry_offset(const struct pview *v, const struct bal_delta *dl, 
 
 /* BAL_EOVERFLOW naming the quantity at offset `o` and the level ('p'recinct,
  * 's'hadow, 'd'istrict or 'n'ational) that would overflow. */
-__attribute__((cold)) static int overflow_at(const struct bal_layout *l, const struct pview *v, uint32_t o,
-					     char level, char *why, size_t whylen)
+__attribute__((cold)) static int overflow_at(const struct bal_layout *l, const struct pview *v, uint32_t o, char level,
+                                             char *why, size_t whylen)
 {
 	const struct bal_defn *d = l->d;
 	const struct bal_precinct *pr = &d->precincts[v->p];
@@ -766,10 +770,10 @@ __attribute__((cold)) static int overflow_at(const struct bal_layout *l, const s
 	case 'p': return fail(BAL_EOVERFLOW, why, whylen, "%s at precinct %u would overflow 64 bits", what, pr->id);
 	case 's':
 		return fail(BAL_EOVERFLOW, why, whylen, "%s ballot sum at precinct %u would overflow 64 bits", what,
-			    pr->id);
+		            pr->id);
 	case 'd':
 		return fail(BAL_EOVERFLOW, why, whylen, "%s district %u total would overflow 64 bits", what,
-			    d->districts[pr->district].id);
+		            d->districts[pr->district].id);
 	default: return fail(BAL_EOVERFLOW, why, whylen, "%s national total would overflow 64 bits", what);
 	}
 }
@@ -777,7 +781,7 @@ __attribute__((cold)) static int overflow_at(const struct bal_layout *l, const s
 /* Adding `add` at offset `o` to E (if `with_precinct`) and both aggregates:
  * 0 or BAL_EOVERFLOW naming the first level that would overflow. */
 static int check_add(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v, uint32_t o, uint64_t add,
-		     bool with_precinct, char *why, size_t whylen)
+                     bool with_precinct, char *why, size_t whylen)
 {
 	if (with_precinct && would_overflow(ctr, v->base + o, add))
 		return overflow_at(l, v, o, 'p', why, whylen);
@@ -792,7 +796,7 @@ static int check_add(const struct bal_layout *l, const uint64_t *ctr, const stru
  * already raised by `headroom` (see bal_tally_check_headroom(); with headroom
  * the precinct may have reported since `ctr`, so that count is always checked). */
 static inline int check_globals(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v,
-				uint64_t batches, uint64_t headroom, char *why, size_t whylen)
+                                uint64_t batches, uint64_t headroom, char *why, size_t whylen)
 {
 	if (would_overflow(ctr, l->globals + BAL_G_BATCHES, batches))
 		return fail(BAL_EOVERFLOW, why, whylen, "global batch count would overflow 64 bits");
@@ -809,7 +813,7 @@ static inline int check_globals(const struct bal_layout *l, const uint64_t *ctr,
  * journal any more.
  */
 static int check_replace(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v,
-			 const struct bal_delta *dl, char *why, size_t whylen)
+                         const struct bal_delta *dl, char *why, size_t whylen)
 {
 	for (uint32_t i = 0; i < dl->n; i++) {
 		const uint32_t o = entry_offset(v, dl, i);
@@ -821,7 +825,7 @@ static int check_replace(const struct bal_layout *l, const uint64_t *ctr, const 
 				return err;
 			continue;
 		}
-		const uint32_t agg[2] = { v->par[o].district, v->par[o].total };
+		const uint32_t agg[2] = {v->par[o].district, v->par[o].total};
 		for (int a = 0; a < 2; a++) {
 			if (ld(ctr, agg[a]) >= old - nv)
 				continue;
@@ -829,17 +833,17 @@ static int check_replace(const struct bal_layout *l, const uint64_t *ctr, const 
 			name_offset(l, v->p, o, what, sizeof(what));
 			const struct bal_precinct *pr = &l->d->precincts[v->p];
 			return fail(BAL_ECORRUPT, why, whylen,
-				    "%s %s total %llu is below the %llu precinct %u contributes to it: the counters "
-				    "are inconsistent",
-				    what, a == 0 ? "district" : "national", (unsigned long long)ld(ctr, agg[a]),
-				    (unsigned long long)old, pr->id);
+			            "%s %s total %llu is below the %llu precinct %u contributes to it: the counters "
+			            "are inconsistent",
+			            what, a == 0 ? "district" : "national", (unsigned long long)ld(ctr, agg[a]),
+			            (unsigned long long)old, pr->id);
 		}
 	}
 	return 0;
 }
 
 static int check_protocol(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v,
-			  const struct bal_delta *dl, char *why, size_t whylen)
+                          const struct bal_delta *dl, char *why, size_t whylen)
 {
 	bal_require(dl->seq >= 1);
 	int err = check_add(l, ctr, v, BAL_T_BATCHES, 1, true, why, whylen);
@@ -860,7 +864,7 @@ static inline bool add_fits(const uint64_t *ctr, const struct pview *v, uint32_t
 
 /* An ADD delta, each amount raised by `headroom` (see bal_tally_check_headroom()). */
 static int check_add_delta(const struct bal_layout *l, const uint64_t *ctr, const struct pview *v,
-			   const struct bal_delta *dl, uint64_t headroom, char *why, size_t whylen)
+                           const struct bal_delta *dl, uint64_t headroom, char *why, size_t whylen)
 {
 	/* With a protocol counted, B lives in the shadow slots and the totals
 	 * only see the batch and ballot counts. */
@@ -884,7 +888,7 @@ static int check_add_delta(const struct bal_layout *l, const uint64_t *ctr, cons
 }
 
 int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
-		    size_t whylen)
+                    size_t whylen)
 {
 	const struct pview v = pview_of(l, dl);
 	if (dl->kind == BAL_DELTA_PROTOCOL)
@@ -893,7 +897,7 @@ int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struc
 }
 
 int bal_tally_check_headroom(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl,
-			     uint64_t headroom, char *why, size_t whylen)
+                             uint64_t headroom, char *why, size_t whylen)
 {
 	bal_require(dl->kind == BAL_DELTA_ADD);
 	const struct pview v = pview_of(l, dl);
@@ -922,7 +926,7 @@ static inline void add_level3(uint64_t *ctr, const struct pview *v, uint32_t o, 
 /* Moves BAL_G_DISCREPANCIES when precinct v's count of differing slots
  * crosses zero. */
 static void note_mismatch(const struct bal_layout *l, uint64_t *ctr, const struct pview *v, uint64_t before,
-			  uint64_t after)
+                          uint64_t after)
 {
 	st(ctr, v->meta + BAL_T_BALLOTS, after);
 	if (!before && after)
@@ -933,8 +937,7 @@ static void note_mismatch(const struct bal_layout *l, uint64_t *ctr, const struc
 
 /* An ADD delta to a precinct with a protocol: counts reach the totals, the
  * rest goes to B in the shadow block. */
-static void apply_shadowed(const struct bal_layout *l, uint64_t *ctr, const struct pview *v,
-			   const struct bal_delta *dl)
+static void apply_shadowed(const struct bal_layout *l, uint64_t *ctr, const struct pview *v, const struct bal_delta *dl)
 {
 	const uint64_t before = ld(ctr, v->meta + BAL_T_BALLOTS);
 	uint64_t differ = before;
@@ -957,8 +960,7 @@ static void apply_shadowed(const struct bal_layout *l, uint64_t *ctr, const stru
 
 /* A PROTOCOL delta: one more batch; if newer than the stored protocol, E
  * becomes P_new and the aggregates move by the difference. */
-static void apply_protocol(const struct bal_layout *l, uint64_t *ctr, const struct pview *v,
-			   const struct bal_delta *dl)
+static void apply_protocol(const struct bal_layout *l, uint64_t *ctr, const struct pview *v, const struct bal_delta *dl)
 {
 	add_level3(ctr, v, BAL_T_BATCHES, 1);
 	const uint64_t stored = ld(ctr, v->meta + BAL_T_BATCHES);
@@ -1040,7 +1042,7 @@ size_t bal_layout_slice_len(const struct bal_layout *l, uint32_t first, uint32_t
 }
 
 size_t bal_layout_slice_pack(const struct bal_layout *l, const uint64_t *ctr, uint32_t first, uint32_t end,
-			     uint64_t *out)
+                             uint64_t *out)
 {
 	size_t n = bal_layout_slice_len(l, first, end);
 	if (!n)
@@ -1053,7 +1055,7 @@ size_t bal_layout_slice_pack(const struct bal_layout *l, const uint64_t *ctr, ui
 }
 
 int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t first, uint32_t end, const void *in,
-			    size_t n)
+                            size_t n)
 {
 	size_t want = bal_layout_slice_len(l, first, end);
 	if (!want || n != want)

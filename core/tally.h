@@ -64,10 +64,10 @@ enum bal_turnout_field {
 };
 
 enum bal_global_field {
-	BAL_G_BATCHES = 0,           /**< batches counted in total */
-	BAL_G_PRECINCTS_REPORTING,   /**< precincts with at least one batch counted */
-	BAL_G_PROTOCOLS,             /**< precincts with a protocol counted */
-	BAL_G_DISCREPANCIES,         /**< precincts whose protocol differs from their ballot batches */
+	BAL_G_BATCHES = 0,         /**< batches counted in total */
+	BAL_G_PRECINCTS_REPORTING, /**< precincts with at least one batch counted */
+	BAL_G_PROTOCOLS,           /**< precincts with a protocol counted */
+	BAL_G_DISCREPANCIES,       /**< precincts whose protocol differs from their ballot batches */
 	BAL_G_NFIELDS
 };
 
@@ -141,12 +141,12 @@ struct bal_delta_entry {
  * A zeroed struct (with `e` and `cap` set) is an empty ADD delta.
  */
 struct bal_delta {
-	uint32_t precinct;        /**< dense precinct index */
+	uint32_t precinct; /**< dense precinct index */
 	uint32_t n;
 	uint32_t cap;
 	enum bal_delta_kind kind;
-	uint64_t seq;             /**< BAL_DELTA_PROTOCOL: the protocol's seq (>= 1) */
-	uint64_t peak;            /**< largest entry value, or protocol seq (see bal_tally_bound()) */
+	uint64_t seq;  /**< BAL_DELTA_PROTOCOL: the protocol's seq (>= 1) */
+	uint64_t peak; /**< largest entry value, or protocol seq (see bal_tally_bound()) */
 	struct bal_delta_entry *e;
 };
 
@@ -167,7 +167,7 @@ struct bal_delta {
  * Thread-safe: reads only `d`, `l`, `b`.
  */
 int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b,
-		   struct bal_delta *out, char *why, size_t whylen);
+                   struct bal_delta *out, char *why, size_t whylen);
 
 /**
  * Whether `dl` can be applied to `ctr`.
@@ -180,7 +180,7 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
  * Reads `ctr` with relaxed loads: call it from the thread that owns `ctr`.
  */
 int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
-		    size_t whylen);
+                    size_t whylen);
 
 /**
  * Whether the BAL_DELTA_ADD delta `dl` can be applied to any array each of
@@ -192,7 +192,7 @@ int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struc
  * it is bal_tally_check(). Same threading rule.
  */
 int bal_tally_check_headroom(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl,
-			     uint64_t headroom, char *why, size_t whylen);
+                             uint64_t headroom, char *why, size_t whylen);
 
 /**
  * A cheap overflow proof. Applying a delta raises any one slot by at most
@@ -228,11 +228,11 @@ void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal
 size_t bal_layout_slice_len(const struct bal_layout *l, uint32_t first, uint32_t end);
 /** Copies the slice's slots from `ctr` into `out` (bal_layout_slice_len() values); returns that count. */
 size_t bal_layout_slice_pack(const struct bal_layout *l, const uint64_t *ctr, uint32_t first, uint32_t end,
-			     uint64_t *out);
+                             uint64_t *out);
 /** Copies `n` values packed by bal_layout_slice_pack() into `ctr`. `in` needs no alignment (it may point
  * into a storage map). 0, or BAL_ECORRUPT if `n` does not fit the slice. */
 int bal_layout_slice_unpack(const struct bal_layout *l, uint64_t *ctr, uint32_t first, uint32_t end, const void *in,
-			    size_t n);
+                            size_t n);
 /**
  * Recomputes every (contest, district), contest, turnout and global slot of
  * `ctr` from its precinct-level slots. Plain stores: only for an array no
@@ -251,7 +251,7 @@ struct bal_published {
 	uint64_t seq;      /**< accessed with __atomic builtins only */
 	uint64_t position; /**< accessed with __atomic builtins only */
 	size_t n;
-	uint64_t *ctr;     /**< owned; n slots; accessed with __atomic builtins only */
+	uint64_t *ctr; /**< owned; n slots; accessed with __atomic builtins only */
 };
 
 /** Allocates n zeroed slots. 0 or -ENOMEM. */
@@ -263,7 +263,7 @@ void bal_pub_store(struct bal_published *p, const uint64_t *ctr, uint64_t positi
  * any array that held the same counters would after the same deltas) and moves `position` forward, as one
  * write. The writer may read `ctr` with plain loads between its writes (it is the only one to store). */
 void bal_pub_apply(struct bal_published *p, const struct bal_layout *l, const struct bal_delta *const *deltas,
-		   size_t ndeltas, uint64_t position);
+                   size_t ndeltas, uint64_t position);
 /** Any thread: copies a consistent view into `dst` (n slots); returns its position. */
 uint64_t bal_pub_read(const struct bal_published *p, uint64_t *dst);
 /** Any thread: the same for slots [first, first+count) only, copied to the same indices of `dst`. */

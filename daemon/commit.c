@@ -35,16 +35,16 @@ struct bal_committer {
 	int sleeping;          /* committer is (about to be) waiting on cond (atomic) */
 	int stop;              /* set by bal_committer_stop (atomic) */
 	uint64_t bound;        /* no slot is above it, counting the open txn's deltas (bal_tally_bound()) */
-	uint64_t position;      /* last committed journal position */
+	uint64_t position;     /* last committed journal position */
 	/* Snapshots go a slice of precincts at a time, in turn, inside group
 	 * commits (see storage/store_lmdb.h), paced so that a round of all
 	 * `nslices` takes cfg.snapshot_ms or cfg.snapshot_every batches,
 	 * whichever comes first: recovery then replays about one round. */
 	unsigned nslices;
-	unsigned next_slice;    /* the slice the next group snapshots */
-	uint64_t slice_ms;      /* when the last slice was written */
-	uint64_t slice_at;      /* position it was written at */
-	uint64_t *slice_buf;    /* packed slice; owned; slice_cap values */
+	unsigned next_slice; /* the slice the next group snapshots */
+	uint64_t slice_ms;   /* when the last slice was written */
+	uint64_t slice_at;   /* position it was written at */
+	uint64_t *slice_buf; /* packed slice; owned; slice_cap values */
 	size_t slice_cap;
 	uint64_t snap_retry_ms; /* no snapshot in a group before this (one did not fit) */
 	/* Degraded state. A nearly full map or disk makes big groups fail and
@@ -52,11 +52,11 @@ struct bal_committer {
 	 * only once no write has failed for FAIL_QUIET_MS; while degraded and
 	 * idle, a snapshot write every FAIL_QUIET_MS probes for room. The same
 	 * failure is logged at most every FAIL_LOG_MS, with the number not logged. */
-	uint64_t last_fail_ms;  /* when a write txn last failed */
-	int fail_logged;        /* errno of the last failure line (0: none since the last recovery line) */
-	uint64_t fail_log_ms;   /* when it was logged */
-	uint64_t failed_txns;   /* failed write txns not yet logged */
-	uint64_t unstored;      /* batches in them */
+	uint64_t last_fail_ms;            /* when a write txn last failed */
+	int fail_logged;                  /* errno of the last failure line (0: none since the last recovery line) */
+	uint64_t fail_log_ms;             /* when it was logged */
+	uint64_t failed_txns;             /* failed write txns not yet logged */
+	uint64_t unstored;                /* batches in them */
 	const struct bal_delta **applied; /* scratch: deltas accepted in the group; cap group_max */
 	struct bal_job **heads, **tails;  /* scratch: per-worker delivery lists; cap threads */
 };
@@ -98,7 +98,7 @@ static struct bal_job *take_all(struct bal_committer *c)
 }
 
 #define FAIL_QUIET_MS 5000
-#define FAIL_LOG_MS 30000
+#define FAIL_LOG_MS   30000
 
 static bool slice_due(struct bal_committer *c, uint64_t position, uint64_t now)
 {
@@ -134,10 +134,10 @@ static void set_unstored(struct bal_job *job, int err, size_t map_size)
 	job->position = 0;
 	if (err == -ENOSPC)
 		snprintf(job->why, sizeof(job->why),
-			 "journal full: the LMDB map (%zu bytes) or the disk is full; batch not stored", map_size);
+		         "journal full: the LMDB map (%zu bytes) or the disk is full; batch not stored", map_size);
 	else
 		snprintf(job->why, sizeof(job->why), "journal commit failed: %s; batch not stored, retry",
-			 bal_strerror(err));
+		         bal_strerror(err));
 }
 
 /*
@@ -148,7 +148,7 @@ static void set_unstored(struct bal_job *job, int err, size_t map_size)
  * rejections and earlier duplicates, which stand, and *stop is `end`).
  */
 static int commit_group(struct bal_committer *c, struct bal_job *first, struct bal_job *end, bool with_snapshot,
-			struct bal_job **stop, size_t *naccepted, bool *snap_tried)
+                        struct bal_job **stop, size_t *naccepted, bool *snap_tried)
 {
 	struct bal_daemon *d = c->d;
 	size_t nacc = 0;
@@ -202,9 +202,10 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 		if (err == BAL_ECONFLICT) {
 			j->result = err;
 			snprintf(j->why, sizeof(j->why),
-				 "conflicting resend: precinct %u seq %llu was journaled at position %llu with different "
-				 "bytes; recorded, not counted",
-				 j->precinct_id, (unsigned long long)j->seq, (unsigned long long)j->position);
+			         "conflicting resend: precinct %u seq %llu was journaled at position %llu with "
+			         "different "
+			         "bytes; recorded, not counted",
+			         j->precinct_id, (unsigned long long)j->seq, (unsigned long long)j->position);
 			continue;
 		}
 		if (err)
@@ -294,7 +295,7 @@ static void account(struct bal_daemon *d, struct bal_job *first, struct bal_job 
 		case BAL_EOVERFLOW:
 			BAL_METRIC_ADD(d->metrics.batches_rejected, 1);
 			bal_log_reject("commit", "precinct %u seq %llu rejected: %s", j->precinct_id,
-				       (unsigned long long)j->seq, j->why);
+			               (unsigned long long)j->seq, j->why);
 			break;
 		default: BAL_METRIC_ADD(d->metrics.batches_unstored, 1); break;
 		}
@@ -315,9 +316,10 @@ static void note_result(struct bal_committer *c, int err, size_t nbatches)
 		__atomic_store_n(&d->degraded_errno, 0, __ATOMIC_RELAXED);
 		if (c->failed_txns)
 			bal_log(BAL_LOG_INFO, "commit",
-				"write transactions succeed again (%llu more failed, %llu batches not stored, since the "
-				"last report)",
-				(unsigned long long)c->failed_txns, (unsigned long long)c->unstored);
+			        "write transactions succeed again (%llu more failed, %llu batches not stored, since "
+			        "the "
+			        "last report)",
+			        (unsigned long long)c->failed_txns, (unsigned long long)c->unstored);
 		else
 			bal_log(BAL_LOG_INFO, "commit", "write transactions succeed again");
 		c->fail_logged = 0;
@@ -332,10 +334,10 @@ static void note_result(struct bal_committer *c, int err, size_t nbatches)
 	if (err == c->fail_logged && now - c->fail_log_ms < FAIL_LOG_MS)
 		return;
 	bal_log(BAL_LOG_ERROR, "commit",
-		"write transaction failed: %s (%llu failed transactions, %llu batches not stored, since the last "
-		"report); answering %s until writes succeed again",
-		bal_strerror(err), (unsigned long long)c->failed_txns, (unsigned long long)c->unstored,
-		err == -ENOSPC ? "507" : "503");
+	        "write transaction failed: %s (%llu failed transactions, %llu batches not stored, since the last "
+	        "report); answering %s until writes succeed again",
+	        bal_strerror(err), (unsigned long long)c->failed_txns, (unsigned long long)c->unstored,
+	        err == -ENOSPC ? "507" : "503");
 	c->fail_logged = err;
 	c->fail_log_ms = now;
 	c->failed_txns = c->unstored = 0;
@@ -394,8 +396,8 @@ static void idle_snapshot(struct bal_committer *c, enum snap_why why)
 	}
 	if (err && (err != c->fail_logged || why == SNAP_FINAL))
 		bal_log(BAL_LOG_WARN, "commit", "%ssnapshot at position %llu failed: %s%s",
-			why == SNAP_FINAL ? "final " : "", (unsigned long long)c->position, bal_strerror(err),
-			why == SNAP_FINAL ? "; the next start replays the journal after the older slices" : "");
+		        why == SNAP_FINAL ? "final " : "", (unsigned long long)c->position, bal_strerror(err),
+		        why == SNAP_FINAL ? "; the next start replays the journal after the older slices" : "");
 	note_result(c, err, 0);
 	c->slice_ms = bal_now_ms(); /* after a failure: retry after another interval, not in a loop */
 	if (err)
@@ -471,7 +473,7 @@ static void *run(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		if (timed_out) {
 			bool probe = __atomic_load_n(&c->d->degraded_errno, __ATOMIC_RELAXED) &&
-				     bal_now_ms() - c->last_fail_ms >= FAIL_QUIET_MS;
+			             bal_now_ms() - c->last_fail_ms >= FAIL_QUIET_MS;
 			idle_snapshot(c, probe ? SNAP_PROBE : SNAP_TAIL);
 		}
 	}

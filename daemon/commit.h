@@ -29,11 +29,11 @@ struct bal_job {
 	uint32_t precinct_id;
 	uint64_t seq;
 	uint64_t ballots;
-	const uint8_t *bytes;      /**< the SignedBatch exactly as received */
+	const uint8_t *bytes; /**< the SignedBatch exactly as received */
 	size_t len;
 	struct bal_delta delta;
 	/* results */
-	int result;                /**< 0, BAL_EDUPLICATE, BAL_ECONFLICT, BAL_EOVERFLOW, -ENOSPC, -errno */
+	int result; /**< 0, BAL_EDUPLICATE, BAL_ECONFLICT, BAL_EOVERFLOW, -ENOSPC, -errno */
 	uint64_t position;
 	char why[200];
 };

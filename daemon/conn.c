@@ -87,8 +87,8 @@ void bal_conn_close(struct bal_conn *c)
 
 /* ---- responses ------------------------------------------------------------ */
 
-static void respond(struct bal_slot *s, int status, const char *ctype, const char *extra, const void *body,
-		    size_t len, char *owned)
+static void respond(struct bal_slot *s, int status, const char *ctype, const char *extra, const void *body, size_t len,
+                    char *owned)
 {
 	struct bal_conn *c = s->conn;
 	bool keep = !c->close_after_flush;
@@ -130,13 +130,13 @@ static void respond(struct bal_slot *s, int status, const char *ctype, const cha
 }
 
 void bal_slot_respond(struct bal_slot *s, int status, const char *ctype, const char *extra, const void *body,
-		      size_t len)
+                      size_t len)
 {
 	respond(s, status, ctype, extra, body, len, NULL);
 }
 
 void bal_slot_respond_owned(struct bal_slot *s, int status, const char *ctype, const char *extra_headers, char *body,
-			    size_t len)
+                            size_t len)
 {
 	respond(s, status, ctype, extra_headers, NULL, len, body);
 }
@@ -264,7 +264,7 @@ void bal_conn_flush(struct bal_conn *c)
 	} while (c->flush_again);
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->w->d->cfg.max_output) {
 		bal_log_reject("conn", "%s: closing: %zu response bytes unread (--max-output %zu)", c->peer,
-			       uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp), c->w->d->cfg.max_output);
+		               uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp), c->w->d->cfg.max_output);
 		bal_conn_close(c);
 		goto out;
 	}
@@ -277,8 +277,8 @@ out:
 void bal_conn_job_prefetch(const struct bal_job *job)
 {
 	const struct bal_slot *s = job->owner;
-	__builtin_prefetch(s);        /* state, conn */
-	__builtin_prefetch(s->conn);  /* the connection's head: refs, flags */
+	__builtin_prefetch(s);       /* state, conn */
+	__builtin_prefetch(s->conn); /* the connection's head: refs, flags */
 	__builtin_prefetch(&s->conn->slots);
 }
 
@@ -360,7 +360,7 @@ static int hook_headers(void *ctx, const struct bal_http_req *req)
 	s->accept_protobuf = req->accept_protobuf;
 	if (req->content_length != UINT64_MAX && req->content_length > d->cfg.max_body) {
 		bal_http_fail(&c->http, 413, "body of %llu bytes exceeds the limit of %zu bytes (--max-body)",
-			      (unsigned long long)req->content_length, d->cfg.max_body);
+		              (unsigned long long)req->content_length, d->cfg.max_body);
 		return 413;
 	}
 	if (req->expect_continue && c->used == 1 && is_batch_post(req)) {
@@ -416,10 +416,10 @@ static int hook_complete(void *ctx, const struct bal_http_req *req)
 }
 
 static const struct bal_http_hooks hooks = {
-	.on_begin = hook_begin,
-	.on_headers = hook_headers,
-	.on_body = hook_body,
-	.on_complete = hook_complete,
+        .on_begin = hook_begin,
+        .on_headers = hook_headers,
+        .on_body = hook_body,
+        .on_complete = hook_complete,
 };
 
 /* Answers a broken stream with its status in a slot of its own, then closes. */
@@ -576,14 +576,14 @@ void bal_conn_accept(struct bal_worker *w)
 		} else if (sa.ss_family == AF_INET6) {
 			uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof(ip));
 			snprintf(c->peer, sizeof(c->peer), "[%s]:%d", ip,
-				 ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
+			         ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
 		}
 	}
 	unsigned total = (unsigned)BAL_METRIC_GET(d->metrics.connections_open);
 	if (total > d->cfg.max_connections) {
 		BAL_METRIC_ADD(d->metrics.connections_refused, 1);
 		bal_log_reject("conn", "%s: refused: %u connections open (--max-connections %u)", c->peer, total - 1,
-			       d->cfg.max_connections);
+		               d->cfg.max_connections);
 		bal_conn_close(c);
 		return;
 	}
@@ -601,8 +601,9 @@ void bal_conn_sweep(struct bal_worker *w, uint64_t now)
 		struct bal_conn *next = c->next;
 		if (!c->closing) {
 			if (c->msg_start_ms && now - c->msg_start_ms > cfg->request_timeout_ms) {
-				bal_log_reject("conn", "%s: closing: request not complete after %u ms (--request-timeout)",
-					       c->peer, cfg->request_timeout_ms);
+				bal_log_reject("conn",
+				               "%s: closing: request not complete after %u ms (--request-timeout)",
+				               c->peer, cfg->request_timeout_ms);
 				bal_conn_close(c);
 			} else if (!c->msg_start_ms && c->used == 0 && now - c->last_active_ms > cfg->idle_timeout_ms) {
 				bal_conn_close(c);

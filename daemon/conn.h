@@ -55,7 +55,7 @@ struct bal_slot {
 	char *resp;
 	size_t resp_len;
 	bool resp_heap;
-	uint32_t wcount;   /**< responses covered by `wreq` when this slot leads a write */
+	uint32_t wcount; /**< responses covered by `wreq` when this slot leads a write */
 	uv_write_t wreq;
 	char inl[BAL_SLOT_INLINE];
 };
@@ -75,17 +75,17 @@ struct bal_conn {
 	bool closing;
 	bool close_after_flush; /**< answer what is pending, then close */
 	bool reading;
-	bool paused;            /**< parser paused: all slots in use */
-	bool flushing;          /**< inside bal_conn_flush() */
-	bool flush_again;       /**< bal_conn_flush() was called again meanwhile */
+	bool paused;      /**< parser paused: all slots in use */
+	bool flushing;    /**< inside bal_conn_flush() */
+	bool flush_again; /**< bal_conn_flush() was called again meanwhile */
 	struct bal_http http;
-	struct bal_slot **slots; /**< ring of cap pointers, NULL outside [first, first+used) */
+	struct bal_slot **slots;     /**< ring of cap pointers, NULL outside [first, first+used) */
 	struct bal_slot *free_slots; /**< slots kept for reuse; allocated on first use */
 	unsigned cap, first, used, nwriting;
-	char *pending;          /**< unparsed input kept while paused */
+	char *pending; /**< unparsed input kept while paused */
 	size_t pending_len, pending_cap;
 	uint64_t last_active_ms;
-	uint64_t msg_start_ms;  /**< 0 when no request is in progress */
+	uint64_t msg_start_ms; /**< 0 when no request is in progress */
 	char peer[64];
 };
 
@@ -96,21 +96,21 @@ struct bal_worker {
 	uv_loop_t loop;
 	uv_thread_t thread;
 	uv_tcp_t listener;
-	uv_async_t wake;        /**< committer results or a stop request */
-	uv_timer_t sweep;       /**< idle and request timeouts */
+	uv_async_t wake;  /**< committer results or a stop request */
+	uv_timer_t sweep; /**< idle and request timeouts */
 	pthread_mutex_t done_lock;
 	struct bal_job *done_head, *done_tail; /**< delivered by the committer */
-	struct bal_conn *conns; /**< every open connection */
+	struct bal_conn *conns;                /**< every open connection */
 	unsigned nconns;
-	int stop;               /**< atomic: 1 stop accepting, 2 close everything */
-	uint64_t hard_stop_at;  /**< loop time of the first hard-stop check */
+	int stop;              /**< atomic: 1 stop accepting, 2 close everything */
+	uint64_t hard_stop_at; /**< loop time of the first hard-stop check */
 	bool listening;
 	struct bal_arena arena; /**< per-request decode arena */
 	/** HTTP responses by status class ([2] = 2xx ... [5] = 5xx): written by
 	 * this worker's thread only (relaxed atomic stores), read by any. */
 	uint64_t http_status[6];
-	uint64_t *scratch;      /**< counter copy for queries (nslots) */
-	char rbuf[64 * 1024];   /**< read buffer shared by this worker's connections */
+	uint64_t *scratch;    /**< counter copy for queries (nslots) */
+	char rbuf[64 * 1024]; /**< read buffer shared by this worker's connections */
 	bool rbuf_busy;
 };
 
@@ -141,10 +141,10 @@ void bal_conn_sweep(struct bal_worker *w, uint64_t now_ms);
 
 /* Response helpers (conn.c). `body` is copied. */
 void bal_slot_respond(struct bal_slot *s, int status, const char *ctype, const char *extra_headers, const void *body,
-		      size_t len);
+                      size_t len);
 /** Takes ownership of `body` (malloc'd). */
 void bal_slot_respond_owned(struct bal_slot *s, int status, const char *ctype, const char *extra_headers, char *body,
-			    size_t len);
+                            size_t len);
 
 /* ingest.c: POST /v1/batches. Leaves the slot READY or QUEUED. */
 void bal_ingest_request(struct bal_slot *s);

@@ -23,26 +23,26 @@ struct bal_worker;
 
 /** Every limit is configurable; defaults are in config.c. */
 struct bal_config {
-	const char *definition;     /**< path, or NULL for the embedded demo election */
+	const char *definition; /**< path, or NULL for the embedded demo election */
 	const char *data_dir;
 	char host[64];
-	unsigned port;              /**< 0 = pick a free port */
-	size_t map_size;            /**< LMDB map size, bytes */
-	size_t max_body;            /**< request body cap, bytes (413 beyond) */
-	size_t max_header;          /**< request line + headers cap, bytes (431 beyond) */
-	size_t max_output;          /**< queued response bytes per connection before it is closed */
+	unsigned port;     /**< 0 = pick a free port */
+	size_t map_size;   /**< LMDB map size, bytes */
+	size_t max_body;   /**< request body cap, bytes (413 beyond) */
+	size_t max_header; /**< request line + headers cap, bytes (431 beyond) */
+	size_t max_output; /**< queued response bytes per connection before it is closed */
 	unsigned max_connections;
-	unsigned max_pipeline;      /**< requests in flight per connection before reading pauses */
-	unsigned idle_timeout_ms;   /**< connection with no request in progress */
+	unsigned max_pipeline;       /**< requests in flight per connection before reading pauses */
+	unsigned idle_timeout_ms;    /**< connection with no request in progress */
 	unsigned request_timeout_ms; /**< from a request's first byte to its last */
-	unsigned queue_depth;       /**< batches waiting for commit before 503 */
-	unsigned group_max;         /**< batches per write transaction at most */
-	uint64_t snapshot_every;    /**< batches between counter snapshots */
-	unsigned snapshot_ms;       /**< ms between counter snapshots (if anything changed) */
-	unsigned threads;           /**< I/O threads */
-	bool auth;                  /**< verify Ed25519 signatures of precincts that have a key */
-	bool null_mode;             /**< ack every POST at once: measures the HTTP ceiling */
-	unsigned drain_timeout_ms;  /**< SIGTERM: longest wait for in-flight batches */
+	unsigned queue_depth;        /**< batches waiting for commit before 503 */
+	unsigned group_max;          /**< batches per write transaction at most */
+	uint64_t snapshot_every;     /**< batches between counter snapshots */
+	unsigned snapshot_ms;        /**< ms between counter snapshots (if anything changed) */
+	unsigned threads;            /**< I/O threads */
+	bool auth;                   /**< verify Ed25519 signatures of precincts that have a key */
+	bool null_mode;              /**< ack every POST at once: measures the HTTP ceiling */
+	unsigned drain_timeout_ms;   /**< SIGTERM: longest wait for in-flight batches */
 };
 
 void bal_config_defaults(struct bal_config *c);
@@ -72,21 +72,21 @@ struct bal_metrics {
 
 #define BAL_METRIC_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define BAL_METRIC_SUB(field, n) __atomic_fetch_sub(&(field), (n), __ATOMIC_RELAXED)
-#define BAL_METRIC_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define BAL_METRIC_GET(field)    __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 struct bal_daemon {
 	struct bal_config cfg;
-	struct bal_defn *defn;         /**< owned; immutable after load */
-	struct bal_layout *layout;     /**< owned; immutable */
-	struct bal_store *store;       /**< owned */
-	struct bal_published pub;      /**< written by the committer only */
+	struct bal_defn *defn;     /**< owned; immutable after load */
+	struct bal_layout *layout; /**< owned; immutable */
+	struct bal_store *store;   /**< owned */
+	struct bal_published pub;  /**< written by the committer only */
 	struct bal_committer *committer;
-	struct bal_worker **workers;   /**< cfg.threads of them (NULL where creation failed) */
-	unsigned nstarted;             /**< workers[0..nstarted) have a running thread */
+	struct bal_worker **workers; /**< cfg.threads of them (NULL where creation failed) */
+	unsigned nstarted;           /**< workers[0..nstarted) have a running thread */
 	struct bal_metrics metrics;
-	uint64_t inflight;             /**< batches handed to the committer and not yet answered */
-	int draining;                  /**< set by SIGTERM: new batches get 503 */
-	int degraded_errno;            /**< last commit failure (-ENOSPC ...), 0 when healthy */
+	uint64_t inflight;  /**< batches handed to the committer and not yet answered */
+	int draining;       /**< set by SIGTERM: new batches get 503 */
+	int degraded_errno; /**< last commit failure (-ENOSPC ...), 0 when healthy */
 	uint64_t started_unix_ms;
 	double recovery_ms;
 	char bound_host[64];

@@ -156,13 +156,13 @@ static int on_message_complete(http_parser *p)
 }
 
 static http_parser_settings settings = {
-	.on_message_begin = on_message_begin,
-	.on_url = on_url,
-	.on_header_field = on_header_field,
-	.on_header_value = on_header_value,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body,
-	.on_message_complete = on_message_complete,
+        .on_message_begin = on_message_begin,
+        .on_url = on_url,
+        .on_header_field = on_header_field,
+        .on_header_value = on_header_value,
+        .on_headers_complete = on_headers_complete,
+        .on_body = on_body,
+        .on_message_complete = on_message_complete,
 };
 
 void bal_http_init(struct bal_http *h, const struct bal_http_hooks *hooks, void *ctx, size_t max_header)
@@ -251,18 +251,19 @@ static bool put_u64(char **at, const char *end, uint64_t v)
 }
 
 size_t bal_http_head(char *buf, size_t cap, int status, const char *ctype, size_t body_len, bool keep_alive,
-		     const char *extra)
+                     const char *extra)
 {
 	/* Built by hand: this runs once per request, and printf's machinery
 	 * costs more than the rest of an ack together. */
 	char *at = buf;
 	const char *end = buf + cap;
-	bool ok = status >= 100 && status <= 999 && put(&at, end, "HTTP/1.1 ", 9) && put_u64(&at, end, (uint64_t)status) &&
-		  put(&at, end, " ", 1) && put_str(&at, end, bal_http_reason(status)) &&
-		  put(&at, end, "\r\nContent-Type: ", 16) && put_str(&at, end, ctype) &&
-		  put(&at, end, "\r\nContent-Length: ", 18) && put_u64(&at, end, body_len) && put(&at, end, "\r\n", 2) &&
-		  (keep_alive || put(&at, end, "Connection: close\r\n", 19)) && (!extra || put_str(&at, end, extra)) &&
-		  put(&at, end, "\r\n", 2) && at < end;
+	bool ok = status >= 100 && status <= 999 && put(&at, end, "HTTP/1.1 ", 9) &&
+	          put_u64(&at, end, (uint64_t)status) && put(&at, end, " ", 1) &&
+	          put_str(&at, end, bal_http_reason(status)) && put(&at, end, "\r\nContent-Type: ", 16) &&
+	          put_str(&at, end, ctype) && put(&at, end, "\r\nContent-Length: ", 18) &&
+	          put_u64(&at, end, body_len) && put(&at, end, "\r\n", 2) &&
+	          (keep_alive || put(&at, end, "Connection: close\r\n", 19)) && (!extra || put_str(&at, end, extra)) &&
+	          put(&at, end, "\r\n", 2) && at < end;
 	if (!ok)
 		return 0;
 	*at = '\0';

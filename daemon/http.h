@@ -84,6 +84,6 @@ const char *bal_http_reason(int status);
  * ("Retry-After: 1\r\n") or is NULL. Returns the length, or 0 if cap is too small.
  */
 size_t bal_http_head(char *buf, size_t cap, int status, const char *ctype, size_t body_len, bool keep_alive,
-		     const char *extra);
+                     const char *extra);
 
 #endif

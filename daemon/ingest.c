@@ -47,7 +47,7 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 }
 
 static void ack(struct bal_slot *s, int http_status, enum bal_ack_status st, uint64_t position, const char *why,
-		const char *extra)
+                const char *extra)
 {
 	uint8_t buf[512];
 	if (s->accept_protobuf) {
@@ -61,7 +61,7 @@ static void ack(struct bal_slot *s, int http_status, enum bal_ack_status st, uin
 	char esc[400];
 	json_escape(esc, sizeof(esc), why ? why : "");
 	int n = snprintf((char *)buf, sizeof(buf), "{\"status\":\"%s\",\"position\":%llu,\"error\":\"%s\"}\n",
-			 status_name(st), (unsigned long long)position, esc);
+	                 status_name(st), (unsigned long long)position, esc);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		n = (int)strlen((char *)buf);
 	bal_slot_respond(s, http_status, "application/json", extra, buf, (size_t)n);
@@ -141,13 +141,13 @@ void bal_ingest_request(struct bal_slot *s)
 	if (d->cfg.auth && prec->has_key) {
 		if (b.signature_len != crypto_sign_BYTES) {
 			snprintf(why, sizeof(why), "signature is %zu bytes, an Ed25519 signature is %d (precinct %u)",
-				 b.signature_len, crypto_sign_BYTES, b.precinct_id);
+			         b.signature_len, crypto_sign_BYTES, b.precinct_id);
 			reject(s, 401, why);
 			return;
 		}
 		if (crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len, prec->public_key) != 0) {
 			snprintf(why, sizeof(why), "signature does not verify against the public key of precinct %u",
-				 b.precinct_id);
+			         b.precinct_id);
 			reject(s, 401, why);
 			return;
 		}
@@ -189,7 +189,7 @@ void bal_ingest_request(struct bal_slot *s)
 		s->state = BAL_SLOT_RECV;
 		c->refs--;
 		snprintf(why, sizeof(why), "commit queue full (%u batches waiting, --queue-depth); retry",
-			 d->cfg.queue_depth);
+		         d->cfg.queue_depth);
 		reject(s, 503, why);
 	}
 }

@@ -39,7 +39,7 @@ static int open_one(const struct sockaddr *sa, socklen_t len, bool reuseport, ch
 }
 
 int bal_listen_open(const char *host, unsigned port, unsigned n, int *fds, unsigned *bound_port, char *why,
-		    size_t whylen)
+                    size_t whylen)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -83,7 +83,7 @@ int bal_listen_open(const char *host, unsigned port, unsigned n, int *fds, unsig
 			socklen_t gl = sizeof(got);
 			getsockname(fd, (struct sockaddr *)&got, &gl);
 			uint16_t p = got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
-							      : ((struct sockaddr_in6 *)&got)->sin6_port;
+			                                      : ((struct sockaddr_in6 *)&got)->sin6_port;
 			if (ss.ss_family == AF_INET)
 				s4->sin_port = p;
 			else

@@ -15,6 +15,6 @@
  * @return 0 or -errno with `why`.
  */
 int bal_listen_open(const char *host, unsigned port, unsigned n, int *fds, unsigned *bound_port, char *why,
-		    size_t whylen);
+                    size_t whylen);
 
 #endif

@@ -21,7 +21,7 @@ static void vlog(enum bal_log_level lvl, const char *module, const char *fmt, va
 	gmtime_r(&ts.tv_sec, &tm);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s: %s\n", tm.tm_year + 1900, tm.tm_mon + 1,
-		tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, level_name[lvl], module, msg);
+	        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, level_name[lvl], module, msg);
 }
 
 void bal_log(enum bal_log_level lvl, const char *module, const char *fmt, ...)

@@ -52,8 +52,10 @@ static void on_tick(uv_timer_t *t)
 		bal_log(BAL_LOG_INFO, "main", "drained: every batch handed to the committer is committed and answered");
 		hard_stop(dr);
 	} else if (bal_now_ms() - dr->started_ms > d->cfg.drain_timeout_ms) {
-		bal_log(BAL_LOG_WARN, "main", "drain timeout: %llu batches still in flight; stopping (they are not acked, "
-			"uploaders will resend)", (unsigned long long)inflight);
+		bal_log(BAL_LOG_WARN, "main",
+		        "drain timeout: %llu batches still in flight; stopping (they are not acked, "
+		        "uploaders will resend)",
+		        (unsigned long long)inflight);
 		hard_stop(dr);
 	}
 }

@@ -47,10 +47,10 @@ static int load_definition(struct bal_daemon *d)
 		err = bal_defn_load(d->cfg.definition, &d->defn, why, sizeof(why));
 	else
 		err = bal_defn_parse(bal_embedded_defn, (size_t)(bal_embedded_defn_end - bal_embedded_defn), &d->defn,
-				     why, sizeof(why));
+		                     why, sizeof(why));
 	if (err) {
-		bal_log(BAL_LOG_ERROR, "main", "definition %s: %s", d->cfg.definition ? d->cfg.definition : "(embedded)",
-			why);
+		bal_log(BAL_LOG_ERROR, "main", "definition %s: %s",
+		        d->cfg.definition ? d->cfg.definition : "(embedded)", why);
 		return err;
 	}
 	d->layout = bal_layout_new(d->defn);
@@ -60,9 +60,11 @@ static int load_definition(struct bal_daemon *d)
 	}
 	char hex[65];
 	bal_defn_hash_hex(d->defn, hex);
-	bal_log(BAL_LOG_INFO, "main", "election %s (%s): %u precincts, %u districts, %u contests, %zu counters, "
-		"definition sha256 %s", d->defn->election_id, d->cfg.definition ? d->cfg.definition : "embedded",
-		d->defn->nprecincts, d->defn->ndistricts, d->defn->ncontests, bal_layout_nslots(d->layout), hex);
+	bal_log(BAL_LOG_INFO, "main",
+	        "election %s (%s): %u precincts, %u districts, %u contests, %zu counters, "
+	        "definition sha256 %s",
+	        d->defn->election_id, d->cfg.definition ? d->cfg.definition : "embedded", d->defn->nprecincts,
+	        d->defn->ndistricts, d->defn->ncontests, bal_layout_nslots(d->layout), hex);
 	return 0;
 }
 
@@ -117,12 +119,12 @@ static int replay_one(void *arg, uint64_t position, uint32_t precinct, const uin
 		err = bal_tally_fold(r->d->defn, r->d->layout, &b, &r->delta, r->why, sizeof(r->why));
 	if (!err && r->delta.precinct != precinct) {
 		snprintf(r->why, sizeof(r->why), "the batch is of precinct %u, its journal record names another",
-			 b.precinct_id);
+		         b.precinct_id);
 		err = BAL_ECORRUPT;
 	}
 	if (err) {
 		bal_log(BAL_LOG_ERROR, "recovery", "journal position %llu no longer folds: %s",
-			(unsigned long long)position, r->why);
+		        (unsigned long long)position, r->why);
 		return BAL_ECORRUPT;
 	}
 	/* No overflow check here: slices come from different positions, so until
@@ -138,8 +140,8 @@ static int replay_one(void *arg, uint64_t position, uint32_t precinct, const uin
 static int recover(struct bal_daemon *d, uint64_t **ctr_out, uint64_t *position)
 {
 	static const struct bal_recovery_ops ops = {
-		.slice = replay_slice,
-		.entry = replay_one,
+	        .slice = replay_slice,
+	        .entry = replay_one,
 	};
 	size_t n = bal_layout_nslots(d->layout);
 	struct replay r = {.d = d};
@@ -155,7 +157,8 @@ static int recover(struct bal_daemon *d, uint64_t **ctr_out, uint64_t *position)
 	err = bal_store_recover(d->store, &ops, &r, &rep, why, sizeof(why));
 	bal_arena_deinit(&r.arena);
 	if (!err && bal_tally_rebuild(d->layout, r.ctr) != 0) {
-		snprintf(why, sizeof(why), "the journal folds to totals beyond 64 bits, which no live check lets through");
+		snprintf(why, sizeof(why),
+		         "the journal folds to totals beyond 64 bits, which no live check lets through");
 		err = BAL_ECORRUPT;
 	}
 	if (err) {
@@ -164,10 +167,10 @@ static int recover(struct bal_daemon *d, uint64_t **ctr_out, uint64_t *position)
 	}
 	d->recovery_ms = rep.ms;
 	bal_log(BAL_LOG_INFO, "recovery",
-		"position %llu: snapshot at %llu + %llu journal entries replayed in %.1f ms (%llu read; %u snapshot "
-		"slices)",
-		(unsigned long long)rep.position, (unsigned long long)rep.snapshot_position,
-		(unsigned long long)rep.replayed, rep.ms, (unsigned long long)rep.scanned, bal_store_slices(d->store));
+	        "position %llu: snapshot at %llu + %llu journal entries replayed in %.1f ms (%llu read; %u snapshot "
+	        "slices)",
+	        (unsigned long long)rep.position, (unsigned long long)rep.snapshot_position,
+	        (unsigned long long)rep.replayed, rep.ms, (unsigned long long)rep.scanned, bal_store_slices(d->store));
 	*position = rep.position;
 	*ctr_out = r.ctr;
 	r.ctr = NULL;
@@ -218,8 +221,7 @@ static int start_workers(struct bal_daemon *d)
 		d->nstarted++;
 	}
 	bool v6 = strchr(d->cfg.host, ':') != NULL;
-	bal_log_always("main", "listening on %s%s%s:%u", v6 ? "[" : "", d->cfg.host, v6 ? "]" : "",
-		d->bound_port);
+	bal_log_always("main", "listening on %s%s%s:%u", v6 ? "[" : "", d->cfg.host, v6 ? "]" : "", d->bound_port);
 	return 0;
 }
 
@@ -273,7 +275,7 @@ int main(int argc, char **argv)
 	if (err)
 		goto fail_workers;
 	sd_notifyf(0, "READY=1\nSTATUS=listening on %s:%u, position %llu", d.cfg.host, d.bound_port,
-		   (unsigned long long)position);
+	           (unsigned long long)position);
 
 	err = bal_loop_run(&d);
 

@@ -123,12 +123,13 @@ static void send_error(struct bal_slot *s, int status, const char *fmt, ...)
 
 /* ---- pieces shared by the JSON answers ------------------------------------ */
 
-static void turnout_json(struct sb *b, const struct bal_layout *l, const uint64_t *ctr, uint32_t (*slot)(const struct bal_layout *, uint32_t, enum bal_turnout_field), uint32_t idx)
+static void turnout_json(struct sb *b, const struct bal_layout *l, const uint64_t *ctr,
+                         uint32_t (*slot)(const struct bal_layout *, uint32_t, enum bal_turnout_field), uint32_t idx)
 {
 	sb_printf(b, "{\"batches\":%llu,\"ballots\":%llu,\"issued\":%llu,\"cast\":%llu,\"spoiled\":%llu}",
-		  U64(ctr[slot(l, idx, BAL_T_BATCHES)]), U64(ctr[slot(l, idx, BAL_T_BALLOTS)]),
-		  U64(ctr[slot(l, idx, BAL_T_ISSUED)]), U64(ctr[slot(l, idx, BAL_T_CAST)]),
-		  U64(ctr[slot(l, idx, BAL_T_SPOILED)]));
+	          U64(ctr[slot(l, idx, BAL_T_BATCHES)]), U64(ctr[slot(l, idx, BAL_T_BALLOTS)]),
+	          U64(ctr[slot(l, idx, BAL_T_ISSUED)]), U64(ctr[slot(l, idx, BAL_T_CAST)]),
+	          U64(ctr[slot(l, idx, BAL_T_SPOILED)]));
 }
 
 static uint32_t total_turnout(const struct bal_layout *l, uint32_t unused, enum bal_turnout_field f)
@@ -183,13 +184,14 @@ static void snapshot(struct bal_slot *s)
 	sb_printf(&b, ",\"definition_sha256\":\"");
 	for (int i = 0; i < 32; i++)
 		sb_printf(&b, "%02x", v.d->hash[i]);
-	sb_printf(&b, "\"},\"position\":%llu,\"batches\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,"
-		      "\"precincts_with_protocol\":%llu,\"precincts_with_discrepancy\":%llu,"
-		      "\"registered_voters\":%llu,\"turnout\":",
-		  U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_BATCHES)]),
-		  U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts,
-		  U64(v.ctr[bal_slot_global(v.l, BAL_G_PROTOCOLS)]), U64(v.ctr[bal_slot_global(v.l, BAL_G_DISCREPANCIES)]),
-		  U64(v.d->registered_total));
+	sb_printf(&b,
+	          "\"},\"position\":%llu,\"batches\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,"
+	          "\"precincts_with_protocol\":%llu,\"precincts_with_discrepancy\":%llu,"
+	          "\"registered_voters\":%llu,\"turnout\":",
+	          U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_BATCHES)]),
+	          U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts,
+	          U64(v.ctr[bal_slot_global(v.l, BAL_G_PROTOCOLS)]),
+	          U64(v.ctr[bal_slot_global(v.l, BAL_G_DISCREPANCIES)]), U64(v.d->registered_total));
 	turnout_json(&b, v.l, v.ctr, total_turnout, 0);
 	sb_printf(&b, ",\"contests\":[");
 	for (uint32_t c = 0; c < v.d->ncontests; c++) {
@@ -219,7 +221,8 @@ static void snapshot(struct bal_slot *s)
 			sb_jstr(&b, v.d->districts[di].name);
 			sb_printf(&b, ",\"votes\":[");
 			for (uint32_t k = 0; k < ct->nchoices; k++)
-				sb_printf(&b, "%s%llu", k ? "," : "", U64(v.ctr[bal_slot_district_choice(v.l, c, di, k)]));
+				sb_printf(&b, "%s%llu", k ? "," : "",
+				          U64(v.ctr[bal_slot_district_choice(v.l, c, di, k)]));
 			sb_printf(&b, "]}");
 			first = false;
 		}
@@ -233,9 +236,9 @@ static void snapshot(struct bal_slot *s)
 
 struct seq_walk {
 	struct sb *b;
-	uint64_t upto;     /* journal position of the counters view */
-	uint64_t expect;   /* next seq if there were no gap */
-	uint64_t run_lo;   /* current run of accepted seqs */
+	uint64_t upto;   /* journal position of the counters view */
+	uint64_t expect; /* next seq if there were no gap */
+	uint64_t run_lo; /* current run of accepted seqs */
 	uint64_t run_hi;
 	uint64_t count;
 	struct sb gaps;
@@ -278,7 +281,7 @@ static int on_conflict(void *arg, uint64_t seq, uint64_t original, const uint8_t
 	struct conflict_walk *cw = arg;
 	(void)bytes;
 	sb_printf(cw->b, "%s{\"seq\":%llu,\"original_position\":%llu,\"bytes\":%zu}", cw->first ? "" : ",", U64(seq),
-		  U64(original), len);
+	          U64(original), len);
 	cw->first = false;
 	return 0;
 }
@@ -297,7 +300,7 @@ static void sb_signed_diff(struct sb *b, uint64_t protocol, uint64_t ballots)
 }
 
 static void discrepancies_json(struct sb *b, const struct bal_defn *d, const struct bal_layout *l, const uint64_t *ctr,
-			       uint32_t p)
+                               uint32_t p)
 {
 	const bool has = bal_tally_protocol_seq(l, ctr, p) != 0;
 	sb_printf(b, ",\"protocol_seq\":%llu,\"discrepancies\":[", U64(bal_tally_protocol_seq(l, ctr, p)));
@@ -311,16 +314,17 @@ static void discrepancies_json(struct sb *b, const struct bal_defn *d, const str
 			uint64_t pv = ctr[slot], bv = bal_tally_ballot_sum(l, ctr, p, slot);
 			if (pv == bv)
 				continue;
-			sb_printf(b, "%s{\"contest_id\":%u,\"choice_id\":%u,\"choice_index\":%u,\"protocol\":%llu,"
-				     "\"ballots\":%llu,\"difference\":",
-				  first ? "" : ",", ct->id, ct->choices[k].id, k, U64(pv), U64(bv));
+			sb_printf(b,
+			          "%s{\"contest_id\":%u,\"choice_id\":%u,\"choice_index\":%u,\"protocol\":%llu,"
+			          "\"ballots\":%llu,\"difference\":",
+			          first ? "" : ",", ct->id, ct->choices[k].id, k, U64(pv), U64(bv));
 			sb_signed_diff(b, pv, bv);
 			sb_printf(b, "}");
 			first = false;
 		}
 	}
-	static const char *const fields[] = { [BAL_T_ISSUED] = "issued", [BAL_T_CAST] = "cast",
-					      [BAL_T_SPOILED] = "spoiled" };
+	static const char *const fields[] = {
+	        [BAL_T_ISSUED] = "issued", [BAL_T_CAST] = "cast", [BAL_T_SPOILED] = "spoiled"};
 	sb_printf(b, "],\"turnout_discrepancies\":[");
 	first = true;
 	for (uint32_t f = BAL_T_ISSUED; f <= BAL_T_SPOILED && has; f++) {
@@ -329,7 +333,7 @@ static void discrepancies_json(struct sb *b, const struct bal_defn *d, const str
 		if (pv == bv)
 			continue;
 		sb_printf(b, "%s{\"field\":\"%s\",\"protocol\":%llu,\"ballots\":%llu,\"difference\":", first ? "" : ",",
-			  fields[f], U64(pv), U64(bv));
+		          fields[f], U64(pv), U64(bv));
 		sb_signed_diff(b, pv, bv);
 		sb_printf(b, "}");
 		first = false;
@@ -359,7 +363,7 @@ static void precinct(struct bal_slot *s, const char *idstr)
 	const struct bal_precinct *pr = &d->precincts[p];
 	struct sb b = {0};
 	sb_printf(&b, "{\"id\":%u,\"district_id\":%u,\"registered_voters\":%llu,\"position\":%llu,\"turnout\":", pr->id,
-		  d->districts[pr->district].id, U64(pr->registered_voters), U64(pos));
+	          d->districts[pr->district].id, U64(pr->registered_voters), U64(pos));
 	turnout_json(&b, l, ctr, bal_slot_precinct_turnout, (uint32_t)p);
 	sb_printf(&b, ",\"contests\":[");
 	bool first = true;
@@ -371,8 +375,7 @@ static void precinct(struct bal_slot *s, const char *idstr)
 		sb_jstr(&b, ct->name);
 		sb_printf(&b, ",\"votes\":[");
 		for (uint32_t k = 0; k < ct->nchoices; k++)
-			sb_printf(&b, "%s%llu", k ? "," : "",
-				  U64(ctr[bal_slot_precinct_choice(l, (uint32_t)p, c, k)]));
+			sb_printf(&b, "%s%llu", k ? "," : "", U64(ctr[bal_slot_precinct_choice(l, (uint32_t)p, c, k)]));
 		sb_printf(&b, "]}");
 		first = false;
 	}
@@ -381,7 +384,7 @@ static void precinct(struct bal_slot *s, const char *idstr)
 	int err = bal_store_precinct_scan(w->d->store, pr->id, on_seq, &sw);
 	close_run(&sw);
 	sb_printf(&b, "],\"accepted_batches\":%llu,\"gaps\":[%s],\"conflicts\":[", U64(sw.count),
-		  sw.gaps.p ? sw.gaps.p : "");
+	          sw.gaps.p ? sw.gaps.p : "");
 	free(sw.gaps.p);
 	struct conflict_walk cw = {.b = &b, .first = true};
 	if (!err)
@@ -415,7 +418,7 @@ static void seats(struct bal_slot *s)
 		goto out;
 	}
 	sb_printf(&b, "{\"position\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,\"contests\":[",
-		  U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts);
+	          U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts);
 	for (uint32_t c = 0; c < v.d->ncontests; c++) {
 		const struct bal_contest *ct = &v.d->contests[c];
 		uint64_t total = 0;
@@ -425,18 +428,20 @@ static void seats(struct bal_slot *s)
 		int allocated = bal_seats_allocate(ct, votes, seat, passed, &tie);
 		sb_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
 		sb_jstr(&b, ct->name);
-		sb_printf(&b, ",\"kind\":\"%s\",\"seats\":%u,\"allocated\":%d,\"tie\":%s,\"total_votes\":%llu,"
-			      "\"threshold_percent\":%g,\"choices\":[",
-			  contest_kind(ct), ct->seats, allocated < 0 ? 0 : allocated, tie ? "true" : "false", U64(total),
-			  ct->threshold_percent);
+		sb_printf(&b,
+		          ",\"kind\":\"%s\",\"seats\":%u,\"allocated\":%d,\"tie\":%s,\"total_votes\":%llu,"
+		          "\"threshold_percent\":%g,\"choices\":[",
+		          contest_kind(ct), ct->seats, allocated < 0 ? 0 : allocated, tie ? "true" : "false",
+		          U64(total), ct->threshold_percent);
 		for (uint32_t k = 0; k < ct->nchoices; k++) {
 			sb_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
 			sb_jstr(&b, ct->choices[k].name);
-			sb_printf(&b, ",\"votes\":%llu,\"percent\":%.4f,\"seat_eligible\":%s,\"passed_threshold\":%s,"
-				      "\"seats\":%u}",
-				  U64(votes[k]), total ? 100.0 * (double)votes[k] / (double)total : 0.0,
-				  ct->choices[k].seat_eligible ? "true" : "false",
-				  allocated >= 0 && passed[k] ? "true" : "false", allocated >= 0 ? seat[k] : 0);
+			sb_printf(&b,
+			          ",\"votes\":%llu,\"percent\":%.4f,\"seat_eligible\":%s,\"passed_threshold\":%s,"
+			          "\"seats\":%u}",
+			          U64(votes[k]), total ? 100.0 * (double)votes[k] / (double)total : 0.0,
+			          ct->choices[k].seat_eligible ? "true" : "false",
+			          allocated >= 0 && passed[k] ? "true" : "false", allocated >= 0 ? seat[k] : 0);
 		}
 		sb_printf(&b, "]}");
 	}
@@ -463,7 +468,7 @@ static void results_csv(struct bal_slot *s)
 			const struct bal_contest *ct = &v.d->contests[c];
 			for (uint32_t k = 0; k < ct->nchoices; k++)
 				sb_printf(&b, "%u,%u,%u,%u,%llu\n", v.d->districts[pr->district].id, pr->id, ct->id,
-					  ct->choices[k].id, U64(v.ctr[bal_slot_precinct_choice(v.l, p, c, k)]));
+				          ct->choices[k].id, U64(v.ctr[bal_slot_precinct_choice(v.l, p, c, k)]));
 		}
 	}
 	/* The journal prefix this CSV folds travels in a header, keeping the body plain CSV. */
@@ -475,7 +480,7 @@ static void results_csv(struct bal_slot *s)
 /* ---- GET /v1/journal?from=N&limit=M ------------------------------------------------ */
 
 #define JOURNAL_LIMIT_DEFAULT 10000
-#define JOURNAL_LIMIT_MAX 100000
+#define JOURNAL_LIMIT_MAX     100000
 
 struct journal_walk {
 	struct sb *b;
@@ -534,7 +539,7 @@ static bool journal_params(struct bal_slot *s, const char *query, uint64_t *from
 		unsigned long long v = val && *val >= '0' && *val <= '9' ? strtoull(val, &end, 10) : 0;
 		if (!end || *end || errno || v < lo || v > hi) {
 			send_error(s, 400, "%s '%.40s' is not a number in [%llu, %llu]", kv, val ? val : "", U64(lo),
-				   U64(hi));
+			           U64(hi));
 			return false;
 		}
 		*dst = v;
@@ -554,19 +559,21 @@ static void journal(struct bal_slot *s, const char *query)
 	if (!journal_params(s, query, &from, &limit))
 		return;
 	struct sb b = {0};
-	struct journal_walk jw = {
-		.b = &b, .upto = bal_store_position(d->store), .left = limit, .max_out = d->cfg.max_output - 1024, .next = from
-	};
+	struct journal_walk jw = {.b = &b,
+	                          .upto = bal_store_position(d->store),
+	                          .left = limit,
+	                          .max_out = d->cfg.max_output - 1024,
+	                          .next = from};
 	int err = from - 1 < jw.upto ? bal_store_journal_scan(d->store, from - 1, on_journal, &jw) : 0;
 	if (err && err != JOURNAL_STOP) {
 		free(b.p);
 		send_error(s, 503, "reading the journal after position %llu failed: %s", U64(from - 1),
-			   bal_strerror(err));
+		           bal_strerror(err));
 		return;
 	}
 	char extra[96];
 	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\nX-Ballotd-Next: %llu\r\n", U64(jw.upto),
-		 U64(jw.next));
+	         U64(jw.next));
 	if (!b.p && !b.oom)
 		bal_slot_respond(s, 200, "application/octet-stream", extra, "", 0); /* nothing there yet */
 	else
@@ -582,18 +589,20 @@ static void healthz(struct bal_slot *s)
 	struct bal_store_info info = {0};
 	bal_store_info(d->store, &info);
 	struct sb b = {0};
-	sb_printf(&b, "{\"status\":\"%s\",\"position\":%llu,\"snapshot_position\":%llu,\"map_used\":%llu,"
-		      "\"map_size\":%llu,\"draining\":%s",
-		  err ? "degraded" : "ok", U64(info.position), U64(info.snapshot_position), U64(info.map_used),
-		  U64(info.map_size), __atomic_load_n(&d->draining, __ATOMIC_RELAXED) ? "true" : "false");
+	sb_printf(&b,
+	          "{\"status\":\"%s\",\"position\":%llu,\"snapshot_position\":%llu,\"map_used\":%llu,"
+	          "\"map_size\":%llu,\"draining\":%s",
+	          err ? "degraded" : "ok", U64(info.position), U64(info.snapshot_position), U64(info.map_used),
+	          U64(info.map_size), __atomic_load_n(&d->draining, __ATOMIC_RELAXED) ? "true" : "false");
 	if (err) {
 		char why[200];
 		if (err == -ENOSPC)
 			snprintf(why, sizeof(why),
-				 "journal full: LMDB map or disk full (%llu of %llu bytes used); new batches get 507",
-				 U64(info.map_used), U64(info.map_size));
+			         "journal full: LMDB map or disk full (%llu of %llu bytes used); new batches get 507",
+			         U64(info.map_used), U64(info.map_size));
 		else
-			snprintf(why, sizeof(why), "journal commits failing: %s; new batches get 503", bal_strerror(err));
+			snprintf(why, sizeof(why), "journal commits failing: %s; new batches get 503",
+			         bal_strerror(err));
 		sb_printf(&b, ",\"reason\":");
 		sb_jstr(&b, why);
 	}
@@ -608,40 +617,45 @@ static void metrics(struct bal_slot *s)
 	struct bal_store_info info = {0};
 	bal_store_info(d->store, &info);
 	struct sb b = {0};
-#define COUNTER(name, help, val)                                                                                      \
-	sb_printf(&b, "# HELP ballotd_" name " " help "\n# TYPE ballotd_" name " counter\nballotd_" name " %llu\n",    \
-		  U64(val))
-#define GAUGE(name, help, val)                                                                                        \
-	sb_printf(&b, "# HELP ballotd_" name " " help "\n# TYPE ballotd_" name " gauge\nballotd_" name " %llu\n",      \
-		  U64(val))
-	sb_printf(&b, "# HELP ballotd_batches_total Batches answered, by outcome.\n# TYPE ballotd_batches_total counter\n");
+#define COUNTER(name, help, val)                                                                                    \
+	sb_printf(&b, "# HELP ballotd_" name " " help "\n# TYPE ballotd_" name " counter\nballotd_" name " %llu\n", \
+	          U64(val))
+#define GAUGE(name, help, val)                                                                                    \
+	sb_printf(&b, "# HELP ballotd_" name " " help "\n# TYPE ballotd_" name " gauge\nballotd_" name " %llu\n", \
+	          U64(val))
+	sb_printf(&b,
+	          "# HELP ballotd_batches_total Batches answered, by outcome.\n# TYPE ballotd_batches_total counter\n");
 	sb_printf(&b, "ballotd_batches_total{result=\"accepted\"} %llu\n", U64(BAL_METRIC_GET(m->batches_accepted)));
 	sb_printf(&b, "ballotd_batches_total{result=\"duplicate\"} %llu\n", U64(BAL_METRIC_GET(m->batches_duplicate)));
 	sb_printf(&b, "ballotd_batches_total{result=\"conflict\"} %llu\n", U64(BAL_METRIC_GET(m->batches_conflict)));
 	sb_printf(&b, "ballotd_batches_total{result=\"rejected\"} %llu\n", U64(BAL_METRIC_GET(m->batches_rejected)));
 	sb_printf(&b, "ballotd_batches_total{result=\"unstored\"} %llu\n", U64(BAL_METRIC_GET(m->batches_unstored)));
 	sb_printf(&b, "# HELP ballotd_http_responses_total HTTP responses, by status class.\n"
-		      "# TYPE ballotd_http_responses_total counter\n");
+	              "# TYPE ballotd_http_responses_total counter\n");
 	for (int i = 1; i < 6; i++) {
 		uint64_t n = 0;
 		for (unsigned k = 0; k < d->cfg.threads; k++)
 			n += bal_worker_http_count(d->workers[k], i);
 		sb_printf(&b, "ballotd_http_responses_total{code=\"%dxx\"} %llu\n", i, U64(n));
 	}
-	COUNTER("ballots_accepted_total", "Cast-vote records in accepted batches.", BAL_METRIC_GET(m->ballots_accepted));
+	COUNTER("ballots_accepted_total", "Cast-vote records in accepted batches.",
+	        BAL_METRIC_GET(m->ballots_accepted));
 	COUNTER("commits_total", "Durable LMDB write transactions.", BAL_METRIC_GET(m->commits));
-	COUNTER("commit_failures_total", "Failed write transactions (nothing acked).", BAL_METRIC_GET(m->commit_failures));
+	COUNTER("commit_failures_total", "Failed write transactions (nothing acked).",
+	        BAL_METRIC_GET(m->commit_failures));
 	COUNTER("commit_seconds_total_ns", "Nanoseconds spent in commit+sync.", BAL_METRIC_GET(m->commit_ns_total));
-	COUNTER("group_batches_total", "Batches journaled through group commits.", BAL_METRIC_GET(m->group_batches_total));
+	COUNTER("group_batches_total", "Batches journaled through group commits.",
+	        BAL_METRIC_GET(m->group_batches_total));
 	COUNTER("snapshots_total", "Counter snapshot slices written.", BAL_METRIC_GET(m->snapshots));
 	COUNTER("connections_total", "Connections accepted.", BAL_METRIC_GET(m->connections_total));
 	COUNTER("connections_refused_total", "Connections refused over --max-connections.",
-		BAL_METRIC_GET(m->connections_refused));
+	        BAL_METRIC_GET(m->connections_refused));
 	COUNTER("queries_total", "Counter reads by queries.", BAL_METRIC_GET(m->queries));
 	GAUGE("connections_open", "Open connections.", BAL_METRIC_GET(m->connections_open));
 	GAUGE("commit_queue_depth", "Batches waiting for commit.", __atomic_load_n(&d->inflight, __ATOMIC_RELAXED));
 	GAUGE("journal_position", "Last committed journal position.", info.position);
-	GAUGE("snapshot_position", "Oldest snapshot slice position: a restart replays what follows it.", info.snapshot_position);
+	GAUGE("snapshot_position", "Oldest snapshot slice position: a restart replays what follows it.",
+	      info.snapshot_position);
 	GAUGE("map_used_bytes", "LMDB map bytes in use.", info.map_used);
 	GAUGE("map_size_bytes", "LMDB map size.", info.map_size);
 	GAUGE("degraded", "1 while journal commits fail.", __atomic_load_n(&d->degraded_errno, __ATOMIC_RELAXED) != 0);
@@ -659,16 +673,16 @@ void bal_query_request(struct bal_slot *s, const struct bal_http_req *req)
 	memcpy(path, req->url, n);
 	path[n] = '\0';
 	bool known = strcmp(path, "/v1/snapshot") == 0 || strcmp(path, "/v1/seats") == 0 ||
-		     strcmp(path, "/v1/results.csv") == 0 || strcmp(path, "/v1/journal") == 0 || strcmp(path, "/healthz") == 0 ||
-		     strcmp(path, "/metrics") == 0 || strncmp(path, "/v1/precincts/", 14) == 0 ||
-		     strcmp(path, "/v1/batches") == 0;
+	             strcmp(path, "/v1/results.csv") == 0 || strcmp(path, "/v1/journal") == 0 ||
+	             strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0 ||
+	             strncmp(path, "/v1/precincts/", 14) == 0 || strcmp(path, "/v1/batches") == 0;
 	if (!known) {
 		send_error(s, 404, "no such endpoint: %.100s", path);
 		return;
 	}
 	if (req->method != HTTP_GET) {
 		send_error(s, 405, "%s %.100s is not supported%s", http_method_str(req->method), path,
-			   strcmp(path, "/v1/batches") == 0 ? " (POST a SignedBatch)" : " (use GET)");
+		           strcmp(path, "/v1/batches") == 0 ? " (POST a SignedBatch)" : " (use GET)");
 		return;
 	}
 	if (strcmp(path, "/v1/batches") == 0)

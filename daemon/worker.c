@@ -46,9 +46,10 @@ static void on_connection(uv_stream_t *server, int status)
 	if (status < 0) {
 		/* EMFILE/ENFILE: libuv sheds the pending connections itself (it keeps
 		 * a spare descriptor for that); existing connections keep working. */
-		bal_log_reject("listen", "cannot accept: %s (%u connections open on worker %u); new connections are "
-			       "shed until descriptors free up",
-			       uv_strerror(status), w->nconns, w->index);
+		bal_log_reject("listen",
+		               "cannot accept: %s (%u connections open on worker %u); new connections are "
+		               "shed until descriptors free up",
+		               uv_strerror(status), w->nconns, w->index);
 		return;
 	}
 	bal_conn_accept(w);
@@ -195,8 +196,8 @@ int bal_worker_new(struct bal_daemon *d, unsigned index, int listen_fd, struct b
 	w->wake.data = w;
 	uv_timer_init(&w->loop, &w->sweep);
 	w->sweep.data = w;
-	unsigned tick = d->cfg.idle_timeout_ms < d->cfg.request_timeout_ms ? d->cfg.idle_timeout_ms
-									    : d->cfg.request_timeout_ms;
+	unsigned tick =
+	        d->cfg.idle_timeout_ms < d->cfg.request_timeout_ms ? d->cfg.idle_timeout_ms : d->cfg.request_timeout_ms;
 	tick /= 4;
 	if (tick < 20)
 		tick = 20;

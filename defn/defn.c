@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ED25519_KEY_BYTES 32
+#define ED25519_KEY_BYTES   32
 #define ED25519_KEY_B64_MAX 88 /* generous: 44 characters encode 32 bytes */
 #if JSON_INTEGER_IS_LONG_LONG
 #define JINT_MAX LLONG_MAX
@@ -80,7 +80,8 @@ static int check_keys(struct ctx *x, const json_t *obj, const char *path, const 
 		char list[256] = "";
 		size_t used = 0;
 		for (const char *const *a = allowed; *a && used < sizeof(list); a++)
-			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", a == allowed ? "" : ", ", *a);
+			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", a == allowed ? "" : ", ",
+			                         *a);
 		return fail(x, BAL_EDEFN, "%s: unknown key \"%s\" (expected one of: %s)", path, key, list);
 	}
 	return 0;
@@ -100,41 +101,42 @@ static int get_array(struct ctx *x, const json_t *obj, const char *path, const c
 	if (!v)
 		return fail(x, BAL_EDEFN, "%s%s%s: missing (expected an array)", path, *path ? "." : "", key);
 	if (!json_is_array(v))
-		return fail(x, BAL_EDEFN, "%s%s%s: expected an array, got %s", path, *path ? "." : "", key, type_name(v));
+		return fail(x, BAL_EDEFN, "%s%s%s: expected an array, got %s", path, *path ? "." : "", key,
+		            type_name(v));
 	if (nonempty && json_array_size(v) == 0)
 		return fail(x, BAL_EDEFN, "%s%s%s: must not be empty", path, *path ? "." : "", key);
 	if (json_array_size(v) > UINT32_MAX)
 		return fail(x, BAL_EDEFN, "%s%s%s: %zu elements exceed the limit of %u", path, *path ? "." : "", key,
-			    json_array_size(v), UINT32_MAX);
+		            json_array_size(v), UINT32_MAX);
 	*out = v;
 	return 0;
 }
 
 /* An integer in [lo, hi]; `dflt` NULL means required. */
 static int get_int(struct ctx *x, const json_t *obj, const char *path, const char *key, json_int_t lo, json_int_t hi,
-		   const json_int_t *dflt, json_int_t *out)
+                   const json_int_t *dflt, json_int_t *out)
 {
 	json_t *v = json_object_get(obj, key);
 	if (!v) {
 		if (!dflt)
 			return fail(x, BAL_EDEFN, "%s.%s: missing (expected an integer %lld..%lld)", path, key,
-				    (long long)lo, (long long)hi);
+			            (long long)lo, (long long)hi);
 		*out = *dflt;
 		return 0;
 	}
 	if (!json_is_integer(v))
 		return fail(x, BAL_EDEFN, "%s.%s: expected an integer %lld..%lld, got %s", path, key, (long long)lo,
-			    (long long)hi, type_name(v));
+		            (long long)hi, type_name(v));
 	json_int_t n = json_integer_value(v);
 	if (n < lo || n > hi)
 		return fail(x, BAL_EDEFN, "%s.%s: %lld is out of range (%lld..%lld)", path, key, (long long)n,
-			    (long long)lo, (long long)hi);
+		            (long long)lo, (long long)hi);
 	*out = n;
 	return 0;
 }
 
 static int get_u32(struct ctx *x, const json_t *obj, const char *path, const char *key, uint32_t lo,
-		   const json_int_t *dflt, uint32_t *out)
+                   const json_int_t *dflt, uint32_t *out)
 {
 	json_int_t n;
 	int err = get_int(x, obj, path, key, lo, UINT32_MAX, dflt, &n);
@@ -145,7 +147,7 @@ static int get_u32(struct ctx *x, const json_t *obj, const char *path, const cha
 
 /* A string, copied; `dflt` NULL means required. `nonempty` rejects "". */
 static int get_str(struct ctx *x, const json_t *obj, const char *path, const char *key, const char *dflt, bool nonempty,
-		   char **out)
+                   char **out)
 {
 	json_t *v = json_object_get(obj, key);
 	const char *s = dflt;
@@ -163,7 +165,7 @@ static int get_str(struct ctx *x, const json_t *obj, const char *path, const cha
 
 /* One of `names` (NULL-terminated); *out is its index. */
 static int get_enum(struct ctx *x, const json_t *obj, const char *path, const char *key, const char *const *names,
-		    const char *dflt, int *out)
+                    const char *dflt, int *out)
 {
 	json_t *v = json_object_get(obj, key);
 	const char *s = dflt;
@@ -206,8 +208,8 @@ static int check_unique(struct ctx *x, struct idref *refs, uint32_t n, const cha
 	qsort(refs, n, sizeof(*refs), idref_cmp);
 	for (uint32_t i = 1; i < n; i++)
 		if (refs[i].id == refs[i - 1].id)
-			return fail(x, BAL_EDEFN, "%s[%u].id: %u duplicates %s[%u].id", what, refs[i].idx, refs[i].id, what,
-				    refs[i - 1].idx);
+			return fail(x, BAL_EDEFN, "%s[%u].id: %u duplicates %s[%u].id", what, refs[i].idx, refs[i].id,
+			            what, refs[i - 1].idx);
 	return 0;
 }
 
@@ -231,7 +233,7 @@ static int32_t find_district(const struct idref *refs, uint32_t n, uint32_t id)
 
 static int parse_election(struct ctx *x, const json_t *root, struct bal_defn *d)
 {
-	static const char *const keys[] = { "id", "name", "date", NULL };
+	static const char *const keys[] = {"id", "name", "date", NULL};
 	json_t *e = json_object_get(root, "election");
 	if (!e)
 		return fail(x, BAL_EDEFN, "election: missing (expected an object with id, name, date)");
@@ -254,7 +256,7 @@ static int parse_election(struct ctx *x, const json_t *root, struct bal_defn *d)
  * frees them). `*n` is set only on success.
  */
 static int section(struct ctx *x, const json_t *obj, const char *path, const char *key, size_t size, json_t **arr,
-		   void **elems, struct idref **refs, uint32_t *n)
+                   void **elems, struct idref **refs, uint32_t *n)
 {
 	int err = get_array(x, obj, path, key, true, arr);
 	if (err)
@@ -271,7 +273,7 @@ static int section(struct ctx *x, const json_t *obj, const char *path, const cha
 /* Element i of `arr`, which must be an object with only `keys`; its path
  * "<prefix>[i]" is written to `path`. */
 static int element(struct ctx *x, const json_t *arr, const char *prefix, uint32_t i, const char *const *keys,
-		   char *path, size_t pathlen, json_t **v)
+                   char *path, size_t pathlen, json_t **v)
 {
 	snprintf(path, pathlen, "%s[%u]", prefix, i);
 	*v = json_array_get(arr, i);
@@ -281,10 +283,10 @@ static int element(struct ctx *x, const json_t *arr, const char *prefix, uint32_
 
 static int parse_districts(struct ctx *x, const json_t *root, struct bal_defn *d, struct idref **refs)
 {
-	static const char *const keys[] = { "id", "name", NULL };
+	static const char *const keys[] = {"id", "name", NULL};
 	json_t *arr;
 	int err = section(x, root, "", "districts", sizeof(*d->districts), &arr, (void **)&d->districts, refs,
-			  &d->ndistricts);
+	                  &d->ndistricts);
 	for (uint32_t i = 0; i < d->ndistricts && !err; i++) {
 		char path[48];
 		json_t *v;
@@ -294,19 +296,20 @@ static int parse_districts(struct ctx *x, const json_t *root, struct bal_defn *d
 			err = get_u32(x, v, path, "id", 0, NULL, &ds->id);
 		if (!err)
 			err = get_str(x, v, path, "name", NULL, false, &ds->name);
-		(*refs)[i] = (struct idref){ ds->id, i };
+		(*refs)[i] = (struct idref){ds->id, i};
 	}
 	return err ? err : check_unique(x, *refs, d->ndistricts, "districts");
 }
 
 static int parse_choices(struct ctx *x, const json_t *cv, const char *cpath, struct bal_contest *c)
 {
-	static const char *const keys[] = { "id", "name", "seat_eligible", NULL };
+	static const char *const keys[] = {"id", "name", "seat_eligible", NULL};
 	json_t *arr;
 	struct idref *refs = NULL;
 	char prefix[64];
 	snprintf(prefix, sizeof(prefix), "%s.choices", cpath);
-	int err = section(x, cv, cpath, "choices", sizeof(*c->choices), &arr, (void **)&c->choices, &refs, &c->nchoices);
+	int err =
+	        section(x, cv, cpath, "choices", sizeof(*c->choices), &arr, (void **)&c->choices, &refs, &c->nchoices);
 	for (uint32_t k = 0; k < c->nchoices && !err; k++) {
 		char path[80];
 		json_t *v;
@@ -320,10 +323,10 @@ static int parse_choices(struct ctx *x, const json_t *cv, const char *cpath, str
 			json_t *e = json_object_get(v, "seat_eligible");
 			if (e && !json_is_boolean(e))
 				err = fail(x, BAL_EDEFN, "%s.seat_eligible: expected true or false, got %s", path,
-					   type_name(e));
+				           type_name(e));
 			ch->seat_eligible = e ? json_is_true(e) : true;
 		}
-		refs[k] = (struct idref){ ch->id, k };
+		refs[k] = (struct idref){ch->id, k};
 	}
 	if (!err)
 		err = check_unique(x, refs, c->nchoices, prefix);
@@ -333,11 +336,11 @@ static int parse_choices(struct ctx *x, const json_t *cv, const char *cpath, str
 
 /* Contest `v` at `path`, already checked to be an object with known keys. */
 static int parse_contest(struct ctx *x, const json_t *v, const char *path, const struct idref *drefs, uint32_t nd,
-			 struct bal_contest *c)
+                         struct bal_contest *c)
 {
-	static const char *const kinds[] = { "party_list", "single_member", NULL };
-	static const char *const list_methods[] = { "largest_remainder", "dhondt", NULL };
-	static const char *const member_methods[] = { "plurality", NULL };
+	static const char *const kinds[] = {"party_list", "single_member", NULL};
+	static const char *const list_methods[] = {"largest_remainder", "dhondt", NULL};
+	static const char *const member_methods[] = {"plurality", NULL};
 	static const json_int_t one = 1;
 
 	int err = get_u32(x, v, path, "id", 0, NULL, &c->id);
@@ -355,7 +358,7 @@ static int parse_contest(struct ctx *x, const json_t *v, const char *path, const
 	int method = 0;
 	if (!err)
 		err = get_enum(x, v, path, "method", list ? list_methods : member_methods,
-			       list ? "largest_remainder" : "plurality", &method);
+		               list ? "largest_remainder" : "plurality", &method);
 	if (err)
 		return err;
 	c->method = !list ? BAL_METHOD_PLURALITY : method == 0 ? BAL_METHOD_LARGEST_REMAINDER : BAL_METHOD_DHONDT;
@@ -368,7 +371,7 @@ static int parse_contest(struct ctx *x, const json_t *v, const char *path, const
 		c->threshold_percent = json_number_value(t);
 		if (!(c->threshold_percent >= 0 && c->threshold_percent <= 100))
 			return fail(x, BAL_EDEFN, "%s.threshold_percent: %g is out of range (0..100)", path,
-				    c->threshold_percent);
+			            c->threshold_percent);
 	}
 
 	c->district = -1;
@@ -386,19 +389,19 @@ static int parse_contest(struct ctx *x, const json_t *v, const char *path, const
 
 static int parse_contests(struct ctx *x, const json_t *root, struct bal_defn *d, const struct idref *drefs)
 {
-	static const char *const keys[] = { "id",	"name",	   "kind",    "seats",
-					    "threshold_percent", "method", "district_id", "choices", NULL };
+	static const char *const keys[] = {"id",     "name",        "kind",    "seats", "threshold_percent",
+	                                   "method", "district_id", "choices", NULL};
 	json_t *arr;
 	struct idref *refs = NULL;
 	int err = section(x, root, "", "contests", sizeof(*d->contests), &arr, (void **)&d->contests, &refs,
-			  &d->ncontests);
+	                  &d->ncontests);
 	for (uint32_t i = 0; i < d->ncontests && !err; i++) {
 		char path[48];
 		json_t *v;
 		err = element(x, arr, "contests", i, keys, path, sizeof(path), &v);
 		if (!err)
 			err = parse_contest(x, v, path, drefs, d->ndistricts, &d->contests[i]);
-		refs[i] = (struct idref){ d->contests[i].id, i };
+		refs[i] = (struct idref){d->contests[i].id, i};
 	}
 	if (!err)
 		err = check_unique(x, refs, d->ncontests, "contests");
@@ -417,14 +420,14 @@ static int parse_key(struct ctx *x, const json_t *v, const char *path, struct ba
 	size_t len = json_string_length(k);
 	if (len > ED25519_KEY_B64_MAX)
 		return fail(x, BAL_EDEFN, "%s.public_key: %zu characters is too long for a %d-byte Ed25519 key", path,
-			    len, ED25519_KEY_BYTES);
+		            len, ED25519_KEY_BYTES);
 	unsigned char bin[ED25519_KEY_B64_MAX];
 	size_t binlen = 0;
 	if (sodium_base642bin(bin, sizeof(bin), b64, len, NULL, &binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
 		return fail(x, BAL_EDEFN, "%s.public_key: \"%s\" is not valid base64", path, b64);
 	if (binlen != ED25519_KEY_BYTES)
 		return fail(x, BAL_EDEFN, "%s.public_key: decodes to %zu bytes, an Ed25519 key has %d", path, binlen,
-			    ED25519_KEY_BYTES);
+		            ED25519_KEY_BYTES);
 	memcpy(p->public_key, bin, ED25519_KEY_BYTES);
 	p->has_key = true;
 	return 0;
@@ -459,12 +462,12 @@ static int index_ids(struct ctx *x, struct bal_defn *d)
 
 static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d, const struct idref *drefs)
 {
-	static const char *const keys[] = { "id", "district_id", "registered_voters", "public_key", NULL };
+	static const char *const keys[] = {"id", "district_id", "registered_voters", "public_key", NULL};
 	static const json_int_t zero = 0;
 	json_t *arr;
 	struct idref *refs = NULL;
 	int err = section(x, root, "", "precincts", sizeof(*d->precincts), &arr, (void **)&d->precincts, &refs,
-			  &d->nprecincts);
+	                  &d->nprecincts);
 	for (uint32_t i = 0; i < d->nprecincts && !err; i++) {
 		char path[48];
 		json_t *v;
@@ -487,10 +490,10 @@ static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d
 		p->registered_voters = (uint64_t)voters;
 		if (!err && __builtin_add_overflow(d->registered_total, p->registered_voters, &d->registered_total))
 			err = fail(x, BAL_EDEFN, "%s.registered_voters: %llu makes the total overflow 64 bits", path,
-				   (unsigned long long)p->registered_voters);
+			           (unsigned long long)p->registered_voters);
 		if (!err)
 			err = parse_key(x, v, path, p);
-		refs[i] = (struct idref){ p->id, i };
+		refs[i] = (struct idref){p->id, i};
 	}
 	if (!err)
 		err = check_unique(x, refs, d->nprecincts, "precincts");
@@ -516,8 +519,8 @@ static int hash_canonical(struct ctx *x, const json_t *root, struct bal_defn *d)
 
 int bal_defn_parse(const char *json, size_t len, struct bal_defn **out, char *why, size_t whylen)
 {
-	static const char *const keys[] = { "election", "districts", "contests", "precincts", NULL };
-	struct ctx x = { why, whylen };
+	static const char *const keys[] = {"election", "districts", "contests", "precincts", NULL};
+	struct ctx x = {why, whylen};
 	if (sodium_init() < 0)
 		return fail(&x, -ENOMEM, "libsodium failed to initialise");
 
@@ -565,7 +568,7 @@ fail_root:
 
 int bal_defn_load(const char *path, struct bal_defn **out, char *why, size_t whylen)
 {
-	struct ctx x = { why, whylen };
+	struct ctx x = {why, whylen};
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return fail(&x, -errno, "cannot open %s: %s", path, strerror(errno));

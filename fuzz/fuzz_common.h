@@ -34,10 +34,10 @@ void fz_election_load(struct fz_election *e);
 int fz_fold_body(struct fz_election *e, struct bal_arena *arena, const uint8_t *body, size_t len);
 
 /** Aborts (a crash for libFuzzer) with a message when `cond` is false. */
-#define FZ_CHECK(cond, ...)                                                                                           \
-	do {                                                                                                          \
-		if (!(cond))                                                                                          \
-			fz_fail(__FILE__, __LINE__, __VA_ARGS__);                                                     \
+#define FZ_CHECK(cond, ...)                                       \
+	do {                                                      \
+		if (!(cond))                                      \
+			fz_fail(__FILE__, __LINE__, __VA_ARGS__); \
 	} while (0)
 void fz_fail(const char *file, int line, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));
 

@@ -26,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint32_t p = 0; p < d->nprecincts; p++)
 			for (uint32_t c = 0; c < d->ncontests; c++)
 				FZ_CHECK((bal_slot_precinct_choice(l, p, c, 0) != BAL_SLOT_NONE) ==
-						 bal_defn_votes_in(d, p, c),
-					 "precinct %u contest %u: slot and ballot disagree", p, c);
+				                 bal_defn_votes_in(d, p, c),
+				         "precinct %u contest %u: slot and ballot disagree", p, c);
 		bal_layout_free(l);
 	}
 	bal_defn_free(d);

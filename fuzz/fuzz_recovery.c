@@ -29,8 +29,8 @@
 #include "storage/storage.h"
 #include "storage/store_lmdb.h"
 
-#define FZ_BATCHES 5
-#define FZ_SNAP_AT 2
+#define FZ_BATCHES  5
+#define FZ_SNAP_AT  2
 #define FZ_MAP_SIZE ((size_t)1 << 20)
 
 static struct fz_election election;
@@ -46,8 +46,8 @@ static unsigned nslices;
 
 static struct bal_store *store_open(int *err)
 {
-	struct bal_store_opts o = {.dir = dir, .map_size = FZ_MAP_SIZE, .precinct_ids = ids,
-				   .nprecincts = election.defn->nprecincts};
+	struct bal_store_opts o = {
+	        .dir = dir, .map_size = FZ_MAP_SIZE, .precinct_ids = ids, .nprecincts = election.defn->nprecincts};
 	memcpy(o.hash, election.defn->hash, sizeof(o.hash));
 	struct bal_store *s = NULL;
 	char why[256] = "";
@@ -64,8 +64,11 @@ static size_t make_batch(uint32_t p, uint64_t seq, uint8_t *out)
 	for (uint32_t k = 0; k < ct->nchoices; k++)
 		counts[k] = (seq * 7 + k * 3 + p) % 50;
 	struct bal_ctally t = {.contest_id = ct->id, .n = ct->nchoices, .counts = counts};
-	struct bal_batch b = {.precinct_id = election.defn->precincts[p].id, .seq = seq, .kind = BAL_KIND_TALLY,
-			      .tallies = &t, .ntallies = 1};
+	struct bal_batch b = {.precinct_id = election.defn->precincts[p].id,
+	                      .seq = seq,
+	                      .kind = BAL_KIND_TALLY,
+	                      .tallies = &t,
+	                      .ntallies = 1};
 	uint8_t inner[1024];
 	size_t in = bal_codec_batch_pack(&b, inner);
 	return bal_codec_signed_pack(inner, in, NULL, 0, out);
@@ -81,11 +84,11 @@ static void build_store(void)
 		uint32_t p = (uint32_t)(pos % election.defn->nprecincts);
 		size_t len = make_batch(p, pos, body);
 		FZ_CHECK(fz_fold_body(&election, &arena, body, len) == 0, "seed batch %llu does not fold",
-			 (unsigned long long)pos);
+		         (unsigned long long)pos);
 		uint64_t got = 0;
 		FZ_CHECK(bal_store_wbegin(s) == 0, "wbegin");
 		FZ_CHECK(bal_store_append(s, p, pos, body, len, &got) == 0 && got == pos, "append %llu",
-			 (unsigned long long)pos);
+		         (unsigned long long)pos);
 		for (unsigned k = 0; pos == FZ_SNAP_AT && k < bal_store_slices(s); k++) {
 			uint32_t first, end;
 			uint64_t slice[4096];
@@ -174,7 +177,7 @@ static void damage(unsigned mode, unsigned which, const uint8_t *bytes, size_t l
 		rc = mdb_put(txn, dbi, &mk, &mv, 0);
 	} else if (mode == 1) {
 		rc = bal__rec_put(txn, dbi, key, 0, BAL_JREC_MAGIC, jrec_precinct[position], jrec_seq[position], bytes,
-				  len);
+		                  len);
 	} else {
 		/* A checksummed slice whose counters come from the input. */
 		rc = bal__rec_put(txn, dbi, key, 0, BAL_SNAP_MAGIC, BAL_SNAP_VERSION, FZ_SNAP_AT, bytes, len);
@@ -232,13 +235,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(election.ctr, 0, election.nslots * sizeof(uint64_t));
 	err = bal_store_recover(s, &ops, NULL, &rep, why, sizeof(why));
 	FZ_CHECK(err == 0 || err == BAL_ECORRUPT, "recover after damage (mode %u, which %u): %s (%d): %s", mode,
-		 data[1], bal_strerror(err), err, why);
+	         data[1], bal_strerror(err), err, why);
 	if (err == 0) {
-		FZ_CHECK(rep.position == FZ_BATCHES, "recovered position %llu, want %d", (unsigned long long)rep.position,
-			 FZ_BATCHES);
+		FZ_CHECK(rep.position == FZ_BATCHES, "recovered position %llu, want %d",
+		         (unsigned long long)rep.position, FZ_BATCHES);
 		FZ_CHECK(rep.snapshot_position + rep.scanned == rep.position && rep.replayed <= rep.scanned,
-			 "snapshot %llu + scanned %llu != %llu, or replayed %llu more", (unsigned long long)rep.snapshot_position,
-			 (unsigned long long)rep.scanned, (unsigned long long)rep.position, (unsigned long long)rep.replayed);
+		         "snapshot %llu + scanned %llu != %llu, or replayed %llu more",
+		         (unsigned long long)rep.snapshot_position, (unsigned long long)rep.scanned,
+		         (unsigned long long)rep.position, (unsigned long long)rep.replayed);
 	} else {
 		FZ_CHECK(why[0], "BAL_ECORRUPT without a reason");
 	}

@@ -17,7 +17,7 @@
 #include "daemon/http.h"
 
 #define FZ_MAX_HEADER 1024
-#define FZ_MAX_BODY 8192
+#define FZ_MAX_BODY   8192
 
 struct fz_conn {
 	struct bal_http http;
@@ -46,7 +46,7 @@ static int on_headers(void *ctx, const struct bal_http_req *req)
 	FZ_CHECK(req->url_len < BAL_HTTP_MAX_URL && strlen(req->url) == req->url_len, "url_len %zu", req->url_len);
 	if (req->content_length != UINT64_MAX && req->content_length > FZ_MAX_BODY) {
 		bal_http_fail(&c->http, 413, "body of %llu bytes exceeds the limit of %d bytes",
-			      (unsigned long long)req->content_length, FZ_MAX_BODY);
+		              (unsigned long long)req->content_length, FZ_MAX_BODY);
 		return 413;
 	}
 	return 0;
@@ -80,10 +80,10 @@ static int on_complete(void *ctx, const struct bal_http_req *req)
 }
 
 static const struct bal_http_hooks hooks = {
-	.on_begin = on_begin,
-	.on_headers = on_headers,
-	.on_body = on_body,
-	.on_complete = on_complete,
+        .on_begin = on_begin,
+        .on_headers = on_headers,
+        .on_body = on_body,
+        .on_complete = on_complete,
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -119,6 +119,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (c.http.error_status)
 		FZ_CHECK(c.http.error_status >= 400 && c.http.error_status < 600 && c.http.error_why[0],
-			 "stream error %d without a reason", c.http.error_status);
+		         "stream error %d without a reason", c.http.error_status);
 	return 0;
 }

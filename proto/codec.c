@@ -61,12 +61,12 @@ static void set_why(char *why, size_t whylen, const char *fmt, ...)
 /* ---- decode ------------------------------------------------------------- */
 
 static int map_batch(const Ballot__V1__Batch *pb, struct bal_arena *arena, struct bal_batch *out, char *why,
-		     size_t whylen)
+                     size_t whylen)
 {
 	if (pb->kind != BALLOT__V1__KIND__BALLOTS && pb->kind != BALLOT__V1__KIND__TALLY &&
 	    pb->kind != BALLOT__V1__KIND__PROTOCOL) {
 		set_why(why, whylen, "unknown kind %d (Batch.kind must be BALLOTS=0, TALLY=1 or PROTOCOL=2)",
-			(int)pb->kind);
+		        (int)pb->kind);
 		return BAL_ESCHEMA;
 	}
 	struct bal_column *cols = NULL;
@@ -111,18 +111,18 @@ fail_nomem:
 }
 
 int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, struct bal_batch *out, char *why,
-		     size_t whylen)
+                     size_t whylen)
 {
-	struct arena_alloc aa = { .arena = arena, .refused = false };
-	ProtobufCAllocator alloc = { .alloc = arena_alloc_cb, .free = arena_free_cb, .allocator_data = &aa };
+	struct arena_alloc aa = {.arena = arena, .refused = false};
+	ProtobufCAllocator alloc = {.alloc = arena_alloc_cb, .free = arena_free_cb, .allocator_data = &aa};
 
 	Ballot__V1__SignedBatch *sb = ballot__v1__signed_batch__unpack(&alloc, len, body);
 	if (!sb) {
 		if (aa.refused) {
 			set_why(why, whylen,
-				"request arena refused an allocation decoding SignedBatch of %zu bytes (limit %zu "
-				"bytes)",
-				len, arena->limit);
+			        "request arena refused an allocation decoding SignedBatch of %zu bytes (limit %zu "
+			        "bytes)",
+			        len, arena->limit);
 			return -ENOMEM;
 		}
 		set_why(why, whylen, "SignedBatch does not decode (%zu bytes)", len);
@@ -132,12 +132,12 @@ int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, s
 	if (!pb) {
 		if (aa.refused) {
 			set_why(why, whylen,
-				"request arena refused an allocation decoding Batch of %zu bytes (limit %zu bytes)",
-				sb->batch.len, arena->limit);
+			        "request arena refused an allocation decoding Batch of %zu bytes (limit %zu bytes)",
+			        sb->batch.len, arena->limit);
 			return -ENOMEM;
 		}
 		set_why(why, whylen, "Batch inside SignedBatch does not decode (SignedBatch.batch is %zu bytes)",
-			sb->batch.len);
+		        sb->batch.len);
 		return BAL_ESCHEMA;
 	}
 	struct bal_batch tmp;
@@ -184,7 +184,7 @@ static size_t batch_pieces(const struct bal_batch *b, enum piece_op op, uint8_t 
 		piece.n_ballots = 1;
 		piece.ballots = &colp;
 		n += op == PIECE_SIZE ? ballot__v1__batch__get_packed_size(&piece)
-				      : ballot__v1__batch__pack(&piece, buf + n);
+		                      : ballot__v1__batch__pack(&piece, buf + n);
 	}
 	for (size_t i = 0; i < b->ntallies; i++) {
 		Ballot__V1__ContestTally t = BALLOT__V1__CONTEST_TALLY__INIT;
@@ -196,7 +196,7 @@ static size_t batch_pieces(const struct bal_batch *b, enum piece_op op, uint8_t 
 		piece.n_tallies = 1;
 		piece.tallies = &tp;
 		n += op == PIECE_SIZE ? ballot__v1__batch__get_packed_size(&piece)
-				      : ballot__v1__batch__pack(&piece, buf + n);
+		                      : ballot__v1__batch__pack(&piece, buf + n);
 	}
 
 	Ballot__V1__Turnout turnout = BALLOT__V1__TURNOUT__INIT;
@@ -221,7 +221,7 @@ size_t bal_codec_batch_pack(const struct bal_batch *b, uint8_t *buf)
 }
 
 static size_t signed_do(enum piece_op op, const uint8_t *batch, size_t batch_len, const uint8_t *sig, size_t sig_len,
-			uint8_t *buf)
+                        uint8_t *buf)
 {
 	Ballot__V1__SignedBatch sb = BALLOT__V1__SIGNED_BATCH__INIT;
 	sb.batch.data = (uint8_t *)batch; /* pack only reads */
@@ -229,7 +229,7 @@ static size_t signed_do(enum piece_op op, const uint8_t *batch, size_t batch_len
 	sb.signature.data = (uint8_t *)sig;
 	sb.signature.len = sig_len;
 	return op == PIECE_SIZE ? ballot__v1__signed_batch__get_packed_size(&sb)
-				: ballot__v1__signed_batch__pack(&sb, buf);
+	                        : ballot__v1__signed_batch__pack(&sb, buf);
 }
 
 size_t bal_codec_signed_size(const uint8_t *batch, size_t batch_len, const uint8_t *sig, size_t sig_len)
@@ -263,7 +263,7 @@ size_t bal_codec_ack_pack(enum bal_ack_status st, uint64_t position, const char 
 }
 
 int bal_codec_ack_decode(const uint8_t *buf, size_t len, enum bal_ack_status *st, uint64_t *position, char *error,
-			 size_t errlen)
+                         size_t errlen)
 {
 	Ballot__V1__BatchAck *ack = ballot__v1__batch_ack__unpack(NULL, len, buf);
 	if (!ack)

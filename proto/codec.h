@@ -22,7 +22,7 @@ enum bal_ack_status { BAL_ACK_ACCEPTED = 0, BAL_ACK_DUPLICATE = 1, BAL_ACK_REJEC
  *         -ENOMEM if the arena refused.
  */
 int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, struct bal_batch *out, char *why,
-		     size_t whylen);
+                     size_t whylen);
 
 /** Serialized size of the Batch fields of `b` (signed_bytes/signature ignored). */
 size_t bal_codec_batch_size(const struct bal_batch *b);
@@ -44,6 +44,6 @@ size_t bal_codec_ack_pack(enum bal_ack_status st, uint64_t position, const char 
  * "" when none). @return 0 or BAL_ESCHEMA.
  */
 int bal_codec_ack_decode(const uint8_t *buf, size_t len, enum bal_ack_status *st, uint64_t *position, char *error,
-			 size_t errlen);
+                         size_t errlen);
 
 #endif

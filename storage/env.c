@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define DEFAULT_READERS 126u
-#define MAX_DBS 8u
+#define MAX_DBS         8u
 /* A write that failed with less room than this left on the filesystem failed for lack of it. */
 #define FULL_DISK_SLACK ((uint64_t)1 << 20)
 
@@ -106,7 +106,7 @@ static uint64_t rec_sum(const uint8_t key[8], const uint8_t *hdr, const void *pa
 }
 
 int bal__rec_put(MDB_txn *txn, MDB_dbi dbi, uint64_t key, unsigned flags, uint32_t magic, uint32_t a, uint64_t b,
-		 const void *payload, size_t len)
+                 const void *payload, size_t len)
 {
 	uint8_t k[8];
 	if (len > UINT32_MAX - BAL_REC_HDR)
@@ -127,29 +127,29 @@ int bal__rec_put(MDB_txn *txn, MDB_dbi dbi, uint64_t key, unsigned flags, uint32
 }
 
 int bal__rec_parse(const MDB_val *val, uint64_t key, uint32_t magic, const char *what, struct bal__rec *r, char *why,
-		   size_t whylen)
+                   size_t whylen)
 {
 	const uint8_t *p = val->mv_data;
 	uint8_t k[8];
 	if (val->mv_size < BAL_REC_HDR || bal__get_be32(p) != magic) {
 		bal__store_why(why, whylen,
-			       "%s %llu: record of %zu bytes, magic %08x; expected >= %d bytes, magic %08x", what,
-			       (unsigned long long)key, val->mv_size, val->mv_size >= 4 ? bal__get_be32(p) : 0u,
-			       BAL_REC_HDR, magic);
+		               "%s %llu: record of %zu bytes, magic %08x; expected >= %d bytes, magic %08x", what,
+		               (unsigned long long)key, val->mv_size, val->mv_size >= 4 ? bal__get_be32(p) : 0u,
+		               BAL_REC_HDR, magic);
 		return BAL_ECORRUPT;
 	}
 	bal__put_be64(k, key);
 	uint64_t want = bal__get_be64(p + 16), got = rec_sum(k, p, p + BAL_REC_HDR, val->mv_size - BAL_REC_HDR);
 	if (want != got) {
 		bal__store_why(why, whylen, "%s %llu: checksum %016llx, stored %016llx (record damaged)", what,
-			       (unsigned long long)key, (unsigned long long)got, (unsigned long long)want);
+		               (unsigned long long)key, (unsigned long long)got, (unsigned long long)want);
 		return BAL_ECORRUPT;
 	}
 	*r = (struct bal__rec){
-		.a = bal__get_be32(p + 4),
-		.b = bal__get_be64(p + 8),
-		.payload = p + BAL_REC_HDR,
-		.len = val->mv_size - BAL_REC_HDR,
+	        .a = bal__get_be32(p + 4),
+	        .b = bal__get_be64(p + 8),
+	        .payload = p + BAL_REC_HDR,
+	        .len = val->mv_size - BAL_REC_HDR,
 	};
 	return 0;
 }
@@ -267,7 +267,7 @@ static int pin(struct bal_store *s, MDB_txn *txn, const uint8_t hash[32], char *
 			return bal__store_err(rc);
 		if (st.ms_entries != 0) {
 			bal__store_why(why, whylen, "data dir %s: journal has %zu entries but no format record", s->dir,
-				       st.ms_entries);
+			               st.ms_entries);
 			return BAL_ECORRUPT;
 		}
 		uint8_t slices[4];
@@ -278,15 +278,15 @@ static int pin(struct bal_store *s, MDB_txn *txn, const uint8_t hash[32], char *
 		    (rc = put_meta(txn, s->meta, "slices", slices, sizeof(slices))) != 0 ||
 		    (rc = bal__store_meta_add(s, txn, "conflicts", 0)) != 0)
 			bal__store_why(why, whylen, "data dir %s: cannot pin the definition: %s", s->dir,
-				       bal_strerror(rc));
+			               bal_strerror(rc));
 		return rc != 0 ? rc : read_slices(s, txn, why, whylen);
 	}
 	if (rc != 0)
 		return bal__store_err(rc);
 	if (val.mv_size != 4 || bal__get_be32(val.mv_data) != BAL_STORE_FORMAT) {
 		bal__store_why(why, whylen, "data dir %s: storage format %u (%zu bytes), this build reads format %u",
-			       s->dir, val.mv_size == 4 ? bal__get_be32(val.mv_data) : 0u, val.mv_size,
-			       BAL_STORE_FORMAT);
+		               s->dir, val.mv_size == 4 ? bal__get_be32(val.mv_data) : 0u, val.mv_size,
+		               BAL_STORE_FORMAT);
 		return BAL_ECORRUPT;
 	}
 	key = (MDB_val){9, "defn_hash"};
@@ -316,16 +316,16 @@ static int open_dbis(struct bal_store *s, const uint8_t hash[32], char *why, siz
 		const char *name;
 		MDB_dbi *dbi;
 	} dbis[] = {
-		{BAL_STORE_DBI_META, &s->meta},           {BAL_STORE_DBI_JOURNAL, &s->journal},
-		{BAL_STORE_DBI_DEDUP, &s->dedup},         {BAL_STORE_DBI_CONFLICTS, &s->conflicts},
-		{BAL_STORE_DBI_SNAPSHOTS, &s->snapshots},
+	        {BAL_STORE_DBI_META, &s->meta},           {BAL_STORE_DBI_JOURNAL, &s->journal},
+	        {BAL_STORE_DBI_DEDUP, &s->dedup},         {BAL_STORE_DBI_CONFLICTS, &s->conflicts},
+	        {BAL_STORE_DBI_SNAPSHOTS, &s->snapshots},
 	};
 	for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
 		int mrc = mdb_dbi_open(txn, dbis[i].name, MDB_CREATE, dbis[i].dbi);
 		if (mrc != 0) {
 			rc = bal__store_err(mrc);
 			bal__store_why(why, whylen, "data dir %s: table %s: %s", s->dir, dbis[i].name,
-				       mdb_strerror(mrc));
+			               mdb_strerror(mrc));
 			goto fail_txn;
 		}
 	}
@@ -377,7 +377,7 @@ static int load_position(struct bal_store *s, char *why, size_t whylen)
 	}
 	if (rc != 0) {
 		bal__store_why(why, whylen, "data dir %s: cannot read the last journal position: %s", s->dir,
-			       bal_strerror(rc));
+		               bal_strerror(rc));
 		return rc;
 	}
 	atomic_store(&s->position, last);
@@ -415,10 +415,11 @@ static int lock_dir(const char *dir, int *fd_out, char *why, size_t whylen)
 		pid[strcspn(pid, "\n")] = '\0';
 		close(fd);
 		if (err == -EWOULDBLOCK) {
-			bal__store_why(why, whylen,
-				       "data dir %s is in use by another process (pid %s, holding %s); one data directory "
-				       "serves one ballotd",
-				       dir, pid[0] ? pid : "unknown", LOCK_NAME);
+			bal__store_why(
+			        why, whylen,
+			        "data dir %s is in use by another process (pid %s, holding %s); one data directory "
+			        "serves one ballotd",
+			        dir, pid[0] ? pid : "unknown", LOCK_NAME);
 			return -EBUSY;
 		}
 		bal__store_why(why, whylen, "data dir %s: cannot lock %s: %s", dir, LOCK_NAME, bal_strerror(err));
@@ -443,12 +444,12 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 	}
 	if (opts->map_size > SIZE_MAX - page) {
 		bal__store_why(why, whylen, "map_size %zu exceeds the maximum of %zu bytes", opts->map_size,
-			       SIZE_MAX - page);
+		               SIZE_MAX - page);
 		return -EINVAL;
 	}
 	if (opts->map_size < 16 * page) {
 		bal__store_why(why, whylen, "map_size %zu is below the minimum of %zu bytes", opts->map_size,
-			       16 * page);
+		               16 * page);
 		return -EINVAL;
 	}
 	if (!opts->nprecincts || !opts->precinct_ids) {
@@ -457,8 +458,9 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 	}
 	for (uint32_t i = 1; i < opts->nprecincts; i++)
 		if (opts->precinct_ids[i] <= opts->precinct_ids[i - 1]) {
-			bal__store_why(why, whylen, "data dir %s: precinct ids not strictly ascending at index %u (%u, %u)",
-				       opts->dir, i, opts->precinct_ids[i - 1], opts->precinct_ids[i]);
+			bal__store_why(why, whylen,
+			               "data dir %s: precinct ids not strictly ascending at index %u (%u, %u)",
+			               opts->dir, i, opts->precinct_ids[i - 1], opts->precinct_ids[i]);
 			return -EINVAL;
 		}
 	if ((rc = make_dir(opts->dir, why, whylen)) != 0)
@@ -493,7 +495,7 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 	    (mrc = mdb_env_open(s->env, s->dir, MDB_NOTLS, 0600)) != 0) {
 		rc = bal__store_err(mrc);
 		bal__store_why(why, whylen, "data dir %s: cannot open the LMDB environment: %s", s->dir,
-			       mdb_strerror(mrc));
+		               mdb_strerror(mrc));
 		goto fail_env;
 	}
 	if ((rc = size_map(s, map_size, why, whylen)) != 0)
@@ -522,7 +524,7 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 	if ((rc = bal__tail_reload(s, why, whylen)) != 0) {
 		if (why && !*why)
 			bal__store_why(why, whylen, "data dir %s: cannot index the journal tail: %s", s->dir,
-				       bal_strerror(rc));
+			               bal_strerror(rc));
 		goto fail_tail;
 	}
 	*out = s;
@@ -693,11 +695,11 @@ int bal_store_info(struct bal_store *s, struct bal_store_info *out)
 	    (rc = bal__store_err(mdb_env_stat(s->env, &st))) != 0)
 		goto out_txn;
 	*out = (struct bal_store_info){
-		.position = bal_store_position(s),
-		.snapshot_position = snap,
-		.conflicts = conflicts,
-		.map_size = info.me_mapsize,
-		.map_used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize,
+	        .position = bal_store_position(s),
+	        .snapshot_position = snap,
+	        .conflicts = conflicts,
+	        .map_size = info.me_mapsize,
+	        .map_used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize,
 	};
 out_txn:
 	mdb_txn_abort(txn);

@@ -25,7 +25,7 @@ typedef int (*visit_fn)(void *ctx, const MDB_val *key, const MDB_val *val);
  * the first non-zero visit result and returns it.
  */
 static int scan_range(MDB_txn *txn, MDB_dbi dbi, const uint8_t *from, size_t fromlen, size_t prefix, visit_fn fn,
-		      void *ctx)
+                      void *ctx)
 {
 	MDB_cursor *cur;
 	MDB_val key = {fromlen, (void *)from}, val;
@@ -48,7 +48,7 @@ static int scan_range(MDB_txn *txn, MDB_dbi dbi, const uint8_t *from, size_t fro
 
 /* Same, in a read txn of its own. */
 static int scan_read(struct bal_store *s, MDB_dbi dbi, const uint8_t *from, size_t fromlen, size_t prefix, visit_fn fn,
-		     void *ctx)
+                     void *ctx)
 {
 	MDB_txn *txn;
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
@@ -85,9 +85,9 @@ static void dedup_key(uint8_t k[BAL_CONFLICT_KEY], uint32_t precinct, uint64_t s
 struct conflict_probe {
 	const uint8_t *bytes;
 	size_t len;
-	uint32_t next;      /* first free counter */
-	bool recorded;      /* these exact bytes are already recorded */
-	bool counter_full;  /* counter UINT32_MAX is taken */
+	uint32_t next;     /* first free counter */
+	bool recorded;     /* these exact bytes are already recorded */
+	bool counter_full; /* counter UINT32_MAX is taken */
 };
 
 static int probe_conflict(void *ctx, const MDB_val *key, const MDB_val *val)
@@ -111,7 +111,7 @@ static int probe_conflict(void *ctx, const MDB_val *key, const MDB_val *val)
  * resending the same wrong batch does not grow the table. Returns 0 or error.
  */
 static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq, uint64_t original,
-			   const uint8_t *bytes, size_t len)
+                           const uint8_t *bytes, size_t len)
 {
 	uint8_t k[BAL_CONFLICT_KEY];
 	struct conflict_probe probe = {.bytes = bytes, .len = len};
@@ -142,8 +142,7 @@ static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq,
  * txn's earlier appends included), then the table. 0 or an error
  * (BAL_ECORRUPT, mapped LMDB error).
  */
-static int journaled_at(struct bal_store *s, const struct bal__prec *p, uint32_t id, uint64_t seq,
-			uint64_t *original)
+static int journaled_at(struct bal_store *s, const struct bal__prec *p, uint32_t id, uint64_t seq, uint64_t *original)
 {
 	*original = bal__tail_get(p, seq);
 	if (*original || seq > p->table_max)
@@ -163,7 +162,7 @@ static int journaled_at(struct bal_store *s, const struct bal__prec *p, uint32_t
 }
 
 int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const uint8_t *bytes, size_t len,
-		     uint64_t *position)
+                     uint64_t *position)
 {
 	int rc = bal__store_wready(s);
 	if (rc != 0)
@@ -233,16 +232,16 @@ static int walk_entry(void *ctx, const MDB_val *key, const MDB_val *val)
 	if (key->mv_size != 8) {
 		*w->at = w->next;
 		bal__store_why(w->why, w->whylen, "journal after position %llu: key of %zu bytes, expected 8",
-			       (unsigned long long)(w->next - 1), key->mv_size);
+		               (unsigned long long)(w->next - 1), key->mv_size);
 		return BAL_ECORRUPT;
 	}
 	uint64_t pos = bal__get_be64(key->mv_data);
 	*w->at = pos;
 	if (pos != w->next) {
 		bal__store_why(w->why, w->whylen,
-			       "journal position %llu follows %llu: positions %llu..%llu are missing",
-			       (unsigned long long)pos, (unsigned long long)(w->next - 1), (unsigned long long)w->next,
-			       (unsigned long long)(pos - 1));
+		               "journal position %llu follows %llu: positions %llu..%llu are missing",
+		               (unsigned long long)pos, (unsigned long long)(w->next - 1), (unsigned long long)w->next,
+		               (unsigned long long)(pos - 1));
 		return BAL_ECORRUPT;
 	}
 	int rc = bal__rec_parse(val, pos, BAL_JREC_MAGIC, JREC_WHAT, &r, w->why, w->whylen);
@@ -253,7 +252,7 @@ static int walk_entry(void *ctx, const MDB_val *key, const MDB_val *val)
 }
 
 int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal__jrec_cb cb, void *arg, uint64_t *at,
-		      char *why, size_t whylen)
+                      char *why, size_t whylen)
 {
 	uint8_t k[8];
 	uint64_t stop = 0;
@@ -391,7 +390,7 @@ static int conflict_entry(void *ctx, const MDB_val *key, const MDB_val *val)
 	if (key->mv_size != BAL_CONFLICT_KEY || val->mv_size < 8)
 		return BAL_ECORRUPT;
 	return v->cb(v->arg, bal__get_be64((const uint8_t *)key->mv_data + 4), bal__get_be64(p), p + 8,
-		     val->mv_size - 8);
+	             val->mv_size - 8);
 }
 
 int bal_store_conflict_scan(struct bal_store *s, uint32_t precinct_id, bal_store_conflict_cb cb, void *arg)

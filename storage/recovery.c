@@ -55,8 +55,8 @@ static double ms_since(const struct timespec *t0)
 }
 
 /* Hands every stored slice to ops->slice; fills pos[] and *oldest. */
-static int load_slices(struct bal_store *s, MDB_txn *txn, const struct bal_recovery_ops *ops, void *arg,
-		       uint64_t *pos, uint64_t last, uint64_t *oldest, char *why, size_t whylen)
+static int load_slices(struct bal_store *s, MDB_txn *txn, const struct bal_recovery_ops *ops, void *arg, uint64_t *pos,
+                       uint64_t last, uint64_t *oldest, char *why, size_t whylen)
 {
 	*oldest = UINT64_MAX;
 	for (unsigned k = 0; k < s->nslices; k++) {
@@ -68,22 +68,24 @@ static int load_slices(struct bal_store *s, MDB_txn *txn, const struct bal_recov
 		} else if (rc != 0) {
 			if (rc != BAL_ECORRUPT)
 				bal__store_why(why, whylen, "recovery: cannot read snapshot slice %u: %s", k,
-					       bal_strerror(rc));
+				               bal_strerror(rc));
 			return rc;
 		} else {
 			pos[k] = r.b;
 			if (pos[k] > last) {
 				/* A snapshot beyond the journal's end covers batches that are not there. */
-				bal__store_why(why, whylen,
-					       "recovery: snapshot slice %u covers position %llu, the journal ends at %llu", k,
-					       (unsigned long long)pos[k], (unsigned long long)last);
+				bal__store_why(
+				        why, whylen,
+				        "recovery: snapshot slice %u covers position %llu, the journal ends at %llu", k,
+				        (unsigned long long)pos[k], (unsigned long long)last);
 				return BAL_ECORRUPT;
 			}
 			if ((rc = ops->slice(arg, k, first, end, r.payload, r.len)) != 0) {
-				bal__store_why(why, whylen,
-					       "recovery: snapshot slice %u (precincts %u..%u, position %llu, %zu bytes) does "
-					       "not fit the definition: %s",
-					       k, first, end - 1, (unsigned long long)pos[k], r.len, bal_strerror(rc));
+				bal__store_why(
+				        why, whylen,
+				        "recovery: snapshot slice %u (precincts %u..%u, position %llu, %zu bytes) does "
+				        "not fit the definition: %s",
+				        k, first, end - 1, (unsigned long long)pos[k], r.len, bal_strerror(rc));
 				return BAL_ECORRUPT;
 			}
 		}
@@ -94,7 +96,7 @@ static int load_slices(struct bal_store *s, MDB_txn *txn, const struct bal_recov
 }
 
 int bal_store_recover(struct bal_store *s, const struct bal_recovery_ops *ops, void *arg,
-		      struct bal_recovery_report *rep, char *why, size_t whylen)
+                      struct bal_recovery_report *rep, char *why, size_t whylen)
 {
 	struct timespec t0;
 	MDB_txn *txn;
@@ -125,27 +127,27 @@ int bal_store_recover(struct bal_store *s, const struct bal_recovery_ops *ops, v
 	rc = bal__journal_walk(s, txn, oldest, replay_entry, &r, &at, why, whylen);
 	if (rc != 0 && r.failed) {
 		bal__store_why(why, whylen, "recovery: journal position %llu does not replay: %s",
-			       (unsigned long long)at, bal_strerror(r.failed));
+		               (unsigned long long)at, bal_strerror(r.failed));
 		rc = BAL_ECORRUPT;
 	} else if (rc != 0 && rc != BAL_ECORRUPT) {
 		bal__store_why(why, whylen, "recovery: reading the journal after position %llu: %s",
-			       (unsigned long long)r.last, bal_strerror(rc));
+		               (unsigned long long)r.last, bal_strerror(rc));
 	}
 	if (rc != 0)
 		goto out_txn;
 	if (r.last != last) {
 		bal__store_why(why, whylen, "recovery: the journal walk ended at %llu, the journal ends at %llu",
-			       (unsigned long long)r.last, (unsigned long long)last);
+		               (unsigned long long)r.last, (unsigned long long)last);
 		rc = BAL_ECORRUPT;
 		goto out_txn;
 	}
 	if (rep)
 		*rep = (struct bal_recovery_report){
-			.snapshot_position = oldest,
-			.replayed = r.replayed,
-			.scanned = r.scanned,
-			.position = last,
-			.ms = ms_since(&t0),
+		        .snapshot_position = oldest,
+		        .replayed = r.replayed,
+		        .scanned = r.scanned,
+		        .position = last,
+		        .ms = ms_since(&t0),
 		};
 
 out_txn:

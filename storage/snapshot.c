@@ -61,7 +61,7 @@ int bal__slice_read(struct bal_store *s, MDB_txn *txn, unsigned k, struct bal__r
 		return rc;
 	if (r->a != BAL_SNAP_VERSION) {
 		bal__store_why(why, whylen, "snapshot slice %u: version %u, this build reads version %u", k, r->a,
-			       BAL_SNAP_VERSION);
+		               BAL_SNAP_VERSION);
 		return BAL_ECORRUPT;
 	}
 	return 0;

@@ -23,9 +23,9 @@
 struct bal_store;
 
 struct bal_store_opts {
-	const char *dir;     /**< created (mode 0700) if missing */
-	size_t map_size;     /**< LMDB map size in bytes */
-	uint8_t hash[32];    /**< definition hash to pin / compare */
+	const char *dir;      /**< created (mode 0700) if missing */
+	size_t map_size;      /**< LMDB map size in bytes */
+	uint8_t hash[32];     /**< definition hash to pin / compare */
 	unsigned max_readers; /**< 0 = default (126) */
 	/** The definition's precinct ids, strictly ascending (copied). A precinct
 	 * is named by its index in this array wherever the API says "index". */
@@ -69,7 +69,7 @@ int bal_store_wbegin(struct bal_store *s);
  *         -ENOSPC map full, -errno: the txn is dead, call bal_store_wabort().
  */
 int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const uint8_t *bytes, size_t len,
-		     uint64_t *position);
+                     uint64_t *position);
 
 /**
  * Within the write txn: whether (precinct index, seq) is journaled, committed
@@ -139,7 +139,7 @@ int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store
 
 /** Called per recorded conflict of a precinct; `bytes` valid only during the call. */
 typedef int (*bal_store_conflict_cb)(void *arg, uint64_t seq, uint64_t original_position, const uint8_t *bytes,
-				     size_t len);
+                                     size_t len);
 int bal_store_conflict_scan(struct bal_store *s, uint32_t precinct_id, bal_store_conflict_cb cb, void *arg);
 
 struct bal_store_info {
@@ -181,6 +181,6 @@ struct bal_recovery_ops {
  * @return 0; BAL_ECORRUPT (why names the position or slice); -errno.
  */
 int bal_store_recover(struct bal_store *s, const struct bal_recovery_ops *ops, void *arg,
-		      struct bal_recovery_report *rep, char *why, size_t whylen);
+                      struct bal_recovery_report *rep, char *why, size_t whylen);
 
 #endif

@@ -44,9 +44,9 @@
  * number is pinned in "meta" at first start. */
 #define BAL_STORE_SLICES 64u
 
-#define BAL_STORE_DBI_META "meta"
-#define BAL_STORE_DBI_JOURNAL "journal"
-#define BAL_STORE_DBI_DEDUP "dedup"
+#define BAL_STORE_DBI_META      "meta"
+#define BAL_STORE_DBI_JOURNAL   "journal"
+#define BAL_STORE_DBI_DEDUP     "dedup"
 #define BAL_STORE_DBI_CONFLICTS "conflicts"
 #define BAL_STORE_DBI_SNAPSHOTS "snapshots"
 
@@ -58,9 +58,9 @@
  * - journal:   a = precinct, b = seq, payload = the exact bytes;
  * - snapshots: a = BAL_SNAP_VERSION, b = position, payload = the slice.
  */
-#define BAL_REC_HDR 24
-#define BAL_JREC_MAGIC 0x42414c4aU /* "BALJ" */
-#define BAL_SNAP_MAGIC 0x42414c53U /* "BALS" */
+#define BAL_REC_HDR      24
+#define BAL_JREC_MAGIC   0x42414c4aU /* "BALJ" */
+#define BAL_SNAP_MAGIC   0x42414c53U /* "BALS" */
 #define BAL_SNAP_VERSION 2u
 
 /** A parsed record; `payload` points into the map: valid until the txn ends. */
@@ -71,7 +71,7 @@ struct bal__rec {
 	size_t len;
 };
 
-#define BAL_DEDUP_KEY 12    /* precinct u32 + seq u64 */
+#define BAL_DEDUP_KEY    12 /* precinct u32 + seq u64 */
 #define BAL_CONFLICT_KEY 16 /* dedup key + counter u32 */
 
 /** One key of a precinct's tail: a seq and where it was journaled. */
@@ -113,7 +113,7 @@ struct bal__prec {
  * Only the committer thread touches prec, slice_pos, slice_wpos and tail_bad.
  */
 struct bal_store {
-	int lock_fd;  /* DIR/ballotd.lock, flock()ed exclusively while the store is open */
+	int lock_fd; /* DIR/ballotd.lock, flock()ed exclusively while the store is open */
 	MDB_env *env;
 	MDB_dbi meta, journal, dedup, conflicts, snapshots;
 	char *dir;
@@ -152,7 +152,7 @@ void bal__store_why(char *why, size_t whylen, const char *fmt, ...) __attribute_
  * e.g. MDB_APPEND). @return 0 or a mapped error (-ENOSPC when the map is full).
  */
 int bal__rec_put(MDB_txn *txn, MDB_dbi dbi, uint64_t key, unsigned flags, uint32_t magic, uint32_t a, uint64_t b,
-		 const void *payload, size_t len);
+                 const void *payload, size_t len);
 
 /**
  * Validates `val`, stored under `key`, as a record with `magic`: size, magic,
@@ -160,7 +160,7 @@ int bal__rec_put(MDB_txn *txn, MDB_dbi dbi, uint64_t key, unsigned flags, uint32
  * @return 0 (`r` filled) or BAL_ECORRUPT.
  */
 int bal__rec_parse(const MDB_val *val, uint64_t key, uint32_t magic, const char *what, struct bal__rec *r, char *why,
-		   size_t whylen);
+                   size_t whylen);
 
 /* tail.c: the in-memory dedup index of the journal tail, per precinct. */
 
@@ -201,7 +201,7 @@ typedef int (*bal__jrec_cb)(void *arg, uint64_t position, const struct bal__rec 
  * @return 0, the callback's non-zero value, BAL_ECORRUPT (why says what), -errno.
  */
 int bal__journal_walk(struct bal_store *s, MDB_txn *txn, uint64_t after, bal__jrec_cb cb, void *arg, uint64_t *at,
-		      char *why, size_t whylen);
+                      char *why, size_t whylen);
 
 /**
  * Reads slice k's snapshot record in `txn` (payload valid until the txn ends).

@@ -34,7 +34,7 @@ int32_t bal__record_precinct(const struct bal_store *s, uint64_t position, uint3
 	int32_t i = bal__precinct_index(s, id);
 	if (i < 0)
 		bal__store_why(why, whylen, "journal position %llu names precinct %u, which is not in the definition",
-			       (unsigned long long)position, id);
+		               (unsigned long long)position, id);
 	return i;
 }
 
@@ -181,7 +181,7 @@ static int table_max(MDB_cursor *cur, uint32_t id, uint64_t *max)
 		memset(kb + 4, 0, 8);
 		mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
 		mrc = mrc == 0 || mrc == MDB_NOTFOUND ? mdb_cursor_get(cur, &key, &val, mrc == 0 ? MDB_PREV : MDB_LAST)
-						      : mrc;
+		                                      : mrc;
 	}
 	if (mrc == MDB_NOTFOUND)
 		return 0;
@@ -209,7 +209,8 @@ static int load_tails(struct bal_store *s, MDB_txn *txn, uint64_t after, char *w
 	for (; mrc == 0; mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
 		uint64_t pos = key.mv_size == 8 ? bal__get_be64(key.mv_data) : 0;
 		if (key.mv_size != 8 || val.mv_size < BAL_REC_HDR || bal__get_be32(val.mv_data) != BAL_JREC_MAGIC) {
-			bal__store_why(why, whylen, "journal position %llu: damaged record header", (unsigned long long)pos);
+			bal__store_why(why, whylen, "journal position %llu: damaged record header",
+			               (unsigned long long)pos);
 			rc = BAL_ECORRUPT;
 			break;
 		}
@@ -219,7 +220,8 @@ static int load_tails(struct bal_store *s, MDB_txn *txn, uint64_t after, char *w
 			rc = BAL_ECORRUPT;
 			break;
 		}
-		if (pos > s->slice_pos[s->prec[i].slice] && (rc = bal__tail_put(&s->prec[i], bal__get_be64(h + 8), pos)))
+		if (pos > s->slice_pos[s->prec[i].slice] &&
+		    (rc = bal__tail_put(&s->prec[i], bal__get_be64(h + 8), pos)))
 			break;
 	}
 	if (rc == 0 && mrc != MDB_NOTFOUND)

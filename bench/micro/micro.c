@@ -44,10 +44,29 @@ struct pool {
 	uint64_t *seq;
 };
 
-static int noop_begin(void *ctx) { (void)ctx; return 0; }
-static int noop_headers(void *ctx, const struct bal_http_req *r) { (void)ctx; (void)r; return 0; }
-static int count_body(void *ctx, const char *at, size_t n) { (void)at; *(size_t *)ctx += n; return 0; }
-static int noop_complete(void *ctx, const struct bal_http_req *r) { (void)ctx; (void)r; return 0; }
+static int noop_begin(void *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+static int noop_headers(void *ctx, const struct bal_http_req *r)
+{
+	(void)ctx;
+	(void)r;
+	return 0;
+}
+static int count_body(void *ctx, const char *at, size_t n)
+{
+	(void)at;
+	*(size_t *)ctx += n;
+	return 0;
+}
+static int noop_complete(void *ctx, const struct bal_http_req *r)
+{
+	(void)ctx;
+	(void)r;
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -55,11 +74,11 @@ int main(int argc, char **argv)
 	const char *dir = NULL;
 	unsigned batch_size = 100, iters = 20000;
 	static const struct option opts[] = {{"definition", required_argument, 0, 'd'},
-					     {"batch-size", required_argument, 0, 'b'},
-					     {"iterations", required_argument, 0, 'i'},
-					     {"dir", required_argument, 0, 'D'},
-					     {"help", no_argument, 0, 'h'},
-					     {0, 0, 0, 0}};
+	                                     {"batch-size", required_argument, 0, 'b'},
+	                                     {"iterations", required_argument, 0, 'i'},
+	                                     {"dir", required_argument, 0, 'D'},
+	                                     {"help", no_argument, 0, 'h'},
+	                                     {0, 0, 0, 0}};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
@@ -68,7 +87,8 @@ int main(int argc, char **argv)
 		case 'i': iters = (unsigned)atoi(optarg); break;
 		case 'D': dir = optarg; break;
 		default:
-			fprintf(stderr, "usage: bench-micro [--definition FILE] [--batch-size N] [--iterations N] [--dir DIR]\n");
+			fprintf(stderr, "usage: bench-micro [--definition FILE] [--batch-size N] [--iterations N] "
+			                "[--dir DIR]\n");
 			return o == 'h' ? 0 : 2;
 		}
 	}
@@ -110,12 +130,15 @@ int main(int argc, char **argv)
 	printf("bench-micro: %s, %u precincts, batches of %u ballots (%zu bytes on average), %u batches\n\n",
 	       d->election_id, d->nprecincts, batch_size, total_bytes / iters, iters);
 	printf("| %-50s | %10s | %12s |\n", "step", "ns/batch", "batches/s");
-	printf("|%s|%s|%s|\n", "----------------------------------------------------", "------------", "--------------");
+	printf("|%s|%s|%s|\n", "----------------------------------------------------", "------------",
+	       "--------------");
 
 	/* HTTP framing of a full POST request. */
 	char *req = malloc(p.len[0] + 256);
-	int hl = sprintf(req, "POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-			      "Content-Length: %zu\r\n\r\n", p.len[0]);
+	int hl = sprintf(req,
+	                 "POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+	                 "Content-Length: %zu\r\n\r\n",
+	                 p.len[0]);
 	memcpy(req + hl, p.body[0], p.len[0]);
 	size_t reqlen = (size_t)hl + p.len[0], got = 0;
 	struct bal_http_hooks hooks = {noop_begin, noop_headers, count_body, noop_complete};
@@ -188,7 +211,8 @@ int main(int argc, char **argv)
 	t0 = now_ns();
 	for (int i = 0; i < 100; i++)
 		bal_pub_read(&pub, copy);
-	printf("| %-50s | %10.0f | %12s |\n", "reader copy of all counters (per query)", (double)(now_ns() - t0) / 100, "-");
+	printf("| %-50s | %10.0f | %12s |\n", "reader copy of all counters (per query)", (double)(now_ns() - t0) / 100,
+	       "-");
 
 	/* Durable group commits on a fresh LMDB directory. */
 	char tmpl[] = "/tmp/bench-micro-XXXXXX";
@@ -222,7 +246,7 @@ int main(int argc, char **argv)
 				unsigned i = next % iters;
 				/* Fresh keys every time: seq moves past the generated range. */
 				int e = bal_store_append(st, deltas[i].precinct, p.seq[i] + 1000000ull * (next / iters),
-							 p.body[i], p.len[i], &pos);
+				                         p.body[i], p.len[i], &pos);
 				if (e)
 					return fprintf(stderr, "append: %s\n", bal_strerror(e)), 1;
 			}
@@ -233,7 +257,7 @@ int main(int argc, char **argv)
 		}
 		char label[64];
 		snprintf(label, sizeof(label), "durable commit, groups of %u (%.2f ms/commit)", gsz,
-			 (double)t / rounds / 1e6);
+		         (double)t / rounds / 1e6);
 		row(label, t, (uint64_t)rounds * gsz);
 	}
 	/* Snapshots: one slice (what a group commit carries), then a whole round in one txn (a clean stop). */

@@ -30,8 +30,9 @@ static void push(unsigned long batches, unsigned long seq_start)
 	snprintf(nb, sizeof(nb), "%lu", batches);
 	snprintf(ss, sizeof(ss), "%lu", seq_start);
 	snprintf(ks, sizeof(ks), "%d", KEY_SEED);
-	const char *args[] = {"push", "--server", server, "--definition", defn, "--key-seed", ks, "--batches", nb,
-			      "--seq-start", ss, "--batch-size", "50", "--connections", "8", "--pipeline", "8", NULL};
+	const char *args[] = {"push", "--server",      server, "--definition", defn, "--key-seed",
+	                      ks,     "--batches",     nb,     "--seq-start",  ss,   "--batch-size",
+	                      "50",   "--connections", "8",    "--pipeline",   "8",  NULL};
 	cr_assert_eq(th_ctl_run(NULL, NULL, args), 0, "push of %lu batches failed", batches);
 }
 
@@ -84,7 +85,8 @@ Test(alloc, ingest_does_not_allocate_per_batch)
 	setenv("BAL_MALLOC_COUNT_FILE", countfile, 1);
 	/* Snapshots are the one allocation that scales with batches (LMDB
 	 * overflow pages): space them out so the phases compare ingest alone. */
-	const char *const args[] = {"--threads", "2", "--snapshot-every", "10000000", "--snapshot-interval", "10m", NULL};
+	const char *const args[] = {"--threads", "2", "--snapshot-every", "10000000", "--snapshot-interval",
+	                            "10m",       NULL};
 	int err = th_start(&td, defn, data, 0, args);
 	unsetenv("LD_PRELOAD");
 	unsetenv("BAL_MALLOC_COUNT_FILE");
@@ -107,19 +109,20 @@ Test(alloc, ingest_does_not_allocate_per_batch)
 	unsigned long cm_small = a1.commit - a0.commit, cm_large = a2.commit - a1.commit;
 	unsigned long commits_small = c1 - c0, commits_large = c2 - c1;
 	fprintf(stderr,
-		"alloc: I/O threads: %lu malloc calls for 3,000 batches, %lu for 30,000; committer: %lu in %lu commits, "
-		"%lu in %lu commits\n",
-		io_small, io_large, cm_small, commits_small, cm_large, commits_large);
+	        "alloc: I/O threads: %lu malloc calls for 3,000 batches, %lu for 30,000; committer: %lu in %lu "
+	        "commits, "
+	        "%lu in %lu commits\n",
+	        io_small, io_large, cm_small, commits_small, cm_large, commits_large);
 	/* Each push opens 8 connections, each allocating its connection, its
 	 * slot ring and one slot (slot, body, delta) per request it has in
 	 * flight at once (at most its pipeline of 8), plus what the /metrics
 	 * answers take: the same for both pushes. The slack covers a held-back
 	 * input buffer that timing may ask for once per connection. Per-batch
 	 * allocations would show as thousands here. */
-	cr_expect_leq(io_large, io_small + 16, "I/O-thread allocations grow with batches: %lu for 3,000, %lu for 30,000",
-		      io_small, io_large);
+	cr_expect_leq(io_large, io_small + 16,
+	              "I/O-thread allocations grow with batches: %lu for 3,000, %lu for 30,000", io_small, io_large);
 	cr_expect_leq(cm_large, 2 * commits_large + 64, "committer: %lu allocations in %lu commits", cm_large,
-		      commits_large);
+	              commits_large);
 	cr_expect_eq(th_stop(&td), 0);
 	th_rmdir(dir);
 }

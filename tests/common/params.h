@@ -14,13 +14,13 @@
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Parameters 0 .. NELEM(table) - 1 for ParameterizedTest(size_t *i, suite, name). */
-#define INDEX_PARAMS(suite, name, table)                                   \
-	ParameterizedTestParameters(suite, name)                           \
-	{                                                                  \
-		static size_t idx[NELEM(table)];                           \
-		for (size_t i = 0; i < NELEM(table); i++)                  \
-			idx[i] = i;                                        \
-		return cr_make_param_array(size_t, idx, NELEM(table));     \
+#define INDEX_PARAMS(suite, name, table)                               \
+	ParameterizedTestParameters(suite, name)                       \
+	{                                                              \
+		static size_t idx[NELEM(table)];                       \
+		for (size_t i = 0; i < NELEM(table); i++)              \
+			idx[i] = i;                                    \
+		return cr_make_param_array(size_t, idx, NELEM(table)); \
 	}
 
 #endif

@@ -381,14 +381,14 @@ void th_resp_free(struct th_resp *r)
 }
 
 int th_request(unsigned port, const char *method, const char *path, const char *extra, const void *body, size_t len,
-	       struct th_resp *r)
+               struct th_resp *r)
 {
 	int fd = th_connect(port);
 	if (fd < 0)
 		return -1;
 	char head[1024];
 	int hl = snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n",
-			  method, path, extra ? extra : "", len);
+	                  method, path, extra ? extra : "", len);
 	int rc = th_send(fd, head, (size_t)hl);
 	if (!rc && len)
 		rc = th_send(fd, body, len);
@@ -414,8 +414,7 @@ json_t *th_get_json(unsigned port, const char *path)
 	return j;
 }
 
-char *th_write_defn(const char *dir, uint32_t precincts, uint32_t districts, uint32_t choices, uint64_t seed,
-		    bool keys)
+char *th_write_defn(const char *dir, uint32_t precincts, uint32_t districts, uint32_t choices, uint64_t seed, bool keys)
 {
 	struct bal_defgen_opts o;
 	bal_defgen_defaults(&o);
@@ -431,7 +430,7 @@ char *th_write_defn(const char *dir, uint32_t precincts, uint32_t districts, uin
 		return NULL;
 	}
 	if (asprintf(&path, "%s/defn-%u-%u-%u-%llu%s.json", dir, precincts, districts, choices,
-		     (unsigned long long)seed, keys ? "" : "-nokeys") < 0)
+	             (unsigned long long)seed, keys ? "" : "-nokeys") < 0)
 		path = NULL;
 	FILE *f = path ? fopen(path, "w") : NULL;
 	if (f) {
@@ -463,7 +462,7 @@ uint8_t *th_signed_batch(const struct bal_batch *b, bool sign, uint64_t key_seed
 }
 
 static bool votes_equal(json_t *arr, const struct bal_defn *d, const struct bal_expect *e, uint32_t c, int32_t dist,
-			const char *what)
+                        const char *what)
 {
 	const struct bal_contest *ct = &d->contests[c];
 	for (uint32_t k = 0; k < ct->nchoices; k++) {
@@ -471,10 +470,11 @@ static bool votes_equal(json_t *arr, const struct bal_defn *d, const struct bal_
 		if (json_is_object(v))
 			v = json_object_get(v, "votes");
 		uint64_t got = (uint64_t)json_integer_value(v);
-		uint64_t want = dist < 0 ? bal_expect_votes(e, c, k) : bal_expect_district_votes(e, c, (uint32_t)dist, k);
+		uint64_t want =
+		        dist < 0 ? bal_expect_votes(e, c, k) : bal_expect_district_votes(e, c, (uint32_t)dist, k);
 		if (got != want) {
-			fprintf(stderr, "harness: contest %u %s choice %u: snapshot %llu, expected %llu\n", ct->id, what, k,
-				(unsigned long long)got, (unsigned long long)want);
+			fprintf(stderr, "harness: contest %u %s choice %u: snapshot %llu, expected %llu\n", ct->id,
+			        what, k, (unsigned long long)got, (unsigned long long)want);
 			return false;
 		}
 	}
@@ -493,13 +493,16 @@ bool th_snapshot_matches(json_t *snap, const struct bal_defn *d, const struct ba
 	struct {
 		const char *k;
 		uint64_t v;
-	} fields[] = {{"batches", t.batches}, {"ballots", t.ballots}, {"issued", t.issued},
-		      {"cast", t.cast},       {"spoiled", t.spoiled}};
+	} fields[] = {{"batches", t.batches},
+	              {"ballots", t.ballots},
+	              {"issued", t.issued},
+	              {"cast", t.cast},
+	              {"spoiled", t.spoiled}};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		uint64_t got = (uint64_t)json_integer_value(json_object_get(jt, fields[i].k));
 		if (got != fields[i].v) {
 			fprintf(stderr, "harness: turnout.%s: snapshot %llu, expected %llu\n", fields[i].k,
-				(unsigned long long)got, (unsigned long long)fields[i].v);
+			        (unsigned long long)got, (unsigned long long)fields[i].v);
 			return false;
 		}
 	}
@@ -507,19 +510,19 @@ bool th_snapshot_matches(json_t *snap, const struct bal_defn *d, const struct ba
 	uint64_t position = (uint64_t)json_integer_value(json_object_get(snap, "position"));
 	if (batches != t.batches || position != t.batches) {
 		fprintf(stderr, "harness: batches %llu / position %llu, expected %llu\n", (unsigned long long)batches,
-			(unsigned long long)position, (unsigned long long)t.batches);
+		        (unsigned long long)position, (unsigned long long)t.batches);
 		return false;
 	}
 	uint64_t rep = (uint64_t)json_integer_value(json_object_get(snap, "precincts_reporting"));
 	if (rep != bal_expect_precincts_reporting(e)) {
 		fprintf(stderr, "harness: precincts_reporting %llu, expected %u\n", (unsigned long long)rep,
-			bal_expect_precincts_reporting(e));
+		        bal_expect_precincts_reporting(e));
 		return false;
 	}
 	json_t *contests = json_object_get(snap, "contests");
 	if (json_array_size(contests) != d->ncontests) {
 		fprintf(stderr, "harness: %zu contests in snapshot, %u defined\n", json_array_size(contests),
-			d->ncontests);
+		        d->ncontests);
 		return false;
 	}
 	for (uint32_t c = 0; c < d->ncontests; c++) {

@@ -57,8 +57,8 @@ int th_send(int fd, const void *buf, size_t len);
 int th_read_resp(int fd, struct th_resp *r, int timeout_ms);
 void th_resp_free(struct th_resp *r);
 /** One request on a new connection. `extra` holds whole header lines or is NULL. */
-int th_request(unsigned port, const char *method, const char *path, const char *extra, const void *body,
-	       size_t len, struct th_resp *r);
+int th_request(unsigned port, const char *method, const char *path, const char *extra, const void *body, size_t len,
+               struct th_resp *r);
 /** POST /v1/batches, JSON ack. */
 int th_post(unsigned port, const void *body, size_t len, struct th_resp *r);
 /** GET path and parse the JSON body (NULL on failure). */
@@ -67,7 +67,7 @@ json_t *th_get_json(unsigned port, const char *path);
 /** Writes a generated definition (demo keys of `seed` when keys) into dir;
  * returns the malloc'd path. */
 char *th_write_defn(const char *dir, uint32_t precincts, uint32_t districts, uint32_t choices, uint64_t seed,
-		    bool keys);
+                    bool keys);
 
 /** Packs `b` (its Batch fields), signs with the demo key of (key_seed,
  * precinct) when sign, wraps in a SignedBatch; malloc'd bytes. */

@@ -19,13 +19,13 @@
 #include "proto/codec.h"
 #include "tests/integration/harness.h"
 
-#define KEY_SEED 41
-#define OTHER_KEY_SEED 42
-#define PRECINCTS 200
-#define BALLOT_BATCHES 2000 /* seqs 1..10 of every precinct */
-#define TALLY_BATCHES 400   /* seqs 11..12 */
-#define PROTOCOL_BATCHES 200 /* seq 13 */
-#define JOURNAL (BALLOT_BATCHES + TALLY_BATCHES + PROTOCOL_BATCHES)
+#define KEY_SEED         41
+#define OTHER_KEY_SEED   42
+#define PRECINCTS        200
+#define BALLOT_BATCHES   2000 /* seqs 1..10 of every precinct */
+#define TALLY_BATCHES    400  /* seqs 11..12 */
+#define PROTOCOL_BATCHES 200  /* seq 13 */
+#define JOURNAL          (BALLOT_BATCHES + TALLY_BATCHES + PROTOCOL_BATCHES)
 
 struct env {
 	char *dir, *defn_path, data[600], server[64], log[700];
@@ -36,9 +36,9 @@ static void push(struct env *v, const char *kind, const char *batches, const cha
 {
 	char ks[16];
 	snprintf(ks, sizeof(ks), "%d", KEY_SEED);
-	const char *args[] = { "push",	       "--server", v->server, "--definition", v->defn_path, "--seed", "9",
-			       "--key-seed",   ks,	   "--kind",  kind,	      "--batches",  batches,  "--batch-size",
-			       "10",	       "--seq-start", seq_start, NULL };
+	const char *args[] = {"push",  "--server",     v->server, "--definition", v->defn_path, "--seed",
+	                      "9",     "--key-seed",   ks,        "--kind",       kind,         "--batches",
+	                      batches, "--batch-size", "10",      "--seq-start",  seq_start,    NULL};
 	cr_assert_eq(th_ctl_run(NULL, v->log, args), 0, "push --kind %s failed (log %s)", kind, v->log);
 }
 
@@ -78,7 +78,7 @@ static json_t *audit(struct env *v, const char *defn, const char *batch, int *st
 {
 	char out[700];
 	snprintf(out, sizeof(out), "%s/audit.json", v->dir);
-	const char *args[] = { "audit", "--server", v->server, "--definition", defn, "--batch", batch, "--json", NULL };
+	const char *args[] = {"audit", "--server", v->server, "--definition", defn, "--batch", batch, "--json", NULL};
 	*status = th_ctl_run(out, v->log, args);
 	json_error_t err;
 	json_t *j = json_load_file(out, 0, &err);
@@ -155,11 +155,10 @@ Test(audit, journal_export_format_and_bad_parameters)
 {
 	struct env v;
 	env_start(&v);
-	static const char *const bad[] = { "/v1/journal?from=0",	 "/v1/journal?from=abc",
-					   "/v1/journal?from=-1",	 "/v1/journal?from=",
-					   "/v1/journal?limit=0",	 "/v1/journal?limit=100001",
-					   "/v1/journal?limit=5x",	 "/v1/journal?since=3",
-					   "/v1/journal?from=99999999999999999999999" };
+	static const char *const bad[] = {
+	        "/v1/journal?from=0",   "/v1/journal?from=abc", "/v1/journal?from=-1",
+	        "/v1/journal?from=",    "/v1/journal?limit=0",  "/v1/journal?limit=100001",
+	        "/v1/journal?limit=5x", "/v1/journal?since=3",  "/v1/journal?from=99999999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct th_resp r;
 		cr_assert_eq(th_request(v.td.port, "GET", bad[i], NULL, NULL, 0, &r), 0);
@@ -188,7 +187,7 @@ Test(audit, journal_export_format_and_bad_parameters)
 		char why[256];
 		bal_arena_reset(&arena);
 		cr_expect_eq(bal_codec_decode((const uint8_t *)r.body + off + 12, len, &arena, &b, why, sizeof(why)), 0,
-			     "%s", why);
+		             "%s", why);
 		cr_expect_eq(b.signature_len, 64);
 		off += 12 + len;
 	}
@@ -212,7 +211,7 @@ Test(audit, journal_export_format_and_bad_parameters)
 /* A page stops at about --max-output bytes, however many records were asked for; the audit pages on. */
 Test(audit, pages_cut_at_max_output)
 {
-	static const char *const extra[] = { "--max-output", "8K", NULL };
+	static const char *const extra[] = {"--max-output", "8K", NULL};
 	struct env v;
 	env_start_with(&v, extra);
 	struct th_resp r;

@@ -53,8 +53,8 @@ static int run_bench(const char *const *args, json_t **out)
 	char server[64], keyseed[24];
 	snprintf(server, sizeof(server), "127.0.0.1:%u", td.port);
 	snprintf(keyseed, sizeof(keyseed), "%d", KEY_SEED);
-	const char *argv[64] = { TH_BIN("ballot-bench"), "--server", server, "--definition", defn_path, "--key-seed",
-				 keyseed, "--quiet" };
+	const char *argv[64] = {TH_BIN("ballot-bench"), "--server", server,   "--definition", defn_path,
+	                        "--key-seed",           keyseed,    "--quiet"};
 	size_t n = 8;
 	for (size_t i = 0; args[i] && n < 63; i++)
 		argv[n++] = args[i];
@@ -109,12 +109,12 @@ static void check_summary(json_t *j, double connections)
 	cr_expect_eq(num(j, "ballots"), batches * 100, "batches of 100 ballots");
 	double bps = num(j, "batches_per_s");
 	cr_expect(bps > 0.9 * batches / seconds && bps < 1.1 * batches / seconds, "batches_per_s %g vs %g / %g", bps,
-		  batches, seconds);
+	          batches, seconds);
 	json_t *lat = json_object_get(j, "latency_ms");
 	double p50 = num(lat, "p50"), p90 = num(lat, "p90"), p99 = num(lat, "p99"), p999 = num(lat, "p999"),
 	       max = num(lat, "max");
 	cr_expect(p50 > 0 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max * 1.04,
-		  "latencies out of order: %g %g %g %g %g", p50, p90, p99, p999, max);
+	          "latencies out of order: %g %g %g %g %g", p50, p90, p99, p999, max);
 	cr_expect_eq(json_object_size(json_object_get(j, "errors")), 0, "no errors expected");
 	cr_expect_gt(num(j, "bytes_sent"), batches * 100);
 }
@@ -123,16 +123,15 @@ Test(bench, closed_loop_run_verifies_and_reports, .init = setup, .fini = teardow
 {
 	char report[600];
 	snprintf(report, sizeof(report), "%s/report", dir);
-	const char *args[] = { "--connections", "200", "--precincts", "300", "--duration", "2", "--warmup", "0.5",
-			       "--verify", "--report", report, NULL };
+	const char *args[] = {"--connections", "200", "--precincts", "300",      "--duration", "2",
+	                      "--warmup",      "0.5", "--verify",    "--report", report,       NULL};
 	json_t *j;
 	int rc = run_bench(args, &j);
 	cr_assert_eq(rc, 0, "ballot-bench exited %d", rc);
 	check_summary(j, 200);
 	cr_expect_eq(num(j, "seconds"), 2);
 	json_t *v = json_object_get(j, "verify");
-	cr_assert(json_is_true(json_object_get(v, "ok")), "verify: %s",
-		  json_string_value(json_object_get(v, "error")));
+	cr_assert(json_is_true(json_object_get(v, "ok")), "verify: %s", json_string_value(json_object_get(v, "error")));
 	cr_expect_eq(num(v, "expected_batches"), num(json_object_get(j, "whole_run"), "stored"));
 	cr_expect_gt(num(v, "values_checked"), 5);
 	char csv[700];
@@ -144,8 +143,8 @@ Test(bench, closed_loop_run_verifies_and_reports, .init = setup, .fini = teardow
 
 Test(bench, open_loop_rerun_counts_only_new_batches, .init = setup, .fini = teardown)
 {
-	const char *args[] = { "--connections", "50", "--precincts", "100", "--rate", "1000", "--batches", "600",
-			       "--verify", NULL };
+	const char *args[] = {"--connections", "50",        "--precincts", "100",      "--rate",
+	                      "1000",          "--batches", "600",         "--verify", NULL};
 	json_t *j;
 	int rc = run_bench(args, &j);
 	cr_assert_eq(rc, 0, "first run exited %d", rc);

@@ -154,9 +154,9 @@ static void assert_counters(uint64_t want_position, uint64_t want_batches)
 	uint64_t pos, batches;
 	counters(&pos, &batches);
 	cr_expect_eq(pos, want_position, "snapshot position %llu, want %llu", (unsigned long long)pos,
-		     (unsigned long long)want_position);
+	             (unsigned long long)want_position);
 	cr_expect_eq(batches, want_batches, "snapshot batches %llu, want %llu", (unsigned long long)batches,
-		     (unsigned long long)want_batches);
+	             (unsigned long long)want_batches);
 }
 
 static void assert_untouched(void)
@@ -198,7 +198,8 @@ static void accept_one(uint32_t p, uint64_t seq, uint64_t want_position)
 static int post_on(int fd, const void *body, size_t len, struct th_resp *r)
 {
 	char head[160];
-	int hl = snprintf(head, sizeof(head), "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", len);
+	int hl = snprintf(head, sizeof(head), "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+	                  len);
 	if (th_send(fd, head, (size_t)hl) || (len && th_send(fd, body, len)))
 		return -1;
 	return th_read_resp(fd, r, 10000);
@@ -314,18 +315,18 @@ struct body_case {
 };
 
 static struct body_case body_cases[] = {
-	{"json"},	     /* '{' is an unsupported start-group tag */
-	{"tls_client_hello"}, /* wire type 6 */
-	{"all_ff"},	     /* a varint that never ends */
-	{"zero_tag"},	     /* field number 0 */
-	{"huge_length_outer"}, /* SignedBatch.batch declares 2^60 bytes */
-	{"max_length_outer"},  /* ... and 2^64-1 bytes */
-	{"huge_length_inner"}, /* Batch.ballots declares 2^60 bytes */
-	{"huge_packed_choices"}, /* BallotColumn.choices (packed) declares 2^62 bytes */
-	{"overlong_varint"},   /* precinct_id varint of 11 bytes */
-	{"wrong_wire_type"},   /* precinct_id as length-delimited */
-	{"unknown_kind"},      /* Batch.kind = 7 */
-	{"amplifying"},	       /* 1 MB of empty BallotColumns: 2 bytes each on the wire, ~60 decoded */
+        {"json"},                /* '{' is an unsupported start-group tag */
+        {"tls_client_hello"},    /* wire type 6 */
+        {"all_ff"},              /* a varint that never ends */
+        {"zero_tag"},            /* field number 0 */
+        {"huge_length_outer"},   /* SignedBatch.batch declares 2^60 bytes */
+        {"max_length_outer"},    /* ... and 2^64-1 bytes */
+        {"huge_length_inner"},   /* Batch.ballots declares 2^60 bytes */
+        {"huge_packed_choices"}, /* BallotColumn.choices (packed) declares 2^62 bytes */
+        {"overlong_varint"},     /* precinct_id varint of 11 bytes */
+        {"wrong_wire_type"},     /* precinct_id as length-delimited */
+        {"unknown_kind"},        /* Batch.kind = 7 */
+        {"amplifying"},          /* 1 MB of empty BallotColumns: 2 bytes each on the wire, ~60 decoded */
 };
 
 ParameterizedTestParameters(hostile, undecodable_body_is_rejected)
@@ -345,7 +346,7 @@ static size_t build_body(const char *name, uint8_t *buf)
 	}
 	if (strcmp(name, "tls_client_hello") == 0) {
 		static const uint8_t hello[] = {0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
-						0x5a, 0x5b, 0x5c, 0x5d, 0x00, 0x00, 0x20, 0xc0, 0x2b, 0xc0, 0x2f};
+		                                0x5a, 0x5b, 0x5c, 0x5d, 0x00, 0x00, 0x20, 0xc0, 0x2b, 0xc0, 0x2f};
 		memcpy(buf, hello, sizeof(hello));
 		return sizeof(hello);
 	}
@@ -415,7 +416,8 @@ ParameterizedTest(struct body_case *bc, hostile, undecodable_body_is_rejected, .
 	if (strcmp(bc->name, "amplifying") == 0) {
 		/* Refused by the decode arena's limit rather than decoded into ~30 MB. */
 		cr_expect_eq(r.status, 413, "%s: status %d, want 413 (%s)", bc->name, r.status, r.body);
-		cr_expect(strstr(r.body, "arena refused") && strstr(r.body, "limit"), "%s: reason: %s", bc->name, r.body);
+		cr_expect(strstr(r.body, "arena refused") && strstr(r.body, "limit"), "%s: reason: %s", bc->name,
+		          r.body);
 		long rss1 = rss_kb(h.td.pid);
 		cr_expect_lt(rss1 - rss0, rss_allowance_kb(24 * 1024), "RSS grew from %ld to %ld KiB", rss0, rss1);
 	} else {
@@ -465,13 +467,13 @@ Test(hostile, truncated_protobuf_is_400_at_every_length, .init = setup_default, 
 		struct th_resp r;
 		cr_assert_eq(post_on(fd, wrapped, wl, &r), 0, "inner truncated to %zu: no answer", k);
 		cr_assert(r.status == 400 || r.status == 401, "inner truncated to %zu of %llu: %d %s", k,
-			  (unsigned long long)batch_len, r.status, r.body);
+		          (unsigned long long)batch_len, r.status, r.body);
 		inner400 += r.status == 400;
 		th_resp_free(&r);
 		tried++;
 	}
 	cr_expect_gt(inner400, batch_len / 2, "most inner truncations cut a field: %u of %llu were 400", inner400,
-		     (unsigned long long)batch_len);
+	             (unsigned long long)batch_len);
 	close(fd);
 	free(wrapped);
 	cr_log_info("truncated bodies tried: %u", tried);
@@ -486,8 +488,11 @@ Test(hostile, unknown_fields_are_accepted_and_counted_once, .init = setup_defaul
 {
 	uint32_t choices[3] = {0, 1, 2};
 	struct bal_column col = {.contest_id = h.defn->contests[0].id, .n = 3, .choices = choices};
-	struct bal_batch b = {.precinct_id = h.defn->precincts[0].id, .seq = 1, .kind = BAL_KIND_BALLOTS,
-			      .columns = &col, .ncolumns = 1};
+	struct bal_batch b = {.precinct_id = h.defn->precincts[0].id,
+	                      .seq = 1,
+	                      .kind = BAL_KIND_BALLOTS,
+	                      .columns = &col,
+	                      .ncolumns = 1};
 	uint8_t inner[512], body[1024];
 	size_t in = bal_codec_batch_pack(&b, inner);
 	/* Unknown varint field 15 and unknown length-delimited field 100, inside the signed bytes. */
@@ -513,7 +518,7 @@ Test(hostile, unknown_fields_are_accepted_and_counted_once, .init = setup_defaul
 	cr_assert(snap);
 	cr_expect_eq(json_integer_value(json_object_get(snap, "batches")), 1);
 	cr_expect_eq(json_integer_value(json_object_get(json_object_get(snap, "turnout"), "ballots")), 3,
-		     "three ballots, counted once");
+	             "three ballots, counted once");
 	json_decref(snap);
 }
 
@@ -600,16 +605,22 @@ struct framing_case {
 };
 
 static struct framing_case framing_cases[] = {
-	{"content_length_overflow", 400}, {"two_content_lengths", 400}, {"chunked_and_content_length", 400},
-	{"bad_chunk_size", 400},	  {"chunk_size_overflow", 400}, {"binary_request_line", 400},
-	{"bad_version", 400},		  {"nul_in_header", 400},	{"url_too_long", 414},
-	{"one_huge_header_line", 431},
+        {"content_length_overflow", 400},
+        {"two_content_lengths", 400},
+        {"chunked_and_content_length", 400},
+        {"bad_chunk_size", 400},
+        {"chunk_size_overflow", 400},
+        {"binary_request_line", 400},
+        {"bad_version", 400},
+        {"nul_in_header", 400},
+        {"url_too_long", 414},
+        {"one_huge_header_line", 431},
 };
 
 ParameterizedTestParameters(hostile, broken_framing_is_answered_then_closed)
 {
 	return cr_make_param_array(struct framing_case, framing_cases,
-				   sizeof(framing_cases) / sizeof(framing_cases[0]));
+	                           sizeof(framing_cases) / sizeof(framing_cases[0]));
 }
 
 /* Builds the named request into buf (64 KiB); returns its length. */
@@ -621,8 +632,8 @@ static size_t build_framing(const char *name, char *buf)
 	if (strcmp(name, "two_content_lengths") == 0)
 		return (size_t)sprintf(buf, "%sContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", post);
 	if (strcmp(name, "chunked_and_content_length") == 0)
-		return (size_t)sprintf(buf, "%sTransfer-Encoding: chunked\r\nContent-Length: 8\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-				       post);
+		return (size_t)sprintf(
+		        buf, "%sTransfer-Encoding: chunked\r\nContent-Length: 8\r\n\r\n3\r\nabc\r\n0\r\n\r\n", post);
 	if (strcmp(name, "bad_chunk_size") == 0)
 		return (size_t)sprintf(buf, "%sTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", post);
 	if (strcmp(name, "chunk_size_overflow") == 0)
@@ -654,7 +665,7 @@ static size_t build_framing(const char *name, char *buf)
 }
 
 ParameterizedTest(struct framing_case *fc, hostile, broken_framing_is_answered_then_closed, .init = setup_default,
-		  .fini = stop)
+                  .fini = stop)
 {
 	char *req = malloc(65536);
 	size_t n = build_framing(fc->name, req);
@@ -695,7 +706,7 @@ ParameterizedTestParameters(hostile, slowloris_is_closed_by_the_request_timeout)
  * within 2 s although bytes keep arriving (the idle timeout never fires).
  */
 ParameterizedTest(struct slow_case *sc, hostile, slowloris_is_closed_by_the_request_timeout, .init = setup_slow,
-		  .fini = stop)
+                  .fini = stop)
 {
 	int fd = th_connect(h.td.port);
 	cr_assert(fd >= 0);
@@ -744,7 +755,8 @@ Test(hostile, idle_keep_alive_connection_is_closed, .init = setup_slow, .fini = 
 	cr_assert_eq(get_on(fd, "/healthz"), 200);
 	long closed = wait_closed(fd, 2500);
 	close(fd);
-	cr_expect_geq(closed, 400, "closed after %ld ms: an idle keep-alive connection is kept for --idle-timeout", closed);
+	cr_expect_geq(closed, 400, "closed after %ld ms: an idle keep-alive connection is kept for --idle-timeout",
+	              closed);
 	cr_expect_leq(closed, 2000, "closed after %ld ms (--idle-timeout 500ms; -1: still open)", closed);
 	/* A connection that never sends a byte is idle too. */
 	fd = th_connect(h.td.port);
@@ -813,9 +825,11 @@ Test(hostile, client_that_never_reads_is_closed_at_max_output, .init = setup_out
 	while (!log_has("response bytes unread (--max-output") && now_ms() - t0 < 5000)
 		usleep(20000);
 	cr_expect(log_has("response bytes unread (--max-output 65536)"),
-		  "the daemon should close a connection with more than 64 KiB of unread answers (sent %zu bytes)", sent);
+	          "the daemon should close a connection with more than 64 KiB of unread answers (sent %zu bytes)",
+	          sent);
 	long rss1 = rss_kb(h.td.pid);
-	fprintf(stderr, "never-reading client, --max-output 64K: sent %zu bytes, RSS %ld -> %ld KiB\n", sent, rss0, rss1);
+	fprintf(stderr, "never-reading client, --max-output 64K: sent %zu bytes, RSS %ld -> %ld KiB\n", sent, rss0,
+	        rss1);
 	cr_expect_lt(rss1 - rss0, rss_allowance_kb(8 * 1024), "RSS grew from %ld to %ld KiB", rss0, rss1);
 	/* Others are served meanwhile; the socket itself is gone. */
 	assert_alive();
@@ -898,16 +912,16 @@ struct garbage_case {
 };
 
 static struct garbage_case garbage_cases[] = {
-	{"tls_hello", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 11},
-	{"bad_method", "BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n", 32},
-	{"header_no_colon", "GET /healthz HTTP/1.1\r\nHost t\r\n\r\n", 33},
-	{"bare_lf_junk", "\n\n\x7f\x7f\x7f\n\n", 7},
+        {"tls_hello", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 11},
+        {"bad_method", "BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n", 32},
+        {"header_no_colon", "GET /healthz HTTP/1.1\r\nHost t\r\n\r\n", 33},
+        {"bare_lf_junk", "\n\n\x7f\x7f\x7f\n\n", 7},
 };
 
 ParameterizedTestParameters(hostile, garbage_between_pipelined_requests)
 {
 	return cr_make_param_array(struct garbage_case, garbage_cases,
-				   sizeof(garbage_cases) / sizeof(garbage_cases[0]));
+	                           sizeof(garbage_cases) / sizeof(garbage_cases[0]));
 }
 
 /*
@@ -916,14 +930,15 @@ ParameterizedTestParameters(hostile, garbage_between_pipelined_requests)
  * and the request after the garbage is never parsed.
  */
 ParameterizedTest(struct garbage_case *gc, hostile, garbage_between_pipelined_requests, .init = setup_default,
-		  .fini = stop)
+                  .fini = stop)
 {
 	size_t blen;
 	uint8_t *body = valid_batch(7, 1, &blen);
 	char *buf = malloc(blen + 1024);
-	size_t n = (size_t)sprintf(buf, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
-					"POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
-				   blen);
+	size_t n = (size_t)sprintf(buf,
+	                           "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+	                           "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+	                           blen);
 	memcpy(buf + n, body, blen);
 	n += blen;
 	n += (size_t)sprintf(buf + n, "GET /v1/seats HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -960,23 +975,23 @@ struct overflow_case {
 };
 
 static struct overflow_case overflow_cases[] = {
-	{"max_plus_one", {UINT64_MAX, 1, 0, 0}},
-	{"two_halves", {(UINT64_MAX >> 1) + 1, (UINT64_MAX >> 1) + 1, 0, 0}},
-	{"all_max", {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX}},
+        {"max_plus_one", {UINT64_MAX, 1, 0, 0}},
+        {"two_halves", {(UINT64_MAX >> 1) + 1, (UINT64_MAX >> 1) + 1, 0, 0}},
+        {"all_max", {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX}},
 };
 
 ParameterizedTestParameters(hostile, tally_sum_overflow_is_422)
 {
 	return cr_make_param_array(struct overflow_case, overflow_cases,
-				   sizeof(overflow_cases) / sizeof(overflow_cases[0]));
+	                           sizeof(overflow_cases) / sizeof(overflow_cases[0]));
 }
 
 ParameterizedTest(struct overflow_case *oc, hostile, tally_sum_overflow_is_422, .init = setup_default, .fini = stop)
 {
 	cr_assert_eq(h.defn->contests[0].nchoices, 4);
 	struct bal_ctally t = {.contest_id = h.defn->contests[0].id, .n = 4, .counts = oc->counts};
-	struct bal_batch b = {.precinct_id = h.defn->precincts[0].id, .seq = 1, .kind = BAL_KIND_TALLY, .tallies = &t,
-			      .ntallies = 1};
+	struct bal_batch b = {
+	        .precinct_id = h.defn->precincts[0].id, .seq = 1, .kind = BAL_KIND_TALLY, .tallies = &t, .ntallies = 1};
 	size_t len;
 	uint8_t *body = th_signed_batch(&b, true, KEY_SEED, &len);
 	struct th_resp r;
@@ -991,7 +1006,7 @@ ParameterizedTest(struct overflow_case *oc, hostile, tally_sum_overflow_is_422, 
 
 /* ---- a long mixed hostile run ---------------------------------------------- */
 
-#define RUN_MS 5000
+#define RUN_MS      5000
 #define RUN_THREADS 4
 
 struct actor {
@@ -1101,8 +1116,9 @@ static void hostile_op(struct actor *a, char *buf, size_t cap)
 	}
 	default: /* many pipelined bad requests on one connection */
 		for (int i = 0; i < 20 && n + 200 < cap; i++)
-			n += (size_t)sprintf(buf + n,
-					     "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n\xff\xff\xff\xff");
+			n += (size_t)sprintf(
+			        buf + n,
+			        "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n\xff\xff\xff\xff");
 		break;
 	}
 	bal_require(n <= cap);
@@ -1126,21 +1142,24 @@ static void *actor_run(void *arg)
 
 static void setup_long(void)
 {
-	static const char *const args[] = {"--max-header", "4K", "--max-body", "64K", "--request-timeout", "1s",
-					   "--idle-timeout", "1s", NULL};
+	static const char *const args[] = {"--max-header",   "4K", "--max-body", "64K", "--request-timeout", "1s",
+	                                   "--idle-timeout", "1s", NULL};
 	start(20, 4, args);
 }
 
 /* One phase of RUN_THREADS actors for ms; returns the exchanges done. */
 static unsigned long hostile_phase(unsigned ms, uint32_t seed, const uint8_t *valid, size_t valid_len,
-				   unsigned long by_kind[10])
+                                   unsigned long by_kind[10])
 {
 	struct actor actors[RUN_THREADS];
 	pthread_t th[RUN_THREADS];
 	uint64_t end = now_ms() + ms;
 	for (int i = 0; i < RUN_THREADS; i++) {
-		actors[i] = (struct actor){.port = h.td.port, .rng = seed + (uint32_t)i * 7919, .valid = valid,
-					   .valid_len = valid_len, .end_ms = end};
+		actors[i] = (struct actor){.port = h.td.port,
+		                           .rng = seed + (uint32_t)i * 7919,
+		                           .valid = valid,
+		                           .valid_len = valid_len,
+		                           .end_ms = end};
 		cr_assert_eq(pthread_create(&th[i], NULL, actor_run, &actors[i]), 0);
 	}
 	unsigned long ops = 0;
@@ -1166,12 +1185,13 @@ Test(hostile, long_mixed_run_keeps_memory_flat_and_counters_still, .init = setup
 	usleep(1500000); /* --request-timeout 1s collects the half-sent requests */
 	long rss1 = rss_kb(h.td.pid);
 	cr_log_info("long hostile run: %lu exchanges (%lu/%lu/%lu/%lu/%lu/%lu/%lu/%lu/%lu/%lu by kind), RSS %ld -> %ld "
-		    "KiB",
-		    ops, by_kind[0], by_kind[1], by_kind[2], by_kind[3], by_kind[4], by_kind[5], by_kind[6], by_kind[7],
-		    by_kind[8], by_kind[9], rss0, rss1);
+	            "KiB",
+	            ops, by_kind[0], by_kind[1], by_kind[2], by_kind[3], by_kind[4], by_kind[5], by_kind[6], by_kind[7],
+	            by_kind[8], by_kind[9], rss0, rss1);
 	fprintf(stderr, "long hostile run: %lu exchanges, RSS %ld -> %ld KiB\n", ops, rss0, rss1);
 	cr_expect_gt(ops, 200, "only %lu hostile exchanges in %d ms", ops, RUN_MS);
-	cr_expect_lt(rss1 - rss0, rss_allowance_kb(4 * 1024), "RSS grew from %ld to %ld KiB during the hostile run", rss0, rss1);
+	cr_expect_lt(rss1 - rss0, rss_allowance_kb(4 * 1024), "RSS grew from %ld to %ld KiB during the hostile run",
+	             rss0, rss1);
 	long long open = metric("ballotd_connections_open");
 	cr_expect_leq(open, 1, "%lld connections still open after the run", open);
 	assert_untouched();

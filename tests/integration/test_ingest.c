@@ -66,9 +66,9 @@ static int post_on(int fd, const uint8_t *body, size_t len, json_t **ack)
 {
 	char head[256];
 	int hl = snprintf(head, sizeof(head),
-			  "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-protobuf\r\n"
-			  "Content-Length: %zu\r\n\r\n",
-			  len);
+	                  "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-protobuf\r\n"
+	                  "Content-Length: %zu\r\n\r\n",
+	                  len);
 	cr_assert_eq(th_send(fd, head, (size_t)hl), 0);
 	cr_assert_eq(th_send(fd, body, len), 0);
 	struct th_resp r;
@@ -232,20 +232,20 @@ struct bad_case {
 };
 
 static struct bad_case bad_cases[] = {
-	{"garbage", 400, "does not decode"},
-	{"truncated", 400, "does not decode"},
-	{"unknown_precinct", 422, "is not in the definition"},
-	{"seq_zero", 422, "seq"},
-	{"contest_not_on_ballot", 422, "not on the ballot"},
-	{"unknown_contest", 422, "contest"},
-	{"choice_out_of_range", 422, "out of range"},
-	{"column_lengths_differ", 422, "differ"},
-	{"tally_length", 422, "choices"},
-	{"tallies_in_ballots_batch", 422, "BALLOTS"},
-	{"protocol_without_turnout", 422, "must carry a turnout"},
-	{"empty_batch", 422, "empty"},
-	{"bad_signature", 401, "does not verify"},
-	{"missing_signature", 401, "signature"},
+        {"garbage", 400, "does not decode"},
+        {"truncated", 400, "does not decode"},
+        {"unknown_precinct", 422, "is not in the definition"},
+        {"seq_zero", 422, "seq"},
+        {"contest_not_on_ballot", 422, "not on the ballot"},
+        {"unknown_contest", 422, "contest"},
+        {"choice_out_of_range", 422, "out of range"},
+        {"column_lengths_differ", 422, "differ"},
+        {"tally_length", 422, "choices"},
+        {"tallies_in_ballots_batch", 422, "BALLOTS"},
+        {"protocol_without_turnout", 422, "must carry a turnout"},
+        {"empty_batch", 422, "empty"},
+        {"bad_signature", 401, "does not verify"},
+        {"missing_signature", 401, "signature"},
 };
 
 ParameterizedTestParameters(ingest, rejects_bad_input)
@@ -370,8 +370,8 @@ static void overflow_pair(uint8_t **big_body, size_t *big_len, uint8_t **small_b
 	big[0] = UINT64_MAX - 5;
 	small[0] = 10;
 	struct bal_ctally t = {.contest_id = defn->contests[0].id, .n = nch, .counts = big};
-	struct bal_batch b = {.precinct_id = defn->precincts[0].id, .seq = 1, .kind = BAL_KIND_TALLY, .tallies = &t,
-			      .ntallies = 1};
+	struct bal_batch b = {
+	        .precinct_id = defn->precincts[0].id, .seq = 1, .kind = BAL_KIND_TALLY, .tallies = &t, .ntallies = 1};
 	*big_body = th_signed_batch(&b, true, KEY_SEED, big_len);
 	t.counts = small;
 	b.precinct_id = defn->precincts[1].id;
@@ -487,8 +487,8 @@ Test(ingest, batches_after_a_huge_count_still_share_commits, .init = setup_no_au
 	uint64_t counts[8] = {0};
 	counts[0] = (uint64_t)1 << 63;
 	struct bal_ctally t = {.contest_id = defn->contests[0].id, .n = nch, .counts = counts};
-	struct bal_batch b = {.precinct_id = defn->precincts[0].id, .seq = 1, .kind = BAL_KIND_TALLY, .tallies = &t,
-			      .ntallies = 1};
+	struct bal_batch b = {
+	        .precinct_id = defn->precincts[0].id, .seq = 1, .kind = BAL_KIND_TALLY, .tallies = &t, .ntallies = 1};
 	size_t len;
 	uint8_t *body = th_signed_batch(&b, true, KEY_SEED, &len);
 	struct th_resp r;
@@ -504,7 +504,8 @@ Test(ingest, batches_after_a_huge_count_still_share_commits, .init = setup_no_au
 	for (uint32_t i = 1; i <= N; i++) {
 		b.precinct_id = defn->precincts[i].id;
 		body = th_signed_batch(&b, true, KEY_SEED, &len);
-		n += (size_t)sprintf(buf + n, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", len);
+		n += (size_t)sprintf(buf + n, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+		                     len);
 		memcpy(buf + n, body, len);
 		n += len;
 		free(body);
@@ -520,7 +521,7 @@ Test(ingest, batches_after_a_huge_count_still_share_commits, .init = setup_no_au
 	free(buf);
 	uint64_t commits = commits_total() - before;
 	cr_expect_leq(commits, 4, "%d batches pipelined after a huge count took %llu commits", N,
-		      (unsigned long long)commits);
+	              (unsigned long long)commits);
 	cr_assert_eq(th_request(td.port, "GET", "/v1/snapshot", NULL, NULL, 0, &r), 0);
 	char want[64];
 	snprintf(want, sizeof(want), "\"votes\":%llu}", (unsigned long long)((uint64_t)1 << 63) + 3 * N);
@@ -584,8 +585,9 @@ Test(http, pipelined_requests_are_answered_in_order, .init = setup, .fini = tear
 	size_t lens[] = {la, 0, lb, la, 0};
 	for (int i = 0; i < 5; i++) {
 		if (bodies[i]) {
-			n += (size_t)sprintf(buf + n, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
-					     lens[i]);
+			n += (size_t)sprintf(buf + n,
+			                     "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+			                     lens[i]);
 			memcpy(buf + n, bodies[i], lens[i]);
 			n += lens[i];
 		} else {
@@ -595,7 +597,7 @@ Test(http, pipelined_requests_are_answered_in_order, .init = setup, .fini = tear
 	int fd = th_connect(td.port);
 	cr_assert_eq(th_send(fd, buf, n), 0, "all five requests go out in one write");
 	const char *want[] = {"\"ACCEPTED\",\"position\":1", "\"status\":\"ok\"", "\"ACCEPTED\",\"position\":2",
-			      "\"DUPLICATE\",\"position\":1", "\"status\":\"ok\""};
+	                      "\"DUPLICATE\",\"position\":1", "\"status\":\"ok\""};
 	for (int i = 0; i < 5; i++) {
 		struct th_resp r;
 		cr_assert_eq(th_read_resp(fd, &r, 10000), 0, "response %d", i);
@@ -617,8 +619,9 @@ Test(http, protobuf_ack_when_asked, .init = setup, .fini = teardown)
 	cr_assert_eq(bal_gen_batch(g, 4, 2, NULL, &body, &len, why, sizeof(why)), 0);
 	struct th_resp r;
 	cr_assert_eq(th_request(td.port, "POST", "/v1/batches",
-				"Accept: application/x-protobuf\r\nContent-Type: application/x-protobuf\r\n", body, len, &r),
-		     0);
+	                        "Accept: application/x-protobuf\r\nContent-Type: application/x-protobuf\r\n", body, len,
+	                        &r),
+	             0);
 	cr_assert_eq(r.status, 200);
 	cr_expect(strcasestr(r.head, "Content-Type: application/x-protobuf"));
 	enum bal_ack_status st;
@@ -706,7 +709,7 @@ Test(daemon, refuses_a_port_another_daemon_listens_on, .init = setup, .fini = te
 	expect_refused(th_daemon_spawn(defn_path, data2, td.port, args, t2.log), "on the same port");
 	char *text = th_read_log(&t2);
 	cr_expect(strstr(text, "cannot listen on") && strstr(text, "Address already in use"), "log should say why: %s",
-		  text);
+	          text);
 	free(text);
 	json_t *h = th_get_json(td.port, "/healthz");
 	cr_expect_not_null(h, "the first daemon still answers");

@@ -17,7 +17,7 @@
 #include "client/gen.h"
 #include "tests/integration/harness.h"
 
-#define KEY_SEED 23
+#define KEY_SEED   23
 #define NPRECINCTS 12
 
 static char *dir;
@@ -97,7 +97,7 @@ static uint64_t post_accepted(const struct bal_batch *b, const uint8_t *body, si
 	int st;
 	json_t *ack = post(body, len, &st);
 	cr_assert_eq(st, 200, "precinct %u seq %llu: %d %s", b->precinct_id, (unsigned long long)b->seq, st,
-		     json_string_value(json_object_get(ack, "error")));
+	             json_string_value(json_object_get(ack, "error")));
 	cr_assert_str_eq(ack_status(ack), "ACCEPTED");
 	uint64_t pos = (uint64_t)json_integer_value(json_object_get(ack, "position"));
 	json_decref(ack);
@@ -182,12 +182,12 @@ static size_t assert_precinct(uint32_t p, const char *when)
 			uint64_t pv = bal_expect_precinct_votes(ex, p, c, k);
 			uint64_t bv = bal_expect_precinct_ballot_votes(ex, p, c, k);
 			cr_assert_eq((uint64_t)json_integer_value(json_array_get(votes, k)), pv,
-				     "%s: precinct %u contest %u choice %u", when, id, defn->contests[c].id, k);
+			             "%s: precinct %u contest %u choice %u", when, id, defn->contests[c].id, k);
 			if (!bal_expect_protocol_seq(ex, p) || pv == bv)
 				continue;
 			json_t *d = json_array_get(disc, di++);
 			cr_assert(d, "%s: precinct %u: discrepancy of contest %u choice %u missing", when, id,
-				  defn->contests[c].id, k);
+			          defn->contests[c].id, k);
 			cr_assert_eq(jint(d, "contest_id"), defn->contests[c].id, "%s", when);
 			cr_assert_eq(jint(d, "choice_id"), defn->contests[c].choices[k].id, "%s", when);
 			cr_assert_eq((uint64_t)jint(d, "protocol"), pv, "%s", when);
@@ -196,7 +196,7 @@ static size_t assert_precinct(uint32_t p, const char *when)
 		}
 	}
 	cr_assert_eq(json_array_size(disc), di, "%s: precinct %u: %zu discrepancies, expected %zu", when, id,
-		     json_array_size(disc), di);
+	             json_array_size(disc), di);
 
 	const char *names[] = {"issued", "cast", "spoiled"};
 	const uint64_t pvals[] = {eff.issued, eff.cast, eff.spoiled}, bvals[] = {sums.issued, sums.cast, sums.spoiled};
@@ -477,8 +477,8 @@ Test(protocol, pipelined_among_ballot_batches_count_exactly, .init = setup_snaps
 	const struct {
 		bool protocol;
 		uint64_t seq, covers;
-	} plan[NSTEPS] = {{false, 1, 0}, {false, 2, 0}, {true, 3, 2}, {false, 4, 0},
-			  {true, 6, 3}, {true, 5, 3},  {false, 7, 0}, {false, 4, 0}};
+	} plan[NSTEPS] = {{false, 1, 0}, {false, 2, 0}, {true, 3, 2},  {false, 4, 0},
+	                  {true, 6, 3},  {true, 5, 3},  {false, 7, 0}, {false, 4, 0}};
 	const size_t nreq = (size_t)NSTEPS * NPRECINCTS;
 	size_t cap = nreq * 4096, n = 0;
 	char *buf = malloc(cap);
@@ -497,13 +497,13 @@ Test(protocol, pipelined_among_ballot_batches_count_exactly, .init = setup_snaps
 				body = resend[p];
 				len = resend_len[p];
 			} else if (plan[s].protocol) {
-				cr_assert_eq(bal_gen_protocol(gb, p, plan[s].seq, plan[s].covers, p % 3, &b, &body, &len, why,
-							      sizeof(why)),
-					     0, "%s", why);
+				cr_assert_eq(bal_gen_protocol(gb, p, plan[s].seq, plan[s].covers, p % 3, &b, &body,
+				                              &len, why, sizeof(why)),
+				             0, "%s", why);
 				cr_assert_eq(bal_expect_fold(ex, &b, why, sizeof(why)), 0, "%s", why);
 			} else {
-				cr_assert_eq(bal_gen_batch(gb, p, plan[s].seq, &b, &body, &len, why, sizeof(why)), 0, "%s",
-					     why);
+				cr_assert_eq(bal_gen_batch(gb, p, plan[s].seq, &b, &body, &len, why, sizeof(why)), 0,
+				             "%s", why);
 				cr_assert_eq(bal_expect_fold(ex, &b, why, sizeof(why)), 0, "%s", why);
 				if (plan[s].seq == 4) {
 					resend[p] = malloc(len);
@@ -513,8 +513,8 @@ Test(protocol, pipelined_among_ballot_batches_count_exactly, .init = setup_snaps
 				}
 			}
 			cr_assert(n + len + 128 < cap);
-			n += (size_t)sprintf(buf + n, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
-					     len);
+			n += (size_t)sprintf(
+			        buf + n, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", len);
 			memcpy(buf + n, body, len);
 			n += len;
 		}
@@ -527,7 +527,7 @@ Test(protocol, pipelined_among_ballot_batches_count_exactly, .init = setup_snaps
 		cr_assert_eq(r.status, 200, "response %zu: %s", i, r.body);
 		const char *want = dup[i] ? "\"status\":\"DUPLICATE\"" : "\"status\":\"ACCEPTED\"";
 		cr_assert(strstr(r.body, want), "response %zu (step %zu, precinct %zu): %s, want %s", i, i / NPRECINCTS,
-			  i % NPRECINCTS, r.body, want);
+		          i % NPRECINCTS, r.body, want);
 		th_resp_free(&r);
 	}
 	close(fd);

@@ -31,8 +31,8 @@
 #include "client/gen.h"
 #include "tests/integration/harness.h"
 
-#define KEY_SEED 31
-#define SEED 5
+#define KEY_SEED   31
+#define SEED       5
 #define BATCH_SIZE 10
 
 static uint64_t mono_ms(void)
@@ -90,8 +90,7 @@ static void write_file(const char *dir, const char *name, const void *buf, size_
 static struct bal_expect *fold_spooled(const struct bal_defn *d, uint32_t first, uint32_t last, uint64_t seqs)
 {
 	struct bal_gen_opts o = {
-		.seed = SEED, .key_seed = KEY_SEED, .batch_size = BATCH_SIZE, .kind = BAL_KIND_BALLOTS
-	};
+	        .seed = SEED, .key_seed = KEY_SEED, .batch_size = BATCH_SIZE, .kind = BAL_KIND_BALLOTS};
 	struct bal_gen *g;
 	char why[256];
 	cr_assert_eq(bal_gen_new(d, &o, &g, why, sizeof(why)), 0, "%s", why);
@@ -102,8 +101,8 @@ static struct bal_expect *fold_spooled(const struct bal_defn *d, uint32_t first,
 			const uint8_t *body;
 			size_t len;
 			cr_assert_eq(bal_gen_batch(g, (uint32_t)bal_defn_precinct(d, id), seq, &b, &body, &len, why,
-						   sizeof(why)),
-				     0, "%s", why);
+			                           sizeof(why)),
+			             0, "%s", why);
 			cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), 0, "%s", why);
 		}
 	}
@@ -146,9 +145,24 @@ static int spool_batches(struct env *v, const char *precincts, const char *to_se
 {
 	char ks[16];
 	snprintf(ks, sizeof(ks), "%d", KEY_SEED);
-	const char *args[] = { "spool-batches", "--spool", v->spool, "--definition", v->defn_path, "--precinct",
-			       precincts, "--from-seq", "1", "--to-seq", to_seq, "--seed", seed, "--key-seed", ks,
-			       "--batch-size", "10", NULL };
+	const char *args[] = {"spool-batches",
+	                      "--spool",
+	                      v->spool,
+	                      "--definition",
+	                      v->defn_path,
+	                      "--precinct",
+	                      precincts,
+	                      "--from-seq",
+	                      "1",
+	                      "--to-seq",
+	                      to_seq,
+	                      "--seed",
+	                      seed,
+	                      "--key-seed",
+	                      ks,
+	                      "--batch-size",
+	                      "10",
+	                      NULL};
 	return th_ctl_run(NULL, NULL, args);
 }
 
@@ -157,7 +171,7 @@ static json_t *upload_once(struct env *v, int *status)
 	char out[700], log[700];
 	snprintf(out, sizeof(out), "%s/upload.json", v->dir);
 	snprintf(log, sizeof(log), "%s/upload.log", v->dir);
-	const char *args[] = { "upload", "--spool", v->spool, "--server", v->server, "--once", "--json", NULL };
+	const char *args[] = {"upload", "--spool", v->spool, "--server", v->server, "--once", "--json", NULL};
 	*status = th_ctl_run(out, log, args);
 	json_error_t err;
 	json_t *j = json_load_file(out, 0, &err);
@@ -199,8 +213,7 @@ Test(upload, once_delivers_every_batch_and_rejects_bad_files)
 
 	/* The file holds exactly the generator's SignedBatch. */
 	struct bal_gen_opts o = {
-		.seed = SEED, .key_seed = KEY_SEED, .batch_size = BATCH_SIZE, .kind = BAL_KIND_BALLOTS
-	};
+	        .seed = SEED, .key_seed = KEY_SEED, .batch_size = BATCH_SIZE, .kind = BAL_KIND_BALLOTS};
 	struct bal_gen *g;
 	char why[256], path[700];
 	cr_assert_eq(bal_gen_new(v.defn, &o, &g, why, sizeof(why)), 0, "%s", why);
@@ -208,7 +221,7 @@ Test(upload, once_delivers_every_batch_and_rejects_bad_files)
 	const uint8_t *body;
 	size_t len, flen;
 	cr_assert_eq(bal_gen_batch(g, (uint32_t)bal_defn_precinct(v.defn, 12), 4, &b, &body, &len, why, sizeof(why)),
-		     0);
+	             0);
 	snprintf(path, sizeof(path), "%s/12-4.pb", v.spool);
 	char *file = slurp(path, &flen);
 	cr_assert(file && flen == len && memcmp(file, body, len) == 0, "12-4.pb must hold the generated batch");
@@ -294,10 +307,10 @@ static int kills_wanted(void)
 
 static pid_t upload_start(struct env *v, const char *log)
 {
-	const char *args[] = { "upload",	"--spool",	 v->spool, "--server",	    v->server,
-			       "--connections", "3",		 "--scan-interval", "0.2",	    "--min-backoff",
-			       "0.05",		"--max-backoff", "0.4",	   "--timeout",	    "5",
-			       NULL };
+	const char *args[] = {"upload",  "--spool",       v->spool, "--server",
+	                      v->server, "--connections", "3",      "--scan-interval",
+	                      "0.2",     "--min-backoff", "0.05",   "--max-backoff",
+	                      "0.4",     "--timeout",     "5",      NULL};
 	return th_ctl_start(NULL, log, args);
 }
 
@@ -361,7 +374,7 @@ Test(upload, kills_of_uploader_and_daemon_lose_and_double_nothing)
 	json_t *snap = th_get_json(v.td.port, "/v1/snapshot");
 	cr_expect_eq(jint(snap, "position"), total, "every batch journaled exactly once (seed %u)", seed);
 	cr_expect(th_snapshot_matches(snap, v.defn, e), "totals must equal the fold of every spooled batch (seed %u)",
-		  seed);
+	          seed);
 	json_decref(snap);
 	char rej[700];
 	snprintf(rej, sizeof(rej), "%s/rejected", v.spool);
@@ -369,9 +382,9 @@ Test(upload, kills_of_uploader_and_daemon_lose_and_double_nothing)
 	int accepted = count_in_log(log, " ACCEPTED at"), duplicate = count_in_log(log, " DUPLICATE at");
 	cr_expect_leq(accepted, total, "no batch accepted twice");
 	fprintf(stderr,
-		"upload: %d uploader kills and %d daemon kill survived, %d batches checked (%d ACCEPTED logged, "
-		"%d DUPLICATE after a kill) (seed %u)\n",
-		done_kills, daemon_kills, total, accepted, duplicate, seed);
+	        "upload: %d uploader kills and %d daemon kill survived, %d batches checked (%d ACCEPTED logged, "
+	        "%d DUPLICATE after a kill) (seed %u)\n",
+	        done_kills, daemon_kills, total, accepted, duplicate, seed);
 	bal_expect_free(e);
 	env_stop(&v);
 }
@@ -429,13 +442,12 @@ static void respond(int fd, int status, const char *extra, const char *ctype, co
 {
 	char head[512];
 	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-			 status, extra, ctype, len);
+	                 status, extra, ctype, len);
 	send(fd, head, (size_t)n, MSG_NOSIGNAL);
 	send(fd, body, len, MSG_NOSIGNAL);
 }
 
-static void respond_ack(int fd, int status, const char *extra, enum bal_ack_status st, uint64_t pos,
-			const char *error)
+static void respond_ack(int fd, int status, const char *extra, enum bal_ack_status st, uint64_t pos, const char *error)
 {
 	uint8_t buf[512];
 	size_t n = bal_codec_ack_pack(st, pos, error, buf);
@@ -483,9 +495,9 @@ static void *serve(void *arg)
 
 Test(upload, retries_503_and_507_after_retry_after_and_rejects_413)
 {
-	struct scripted s = { 0 };
+	struct scripted s = {0};
 	s.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	cr_assert_eq(bind(s.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	cr_assert_eq(listen(s.lfd, 8), 0);
 	socklen_t sl = sizeof(sa);
@@ -502,8 +514,8 @@ Test(upload, retries_503_and_507_after_retry_after_and_rejects_413)
 	snprintf(log, sizeof(log), "%s/upload.log", dir);
 	write_file(spool, "1-1.pb", "first batch bytes", 17);
 	write_file(spool, "1-2.pb", "second", 6);
-	const char *args[] = { "upload", "--spool", spool, "--server", server, "--once", "--json",
-			       "--min-backoff", "0.05", NULL };
+	const char *args[] = {"upload", "--spool", spool,           "--server", server,
+	                      "--once", "--json",  "--min-backoff", "0.05",     NULL};
 	uint64_t t0 = mono_ms();
 	int status = th_ctl_run(out, log, args);
 	pthread_join(th, NULL);
@@ -512,7 +524,7 @@ Test(upload, retries_503_and_507_after_retry_after_and_rejects_413)
 	cr_expect_eq(status, 1, "exit 1: a file was rejected; log:\n%s", logtext);
 	cr_assert_eq(s.answered, 4, "four requests expected; log:\n%s", logtext);
 	cr_expect_geq(s.at_ms[1] - s.at_ms[0], 1000, "Retry-After: 1 must be honoured (retried after %llu ms)",
-		      (unsigned long long)(s.at_ms[1] - s.at_ms[0]));
+	              (unsigned long long)(s.at_ms[1] - s.at_ms[0]));
 	cr_expect_lt(s.at_ms[2] - s.at_ms[1], 1000, "507 is retried after the short backoff");
 	cr_expect_lt(mono_ms() - t0, 10000);
 	for (int i = 0; i < 4; i++)
@@ -553,12 +565,12 @@ Test(upload, second_uploader_on_a_spool_is_refused)
 	mkdir(spool, 0755);
 	write_file(spool, "1-1.pb", "x", 1);
 	/* Nothing listens on port 9 of loopback: the first uploader keeps retrying. */
-	const char *args[] = { "upload", "--spool", spool, "--server", "127.0.0.1:9", NULL };
+	const char *args[] = {"upload", "--spool", spool, "--server", "127.0.0.1:9", NULL};
 	pid_t first = th_ctl_start(NULL, first_log, args);
 	uint64_t deadline = mono_ms() + 10000;
 	while (count_in_log(first_log, "not delivered") == 0 && mono_ms() < deadline)
 		usleep(10000);
-	const char *once[] = { "upload", "--spool", spool, "--server", "127.0.0.1:9", "--once", NULL };
+	const char *once[] = {"upload", "--spool", spool, "--server", "127.0.0.1:9", "--once", NULL};
 	cr_expect_eq(th_ctl_run(NULL, log, once), 1);
 	char *text = slurp(log, NULL);
 	cr_expect(text && strstr(text, "another ballotctl upload"), "log: %s", text ? text : "");
@@ -599,7 +611,7 @@ Test(snapshot, prints_seats_threshold_and_distinct_district_names)
 	{
 		char name[128];
 		snprintf(name, sizeof(name), "Very Long Administrative Region of the Steppe Electoral District No. %zu",
-			 i + 1);
+		         i + 1);
 		json_object_set_new(dist, "name", json_string(name));
 	}
 	cr_assert_eq(asprintf(&v.defn_path, "%s/long-names.json", v.dir) > 0, true);
@@ -619,7 +631,7 @@ Test(snapshot, prints_seats_threshold_and_distinct_district_names)
 
 	char out[700];
 	snprintf(out, sizeof(out), "%s/snapshot.txt", v.dir);
-	const char *args[] = { "snapshot", "--server", v.server, NULL };
+	const char *args[] = {"snapshot", "--server", v.server, NULL};
 	cr_assert_eq(th_ctl_run(out, NULL, args), 0);
 	char *text = slurp(out, NULL);
 	json_t *seats = th_get_json(v.td.port, "/v1/seats");
@@ -650,7 +662,7 @@ Test(snapshot, prints_seats_threshold_and_distinct_district_names)
 			char want[16];
 			snprintf(want, sizeof(want), "%lld", jint(ch, "seats"));
 			cr_expect_str_eq(cell, want, "seats of %s: %s", json_string_value(json_object_get(ch, "name")),
-					 line);
+			                 line);
 		}
 	}
 	cr_expect_geq(below, 1, "the generator puts one party under 5%%:\n%s", text);

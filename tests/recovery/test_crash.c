@@ -23,7 +23,7 @@
 
 #include "tests/recovery/torture.h"
 
-#define KEY_SEED 21
+#define KEY_SEED      21
 #define DEFAULT_KILLS 20
 
 struct crash_env {
@@ -64,7 +64,7 @@ static void wait_position(unsigned port, uint64_t target)
  * restart goes back behind a position seen before its kill.
  */
 static json_t *kill_loop(struct crash_env *e, struct th_daemon *td, const char *const *args, struct tr_push *push,
-			 int kills, unsigned spread)
+                         int kills, unsigned spread)
 {
 	unsigned port = td->port;
 	for (int k = 0; k < kills; k++) {
@@ -74,16 +74,16 @@ static json_t *kill_loop(struct crash_env *e, struct th_daemon *td, const char *
 		if (rand() % 2)
 			usleep((useconds_t)(rand() % 200000)); /* uploaders see refused connections */
 		cr_assert_eq(tr_start(td, e->defn, e->data, port, args), 0, "restart %d after a kill at position %llu",
-			     k + 1, (unsigned long long)seen);
+		             k + 1, (unsigned long long)seen);
 		uint64_t after = tr_position(port);
 		cr_assert_geq(after, seen, "restart %d: position %llu is behind %llu, seen before the kill", k + 1,
-			      (unsigned long long)after, (unsigned long long)seen);
+		              (unsigned long long)after, (unsigned long long)seen);
 	}
 	int st;
 	json_t *res = tr_push_wait(push, &st);
 	cr_assert(res, "push output");
 	cr_assert_eq(st, 0, "ballotctl push must get every batch acknowledged (first error: %s)",
-		     json_string_value(json_object_get(res, "first_error")));
+	             json_string_value(json_object_get(res, "first_error")));
 	return res;
 }
 
@@ -93,10 +93,10 @@ static void check_exact(struct crash_env *e, unsigned port, json_t *res, uint64_
 	cr_expect_eq(json_integer_value(json_object_get(res, "acknowledged")), (json_int_t)total);
 	cr_expect_eq(json_integer_value(json_object_get(res, "rejected")), 0);
 	cr_expect(tr_totals_match(port, json_object_get(res, "expected")),
-		  "recovered totals must equal the fold of the acknowledged batches (seed %u)", e->seed);
+	          "recovered totals must equal the fold of the acknowledged batches (seed %u)", e->seed);
 	cr_expect_eq(tr_position(port), total, "every batch journaled exactly once (seed %u)", e->seed);
 	cr_expect(tr_precincts_exact(port, e->defn, k, total),
-		  "every precinct must list exactly the seqs it was sent (seed %u)", e->seed);
+	          "every precinct must list exactly the seqs it was sent (seed %u)", e->seed);
 }
 
 Test(recovery, kill9_during_push_loses_and_doubles_nothing)
@@ -109,16 +109,23 @@ Test(recovery, kill9_during_push_loses_and_doubles_nothing)
 	struct th_daemon td;
 	cr_assert_eq(tr_start(&td, e.defn, e.data, 0, args), 0);
 	uint64_t total = 6000 + 3000 * (uint64_t)kills;
-	struct tr_push push = {.defn = e.defn, .port = td.port, .key_seed = KEY_SEED, .seed = 5, .batches = total,
-			       .batch_size = 20, .connections = 8, .pipeline = 8, .retry_for = 60};
+	struct tr_push push = {.defn = e.defn,
+	                       .port = td.port,
+	                       .key_seed = KEY_SEED,
+	                       .seed = 5,
+	                       .batches = total,
+	                       .batch_size = 20,
+	                       .connections = 8,
+	                       .pipeline = 8,
+	                       .retry_for = 60};
 	snprintf(push.out, sizeof(push.out), "%s/push.json", e.dir);
 	cr_assert_eq(tr_push_start(&push), 0);
 	json_t *res = kill_loop(&e, &td, args, &push, kills, 2000);
 	check_exact(&e, td.port, res, total, 300);
 	fprintf(stderr,
-		"recovery: %d SIGKILLs during push survived, %llu batches checked, %lld answered DUPLICATE after a "
-		"kill lost their ack (seed %u)\n",
-		kills, (unsigned long long)total, json_integer_value(json_object_get(res, "duplicate")), e.seed);
+	        "recovery: %d SIGKILLs during push survived, %llu batches checked, %lld answered DUPLICATE after a "
+	        "kill lost their ack (seed %u)\n",
+	        kills, (unsigned long long)total, json_integer_value(json_object_get(res, "duplicate")), e.seed);
 	json_decref(res);
 	cr_expect_eq(th_stop(&td), 0);
 	env_deinit(&e);
@@ -139,8 +146,16 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 	cr_assert_eq(tr_start(&td, e.defn, e.data, 0, args), 0);
 	unsigned port = td.port;
 	uint64_t total = 2000 + 600 * (uint64_t)kills;
-	struct tr_push push = {.defn = e.defn, .port = port, .key_seed = KEY_SEED, .seed = 9, .batches = total,
-			       .batch_size = 20, .connections = 8, .pipeline = 4, .precincts = 400, .retry_for = 60};
+	struct tr_push push = {.defn = e.defn,
+	                       .port = port,
+	                       .key_seed = KEY_SEED,
+	                       .seed = 9,
+	                       .batches = total,
+	                       .batch_size = 20,
+	                       .connections = 8,
+	                       .pipeline = 4,
+	                       .precincts = 400,
+	                       .retry_for = 60};
 	snprintf(push.out, sizeof(push.out), "%s/push.json", e.dir);
 	cr_assert_eq(tr_push_start(&push), 0);
 	double commits = 0, snapshots = 0, commit_ns = 0, wall_ms = 0;
@@ -157,13 +172,13 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 		where[tr_committer_state(td.pid)]++; /* sampled right before the kill */
 		th_kill9(&td);
 		cr_assert_eq(tr_start(&td, e.defn, e.data, port, args), 0, "restart %d after a kill at position %llu",
-			     k + 1, (unsigned long long)seen);
+		             k + 1, (unsigned long long)seen);
 		char *log = th_read_log(&td);
 		struct tr_recovery r;
 		cr_assert(tr_recovery_parse(log, &r), "no recovery line in:\n%s", log);
 		free(log);
 		cr_assert_geq(r.position, seen, "restart %d: recovered position %llu is behind %llu", k + 1,
-			      (unsigned long long)r.position, (unsigned long long)seen);
+		              (unsigned long long)r.position, (unsigned long long)seen);
 		/* Snapshot and batches commit together: the snapshot is never behind by more than a group. */
 		cr_assert_leq(r.snapshot, r.position);
 	}
@@ -173,16 +188,16 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 	cr_assert_eq(st, 0, "push: %s", json_string_value(json_object_get(res, "first_error")));
 	check_exact(&e, port, res, total, 400);
 	cr_expect_geq(snapshots, 0.9 * commits, "a snapshot in (almost) every commit: %.0f snapshots, %.0f commits",
-		      snapshots, commits);
+	              snapshots, commits);
 	int busy = where[TR_COMMITTER_CPU] + where[TR_COMMITTER_WRITE] + where[TR_COMMITTER_SYNC];
 	cr_expect_geq(busy, kills / 4, "only %d of %d kills caught the committer inside a write txn", busy, kills);
 	fprintf(stderr,
-		"recovery: %d SIGKILLs during snapshot writes survived, %llu batches checked; %.0f commits carried "
-		"%.0f snapshots, commit+sync took %.0f%% of the wall time; at the kills the committer was building "
-		"a txn %d, writing pages %d, syncing %d, idle %d, other %d times (seed %u)\n",
-		kills, (unsigned long long)total, commits, snapshots, wall_ms > 0 ? commit_ns / 1e4 / wall_ms : 0.0,
-		where[TR_COMMITTER_CPU], where[TR_COMMITTER_WRITE], where[TR_COMMITTER_SYNC], where[TR_COMMITTER_IDLE],
-		where[TR_COMMITTER_OTHER], e.seed);
+	        "recovery: %d SIGKILLs during snapshot writes survived, %llu batches checked; %.0f commits carried "
+	        "%.0f snapshots, commit+sync took %.0f%% of the wall time; at the kills the committer was building "
+	        "a txn %d, writing pages %d, syncing %d, idle %d, other %d times (seed %u)\n",
+	        kills, (unsigned long long)total, commits, snapshots, wall_ms > 0 ? commit_ns / 1e4 / wall_ms : 0.0,
+	        where[TR_COMMITTER_CPU], where[TR_COMMITTER_WRITE], where[TR_COMMITTER_SYNC], where[TR_COMMITTER_IDLE],
+	        where[TR_COMMITTER_OTHER], e.seed);
 	json_decref(res);
 	cr_expect_eq(th_stop(&td), 0);
 	env_deinit(&e);
@@ -205,8 +220,14 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 	unsigned port = td.port;
 	/* Big batches: replay costs per ballot, so a modest journal gives a long tail. */
 	uint64_t total = 24000;
-	struct tr_push push = {.defn = e.defn, .port = port, .key_seed = KEY_SEED, .seed = 13, .batches = total,
-			       .batch_size = 1000, .connections = 8, .pipeline = 8};
+	struct tr_push push = {.defn = e.defn,
+	                       .port = port,
+	                       .key_seed = KEY_SEED,
+	                       .seed = 13,
+	                       .batches = total,
+	                       .batch_size = 1000,
+	                       .connections = 8,
+	                       .pipeline = 8};
 	snprintf(push.out, sizeof(push.out), "%s/push.json", e.dir);
 	int st;
 	json_t *res = tr_push_run(&push, &st);
@@ -221,7 +242,7 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 	cr_assert(tr_recovery_parse(log, &r), "no recovery line in:\n%s", log);
 	free(log);
 	cr_assert_eq(r.snapshot, 0, "the tail must be unsnapshotted, found a snapshot at %llu",
-		     (unsigned long long)r.snapshot);
+	             (unsigned long long)r.snapshot);
 	cr_assert_eq(r.replayed, total);
 	th_kill9(&td);
 
@@ -250,7 +271,7 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 		free(text);
 	}
 	cr_expect_geq(in_recovery, kills / 2, "only %d of %d kills landed while recovering (replay takes %.1f ms)",
-		      in_recovery, kills, r.ms);
+	              in_recovery, kills, r.ms);
 
 	cr_assert_eq(tr_start(&td, e.defn, e.data, port, args), 0);
 	log = th_read_log(&td);
@@ -270,9 +291,9 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 	cr_expect_eq(after.replayed, 0);
 	cr_expect(tr_totals_match(port, json_object_get(res, "expected")));
 	fprintf(stderr,
-		"recovery: %d SIGKILLs during recovery (%d of them mid-replay of %llu entries, %.1f ms) survived, "
-		"%llu batches checked (seed %u)\n",
-		kills, in_recovery, (unsigned long long)total, r.ms, (unsigned long long)total, e.seed);
+	        "recovery: %d SIGKILLs during recovery (%d of them mid-replay of %llu entries, %.1f ms) survived, "
+	        "%llu batches checked (seed %u)\n",
+	        kills, in_recovery, (unsigned long long)total, r.ms, (unsigned long long)total, e.seed);
 	json_decref(res);
 	cr_expect_eq(th_stop(&td), 0);
 	env_deinit(&e);

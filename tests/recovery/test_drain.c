@@ -16,7 +16,7 @@
 
 #include "tests/recovery/torture.h"
 
-#define KEY_SEED 41
+#define KEY_SEED  41
 #define PRECINCTS 300
 
 struct drain_env {
@@ -63,10 +63,10 @@ static void sigterm_mid_ingest(struct drain_env *e, uint64_t lo, unsigned spread
 	cr_assert_geq(seen, target, "ingest stalled at position %llu before the signal", (unsigned long long)seen);
 	struct th_daemon stopped = e->td;
 	cr_expect_eq(th_stop(&e->td), 0, "SIGTERM at position %llu: ballotd must drain and exit 0",
-		     (unsigned long long)seen);
+	             (unsigned long long)seen);
 	char *log = th_read_log(&stopped);
 	cr_expect(strstr(log, "drained: every batch handed to the committer is committed and answered"),
-		  "the drain must complete within --drain-timeout:\n%s", log);
+	          "the drain must complete within --drain-timeout:\n%s", log);
 	cr_expect(!strstr(log, "drain timeout"), "drain timed out:\n%s", log);
 	free(log);
 }
@@ -79,8 +79,14 @@ Test(drain, sigterm_acks_or_503s_batches_in_flight_and_a_restart_resumes)
 	unsigned port = e.td.port;
 	/* Far more than can be ingested before the signal; 16 x 32 in flight. */
 	const uint64_t total = 120000;
-	struct tr_push p = {.defn = e.defn, .port = port, .key_seed = KEY_SEED, .seed = 6, .batches = total,
-			    .batch_size = 20, .connections = 16, .pipeline = 32};
+	struct tr_push p = {.defn = e.defn,
+	                    .port = port,
+	                    .key_seed = KEY_SEED,
+	                    .seed = 6,
+	                    .batches = total,
+	                    .batch_size = 20,
+	                    .connections = 16,
+	                    .pipeline = 32};
 	snprintf(p.out, sizeof(p.out), "%s/push.json", e.dir);
 	cr_assert_eq(tr_push_start(&p), 0);
 	sigterm_mid_ingest(&e, 5000, 20000);
@@ -98,7 +104,7 @@ Test(drain, sigterm_acks_or_503s_batches_in_flight_and_a_restart_resumes)
 		if (jint(f, "http_status") == 0)
 			continue; /* never answered: the connection closed after the drain */
 		cr_expect_eq(jint(f, "http_status"), 503, "precinct %lld seq %lld: HTTP %lld (%s) while draining",
-			     jint(f, "precinct_id"), jint(f, "seq"), jint(f, "http_status"), why);
+		             jint(f, "precinct_id"), jint(f, "seq"), jint(f, "http_status"), why);
 		cr_expect(why && strstr(why, "shutting down"), "503 without its reason: %s", why);
 	}
 
@@ -110,13 +116,13 @@ Test(drain, sigterm_acks_or_503s_batches_in_flight_and_a_restart_resumes)
 	cr_assert(tr_recovery_parse(log, &r), "no recovery line:\n%s", log);
 	free(log);
 	cr_expect_eq(r.replayed, 0, "a drained stop leaves a final snapshot: %llu entries replayed",
-		     (unsigned long long)r.replayed);
+	             (unsigned long long)r.replayed);
 	/* Fewer would be acknowledged batches lost; more, batches committed at the
 	 * signal whose ack never left: a drain answers everything it took. */
 	cr_expect_eq(journaled, (uint64_t)acked, "journal %llu after the drain, %lld acknowledged",
-		     (unsigned long long)journaled, acked);
+	             (unsigned long long)journaled, acked);
 	cr_expect(tr_totals_match(port, json_object_get(res, "expected")),
-		  "totals after the restart must be the fold of exactly the acknowledged batches");
+	          "totals after the restart must be the fold of exactly the acknowledged batches");
 	json_decref(res);
 
 	/* The same push again completes and resumes exactly. */
@@ -126,16 +132,16 @@ Test(drain, sigterm_acks_or_503s_batches_in_flight_and_a_restart_resumes)
 	cr_assert(res);
 	cr_expect_eq(st, 0, "push after the restart: %s", json_string_value(json_object_get(res, "first_error")));
 	cr_expect_eq(jint(res, "duplicate"), (json_int_t)journaled,
-		     "exactly the journaled batches are DUPLICATE: %lld, journal %llu", jint(res, "duplicate"),
-		     (unsigned long long)journaled);
+	             "exactly the journaled batches are DUPLICATE: %lld, journal %llu", jint(res, "duplicate"),
+	             (unsigned long long)journaled);
 	cr_expect_eq(jint(res, "acknowledged"), (json_int_t)total);
 	cr_expect(tr_totals_match(port, json_object_get(res, "expected")), "totals must be exact");
 	cr_expect(tr_precincts_exact(port, e.defn, PRECINCTS, total), "every seq journaled once");
 	fprintf(stderr,
-		"drain: SIGTERM with 512 batches in flight at position ~%llu: exit 0, %lld acknowledged, %lld answered "
-		"503, %llu journaled; restart resumed all %llu batches exactly (seed %u)\n",
-		(unsigned long long)journaled, acked, rejected, (unsigned long long)journaled, (unsigned long long)total,
-		e.seed);
+	        "drain: SIGTERM with 512 batches in flight at position ~%llu: exit 0, %lld acknowledged, %lld answered "
+	        "503, %llu journaled; restart resumed all %llu batches exactly (seed %u)\n",
+	        (unsigned long long)journaled, acked, rejected, (unsigned long long)journaled,
+	        (unsigned long long)total, e.seed);
 	json_decref(res);
 	cr_expect_eq(th_stop(&e.td), 0);
 	env_deinit(&e);
@@ -149,8 +155,15 @@ Test(drain, repeated_sigterm_restarts_during_push_lose_and_double_nothing)
 	cr_assert_eq(tr_start(&e.td, e.defn, e.data, 0, NULL), 0);
 	unsigned port = e.td.port;
 	const uint64_t total = 10000 + 6000 * (uint64_t)stops;
-	struct tr_push p = {.defn = e.defn, .port = port, .key_seed = KEY_SEED, .seed = 7, .batches = total,
-			    .batch_size = 20, .connections = 16, .pipeline = 32, .retry_for = 60};
+	struct tr_push p = {.defn = e.defn,
+	                    .port = port,
+	                    .key_seed = KEY_SEED,
+	                    .seed = 7,
+	                    .batches = total,
+	                    .batch_size = 20,
+	                    .connections = 16,
+	                    .pipeline = 32,
+	                    .retry_for = 60};
 	snprintf(p.out, sizeof(p.out), "%s/push.json", e.dir);
 	cr_assert_eq(tr_push_start(&p), 0);
 	for (int k = 0; k < stops; k++) {
@@ -166,8 +179,9 @@ Test(drain, repeated_sigterm_restarts_during_push_lose_and_double_nothing)
 	cr_expect(tr_totals_match(port, json_object_get(res, "expected")), "totals must be exact (seed %u)", e.seed);
 	cr_expect_eq(tr_position(port), total, "every batch journaled once");
 	cr_expect(tr_precincts_exact(port, e.defn, PRECINCTS, total), "every seq journaled once");
-	fprintf(stderr, "drain: %d SIGTERM restarts during a retrying push, %llu batches exact, %lld DUPLICATE (seed %u)\n",
-		stops, (unsigned long long)total, jint(res, "duplicate"), e.seed);
+	fprintf(stderr,
+	        "drain: %d SIGTERM restarts during a retrying push, %llu batches exact, %lld DUPLICATE (seed %u)\n",
+	        stops, (unsigned long long)total, jint(res, "duplicate"), e.seed);
 	json_decref(res);
 	cr_expect_eq(th_stop(&e.td), 0);
 	env_deinit(&e);

@@ -29,9 +29,9 @@
 #include "storage/storage.h"
 #include "tests/recovery/torture.h"
 
-#define KEY_SEED 31
+#define KEY_SEED  31
 #define PRECINCTS 300
-#define BATCHES 20000
+#define BATCHES   20000
 
 struct full_env {
 	char *dir;
@@ -91,8 +91,14 @@ static void fill(const char *path, off_t bytes)
 
 static struct tr_push push_args(struct full_env *e, const char *name)
 {
-	struct tr_push p = {.defn = e->defn, .port = e->td.port, .key_seed = KEY_SEED, .seed = 4, .batches = BATCHES,
-			    .batch_size = 20, .connections = 8, .pipeline = 8};
+	struct tr_push p = {.defn = e->defn,
+	                    .port = e->td.port,
+	                    .key_seed = KEY_SEED,
+	                    .seed = 4,
+	                    .batches = BATCHES,
+	                    .batch_size = 20,
+	                    .connections = 8,
+	                    .pipeline = 8};
 	snprintf(p.out, sizeof(p.out), "%s/%s.json", e->dir, name);
 	return p;
 }
@@ -116,7 +122,7 @@ static json_int_t check_at_limit(struct full_env *e, json_t *res, json_int_t ack
 	cr_assert_gt(jint(res, "rejected"), 0, "the limit must be reached: %lld of %d acknowledged", acked, BATCHES);
 	cr_expect_eq(jint(res, "errors"), 0, "every batch gets an answer at the limit");
 	cr_expect_eq(jint(res, "duplicate"), acked_before, "batches stored before are DUPLICATE: %lld, expected %lld",
-		     jint(res, "duplicate"), acked_before);
+	             jint(res, "duplicate"), acked_before);
 	cr_expect_eq(acked + jint(res, "rejected"), BATCHES);
 	size_t i;
 	json_t *f;
@@ -124,25 +130,25 @@ static json_int_t check_at_limit(struct full_env *e, json_t *res, json_int_t ack
 	{
 		const char *why = json_string_value(json_object_get(f, "error"));
 		cr_expect_eq(jint(f, "http_status"), 507, "precinct %lld seq %lld: HTTP %lld (%s), expected 507",
-			     jint(f, "precinct_id"), jint(f, "seq"), jint(f, "http_status"), why);
+		             jint(f, "precinct_id"), jint(f, "seq"), jint(f, "http_status"), why);
 		cr_expect(why && strstr(why, "journal full") && strstr(why, "not stored"), "507 without a reason: %s",
-			  why);
+		          why);
 	}
 	/* Acknowledged == stored == counted. */
 	cr_expect_eq(tr_position(port), (uint64_t)acked, "journal position vs acknowledged batches");
 	cr_expect(tr_totals_match(port, json_object_get(res, "expected")),
-		  "totals must be the fold of exactly the acknowledged batches");
+	          "totals must be the fold of exactly the acknowledged batches");
 	cr_expect_eq(tr_precincts_accepted(port, e->defn, PRECINCTS), acked,
-		     "the precincts' accepted batches must add up to the acknowledged ones");
+	             "the precincts' accepted batches must add up to the acknowledged ones");
 	json_t *h = th_get_json(port, "/healthz");
 	cr_assert(h, "/healthz must answer at the limit");
 	cr_expect_str_eq(json_string_value(json_object_get(h, "status")), "degraded");
 	const char *reason = json_string_value(json_object_get(h, "reason"));
 	cr_expect(reason && strstr(reason, "journal full") && strstr(reason, "507"), "healthz reason: %s",
-		  reason ? reason : "(none)");
+	          reason ? reason : "(none)");
 	json_decref(h);
 	static const char *const paths[] = {"/v1/snapshot", "/v1/seats", "/v1/results.csv", "/v1/precincts/1",
-					    "/metrics"};
+	                                    "/metrics"};
 	for (size_t k = 0; k < sizeof(paths) / sizeof(paths[0]); k++) {
 		struct th_resp r;
 		cr_assert_eq(th_request(port, "GET", paths[k], NULL, NULL, 0, &r), 0, "GET %s", paths[k]);
@@ -174,12 +180,12 @@ static void check_resumed(struct full_env *e, json_int_t acked_before)
 	json_t *res = tr_push_run(&p, &st);
 	cr_assert(res);
 	cr_expect_eq(st, 0, "every batch acknowledged once there is room (first error: %s)",
-		     json_string_value(json_object_get(res, "first_error")));
+	             json_string_value(json_object_get(res, "first_error")));
 	cr_expect_eq(jint(res, "duplicate"), acked_before,
-		     "exactly the batches acknowledged at the limit are DUPLICATE: %lld, expected %lld",
-		     jint(res, "duplicate"), acked_before);
+	             "exactly the batches acknowledged at the limit are DUPLICATE: %lld, expected %lld",
+	             jint(res, "duplicate"), acked_before);
 	cr_expect_eq(jint(res, "accepted"), BATCHES - acked_before,
-		     "exactly the batches refused at the limit are ACCEPTED now");
+	             "exactly the batches refused at the limit are ACCEPTED now");
 	cr_expect(tr_totals_match(e->td.port, json_object_get(res, "expected")), "totals must be exact");
 	cr_expect(tr_precincts_exact(e->td.port, e->defn, PRECINCTS, BATCHES), "every seq journaled once");
 	json_t *h = th_get_json(e->td.port, "/healthz");
@@ -208,7 +214,7 @@ Test(full, map_full_answers_507_and_a_bigger_map_resumes)
 	cr_expect_eq(tr_position(port), (uint64_t)acked, "restart with a bigger map recovers every stored batch");
 	check_resumed(&e, acked);
 	fprintf(stderr, "full map: 2 MiB map took %lld of %d batches, the other %lld got 507; resumed with 64 MiB\n",
-		acked, BATCHES, BATCHES - acked);
+	        acked, BATCHES, BATCHES - acked);
 	cr_expect_eq(th_stop(&e.td), 0);
 	env_deinit(&e);
 }
@@ -245,9 +251,9 @@ Test(full, disk_full_answers_507_and_freed_space_resumes)
 	cr_expect(health_becomes(port, "ok", 10000), "/healthz must turn ok once space is freed");
 	check_resumed(&e, acked);
 	fprintf(stderr,
-		"full disk: 8 MiB tmpfs (6 MiB filler) took %lld of %d batches, the other %lld got 507; resumed after "
-		"freeing space\n",
-		acked, BATCHES, BATCHES - acked);
+	        "full disk: 8 MiB tmpfs (6 MiB filler) took %lld of %d batches, the other %lld got 507; resumed after "
+	        "freeing space\n",
+	        acked, BATCHES, BATCHES - acked);
 	cr_expect_eq(th_stop(&e.td), 0);
 	env_deinit(&e);
 }
@@ -277,7 +283,7 @@ static int verify_entry(void *arg, uint64_t position, const uint8_t *bytes, size
 	payload(v->want, v->len, position);
 	if (position != v->next || len != v->len || memcmp(bytes, v->want, len) != 0) {
 		fprintf(stderr, "position %llu (expected %llu): %zu bytes, content %s\n", (unsigned long long)position,
-			(unsigned long long)v->next, len, len == v->len ? "differs" : "-");
+		        (unsigned long long)v->next, len, len == v->len ? "differs" : "-");
 		v->ok = false;
 		return 1;
 	}
@@ -328,7 +334,7 @@ Test(full, storage_maps_a_full_filesystem_to_enospc)
 				continue;
 			}
 			cr_assert_eq(rc, -ENOSPC, "round %d: a full filesystem must be -ENOSPC, got %d (%s)", round, rc,
-				     bal_strerror(rc));
+			             bal_strerror(rc));
 			cr_assert_eq(bal_store_position(s), pos, "a failed commit must not move the position");
 			full++;
 			break;
@@ -337,15 +343,14 @@ Test(full, storage_maps_a_full_filesystem_to_enospc)
 	cr_expect_eq(full, ROUNDS, "every round must end on a full filesystem");
 	struct verify v = {.next = 1, .len = LEN, .want = malloc(LEN), .ok = true};
 	cr_expect_eq(bal_store_journal_scan(s, 0, verify_entry, &v), 0);
-	cr_expect(v.ok && v.next == pos + 1, "journal holds exactly positions 1..%llu intact",
-		  (unsigned long long)pos);
+	cr_expect(v.ok && v.next == pos + 1, "journal holds exactly positions 1..%llu intact", (unsigned long long)pos);
 	bal_store_close(s);
 	/* Reopened, it has exactly what was committed. */
 	cr_assert_eq(bal_store_open(&o, &s, why, sizeof(why)), 0, "%s", why);
 	cr_expect_eq(bal_store_position(s), pos);
 	bal_store_close(s);
 	fprintf(stderr, "full disk (storage): %d rounds ended in -ENOSPC, %llu records intact\n", full,
-		(unsigned long long)pos);
+	        (unsigned long long)pos);
 	free(v.want);
 	free(buf);
 	env_deinit(&e);

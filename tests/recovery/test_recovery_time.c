@@ -20,13 +20,13 @@
 
 #include "tests/recovery/torture.h"
 
-#define DEFN BAL_TEST_SOURCE_DIR "/data/kz2023.json"
-#define SEED 2023 /* gen-definition --seed of data/kz2023.json */
-#define RESTARTS 5
+#define DEFN      BAL_TEST_SOURCE_DIR "/data/kz2023.json"
+#define SEED      2023 /* gen-definition --seed of data/kz2023.json */
+#define RESTARTS  5
 #define MAX_SIZES 8
 /* Defaults of --snapshot-every and --group-max: the longest tail a kill can leave. */
 #define SNAPSHOT_EVERY 50000
-#define GROUP_MAX 8192
+#define GROUP_MAX      8192
 
 struct timing {
 	uint64_t batches;
@@ -58,8 +58,14 @@ static void measure(uint64_t batches, struct timing *t)
 	struct th_daemon td;
 	cr_assert_eq(tr_start(&td, DEFN, data, 0, NULL), 0);
 	unsigned port = td.port;
-	struct tr_push p = {.defn = DEFN, .port = port, .key_seed = SEED, .seed = SEED, .batches = batches,
-			    .batch_size = 10, .connections = 16, .pipeline = 32};
+	struct tr_push p = {.defn = DEFN,
+	                    .port = port,
+	                    .key_seed = SEED,
+	                    .seed = SEED,
+	                    .batches = batches,
+	                    .batch_size = 10,
+	                    .connections = 16,
+	                    .pipeline = 32};
 	snprintf(p.out, sizeof(p.out), "%s/push.json", dir);
 	double t0 = tr_now_ms();
 	int st;
@@ -81,8 +87,8 @@ static void measure(uint64_t batches, struct timing *t)
 		free(text);
 		cr_assert_eq(t->rec[k].position, batches);
 		cr_assert_leq(t->rec[k].replayed, SNAPSHOT_EVERY + GROUP_MAX,
-			      "restart %d replayed %llu entries: snapshots must bound the tail", k + 1,
-			      (unsigned long long)t->rec[k].replayed);
+		              "restart %d replayed %llu entries: snapshots must bound the tail", k + 1,
+		              (unsigned long long)t->rec[k].replayed);
 		td.pid = pid;
 	}
 	cr_expect(tr_totals_match(port, json_object_get(res, "expected")), "totals after %d restarts", RESTARTS);
@@ -110,23 +116,23 @@ Test(recovery_time, does_not_grow_with_the_journal)
 	for (int i = 0; i < n; i++)
 		measure(sizes[i], &t[i]);
 	fprintf(stderr, "recovery time after SIGKILL (%s, batch size 10, default --snapshot-every %d / 2s):\n", DEFN,
-		SNAPSHOT_EVERY);
+	        SNAPSHOT_EVERY);
 	fprintf(stderr, "%10s %8s %10s  %-40s %s\n", "journal", "push s", "batches/s",
-		"spawn->listening ms (each restart)", "replayed entries / replay ms (each restart)");
+	        "spawn->listening ms (each restart)", "replayed entries / replay ms (each restart)");
 	for (int i = 0; i < n; i++) {
 		char a[256] = "", b[512] = "";
 		size_t al = 0, bl = 0;
 		for (int k = 0; k < RESTARTS; k++) {
 			al += (size_t)snprintf(a + al, sizeof(a) - al, "%s%.0f", k ? " " : "", t[i].listen_ms[k]);
 			bl += (size_t)snprintf(b + bl, sizeof(b) - bl, "%s%llu/%.1f", k ? " " : "",
-					       (unsigned long long)t[i].rec[k].replayed, t[i].rec[k].ms);
+			                       (unsigned long long)t[i].rec[k].replayed, t[i].rec[k].ms);
 		}
 		fprintf(stderr, "%10llu %8.1f %10.0f  %-40s %s\n", (unsigned long long)t[i].batches, t[i].push_s,
-			(double)t[i].batches / t[i].push_s, a, b);
+		        (double)t[i].batches / t[i].push_s, a, b);
 	}
 	double first = median(t[0].listen_ms, RESTARTS), last = median(t[n - 1].listen_ms, RESTARTS);
 	fprintf(stderr, "median spawn->listening: %.0f ms at %llu batches, %.0f ms at %llu batches\n", first,
-		(unsigned long long)t[0].batches, last, (unsigned long long)t[n - 1].batches);
+	        (unsigned long long)t[0].batches, last, (unsigned long long)t[n - 1].batches);
 	/* Flat, within noise: a replay of the whole journal would be many times slower. */
 	cr_expect_leq(last, 2 * first + 250, "recovery grew with the journal: %.0f ms vs %.0f ms", last, first);
 }

@@ -44,10 +44,10 @@ int tr_push_start(struct tr_push *p)
 	snprintf(pipe, sizeof(pipe), "%u", p->pipeline ? p->pipeline : 8);
 	snprintf(precincts, sizeof(precincts), "%u", p->precincts);
 	snprintf(retry, sizeof(retry), "%u", p->retry_for);
-	const char *argv[40] = {TH_BIN("ballotctl"), "push", "--server", port, "--definition", p->defn,
-				"--key-seed", kseed, "--seed", seed, "--batches", batches, "--batch-size", size,
-				"--connections", conns, "--pipeline", pipe, "--retry-for", retry,
-				"--timeout", "10", "--json"};
+	const char *argv[40] = {TH_BIN("ballotctl"), "push", "--server",      port,  "--definition", p->defn,
+	                        "--key-seed",        kseed,  "--seed",        seed,  "--batches",    batches,
+	                        "--batch-size",      size,   "--connections", conns, "--pipeline",   pipe,
+	                        "--retry-for",       retry,  "--timeout",     "10",  "--json"};
 	int n = 23;
 	if (p->precincts) {
 		argv[n++] = "--precincts";
@@ -102,13 +102,13 @@ bool tr_snapshot_matches(json_t *snap, json_t *exp)
 	}
 	if (ival(snap, "position", NULL) != ival(exp, "batches", NULL)) {
 		fprintf(stderr, "torture: position %lld, expected batches %lld\n", ival(snap, "position", NULL),
-			ival(exp, "batches", NULL));
+		        ival(exp, "batches", NULL));
 		return false;
 	}
 	json_t *sc = json_object_get(snap, "contests"), *ec = json_object_get(exp, "contests");
 	if (json_array_size(sc) != json_array_size(ec) || !json_array_size(sc)) {
 		fprintf(stderr, "torture: %zu contests in the snapshot, %zu expected\n", json_array_size(sc),
-			json_array_size(ec));
+		        json_array_size(ec));
 		return false;
 	}
 	for (size_t c = 0; c < json_array_size(sc); c++) {
@@ -116,7 +116,7 @@ bool tr_snapshot_matches(json_t *snap, json_t *exp)
 		json_t *ch = json_object_get(s, "choices"), *ev = json_object_get(e, "votes");
 		if (json_array_size(ch) != json_array_size(ev)) {
 			fprintf(stderr, "torture: contest %lld: %zu choices, %zu expected\n", ival(s, "id", NULL),
-				json_array_size(ch), json_array_size(ev));
+			        json_array_size(ch), json_array_size(ev));
 			return false;
 		}
 		for (size_t k = 0; k < json_array_size(ev); k++) {
@@ -124,21 +124,21 @@ bool tr_snapshot_matches(json_t *snap, json_t *exp)
 			json_int_t want = json_integer_value(json_array_get(ev, k));
 			if (got != want) {
 				fprintf(stderr, "torture: contest %lld choice %zu: snapshot %lld, expected %lld\n",
-					ival(s, "id", NULL), k, got, want);
+				        ival(s, "id", NULL), k, got, want);
 				return false;
 			}
 		}
 		json_t *sd = json_object_get(s, "districts"), *ed = json_object_get(e, "districts");
 		if (json_array_size(sd) != json_array_size(ed)) {
 			fprintf(stderr, "torture: contest %lld: %zu districts, %zu expected\n", ival(s, "id", NULL),
-				json_array_size(sd), json_array_size(ed));
+			        json_array_size(sd), json_array_size(ed));
 			return false;
 		}
 		for (size_t d = 0; d < json_array_size(sd); d++) {
 			if (!json_equal(json_object_get(json_array_get(sd, d), "votes"),
-					json_object_get(json_array_get(ed, d), "votes"))) {
-				fprintf(stderr, "torture: contest %lld district %lld: votes differ\n", ival(s, "id", NULL),
-					ival(json_array_get(sd, d), "id", NULL));
+			                json_object_get(json_array_get(ed, d), "votes"))) {
+				fprintf(stderr, "torture: contest %lld district %lld: votes differ\n",
+				        ival(s, "id", NULL), ival(json_array_get(sd, d), "id", NULL));
 				return false;
 			}
 		}
@@ -164,7 +164,7 @@ uint64_t tr_position(unsigned port)
 
 /* Calls fn for each of the first k precincts' /v1/precincts/{id} answers. */
 static bool each_precinct(unsigned port, const char *defn_path, uint32_t k,
-			  bool (*fn)(void *arg, uint32_t i, uint32_t id, json_t *j), void *arg)
+                          bool (*fn)(void *arg, uint32_t i, uint32_t id, json_t *j), void *arg)
 {
 	struct bal_defn *d = NULL;
 	char why[256];
@@ -213,9 +213,9 @@ static bool precinct_exact(void *arg, uint32_t i, uint32_t id, json_t *j)
 	if (!ok) {
 		char *s = json_dumps(seqs, JSON_COMPACT), *g = json_dumps(gaps, JSON_COMPACT);
 		fprintf(stderr,
-			"torture: precinct %u: accepted_batches %llu, accepted_seqs %s, gaps %s; expected seqs 1..%llu "
-			"exactly once\n",
-			id, (unsigned long long)count, s ? s : "?", g ? g : "?", (unsigned long long)n);
+		        "torture: precinct %u: accepted_batches %llu, accepted_seqs %s, gaps %s; expected seqs 1..%llu "
+		        "exactly once\n",
+		        id, (unsigned long long)count, s ? s : "?", g ? g : "?", (unsigned long long)n);
 		free(s);
 		free(g);
 	}
@@ -259,7 +259,7 @@ int tr_start(struct th_daemon *td, const char *defn, const char *data, unsigned 
 	const char *colon = at ? strchr(at, '\n') : NULL;
 	if (ms < 0 || !colon) {
 		fprintf(stderr, "torture: ballotd did not get ready (%s):\n%s\n", ms < 0 ? "exited or 60 s" : "no port",
-			log);
+		        log);
 		free(log);
 		th_kill9(td);
 		return -1;
@@ -312,7 +312,7 @@ bool tr_recovery_parse(const char *log, struct tr_recovery *r)
 	unsigned long long p, s, n;
 	double ms;
 	if (!at || sscanf(at, "recovery: position %llu: snapshot at %llu + %llu journal entries replayed in %lf ms", &p,
-			  &s, &n, &ms) != 4)
+	                  &s, &n, &ms) != 4)
 		return false;
 	*r = (struct tr_recovery){.position = p, .snapshot = s, .replayed = n, .ms = ms};
 	return true;

@@ -32,7 +32,7 @@ static struct bal_defn *make_defn(uint32_t precincts, uint32_t districts, uint32
 	cr_assert_eq(bal_defgen_json(&o, &text, &len, why, sizeof(why)), 0, "%s", why);
 	struct bal_defn *d;
 	cr_assert_eq(bal_defn_parse(text, len, &d, why, sizeof(why)), 0, "loader refused the generated definition: %s",
-		     why);
+	             why);
 	free(text);
 	return d;
 }
@@ -104,7 +104,7 @@ Test(defgen, bundled_shape)
 		cr_assert(d->precincts[p].registered_voters >= 500 && d->precincts[p].registered_voters <= 3000);
 	}
 	/* Every district has precincts. */
-	uint32_t per[29] = { 0 };
+	uint32_t per[29] = {0};
 	for (uint32_t p = 0; p < d->nprecincts; p++)
 		per[d->precincts[p].district]++;
 	for (int i = 0; i < 29; i++)
@@ -157,9 +157,9 @@ Test(keys, are_deterministic_and_distinct)
 }
 
 static struct bal_gen *make_gen(const struct bal_defn *d, uint64_t seed, uint64_t key_seed, uint32_t size,
-				enum bal_kind kind)
+                                enum bal_kind kind)
 {
-	struct bal_gen_opts o = { .seed = seed, .key_seed = key_seed, .batch_size = size, .kind = kind };
+	struct bal_gen_opts o = {.seed = seed, .key_seed = key_seed, .batch_size = size, .kind = kind};
 	struct bal_gen *g;
 	char why[256] = "";
 	cr_assert_eq(bal_gen_new(d, &o, &g, why, sizeof(why)), 0, "%s", why);
@@ -196,7 +196,7 @@ Test(gen, same_inputs_same_bytes)
 
 /* Checks one decoded batch against the definition and the generator's contract. */
 static void check_batch(const struct bal_defn *d, uint32_t p, uint64_t seq, const struct bal_batch *b, uint32_t size,
-			enum bal_kind kind)
+                        enum bal_kind kind)
 {
 	cr_assert_eq(b->precinct_id, d->precincts[p].id);
 	cr_assert_eq(b->seq, seq);
@@ -255,9 +255,9 @@ static void decode_verify_all(enum bal_kind kind)
 			cr_assert_arr_eq(b.signed_bytes, gb.signed_bytes, b.signed_len);
 			cr_assert_eq(b.signature_len, crypto_sign_BYTES);
 			cr_assert_eq(crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len,
-								 d->precincts[p].public_key),
-				     0, "signature of precinct %u seq %llu does not verify", d->precincts[p].id,
-				     (unsigned long long)s);
+			                                         d->precincts[p].public_key),
+			             0, "signature of precinct %u seq %llu does not verify", d->precincts[p].id,
+			             (unsigned long long)s);
 			bal_arena_reset(&arena);
 		}
 	}
@@ -305,7 +305,7 @@ Test(gen, refuses_a_key_seed_that_does_not_match)
 Test(gen, rejects_bad_arguments)
 {
 	struct bal_defn *d = make_defn(5, 1, 3, 4, true);
-	struct bal_gen_opts o = { .seed = 1, .key_seed = 4, .batch_size = 0, .kind = BAL_KIND_BALLOTS };
+	struct bal_gen_opts o = {.seed = 1, .key_seed = 4, .batch_size = 0, .kind = BAL_KIND_BALLOTS};
 	struct bal_gen *g;
 	char why[256] = "";
 	cr_assert_eq(bal_gen_new(d, &o, &g, why, sizeof(why)), -EINVAL);
@@ -349,11 +349,11 @@ Test(gen, results_have_a_leader_and_a_small_party)
 				min_eligible = v;
 		}
 		cr_assert_gt(max * 100, total * 40, "contest %u: leader has only %llu of %llu", ct->id,
-			     (unsigned long long)max, (unsigned long long)total);
+		             (unsigned long long)max, (unsigned long long)total);
 		cr_assert_lt(min_eligible * 100, total * 5, "contest %u: no eligible choice under 5%%", ct->id);
 		uint64_t against = bal_expect_votes(e, c, ct->nchoices - 1);
 		cr_assert_lt(against * 100, total * 6, "contest %u: against all at %llu of %llu", ct->id,
-			     (unsigned long long)against, (unsigned long long)total);
+		             (unsigned long long)against, (unsigned long long)total);
 	}
 	bal_expect_free(e);
 	bal_gen_free(g);
@@ -365,23 +365,23 @@ Test(expect, folds_ballots_tallies_and_turnout)
 	struct bal_defn *d = make_defn(4, 2, 3, 1, false);
 	/* precincts 1,2 in district 1 (contest 101), 3,4 in district 2 (contest 102) */
 	struct bal_expect *e = bal_expect_new(d);
-	const uint32_t party[] = { 0, 1, 1, 2 }, dist[] = { 2, 2, 0, 1 };
-	struct bal_column cols[] = { { .contest_id = 1, .n = 4, .choices = party },
-				     { .contest_id = 102, .n = 4, .choices = dist } };
-	struct bal_batch b = { .precinct_id = 3,
-			       .seq = 1,
-			       .kind = BAL_KIND_BALLOTS,
-			       .ncolumns = 2,
-			       .columns = cols,
-			       .has_turnout = true,
-			       .ballots_issued = 5,
-			       .ballots_cast = 4,
-			       .ballots_spoiled = 1 };
+	const uint32_t party[] = {0, 1, 1, 2}, dist[] = {2, 2, 0, 1};
+	struct bal_column cols[] = {{.contest_id = 1, .n = 4, .choices = party},
+	                            {.contest_id = 102, .n = 4, .choices = dist}};
+	struct bal_batch b = {.precinct_id = 3,
+	                      .seq = 1,
+	                      .kind = BAL_KIND_BALLOTS,
+	                      .ncolumns = 2,
+	                      .columns = cols,
+	                      .has_turnout = true,
+	                      .ballots_issued = 5,
+	                      .ballots_cast = 4,
+	                      .ballots_spoiled = 1};
 	char why[256] = "";
 	cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), 0, "%s", why);
-	const uint64_t counts[] = { 10, 0, 7 };
-	struct bal_ctally t = { .contest_id = 1, .n = 3, .counts = counts };
-	struct bal_batch tb = { .precinct_id = 1, .seq = 1, .kind = BAL_KIND_TALLY, .ntallies = 1, .tallies = &t };
+	const uint64_t counts[] = {10, 0, 7};
+	struct bal_ctally t = {.contest_id = 1, .n = 3, .counts = counts};
+	struct bal_batch tb = {.precinct_id = 1, .seq = 1, .kind = BAL_KIND_TALLY, .ntallies = 1, .tallies = &t};
 	cr_assert_eq(bal_expect_fold(e, &tb, why, sizeof(why)), 0, "%s", why);
 
 	int32_t c1 = bal_defn_contest(d, 1), c102 = bal_defn_contest(d, 102), c101 = bal_defn_contest(d, 101);
@@ -412,7 +412,7 @@ Test(expect, folds_ballots_tallies_and_turnout)
 	json_t *jc102 = json_array_get(contests, (size_t)c102);
 	cr_assert_eq(json_array_size(json_object_get(jc102, "districts")), 1);
 	cr_assert_eq(json_integer_value(json_object_get(json_array_get(json_object_get(jc102, "districts"), 0), "id")),
-		     2);
+	             2);
 	cr_assert_eq(json_integer_value(json_object_get(j, "precincts_reporting")), 2);
 	json_decref(j);
 	bal_expect_free(e);
@@ -424,10 +424,10 @@ Test(expect, refuses_invalid_batches_without_changing_totals)
 	struct bal_defn *d = make_defn(4, 2, 3, 1, false);
 	struct bal_expect *e = bal_expect_new(d);
 	char why[256];
-	const uint32_t ok[] = { 0, 1 }, bad[] = { 0, 3 };
-	struct bal_column cols[] = { { .contest_id = 1, .n = 2, .choices = ok },
-				     { .contest_id = 101, .n = 2, .choices = bad } };
-	struct bal_batch b = { .precinct_id = 1, .seq = 1, .kind = BAL_KIND_BALLOTS, .ncolumns = 2, .columns = cols };
+	const uint32_t ok[] = {0, 1}, bad[] = {0, 3};
+	struct bal_column cols[] = {{.contest_id = 1, .n = 2, .choices = ok},
+	                            {.contest_id = 101, .n = 2, .choices = bad}};
+	struct bal_batch b = {.precinct_id = 1, .seq = 1, .kind = BAL_KIND_BALLOTS, .ncolumns = 2, .columns = cols};
 	cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), BAL_EINVALID);
 	cr_assert_not_null(strstr(why, "choice 3 out of range"), "why = %s", why);
 	cols[1].choices = ok;

@@ -38,11 +38,11 @@ struct fake {
 	pthread_t thread;
 	atomic_bool stop;
 	/* script */
-	atomic_int fail503;	  /* answer this many requests with 503 first */
-	int close_after;	  /* close a connection after this many answers (0 = never) */
+	atomic_int fail503;       /* answer this many requests with 503 first */
+	int close_after;          /* close a connection after this many answers (0 = never) */
 	bool process_unanswered;  /* on such a close, still count the requests read but not answered */
 	uint32_t reject_precinct; /* answer 422 with a JSON error for this precinct */
-	bool silent;		  /* read requests, never answer */
+	bool silent;              /* read requests, never answer */
 	/* observations */
 	atomic_int requests, accepts;
 	uint64_t seen[MAX_KEYS]; /* (precinct << 32 | seq) processed; guarded by the server thread */
@@ -113,17 +113,17 @@ static void answer(struct fake *f, struct client *c, const struct bal_batch *b)
 	if (atomic_load(&f->fail503) > 0) {
 		atomic_fetch_sub(&f->fail503, 1);
 		n = snprintf(out, sizeof(out),
-			     "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
-			     "Content-Length: 17\r\n\r\ncommit queue full");
+		             "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
+		             "Content-Length: 17\r\n\r\ncommit queue full");
 		send_all(c->fd, out, (size_t)n);
 		return;
 	}
 	if (f->reject_precinct && b->precinct_id == f->reject_precinct) {
 		const char *body = "{\"error\": \"precinct 3: rejected by the test server\"}";
 		n = snprintf(out, sizeof(out),
-			     "HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\n"
-			     "Content-Length: %zu\r\n\r\n%s",
-			     strlen(body), body);
+		             "HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\n"
+		             "Content-Length: %zu\r\n\r\n%s",
+		             strlen(body), body);
 		send_all(c->fd, out, (size_t)n);
 		return;
 	}
@@ -133,7 +133,7 @@ static void answer(struct fake *f, struct client *c, const struct bal_batch *b)
 	uint8_t ack[64];
 	size_t alen = bal_codec_ack_pack(dup ? BAL_ACK_DUPLICATE : BAL_ACK_ACCEPTED, (uint64_t)f->nseen, NULL, ack);
 	n = snprintf(out, sizeof(out),
-		     "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: %zu\r\n\r\n", alen);
+	             "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: %zu\r\n\r\n", alen);
 	memcpy(out + n, ack, alen);
 	send_all(c->fd, out, (size_t)n + alen);
 }
@@ -147,10 +147,10 @@ static void *serve(void *arg)
 	bal_arena_init(&arena, 0);
 	while (!atomic_load(&f->stop)) {
 		struct pollfd pfd[MAX_CLIENTS + 2];
-		pfd[0] = (struct pollfd){ .fd = f->lfd, .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = f->wake[0], .events = POLLIN };
+		pfd[0] = (struct pollfd){.fd = f->lfd, .events = POLLIN};
+		pfd[1] = (struct pollfd){.fd = f->wake[0], .events = POLLIN};
 		for (int i = 0; i < nclients; i++)
-			pfd[i + 2] = (struct pollfd){ .fd = clients[i].fd, .events = POLLIN };
+			pfd[i + 2] = (struct pollfd){.fd = clients[i].fd, .events = POLLIN};
 		if (poll(pfd, (nfds_t)nclients + 2, 1000) <= 0)
 			continue;
 		if ((pfd[0].revents & POLLIN) && nclients < MAX_CLIENTS) {
@@ -205,7 +205,7 @@ static struct fake *fake_start(void)
 	struct fake *f = calloc(1, sizeof(*f));
 	f->order_ok = true;
 	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	cr_assert_eq(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
 	cr_assert_eq(listen(f->lfd, 64), 0);
 	socklen_t alen = sizeof(a);
@@ -258,7 +258,7 @@ struct world {
 
 /* 20 precincts, `n` batches: precinct i % 20, seq 1 + i / 20. */
 static void world_init(struct world *w, struct fake *f, uint32_t n, uint32_t conns, uint32_t pipeline,
-		       uint32_t retry_for_ms, uint32_t timeout_ms)
+                       uint32_t retry_for_ms, uint32_t timeout_ms)
 {
 	struct bal_defgen_opts o;
 	bal_defgen_defaults(&o);
@@ -274,14 +274,14 @@ static void world_init(struct world *w, struct fake *f, uint32_t n, uint32_t con
 	w->e = bal_expect_new(w->d);
 	char server[32];
 	snprintf(server, sizeof(server), "127.0.0.1:%u", f->port);
-	struct bal_load_opts lo = { .server = server,
-				    .connections = conns,
-				    .pipeline = pipeline,
-				    .retry_for_ms = retry_for_ms,
-				    .timeout_ms = timeout_ms,
-				    .expect = w->e };
+	struct bal_load_opts lo = {.server = server,
+	                           .connections = conns,
+	                           .pipeline = pipeline,
+	                           .retry_for_ms = retry_for_ms,
+	                           .timeout_ms = timeout_ms,
+	                           .expect = w->e};
 	cr_assert_eq(bal_load_new(&lo, &w->l, why, sizeof(why)), 0, "%s", why);
-	struct bal_gen_opts go = { .seed = 3, .key_seed = 3, .batch_size = 10, .kind = BAL_KIND_BALLOTS };
+	struct bal_gen_opts go = {.seed = 3, .key_seed = 3, .batch_size = 10, .kind = BAL_KIND_BALLOTS};
 	struct bal_gen *g;
 	cr_assert_eq(bal_gen_new(w->d, &go, &g, why, sizeof(why)), 0, "%s", why);
 	for (uint32_t i = 0; i < n; i++) {
@@ -406,7 +406,7 @@ Test(load, resends_after_eof_and_counts_duplicates_once)
 	cr_assert_gt(st.duplicate, 0, "requests processed but not answered must come back DUPLICATE");
 	cr_assert_gt(st.sends, 120);
 	cr_assert_eq(atomic_load(&f->accepts), (int)st.accepted, "server accepted %d, client saw %llu ACCEPTED",
-		     atomic_load(&f->accepts), (unsigned long long)st.accepted);
+	             atomic_load(&f->accepts), (unsigned long long)st.accepted);
 	struct bal_expect_turnout t;
 	bal_expect_turnout(w.e, &t);
 	cr_assert_eq(t.batches, 120, "a DUPLICATE folds once, like an ACCEPTED");
@@ -424,7 +424,7 @@ Test(load, eof_without_retry_is_an_error)
 	struct bal_load_stats st;
 	world_run(&w, &st);
 	cr_assert_eq(st.accepted, 5, "accepted %llu errors %llu first error %s", (unsigned long long)st.accepted,
-		     (unsigned long long)st.errors, bal_load_first_error(w.l));
+	             (unsigned long long)st.errors, bal_load_first_error(w.l));
 	cr_assert_eq(st.errors, 35);
 	const struct bal_load_item *it = bal_load_item(w.l, 39);
 	cr_assert_eq(it->state, BAL_LOAD_ERROR);
@@ -464,7 +464,7 @@ Test(load, silence_times_out)
 	world_run(&w, &st);
 	cr_assert_eq(st.errors, 10);
 	cr_assert_not_null(strstr(bal_load_item(w.l, 0)->error, "no response within 200 ms"), "error = %s",
-			   bal_load_item(w.l, 0)->error);
+	                   bal_load_item(w.l, 0)->error);
 	fake_stop(f);
 	world_deinit(&w);
 }
@@ -481,7 +481,7 @@ Test(load, gives_up_on_a_refused_connection_after_the_deadline)
 	cr_assert_geq(st.elapsed_ns, 300000000ULL, "gave up after %llu ns", (unsigned long long)st.elapsed_ns);
 	cr_assert_geq(st.reconnects, 2);
 	cr_assert_not_null(strstr(bal_load_item(w.l, 0)->error, "gave up after 300 ms of retries"), "error = %s",
-			   bal_load_item(w.l, 0)->error);
+	                   bal_load_item(w.l, 0)->error);
 	fake_free(f);
 	world_deinit(&w);
 }
@@ -497,7 +497,7 @@ Test(load, refused_without_retry_fails_at_once)
 	cr_assert_eq(st.errors, 6);
 	cr_assert_eq(st.reconnects, 0);
 	cr_assert_not_null(strstr(bal_load_item(w.l, 0)->error, "connect to 127.0.0.1"), "error = %s",
-			   bal_load_item(w.l, 0)->error);
+	                   bal_load_item(w.l, 0)->error);
 	fake_free(f);
 	world_deinit(&w);
 }

@@ -10,23 +10,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char fx_json[] = "{\"election\": {\"id\": \"fx\", \"name\": \"Fixture\", \"date\": \"2023-03-19\"},"
-		       " \"districts\": [{\"id\": 10, \"name\": \"Ten\"}, {\"id\": 20, \"name\": \"Twenty\"},"
-		       "                 {\"id\": 30, \"name\": \"Thirty\"}],"
-		       " \"contests\": ["
-		       "  {\"id\": 1, \"name\": \"List\", \"kind\": \"party_list\", \"seats\": 69, \"threshold_percent\": 5,"
-		       "   \"choices\": [{\"id\": 0, \"name\": \"A\"}, {\"id\": 1, \"name\": \"B\"}, {\"id\": 2, \"name\": \"C\"},"
-		       "                {\"id\": 3, \"name\": \"D\"}, {\"id\": 4, \"name\": \"E\"}, {\"id\": 5, \"name\": \"F\"},"
-		       "                {\"id\": 6, \"name\": \"G\"},"
-		       "                {\"id\": 7, \"name\": \"Against all\", \"seat_eligible\": false}]},"
-		       "  {\"id\": 101, \"name\": \"Ten\", \"kind\": \"single_member\", \"district_id\": 10,"
-		       "   \"choices\": [{\"id\": 1, \"name\": \"x\"}, {\"id\": 2, \"name\": \"y\"}, {\"id\": 3, \"name\": \"z\"}]},"
-		       "  {\"id\": 102, \"name\": \"Twenty\", \"kind\": \"single_member\", \"district_id\": 20,"
-		       "   \"choices\": [{\"id\": 1, \"name\": \"p\"}, {\"id\": 2, \"name\": \"q\"}, {\"id\": 3, \"name\": \"r\"},"
-		       "                {\"id\": 4, \"name\": \"s\"}]}],"
-		       " \"precincts\": [{\"id\": 12, \"district_id\": 10, \"registered_voters\": 1500},"
-		       "                 {\"id\": 5, \"district_id\": 10}, {\"id\": 7, \"district_id\": 20},"
-		       "                 {\"id\": 99, \"district_id\": 20}, {\"id\": 30, \"district_id\": 30}]}";
+const char fx_json[] =
+        "{\"election\": {\"id\": \"fx\", \"name\": \"Fixture\", \"date\": \"2023-03-19\"},"
+        " \"districts\": [{\"id\": 10, \"name\": \"Ten\"}, {\"id\": 20, \"name\": \"Twenty\"},"
+        "                 {\"id\": 30, \"name\": \"Thirty\"}],"
+        " \"contests\": ["
+        "  {\"id\": 1, \"name\": \"List\", \"kind\": \"party_list\", \"seats\": 69, \"threshold_percent\": 5,"
+        "   \"choices\": [{\"id\": 0, \"name\": \"A\"}, {\"id\": 1, \"name\": \"B\"}, {\"id\": 2, \"name\": \"C\"},"
+        "                {\"id\": 3, \"name\": \"D\"}, {\"id\": 4, \"name\": \"E\"}, {\"id\": 5, \"name\": \"F\"},"
+        "                {\"id\": 6, \"name\": \"G\"},"
+        "                {\"id\": 7, \"name\": \"Against all\", \"seat_eligible\": false}]},"
+        "  {\"id\": 101, \"name\": \"Ten\", \"kind\": \"single_member\", \"district_id\": 10,"
+        "   \"choices\": [{\"id\": 1, \"name\": \"x\"}, {\"id\": 2, \"name\": \"y\"}, {\"id\": 3, \"name\": \"z\"}]},"
+        "  {\"id\": 102, \"name\": \"Twenty\", \"kind\": \"single_member\", \"district_id\": 20,"
+        "   \"choices\": [{\"id\": 1, \"name\": \"p\"}, {\"id\": 2, \"name\": \"q\"}, {\"id\": 3, \"name\": \"r\"},"
+        "                {\"id\": 4, \"name\": \"s\"}]}],"
+        " \"precincts\": [{\"id\": 12, \"district_id\": 10, \"registered_voters\": 1500},"
+        "                 {\"id\": 5, \"district_id\": 10}, {\"id\": 7, \"district_id\": 20},"
+        "                 {\"id\": 99, \"district_id\": 20}, {\"id\": 30, \"district_id\": 30}]}";
 
 void fx_load(struct bal_defn **d, struct bal_layout **l)
 {

@@ -10,12 +10,12 @@
 #include "core/tally.h"
 
 /* Contest ids and choice counts in the fixture. */
-#define FX_LIST 1      /* national, 8 choices, index 7 "Against all" */
+#define FX_LIST   1 /* national, 8 choices, index 7 "Against all" */
 #define FX_LIST_N 8
-#define FX_D10 101     /* district 10, 3 choices */
-#define FX_D10_N 3
-#define FX_D20 102     /* district 20, 4 choices */
-#define FX_D20_N 4
+#define FX_D10    101 /* district 10, 3 choices */
+#define FX_D10_N  3
+#define FX_D20    102 /* district 20, 4 choices */
+#define FX_D20_N  4
 
 extern const char fx_json[];
 

@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_READERS 8
+#define MAX_READERS  8
 #define MAX_CONTESTS 4
-#define MAX_CHOICES 16
+#define MAX_CHOICES  16
 
 void pub_fold_random(const struct bal_defn *d, const struct bal_layout *l, uint64_t *rs, uint32_t p,
-		     struct bal_delta *dl)
+                     struct bal_delta *dl)
 {
 	uint64_t counts[MAX_CONTESTS][MAX_CHOICES];
 	struct bal_ctally ts[MAX_CONTESTS];
@@ -27,11 +27,16 @@ void pub_fold_random(const struct bal_defn *d, const struct bal_layout *l, uint6
 		bal_require(n < MAX_CONTESTS && d->contests[c].nchoices <= MAX_CHOICES);
 		for (uint32_t k = 0; k < d->contests[c].nchoices; k++)
 			counts[n][k] = fx_rand(rs) % 100;
-		ts[n] = (struct bal_ctally){ d->contests[c].id, d->contests[c].nchoices, counts[n] };
+		ts[n] = (struct bal_ctally){d->contests[c].id, d->contests[c].nchoices, counts[n]};
 		n++;
 	}
-	struct bal_batch b = { .precinct_id = d->precincts[p].id, .seq = 1, .kind = BAL_KIND_TALLY, .ntallies = n,
-			       .tallies = ts, .has_turnout = true, .ballots_issued = fx_rand(rs) % 1000 };
+	struct bal_batch b = {.precinct_id = d->precincts[p].id,
+	                      .seq = 1,
+	                      .kind = BAL_KIND_TALLY,
+	                      .ntallies = n,
+	                      .tallies = ts,
+	                      .has_turnout = true,
+	                      .ballots_issued = fx_rand(rs) % 1000};
 	/* One in four is a complete protocol (every contest is above) with a
 	 * random seq: it replaces the precinct's contribution or, if older than
 	 * the stored one, only counts as a batch. */
@@ -49,12 +54,12 @@ void pub_fold_random(const struct bal_defn *d, const struct bal_layout *l, uint6
 
 /* NULL if `v` is a fold of whole batches at `position`, else what is wrong (in buf). */
 static const char *inconsistent(const struct bal_defn *d, const struct bal_layout *l, const uint64_t *v,
-				uint64_t position, char *buf, size_t len)
+                                uint64_t position, char *buf, size_t len)
 {
 	uint64_t batches = v[bal_slot_global(l, BAL_G_BATCHES)];
 	if (batches != position) {
 		snprintf(buf, len, "position %llu but %llu batches counted", (unsigned long long)position,
-			 (unsigned long long)batches);
+		         (unsigned long long)batches);
 		return buf;
 	}
 	for (uint32_t c = 0; c < d->ncontests; c++)
@@ -69,16 +74,17 @@ static const char *inconsistent(const struct bal_defn *d, const struct bal_layou
 					if (d->precincts[p].district == di)
 						dsum += v[bal_slot_precinct_choice(l, p, c, k)];
 				if (dsum != v[ds]) {
-					snprintf(buf, len, "contest %u choice %u district %u: %llu, its precincts sum to %llu",
-						 d->contests[c].id, k, d->districts[di].id, (unsigned long long)v[ds],
-						 (unsigned long long)dsum);
+					snprintf(buf, len,
+					         "contest %u choice %u district %u: %llu, its precincts sum to %llu",
+					         d->contests[c].id, k, d->districts[di].id, (unsigned long long)v[ds],
+					         (unsigned long long)dsum);
 					return buf;
 				}
 				total += dsum;
 			}
 			if (total != v[bal_slot_contest_choice(l, c, k)]) {
 				snprintf(buf, len, "contest %u choice %u: national total differs from its precincts",
-					 d->contests[c].id, k);
+				         d->contests[c].id, k);
 				return buf;
 			}
 		}
@@ -135,14 +141,14 @@ static void *reader_main(void *arg)
 }
 
 int pub_stress(const struct bal_defn *d, const struct bal_layout *l, int nreaders, uint64_t nbatches, char *why,
-	       size_t whylen)
+               size_t whylen)
 {
-	struct shared sh = { .d = d, .l = l };
+	struct shared sh = {.d = d, .l = l};
 	struct reader rd[MAX_READERS];
 	bal_require(nreaders >= 1 && nreaders <= MAX_READERS);
 	bal_require(bal_pub_init(&sh.pub, bal_layout_nslots(l)) == 0);
 	for (int i = 0; i < nreaders; i++) {
-		rd[i] = (struct reader){ .sh = &sh };
+		rd[i] = (struct reader){.sh = &sh};
 		bal_require(pthread_create(&rd[i].th, NULL, reader_main, &rd[i]) == 0);
 	}
 
@@ -157,7 +163,7 @@ int pub_stress(const struct bal_defn *d, const struct bal_layout *l, int nreader
 	while (position < nbatches) {
 		size_t group = 1 + fx_rand(&rs) % 3;
 		for (size_t i = 0; i < group; i++) {
-			dl[i] = (struct bal_delta){ .cap = 64, .e = e[i] };
+			dl[i] = (struct bal_delta){.cap = 64, .e = e[i]};
 			pub_fold_random(d, l, &rs, (uint32_t)(fx_rand(&rs) % d->nprecincts), &dl[i]);
 			dp[i] = &dl[i];
 		}
@@ -185,7 +191,7 @@ int pub_stress(const struct bal_defn *d, const struct bal_layout *l, int nreader
 	for (int i = 0; i < nreaders && !ret; i++)
 		if (rd[i].bad) {
 			snprintf(why, whylen, "reader %d: %llu of %llu views inconsistent, first: %s", i,
-				 (unsigned long long)rd[i].bad, (unsigned long long)rd[i].reads, rd[i].first_bad);
+			         (unsigned long long)rd[i].bad, (unsigned long long)rd[i].reads, rd[i].first_bad);
 			ret = -1;
 		}
 	free(view);

@@ -17,11 +17,11 @@
  * @return 0, or -1 with `why` describing the first inconsistent view.
  */
 int pub_stress(const struct bal_defn *d, const struct bal_layout *l, int nreaders, uint64_t nbatches, char *why,
-	       size_t whylen);
+               size_t whylen);
 
 /** Folds a random TALLY or (one in four) PROTOCOL batch, with every contest of precinct index p
  * plus turnout, into `dl`. */
 void pub_fold_random(const struct bal_defn *d, const struct bal_layout *l, uint64_t *rs, uint32_t p,
-		     struct bal_delta *dl);
+                     struct bal_delta *dl);
 
 #endif

@@ -22,7 +22,7 @@ void *__wrap_malloc(size_t n)
 	return __real_malloc(n);
 }
 
-static const size_t sizes[] = { 0, 1, 7, 15, 16, 17, 33, 100, 4095, 4096, 5000, 70000 };
+static const size_t sizes[] = {0, 1, 7, 15, 16, 17, 33, 100, 4095, 4096, 5000, 70000};
 
 INDEX_PARAMS(arena, alignment, sizes)
 
@@ -123,6 +123,6 @@ Test(arena, reset_on_empty_and_deinit_on_zeroed_are_safe)
 	bal_arena_reset(&a);
 	cr_assert_null(a.head);
 	bal_arena_deinit(&a);
-	struct bal_arena z = { 0 };
+	struct bal_arena z = {0};
 	bal_arena_deinit(&z);
 }

@@ -25,7 +25,7 @@ static struct bal_delta DL;
 static void setup(void)
 {
 	fx_load(&D, &L);
-	DL = (struct bal_delta){ .cap = NELEM(E), .e = E };
+	DL = (struct bal_delta){.cap = NELEM(E), .e = E};
 }
 
 static void teardown(void)
@@ -36,7 +36,7 @@ static void teardown(void)
 
 static struct bal_gen *new_gen(enum bal_kind kind, uint32_t batch_size)
 {
-	struct bal_gen_opts o = { .seed = 77, .key_seed = 77, .batch_size = batch_size, .kind = kind };
+	struct bal_gen_opts o = {.seed = 77, .key_seed = 77, .batch_size = batch_size, .kind = kind};
 	struct bal_gen *g = NULL;
 	char why[256] = "";
 	cr_assert_eq(bal_gen_new(D, &o, &g, why, sizeof(why)), 0, "%s", why);
@@ -49,53 +49,53 @@ static void assert_agree(const uint64_t *ctr, const struct bal_expect *e, const 
 	for (uint32_t c = 0; c < D->ncontests; c++)
 		for (uint32_t k = 0; k < D->contests[c].nchoices; k++) {
 			cr_assert_eq(ctr[bal_slot_contest_choice(L, c, k)], bal_expect_votes(e, c, k),
-				     "%s: contest %u choice %u", when, D->contests[c].id, k);
+			             "%s: contest %u choice %u", when, D->contests[c].id, k);
 			for (uint32_t di = 0; di < D->ndistricts; di++) {
 				uint32_t s = bal_slot_district_choice(L, c, di, k);
 				if (s != BAL_SLOT_NONE)
 					cr_assert_eq(ctr[s], bal_expect_district_votes(e, c, di, k),
-						     "%s: contest %u district %u choice %u", when, D->contests[c].id,
-						     D->districts[di].id, k);
+					             "%s: contest %u district %u choice %u", when, D->contests[c].id,
+					             D->districts[di].id, k);
 			}
 		}
 	for (uint32_t p = 0; p < D->nprecincts; p++) {
 		cr_assert_eq(bal_tally_protocol_seq(L, ctr, p), bal_expect_protocol_seq(e, p), "%s: precinct %u seq",
-			     when, D->precincts[p].id);
+		             when, D->precincts[p].id);
 		for (uint32_t c = 0; c < D->ncontests; c++) {
 			if (!bal_defn_votes_in(D, p, c))
 				continue;
 			for (uint32_t k = 0; k < D->contests[c].nchoices; k++) {
 				uint32_t s = bal_slot_precinct_choice(L, p, c, k);
 				cr_assert_eq(ctr[s], bal_expect_precinct_votes(e, p, c, k), "%s: precinct %u", when,
-					     D->precincts[p].id);
+				             D->precincts[p].id);
 				uint64_t bsum = bal_expect_precinct_ballot_votes(e, p, c, k);
 				cr_assert_eq(bal_tally_ballot_sum(L, ctr, p, s), bsum, "%s: precinct %u ballot sum",
-					     when, D->precincts[p].id);
+				             when, D->precincts[p].id);
 			}
 		}
 		struct bal_expect_turnout eff, sums;
 		bal_expect_precinct_turnout(e, p, false, &eff);
 		bal_expect_precinct_turnout(e, p, true, &sums);
-		const uint64_t want[BAL_T_NFIELDS] = { eff.batches, eff.ballots, eff.issued, eff.cast, eff.spoiled };
-		const uint64_t want_sums[BAL_T_NFIELDS] = { sums.batches, sums.ballots, sums.issued, sums.cast,
-							    sums.spoiled };
+		const uint64_t want[BAL_T_NFIELDS] = {eff.batches, eff.ballots, eff.issued, eff.cast, eff.spoiled};
+		const uint64_t want_sums[BAL_T_NFIELDS] = {sums.batches, sums.ballots, sums.issued, sums.cast,
+		                                           sums.spoiled};
 		for (uint32_t f = 0; f < BAL_T_NFIELDS; f++) {
 			uint32_t s = bal_slot_precinct_turnout(L, p, f);
 			cr_assert_eq(ctr[s], want[f], "%s: precinct %u turnout %u", when, D->precincts[p].id, f);
 			cr_assert_eq(bal_tally_ballot_sum(L, ctr, p, s), want_sums[f], "%s: precinct %u turnout sum %u",
-				     when, D->precincts[p].id, f);
+			             when, D->precincts[p].id, f);
 		}
 	}
 	struct bal_expect_turnout t;
 	bal_expect_turnout(e, &t);
-	const uint64_t tw[BAL_T_NFIELDS] = { t.batches, t.ballots, t.issued, t.cast, t.spoiled };
+	const uint64_t tw[BAL_T_NFIELDS] = {t.batches, t.ballots, t.issued, t.cast, t.spoiled};
 	for (uint32_t f = 0; f < BAL_T_NFIELDS; f++)
 		cr_assert_eq(ctr[bal_slot_total_turnout(L, f)], tw[f], "%s: national turnout %u", when, f);
 	cr_assert_eq(ctr[bal_slot_global(L, BAL_G_BATCHES)], t.batches, "%s", when);
 	cr_assert_eq(ctr[bal_slot_global(L, BAL_G_PRECINCTS_REPORTING)], bal_expect_precincts_reporting(e), "%s", when);
 	cr_assert_eq(ctr[bal_slot_global(L, BAL_G_PROTOCOLS)], bal_expect_precincts_with_protocol(e), "%s", when);
 	cr_assert_eq(ctr[bal_slot_global(L, BAL_G_DISCREPANCIES)], bal_expect_precincts_with_discrepancy(e), "%s",
-		     when);
+	             when);
 }
 
 static void fold_both(uint64_t *ctr, struct bal_expect *e, const struct bal_batch *b)
@@ -125,8 +125,8 @@ Test(protocol, daemon_fold_agrees_with_the_independent_fold, .init = setup, .fin
 		case 1: cr_assert_eq(bal_gen_batch(gt, p, seq, &b, &body, &len, why, sizeof(why)), 0, "%s", why); break;
 		default:
 			cr_assert_eq(bal_gen_protocol(gt, p, seq, fx_rand(&rs) % 6, fx_rand(&rs) % 2 ? 0 : 3, &b, &body,
-						      &len, why, sizeof(why)),
-				     0, "%s", why);
+			                              &len, why, sizeof(why)),
+			             0, "%s", why);
 		}
 		fold_both(ctr, e, &b);
 		if (i % 50 == 49)
@@ -172,7 +172,7 @@ Test(protocol, generated_protocol_is_the_sum_of_the_batches_it_covers, .init = s
 		for (uint32_t c = 0; c < D->ncontests; c++)
 			for (uint32_t k = 0; k < D->contests[c].nchoices; k++)
 				cr_assert_eq(ctr[bal_slot_contest_choice(L, c, k)],
-					     before[bal_slot_contest_choice(L, c, k)]);
+				             before[bal_slot_contest_choice(L, c, k)]);
 		free(before);
 		bal_expect_free(e);
 		free(ctr);
@@ -189,7 +189,7 @@ Test(protocol, generated_shift_moves_votes_from_the_leader, .init = setup, .fini
 	size_t len;
 	char why[256] = "";
 	cr_assert_eq(bal_gen_protocol(g, p, 3, 2, 0, &b, &body, &len, why, sizeof(why)), 0, "%s", why);
-	uint64_t plain[2][8] = { { 0 } };
+	uint64_t plain[2][8] = {{0}};
 	for (size_t i = 0; i < b.ntallies; i++)
 		memcpy(plain[i], b.tallies[i].counts, b.tallies[i].n * sizeof(uint64_t));
 	cr_assert_eq(bal_gen_protocol(g, p, 3, 2, 5, &b, &body, &len, why, sizeof(why)), 0, "%s", why);
@@ -221,11 +221,11 @@ struct bad_protocol {
 };
 
 static const struct bad_protocol bad_protocols[] = {
-	{ "missing contest", BAL_EINVALID,
-	  "kind PROTOCOL: contest 101 is on the ballot of precinct 12 but has no tally" },
-	{ "no turnout", BAL_EINVALID, "kind PROTOCOL: no turnout, a protocol must have one" },
-	{ "ballots", BAL_EINVALID, "kind PROTOCOL: 1 ballot columns, a protocol has none" },
-	{ "short tally", BAL_EINVALID, "tallies[1].counts: 2 counts, but contest 101 has 3 choices" },
+        {"missing contest", BAL_EINVALID,
+         "kind PROTOCOL: contest 101 is on the ballot of precinct 12 but has no tally"},
+        {"no turnout", BAL_EINVALID, "kind PROTOCOL: no turnout, a protocol must have one"},
+        {"ballots", BAL_EINVALID, "kind PROTOCOL: 1 ballot columns, a protocol has none"},
+        {"short tally", BAL_EINVALID, "tallies[1].counts: 2 counts, but contest 101 has 3 choices"},
 };
 
 INDEX_PARAMS(protocol, expect_refuses_incomplete_protocols, bad_protocols)
@@ -233,12 +233,16 @@ INDEX_PARAMS(protocol, expect_refuses_incomplete_protocols, bad_protocols)
 ParameterizedTest(size_t *ix, protocol, expect_refuses_incomplete_protocols, .init = setup, .fini = teardown)
 {
 	const struct bad_protocol *bp = &bad_protocols[*ix];
-	static const uint64_t l8[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, d3[3] = { 1, 2, 3 };
-	static const uint32_t ch[1] = { 0 };
-	struct bal_ctally ts[2] = { { FX_LIST, 8, l8 }, { FX_D10, 3, d3 } };
-	struct bal_column col = { FX_LIST, 1, ch };
-	struct bal_batch b = { .precinct_id = 12, .seq = 1, .kind = BAL_KIND_PROTOCOL, .ntallies = 2, .tallies = ts,
-			       .has_turnout = true };
+	static const uint64_t l8[8] = {1, 2, 3, 4, 5, 6, 7, 8}, d3[3] = {1, 2, 3};
+	static const uint32_t ch[1] = {0};
+	struct bal_ctally ts[2] = {{FX_LIST, 8, l8}, {FX_D10, 3, d3}};
+	struct bal_column col = {FX_LIST, 1, ch};
+	struct bal_batch b = {.precinct_id = 12,
+	                      .seq = 1,
+	                      .kind = BAL_KIND_PROTOCOL,
+	                      .ntallies = 2,
+	                      .tallies = ts,
+	                      .has_turnout = true};
 	switch (*ix) {
 	case 0: b.ntallies = 1; break;
 	case 1: b.has_turnout = false; break;

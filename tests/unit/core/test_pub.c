@@ -54,7 +54,7 @@ Test(pub, store_then_apply_is_what_readers_see, .init = setup, .fini = teardown)
 
 	/* Recovery hands over a whole array... */
 	for (uint32_t i = 0; i < 2; i++) {
-		dl[i] = (struct bal_delta){ .cap = 32, .e = e[i] };
+		dl[i] = (struct bal_delta){.cap = 32, .e = e[i]};
 		pub_fold_random(D, L, &rs, i, &dl[i]);
 		bal_tally_apply(L, ctr, &dl[i]);
 	}
@@ -64,7 +64,7 @@ Test(pub, store_then_apply_is_what_readers_see, .init = setup, .fini = teardown)
 
 	/* ...then the committer applies groups of deltas as one write. */
 	for (uint32_t i = 0; i < 3; i++) {
-		dl[i] = (struct bal_delta){ .cap = 32, .e = e[i] };
+		dl[i] = (struct bal_delta){.cap = 32, .e = e[i]};
 		pub_fold_random(D, L, &rs, i + 2, &dl[i]);
 		bal_tally_apply(L, ctr, &dl[i]);
 		dp[i] = &dl[i];

@@ -19,14 +19,20 @@ struct fixture {
 
 /* A contest of n choices; choice k is ineligible iff bit k of `ineligible` is set. */
 static void contest(struct fixture *f, enum bal_contest_kind kind, enum bal_method method, uint32_t seats,
-		    double threshold, uint32_t n, uint32_t ineligible)
+                    double threshold, uint32_t n, uint32_t ineligible)
 {
 	cr_assert_leq(n, MAXCH);
 	for (uint32_t k = 0; k < n; k++)
-		f->choices[k] = (struct bal_choice){ .id = k, .name = "", .seat_eligible = !(ineligible >> k & 1) };
-	f->c = (struct bal_contest){ .id = 1, .name = "", .kind = kind, .method = method, .seats = seats,
-				     .threshold_percent = threshold, .district = -1, .nchoices = n,
-				     .choices = f->choices };
+		f->choices[k] = (struct bal_choice){.id = k, .name = "", .seat_eligible = !(ineligible >> k & 1)};
+	f->c = (struct bal_contest){.id = 1,
+	                            .name = "",
+	                            .kind = kind,
+	                            .method = method,
+	                            .seats = seats,
+	                            .threshold_percent = threshold,
+	                            .district = -1,
+	                            .nchoices = n,
+	                            .choices = f->choices};
 	for (uint32_t k = 0; k < MAXCH; k++) {
 		f->seats[k] = 12345;
 		f->passed[k] = true;
@@ -55,9 +61,9 @@ Test(seats, kazakhstan_2023_largest_remainder)
 	 *   39.649 8.018 6.319 6.186 5.002 3.825 -> floors 39 8 6 6 5 3 = 67;
 	 * the two seats left go to the largest remainders: OSDP (.825), Amanat (.649).
 	 */
-	static const uint64_t share[] = { 5390, 1090, 859, 841, 680, 520, 230, 390 };
-	static const uint32_t want[] = { 40, 8, 6, 6, 5, 4, 0, 0 };
-	static const bool want_passed[] = { true, true, true, true, true, true, false, false };
+	static const uint64_t share[] = {5390, 1090, 859, 841, 680, 520, 230, 390};
+	static const uint32_t want[] = {40, 8, 6, 6, 5, 4, 0, 0};
+	static const bool want_passed[] = {true, true, true, true, true, true, false, false};
 	uint64_t votes[NELEM(share)];
 	for (size_t k = 0; k < NELEM(share); k++)
 		votes[k] = share[k] * 631;
@@ -78,9 +84,9 @@ Test(seats, dhondt_and_largest_remainder_differ)
 {
 	/* D'Hondt quotients, 8 seats: 100k 80k 50k 40k 33.3k 30k 26.7k 25k -> A4 B3 C1 D0.
 	 * Hare quota 230k/8 = 28750: 3.478 2.783 1.043 0.696 -> 3 2 1 0 + B, D -> 3 3 1 1. */
-	static const uint64_t votes[] = { 100000, 80000, 30000, 20000 };
-	static const uint32_t want_dh[] = { 4, 3, 1, 0 };
-	static const uint32_t want_lr[] = { 3, 3, 1, 1 };
+	static const uint64_t votes[] = {100000, 80000, 30000, 20000};
+	static const uint32_t want_dh[] = {4, 3, 1, 0};
+	static const uint32_t want_lr[] = {3, 3, 1, 1};
 	struct fixture f;
 	contest(&f, BAL_CONTEST_PARTY_LIST, BAL_METHOD_DHONDT, 8, 0, 4, 0);
 	cr_assert_eq(allocate(&f, votes), 8);
@@ -94,8 +100,8 @@ Test(seats, threshold_counts_ineligible_votes)
 {
 	/* B has 49 of 1000 votes (4.9%) but 49 of 949 eligible votes (5.16%):
 	 * the threshold is over all votes, so B fails. */
-	static const uint64_t under[] = { 900, 49, 51 };
-	static const uint32_t want_under[] = { 10, 0, 0 };
+	static const uint64_t under[] = {900, 49, 51};
+	static const uint32_t want_under[] = {10, 0, 0};
 	struct fixture f;
 	contest(&f, BAL_CONTEST_PARTY_LIST, BAL_METHOD_LARGEST_REMAINDER, 10, 5, 3, 1u << 2);
 	cr_assert_eq(allocate(&f, under), 10);
@@ -103,8 +109,8 @@ Test(seats, threshold_counts_ineligible_votes)
 	cr_assert_not(f.passed[1]);
 	cr_assert_not(f.passed[2]);
 	/* Exactly 5% reaches the threshold. */
-	static const uint64_t exact[] = { 900, 50, 50 };
-	static const uint32_t want_exact[] = { 9, 1, 0 };
+	static const uint64_t exact[] = {900, 50, 50};
+	static const uint32_t want_exact[] = {9, 1, 0};
 	cr_assert_eq(allocate(&f, exact), 10);
 	assert_seats(&f, want_exact);
 	cr_assert(f.passed[1]);
@@ -113,8 +119,8 @@ Test(seats, threshold_counts_ineligible_votes)
 Test(seats, fractional_threshold)
 {
 	/* 7.5%: 75 of 1000 passes, 74 does not. */
-	static const uint64_t pass[] = { 925, 75 };
-	static const uint64_t fail[] = { 926, 74 };
+	static const uint64_t pass[] = {925, 75};
+	static const uint64_t fail[] = {926, 74};
 	struct fixture f;
 	contest(&f, BAL_CONTEST_PARTY_LIST, BAL_METHOD_DHONDT, 5, 7.5, 2, 0);
 	cr_assert_eq(allocate(&f, pass), 5);
@@ -126,8 +132,8 @@ Test(seats, fractional_threshold)
 
 Test(seats, ineligible_choice_never_gets_a_seat)
 {
-	static const uint64_t votes[] = { 600, 300, 100 };
-	static const uint32_t want[] = { 0, 3, 1 };
+	static const uint64_t votes[] = {600, 300, 100};
+	static const uint32_t want[] = {0, 3, 1};
 	struct fixture f;
 	contest(&f, BAL_CONTEST_PARTY_LIST, BAL_METHOD_LARGEST_REMAINDER, 4, 0, 3, 1u << 0);
 	cr_assert_eq(allocate(&f, votes), 4);
@@ -148,14 +154,14 @@ struct tie_case {
 };
 
 static const struct tie_case tie_cases[] = {
-		{ "LR one seat", BAL_METHOD_LARGEST_REMAINDER, 1, 2, { 50, 50 }, { 1, 0 } },
-		{ "LR two of three", BAL_METHOD_LARGEST_REMAINDER, 2, 3, { 10, 10, 10 }, { 1, 1, 0 } },
-		{ "LR tie behind a leader", BAL_METHOD_LARGEST_REMAINDER, 2, 3, { 50, 25, 25 }, { 1, 1, 0 } },
-		{ "LR three-way remainder tie", BAL_METHOD_LARGEST_REMAINDER, 2, 4, { 10, 30, 30, 30 }, { 0, 1, 1, 0 } },
-		{ "DH three seats", BAL_METHOD_DHONDT, 3, 2, { 100, 100 }, { 2, 1 } },
-		{ "DH tie later", BAL_METHOD_DHONDT, 3, 3, { 60, 30, 30 }, { 2, 1, 0 } },
-		{ "LR near 2^64", BAL_METHOD_LARGEST_REMAINDER, 3, 2, { UINT64_MAX, UINT64_MAX }, { 2, 1 } },
-		{ "DH near 2^64", BAL_METHOD_DHONDT, 5, 2, { UINT64_MAX, UINT64_MAX - 1 }, { 3, 2 } },
+        {"LR one seat", BAL_METHOD_LARGEST_REMAINDER, 1, 2, {50, 50}, {1, 0}},
+        {"LR two of three", BAL_METHOD_LARGEST_REMAINDER, 2, 3, {10, 10, 10}, {1, 1, 0}},
+        {"LR tie behind a leader", BAL_METHOD_LARGEST_REMAINDER, 2, 3, {50, 25, 25}, {1, 1, 0}},
+        {"LR three-way remainder tie", BAL_METHOD_LARGEST_REMAINDER, 2, 4, {10, 30, 30, 30}, {0, 1, 1, 0}},
+        {"DH three seats", BAL_METHOD_DHONDT, 3, 2, {100, 100}, {2, 1}},
+        {"DH tie later", BAL_METHOD_DHONDT, 3, 3, {60, 30, 30}, {2, 1, 0}},
+        {"LR near 2^64", BAL_METHOD_LARGEST_REMAINDER, 3, 2, {UINT64_MAX, UINT64_MAX}, {2, 1}},
+        {"DH near 2^64", BAL_METHOD_DHONDT, 5, 2, {UINT64_MAX, UINT64_MAX - 1}, {3, 2}},
 };
 
 INDEX_PARAMS(seats, party_list_ties_go_to_lower_index, tie_cases)
@@ -167,8 +173,8 @@ ParameterizedTest(size_t *ix, seats, party_list_ties_go_to_lower_index)
 	contest(&f, BAL_CONTEST_PARTY_LIST, tc->method, tc->seats, 0, tc->n, 0);
 	cr_assert_eq(allocate(&f, tc->votes), (int)tc->seats, "%s", tc->name);
 	for (uint32_t k = 0; k < tc->n; k++)
-		cr_assert_eq(f.seats[k], tc->want[k], "%s: choice %u has %u seats, expected %u", tc->name, k, f.seats[k],
-			     tc->want[k]);
+		cr_assert_eq(f.seats[k], tc->want[k], "%s: choice %u has %u seats, expected %u", tc->name, k,
+		             f.seats[k], tc->want[k]);
 	cr_assert_not(f.tie, "%s", tc->name);
 }
 
@@ -184,16 +190,16 @@ struct plur_case {
 };
 
 static const struct plur_case plur_cases[] = {
-		{ "clear winner", 1, 3, 0, { 10, 30, 20 }, 1, { 0, 1, 0 }, false },
-		{ "tie for first", 1, 3, 0, { 30, 30, 20 }, 0, { 0, 0, 0 }, true },
-		{ "tie below first", 1, 3, 0, { 40, 30, 30 }, 1, { 1, 0, 0 }, false },
-		{ "against all leads", 1, 3, 1u << 2, { 10, 20, 90 }, 1, { 0, 1, 0 }, false },
-		{ "against all ties the winner", 1, 3, 1u << 2, { 10, 20, 20 }, 1, { 0, 1, 0 }, false },
-		{ "no votes", 1, 3, 0, { 0, 0, 0 }, BAL_EINVALID, { 0, 0, 0 }, false },
-		{ "only ineligible votes", 1, 2, 1u << 1, { 0, 5 }, BAL_EINVALID, { 0, 0 }, false },
-		{ "two seats", 2, 4, 0, { 10, 9, 8, 1 }, 2, { 1, 1, 0, 0 }, false },
-		{ "two seats, tie for second", 2, 3, 0, { 10, 8, 8 }, 1, { 1, 0, 0 }, true },
-		{ "two seats, one with votes", 2, 3, 0, { 0, 8, 0 }, 1, { 0, 1, 0 }, false },
+        {"clear winner", 1, 3, 0, {10, 30, 20}, 1, {0, 1, 0}, false},
+        {"tie for first", 1, 3, 0, {30, 30, 20}, 0, {0, 0, 0}, true},
+        {"tie below first", 1, 3, 0, {40, 30, 30}, 1, {1, 0, 0}, false},
+        {"against all leads", 1, 3, 1u << 2, {10, 20, 90}, 1, {0, 1, 0}, false},
+        {"against all ties the winner", 1, 3, 1u << 2, {10, 20, 20}, 1, {0, 1, 0}, false},
+        {"no votes", 1, 3, 0, {0, 0, 0}, BAL_EINVALID, {0, 0, 0}, false},
+        {"only ineligible votes", 1, 2, 1u << 1, {0, 5}, BAL_EINVALID, {0, 0}, false},
+        {"two seats", 2, 4, 0, {10, 9, 8, 1}, 2, {1, 1, 0, 0}, false},
+        {"two seats, tie for second", 2, 3, 0, {10, 8, 8}, 1, {1, 0, 0}, true},
+        {"two seats, one with votes", 2, 3, 0, {0, 8, 0}, 1, {0, 1, 0}, false},
 };
 
 INDEX_PARAMS(seats, plurality, plur_cases)
@@ -215,8 +221,8 @@ ParameterizedTest(size_t *ix, seats, plurality)
 
 Test(seats, nothing_to_allocate)
 {
-	static const uint64_t under[] = { 4, 3, 93 };
-	static const uint64_t none[] = { 0, 0, 0 };
+	static const uint64_t under[] = {4, 3, 93};
+	static const uint64_t none[] = {0, 0, 0};
 	struct fixture f;
 	/* Every eligible choice under the threshold: no pool to share. */
 	contest(&f, BAL_CONTEST_PARTY_LIST, BAL_METHOD_LARGEST_REMAINDER, 5, 5, 3, 1u << 2);
@@ -267,7 +273,8 @@ Test(seats, invariants_over_random_votes)
 			if (m == BAL_METHOD_LARGEST_REMAINDER && f.passed[k]) {
 				/* floor(v*S/P) <= seats <= floor(v*S/P) + 1 */
 				unsigned __int128 q = (unsigned __int128)votes[k] * nseats / pool;
-				cr_assert(f.seats[k] == q || f.seats[k] == q + 1, "round %d: choice %u off quota", round, k);
+				cr_assert(f.seats[k] == q || f.seats[k] == q + 1, "round %d: choice %u off quota",
+				          round, k);
 			}
 		}
 		cr_assert_eq(sum, nseats, "round %d", round);
@@ -279,7 +286,7 @@ Test(seats, invariants_over_random_votes)
 			for (uint32_t j = 0; j < n; j++)
 				if (f.passed[i] && f.passed[j] && f.seats[i] > 0)
 					cr_assert((unsigned __int128)votes[i] * (f.seats[j] + 1) >=
-							  (unsigned __int128)votes[j] * f.seats[i],
-						  "round %d: D'Hondt not optimal for %u vs %u", round, i, j);
+					                  (unsigned __int128)votes[j] * f.seats[i],
+					          "round %d: D'Hondt not optimal for %u vs %u", round, i, j);
 	}
 }

@@ -25,7 +25,7 @@ static struct bal_delta DL;
 static void setup(void)
 {
 	fx_load(&D, &L);
-	DL = (struct bal_delta){ .precinct = 0, .n = 0, .cap = NELEM(E), .e = E };
+	DL = (struct bal_delta){.precinct = 0, .n = 0, .cap = NELEM(E), .e = E};
 }
 
 static void teardown(void)
@@ -136,27 +136,27 @@ Test(tally, lookups_reject_out_of_range, .init = setup, .fini = teardown)
 
 /* ---- fold rejections ---------------------------------------------------------- */
 
-static const uint32_t ch3[] = { 0, 1, 2 };
-static const uint32_t ch2[] = { 0, 1 };
-static const uint32_t ch_bad17[] = { 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 9 };
-static const uint64_t cnt8[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
-static const uint64_t cnt5[] = { 1, 2, 3, 4, 5 };
-static const uint64_t cnt_ovf[] = { UINT64_MAX, 1, 0, 0, 0, 0, 0, 0 };
+static const uint32_t ch3[] = {0, 1, 2};
+static const uint32_t ch2[] = {0, 1};
+static const uint32_t ch_bad17[] = {0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 9};
+static const uint64_t cnt8[] = {1, 2, 3, 4, 5, 6, 7, 8};
+static const uint64_t cnt5[] = {1, 2, 3, 4, 5};
+static const uint64_t cnt_ovf[] = {UINT64_MAX, 1, 0, 0, 0, 0, 0, 0};
 
-static const struct bal_column col_list3[] = { { FX_LIST, 3, ch3 } };
-static const struct bal_column col_list_unknown[] = { { FX_LIST, 3, ch3 }, { 7, 3, ch3 } };
-static const struct bal_column col_list_d20[] = { { FX_LIST, 3, ch3 }, { FX_D20, 3, ch3 } };
-static const struct bal_column col_bad_choice[] = { { FX_LIST, NELEM(ch_bad17), ch_bad17 } };
-static const struct bal_column col_len_differ[] = { { FX_LIST, 3, ch3 }, { FX_D10, 2, ch2 } };
-static const struct bal_column col_twice[] = { { FX_LIST, 3, ch3 }, { FX_LIST, 3, ch3 } };
-static const struct bal_column col_zero_len[] = { { FX_LIST, 0, ch3 }, { FX_D10, 0, ch3 } };
-static const struct bal_ctally t_list8[] = { { FX_LIST, 8, cnt8 } };
-static const struct bal_ctally t_list5[] = { { FX_LIST, 5, cnt5 } };
-static const struct bal_ctally t_twice[] = { { FX_LIST, 8, cnt8 }, { FX_LIST, 8, cnt8 } };
-static const struct bal_ctally t_unknown[] = { { 55, 8, cnt8 } };
-static const struct bal_ctally t_d10[] = { { FX_D10, 3, cnt8 } };
-static const struct bal_ctally t_ovf[] = { { FX_LIST, 8, cnt_ovf } };
-static const struct bal_ctally t_list8_d10[] = { { FX_LIST, 8, cnt8 }, { FX_D10, 3, cnt8 } };
+static const struct bal_column col_list3[] = {{FX_LIST, 3, ch3}};
+static const struct bal_column col_list_unknown[] = {{FX_LIST, 3, ch3}, {7, 3, ch3}};
+static const struct bal_column col_list_d20[] = {{FX_LIST, 3, ch3}, {FX_D20, 3, ch3}};
+static const struct bal_column col_bad_choice[] = {{FX_LIST, NELEM(ch_bad17), ch_bad17}};
+static const struct bal_column col_len_differ[] = {{FX_LIST, 3, ch3}, {FX_D10, 2, ch2}};
+static const struct bal_column col_twice[] = {{FX_LIST, 3, ch3}, {FX_LIST, 3, ch3}};
+static const struct bal_column col_zero_len[] = {{FX_LIST, 0, ch3}, {FX_D10, 0, ch3}};
+static const struct bal_ctally t_list8[] = {{FX_LIST, 8, cnt8}};
+static const struct bal_ctally t_list5[] = {{FX_LIST, 5, cnt5}};
+static const struct bal_ctally t_twice[] = {{FX_LIST, 8, cnt8}, {FX_LIST, 8, cnt8}};
+static const struct bal_ctally t_unknown[] = {{55, 8, cnt8}};
+static const struct bal_ctally t_d10[] = {{FX_D10, 3, cnt8}};
+static const struct bal_ctally t_ovf[] = {{FX_LIST, 8, cnt_ovf}};
+static const struct bal_ctally t_list8_d10[] = {{FX_LIST, 8, cnt8}, {FX_D10, 3, cnt8}};
 
 struct fold_case {
 	const char *name;
@@ -165,67 +165,111 @@ struct fold_case {
 	const char *why;
 };
 
-#define BATCH(k, pid, s) .precinct_id = (pid), .seq = (s), .kind = (k)
+#define BATCH(k, pid, s)          .precinct_id = (pid), .seq = (s), .kind = (k)
 #define BALLOTS_SEQ(pid, s, cols) BATCH(BAL_KIND_BALLOTS, pid, s), .ncolumns = NELEM(cols), .columns = (cols)
-#define TALLY_SEQ(pid, s, ts) BATCH(BAL_KIND_TALLY, pid, s), .ntallies = NELEM(ts), .tallies = (ts)
-#define BALLOTS(pid, cols) BALLOTS_SEQ(pid, 1, cols)
-#define TALLY(pid, ts) TALLY_SEQ(pid, 1, ts)
-#define PROTOCOL(pid, ts) BATCH(BAL_KIND_PROTOCOL, pid, 1), .ntallies = NELEM(ts), .tallies = (ts), .has_turnout = true
+#define TALLY_SEQ(pid, s, ts)     BATCH(BAL_KIND_TALLY, pid, s), .ntallies = NELEM(ts), .tallies = (ts)
+#define BALLOTS(pid, cols)        BALLOTS_SEQ(pid, 1, cols)
+#define TALLY(pid, ts)            TALLY_SEQ(pid, 1, ts)
+#define PROTOCOL(pid, ts)         BATCH(BAL_KIND_PROTOCOL, pid, 1), .ntallies = NELEM(ts), .tallies = (ts), .has_turnout = true
 
 static const struct fold_case fold_cases[] = {
-		{ "unknown precinct", { BALLOTS(99999, col_list3) }, BAL_EINVALID, "precinct_id 99999 is not in the definition" },
-		{ "seq zero", { BALLOTS_SEQ(12, 0, col_list3) }, BAL_EINVALID, "seq must be >= 1 (got 0)" },
-		{ "unknown contest", { BALLOTS(12, col_list_unknown) }, BAL_EINVALID,
-		  "ballots[1].contest_id 7 is not in the definition" },
-		{ "contest not on ballot", { BALLOTS(12, col_list_d20) }, BAL_EINVALID,
-		  "ballots[1].contest_id 102 is not on the ballot of precinct 12 (district 10)" },
-		{ "choice out of range", { BALLOTS(12, col_bad_choice) }, BAL_EINVALID,
-		  "ballots[0].choices[17] = 9 is out of range (contest 1 has 8 choices)" },
-		{ "column lengths differ", { BALLOTS(12, col_len_differ) }, BAL_EINVALID,
-		  "ballots[1] has 2 entries, ballots[0] has 3 (column lengths differ)" },
-		{ "column twice", { BALLOTS(12, col_twice) }, BAL_EINVALID,
-		  "ballots[1]: contest 1 appears twice (also ballots[0])" },
-		{ "tally length", { TALLY(12, t_list5) }, BAL_EINVALID,
-		  "tallies[0].counts has 5 entries, contest 1 has 8 choices" },
-		{ "tally twice", { TALLY(12, t_twice) }, BAL_EINVALID,
-		  "tallies[1]: contest 1 appears twice (also tallies[0])" },
-		{ "tally unknown contest", { TALLY(12, t_unknown) }, BAL_EINVALID,
-		  "tallies[0].contest_id 55 is not in the definition" },
-		{ "tally not on ballot", { TALLY(30, t_d10) }, BAL_EINVALID,
-		  "tallies[0].contest_id 101 is not on the ballot of precinct 30 (district 30)" },
-		{ "tally carrying ballots", { TALLY(12, t_list8), .ncolumns = 1, .columns = col_list3 }, BAL_EINVALID,
-		  "a TALLY batch may not carry ballots (got 1 ballot columns)" },
-		{ "ballots carrying tallies", { BALLOTS(12, col_list3), .ntallies = 1, .tallies = t_list8 }, BAL_EINVALID,
-		  "a BALLOTS batch may not carry tallies (got 1 tallies)" },
-		{ "empty ballots", { .precinct_id = 12, .seq = 1, .kind = BAL_KIND_BALLOTS }, BAL_EINVALID,
-		  "batch is empty (no ballots and no turnout)" },
-		{ "zero-length columns", { BALLOTS(12, col_zero_len) }, BAL_EINVALID,
-		  "batch is empty (no ballots and no turnout)" },
-		{ "empty tally", { .precinct_id = 12, .seq = 1, .kind = BAL_KIND_TALLY }, BAL_EINVALID,
-		  "batch is empty (no tallies and no turnout)" },
-		{ "protocol missing a contest", { PROTOCOL(12, t_list8) }, BAL_EINVALID,
-		  "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct 12: contest 101 is "
-		  "missing (1 of 2 contests present)" },
-		{ "protocol with no tallies", { BATCH(BAL_KIND_PROTOCOL, 7, 2), .has_turnout = true }, BAL_EINVALID,
-		  "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct 7: contest 1 is "
-		  "missing (0 of 2 contests present)" },
-		{ "protocol without turnout",
-		  { BATCH(BAL_KIND_PROTOCOL, 12, 1), .ntallies = 2, .tallies = t_list8_d10 },
-		  BAL_EINVALID, "a PROTOCOL batch must carry a turnout (Batch.turnout is absent)" },
-		{ "protocol carrying ballots", { PROTOCOL(12, t_list8_d10), .ncolumns = 1, .columns = col_list3 },
-		  BAL_EINVALID, "a PROTOCOL batch may not carry ballots (got 1 ballot columns)" },
-		{ "protocol tally length", { PROTOCOL(30, t_list5) }, BAL_EINVALID,
-		  "tallies[0].counts has 5 entries, contest 1 has 8 choices" },
-		{ "protocol contest not on ballot", { PROTOCOL(30, t_list8_d10) }, BAL_EINVALID,
-		  "tallies[1].contest_id 101 is not on the ballot of precinct 30 (district 30)" },
-		{ "protocol seq zero", { BATCH(BAL_KIND_PROTOCOL, 30, 0), .ntallies = 1, .tallies = t_list8,
-					 .has_turnout = true }, BAL_EINVALID, "seq must be >= 1 (got 0)" },
-		{ "protocol sum overflow", { PROTOCOL(30, t_ovf) }, BAL_EOVERFLOW,
-		  "tallies[0] sum overflows 64 bits (at counts[1] = 1)" },
-		{ "unknown kind", { BATCH((enum bal_kind)5, 12, 1), .ntallies = 1, .tallies = t_list8 }, BAL_EINVALID,
-		  "kind 5 is not BALLOTS (0), TALLY (1) or PROTOCOL (2)" },
-		{ "tally sum overflow", { TALLY(12, t_ovf) }, BAL_EOVERFLOW,
-		  "tallies[0] sum overflows 64 bits (at counts[1] = 1)" },
+        {"unknown precinct", {BALLOTS(99999, col_list3)}, BAL_EINVALID, "precinct_id 99999 is not in the definition"},
+        {"seq zero", {BALLOTS_SEQ(12, 0, col_list3)}, BAL_EINVALID, "seq must be >= 1 (got 0)"},
+        {"unknown contest",
+         {BALLOTS(12, col_list_unknown)},
+         BAL_EINVALID,
+         "ballots[1].contest_id 7 is not in the definition"},
+        {"contest not on ballot",
+         {BALLOTS(12, col_list_d20)},
+         BAL_EINVALID,
+         "ballots[1].contest_id 102 is not on the ballot of precinct 12 (district 10)"},
+        {"choice out of range",
+         {BALLOTS(12, col_bad_choice)},
+         BAL_EINVALID,
+         "ballots[0].choices[17] = 9 is out of range (contest 1 has 8 choices)"},
+        {"column lengths differ",
+         {BALLOTS(12, col_len_differ)},
+         BAL_EINVALID,
+         "ballots[1] has 2 entries, ballots[0] has 3 (column lengths differ)"},
+        {"column twice",
+         {BALLOTS(12, col_twice)},
+         BAL_EINVALID,
+         "ballots[1]: contest 1 appears twice (also ballots[0])"},
+        {"tally length",
+         {TALLY(12, t_list5)},
+         BAL_EINVALID,
+         "tallies[0].counts has 5 entries, contest 1 has 8 choices"},
+        {"tally twice", {TALLY(12, t_twice)}, BAL_EINVALID, "tallies[1]: contest 1 appears twice (also tallies[0])"},
+        {"tally unknown contest",
+         {TALLY(12, t_unknown)},
+         BAL_EINVALID,
+         "tallies[0].contest_id 55 is not in the definition"},
+        {"tally not on ballot",
+         {TALLY(30, t_d10)},
+         BAL_EINVALID,
+         "tallies[0].contest_id 101 is not on the ballot of precinct 30 (district 30)"},
+        {"tally carrying ballots",
+         {TALLY(12, t_list8), .ncolumns = 1, .columns = col_list3},
+         BAL_EINVALID,
+         "a TALLY batch may not carry ballots (got 1 ballot columns)"},
+        {"ballots carrying tallies",
+         {BALLOTS(12, col_list3), .ntallies = 1, .tallies = t_list8},
+         BAL_EINVALID,
+         "a BALLOTS batch may not carry tallies (got 1 tallies)"},
+        {"empty ballots",
+         {.precinct_id = 12, .seq = 1, .kind = BAL_KIND_BALLOTS},
+         BAL_EINVALID,
+         "batch is empty (no ballots and no turnout)"},
+        {"zero-length columns",
+         {BALLOTS(12, col_zero_len)},
+         BAL_EINVALID,
+         "batch is empty (no ballots and no turnout)"},
+        {"empty tally",
+         {.precinct_id = 12, .seq = 1, .kind = BAL_KIND_TALLY},
+         BAL_EINVALID,
+         "batch is empty (no tallies and no turnout)"},
+        {"protocol missing a contest",
+         {PROTOCOL(12, t_list8)},
+         BAL_EINVALID,
+         "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct 12: contest 101 is "
+         "missing (1 of 2 contests present)"},
+        {"protocol with no tallies",
+         {BATCH(BAL_KIND_PROTOCOL, 7, 2), .has_turnout = true},
+         BAL_EINVALID,
+         "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct 7: contest 1 is "
+         "missing (0 of 2 contests present)"},
+        {"protocol without turnout",
+         {BATCH(BAL_KIND_PROTOCOL, 12, 1), .ntallies = 2, .tallies = t_list8_d10},
+         BAL_EINVALID,
+         "a PROTOCOL batch must carry a turnout (Batch.turnout is absent)"},
+        {"protocol carrying ballots",
+         {PROTOCOL(12, t_list8_d10), .ncolumns = 1, .columns = col_list3},
+         BAL_EINVALID,
+         "a PROTOCOL batch may not carry ballots (got 1 ballot columns)"},
+        {"protocol tally length",
+         {PROTOCOL(30, t_list5)},
+         BAL_EINVALID,
+         "tallies[0].counts has 5 entries, contest 1 has 8 choices"},
+        {"protocol contest not on ballot",
+         {PROTOCOL(30, t_list8_d10)},
+         BAL_EINVALID,
+         "tallies[1].contest_id 101 is not on the ballot of precinct 30 (district 30)"},
+        {"protocol seq zero",
+         {BATCH(BAL_KIND_PROTOCOL, 30, 0), .ntallies = 1, .tallies = t_list8, .has_turnout = true},
+         BAL_EINVALID,
+         "seq must be >= 1 (got 0)"},
+        {"protocol sum overflow",
+         {PROTOCOL(30, t_ovf)},
+         BAL_EOVERFLOW,
+         "tallies[0] sum overflows 64 bits (at counts[1] = 1)"},
+        {"unknown kind",
+         {BATCH((enum bal_kind)5, 12, 1), .ntallies = 1, .tallies = t_list8},
+         BAL_EINVALID,
+         "kind 5 is not BALLOTS (0), TALLY (1) or PROTOCOL (2)"},
+        {"tally sum overflow",
+         {TALLY(12, t_ovf)},
+         BAL_EOVERFLOW,
+         "tallies[0] sum overflows 64 bits (at counts[1] = 1)"},
 };
 
 INDEX_PARAMS(tally, fold_rejects, fold_cases)
@@ -245,7 +289,7 @@ ParameterizedTest(size_t *ix, tally, fold_rejects, .init = setup, .fini = teardo
 
 Test(tally, fold_reports_small_delta_storage, .init = setup, .fini = teardown)
 {
-	struct bal_batch b = { TALLY(12, t_list8) };
+	struct bal_batch b = {TALLY(12, t_list8)};
 	char why[256] = "";
 	DL.cap = 8;
 	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), -ENOBUFS);
@@ -256,7 +300,7 @@ Test(tally, fold_reports_small_delta_storage, .init = setup, .fini = teardown)
 
 Test(tally, fold_tolerates_missing_why, .init = setup, .fini = teardown)
 {
-	struct bal_batch b = { BALLOTS(99999, col_list3) };
+	struct bal_batch b = {BALLOTS(99999, col_list3)};
 	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, NULL, 0), BAL_EINVALID);
 }
 
@@ -271,8 +315,9 @@ static void assert_delta(const struct bal_delta *dl, const struct bal_delta_entr
 		for (uint32_t j = 0; j < dl->n; j++)
 			if (dl->e[j].slot == want[i].slot) {
 				hits++;
-				cr_assert_eq(dl->e[j].add, want[i].add, "slot %u: add %llu, expected %llu", want[i].slot,
-					     (unsigned long long)dl->e[j].add, (unsigned long long)want[i].add);
+				cr_assert_eq(dl->e[j].add, want[i].add, "slot %u: add %llu, expected %llu",
+				             want[i].slot, (unsigned long long)dl->e[j].add,
+				             (unsigned long long)want[i].add);
 			}
 		cr_assert_eq(hits, 1, "slot %u appears %zu times", want[i].slot, hits);
 	}
@@ -280,26 +325,26 @@ static void assert_delta(const struct bal_delta *dl, const struct bal_delta_entr
 
 Test(tally, fold_ballots_counts_each_choice, .init = setup, .fini = teardown)
 {
-	static const uint32_t list[] = { 0, 0, 3, 7, 7 };
-	static const uint32_t d10[] = { 2, 2, 2, 1, 0 };
-	static const struct bal_column cols[] = { { FX_LIST, 5, list }, { FX_D10, 5, d10 } };
-	struct bal_batch b = { BALLOTS_SEQ(12, 3, cols), .has_turnout = true, .ballots_issued = 6,
-			       .ballots_cast = 5, .ballots_spoiled = 0 };
+	static const uint32_t list[] = {0, 0, 3, 7, 7};
+	static const uint32_t d10[] = {2, 2, 2, 1, 0};
+	static const struct bal_column cols[] = {{FX_LIST, 5, list}, {FX_D10, 5, d10}};
+	struct bal_batch b = {BALLOTS_SEQ(12, 3, cols), .has_turnout = true, .ballots_issued = 6, .ballots_cast = 5,
+	                      .ballots_spoiled = 0};
 	char why[256] = "";
 	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
 	uint32_t p = pidx(12), c1 = cidx(FX_LIST), c10 = cidx(FX_D10);
 	cr_assert_eq(DL.precinct, p);
 	const struct bal_delta_entry want[] = {
-		{ bal_slot_precinct_turnout(L, p, BAL_T_BATCHES), 1 },
-		{ bal_slot_precinct_turnout(L, p, BAL_T_BALLOTS), 5 },
-		{ bal_slot_precinct_turnout(L, p, BAL_T_ISSUED), 6 },
-		{ bal_slot_precinct_turnout(L, p, BAL_T_CAST), 5 },
-		{ bal_slot_precinct_choice(L, p, c1, 0), 2 },
-		{ bal_slot_precinct_choice(L, p, c1, 3), 1 },
-		{ bal_slot_precinct_choice(L, p, c1, 7), 2 },
-		{ bal_slot_precinct_choice(L, p, c10, 0), 1 },
-		{ bal_slot_precinct_choice(L, p, c10, 1), 1 },
-		{ bal_slot_precinct_choice(L, p, c10, 2), 3 },
+	        {bal_slot_precinct_turnout(L, p, BAL_T_BATCHES), 1},
+	        {bal_slot_precinct_turnout(L, p, BAL_T_BALLOTS), 5},
+	        {bal_slot_precinct_turnout(L, p, BAL_T_ISSUED), 6},
+	        {bal_slot_precinct_turnout(L, p, BAL_T_CAST), 5},
+	        {bal_slot_precinct_choice(L, p, c1, 0), 2},
+	        {bal_slot_precinct_choice(L, p, c1, 3), 1},
+	        {bal_slot_precinct_choice(L, p, c1, 7), 2},
+	        {bal_slot_precinct_choice(L, p, c10, 0), 1},
+	        {bal_slot_precinct_choice(L, p, c10, 1), 1},
+	        {bal_slot_precinct_choice(L, p, c10, 2), 3},
 	};
 	assert_delta(&DL, want, NELEM(want));
 }
@@ -313,17 +358,18 @@ Test(tally, fold_ballots_counts_each_choice, .init = setup, .fini = teardown)
  */
 Test(tally, fold_counts_columns_of_any_length_and_choice_count)
 {
-	static const uint32_t nchoices[] = { 1, 8, 9, 16, 17, 40 };
+	static const uint32_t nchoices[] = {1, 8, 9, 16, 17, 40};
 	enum { NC = NELEM(nchoices), MAXN = 70 };
 	char *json = malloc(65536);
 	cr_assert(json);
-	size_t n = (size_t)sprintf(json, "{\"election\": {\"id\": \"cnt\", \"name\": \"Counts\", \"date\": \"2023-03-19\"},"
-					 " \"districts\": [{\"id\": 10, \"name\": \"Ten\"}], \"contests\": [");
+	size_t n = (size_t)sprintf(json,
+	                           "{\"election\": {\"id\": \"cnt\", \"name\": \"Counts\", \"date\": \"2023-03-19\"},"
+	                           " \"districts\": [{\"id\": 10, \"name\": \"Ten\"}], \"contests\": [");
 	for (uint32_t c = 0; c < NC; c++) {
 		n += (size_t)sprintf(json + n,
-				     "%s{\"id\": %u, \"name\": \"C%u\", \"kind\": \"party_list\", \"seats\": 10, "
-				     "\"threshold_percent\": 5, \"choices\": [",
-				     c ? ", " : "", c + 1, c + 1);
+		                     "%s{\"id\": %u, \"name\": \"C%u\", \"kind\": \"party_list\", \"seats\": 10, "
+		                     "\"threshold_percent\": 5, \"choices\": [",
+		                     c ? ", " : "", c + 1, c + 1);
 		for (uint32_t k = 0; k < nchoices[c]; k++)
 			n += (size_t)sprintf(json + n, "%s{\"id\": %u, \"name\": \"k%u\"}", k ? ", " : "", k, k);
 		n += (size_t)sprintf(json + n, "]}");
@@ -344,11 +390,15 @@ Test(tally, fold_counts_columns_of_any_length_and_choice_count)
 		for (uint32_t c = 0; c < NC; c++) {
 			for (size_t j = 0; j < len; j++) /* skewed: choice 0 leads */
 				choices[c][j] = fx_rand(&rng) % 3 ? 0 : (uint32_t)(fx_rand(&rng) % nchoices[c]);
-			cols[c] = (struct bal_column){ c + 1, len, choices[c] };
+			cols[c] = (struct bal_column){c + 1, len, choices[c]};
 		}
-		struct bal_batch b = { .precinct_id = 1, .seq = 1, .kind = BAL_KIND_BALLOTS, .ncolumns = NC,
-				       .columns = cols, .has_turnout = len == 0 };
-		struct bal_delta dl = { .cap = NELEM(ent), .e = ent };
+		struct bal_batch b = {.precinct_id = 1,
+		                      .seq = 1,
+		                      .kind = BAL_KIND_BALLOTS,
+		                      .ncolumns = NC,
+		                      .columns = cols,
+		                      .has_turnout = len == 0};
+		struct bal_delta dl = {.cap = NELEM(ent), .e = ent};
 		cr_assert_eq(bal_tally_fold(d, l, &b, &dl, why, sizeof(why)), 0, "length %zu: %s", len, why);
 		for (uint32_t c = 0; c < NC; c++)
 			for (uint32_t k = 0; k < nchoices[c]; k++) {
@@ -359,8 +409,9 @@ Test(tally, fold_counts_columns_of_any_length_and_choice_count)
 				for (uint32_t i = 0; i < dl.n; i++)
 					if (dl.e[i].slot == slot)
 						got += dl.e[i].add;
-				cr_assert_eq(got, want, "length %zu, contest of %u choices, choice %u: %llu, expected %llu",
-					     len, nchoices[c], k, (unsigned long long)got, (unsigned long long)want);
+				cr_assert_eq(got, want,
+				             "length %zu, contest of %u choices, choice %u: %llu, expected %llu", len,
+				             nchoices[c], k, (unsigned long long)got, (unsigned long long)want);
 			}
 		if (!len)
 			continue;
@@ -369,9 +420,10 @@ Test(tally, fold_counts_columns_of_any_length_and_choice_count)
 			uint32_t keep = choices[c][at];
 			choices[c][at] = nchoices[c] + (uint32_t)(fx_rand(&rng) % 3);
 			char want[160];
-			snprintf(want, sizeof(want), "ballots[%u].choices[%zu] = %u is out of range (contest %u has %u choices)",
-				 c, at, choices[c][at], c + 1, nchoices[c]);
-			dl = (struct bal_delta){ .cap = NELEM(ent), .e = ent };
+			snprintf(want, sizeof(want),
+			         "ballots[%u].choices[%zu] = %u is out of range (contest %u has %u choices)", c, at,
+			         choices[c][at], c + 1, nchoices[c]);
+			dl = (struct bal_delta){.cap = NELEM(ent), .e = ent};
 			cr_assert_eq(bal_tally_fold(d, l, &b, &dl, why, sizeof(why)), BAL_EINVALID);
 			cr_assert_str_eq(why, want);
 			choices[c][at] = keep;
@@ -383,35 +435,35 @@ Test(tally, fold_counts_columns_of_any_length_and_choice_count)
 
 Test(tally, fold_ballots_accepts_a_subset_of_contests, .init = setup, .fini = teardown)
 {
-	static const uint32_t d20[] = { 3, 3 };
-	static const struct bal_column cols[] = { { FX_D20, 2, d20 } };
-	struct bal_batch b = { BALLOTS(7, cols) };
+	static const uint32_t d20[] = {3, 3};
+	static const struct bal_column cols[] = {{FX_D20, 2, d20}};
+	struct bal_batch b = {BALLOTS(7, cols)};
 	char why[256] = "";
 	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
 	uint32_t p = pidx(7);
 	const struct bal_delta_entry want[] = {
-		{ bal_slot_precinct_turnout(L, p, BAL_T_BATCHES), 1 },
-		{ bal_slot_precinct_turnout(L, p, BAL_T_BALLOTS), 2 },
-		{ bal_slot_precinct_choice(L, p, cidx(FX_D20), 3), 2 },
+	        {bal_slot_precinct_turnout(L, p, BAL_T_BATCHES), 1},
+	        {bal_slot_precinct_turnout(L, p, BAL_T_BALLOTS), 2},
+	        {bal_slot_precinct_choice(L, p, cidx(FX_D20), 3), 2},
 	};
 	assert_delta(&DL, want, NELEM(want));
 }
 
 Test(tally, fold_tally_omits_zero_counts, .init = setup, .fini = teardown)
 {
-	static const uint64_t list[] = { 0, 10, 0, 0, 5, 0, 0, 1 };
-	static const struct bal_ctally ts[] = { { FX_LIST, 8, list } };
-	struct bal_batch b = { TALLY(30, ts), .has_turnout = true, .ballots_issued = 20, .ballots_spoiled = 4 };
+	static const uint64_t list[] = {0, 10, 0, 0, 5, 0, 0, 1};
+	static const struct bal_ctally ts[] = {{FX_LIST, 8, list}};
+	struct bal_batch b = {TALLY(30, ts), .has_turnout = true, .ballots_issued = 20, .ballots_spoiled = 4};
 	char why[256] = "";
 	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
 	uint32_t p = pidx(30), c1 = cidx(FX_LIST);
 	const struct bal_delta_entry want[] = {
-		{ bal_slot_precinct_turnout(L, p, BAL_T_BATCHES), 1 },
-		{ bal_slot_precinct_turnout(L, p, BAL_T_ISSUED), 20 },
-		{ bal_slot_precinct_turnout(L, p, BAL_T_SPOILED), 4 },
-		{ bal_slot_precinct_choice(L, p, c1, 1), 10 },
-		{ bal_slot_precinct_choice(L, p, c1, 4), 5 },
-		{ bal_slot_precinct_choice(L, p, c1, 7), 1 },
+	        {bal_slot_precinct_turnout(L, p, BAL_T_BATCHES), 1},
+	        {bal_slot_precinct_turnout(L, p, BAL_T_ISSUED), 20},
+	        {bal_slot_precinct_turnout(L, p, BAL_T_SPOILED), 4},
+	        {bal_slot_precinct_choice(L, p, c1, 1), 10},
+	        {bal_slot_precinct_choice(L, p, c1, 4), 5},
+	        {bal_slot_precinct_choice(L, p, c1, 7), 1},
 	};
 	assert_delta(&DL, want, NELEM(want));
 	cr_assert_eq(DL.peak, 20, "the largest entry");
@@ -421,14 +473,14 @@ Test(tally, fold_tally_omits_zero_counts, .init = setup, .fini = teardown)
 
 Test(tally, fold_accepts_turnout_only_batches, .init = setup, .fini = teardown)
 {
-	struct bal_batch b = { .precinct_id = 5, .seq = 9, .kind = BAL_KIND_TALLY, .has_turnout = true,
-			       .ballots_cast = 77 };
+	struct bal_batch b = {
+	        .precinct_id = 5, .seq = 9, .kind = BAL_KIND_TALLY, .has_turnout = true, .ballots_cast = 77};
 	char why[256] = "";
 	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
 	uint32_t p = pidx(5);
 	const struct bal_delta_entry want[] = {
-		{ bal_slot_precinct_turnout(L, p, BAL_T_BATCHES), 1 },
-		{ bal_slot_precinct_turnout(L, p, BAL_T_CAST), 77 },
+	        {bal_slot_precinct_turnout(L, p, BAL_T_BATCHES), 1},
+	        {bal_slot_precinct_turnout(L, p, BAL_T_CAST), 77},
 	};
 	assert_delta(&DL, want, NELEM(want));
 }
@@ -454,10 +506,10 @@ struct model {
 /* A random valid batch for precinct p, recorded in `m` without using the fold.
  * One in `protocol_odds` (0: never) is a PROTOCOL with a random seq. */
 static struct bal_batch random_batch(uint64_t *rs, uint32_t p, struct model *m, uint32_t (*chbuf)[64],
-				     uint64_t (*cntbuf)[MAXK], struct bal_column *cols, struct bal_ctally *ts,
-				     unsigned protocol_odds)
+                                     uint64_t (*cntbuf)[MAXK], struct bal_column *cols, struct bal_ctally *ts,
+                                     unsigned protocol_odds)
 {
-	struct bal_batch b = { .precinct_id = D->precincts[p].id, .seq = 1 };
+	struct bal_batch b = {.precinct_id = D->precincts[p].id, .seq = 1};
 	b.kind = fx_rand(rs) % 2 ? BAL_KIND_TALLY : BAL_KIND_BALLOTS;
 	if (protocol_odds && fx_rand(rs) % protocol_odds == 0) {
 		b.kind = BAL_KIND_PROTOCOL;
@@ -475,7 +527,7 @@ static struct bal_batch random_batch(uint64_t *rs, uint32_t p, struct model *m, 
 				chbuf[n][i] = (uint32_t)(fx_rand(rs) % nch);
 				m->votes[p][c][chbuf[n][i]]++;
 			}
-			cols[n] = (struct bal_column){ D->contests[c].id, nballots, chbuf[n] };
+			cols[n] = (struct bal_column){D->contests[c].id, nballots, chbuf[n]};
 		} else {
 			for (uint32_t k = 0; k < nch; k++) {
 				cntbuf[n][k] = fx_rand(rs) % 3 ? fx_rand(rs) % 1000 : 0;
@@ -484,7 +536,7 @@ static struct bal_batch random_batch(uint64_t *rs, uint32_t p, struct model *m, 
 				else if (replaces)
 					m->pvotes[p][c][k] = cntbuf[n][k];
 			}
-			ts[n] = (struct bal_ctally){ D->contests[c].id, nch, cntbuf[n] };
+			ts[n] = (struct bal_ctally){D->contests[c].id, nch, cntbuf[n]};
 		}
 		n++;
 	}
@@ -525,10 +577,10 @@ static uint64_t *expected_counters(const struct model *m)
 		const bool prot = m->pseq[p] != 0;
 		uint64_t differ = 0;
 		for (uint32_t f = 0; f < BAL_T_NFIELDS; f++) {
-			uint64_t e = f == BAL_T_BATCHES ? m->batches[p] :
-				     f == BAL_T_BALLOTS ? m->ballots[p] :
-				     prot               ? m->pturnout[p][f] :
-							  m->turnout[p][f];
+			uint64_t e = f == BAL_T_BATCHES   ? m->batches[p]
+			             : f == BAL_T_BALLOTS ? m->ballots[p]
+			             : prot               ? m->pturnout[p][f]
+			                                  : m->turnout[p][f];
 			uint32_t s = bal_slot_precinct_turnout(L, p, f);
 			want[s] = e;
 			want[bal_slot_district_turnout(L, dist, f)] += e;
@@ -572,7 +624,7 @@ static void assert_counters(const uint64_t *ctr, const struct model *m, const ch
 	uint64_t *want = expected_counters(m);
 	for (size_t s = 0; s < bal_layout_nslots(L); s++)
 		cr_assert_eq(ctr[s], want[s], "%s: slot %zu: %llu, expected %llu", when, s, (unsigned long long)ctr[s],
-			     (unsigned long long)want[s]);
+		             (unsigned long long)want[s]);
 	free(want);
 }
 
@@ -645,8 +697,7 @@ Test(tally, apply_with_protocols_keeps_aggregates_equal_to_sums, .init = setup, 
  * that precinct's slice, with the aggregates rebuilt first, ends equal to the
  * counters that saw every batch once.
  */
-Test(tally, slices_at_different_positions_plus_their_later_batches_recover_everything, .init = setup,
-     .fini = teardown)
+Test(tally, slices_at_different_positions_plus_their_later_batches_recover_everything, .init = setup, .fini = teardown)
 {
 	enum { NB = 400, NS = 3 };
 	static struct model m;
@@ -657,7 +708,7 @@ Test(tally, slices_at_different_positions_plus_their_later_batches_recover_every
 	size_t saved_len[NS];
 	static struct bal_delta_entry log_e[NB][64];
 	static struct bal_delta log_d[NB];
-	const unsigned at[NS] = { 37, 390, 211 };
+	const unsigned at[NS] = {37, 390, 211};
 	uint64_t rs = 12345;
 	uint32_t chbuf[MAXC][64];
 	uint64_t cntbuf[MAXC][MAXK];
@@ -667,7 +718,7 @@ Test(tally, slices_at_different_positions_plus_their_later_batches_recover_every
 	for (unsigned i = 0; i < NB; i++) {
 		uint32_t p = (uint32_t)(fx_rand(&rs) % D->nprecincts);
 		struct bal_batch b = random_batch(&rs, p, &m, chbuf, cntbuf, cols, ts, 5);
-		log_d[i] = (struct bal_delta){ .cap = 64, .e = log_e[i] };
+		log_d[i] = (struct bal_delta){.cap = 64, .e = log_e[i]};
 		cr_assert_eq(bal_tally_fold(D, L, &b, &log_d[i], why, sizeof(why)), 0, "%s", why);
 		cr_assert_eq(bal_tally_check(L, ctr, &log_d[i], why, sizeof(why)), 0, "%s", why);
 		bal_tally_apply(L, ctr, &log_d[i]);
@@ -711,12 +762,12 @@ Test(tally, slices_at_different_positions_plus_their_later_batches_recover_every
  */
 Test(tally, recovery_totals_mixed_from_slices_do_not_fake_an_overflow, .init = setup, .fini = teardown)
 {
-	static const uint64_t big[8] = { (uint64_t)1 << 63 }, zero[8] = { 0 };
-	static const struct bal_ctally t_big[] = { { FX_LIST, 8, big } }, t_zero[] = { { FX_LIST, 8, zero } };
+	static const uint64_t big[8] = {(uint64_t)1 << 63}, zero[8] = {0};
+	static const struct bal_ctally t_big[] = {{FX_LIST, 8, big}}, t_zero[] = {{FX_LIST, 8, zero}};
 	const struct bal_batch batches[3] = {
-		{ TALLY(30, t_big) },
-		{ BATCH(BAL_KIND_PROTOCOL, 30, 2), .ntallies = 1, .tallies = t_zero, .has_turnout = true },
-		{ TALLY(5, t_big) },
+	        {TALLY(30, t_big)},
+	        {BATCH(BAL_KIND_PROTOCOL, 30, 2), .ntallies = 1, .tallies = t_zero, .has_turnout = true},
+	        {TALLY(5, t_big)},
 	};
 	size_t n = bal_layout_nslots(L);
 	uint64_t *live = calloc(n, sizeof(*live)), *back = calloc(n, sizeof(*back));
@@ -724,7 +775,7 @@ Test(tally, recovery_totals_mixed_from_slices_do_not_fake_an_overflow, .init = s
 	struct bal_delta ds[3];
 	char why[256] = "";
 	for (int i = 0; i < 3; i++) {
-		ds[i] = (struct bal_delta){ .cap = 64, .e = es[i] };
+		ds[i] = (struct bal_delta){.cap = 64, .e = es[i]};
 		cr_assert_eq(bal_tally_fold(D, L, &batches[i], &ds[i], why, sizeof(why)), 0, "%s", why);
 		cr_assert_eq(bal_tally_check(L, live, &ds[i], why, sizeof(why)), 0, "live %d: %s", i, why);
 		bal_tally_apply(L, live, &ds[i]);
@@ -737,7 +788,7 @@ Test(tally, recovery_totals_mixed_from_slices_do_not_fake_an_overflow, .init = s
 	cr_assert_eq(bal_layout_slice_unpack(L, back, 0, 1, slice, len), 0);
 	cr_assert_eq(bal_tally_rebuild(L, back), 0);
 	cr_assert_eq(bal_tally_check(L, back, &ds[0], why, sizeof(why)), BAL_EOVERFLOW,
-		     "the mixed totals look like an overflow to the live check");
+	             "the mixed totals look like an overflow to the live check");
 	cr_assert_eq(ds[0].precinct, p30);
 	bal_tally_apply(L, back, &ds[0]);
 	bal_tally_apply(L, back, &ds[1]);
@@ -756,11 +807,11 @@ Test(tally, precincts_reporting_counts_first_batch_only, .init = setup, .fini = 
 	uint64_t *ctr = calloc(bal_layout_nslots(L), sizeof(*ctr));
 	const uint32_t rep = bal_slot_global(L, BAL_G_PRECINCTS_REPORTING);
 	const uint32_t bat = bal_slot_global(L, BAL_G_BATCHES);
-	const uint32_t ids[] = { 12, 12, 7, 12, 7, 5 };
-	const uint64_t want_rep[] = { 1, 1, 2, 2, 2, 3 };
+	const uint32_t ids[] = {12, 12, 7, 12, 7, 5};
+	const uint64_t want_rep[] = {1, 1, 2, 2, 2, 3};
 	char why[256] = "";
 	for (size_t i = 0; i < NELEM(ids); i++) {
-		struct bal_batch b = { TALLY_SEQ(ids[i], i + 1, t_list8) };
+		struct bal_batch b = {TALLY_SEQ(ids[i], i + 1, t_list8)};
 		cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
 		bal_tally_apply(L, ctr, &DL);
 		cr_assert_eq(ctr[rep], want_rep[i], "after batch %zu", i);
@@ -779,15 +830,15 @@ struct ovf_case {
 };
 
 static const struct ovf_case ovf_cases[] = {
-		{ PREC, "contest 1 choice 3 at precinct 12 would overflow 64 bits" },
-		{ DIST, "contest 1 choice 3 district 10 total would overflow 64 bits" },
-		{ NAT, "contest 1 choice 3 national total would overflow 64 bits" },
-		{ PREC_T, "ballots_issued at precinct 12 would overflow 64 bits" },
-		{ DIST_T, "ballots_issued district 10 total would overflow 64 bits" },
-		{ NAT_T, "ballots_issued national total would overflow 64 bits" },
-		{ PREC_B, "batches at precinct 12 would overflow 64 bits" },
-		{ GLOBAL_B, "global batch count would overflow 64 bits" },
-		{ GLOBAL_R, "precincts reporting would overflow 64 bits" },
+        {PREC, "contest 1 choice 3 at precinct 12 would overflow 64 bits"},
+        {DIST, "contest 1 choice 3 district 10 total would overflow 64 bits"},
+        {NAT, "contest 1 choice 3 national total would overflow 64 bits"},
+        {PREC_T, "ballots_issued at precinct 12 would overflow 64 bits"},
+        {DIST_T, "ballots_issued district 10 total would overflow 64 bits"},
+        {NAT_T, "ballots_issued national total would overflow 64 bits"},
+        {PREC_B, "batches at precinct 12 would overflow 64 bits"},
+        {GLOBAL_B, "global batch count would overflow 64 bits"},
+        {GLOBAL_R, "precincts reporting would overflow 64 bits"},
 };
 
 INDEX_PARAMS(tally, check_detects_overflow, ovf_cases)
@@ -814,9 +865,9 @@ static uint32_t ovf_slot(enum level lv, uint64_t *add)
 ParameterizedTest(size_t *ix, tally, check_detects_overflow, .init = setup, .fini = teardown)
 {
 	const struct ovf_case *oc = &ovf_cases[*ix];
-	static const uint64_t counts[] = { 0, 0, 0, 2, 0, 0, 0, 0 };
-	static const struct bal_ctally ts[] = { { FX_LIST, 8, counts } };
-	struct bal_batch b = { TALLY(12, ts), .has_turnout = true, .ballots_issued = 2 };
+	static const uint64_t counts[] = {0, 0, 0, 2, 0, 0, 0, 0};
+	static const struct bal_ctally ts[] = {{FX_LIST, 8, counts}};
+	struct bal_batch b = {TALLY(12, ts), .has_turnout = true, .ballots_issued = 2};
 	char why[256] = "";
 	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
 
@@ -843,22 +894,28 @@ ParameterizedTest(size_t *ix, tally, check_detects_overflow, .init = setup, .fin
 
 /* ---- PROTOCOL batches ------------------------------------------------------------- */
 
-static const uint64_t p_list[] = { 0, 10, 0, 0, 5, 0, 0, 1 };
-static const uint64_t p_d10[] = { 1, 0, 2 };
-static const struct bal_ctally p_ts[] = { { FX_D10, 3, p_d10 }, { FX_LIST, 8, p_list } };
+static const uint64_t p_list[] = {0, 10, 0, 0, 5, 0, 0, 1};
+static const uint64_t p_d10[] = {1, 0, 2};
+static const struct bal_ctally p_ts[] = {{FX_D10, 3, p_d10}, {FX_LIST, 8, p_list}};
 
 /* A protocol of precinct 12 with seq `seq`: p_ts scaled by `scale`, turnout (issued, cast, spoiled). */
 static struct bal_batch protocol12(uint64_t seq, uint64_t (*buf)[8], struct bal_ctally *ts, uint64_t scale,
-				   uint64_t issued, uint64_t cast, uint64_t spoiled)
+                                   uint64_t issued, uint64_t cast, uint64_t spoiled)
 {
 	for (int i = 0; i < 2; i++) {
 		for (size_t k = 0; k < p_ts[i].n; k++)
 			buf[i][k] = p_ts[i].counts[k] * scale;
-		ts[i] = (struct bal_ctally){ p_ts[i].contest_id, p_ts[i].n, buf[i] };
+		ts[i] = (struct bal_ctally){p_ts[i].contest_id, p_ts[i].n, buf[i]};
 	}
-	return (struct bal_batch){ .precinct_id = 12, .seq = seq, .kind = BAL_KIND_PROTOCOL, .ntallies = 2,
-				   .tallies = ts, .has_turnout = true, .ballots_issued = issued,
-				   .ballots_cast = cast, .ballots_spoiled = spoiled };
+	return (struct bal_batch){.precinct_id = 12,
+	                          .seq = seq,
+	                          .kind = BAL_KIND_PROTOCOL,
+	                          .ntallies = 2,
+	                          .tallies = ts,
+	                          .has_turnout = true,
+	                          .ballots_issued = issued,
+	                          .ballots_cast = cast,
+	                          .ballots_spoiled = spoiled};
 }
 
 /* Folds, checks and applies `b` to `ctr`, asserting success. */
@@ -882,18 +939,18 @@ Test(tally, fold_protocol_lists_every_slot_with_absolute_values, .init = setup, 
 	cr_assert_eq(DL.seq, 7);
 	cr_assert_eq(DL.precinct, p);
 	struct bal_delta_entry want[3 + FX_LIST_N + FX_D10_N] = {
-		{ bal_slot_precinct_turnout(L, p, BAL_T_ISSUED), 20 },
-		{ bal_slot_precinct_turnout(L, p, BAL_T_CAST), 18 },
-		{ bal_slot_precinct_turnout(L, p, BAL_T_SPOILED), 2 },
+	        {bal_slot_precinct_turnout(L, p, BAL_T_ISSUED), 20},
+	        {bal_slot_precinct_turnout(L, p, BAL_T_CAST), 18},
+	        {bal_slot_precinct_turnout(L, p, BAL_T_SPOILED), 2},
 	};
 	for (uint32_t k = 0; k < FX_LIST_N; k++)
-		want[3 + k] = (struct bal_delta_entry){ bal_slot_precinct_choice(L, p, c1, k), p_list[k] };
+		want[3 + k] = (struct bal_delta_entry){bal_slot_precinct_choice(L, p, c1, k), p_list[k]};
 	for (uint32_t k = 0; k < FX_D10_N; k++)
-		want[3 + FX_LIST_N + k] = (struct bal_delta_entry){ bal_slot_precinct_choice(L, p, c10, k), p_d10[k] };
+		want[3 + FX_LIST_N + k] = (struct bal_delta_entry){bal_slot_precinct_choice(L, p, c10, k), p_d10[k]};
 	assert_delta(&DL, want, NELEM(want));
 
 	/* A BALLOTS fold into the same storage is an ADD delta again. */
-	struct bal_batch t = { TALLY(12, t_list8) };
+	struct bal_batch t = {TALLY(12, t_list8)};
 	cr_assert_eq(bal_tally_fold(D, L, &t, &DL, why, sizeof(why)), 0, "%s", why);
 	cr_assert_eq(DL.kind, BAL_DELTA_ADD);
 	cr_assert_eq(DL.seq, 0);
@@ -902,7 +959,7 @@ Test(tally, fold_protocol_lists_every_slot_with_absolute_values, .init = setup, 
 /* The counters of precinct 12 and of district 10 / the nation for (contest 1, choice 1). */
 struct view12 {
 	uint64_t e, shadow, ballots, district, national, issued, d_issued, seq, batches, g_batches, protocols,
-		discrepancies, differ;
+	        discrepancies, differ;
 };
 
 static struct view12 view12(const uint64_t *ctr)
@@ -911,33 +968,33 @@ static struct view12 view12(const uint64_t *ctr)
 	uint32_t s = bal_slot_precinct_choice(L, p, c1, 1);
 	uint32_t ti = bal_slot_precinct_turnout(L, p, BAL_T_ISSUED);
 	return (struct view12){
-		.e = ctr[s],
-		.shadow = ctr[bal_slot_precinct_shadow(L, p, s)],
-		.ballots = bal_tally_ballot_sum(L, ctr, p, s),
-		.district = ctr[bal_slot_district_choice(L, c1, d, 1)],
-		.national = ctr[bal_slot_contest_choice(L, c1, 1)],
-		.issued = ctr[ti],
-		.d_issued = ctr[bal_slot_district_turnout(L, d, BAL_T_ISSUED)],
-		.seq = bal_tally_protocol_seq(L, ctr, p),
-		.batches = ctr[bal_slot_precinct_turnout(L, p, BAL_T_BATCHES)],
-		.g_batches = ctr[bal_slot_global(L, BAL_G_BATCHES)],
-		.protocols = ctr[bal_slot_global(L, BAL_G_PROTOCOLS)],
-		.discrepancies = ctr[bal_slot_global(L, BAL_G_DISCREPANCIES)],
-		.differ = ctr[bal_slot_precinct_shadow(L, p, bal_slot_precinct_turnout(L, p, BAL_T_BALLOTS))],
+	        .e = ctr[s],
+	        .shadow = ctr[bal_slot_precinct_shadow(L, p, s)],
+	        .ballots = bal_tally_ballot_sum(L, ctr, p, s),
+	        .district = ctr[bal_slot_district_choice(L, c1, d, 1)],
+	        .national = ctr[bal_slot_contest_choice(L, c1, 1)],
+	        .issued = ctr[ti],
+	        .d_issued = ctr[bal_slot_district_turnout(L, d, BAL_T_ISSUED)],
+	        .seq = bal_tally_protocol_seq(L, ctr, p),
+	        .batches = ctr[bal_slot_precinct_turnout(L, p, BAL_T_BATCHES)],
+	        .g_batches = ctr[bal_slot_global(L, BAL_G_BATCHES)],
+	        .protocols = ctr[bal_slot_global(L, BAL_G_PROTOCOLS)],
+	        .discrepancies = ctr[bal_slot_global(L, BAL_G_DISCREPANCIES)],
+	        .differ = ctr[bal_slot_precinct_shadow(L, p, bal_slot_precinct_turnout(L, p, BAL_T_BALLOTS))],
 	};
 }
 
 Test(tally, protocol_replaces_the_precincts_contribution, .init = setup, .fini = teardown)
 {
 	uint64_t *ctr = calloc(bal_layout_nslots(L), sizeof(*ctr));
-	static const uint64_t c8[] = { 0, 4, 0, 0, 0, 0, 0, 0 };
-	static const struct bal_ctally t4[] = { { FX_LIST, 8, c8 } };
+	static const uint64_t c8[] = {0, 4, 0, 0, 0, 0, 0, 0};
+	static const struct bal_ctally t4[] = {{FX_LIST, 8, c8}};
 	/* Precinct 12 tallies 4 + 4 votes for choice 1 (issued 9); precinct 5 (same district) 4. */
-	struct bal_batch t = { TALLY_SEQ(12, 1, t4), .has_turnout = true, .ballots_issued = 9 };
+	struct bal_batch t = {TALLY_SEQ(12, 1, t4), .has_turnout = true, .ballots_issued = 9};
 	fold_apply(ctr, &t);
 	t.seq = 2;
 	fold_apply(ctr, &t);
-	struct bal_batch t5 = { TALLY(5, t4) };
+	struct bal_batch t5 = {TALLY(5, t4)};
 	fold_apply(ctr, &t5);
 	struct view12 v = view12(ctr);
 	cr_assert_eq(v.e, 8);
@@ -1040,9 +1097,9 @@ Test(tally, ballots_after_a_protocol_change_only_the_ballot_sum, .init = setup, 
 	 * the totals never move (but batch and ballot counts), the discrepancy goes. */
 	uint64_t *before = malloc(n * sizeof(*before));
 	memcpy(before, ctr, n * sizeof(*ctr));
-	static const struct bal_ctally t_all[] = { { FX_LIST, 8, p_list }, { FX_D10, 3, p_d10 } };
-	struct bal_batch t = { TALLY_SEQ(12, 2, t_all), .has_turnout = true, .ballots_issued = 20,
-			       .ballots_cast = 18, .ballots_spoiled = 1 };
+	static const struct bal_ctally t_all[] = {{FX_LIST, 8, p_list}, {FX_D10, 3, p_d10}};
+	struct bal_batch t = {TALLY_SEQ(12, 2, t_all), .has_turnout = true, .ballots_issued = 20, .ballots_cast = 18,
+	                      .ballots_spoiled = 1};
 	fold_apply(ctr, &t);
 	struct view12 v = view12(ctr);
 	cr_assert_eq(v.e, 10);
@@ -1050,9 +1107,9 @@ Test(tally, ballots_after_a_protocol_change_only_the_ballot_sum, .init = setup, 
 	cr_assert_eq(v.district, 10);
 	cr_assert_eq(v.differ, 1, "spoiled still differs (2 vs 1)");
 	cr_assert_eq(v.discrepancies, 1);
-	static const uint32_t one[] = { 4 };
-	static const struct bal_column col[] = { { FX_D10, 0, one } };
-	struct bal_batch sp = { BALLOTS_SEQ(12, 3, col), .has_turnout = true, .ballots_spoiled = 1 };
+	static const uint32_t one[] = {4};
+	static const struct bal_column col[] = {{FX_D10, 0, one}};
+	struct bal_batch sp = {BALLOTS_SEQ(12, 3, col), .has_turnout = true, .ballots_spoiled = 1};
 	fold_apply(ctr, &sp);
 	v = view12(ctr);
 	cr_assert_eq(v.differ, 0);
@@ -1075,7 +1132,7 @@ Test(tally, ballots_after_a_protocol_change_only_the_ballot_sum, .init = setup, 
 		    s == bal_slot_global(L, BAL_G_DISCREPANCIES))
 			continue;
 		cr_assert_eq(ctr[s], before[s], "slot %zu moved: %llu -> %llu", s, (unsigned long long)before[s],
-			     (unsigned long long)ctr[s]);
+		             (unsigned long long)ctr[s]);
 	}
 	cr_assert_eq(ctr[bal_slot_precinct_turnout(L, p, BAL_T_BATCHES)], 3);
 	cr_assert_eq(view12(ctr).seq, 1, "the protocol seq stays");
@@ -1087,11 +1144,11 @@ Test(tally, ballots_after_a_protocol_change_only_the_ballot_sum, .init = setup, 
 Test(tally, protocol_below_the_ballot_sum_lowers_the_totals, .init = setup, .fini = teardown)
 {
 	uint64_t *ctr = calloc(bal_layout_nslots(L), sizeof(*ctr));
-	static const uint64_t c8[] = { 0, 25, 0, 0, 0, 0, 0, 0 };
-	static const struct bal_ctally t25[] = { { FX_LIST, 8, c8 } };
-	struct bal_batch t = { TALLY(12, t25), .has_turnout = true, .ballots_issued = 100 };
+	static const uint64_t c8[] = {0, 25, 0, 0, 0, 0, 0, 0};
+	static const struct bal_ctally t25[] = {{FX_LIST, 8, c8}};
+	struct bal_batch t = {TALLY(12, t25), .has_turnout = true, .ballots_issued = 100};
 	fold_apply(ctr, &t);
-	struct bal_batch t5 = { TALLY(5, t25) };
+	struct bal_batch t5 = {TALLY(5, t25)};
 	fold_apply(ctr, &t5);
 	cr_assert_eq(view12(ctr).district, 50);
 	uint64_t buf[2][8];
@@ -1107,8 +1164,8 @@ Test(tally, protocol_below_the_ballot_sum_lowers_the_totals, .init = setup, .fin
 	cr_assert_eq(v.d_issued, 20);
 	/* A zero protocol takes the precinct out of every total. */
 	static const uint64_t z8[8], z3[3];
-	static const struct bal_ctally tz[] = { { FX_LIST, 8, z8 }, { FX_D10, 3, z3 } };
-	struct bal_batch pz = { BATCH(BAL_KIND_PROTOCOL, 12, 2), .ntallies = 2, .tallies = tz, .has_turnout = true };
+	static const struct bal_ctally tz[] = {{FX_LIST, 8, z8}, {FX_D10, 3, z3}};
+	struct bal_batch pz = {BATCH(BAL_KIND_PROTOCOL, 12, 2), .ntallies = 2, .tallies = tz, .has_turnout = true};
 	fold_apply(ctr, &pz);
 	v = view12(ctr);
 	cr_assert_eq(v.e, 0);
@@ -1127,16 +1184,16 @@ struct protocol_check_case {
 };
 
 static const struct protocol_check_case protocol_check_cases[] = {
-	{ P_DIST, BAL_EOVERFLOW, "contest 1 choice 1 district 10 total would overflow 64 bits" },
-	{ P_NAT, BAL_EOVERFLOW, "contest 1 choice 1 national total would overflow 64 bits" },
-	{ P_SHADOW, BAL_EOVERFLOW, "contest 1 choice 1 ballot sum at precinct 12 would overflow 64 bits" },
-	{ P_UNDER_DIST, BAL_ECORRUPT,
-	  "contest 1 choice 1 district total 3 is below the 40 precinct 12 contributes to it: the counters are "
-	  "inconsistent" },
-	{ P_UNDER_NAT, BAL_ECORRUPT,
-	  "contest 1 choice 1 national total 3 is below the 40 precinct 12 contributes to it: the counters are "
-	  "inconsistent" },
-	{ P_BATCHES, BAL_EOVERFLOW, "batches at precinct 12 would overflow 64 bits" },
+        {P_DIST, BAL_EOVERFLOW, "contest 1 choice 1 district 10 total would overflow 64 bits"},
+        {P_NAT, BAL_EOVERFLOW, "contest 1 choice 1 national total would overflow 64 bits"},
+        {P_SHADOW, BAL_EOVERFLOW, "contest 1 choice 1 ballot sum at precinct 12 would overflow 64 bits"},
+        {P_UNDER_DIST, BAL_ECORRUPT,
+         "contest 1 choice 1 district total 3 is below the 40 precinct 12 contributes to it: the counters are "
+         "inconsistent"},
+        {P_UNDER_NAT, BAL_ECORRUPT,
+         "contest 1 choice 1 national total 3 is below the 40 precinct 12 contributes to it: the counters are "
+         "inconsistent"},
+        {P_BATCHES, BAL_EOVERFLOW, "batches at precinct 12 would overflow 64 bits"},
 };
 
 INDEX_PARAMS(tally, check_protocol_limits, protocol_check_cases)
@@ -1186,9 +1243,9 @@ ParameterizedTest(size_t *ix, tally, check_protocol_limits, .init = setup, .fini
 	case P_SHADOW: {
 		/* Protocol counted, then a tally of 2 votes for choice 1 onto a full ballot sum. */
 		bal_tally_apply(L, ctr, &DL);
-		static const uint64_t c8[] = { 0, 2, 0, 0, 0, 0, 0, 0 };
-		static const struct bal_ctally t2[] = { { FX_LIST, 8, c8 } };
-		struct bal_batch t = { TALLY_SEQ(12, 2, t2) };
+		static const uint64_t c8[] = {0, 2, 0, 0, 0, 0, 0, 0};
+		static const struct bal_ctally t2[] = {{FX_LIST, 8, c8}};
+		struct bal_batch t = {TALLY_SEQ(12, 2, t2)};
 		cr_assert_eq(bal_tally_fold(D, L, &t, &DL, why, sizeof(why)), 0, "%s", why);
 		slot = bal_slot_precinct_shadow(L, p, s);
 		ok = UINT64_MAX - 2;
@@ -1233,18 +1290,18 @@ Test(tally, protocol_resend_with_the_stored_seq_checks_as_a_batch_only, .init = 
 
 static struct bal_batch mixed_batch(size_t i, uint64_t (*buf)[8], struct bal_ctally *ts)
 {
-	static const uint32_t l3[] = { 1, 1, 4 };
-	static const uint32_t d3[] = { 0, 2, 2 };
-	static const struct bal_column cols[] = { { FX_LIST, 3, l3 }, { FX_D10, 3, d3 } };
+	static const uint32_t l3[] = {1, 1, 4};
+	static const uint32_t d3[] = {0, 2, 2};
+	static const struct bal_column cols[] = {{FX_LIST, 3, l3}, {FX_D10, 3, d3}};
 	switch (i) {
-	case 0: return (struct bal_batch){ BALLOTS_SEQ(12, 1, cols), .has_turnout = true, .ballots_cast = 3 };
-	case 1: return (struct bal_batch){ TALLY_SEQ(12, 2, p_ts), .has_turnout = true, .ballots_issued = 7 };
+	case 0: return (struct bal_batch){BALLOTS_SEQ(12, 1, cols), .has_turnout = true, .ballots_cast = 3};
+	case 1: return (struct bal_batch){TALLY_SEQ(12, 2, p_ts), .has_turnout = true, .ballots_issued = 7};
 	case 2: return protocol12(3, buf, ts, 2, 30, 28, 2);
 	case 3: return protocol12(6, buf, ts, 1, 10, 10, 0);
 	case 4: return protocol12(5, buf, ts, 4, 40, 40, 0);
-	case 5: return (struct bal_batch){ BALLOTS_SEQ(12, 7, cols) };
-	case 6: return (struct bal_batch){ BALLOTS_SEQ(5, 1, cols), .has_turnout = true, .ballots_issued = 3 };
-	default: return (struct bal_batch){ TALLY_SEQ(5, 2, p_ts) };
+	case 5: return (struct bal_batch){BALLOTS_SEQ(12, 7, cols)};
+	case 6: return (struct bal_batch){BALLOTS_SEQ(5, 1, cols), .has_turnout = true, .ballots_issued = 3};
+	default: return (struct bal_batch){TALLY_SEQ(5, 2, p_ts)};
 	}
 }
 
@@ -1278,7 +1335,7 @@ Test(tally, any_arrival_order_gives_the_same_counters, .init = setup, .fini = te
 			first = ctr;
 		else {
 			cr_assert_eq(memcmp(first, ctr, n * sizeof(*ctr)), 0, "round %d: order changed the counters",
-				     round);
+			             round);
 			free(ctr);
 		}
 	}
@@ -1303,7 +1360,7 @@ Test(tally, published_copy_equals_the_committers_copy, .init = setup, .fini = te
 	struct bal_ctally ts[2];
 	for (size_t i = 0; i < NMIXED; i++) {
 		struct bal_batch b = mixed_batch((i * 3) % NMIXED, buf, ts);
-		dl[i] = (struct bal_delta){ .cap = 64, .e = ent[i] };
+		dl[i] = (struct bal_delta){.cap = 64, .e = ent[i]};
 		cr_assert_eq(bal_tally_fold(D, L, &b, &dl[i], why, sizeof(why)), 0, "%s", why);
 		cr_assert_eq(bal_tally_check(L, own, &dl[i], why, sizeof(why)), 0, "%s", why);
 		bal_tally_apply(L, own, &dl[i]);
@@ -1333,15 +1390,15 @@ Test(tally, check_with_headroom_is_the_check_with_raised_amounts, .init = setup,
 {
 	uint64_t *ctr = calloc(bal_layout_nslots(L), sizeof(uint64_t));
 	cr_assert(ctr);
-	static const uint32_t list[] = { 3, 3, 3, 3, 3 };
-	static const struct bal_column cols[] = { { FX_LIST, 5, list } };
-	struct bal_batch b = { BALLOTS(12, cols) };
+	static const uint32_t list[] = {3, 3, 3, 3, 3};
+	static const struct bal_column cols[] = {{FX_LIST, 5, list}};
+	struct bal_batch b = {BALLOTS(12, cols)};
 	char why[256] = "";
 	cr_assert_eq(bal_tally_fold(D, L, &b, &DL, why, sizeof(why)), 0, "%s", why);
 	uint32_t p = pidx(12), c1 = cidx(FX_LIST);
-	const uint32_t slots[] = { bal_slot_precinct_choice(L, p, c1, 3),
-				   bal_slot_district_choice(L, c1, D->precincts[p].district, 3),
-				   bal_slot_contest_choice(L, c1, 3) };
+	const uint32_t slots[] = {bal_slot_precinct_choice(L, p, c1, 3),
+	                          bal_slot_district_choice(L, c1, D->precincts[p].district, 3),
+	                          bal_slot_contest_choice(L, c1, 3)};
 	for (size_t i = 0; i < NELEM(slots); i++) {
 		memset(ctr, 0, bal_layout_nslots(L) * sizeof(uint64_t));
 		ctr[slots[i]] = UINT64_MAX - 10; /* room for 10 more */
@@ -1349,9 +1406,9 @@ Test(tally, check_with_headroom_is_the_check_with_raised_amounts, .init = setup,
 		cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, 0, why, sizeof(why)), 0, "level %zu", i);
 		cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, 5, why, sizeof(why)), 0, "level %zu: 5 + 5 fit", i);
 		cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, 6, why, sizeof(why)), BAL_EOVERFLOW,
-			     "level %zu: 5 + 6 do not fit", i);
+		             "level %zu: 5 + 6 do not fit", i);
 		cr_assert_eq(bal_tally_check_headroom(L, ctr, &DL, UINT64_MAX, NULL, 0), BAL_EOVERFLOW,
-			     "level %zu: the raised amount itself overflows", i);
+		             "level %zu: the raised amount itself overflows", i);
 	}
 	/* The global batch count takes the headroom too. */
 	memset(ctr, 0, bal_layout_nslots(L) * sizeof(uint64_t));

@@ -99,9 +99,9 @@ Test(http, pipelined_requests_pause_and_resume)
 	struct seen s = {.pause_after = 1};
 	bal_http_init(&h, &hooks, &s, 16384);
 	const char in[] = "POST /v1/batches HTTP/1.1\r\nHost: x\r\naccept: text/plain, APPLICATION/X-PROTOBUF;q=1\r\n"
-			  "Content-Length: 5\r\n\r\nhello"
-			  "GET /v1/snapshot HTTP/1.1\r\nAccept: application/json\r\nExpect: 100-continue\r\n\r\n"
-			  "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
+	                  "Content-Length: 5\r\n\r\nhello"
+	                  "GET /v1/snapshot HTTP/1.1\r\nAccept: application/json\r\nExpect: 100-continue\r\n\r\n"
+	                  "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
 	size_t used = bal_http_feed(&h, in, sizeof(in) - 1);
 	cr_assert(h.paused);
 	cr_assert_eq(s.completed, 1);
@@ -128,7 +128,8 @@ Test(http, byte_at_a_time_is_the_same_request)
 	struct bal_http h;
 	struct seen s = {0};
 	bal_http_init(&h, &hooks, &s, 16384);
-	const char in[] = "POST /v1/batches?x=1 HTTP/1.1\r\nAccept: application/x-protobuf\r\nContent-Length: 3\r\n\r\nabc";
+	const char in[] =
+	        "POST /v1/batches?x=1 HTTP/1.1\r\nAccept: application/x-protobuf\r\nContent-Length: 3\r\n\r\nabc";
 	for (size_t i = 0; i < sizeof(in) - 1; i++)
 		cr_assert_eq(bal_http_feed(&h, in + i, 1), 1, "byte %zu", i);
 	cr_assert_eq(s.completed, 1);
@@ -142,7 +143,8 @@ Test(http, headers_beyond_the_cap_are_431_and_garbage_400)
 	struct bal_http h;
 	struct seen s = {0};
 	bal_http_init(&h, &hooks, &s, 64);
-	const char big[] = "GET / HTTP/1.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+	const char big[] =
+	        "GET / HTTP/1.1\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
 	bal_http_feed(&h, big, sizeof(big) - 1);
 	cr_assert_eq(h.error_status, 431);
 	cr_assert_not_null(strstr(h.error_why, "exceed 64 bytes"), "%s", h.error_why);

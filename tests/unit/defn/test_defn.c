@@ -19,23 +19,23 @@
 /* A 32-byte key: bytes 0..31 in base64. */
 #define KEY "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
-#define ELECTION "\"election\": {\"id\": \"t-2023\", \"name\": \"Test\", \"date\": \"2023-03-19\"}"
+#define ELECTION  "\"election\": {\"id\": \"t-2023\", \"name\": \"Test\", \"date\": \"2023-03-19\"}"
 #define DISTRICTS "\"districts\": [{\"id\": 1, \"name\": \"North\"}, {\"id\": 2, \"name\": \"South\"}]"
-#define LIST_CHOICES                                                                                       \
-	"\"choices\": [{\"id\": 0, \"name\": \"A\"}, {\"id\": 5, \"name\": \"B\"},"                       \
+#define LIST_CHOICES                                                                \
+	"\"choices\": [{\"id\": 0, \"name\": \"A\"}, {\"id\": 5, \"name\": \"B\"}," \
 	" {\"id\": 7, \"name\": \"Against all\", \"seat_eligible\": false}]"
 #define LIST "{\"id\": 1, \"name\": \"List\", \"kind\": \"party_list\", \"seats\": 69, " LIST_CHOICES "}"
-#define MEMBER                                                                                               \
-	"{\"id\": 101, \"name\": \"North seat\", \"kind\": \"single_member\", \"district_id\": 1,"           \
+#define MEMBER                                                                                     \
+	"{\"id\": 101, \"name\": \"North seat\", \"kind\": \"single_member\", \"district_id\": 1," \
 	" \"choices\": [{\"id\": 1, \"name\": \"X\"}, {\"id\": 2, \"name\": \"Y\"}]}"
 #define LISTX(extra) "{\"id\": 1, \"name\": \"List\", \"kind\": \"party_list\", " extra LIST_CHOICES "}"
-#define CONTESTS "\"contests\": [" LIST ", " MEMBER "]"
-#define PRECINCTS                                                                                            \
-	"\"precincts\": [{\"id\": 30, \"district_id\": 2, \"registered_voters\": 700},"                   \
-	" {\"id\": 10, \"district_id\": 1, \"registered_voters\": 1500, \"public_key\": \"" KEY "\"},"      \
+#define CONTESTS     "\"contests\": [" LIST ", " MEMBER "]"
+#define PRECINCTS                                                                                      \
+	"\"precincts\": [{\"id\": 30, \"district_id\": 2, \"registered_voters\": 700},"                \
+	" {\"id\": 10, \"district_id\": 1, \"registered_voters\": 1500, \"public_key\": \"" KEY "\"}," \
 	" {\"id\": 20, \"district_id\": 1}]"
 #define DOC(e, d, c, p) "{" e ", " d ", " c ", " p "}"
-#define GOOD DOC(ELECTION, DISTRICTS, CONTESTS, PRECINCTS)
+#define GOOD            DOC(ELECTION, DISTRICTS, CONTESTS, PRECINCTS)
 
 static int parse(const char *json, struct bal_defn **d, char *why, size_t len)
 {
@@ -72,7 +72,7 @@ Test(defn, good_file_with_defaults)
 	cr_assert_eq(m->district, 0);
 
 	cr_assert_eq(d->nprecincts, 3);
-	const uint32_t ids[] = { 10, 20, 30 };
+	const uint32_t ids[] = {10, 20, 30};
 	for (uint32_t i = 0; i < 3; i++)
 		cr_assert_eq(d->precincts[i].id, ids[i], "precincts sorted by id");
 	cr_assert_eq(d->precincts[0].district, 0);
@@ -93,7 +93,7 @@ Test(defn, good_file_with_defaults)
 static void check_lookups(const struct bal_defn *d)
 {
 	uint32_t top = d->precincts[d->nprecincts - 1].id;
-	const uint32_t extremes[] = { 0, 1, top + 1, top + 1000, UINT32_MAX - 1, UINT32_MAX };
+	const uint32_t extremes[] = {0, 1, top + 1, top + 1000, UINT32_MAX - 1, UINT32_MAX};
 	for (uint64_t id = 0; id <= (uint64_t)top + sizeof(extremes) / sizeof(extremes[0]); id++) {
 		uint32_t q = id <= top ? (uint32_t)id : extremes[id - top - 1];
 		int32_t want = -1;
@@ -114,13 +114,14 @@ Test(defn, precinct_lookup_dense_and_sparse_ids)
 	check_lookups(d);
 	bal_defn_free(d);
 	/* 5 and 4,000,000: too sparse for a table, bisected. */
-	const char *sparse = DOC(ELECTION, DISTRICTS, CONTESTS,
-				 "\"precincts\": [{\"id\": 4000000, \"district_id\": 2}, {\"id\": 5, \"district_id\": 1}]");
+	const char *sparse =
+	        DOC(ELECTION, DISTRICTS, CONTESTS,
+	            "\"precincts\": [{\"id\": 4000000, \"district_id\": 2}, {\"id\": 5, \"district_id\": 1}]");
 	cr_assert_eq(parse(sparse, &d, why, sizeof(why)), 0, "%s", why);
 	cr_assert_null(d->by_id);
 	cr_assert_eq(bal_defn_precinct(d, 5), 0);
 	cr_assert_eq(bal_defn_precinct(d, 4000000), 1);
-	const uint32_t absent[] = { 0, 4, 6, 3999999, 4000001, UINT32_MAX };
+	const uint32_t absent[] = {0, 4, 6, 3999999, 4000001, UINT32_MAX};
 	for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
 		cr_assert_eq(bal_defn_precinct(d, absent[i]), -1, "precinct id %u", absent[i]);
 	bal_defn_free(d);
@@ -128,12 +129,13 @@ Test(defn, precinct_lookup_dense_and_sparse_ids)
 
 Test(defn, explicit_options)
 {
-	const char *json = DOC(ELECTION, DISTRICTS,
-			       "\"contests\": [{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 9,"
-			       " \"method\": \"dhondt\", \"threshold_percent\": 7.5, \"district_id\": 2, " LIST_CHOICES "},"
-			       " {\"id\": 2, \"name\": \"M\", \"kind\": \"single_member\", \"district_id\": 1, \"seats\": 2,"
-			       " \"method\": \"plurality\", \"choices\": [{\"id\": 1, \"name\": \"X\", \"seat_eligible\": true}]}]",
-			       PRECINCTS);
+	const char *json = DOC(
+	        ELECTION, DISTRICTS,
+	        "\"contests\": [{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 9,"
+	        " \"method\": \"dhondt\", \"threshold_percent\": 7.5, \"district_id\": 2, " LIST_CHOICES "},"
+	        " {\"id\": 2, \"name\": \"M\", \"kind\": \"single_member\", \"district_id\": 1, \"seats\": 2,"
+	        " \"method\": \"plurality\", \"choices\": [{\"id\": 1, \"name\": \"X\", \"seat_eligible\": true}]}]",
+	        PRECINCTS);
 	struct bal_defn *d = NULL;
 	char why[256] = "";
 	cr_assert_eq(parse(json, &d, why, sizeof(why)), 0, "%s", why);
@@ -148,13 +150,14 @@ Test(defn, hash_is_sha256_of_canonical_json)
 {
 	/* Pretty, unordered input; its canonical form is compact with sorted keys. */
 	const char *pretty = "{\n  \"precincts\": [ { \"id\": 1, \"district_id\": 1 } ],\n"
-			     "  \"election\": { \"name\": \"E\", \"id\": \"e\" },\n"
-			     "  \"districts\": [ { \"name\": \"D\", \"id\": 1 } ],\n"
-			     "  \"contests\": [ { \"seats\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"id\": 1,\n"
-			     "                    \"choices\": [ { \"name\": \"A\", \"id\": 0 } ] } ]\n}\n";
-	const char *canonical = "{\"contests\":[{\"choices\":[{\"id\":0,\"name\":\"A\"}],\"id\":1,\"kind\":\"party_list\","
-				"\"name\":\"L\",\"seats\":1}],\"districts\":[{\"id\":1,\"name\":\"D\"}],"
-				"\"election\":{\"id\":\"e\",\"name\":\"E\"},\"precincts\":[{\"district_id\":1,\"id\":1}]}";
+	                     "  \"election\": { \"name\": \"E\", \"id\": \"e\" },\n"
+	                     "  \"districts\": [ { \"name\": \"D\", \"id\": 1 } ],\n"
+	                     "  \"contests\": [ { \"seats\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"id\": 1,\n"
+	                     "                    \"choices\": [ { \"name\": \"A\", \"id\": 0 } ] } ]\n}\n";
+	const char *canonical =
+	        "{\"contests\":[{\"choices\":[{\"id\":0,\"name\":\"A\"}],\"id\":1,\"kind\":\"party_list\","
+	        "\"name\":\"L\",\"seats\":1}],\"districts\":[{\"id\":1,\"name\":\"D\"}],"
+	        "\"election\":{\"id\":\"e\",\"name\":\"E\"},\"precincts\":[{\"district_id\":1,\"id\":1}]}";
 	uint8_t want[32];
 	crypto_hash_sha256(want, (const unsigned char *)canonical, strlen(canonical));
 	struct bal_defn *d = NULL;
@@ -173,9 +176,10 @@ Test(defn, hash_is_sha256_of_canonical_json)
 	cr_assert_eq(parse("\n  " GOOD "  \n", &d2, why, sizeof(why)), 0, "%s", why);
 	cr_assert_eq(memcmp(d->hash, d2->hash, 32), 0, "whitespace changed the hash");
 	bal_defn_free(d2);
-	cr_assert_eq(parse(DOC(ELECTION, DISTRICTS, "\"contests\": [" LISTX("\"seats\": 68, ") ", " MEMBER "]", PRECINCTS), &d2,
-			   why, sizeof(why)),
-		     0, "%s", why);
+	cr_assert_eq(
+	        parse(DOC(ELECTION, DISTRICTS, "\"contests\": [" LISTX("\"seats\": 68, ") ", " MEMBER "]", PRECINCTS),
+	              &d2, why, sizeof(why)),
+	        0, "%s", why);
 	cr_assert_neq(memcmp(d->hash, d2->hash, 32), 0, "68 seats is another election");
 	bal_defn_free(d2);
 	bal_defn_free(d);
@@ -188,152 +192,162 @@ struct bad_case {
 };
 
 #define ONE_CONTEST(c) "\"contests\": [" c "]"
-#define MEMBERX(extra) "{\"id\": 101, \"name\": \"M\", \"kind\": \"single_member\", " extra " \"choices\": [{\"id\": 1, \"name\": \"X\"}]}"
+#define MEMBERX(extra)                                                       \
+	"{\"id\": 101, \"name\": \"M\", \"kind\": \"single_member\", " extra \
+	" \"choices\": [{\"id\": 1, \"name\": \"X\"}]}"
 #define ONE_PRECINCT(p) "\"precincts\": [" p "]"
 
 static const struct bad_case bad_cases[] = {
-		{ "top level array", "[]", "top level: expected an object, got an array" },
-		{ "unknown top-level key", "{\"extra\": 1, " ELECTION "}",
-		  "top level: unknown key \"extra\" (expected one of: election, districts, contests, precincts)" },
-		{ "no election", "{" DISTRICTS ", " CONTESTS ", " PRECINCTS "}",
-		  "election: missing (expected an object with id, name, date)" },
-		{ "election not an object", DOC("\"election\": []", DISTRICTS, CONTESTS, PRECINCTS),
-		  "election: expected an object, got an array" },
-		{ "election id type", DOC("\"election\": {\"id\": 5, \"name\": \"T\"}", DISTRICTS, CONTESTS, PRECINCTS),
-		  "election.id: expected a string, got an integer" },
-		{ "election id empty", DOC("\"election\": {\"id\": \"\", \"name\": \"T\"}", DISTRICTS, CONTESTS, PRECINCTS),
-		  "election.id: must not be empty" },
-		{ "election name missing", DOC("\"election\": {\"id\": \"x\"}", DISTRICTS, CONTESTS, PRECINCTS),
-		  "election.name: missing (expected a string)" },
-		{ "districts missing", "{" ELECTION ", " CONTESTS ", " PRECINCTS "}", "districts: missing (expected an array)" },
-		{ "districts not an array", DOC(ELECTION, "\"districts\": {}", CONTESTS, PRECINCTS),
-		  "districts: expected an array, got an object" },
-		{ "districts empty", DOC(ELECTION, "\"districts\": []", CONTESTS, PRECINCTS), "districts: must not be empty" },
-		{ "district not an object", DOC(ELECTION, "\"districts\": [3]", CONTESTS, PRECINCTS),
-		  "districts[0]: expected an object, got an integer" },
-		{ "district id negative",
-		  DOC(ELECTION, "\"districts\": [{\"id\": 1, \"name\": \"a\"}, {\"id\": -1, \"name\": \"b\"}]", CONTESTS,
-		      PRECINCTS),
-		  "districts[1].id: -1 is out of range (0..4294967295)" },
-		{ "district id too big", DOC(ELECTION, "\"districts\": [{\"id\": 4294967296, \"name\": \"a\"}]", CONTESTS, PRECINCTS),
-		  "districts[0].id: 4294967296 is out of range (0..4294967295)" },
-		{ "district id real", DOC(ELECTION, "\"districts\": [{\"id\": 1.5, \"name\": \"a\"}]", CONTESTS, PRECINCTS),
-		  "districts[0].id: expected an integer 0..4294967295, got a real number" },
-		{ "district id missing", DOC(ELECTION, "\"districts\": [{\"name\": \"a\"}]", CONTESTS, PRECINCTS),
-		  "districts[0].id: missing (expected an integer 0..4294967295)" },
-		{ "district name missing", DOC(ELECTION, "\"districts\": [{\"id\": 1}]", CONTESTS, PRECINCTS),
-		  "districts[0].name: missing (expected a string)" },
-		{ "duplicate district",
-		  DOC(ELECTION, "\"districts\": [{\"id\": 1, \"name\": \"a\"}, {\"id\": 1, \"name\": \"b\"}]", CONTESTS,
-		      PRECINCTS),
-		  "districts[1].id: 1 duplicates districts[0].id" },
-		{ "contests empty", DOC(ELECTION, DISTRICTS, "\"contests\": []", PRECINCTS), "contests: must not be empty" },
-		{ "kind missing",
-		  DOC(ELECTION, DISTRICTS, ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"seats\": 1, " LIST_CHOICES "}"), PRECINCTS),
-		  "contests[0].kind: missing (expected \"party_list\" or \"single_member\")" },
-		{ "kind wrong",
-		  DOC(ELECTION, DISTRICTS,
-		      ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"mixed\", \"seats\": 1, " LIST_CHOICES "}"),
-		      PRECINCTS),
-		  "contests[0].kind: \"mixed\" is not \"party_list\" or \"single_member\"" },
-		{ "seats missing", DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("")), PRECINCTS),
-		  "contests[0].seats: missing (expected an integer 1..4294967295)" },
-		{ "seats zero", DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 0, ")), PRECINCTS),
-		  "contests[0].seats: 0 is out of range (1..4294967295)" },
-		{ "method unknown",
-		  DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"method\": \"sainte_lague\", ")), PRECINCTS),
-		  "contests[0].method: \"sainte_lague\" is not \"largest_remainder\" or \"dhondt\"" },
-		{ "method type", DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"method\": 2, ")), PRECINCTS),
-		  "contests[0].method: expected a string, got an integer" },
-		{ "member method",
-		  DOC(ELECTION, DISTRICTS, ONE_CONTEST(MEMBERX("\"district_id\": 1, \"method\": \"dhondt\",")), PRECINCTS),
-		  "contests[0].method: \"dhondt\" is not \"plurality\"" },
-		{ "threshold too high",
-		  DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"threshold_percent\": 150, ")), PRECINCTS),
-		  "contests[0].threshold_percent: 150 is out of range (0..100)" },
-		{ "threshold negative",
-		  DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"threshold_percent\": -0.5, ")), PRECINCTS),
-		  "contests[0].threshold_percent: -0.5 is out of range (0..100)" },
-		{ "threshold type",
-		  DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"threshold_percent\": \"5\", ")), PRECINCTS),
-		  "contests[0].threshold_percent: expected a number 0..100, got a string" },
-		{ "member without district", DOC(ELECTION, DISTRICTS, ONE_CONTEST(MEMBERX("")), PRECINCTS),
-		  "contests[0].district_id: missing (expected an integer 0..4294967295)" },
-		{ "unknown district", DOC(ELECTION, DISTRICTS, ONE_CONTEST(MEMBERX("\"district_id\": 9,")), PRECINCTS),
-		  "contests[0].district_id: 9 is not a district id" },
-		{ "no choices",
-		  DOC(ELECTION, DISTRICTS,
-		      ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1, \"choices\": []}"),
-		      PRECINCTS),
-		  "contests[0].choices: must not be empty" },
-		{ "choices missing",
-		  DOC(ELECTION, DISTRICTS, ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1}"),
-		      PRECINCTS),
-		  "contests[0].choices: missing (expected an array)" },
-		{ "duplicate choice",
-		  DOC(ELECTION, DISTRICTS,
-		      ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1, \"choices\": ["
-				  "{\"id\": 0, \"name\": \"A\"}, {\"id\": 3, \"name\": \"B\"}, {\"id\": 0, \"name\": \"C\"}]}"),
-		      PRECINCTS),
-		  "contests[0].choices[2].id: 0 duplicates contests[0].choices[0].id" },
-		{ "seat_eligible type",
-		  DOC(ELECTION, DISTRICTS,
-		      ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1, \"choices\": ["
-				  "{\"id\": 0, \"name\": \"A\", \"seat_eligible\": 0}]}"),
-		      PRECINCTS),
-		  "contests[0].choices[0].seat_eligible: expected true or false, got an integer" },
-		{ "choice name type",
-		  DOC(ELECTION, DISTRICTS,
-		      ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1, \"choices\": ["
-				  "{\"id\": 0, \"name\": null}]}"),
-		      PRECINCTS),
-		  "contests[0].choices[0].name: expected a string, got null" },
-		{ "duplicate contest", DOC(ELECTION, DISTRICTS, "\"contests\": [" LIST ", " LIST "]", PRECINCTS),
-		  "contests[1].id: 1 duplicates contests[0].id" },
-		{ "misspelt key", DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"threshold_pecent\": 5, ")), PRECINCTS),
-		  "contests[0]: unknown key \"threshold_pecent\" (expected one of: id, name, kind, seats, threshold_percent, "
-		  "method, district_id, choices)" },
-		{ "precincts missing", "{" ELECTION ", " DISTRICTS ", " CONTESTS "}", "precincts: missing (expected an array)" },
-		{ "precincts empty", DOC(ELECTION, DISTRICTS, CONTESTS, "\"precincts\": []"), "precincts: must not be empty" },
-		{ "precinct not an object", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("\"p1\"")),
-		  "precincts[0]: expected an object, got a string" },
-		{ "precinct unknown district",
-		  DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1}, {\"id\": 2, \"district_id\": 9}")),
-		  "precincts[1].district_id: 9 is not a district id" },
-		{ "precinct without district", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1}")),
-		  "precincts[0].district_id: missing (expected an integer 0..4294967295)" },
-		{ "duplicate precinct",
-		  DOC(ELECTION, DISTRICTS, CONTESTS,
-		      ONE_PRECINCT("{\"id\": 4, \"district_id\": 1}, {\"id\": 10, \"district_id\": 1},"
-				   " {\"id\": 10, \"district_id\": 2}")),
-		  "precincts[2].id: 10 duplicates precincts[1].id" },
-		{ "voters negative", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"registered_voters\": -5}")),
-		  "precincts[0].registered_voters: -5 is out of range (0..9223372036854775807)" },
-		{ "key not base64",
-		  DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"not base64!\"}")),
-		  "precincts[0].public_key: \"not base64!\" is not valid base64" },
-		{ "key url-safe alphabet",
-		  DOC(ELECTION, DISTRICTS, CONTESTS,
-		      ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"__ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}")),
-		  "precincts[0].public_key: \"__ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\" is not valid base64" },
-		{ "key too short",
-		  DOC(ELECTION, DISTRICTS, CONTESTS,
-		      ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"AAAAAAAAAAAAAAAAAAAAAA==\"}")),
-		  "precincts[0].public_key: decodes to 16 bytes, an Ed25519 key has 32" },
-		{ "key too long",
-		  DOC(ELECTION, DISTRICTS, CONTESTS,
-		      ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"" KEY KEY KEY "\"}")),
-		  "precincts[0].public_key: 132 characters is too long for a 32-byte Ed25519 key" },
-		{ "key 33 bytes",
-		  DOC(ELECTION, DISTRICTS, CONTESTS,
-		      ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\"}")),
-		  "precincts[0].public_key: decodes to 33 bytes, an Ed25519 key has 32" },
-		{ "key type",
-		  DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": 7}")),
-		  "precincts[0].public_key: expected a base64 string, got an integer" },
-		{ "precinct unknown key",
-		  DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"voters\": 7}")),
-		  "precincts[0]: unknown key \"voters\" (expected one of: id, district_id, registered_voters, public_key)" },
+        {"top level array", "[]", "top level: expected an object, got an array"},
+        {"unknown top-level key", "{\"extra\": 1, " ELECTION "}",
+         "top level: unknown key \"extra\" (expected one of: election, districts, contests, precincts)"},
+        {"no election", "{" DISTRICTS ", " CONTESTS ", " PRECINCTS "}",
+         "election: missing (expected an object with id, name, date)"},
+        {"election not an object", DOC("\"election\": []", DISTRICTS, CONTESTS, PRECINCTS),
+         "election: expected an object, got an array"},
+        {"election id type", DOC("\"election\": {\"id\": 5, \"name\": \"T\"}", DISTRICTS, CONTESTS, PRECINCTS),
+         "election.id: expected a string, got an integer"},
+        {"election id empty", DOC("\"election\": {\"id\": \"\", \"name\": \"T\"}", DISTRICTS, CONTESTS, PRECINCTS),
+         "election.id: must not be empty"},
+        {"election name missing", DOC("\"election\": {\"id\": \"x\"}", DISTRICTS, CONTESTS, PRECINCTS),
+         "election.name: missing (expected a string)"},
+        {"districts missing", "{" ELECTION ", " CONTESTS ", " PRECINCTS "}", "districts: missing (expected an array)"},
+        {"districts not an array", DOC(ELECTION, "\"districts\": {}", CONTESTS, PRECINCTS),
+         "districts: expected an array, got an object"},
+        {"districts empty", DOC(ELECTION, "\"districts\": []", CONTESTS, PRECINCTS), "districts: must not be empty"},
+        {"district not an object", DOC(ELECTION, "\"districts\": [3]", CONTESTS, PRECINCTS),
+         "districts[0]: expected an object, got an integer"},
+        {"district id negative",
+         DOC(ELECTION, "\"districts\": [{\"id\": 1, \"name\": \"a\"}, {\"id\": -1, \"name\": \"b\"}]", CONTESTS,
+             PRECINCTS),
+         "districts[1].id: -1 is out of range (0..4294967295)"},
+        {"district id too big",
+         DOC(ELECTION, "\"districts\": [{\"id\": 4294967296, \"name\": \"a\"}]", CONTESTS, PRECINCTS),
+         "districts[0].id: 4294967296 is out of range (0..4294967295)"},
+        {"district id real", DOC(ELECTION, "\"districts\": [{\"id\": 1.5, \"name\": \"a\"}]", CONTESTS, PRECINCTS),
+         "districts[0].id: expected an integer 0..4294967295, got a real number"},
+        {"district id missing", DOC(ELECTION, "\"districts\": [{\"name\": \"a\"}]", CONTESTS, PRECINCTS),
+         "districts[0].id: missing (expected an integer 0..4294967295)"},
+        {"district name missing", DOC(ELECTION, "\"districts\": [{\"id\": 1}]", CONTESTS, PRECINCTS),
+         "districts[0].name: missing (expected a string)"},
+        {"duplicate district",
+         DOC(ELECTION, "\"districts\": [{\"id\": 1, \"name\": \"a\"}, {\"id\": 1, \"name\": \"b\"}]", CONTESTS,
+             PRECINCTS),
+         "districts[1].id: 1 duplicates districts[0].id"},
+        {"contests empty", DOC(ELECTION, DISTRICTS, "\"contests\": []", PRECINCTS), "contests: must not be empty"},
+        {"kind missing",
+         DOC(ELECTION, DISTRICTS, ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"seats\": 1, " LIST_CHOICES "}"),
+             PRECINCTS),
+         "contests[0].kind: missing (expected \"party_list\" or \"single_member\")"},
+        {"kind wrong",
+         DOC(ELECTION, DISTRICTS,
+             ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"mixed\", \"seats\": 1, " LIST_CHOICES "}"),
+             PRECINCTS),
+         "contests[0].kind: \"mixed\" is not \"party_list\" or \"single_member\""},
+        {"seats missing", DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("")), PRECINCTS),
+         "contests[0].seats: missing (expected an integer 1..4294967295)"},
+        {"seats zero", DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 0, ")), PRECINCTS),
+         "contests[0].seats: 0 is out of range (1..4294967295)"},
+        {"method unknown",
+         DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"method\": \"sainte_lague\", ")), PRECINCTS),
+         "contests[0].method: \"sainte_lague\" is not \"largest_remainder\" or \"dhondt\""},
+        {"method type", DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"method\": 2, ")), PRECINCTS),
+         "contests[0].method: expected a string, got an integer"},
+        {"member method",
+         DOC(ELECTION, DISTRICTS, ONE_CONTEST(MEMBERX("\"district_id\": 1, \"method\": \"dhondt\",")), PRECINCTS),
+         "contests[0].method: \"dhondt\" is not \"plurality\""},
+        {"threshold too high",
+         DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"threshold_percent\": 150, ")), PRECINCTS),
+         "contests[0].threshold_percent: 150 is out of range (0..100)"},
+        {"threshold negative",
+         DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"threshold_percent\": -0.5, ")), PRECINCTS),
+         "contests[0].threshold_percent: -0.5 is out of range (0..100)"},
+        {"threshold type",
+         DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"threshold_percent\": \"5\", ")), PRECINCTS),
+         "contests[0].threshold_percent: expected a number 0..100, got a string"},
+        {"member without district", DOC(ELECTION, DISTRICTS, ONE_CONTEST(MEMBERX("")), PRECINCTS),
+         "contests[0].district_id: missing (expected an integer 0..4294967295)"},
+        {"unknown district", DOC(ELECTION, DISTRICTS, ONE_CONTEST(MEMBERX("\"district_id\": 9,")), PRECINCTS),
+         "contests[0].district_id: 9 is not a district id"},
+        {"no choices",
+         DOC(ELECTION, DISTRICTS,
+             ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1, \"choices\": []}"),
+             PRECINCTS),
+         "contests[0].choices: must not be empty"},
+        {"choices missing",
+         DOC(ELECTION, DISTRICTS, ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1}"),
+             PRECINCTS),
+         "contests[0].choices: missing (expected an array)"},
+        {"duplicate choice",
+         DOC(ELECTION, DISTRICTS,
+             ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1, \"choices\": ["
+                         "{\"id\": 0, \"name\": \"A\"}, {\"id\": 3, \"name\": \"B\"}, {\"id\": 0, \"name\": \"C\"}]}"),
+             PRECINCTS),
+         "contests[0].choices[2].id: 0 duplicates contests[0].choices[0].id"},
+        {"seat_eligible type",
+         DOC(ELECTION, DISTRICTS,
+             ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1, \"choices\": ["
+                         "{\"id\": 0, \"name\": \"A\", \"seat_eligible\": 0}]}"),
+             PRECINCTS),
+         "contests[0].choices[0].seat_eligible: expected true or false, got an integer"},
+        {"choice name type",
+         DOC(ELECTION, DISTRICTS,
+             ONE_CONTEST("{\"id\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"seats\": 1, \"choices\": ["
+                         "{\"id\": 0, \"name\": null}]}"),
+             PRECINCTS),
+         "contests[0].choices[0].name: expected a string, got null"},
+        {"duplicate contest", DOC(ELECTION, DISTRICTS, "\"contests\": [" LIST ", " LIST "]", PRECINCTS),
+         "contests[1].id: 1 duplicates contests[0].id"},
+        {"misspelt key",
+         DOC(ELECTION, DISTRICTS, ONE_CONTEST(LISTX("\"seats\": 3, \"threshold_pecent\": 5, ")), PRECINCTS),
+         "contests[0]: unknown key \"threshold_pecent\" (expected one of: id, name, kind, seats, threshold_percent, "
+         "method, district_id, choices)"},
+        {"precincts missing", "{" ELECTION ", " DISTRICTS ", " CONTESTS "}", "precincts: missing (expected an array)"},
+        {"precincts empty", DOC(ELECTION, DISTRICTS, CONTESTS, "\"precincts\": []"), "precincts: must not be empty"},
+        {"precinct not an object", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("\"p1\"")),
+         "precincts[0]: expected an object, got a string"},
+        {"precinct unknown district",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1}, {\"id\": 2, \"district_id\": 9}")),
+         "precincts[1].district_id: 9 is not a district id"},
+        {"precinct without district", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1}")),
+         "precincts[0].district_id: missing (expected an integer 0..4294967295)"},
+        {"duplicate precinct",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 4, \"district_id\": 1}, {\"id\": 10, \"district_id\": 1},"
+                          " {\"id\": 10, \"district_id\": 2}")),
+         "precincts[2].id: 10 duplicates precincts[1].id"},
+        {"voters negative",
+         DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"registered_voters\": -5}")),
+         "precincts[0].registered_voters: -5 is out of range (0..9223372036854775807)"},
+        {"key not base64",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"not base64!\"}")),
+         "precincts[0].public_key: \"not base64!\" is not valid base64"},
+        {"key url-safe alphabet",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": "
+                          "\"__ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}")),
+         "precincts[0].public_key: \"__ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\" is not valid base64"},
+        {"key too short",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"AAAAAAAAAAAAAAAAAAAAAA==\"}")),
+         "precincts[0].public_key: decodes to 16 bytes, an Ed25519 key has 32"},
+        {"key too long",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"" KEY KEY KEY "\"}")),
+         "precincts[0].public_key: 132 characters is too long for a 32-byte Ed25519 key"},
+        {"key 33 bytes",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": "
+                          "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\"}")),
+         "precincts[0].public_key: decodes to 33 bytes, an Ed25519 key has 32"},
+        {"key type",
+         DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": 7}")),
+         "precincts[0].public_key: expected a base64 string, got an integer"},
+        {"precinct unknown key",
+         DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"voters\": 7}")),
+         "precincts[0]: unknown key \"voters\" (expected one of: id, district_id, registered_voters, public_key)"},
 };
 
 INDEX_PARAMS(defn, rejects, bad_cases)
@@ -353,7 +367,7 @@ ParameterizedTest(size_t *ix, defn, rejects)
 Test(defn, rejects_malformed_json_with_its_position)
 {
 	/* jansson's own wording follows the position; the position is ours to promise. */
-	static const char *const docs[] = { "{\"election\": ", "{\"election\": {\"id\": \"a\", \"id\": \"b\"}}", "" };
+	static const char *const docs[] = {"{\"election\": ", "{\"election\": {\"id\": \"a\", \"id\": \"b\"}}", ""};
 	for (size_t i = 0; i < NELEM(docs); i++) {
 		struct bal_defn *d = NULL;
 		char why[512] = "";
@@ -422,21 +436,23 @@ static double now(void)
 Test(defn, large_definition_loads_fast)
 {
 	enum { NDIST = 29, NPREC = 10000 };
-	struct buf b = { malloc(1 << 16), 0, 1 << 16 };
+	struct buf b = {malloc(1 << 16), 0, 1 << 16};
 	b.p[0] = '\0';
 	put(&b, "{\"election\": {\"id\": \"kz-2023-mazhilis\", \"name\": \"Mazhilis\", \"date\": \"2023-03-19\"},\n");
 	put(&b, "\"districts\": [");
 	for (int i = 1; i <= NDIST; i++)
 		put(&b, "%s{\"id\": %d, \"name\": \"District %d\"}", i > 1 ? ", " : "", i, i);
 	put(&b, "],\n\"contests\": [{\"id\": 1, \"name\": \"Party list\", \"kind\": \"party_list\", \"seats\": 69,"
-		" \"threshold_percent\": 5, \"choices\": [");
+	        " \"threshold_percent\": 5, \"choices\": [");
 	for (int k = 0; k < 8; k++)
 		put(&b, "%s{\"id\": %d, \"name\": \"Party %d\"%s}", k ? ", " : "", k, k,
 		    k == 7 ? ", \"seat_eligible\": false" : "");
 	put(&b, "]}");
 	for (int i = 1; i <= NDIST; i++) {
-		put(&b, ",\n{\"id\": %d, \"name\": \"District %d\", \"kind\": \"single_member\", \"district_id\": %d,"
-			" \"choices\": [", 100 + i, i, i);
+		put(&b,
+		    ",\n{\"id\": %d, \"name\": \"District %d\", \"kind\": \"single_member\", \"district_id\": %d,"
+		    " \"choices\": [",
+		    100 + i, i, i);
 		for (int k = 0; k < 6; k++)
 			put(&b, "%s{\"id\": %d, \"name\": \"Candidate %d-%d\"}", k ? ", " : "", k, i, k);
 		put(&b, "]}");

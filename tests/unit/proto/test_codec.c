@@ -11,31 +11,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const uint32_t col_party[] = { 0, 3, 7, 0, 1, 0 };
-static const uint32_t col_district[] = { 2, 2, 0, 1, 5, 4 };
-static const uint64_t counts_party[] = { 10, 0, 4, 1, 0, 0, 2, 300000000000ULL };
-static const uint64_t counts_district[] = { 5, 5 };
+static const uint32_t col_party[] = {0, 3, 7, 0, 1, 0};
+static const uint32_t col_district[] = {2, 2, 0, 1, 5, 4};
+static const uint64_t counts_party[] = {10, 0, 4, 1, 0, 0, 2, 300000000000ULL};
+static const uint64_t counts_district[] = {5, 5};
 
 static struct bal_column columns[] = {
-	{ .contest_id = 1, .n = 6, .choices = col_party },
-	{ .contest_id = 101, .n = 6, .choices = col_district },
+        {.contest_id = 1, .n = 6, .choices = col_party},
+        {.contest_id = 101, .n = 6, .choices = col_district},
 };
 static struct bal_ctally tallies[] = {
-	{ .contest_id = 1, .n = 8, .counts = counts_party },
-	{ .contest_id = 101, .n = 2, .counts = counts_district },
+        {.contest_id = 1, .n = 8, .counts = counts_party},
+        {.contest_id = 101, .n = 2, .counts = counts_district},
 };
 
 static struct bal_batch sample(enum bal_kind kind)
 {
 	struct bal_batch b = {
-		.precinct_id = 4242,
-		.seq = 1ULL << 40,
-		.kind = kind,
-		.has_turnout = true,
-		.ballots_issued = 8,
-		.ballots_cast = 6,
-		.ballots_spoiled = 1,
-		.created_unix_ms = 1679212800123ULL,
+	        .precinct_id = 4242,
+	        .seq = 1ULL << 40,
+	        .kind = kind,
+	        .has_turnout = true,
+	        .ballots_issued = 8,
+	        .ballots_cast = 6,
+	        .ballots_spoiled = 1,
+	        .created_unix_ms = 1679212800123ULL,
 	};
 	if (kind == BAL_KIND_BALLOTS) {
 		b.ncolumns = 2;
@@ -88,7 +88,7 @@ static void assert_same_batch(const struct bal_batch *a, const struct bal_batch 
 
 ParameterizedTestParameters(codec, roundtrips_every_kind)
 {
-	static enum bal_kind kinds[] = { BAL_KIND_BALLOTS, BAL_KIND_TALLY, BAL_KIND_PROTOCOL };
+	static enum bal_kind kinds[] = {BAL_KIND_BALLOTS, BAL_KIND_TALLY, BAL_KIND_PROTOCOL};
 	return cr_make_param_array(enum bal_kind, kinds, sizeof(kinds) / sizeof(kinds[0]));
 }
 
@@ -139,29 +139,29 @@ Test(codec, roundtrips_signed_wrapper)
 
 Test(codec, packs_exact_wire_bytes)
 {
-	static const uint64_t counts[] = { 3, 4 };
-	static const uint32_t choices[] = { 1, 0, 2 };
-	struct bal_ctally t = { .contest_id = 1, .n = 2, .counts = counts };
-	struct bal_column c = { .contest_id = 101, .n = 3, .choices = choices };
-	struct bal_batch b = { .precinct_id = 1,
-			       .seq = 2,
-			       .kind = BAL_KIND_TALLY,
-			       .ncolumns = 1,
-			       .columns = &c,
-			       .ntallies = 1,
-			       .tallies = &t,
-			       .has_turnout = true,
-			       .ballots_issued = 5,
-			       .ballots_cast = 4,
-			       .ballots_spoiled = 1,
-			       .created_unix_ms = 6 };
+	static const uint64_t counts[] = {3, 4};
+	static const uint32_t choices[] = {1, 0, 2};
+	struct bal_ctally t = {.contest_id = 1, .n = 2, .counts = counts};
+	struct bal_column c = {.contest_id = 101, .n = 3, .choices = choices};
+	struct bal_batch b = {.precinct_id = 1,
+	                      .seq = 2,
+	                      .kind = BAL_KIND_TALLY,
+	                      .ncolumns = 1,
+	                      .columns = &c,
+	                      .ntallies = 1,
+	                      .tallies = &t,
+	                      .has_turnout = true,
+	                      .ballots_issued = 5,
+	                      .ballots_cast = 4,
+	                      .ballots_spoiled = 1,
+	                      .created_unix_ms = 6};
 	/* Written by hand from the protobuf encoding rules, not by protobuf-c. */
 	static const uint8_t want[] = {
-		0x08, 0x01, 0x10, 0x02, 0x18, 0x01,		      /* precinct 1, seq 2, kind TALLY */
-		0x22, 0x07, 0x08, 0x65, 0x12, 0x03, 0x01, 0x00, 0x02, /* ballots: contest 101, [1,0,2] */
-		0x2a, 0x06, 0x08, 0x01, 0x12, 0x02, 0x03, 0x04,	      /* tallies: contest 1, [3,4] */
-		0x32, 0x06, 0x08, 0x05, 0x10, 0x04, 0x18, 0x01,	      /* turnout 5/4/1 */
-		0x38, 0x06,					      /* created 6 */
+	        0x08, 0x01, 0x10, 0x02, 0x18, 0x01,                   /* precinct 1, seq 2, kind TALLY */
+	        0x22, 0x07, 0x08, 0x65, 0x12, 0x03, 0x01, 0x00, 0x02, /* ballots: contest 101, [1,0,2] */
+	        0x2a, 0x06, 0x08, 0x01, 0x12, 0x02, 0x03, 0x04,       /* tallies: contest 1, [3,4] */
+	        0x32, 0x06, 0x08, 0x05, 0x10, 0x04, 0x18, 0x01,       /* turnout 5/4/1 */
+	        0x38, 0x06,                                           /* created 6 */
 	};
 	cr_assert_eq(bal_codec_batch_size(&b), sizeof(want));
 	uint8_t got[sizeof(want)];
@@ -197,10 +197,10 @@ struct ack_case {
 ParameterizedTestParameters(codec, roundtrips_ack)
 {
 	static struct ack_case cases[] = {
-		{ BAL_ACK_ACCEPTED, 1, false, "" },
-		{ BAL_ACK_DUPLICATE, 123456789012ULL, false, "" },
-		{ BAL_ACK_REJECTED, 0, true, "ballots[0].choices[3]: choice 9 out of range (contest 1 has 8 choices)" },
-		{ BAL_ACK_ACCEPTED, 0, true, "" },
+	        {BAL_ACK_ACCEPTED, 1, false, ""},
+	        {BAL_ACK_DUPLICATE, 123456789012ULL, false, ""},
+	        {BAL_ACK_REJECTED, 0, true, "ballots[0].choices[3]: choice 9 out of range (contest 1 has 8 choices)"},
+	        {BAL_ACK_ACCEPTED, 0, true, ""},
 	};
 	return cr_make_param_array(struct ack_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -235,13 +235,13 @@ Test(codec, truncates_long_ack_error)
 
 Test(codec, rejects_garbage_ack)
 {
-	static const uint8_t garbage[] = { 0xff, 0xff, 0xff };
+	static const uint8_t garbage[] = {0xff, 0xff, 0xff};
 	enum bal_ack_status st;
 	uint64_t pos;
 	char err[16];
 	cr_assert_eq(bal_codec_ack_decode(garbage, sizeof(garbage), &st, &pos, err, sizeof(err)), BAL_ESCHEMA);
 	/* status 9 is not a Status value */
-	static const uint8_t bad_status[] = { 0x08, 0x09 };
+	static const uint8_t bad_status[] = {0x08, 0x09};
 	cr_assert_eq(bal_codec_ack_decode(bad_status, sizeof(bad_status), &st, &pos, err, sizeof(err)), BAL_ESCHEMA);
 }
 
@@ -255,26 +255,23 @@ struct bad_case {
 ParameterizedTestParameters(codec, rejects_undecodable)
 {
 	static struct bad_case cases[] = {
-		{ "all ones", { 0xff, 0xff, 0xff, 0xff }, 4, "SignedBatch does not decode" },
-		{ "wire type 7", { 0x0f, 0x01 }, 2, "SignedBatch does not decode" },
-		/* field 1, declared length 2^40, 3 bytes present */
-		{ "huge length",
-		  { 0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 1, 2, 3 },
-		  10,
-		  "SignedBatch does not decode" },
-		/* field 1, declared length 5, 2 bytes present */
-		{ "short bytes", { 0x0a, 0x05, 0x08, 0x01 }, 4, "SignedBatch does not decode" },
-		/* unterminated varint */
-		{ "open varint", { 0x08, 0x80, 0x80 }, 3, "SignedBatch does not decode" },
-		/* the inner batch: field 4 (ballots) declares 100 bytes, has 1 */
-		{ "inner short", { 0x0a, 0x03, 0x22, 0x64, 0x08 }, 5, "Batch inside SignedBatch does not decode" },
-		/* the inner batch: kind 7 */
-		{ "kind 7", { 0x0a, 0x02, 0x18, 0x07 }, 4, "unknown kind 7" },
-		/* the inner batch: kind -1 as a 10-byte varint */
-		{ "kind -1",
-		  { 0x0a, 0x0b, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 },
-		  13,
-		  "unknown kind -1" },
+	        {"all ones", {0xff, 0xff, 0xff, 0xff}, 4, "SignedBatch does not decode"},
+	        {"wire type 7", {0x0f, 0x01}, 2, "SignedBatch does not decode"},
+	        /* field 1, declared length 2^40, 3 bytes present */
+	        {"huge length", {0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 1, 2, 3}, 10, "SignedBatch does not decode"},
+	        /* field 1, declared length 5, 2 bytes present */
+	        {"short bytes", {0x0a, 0x05, 0x08, 0x01}, 4, "SignedBatch does not decode"},
+	        /* unterminated varint */
+	        {"open varint", {0x08, 0x80, 0x80}, 3, "SignedBatch does not decode"},
+	        /* the inner batch: field 4 (ballots) declares 100 bytes, has 1 */
+	        {"inner short", {0x0a, 0x03, 0x22, 0x64, 0x08}, 5, "Batch inside SignedBatch does not decode"},
+	        /* the inner batch: kind 7 */
+	        {"kind 7", {0x0a, 0x02, 0x18, 0x07}, 4, "unknown kind 7"},
+	        /* the inner batch: kind -1 as a 10-byte varint */
+	        {"kind -1",
+	         {0x0a, 0x0b, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+	         13,
+	         "unknown kind -1"},
 	};
 	return cr_make_param_array(struct bad_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -306,7 +303,7 @@ Test(codec, rejects_every_cut_inside_the_batch_field)
 		struct bal_batch out;
 		char why[128];
 		cr_assert_eq(bal_codec_decode(body, cut, &arena, &out, why, sizeof(why)), BAL_ESCHEMA,
-			     "cut at %zu of %zu", cut, len);
+		             "cut at %zu of %zu", cut, len);
 		bal_arena_reset(&arena);
 	}
 	bal_arena_deinit(&arena);
@@ -336,14 +333,14 @@ Test(codec, tolerates_unknown_fields)
 	struct bal_batch in = sample(BAL_KIND_BALLOTS);
 	size_t blen = bal_codec_batch_size(&in);
 	/* Batch field 15 (varint 300) and field 16 (bytes "hi") appended. */
-	static const uint8_t extra_batch[] = { 0x78, 0xac, 0x02, 0x82, 0x01, 0x02, 'h', 'i' };
+	static const uint8_t extra_batch[] = {0x78, 0xac, 0x02, 0x82, 0x01, 0x02, 'h', 'i'};
 	uint8_t *inner = malloc(blen + sizeof(extra_batch));
 	bal_codec_batch_pack(&in, inner);
 	memcpy(inner + blen, extra_batch, sizeof(extra_batch));
 	size_t ilen = blen + sizeof(extra_batch);
 	size_t slen = bal_codec_signed_size(inner, ilen, NULL, 0);
 	/* SignedBatch field 9 (fixed32) appended. */
-	static const uint8_t extra_signed[] = { 0x4d, 1, 2, 3, 4 };
+	static const uint8_t extra_signed[] = {0x4d, 1, 2, 3, 4};
 	uint8_t *body = malloc(slen + sizeof(extra_signed));
 	bal_codec_signed_pack(inner, ilen, NULL, 0, body);
 	memcpy(body + slen, extra_signed, sizeof(extra_signed));
@@ -386,8 +383,8 @@ Test(codec, arena_reaches_steady_state)
 		a[i] = (uint32_t)(i % 8);
 		b[i] = (uint32_t)(i % 5);
 	}
-	struct bal_column cols[] = { { .contest_id = 1, .n = NBALLOTS, .choices = a },
-				     { .contest_id = 105, .n = NBALLOTS, .choices = b } };
+	struct bal_column cols[] = {{.contest_id = 1, .n = NBALLOTS, .choices = a},
+	                            {.contest_id = 105, .n = NBALLOTS, .choices = b}};
 	struct bal_batch in = sample(BAL_KIND_BALLOTS);
 	in.columns = cols;
 	in.ncolumns = 2;

@@ -185,7 +185,7 @@ Test(storage_env, map_full_is_enospc_and_store_survives)
 	while (committed < MAX_TRIES && (rc = try_commit(s, committed + 1, CHUNK)) == 0)
 		committed++;
 	cr_assert_eq(rc, -ENOSPC, "got %d (%s) after %llu commits", rc, bal_strerror(rc),
-		     (unsigned long long)committed);
+	             (unsigned long long)committed);
 	cr_assert_gt(committed, 0);
 	cr_assert_eq(bal_store_position(s), committed);
 

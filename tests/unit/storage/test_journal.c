@@ -305,7 +305,7 @@ Test(storage_journal, damaged_record_is_reported_not_returned)
 	fx_fill(b, sizeof(b), 2);
 	cr_assert_eq(bal_store_wbegin(s), 0);
 	cr_assert_eq(bal_store_append(s, 1, 2, b, sizeof(b), &pos), BAL_ECORRUPT,
-		     "dedup never compares against a damaged original");
+	             "dedup never compares against a damaged original");
 	cr_assert_eq(bal_store_wcommit(s), BAL_ECORRUPT, "the failed txn is not committed");
 	bal_store_close(s);
 }

@@ -74,8 +74,9 @@ static void journal_values(struct bal_store *s, uint64_t first, uint64_t last)
 {
 	for (uint64_t i = first; i <= last; i++) {
 		uint64_t v = i * 10;
-		cr_assert_eq(fx_commit_one(s, (uint32_t)((i - 1) % NP), (i - 1) / NP + 1, (const uint8_t *)&v, sizeof(v)),
-			     i);
+		cr_assert_eq(
+		        fx_commit_one(s, (uint32_t)((i - 1) % NP), (i - 1) / NP + 1, (const uint8_t *)&v, sizeof(v)),
+		        i);
 	}
 }
 
@@ -187,29 +188,58 @@ struct damage_case {
 	uint64_t slice_at; /* slice 0 (precinct 0) snapshotted at this position; 0 = no slice */
 	size_t slice_len;  /* its blob size (8 fits) */
 	enum how how;
-	char table[16];    /* arrays, not pointers: the parameters are copied to the test process */
+	char table[16]; /* arrays, not pointers: the parameters are copied to the test process */
 	uint64_t key;
-	size_t offset;     /* FLIP_BYTE: byte within the stored value */
-	uint64_t fail_at;  /* the entry callback refuses this position; 0 = never */
-	size_t calls;      /* entries applied before the stop */
+	size_t offset;    /* FLIP_BYTE: byte within the stored value */
+	uint64_t fail_at; /* the entry callback refuses this position; 0 = never */
+	size_t calls;     /* entries applied before the stop */
 	char needle[80];
 };
 
 ParameterizedTestParameters(storage_recovery, stops_at_damage)
 {
 	static struct damage_case cases[] = {
-		{.journal = 5, .fail_at = 4, .calls = 3, .needle = "journal position 4 does not replay"},
-		{.journal = 5, .how = FLIP_BYTE, .table = "journal", .key = 3, .offset = 26, .calls = 2,
-		 .needle = "journal position 3: checksum"},
-		{.journal = 5, .how = DELETE_KEY, .table = "journal", .key = 3, .calls = 2,
-		 .needle = "journal position 4 follows 2"},
-		{.journal = 3, .slice_at = 3, .slice_len = 8, .how = DELETE_KEY, .table = "journal", .key = 3,
-		 .needle = "snapshot slice 0 covers position 3, the journal ends at 2"},
-		{.journal = 2, .slice_at = 2, .slice_len = 8, .how = FLIP_BYTE, .table = "snapshots", .key = 0,
-		 .offset = 28, .needle = "snapshot slice 0: checksum"},
-		{.journal = 2, .slice_at = 2, .slice_len = 16, .needle = "snapshot slice 0 (precincts 0..0, position 2, 16 bytes) does not fit"},
-		{.journal = 2, .slice_at = 2, .slice_len = 8, .how = FLIP_BYTE, .table = "snapshots", .key = 0,
-		 .offset = 1, .needle = "snapshot slice 0: damaged record header"},
+	        {.journal = 5, .fail_at = 4, .calls = 3, .needle = "journal position 4 does not replay"},
+	        {.journal = 5,
+	         .how = FLIP_BYTE,
+	         .table = "journal",
+	         .key = 3,
+	         .offset = 26,
+	         .calls = 2,
+	         .needle = "journal position 3: checksum"},
+	        {.journal = 5,
+	         .how = DELETE_KEY,
+	         .table = "journal",
+	         .key = 3,
+	         .calls = 2,
+	         .needle = "journal position 4 follows 2"},
+	        {.journal = 3,
+	         .slice_at = 3,
+	         .slice_len = 8,
+	         .how = DELETE_KEY,
+	         .table = "journal",
+	         .key = 3,
+	         .needle = "snapshot slice 0 covers position 3, the journal ends at 2"},
+	        {.journal = 2,
+	         .slice_at = 2,
+	         .slice_len = 8,
+	         .how = FLIP_BYTE,
+	         .table = "snapshots",
+	         .key = 0,
+	         .offset = 28,
+	         .needle = "snapshot slice 0: checksum"},
+	        {.journal = 2,
+	         .slice_at = 2,
+	         .slice_len = 16,
+	         .needle = "snapshot slice 0 (precincts 0..0, position 2, 16 bytes) does not fit"},
+	        {.journal = 2,
+	         .slice_at = 2,
+	         .slice_len = 8,
+	         .how = FLIP_BYTE,
+	         .table = "snapshots",
+	         .key = 0,
+	         .offset = 1,
+	         .needle = "snapshot slice 0: damaged record header"},
 	};
 	return cr_make_param_array(struct damage_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -261,7 +291,7 @@ Test(storage_recovery, a_record_naming_an_unknown_precinct_is_corrupt)
 	char why[256] = "";
 	cr_assert_eq(bal_store_open(&o, &s, why, sizeof(why)), BAL_ECORRUPT, "%s", why);
 	cr_assert_not_null(strstr(why, "journal position 6 names precinct 5, which is not in the definition"), "%s",
-			   why);
+	                   why);
 	/* And fewer precincts than the pinned slices. */
 	o.nprecincts = 4;
 	cr_assert_eq(bal_store_open(&o, &s, why, sizeof(why)), BAL_ECORRUPT, "%s", why);

@@ -133,7 +133,7 @@ Test(storage_snapshot, dedup_across_slice_merges_gaps_and_reopens)
 		cr_assert_eq(bal_store_wbegin(s), 0);
 		for (size_t i = 0; i < 8; i++) {
 			cr_assert_eq(put(s, ps[i], ss[i], &pos), BAL_EDUPLICATE, "round %d: %u/%llu", round, ps[i],
-				     (unsigned long long)ss[i]);
+			             (unsigned long long)ss[i]);
 			cr_assert_eq(pos, want[ps[i]][ss[i]]);
 		}
 		cr_assert_eq(bal_store_append(s, 1, 9, (const uint8_t *)"other", 5, &pos), BAL_ECONFLICT);
