@@ -1,5 +1,5 @@
 /*
- * ballotctl audit: the observer's check of DESIGN.md invariant 8. Reads the
+ * ballotctl audit: the observer's check of docs/design.md invariant 8. Reads the
  * daemon's snapshot (its journal position P), exports journal positions 1..P
  * through GET /v1/journal page by page, re-verifies every precinct's Ed25519
  * signature against the definition's public keys, checks that no (precinct,

@@ -15,7 +15,7 @@
 static const char help[] =
         "usage: ballotctl gen-definition [OPTIONS]\n"
         "\n"
-        "Writes a synthetic election definition in the DESIGN.md format: a national\n"
+        "Writes a synthetic election definition in the format of docs/definition.md: a national\n"
         "party-list contest (id 1) and one single-member contest per district (id\n"
         "100+d), each with C choices whose last is \"Against all\" (seat_eligible\n"
         "false); precincts 1..N in contiguous blocks per district, registered voters\n"

@@ -1,5 +1,5 @@
 /*
- * ballot-bench: the load generator and the side-by-side harness of issue 3.
+ * ballot-bench: the load generator and the side-by-side harness.
  * Simulates thousands of precincts uploading batches to ballotd (or the same
  * workload to PostgreSQL or Redis), prints one progress line a second and
  * one JSON summary, and with --verify checks that the system's totals moved

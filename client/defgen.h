@@ -1,5 +1,5 @@
 /*
- * Synthetic election definitions in the DESIGN.md format, for demos, tests and
+ * Synthetic election definitions in the format of docs/definition.md, for demos, tests and
  * benchmarks (`ballotctl gen-definition`): one national party-list contest and
  * one single-member contest per district, precincts spread over the districts
  * in contiguous id blocks, demo public keys (client/keys.h).

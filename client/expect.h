@@ -2,11 +2,11 @@
  * Expected totals: an independent fold of batches into per-contest,
  * per-(contest, district), per-precinct and turnout totals, which clients and
  * tests compare with the daemon's answers. It is written separately from
- * core/tally.c on purpose (DESIGN.md invariant 8): observers must be
+ * core/tally.c on purpose (docs/design.md invariant 8): observers must be
  * able to recompute totals without the daemon's counting code. It shares only
  * the definition structs and their id look-ups.
  *
- * Kinds (DESIGN.md): BALLOTS and TALLY batches add to the precinct's ballot
+ * Kinds (docs/design.md): BALLOTS and TALLY batches add to the precinct's ballot
  * sums B. A PROTOCOL batch is the precinct's complete result P: the one with
  * the highest seq counts, an older one arriving later changes nothing but the
  * batch count. A precinct contributes P to every total once it has a

@@ -3,7 +3,7 @@
  * a seq and a seed it builds a valid Batch (BALLOTS or TALLY) of the
  * precinct's ballot, or the PROTOCOL those batches add up to, signs it with
  * the demo key (client/keys.h) and wraps it in a SignedBatch. The same (definition, options, precinct, seq) always
- * gives the same bytes, so a resend is byte-identical (DESIGN.md invariant 2).
+ * gives the same bytes, so a resend is byte-identical (docs/design.md invariant 2).
  *
  * Votes follow per-contest weights derived from the seed: each contest has a
  * clear leader (45-60%), at least one party under 5% when it has three or more

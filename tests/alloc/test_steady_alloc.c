@@ -1,5 +1,5 @@
 /*
- * The ingest path does not allocate per batch once warm (DESIGN.md
+ * The ingest path does not allocate per batch once warm (docs/design.md
  * invariant 5). ballotd runs with a counting malloc shim preloaded; after a
  * warm-up push, a push of N batches and a push of 10N batches (same
  * connections and pipeline) are compared:

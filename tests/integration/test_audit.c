@@ -1,5 +1,5 @@
 /*
- * DESIGN.md invariant 8 end to end: GET /v1/journal exports the journal as
+ * docs/design.md invariant 8 end to end: GET /v1/journal exports the journal as
  * (position, length, exact SignedBatch bytes) records, and `ballotctl audit`
  * (the real executable) re-verifies every signature and recomputes every total
  * from that export, independently of the daemon's tally code. Covers the
