@@ -30,8 +30,9 @@
  */
 #include "core/tally.h"
 
+#include "core/reason.h"
+
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,19 +338,6 @@ uint64_t bal_tally_ballot_sum(const struct bal_layout *l, const uint64_t *ctr, u
 
 /* ---- fold ------------------------------------------------------------------- */
 
-static int fail(int err, char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int fail(int err, char *why, size_t whylen, const char *fmt, ...)
-{
-	if (why && whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
-
 /*
  * The contest of batch entry `what`[i] (a ballot column or a tally): known,
  * on precinct p's ballot and not named by an earlier entry. Entries are read
@@ -373,18 +361,18 @@ static int resolve_contest(const struct bal_defn *d, uint32_t p, const struct en
 	const uint32_t id = entry_id(es, i);
 	int32_t c = bal_defn_contest(d, id);
 	if (c < 0)
-		return fail(BAL_EINVALID, why, whylen, "%s[%zu].contest_id %u is not in the definition", es->what, i,
-		            id);
+		return bal_fail(why, whylen, BAL_EINVALID, "%s[%zu].contest_id %u is not in the definition", es->what,
+		                i, id);
 	if (!bal_defn_votes_in(d, p, (uint32_t)c)) {
 		const struct bal_precinct *pr = &d->precincts[p];
-		return fail(BAL_EINVALID, why, whylen,
-		            "%s[%zu].contest_id %u is not on the ballot of precinct %u (district %u)", es->what, i, id,
-		            pr->id, d->districts[pr->district].id);
+		return bal_fail(why, whylen, BAL_EINVALID,
+		                "%s[%zu].contest_id %u is not on the ballot of precinct %u (district %u)", es->what, i,
+		                id, pr->id, d->districts[pr->district].id);
 	}
 	for (size_t j = 0; j < i; j++)
 		if (entry_id(es, j) == id)
-			return fail(BAL_EINVALID, why, whylen, "%s[%zu]: contest %u appears twice (also %s[%zu])",
-			            es->what, i, id, es->what, j);
+			return bal_fail(why, whylen, BAL_EINVALID, "%s[%zu]: contest %u appears twice (also %s[%zu])",
+			                es->what, i, id, es->what, j);
 	return c;
 }
 
@@ -409,8 +397,8 @@ static void put_abs(struct bal_delta_entry *e, uint32_t *n, uint32_t slot, uint6
 static int reserve(const struct bal_delta *out, uint32_t n, uint32_t more, char *why, size_t whylen)
 {
 	if ((uint64_t)n + more > out->cap)
-		return fail(-ENOBUFS, why, whylen, "delta capacity %u is below the %llu entries this batch needs",
-		            out->cap, (unsigned long long)n + more);
+		return bal_fail(why, whylen, -ENOBUFS, "delta capacity %u is below the %llu entries this batch needs",
+		                out->cap, (unsigned long long)n + more);
 	return 0;
 }
 
@@ -509,9 +497,9 @@ static int fold_columns(const struct bal_defn *d, const struct bal_layout *l, co
 			}
 		}
 		if (bad != col->n)
-			return fail(BAL_EINVALID, why, whylen,
-			            "ballots[%zu].choices[%zu] = %u is out of range (contest %u has %u choices)", i,
-			            bad, ch[bad], col->contest_id, nch);
+			return bal_fail(why, whylen, BAL_EINVALID,
+			                "ballots[%zu].choices[%zu] = %u is out of range (contest %u has %u choices)", i,
+			                bad, ch[bad], col->contest_id, nch);
 		uint32_t kept = 0;
 		for (uint32_t k = 0; k < nch; k++)
 			if (e[k].add)
@@ -535,15 +523,15 @@ static int fold_tallies(const struct bal_defn *d, const struct bal_layout *l, co
 			return c;
 		const uint32_t nch = d->contests[c].nchoices;
 		if (t->n != nch)
-			return fail(BAL_EINVALID, why, whylen,
-			            "tallies[%zu].counts has %zu entries, contest %u has %u choices", i, t->n,
-			            t->contest_id, nch);
+			return bal_fail(why, whylen, BAL_EINVALID,
+			                "tallies[%zu].counts has %zu entries, contest %u has %u choices", i, t->n,
+			                t->contest_id, nch);
 		uint64_t sum = 0;
 		for (uint32_t k = 0; k < nch; k++)
 			if (__builtin_add_overflow(sum, t->counts[k], &sum))
-				return fail(BAL_EOVERFLOW, why, whylen,
-				            "tallies[%zu] sum overflows 64 bits (at counts[%u] = %llu)", i, k,
-				            (unsigned long long)t->counts[k]);
+				return bal_fail(why, whylen, BAL_EOVERFLOW,
+				                "tallies[%zu] sum overflows 64 bits (at counts[%u] = %llu)", i, k,
+				                (unsigned long long)t->counts[k]);
 		int err = reserve(out, *n, nch, why, whylen);
 		if (err)
 			return err;
@@ -576,10 +564,11 @@ static int protocol_complete(const struct bal_defn *d, const struct bal_batch *b
 	}
 	if (missing == UINT32_MAX)
 		return 0;
-	return fail(BAL_EINVALID, why, whylen,
-	            "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct %u: contest %u "
-	            "is missing (%zu of %u contests present)",
-	            b->precinct_id, d->contests[missing].id, b->ntallies, on_ballot);
+	return bal_fail(
+	        why, whylen, BAL_EINVALID,
+	        "a PROTOCOL batch must carry a tally for every contest on the ballot of precinct %u: contest %u "
+	        "is missing (%zu of %u contests present)",
+	        b->precinct_id, d->contests[missing].id, b->ntallies, on_ballot);
 }
 
 int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b,
@@ -587,47 +576,48 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 {
 	int32_t pi = bal_defn_precinct(d, b->precinct_id);
 	if (pi < 0)
-		return fail(BAL_EINVALID, why, whylen, "precinct_id %u is not in the definition", b->precinct_id);
+		return bal_fail(why, whylen, BAL_EINVALID, "precinct_id %u is not in the definition", b->precinct_id);
 	const uint32_t p = (uint32_t)pi;
 	/* Both rows are read below, one precinct among thousands: let the two
 	 * misses overlap. */
 	__builtin_prefetch(&l->prec[p]);
 	__builtin_prefetch(&d->precincts[p]);
 	if (b->seq < 1)
-		return fail(BAL_EINVALID, why, whylen, "seq must be >= 1 (got %llu)", (unsigned long long)b->seq);
+		return bal_fail(why, whylen, BAL_EINVALID, "seq must be >= 1 (got %llu)", (unsigned long long)b->seq);
 
 	size_t nballots = b->ncolumns ? b->columns[0].n : 0;
 	switch (b->kind) {
 	case BAL_KIND_BALLOTS:
 		if (b->ntallies)
-			return fail(BAL_EINVALID, why, whylen,
-			            "a BALLOTS batch may not carry tallies (got %zu tallies)", b->ntallies);
+			return bal_fail(why, whylen, BAL_EINVALID,
+			                "a BALLOTS batch may not carry tallies (got %zu tallies)", b->ntallies);
 		for (size_t i = 1; i < b->ncolumns; i++)
 			if (b->columns[i].n != nballots)
-				return fail(BAL_EINVALID, why, whylen,
-				            "ballots[%zu] has %zu entries, ballots[0] has %zu (column lengths differ)",
-				            i, b->columns[i].n, nballots);
+				return bal_fail(
+				        why, whylen, BAL_EINVALID,
+				        "ballots[%zu] has %zu entries, ballots[0] has %zu (column lengths differ)", i,
+				        b->columns[i].n, nballots);
 		if (!nballots && !b->has_turnout)
-			return fail(BAL_EINVALID, why, whylen, "batch is empty (no ballots and no turnout)");
+			return bal_fail(why, whylen, BAL_EINVALID, "batch is empty (no ballots and no turnout)");
 		break;
 	case BAL_KIND_TALLY:
 		if (b->ncolumns)
-			return fail(BAL_EINVALID, why, whylen,
-			            "a TALLY batch may not carry ballots (got %zu ballot columns)", b->ncolumns);
+			return bal_fail(why, whylen, BAL_EINVALID,
+			                "a TALLY batch may not carry ballots (got %zu ballot columns)", b->ncolumns);
 		if (!b->ntallies && !b->has_turnout)
-			return fail(BAL_EINVALID, why, whylen, "batch is empty (no tallies and no turnout)");
+			return bal_fail(why, whylen, BAL_EINVALID, "batch is empty (no tallies and no turnout)");
 		break;
 	case BAL_KIND_PROTOCOL:
 		if (b->ncolumns)
-			return fail(BAL_EINVALID, why, whylen,
-			            "a PROTOCOL batch may not carry ballots (got %zu ballot columns)", b->ncolumns);
+			return bal_fail(why, whylen, BAL_EINVALID,
+			                "a PROTOCOL batch may not carry ballots (got %zu ballot columns)", b->ncolumns);
 		if (!b->has_turnout)
-			return fail(BAL_EINVALID, why, whylen,
-			            "a PROTOCOL batch must carry a turnout (Batch.turnout is absent)");
+			return bal_fail(why, whylen, BAL_EINVALID,
+			                "a PROTOCOL batch must carry a turnout (Batch.turnout is absent)");
 		break;
 	default:
-		return fail(BAL_EINVALID, why, whylen, "kind %d is not BALLOTS (0), TALLY (1) or PROTOCOL (2)",
-		            (int)b->kind);
+		return bal_fail(why, whylen, BAL_EINVALID, "kind %d is not BALLOTS (0), TALLY (1) or PROTOCOL (2)",
+		                (int)b->kind);
 	}
 
 	const uint32_t base = l->prec[p].base;
@@ -767,14 +757,14 @@ __attribute__((cold)) static int overflow_at(const struct bal_layout *l, const s
 	char what[64];
 	name_offset(l, v->p, o, what, sizeof(what));
 	switch (level) {
-	case 'p': return fail(BAL_EOVERFLOW, why, whylen, "%s at precinct %u would overflow 64 bits", what, pr->id);
+	case 'p': return bal_fail(why, whylen, BAL_EOVERFLOW, "%s at precinct %u would overflow 64 bits", what, pr->id);
 	case 's':
-		return fail(BAL_EOVERFLOW, why, whylen, "%s ballot sum at precinct %u would overflow 64 bits", what,
-		            pr->id);
+		return bal_fail(why, whylen, BAL_EOVERFLOW, "%s ballot sum at precinct %u would overflow 64 bits", what,
+		                pr->id);
 	case 'd':
-		return fail(BAL_EOVERFLOW, why, whylen, "%s district %u total would overflow 64 bits", what,
-		            d->districts[pr->district].id);
-	default: return fail(BAL_EOVERFLOW, why, whylen, "%s national total would overflow 64 bits", what);
+		return bal_fail(why, whylen, BAL_EOVERFLOW, "%s district %u total would overflow 64 bits", what,
+		                d->districts[pr->district].id);
+	default: return bal_fail(why, whylen, BAL_EOVERFLOW, "%s national total would overflow 64 bits", what);
 	}
 }
 
@@ -799,10 +789,10 @@ static inline int check_globals(const struct bal_layout *l, const uint64_t *ctr,
                                 uint64_t batches, uint64_t headroom, char *why, size_t whylen)
 {
 	if (would_overflow(ctr, l->globals + BAL_G_BATCHES, batches))
-		return fail(BAL_EOVERFLOW, why, whylen, "global batch count would overflow 64 bits");
+		return bal_fail(why, whylen, BAL_EOVERFLOW, "global batch count would overflow 64 bits");
 	if ((headroom || (batches && ld(ctr, v->base + BAL_T_BATCHES) == 0)) &&
 	    (headroom == UINT64_MAX || would_overflow(ctr, l->globals + BAL_G_PRECINCTS_REPORTING, 1 + headroom)))
-		return fail(BAL_EOVERFLOW, why, whylen, "precincts reporting would overflow 64 bits");
+		return bal_fail(why, whylen, BAL_EOVERFLOW, "precincts reporting would overflow 64 bits");
 	return 0;
 }
 
@@ -832,11 +822,12 @@ static int check_replace(const struct bal_layout *l, const uint64_t *ctr, const 
 			char what[64];
 			name_offset(l, v->p, o, what, sizeof(what));
 			const struct bal_precinct *pr = &l->d->precincts[v->p];
-			return fail(BAL_ECORRUPT, why, whylen,
-			            "%s %s total %llu is below the %llu precinct %u contributes to it: the counters "
-			            "are inconsistent",
-			            what, a == 0 ? "district" : "national", (unsigned long long)ld(ctr, agg[a]),
-			            (unsigned long long)old, pr->id);
+			return bal_fail(
+			        why, whylen, BAL_ECORRUPT,
+			        "%s %s total %llu is below the %llu precinct %u contributes to it: the counters "
+			        "are inconsistent",
+			        what, a == 0 ? "district" : "national", (unsigned long long)ld(ctr, agg[a]),
+			        (unsigned long long)old, pr->id);
 		}
 	}
 	return 0;
@@ -874,7 +865,7 @@ static int check_add_delta(const struct bal_layout *l, const uint64_t *ctr, cons
 		const uint32_t o = entry_offset(v, dl, i);
 		uint64_t add;
 		if (__builtin_add_overflow(dl->e[i].add, headroom, &add))
-			return fail(BAL_EOVERFLOW, why, whylen, "an amount plus the headroom overflows 64 bits");
+			return bal_fail(why, whylen, BAL_EOVERFLOW, "an amount plus the headroom overflows 64 bits");
 		if (o == BAL_T_BATCHES)
 			batches = add;
 		if (__builtin_expect(shadowed, 0) && o >= BAL_T_ISSUED) {
