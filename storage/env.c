@@ -479,6 +479,10 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 		goto fail_alloc;
 	}
 	s->nprec = opts->nprecincts;
+	s->conflicts_per_key = opts->conflicts_per_key ? opts->conflicts_per_key : BAL_STORE_CONFLICTS_PER_KEY;
+	s->conflicts_per_precinct =
+	        opts->conflicts_per_precinct ? opts->conflicts_per_precinct : BAL_STORE_CONFLICTS_PER_PRECINCT;
+	s->signed_part = opts->signed_part;
 	memcpy(s->ids, opts->precinct_ids, s->nprec * sizeof(*s->ids));
 	size_t map_size = (opts->map_size + page - 1) / page * page;
 	bool fresh = !data_file_exists(s->dir);

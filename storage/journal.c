@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,14 +81,61 @@ static void dedup_key(uint8_t k[BAL_CONFLICT_KEY], uint32_t precinct, uint64_t s
 	bal__put_be32(k + 12, counter);
 }
 
+/* ---- signed parts ----------------------------------------------------------- */
+
+/* The part of a record its sender signed (the whole record without a
+ * signed_part function, or where it finds none). */
+static void signed_part(const struct bal_store *s, const uint8_t *rec, size_t len, const uint8_t **part, size_t *plen)
+{
+	size_t off, n;
+	if (s->signed_part && s->signed_part(rec, len, &off, &n) == 0 && off <= len && n <= len - off) {
+		*part = rec + off;
+		*plen = n;
+		return;
+	}
+	*part = rec;
+	*plen = len;
+}
+
+static bool same_signed_part(const struct bal_store *s, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	const uint8_t *pa, *pb;
+	size_t na, nb;
+	signed_part(s, a, alen, &pa, &na);
+	signed_part(s, b, blen, &pb, &nb);
+	return na == nb && (na == 0 || memcmp(pa, pb, na) == 0);
+}
+
 /* ---- conflicts ------------------------------------------------------------ */
 
+/* Meta counter names of a precinct's stored and unstored conflicts. */
+static void conflict_counter(char *name, size_t cap, bool stored, uint32_t precinct_id)
+{
+	snprintf(name, cap, "%s/%u", stored ? "conflicts" : "conflicts-unstored", precinct_id);
+}
+
+static int meta_u64(struct bal_store *s, MDB_txn *txn, const char *name, uint64_t *v)
+{
+	MDB_val key = {strlen(name), (void *)name}, val;
+	int mrc = mdb_get(txn, s->meta, &key, &val);
+	*v = 0;
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+	if (mrc != 0)
+		return bal__store_err(mrc);
+	if (val.mv_size != 8)
+		return BAL_ECORRUPT;
+	*v = bal__get_be64(val.mv_data);
+	return 0;
+}
+
 struct conflict_probe {
+	const struct bal_store *s;
 	const uint8_t *bytes;
 	size_t len;
-	uint32_t next;     /* first free counter */
-	bool recorded;     /* these exact bytes are already recorded */
-	bool counter_full; /* counter UINT32_MAX is taken */
+	uint32_t n;    /* versions stored under the key */
+	uint32_t next; /* first free counter */
+	bool recorded; /* this signed part is already recorded */
 };
 
 static int probe_conflict(void *ctx, const MDB_val *key, const MDB_val *val)
@@ -95,11 +143,9 @@ static int probe_conflict(void *ctx, const MDB_val *key, const MDB_val *val)
 	struct conflict_probe *p = ctx;
 	if (key->mv_size != BAL_CONFLICT_KEY || val->mv_size < 8)
 		return BAL_ECORRUPT;
-	uint32_t counter = bal__get_be32((const uint8_t *)key->mv_data + 12);
-	p->counter_full = counter == UINT32_MAX;
-	p->next = counter + 1;
-	const uint8_t *recorded = (const uint8_t *)val->mv_data + 8;
-	if (val->mv_size - 8 == p->len && (p->len == 0 || memcmp(recorded, p->bytes, p->len) == 0)) {
+	p->n++;
+	p->next = bal__get_be32((const uint8_t *)key->mv_data + 12) + 1;
+	if (same_signed_part(p->s, (const uint8_t *)val->mv_data + 8, val->mv_size - 8, p->bytes, p->len)) {
 		p->recorded = true;
 		return 1;
 	}
@@ -107,22 +153,30 @@ static int probe_conflict(void *ctx, const MDB_val *key, const MDB_val *val)
 }
 
 /*
- * Keeps every distinct conflicting payload of a key once: a flaky uploader
- * resending the same wrong batch does not grow the table. Returns 0 or error.
+ * Keeps each distinct conflicting signed batch of a key once, and at most
+ * conflicts_per_key of them per key and conflicts_per_precinct per precinct:
+ * the probe reads at most conflicts_per_key entries, whatever was sent. A
+ * version not stored (already recorded, or beyond a cap) is counted.
+ * Returns 0 or an error.
  */
 static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq, uint64_t original,
                            const uint8_t *bytes, size_t len)
 {
 	uint8_t k[BAL_CONFLICT_KEY];
-	struct conflict_probe probe = {.bytes = bytes, .len = len};
+	char name[48];
+	uint64_t nprec;
+	struct conflict_probe probe = {.s = s, .bytes = bytes, .len = len};
 	dedup_key(k, precinct, seq, 0);
 	int rc = scan_range(s->wtxn, s->conflicts, k, sizeof(k), BAL_DEDUP_KEY, probe_conflict, &probe);
 	if (rc < 0)
 		return rc;
-	if (probe.recorded)
-		return 0;
-	if (probe.counter_full)
-		return -EOVERFLOW;
+	conflict_counter(name, sizeof(name), true, precinct);
+	if ((rc = meta_u64(s, s->wtxn, name, &nprec)) != 0)
+		return rc;
+	if (probe.recorded || probe.n >= s->conflicts_per_key || nprec >= s->conflicts_per_precinct) {
+		conflict_counter(name, sizeof(name), false, precinct);
+		return bal__store_meta_add(s, s->wtxn, name, 1);
+	}
 	dedup_key(k, precinct, seq, probe.next);
 	MDB_val key = {sizeof(k), k}, val = {8 + len, NULL};
 	if ((rc = bal__store_err(mdb_put(s->wtxn, s->conflicts, &key, &val, MDB_NOOVERWRITE | MDB_RESERVE))) != 0)
@@ -130,7 +184,25 @@ static int record_conflict(struct bal_store *s, uint32_t precinct, uint64_t seq,
 	bal__put_be64(val.mv_data, original);
 	if (len)
 		memcpy((uint8_t *)val.mv_data + 8, bytes, len);
+	if ((rc = bal__store_meta_add(s, s->wtxn, name, 1)) != 0)
+		return rc;
 	return bal__store_meta_add(s, s->wtxn, "conflicts", 1);
+}
+
+int bal_store_conflict_counts(struct bal_store *s, uint32_t precinct_id, uint64_t *stored, uint64_t *unstored)
+{
+	MDB_txn *txn;
+	char name[48];
+	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	conflict_counter(name, sizeof(name), true, precinct_id);
+	if ((rc = meta_u64(s, txn, name, stored)) == 0) {
+		conflict_counter(name, sizeof(name), false, precinct_id);
+		rc = meta_u64(s, txn, name, unstored);
+	}
+	mdb_txn_abort(txn);
+	return rc;
 }
 
 /* ---- write side ------------------------------------------------------------ */
@@ -181,7 +253,7 @@ int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const
 			return bal__store_wfail(s, rc == -ENOENT ? BAL_ECORRUPT : rc);
 		if (r.a != id || r.b != seq)
 			return bal__store_wfail(s, BAL_ECORRUPT);
-		if (r.len == len && (len == 0 || memcmp(r.payload, bytes, len) == 0)) {
+		if (same_signed_part(s, r.payload, r.len, bytes, len)) {
 			*position = original;
 			return BAL_EDUPLICATE;
 		}

@@ -22,6 +22,20 @@
 /** Opaque: environment, DBIs, write-txn state. */
 struct bal_store;
 
+/**
+ * Finds the part of a journaled record that its sender signed (for a
+ * SignedBatch, the `batch` field). Deduplication and conflicts compare these
+ * parts only, so the same signed batch in another envelope is a duplicate,
+ * and a conflict needs another signed batch.
+ * @return 0 with [*off, *off + *len) inside the record; non-zero if the
+ *         record has no such part (then the whole record is compared).
+ * Called on the committer thread; must not allocate.
+ */
+typedef int (*bal_store_signed_fn)(const uint8_t *rec, size_t len, size_t *off, size_t *slen);
+
+#define BAL_STORE_CONFLICTS_PER_KEY      4u
+#define BAL_STORE_CONFLICTS_PER_PRECINCT 64u
+
 struct bal_store_opts {
 	const char *dir;      /**< created (mode 0700) if missing */
 	size_t map_size;      /**< LMDB map size in bytes */
@@ -31,6 +45,12 @@ struct bal_store_opts {
 	 * is named by its index in this array wherever the API says "index". */
 	const uint32_t *precinct_ids;
 	uint32_t nprecincts; /**< >= 1 */
+	/** Distinct conflicting versions stored per (precinct, seq); 0 = BAL_STORE_CONFLICTS_PER_KEY. */
+	unsigned conflicts_per_key;
+	/** Conflicting versions stored per precinct; 0 = BAL_STORE_CONFLICTS_PER_PRECINCT. */
+	unsigned conflicts_per_precinct;
+	/** NULL: records are compared whole. */
+	bal_store_signed_fn signed_part;
 };
 
 /**
@@ -62,9 +82,13 @@ int bal_store_wbegin(struct bal_store *s);
  * earlier ones.
  * @param[out] position  the new position (0), or the original one
  *                       (BAL_EDUPLICATE / BAL_ECONFLICT).
- * @return 0 journaled; BAL_EDUPLICATE identical bytes already journaled;
- *         BAL_ECONFLICT different bytes already journaled under that key (the
- *         new bytes are recorded in the conflict table within this txn);
+ * @return 0 journaled; BAL_EDUPLICATE the same signed part (see
+ *         bal_store_signed_fn) already journaled under that key;
+ *         BAL_ECONFLICT another signed part already journaled under that key:
+ *         the new bytes are recorded in the conflict table within this txn
+ *         unless that version is recorded already or the key or the precinct
+ *         has reached its cap of stored versions (then it is only counted:
+ *         bal_store_conflict_counts());
  *         -EINVAL no such precinct index (the txn lives on);
  *         -ENOSPC map full, -errno: the txn is dead, call bal_store_wabort().
  */
@@ -136,6 +160,13 @@ long bal_store_journal_get(struct bal_store *s, uint64_t position, uint8_t *buf,
 /** Called per accepted (seq, position) of a precinct, in seq order. Non-zero stops. */
 typedef int (*bal_store_seq_cb)(void *arg, uint64_t seq, uint64_t position);
 int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store_seq_cb cb, void *arg);
+
+/**
+ * A precinct's conflicting resends: `stored` versions kept in the conflict
+ * table and `unstored` refused beyond the caps or already recorded. Any thread.
+ * @return 0, -errno.
+ */
+int bal_store_conflict_counts(struct bal_store *s, uint32_t precinct_id, uint64_t *stored, uint64_t *unstored);
 
 /** Called per recorded conflict of a precinct; `bytes` valid only during the call. */
 typedef int (*bal_store_conflict_cb)(void *arg, uint64_t seq, uint64_t original_position, const uint8_t *bytes,

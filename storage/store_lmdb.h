@@ -8,6 +8,9 @@
  * so that LMDB's byte order equals numeric order):
  * - "meta":      "format" -> u32 BAL_STORE_FORMAT; "defn_hash" -> 32 bytes;
  *                "conflicts" -> u64 count of recorded conflicts;
+ *                "conflicts/<precinct id>" and "conflicts-unstored/<precinct
+ *                id>" (decimal) -> u64 counts of that precinct's stored and
+ *                unstored conflicting resends;
  *                "slices" -> u32 number of snapshot slices.
  * - "journal":   position u64 -> record (see BAL_REC_HDR) holding the exact
  *                bytes; positions start at 1 and have no gaps.
@@ -127,6 +130,8 @@ struct bal_store {
 	unsigned nslices;
 	uint64_t *slice_pos, *slice_wpos;
 	int tail_bad;
+	unsigned conflicts_per_key, conflicts_per_precinct; /* >= 1 */
+	bal_store_signed_fn signed_part;                    /* NULL: compare whole records */
 };
 
 /** MDB_* and errno-style LMDB results -> 0, -errno or BAL_E*. The only translation. */

@@ -309,3 +309,107 @@ Test(storage_journal, damaged_record_is_reported_not_returned)
 	cr_assert_eq(bal_store_wcommit(s), BAL_ECORRUPT, "the failed txn is not committed");
 	bal_store_close(s);
 }
+
+/* Opens fx_dir with precincts 0..7 and the given conflict policy. */
+static struct bal_store *open_policy(unsigned per_key, unsigned per_precinct, bal_store_signed_fn fn)
+{
+	static const uint32_t ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+	struct bal_store_opts o = {.dir = fx_dir,
+	                           .map_size = 8 * MiB,
+	                           .precinct_ids = ids,
+	                           .nprecincts = 8,
+	                           .conflicts_per_key = per_key,
+	                           .conflicts_per_precinct = per_precinct,
+	                           .signed_part = fn};
+	struct bal_store *s = NULL;
+	char why[256] = "";
+	memset(o.hash, 0x22, sizeof(o.hash));
+	cr_assert_eq(bal_store_open(&o, &s, why, sizeof(why)), 0, "%s", why);
+	return s;
+}
+
+static int append_one(struct bal_store *s, uint32_t precinct, uint64_t seq, const uint8_t *b, size_t len)
+{
+	uint64_t pos = 0;
+	cr_assert_eq(bal_store_wbegin(s), 0);
+	int rc = bal_store_append(s, precinct, seq, b, len, &pos);
+	cr_assert_eq(bal_store_wcommit(s), 0);
+	return rc;
+}
+
+static void expect_counts(struct bal_store *s, uint32_t precinct, uint64_t stored, uint64_t unstored)
+{
+	uint64_t st = 99, un = 99;
+	cr_assert_eq(bal_store_conflict_counts(s, precinct, &st, &un), 0);
+	cr_assert_eq(st, stored, "stored %llu, want %llu", (unsigned long long)st, (unsigned long long)stored);
+	cr_assert_eq(un, unstored, "unstored %llu, want %llu", (unsigned long long)un, (unsigned long long)unstored);
+}
+
+Test(storage_journal, conflicts_are_capped_per_key_and_per_precinct_and_counted)
+{
+	struct bal_store *s = open_policy(2, 3, NULL);
+	uint8_t v[6][24];
+	for (unsigned i = 0; i < 6; i++)
+		fx_fill(v[i], sizeof(v[i]), 10 + i);
+	cr_assert_eq(append_one(s, 5, 1, v[0], sizeof(v[0])), 0);
+	cr_assert_eq(append_one(s, 5, 2, v[0], sizeof(v[0])), 0);
+	expect_counts(s, 5, 0, 0);
+	for (unsigned i = 1; i <= 4; i++)
+		cr_assert_eq(append_one(s, 5, 1, v[i], sizeof(v[i])), BAL_ECONFLICT);
+	expect_counts(s, 5, 2, 2);
+	cr_assert_eq(append_one(s, 5, 1, v[1], sizeof(v[1])), BAL_ECONFLICT, "a recorded version again");
+	expect_counts(s, 5, 2, 3);
+	cr_assert_eq(append_one(s, 5, 2, v[4], sizeof(v[4])), BAL_ECONFLICT);
+	cr_assert_eq(append_one(s, 5, 2, v[5], sizeof(v[5])), BAL_ECONFLICT, "beyond the precinct's cap");
+	expect_counts(s, 5, 3, 4);
+	expect_counts(s, 6, 0, 0);
+
+	struct conflicts c = {0};
+	cr_assert_eq(bal_store_conflict_scan(s, 5, collect_conflict, &c), 0);
+	cr_assert_eq(c.n, 3, "two versions of seq 1, one of seq 2");
+	cr_assert_arr_eq(c.bytes[0], v[1], sizeof(v[1]));
+	cr_assert_arr_eq(c.bytes[1], v[2], sizeof(v[2]));
+	cr_assert_arr_eq(c.bytes[2], v[4], sizeof(v[4]));
+	cr_assert_eq(conflicts_recorded(s), 3);
+	cr_assert_eq(bal_store_position(s), 2, "the journal holds only the two batches");
+	bal_store_close(s);
+
+	s = open_policy(2, 3, NULL);
+	expect_counts(s, 5, 3, 4);
+	bal_store_close(s);
+}
+
+/* Records in these tests: byte 0 is the length n of an unsigned header, then
+ * n header bytes, then the signed part. */
+static int test_signed_part(const uint8_t *rec, size_t len, size_t *off, size_t *slen)
+{
+	if (len < 1 || (size_t)rec[0] + 1 > len)
+		return -1;
+	*off = (size_t)rec[0] + 1;
+	*slen = len - *off;
+	return 0;
+}
+
+Test(storage_journal, dedup_and_conflicts_compare_the_signed_part_only)
+{
+	struct bal_store *s = open_policy(0, 0, test_signed_part);
+	const uint8_t a[] = {1, 'x', 'S', 'I', 'G', 'N', 'E', 'D'};
+	const uint8_t a_padded[] = {3, 'p', 'a', 'd', 'S', 'I', 'G', 'N', 'E', 'D'};
+	const uint8_t b[] = {0, 'O', 'T', 'H', 'E', 'R'};
+	const uint8_t b_padded[] = {2, 'j', 'k', 'O', 'T', 'H', 'E', 'R'};
+	uint64_t pos = 0;
+	cr_assert_eq(append_one(s, 3, 1, a, sizeof(a)), 0);
+	cr_assert_eq(bal_store_wbegin(s), 0);
+	cr_assert_eq(bal_store_append(s, 3, 1, a_padded, sizeof(a_padded), &pos), BAL_EDUPLICATE,
+	             "the same signed part in another envelope");
+	cr_assert_eq(pos, 1);
+	cr_assert_eq(bal_store_wcommit(s), 0);
+	expect_counts(s, 3, 0, 0);
+	cr_assert_eq(append_one(s, 3, 1, b, sizeof(b)), BAL_ECONFLICT);
+	cr_assert_eq(append_one(s, 3, 1, b_padded, sizeof(b_padded)), BAL_ECONFLICT);
+	expect_counts(s, 3, 1, 1);
+	struct conflicts c = {0};
+	cr_assert_eq(bal_store_conflict_scan(s, 3, collect_conflict, &c), 0);
+	cr_assert_eq(c.n, 1, "one conflicting signed part, stored once");
+	bal_store_close(s);
+}
