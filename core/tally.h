@@ -6,6 +6,9 @@
  * Pure functions over plain structs; depends on nothing but libc and
  * core/ballot.h. No per-ballot string hashing: ids are resolved to
  * dense indices by the layout, built once from the definition.
+ * Implemented by layout.c (layout, look-ups), fold.c, check.c (overflow
+ * checks, running bound), apply.c and slice.c (snapshot slices, rebuild),
+ * which share tally_int.h, and by pub.c (seqlock) and seats.c.
  *
  * Slot layout (all uint64, one flat array of bal_layout_nslots()):
  * - per precinct: one slot per (contest on its ballot, choice), plus

@@ -1,6 +1,6 @@
 /*
  * PROTOCOL batches across the two folds: the daemon's counters
- * (core/tally.c) and the independent expected totals
+ * (core/tally.h) and the independent expected totals
  * (client/expect.c) must agree on every total, precinct contribution, ballot
  * sum and discrepancy for any mix of batches in any order; and the
  * generator's protocols (client/gen.c) are the sums of the batches they

@@ -1,0 +1,212 @@
+/*
+ * Counters, check: whether a delta can be applied to a counter array without
+ * overflowing any slot (the exact check, and the same check with headroom),
+ * and the running bound that lets the committer skip the exact check. Reads
+ * counters with relaxed loads and never writes them. It predicts what
+ * apply.c does from the layout alone and must not depend on apply.c, fold.c
+ * or anything beyond core and libc.
+ */
+#include "core/tally_int.h"
+
+#include "core/reason.h"
+
+#include <stdio.h>
+
+static const char *const turnout_names[BAL_T_NFIELDS] = {
+        "batches", "ballots", "ballots_issued", "ballots_cast", "ballots_spoiled",
+};
+
+/* Names the quantity at block offset `o` of precinct `p` into `buf`. */
+static void name_offset(const struct bal_layout *l, uint32_t p, uint32_t o, char *buf, size_t len)
+{
+	const struct bal_defn *d = l->d;
+	if (o < BAL_T_NFIELDS) {
+		snprintf(buf, len, "%s", turnout_names[o]);
+		return;
+	}
+	for (uint32_t c = 0; c < d->ncontests; c++) {
+		if (!bal_defn_votes_in(d, p, c) || o < l->coff[c] || o >= l->coff[c] + d->contests[c].nchoices)
+			continue;
+		snprintf(buf, len, "contest %u choice %u", d->contests[c].id, o - l->coff[c]);
+		return;
+	}
+	snprintf(buf, len, "offset %u", o);
+}
+
+static bool would_overflow(const uint64_t *ctr, uint32_t slot, uint64_t add)
+{
+	return bal__ld(ctr, slot) > UINT64_MAX - add;
+}
+
+/* Block offset of entry `i`, checked to be one of the precinct's slots. */
+static uint32_t entry_offset(const struct bal__pview *v, const struct bal_delta *dl, uint32_t i)
+{
+	const uint32_t s = dl->e[i].slot;
+	bal_require(s >= v->base && s - v->base < v->bsize);
+	return s - v->base;
+}
+
+/* BAL_EOVERFLOW naming the quantity at offset `o` and the level ('p'recinct,
+ * 's'hadow, 'd'istrict or 'n'ational) that would overflow. */
+__attribute__((cold)) static int overflow_at(const struct bal_layout *l, const struct bal__pview *v, uint32_t o,
+                                             char level, char *why, size_t whylen)
+{
+	const struct bal_defn *d = l->d;
+	const struct bal_precinct *pr = &d->precincts[v->p];
+	char what[64];
+	name_offset(l, v->p, o, what, sizeof(what));
+	switch (level) {
+	case 'p': return bal_fail(why, whylen, BAL_EOVERFLOW, "%s at precinct %u would overflow 64 bits", what, pr->id);
+	case 's':
+		return bal_fail(why, whylen, BAL_EOVERFLOW, "%s ballot sum at precinct %u would overflow 64 bits", what,
+		                pr->id);
+	case 'd':
+		return bal_fail(why, whylen, BAL_EOVERFLOW, "%s district %u total would overflow 64 bits", what,
+		                d->districts[pr->district].id);
+	default: return bal_fail(why, whylen, BAL_EOVERFLOW, "%s national total would overflow 64 bits", what);
+	}
+}
+
+/* Adding `add` at offset `o` to E (if `with_precinct`) and both aggregates:
+ * 0 or BAL_EOVERFLOW naming the first level that would overflow. */
+static int check_add(const struct bal_layout *l, const uint64_t *ctr, const struct bal__pview *v, uint32_t o,
+                     uint64_t add, bool with_precinct, char *why, size_t whylen)
+{
+	if (with_precinct && would_overflow(ctr, v->base + o, add))
+		return overflow_at(l, v, o, 'p', why, whylen);
+	if (would_overflow(ctr, v->par[o].district, add))
+		return overflow_at(l, v, o, 'd', why, whylen);
+	if (would_overflow(ctr, v->par[o].total, add))
+		return overflow_at(l, v, o, 'n', why, whylen);
+	return 0;
+}
+
+/* The globals that one more batch of precinct v touches, `batches` being
+ * already raised by `headroom` (see bal_tally_check_headroom(); with headroom
+ * the precinct may have reported since `ctr`, so that count is always checked). */
+static inline int check_globals(const struct bal_layout *l, const uint64_t *ctr, const struct bal__pview *v,
+                                uint64_t batches, uint64_t headroom, char *why, size_t whylen)
+{
+	if (would_overflow(ctr, l->globals + BAL_G_BATCHES, batches))
+		return bal_fail(why, whylen, BAL_EOVERFLOW, "global batch count would overflow 64 bits");
+	if ((headroom || (batches && bal__ld(ctr, v->base + BAL_T_BATCHES) == 0)) &&
+	    (headroom == UINT64_MAX || would_overflow(ctr, l->globals + BAL_G_PRECINCTS_REPORTING, 1 + headroom)))
+		return bal_fail(why, whylen, BAL_EOVERFLOW, "precincts reporting would overflow 64 bits");
+	return 0;
+}
+
+/*
+ * A newer protocol moves each aggregate by P_new - E_old: up by at most what
+ * fits, down by at most what the aggregate holds. An aggregate below one of
+ * its precincts' contributions means the counters are not a fold of the
+ * journal any more.
+ */
+static int check_replace(const struct bal_layout *l, const uint64_t *ctr, const struct bal__pview *v,
+                         const struct bal_delta *dl, char *why, size_t whylen)
+{
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t o = entry_offset(v, dl, i);
+		bal_require(o >= BAL_T_ISSUED);
+		const uint64_t nv = dl->e[i].add, old = bal__ld(ctr, v->base + o);
+		if (nv >= old) {
+			int err = check_add(l, ctr, v, o, nv - old, false, why, whylen);
+			if (err)
+				return err;
+			continue;
+		}
+		const uint32_t agg[2] = {v->par[o].district, v->par[o].total};
+		for (int a = 0; a < 2; a++) {
+			if (bal__ld(ctr, agg[a]) >= old - nv)
+				continue;
+			char what[64];
+			name_offset(l, v->p, o, what, sizeof(what));
+			const struct bal_precinct *pr = &l->d->precincts[v->p];
+			return bal_fail(
+			        why, whylen, BAL_ECORRUPT,
+			        "%s %s total %llu is below the %llu precinct %u contributes to it: the counters "
+			        "are inconsistent",
+			        what, a == 0 ? "district" : "national", (unsigned long long)bal__ld(ctr, agg[a]),
+			        (unsigned long long)old, pr->id);
+		}
+	}
+	return 0;
+}
+
+static int check_protocol(const struct bal_layout *l, const uint64_t *ctr, const struct bal__pview *v,
+                          const struct bal_delta *dl, char *why, size_t whylen)
+{
+	bal_require(dl->seq >= 1);
+	int err = check_add(l, ctr, v, BAL_T_BATCHES, 1, true, why, whylen);
+	if (!err)
+		err = check_globals(l, ctr, v, 1, 0, why, whylen);
+	if (!err && dl->seq > bal__ld(ctr, v->meta + BAL_T_BATCHES))
+		err = check_replace(l, ctr, v, dl, why, whylen);
+	return err;
+}
+
+/* The hot path: three comparisons per entry; check_add() names the failure. */
+static inline bool add_fits(const uint64_t *ctr, const struct bal__pview *v, uint32_t o, uint64_t add)
+{
+	const struct bal__parent pa = v->par[o];
+	return !would_overflow(ctr, v->base + o, add) && !would_overflow(ctr, pa.district, add) &&
+	       !would_overflow(ctr, pa.total, add);
+}
+
+/* An ADD delta, each amount raised by `headroom` (see bal_tally_check_headroom()). */
+static int check_add_delta(const struct bal_layout *l, const uint64_t *ctr, const struct bal__pview *v,
+                           const struct bal_delta *dl, uint64_t headroom, char *why, size_t whylen)
+{
+	/* With a protocol counted, B lives in the shadow slots and the totals
+	 * only see the batch and ballot counts. */
+	const bool shadowed = bal__ld(ctr, v->meta + BAL_T_BATCHES) != 0;
+	uint64_t batches = 0;
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t o = entry_offset(v, dl, i);
+		uint64_t add;
+		if (__builtin_add_overflow(dl->e[i].add, headroom, &add))
+			return bal_fail(why, whylen, BAL_EOVERFLOW, "an amount plus the headroom overflows 64 bits");
+		if (o == BAL_T_BATCHES)
+			batches = add;
+		if (__builtin_expect(shadowed, 0) && o >= BAL_T_ISSUED) {
+			if (would_overflow(ctr, v->bsum + o, add))
+				return overflow_at(l, v, o, 's', why, whylen);
+		} else if (__builtin_expect(!add_fits(ctr, v, o, add), 0)) {
+			return check_add(l, ctr, v, o, add, true, why, whylen);
+		}
+	}
+	return check_globals(l, ctr, v, batches, headroom, why, whylen);
+}
+
+int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl, char *why,
+                    size_t whylen)
+{
+	const struct bal__pview v = bal__pview_of(l, dl);
+	if (dl->kind == BAL_DELTA_PROTOCOL)
+		return check_protocol(l, ctr, &v, dl, why, whylen);
+	return check_add_delta(l, ctr, &v, dl, 0, why, whylen);
+}
+
+int bal_tally_check_headroom(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl,
+                             uint64_t headroom, char *why, size_t whylen)
+{
+	bal_require(dl->kind == BAL_DELTA_ADD);
+	const struct bal__pview v = bal__pview_of(l, dl);
+	return check_add_delta(l, ctr, &v, dl, headroom, why, whylen);
+}
+
+/* ---- running bound ---------------------------------------------------------- */
+
+uint64_t bal_tally_bound(uint64_t bound, const struct bal_delta *dl)
+{
+	uint64_t peak = dl->peak ? dl->peak : 1, next;
+	return __builtin_add_overflow(bound, peak, &next) ? UINT64_MAX : next;
+}
+
+uint64_t bal_tally_max(const struct bal_layout *l, const uint64_t *ctr)
+{
+	uint64_t m = 0;
+	for (size_t s = 0; s < l->nslots; s++)
+		if (ctr[s] > m)
+			m = ctr[s];
+	return m;
+}
