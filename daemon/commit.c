@@ -1,7 +1,7 @@
 /*
  * Committer thread: group commit into LMDB, then publish, then deliver.
- * Depends on storage/ (never on lmdb.h directly) and core; never on
- * uv.h: results go back through bal_worker_deliver().
+ * Depends on storage/ (never on lmdb.h directly) and core; it never calls
+ * libuv: results go back through bal_worker_deliver().
  *
  * The committer keeps no counters of its own: the published array is the
  * committed state, and the committer is its only writer. A group's deltas
@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "daemon/log.h"
+#include "daemon/worker.h"
 #include "storage/storage.h"
 
 struct bal_committer {

@@ -9,6 +9,9 @@
  * counters and hands the jobs back to their workers to send the acks.
  * Ordering rule enforced here: commit (fsync) -> publish counters -> deliver
  * results. A job is never delivered as accepted before its txn is durable.
+ *
+ * Threads: bal_committer_start() and bal_committer_stop() belong to the main
+ * thread, bal_committer_submit() to the I/O threads.
  */
 #ifndef BAL_DAEMON_COMMIT_H
 #define BAL_DAEMON_COMMIT_H
@@ -58,14 +61,5 @@ int bal_committer_submit(struct bal_committer *c, struct bal_job *job);
  * thread, frees it. Call after the workers have stopped submitting.
  */
 void bal_committer_stop(struct bal_committer *c);
-
-/**
- * Implemented by the worker side (worker.c): takes back a list of finished
- * jobs linked through `next`. Called on the committer thread; must not block.
- */
-void bal_worker_deliver(struct bal_worker *w, struct bal_job *head, struct bal_job *tail);
-
-/** The worker's index in bal_daemon.workers. Any thread. */
-unsigned bal_worker_index(const struct bal_worker *w);
 
 #endif

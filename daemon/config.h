@@ -1,5 +1,7 @@
 /*
  * Command-line configuration of ballotd (struct bal_config in daemon.h).
+ *
+ * Threads: the main thread, at startup.
  */
 #ifndef BAL_DAEMON_CONFIG_H
 #define BAL_DAEMON_CONFIG_H

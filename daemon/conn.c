@@ -6,12 +6,16 @@
  *
  * No ballot logic here: a finished request goes to ingest.c or query.c.
  */
+#include "daemon/conn.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/conn.h"
+#include "daemon/ingest.h"
 #include "daemon/log.h"
+#include "daemon/query.h"
+#include "daemon/worker.h"
 
 static struct bal_slot *slot_at(struct bal_conn *c, unsigned k)
 {

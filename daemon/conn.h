@@ -1,7 +1,9 @@
 /*
- * I/O workers and connections: one libuv loop per worker thread, keep-alive
- * HTTP/1.1 connections with pipelining, responses sent strictly in request
- * order, and the hand-off of batches to the committer.
+ * Connections: keep-alive HTTP/1.1 with pipelining. Bytes read into the
+ * worker's shared buffer go through the HTTP framing (daemon/http.h); each
+ * request gets a slot, a finished request goes to ingest (daemon/ingest.h)
+ * or to the queries (daemon/query.h), and responses are written strictly in
+ * request order. Reading pauses while every slot is busy.
  *
  * Glossary:
  * - ballot: one voter's choices, one entry per contest column of a batch.
@@ -12,19 +14,22 @@
  * - slot: one request of a connection, from its first byte until its response
  *   has been written; a connection has at most cfg.max_pipeline of them.
  *
- * Threads: everything here runs on the worker's own loop thread, except
- * bal_worker_deliver() (committer thread) and the counters it reads through
- * the seqlock.
+ * Threads: everything here runs on the loop thread of the connection's
+ * worker; the committer reaches a connection only through the worker
+ * (bal_worker_deliver(), then bal_conn_job_done() on the loop thread).
  */
 #ifndef BAL_DAEMON_CONN_H
 #define BAL_DAEMON_CONN_H
 
-#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "daemon/commit.h"
-#include "daemon/daemon.h"
 #include "daemon/http.h"
+
+struct bal_worker;
 
 enum bal_slot_state {
 	BAL_SLOT_FREE = 0,
@@ -89,69 +94,37 @@ struct bal_conn {
 	char peer[64];
 };
 
-/** One I/O thread with its loop. */
-struct bal_worker {
-	struct bal_daemon *d;
-	unsigned index;
-	uv_loop_t loop;
-	uv_thread_t thread;
-	uv_tcp_t listener;
-	uv_async_t wake;  /**< committer results or a stop request */
-	uv_timer_t sweep; /**< idle and request timeouts */
-	pthread_mutex_t done_lock;
-	struct bal_job *done_head, *done_tail; /**< delivered by the committer */
-	struct bal_conn *conns;                /**< every open connection */
-	unsigned nconns;
-	int stop;              /**< atomic: 1 stop accepting, 2 close everything */
-	uint64_t hard_stop_at; /**< loop time of the first hard-stop check */
-	bool listening;
-	struct bal_arena arena; /**< per-request decode arena */
-	/** HTTP responses by status class ([2] = 2xx ... [5] = 5xx): written by
-	 * this worker's thread only (relaxed atomic stores), read by any. */
-	uint64_t http_status[6];
-	uint64_t *scratch;    /**< counter copy for queries (nslots) */
-	char rbuf[64 * 1024]; /**< read buffer shared by this worker's connections */
-	bool rbuf_busy;
-};
-
-/* worker.c */
-int bal_worker_new(struct bal_daemon *d, unsigned index, int listen_fd, struct bal_worker **out);
-int bal_worker_start(struct bal_worker *w);
-/** Any thread: stop accepting; `hard` also closes every connection and ends the loop. */
-void bal_worker_signal_stop(struct bal_worker *w, bool hard);
-void bal_worker_join_free(struct bal_worker *w);
-/** Frees a worker whose thread never started (startup failure). NULL is fine. */
-void bal_worker_free_unstarted(struct bal_worker *w);
-/** Connections of this worker with a request not yet answered (for draining). */
-unsigned bal_worker_busy(struct bal_worker *w);
-/** Any thread: HTTP responses of status class `cls` (1..5) sent by worker `w`. */
-uint64_t bal_worker_http_count(const struct bal_worker *w, int cls);
-
-/* conn.c */
+/** Accepts a pending connection on the worker's listener and starts reading it. */
 void bal_conn_accept(struct bal_worker *w);
+
+/**
+ * Closes the connection (once; later calls do nothing). Its memory goes when
+ * the handle is closed and no job of it is still with the committer.
+ */
 void bal_conn_close(struct bal_conn *c);
-/** A slot's response is ready: send what can be sent in order. */
+
+/** A slot's response is ready: sends what can be sent in order, and resumes parsing if a slot came free. */
 void bal_conn_flush(struct bal_conn *c);
-/** Worker thread: finish a job delivered by the committer. */
+
+/** Finishes a job delivered by the committer: answers it, or drops it if the connection is closing. */
 void bal_conn_job_done(struct bal_job *job);
-/** A hint that changes nothing: start fetching what bal_conn_job_done(job) reads first. */
+
+/** A hint that changes nothing: starts fetching what bal_conn_job_done(job) reads first. */
 void bal_conn_job_prefetch(const struct bal_job *job);
-/** Closes connections idle or stuck mid-request beyond the timeouts. */
+
+/** Closes connections of `w` idle or stuck mid-request beyond the timeouts, as of loop time `now_ms`. */
 void bal_conn_sweep(struct bal_worker *w, uint64_t now_ms);
 
-/* Response helpers (conn.c). `body` is copied. */
+/**
+ * Builds a slot's response (head and body) and marks it ready; the caller
+ * then lets bal_conn_flush() send it in order. `body` is copied.
+ * @param extra_headers  whole header lines ("Retry-After: 1\r\n") or NULL.
+ */
 void bal_slot_respond(struct bal_slot *s, int status, const char *ctype, const char *extra_headers, const void *body,
                       size_t len);
-/** Takes ownership of `body` (malloc'd). */
+
+/** As bal_slot_respond(), taking ownership of `body` (malloc'd) instead of copying it. */
 void bal_slot_respond_owned(struct bal_slot *s, int status, const char *ctype, const char *extra_headers, char *body,
                             size_t len);
-
-/* ingest.c: POST /v1/batches. Leaves the slot READY or QUEUED. */
-void bal_ingest_request(struct bal_slot *s);
-/** Builds the ack for a job the committer finished. */
-void bal_ingest_finish(struct bal_slot *s);
-
-/* query.c: every GET; leaves the slot READY. */
-void bal_query_request(struct bal_slot *s, const struct bal_http_req *req);
 
 #endif

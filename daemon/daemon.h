@@ -4,8 +4,12 @@
  * metrics. One instance lives in main.c; every module reaches it through
  * the worker or connection it is handed.
  *
- * Only daemon/ includes uv.h; this header does not, so that commit.c and
- * main.c's configuration code stay loop-agnostic.
+ * Threads: the main thread fills the context before any other thread starts;
+ * the configuration, definition and layout are read-only from then on. The
+ * published counters are written by the committer only and read through
+ * their seqlock; the metrics, `inflight`, `draining` and `degraded_errno` are
+ * atomics any thread may use. This header does not include uv.h: the context
+ * knows nothing of the loops.
  */
 #ifndef BAL_DAEMON_H
 #define BAL_DAEMON_H
@@ -45,6 +49,7 @@ struct bal_config {
 	unsigned drain_timeout_ms;   /**< SIGTERM: longest wait for in-flight batches */
 };
 
+/** Fills `c` with the default of every option (config.c). */
 void bal_config_defaults(struct bal_config *c);
 
 /** Process-wide counters, updated with relaxed atomics from any thread.

@@ -6,6 +6,8 @@
  * A stream error (malformed request, headers beyond the cap, body beyond the
  * cap) sets `error_status` and `error_why`; the connection answers that and
  * closes, since the framing of whatever follows is unknown.
+ *
+ * Threads: any; a struct bal_http belongs to the thread of its connection.
  */
 #ifndef BAL_DAEMON_HTTP_H
 #define BAL_DAEMON_HTTP_H
@@ -64,6 +66,7 @@ struct bal_http {
 	char error_why[160];
 };
 
+/** Starts a connection's parser: `hooks` get `ctx`; request line and headers are capped at `max_header` bytes. */
 void bal_http_init(struct bal_http *h, const struct bal_http_hooks *hooks, void *ctx, size_t max_header);
 
 /**
@@ -72,6 +75,7 @@ void bal_http_init(struct bal_http *h, const struct bal_http_hooks *hooks, void 
  * bal_http_resume()) or the stream broke (error_status set).
  */
 size_t bal_http_feed(struct bal_http *h, const char *data, size_t n);
+/** Lifts a pause (on_complete returned 1); the bytes not consumed are fed again next. */
 void bal_http_resume(struct bal_http *h);
 /** Marks the stream broken with `status` and a reason (printf-style). */
 void bal_http_fail(struct bal_http *h, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

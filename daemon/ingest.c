@@ -8,15 +8,18 @@
  * hands the job back, i.e. after the group transaction is synced: a success
  * reply never precedes durability.
  */
+#include "daemon/ingest.h"
+
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/codec.h"
 #include "daemon/conn.h"
 #include "daemon/log.h"
+#include "daemon/worker.h"
+#include "proto/codec.h"
 
 static const char *status_name(enum bal_ack_status st)
 {

@@ -1,6 +1,8 @@
 /*
  * Listening sockets for the I/O workers (plain sockets; the workers adopt
  * them with uv_tcp_open).
+ *
+ * Threads: the main thread, at startup.
  */
 #ifndef BAL_DAEMON_LISTEN_H
 #define BAL_DAEMON_LISTEN_H

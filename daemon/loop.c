@@ -14,8 +14,8 @@
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
-#include "daemon/conn.h"
 #include "daemon/log.h"
+#include "daemon/worker.h"
 
 struct drain {
 	struct bal_daemon *d;

@@ -1,5 +1,8 @@
 /*
- * Signals and graceful drain on the main thread.
+ * Signals and graceful drain: the main thread's own loop while the workers
+ * serve.
+ *
+ * Threads: the main thread.
  */
 #ifndef BAL_DAEMON_LOOP_H
 #define BAL_DAEMON_LOOP_H

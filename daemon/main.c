@@ -16,7 +16,7 @@
 #include "proto/codec.h"
 #include "daemon/commit.h"
 #include "daemon/config.h"
-#include "daemon/conn.h"
+#include "daemon/worker.h"
 #include "defn/defn.h"
 #include "daemon/listen.h"
 #include "daemon/log.h"

@@ -8,6 +8,8 @@
  * reports and never blocks the committer. Per-precinct journal facts (seqs,
  * conflicts) come from an LMDB read txn and are cut at that same position.
  */
+#include "daemon/query.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,60 +18,17 @@
 
 #include "daemon/conn.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
+#include "daemon/text.h"
+#include "daemon/worker.h"
 #include "storage/storage.h"
 
-/* ---- a growable text buffer ---------------------------------------------- */
-
-struct sb {
-	char *p;
-	size_t n, cap;
-	bool oom;
-};
-
-static void sb_reserve(struct sb *b, size_t more)
-{
-	if (b->oom || b->n + more < b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 4096;
-	while (cap <= b->n + more)
-		cap *= 2;
-	char *np = realloc(b->p, cap);
-	if (!np) {
-		b->oom = true;
-		return;
-	}
-	b->p = np;
-	b->cap = cap;
-}
-
-static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sb *b, const char *fmt, ...)
-{
-	/* One formatting pass when the text fits what is left, a second after growing. */
-	sb_reserve(b, 256);
-	if (b->oom)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n >= b->cap - b->n) {
-		sb_reserve(b, (size_t)n + 1);
-		if (b->oom)
-			return;
-		va_start(ap, fmt);
-		vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-		va_end(ap);
-	}
-	b->n += (size_t)n;
-}
+/* ---- answers built in a text buffer ----------------------------------- */
 
 /* A JSON string literal, quotes included. */
-static void sb_jstr(struct sb *b, const char *s)
+static void sb_jstr(struct bal_text *b, const char *s)
 {
-	sb_reserve(b, strlen(s) * 6 + 3);
+	bal_text_reserve(b, strlen(s) * 6 + 3);
 	if (b->oom)
 		return;
 	b->p[b->n++] = '"';
@@ -90,7 +49,7 @@ static void sb_jstr(struct sb *b, const char *s)
 
 #define U64(x) ((unsigned long long)(x))
 
-static void send_sb_x(struct bal_slot *s, int status, const char *ctype, const char *extra, struct sb *b)
+static void send_text_x(struct bal_slot *s, int status, const char *ctype, const char *extra, struct bal_text *b)
 {
 	if (b->oom) {
 		free(b->p);
@@ -101,9 +60,9 @@ static void send_sb_x(struct bal_slot *s, int status, const char *ctype, const c
 	bal_slot_respond_owned(s, status, ctype, extra, b->p, b->n);
 }
 
-static void send_sb(struct bal_slot *s, int status, const char *ctype, struct sb *b)
+static void send_text(struct bal_slot *s, int status, const char *ctype, struct bal_text *b)
 {
-	send_sb_x(s, status, ctype, NULL, b);
+	send_text_x(s, status, ctype, NULL, b);
 }
 
 static void send_error(struct bal_slot *s, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -114,22 +73,22 @@ static void send_error(struct bal_slot *s, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	struct sb b = {0};
-	sb_printf(&b, "{\"error\":");
+	struct bal_text b = {0};
+	bal_text_printf(&b, "{\"error\":");
 	sb_jstr(&b, why);
-	sb_printf(&b, "}\n");
-	send_sb(s, status, "application/json", &b);
+	bal_text_printf(&b, "}\n");
+	send_text(s, status, "application/json", &b);
 }
 
 /* ---- pieces shared by the JSON answers ------------------------------------ */
 
-static void turnout_json(struct sb *b, const struct bal_layout *l, const uint64_t *ctr,
+static void turnout_json(struct bal_text *b, const struct bal_layout *l, const uint64_t *ctr,
                          uint32_t (*slot)(const struct bal_layout *, uint32_t, enum bal_turnout_field), uint32_t idx)
 {
-	sb_printf(b, "{\"batches\":%llu,\"ballots\":%llu,\"issued\":%llu,\"cast\":%llu,\"spoiled\":%llu}",
-	          U64(ctr[slot(l, idx, BAL_T_BATCHES)]), U64(ctr[slot(l, idx, BAL_T_BALLOTS)]),
-	          U64(ctr[slot(l, idx, BAL_T_ISSUED)]), U64(ctr[slot(l, idx, BAL_T_CAST)]),
-	          U64(ctr[slot(l, idx, BAL_T_SPOILED)]));
+	bal_text_printf(b, "{\"batches\":%llu,\"ballots\":%llu,\"issued\":%llu,\"cast\":%llu,\"spoiled\":%llu}",
+	                U64(ctr[slot(l, idx, BAL_T_BATCHES)]), U64(ctr[slot(l, idx, BAL_T_BALLOTS)]),
+	                U64(ctr[slot(l, idx, BAL_T_ISSUED)]), U64(ctr[slot(l, idx, BAL_T_CAST)]),
+	                U64(ctr[slot(l, idx, BAL_T_SPOILED)]));
 }
 
 static uint32_t total_turnout(const struct bal_layout *l, uint32_t unused, enum bal_turnout_field f)
@@ -174,74 +133,74 @@ static struct view view_of(struct bal_slot *s, bool totals_only)
 static void snapshot(struct bal_slot *s)
 {
 	struct view v = view_of(s, true);
-	struct sb b = {0};
-	sb_printf(&b, "{\"election\":{\"id\":");
+	struct bal_text b = {0};
+	bal_text_printf(&b, "{\"election\":{\"id\":");
 	sb_jstr(&b, v.d->election_id);
-	sb_printf(&b, ",\"name\":");
+	bal_text_printf(&b, ",\"name\":");
 	sb_jstr(&b, v.d->election_name);
-	sb_printf(&b, ",\"date\":");
+	bal_text_printf(&b, ",\"date\":");
 	sb_jstr(&b, v.d->election_date);
-	sb_printf(&b, ",\"definition_sha256\":\"");
+	bal_text_printf(&b, ",\"definition_sha256\":\"");
 	for (int i = 0; i < 32; i++)
-		sb_printf(&b, "%02x", v.d->hash[i]);
-	sb_printf(&b,
-	          "\"},\"position\":%llu,\"batches\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,"
-	          "\"precincts_with_protocol\":%llu,\"precincts_with_discrepancy\":%llu,"
-	          "\"registered_voters\":%llu,\"turnout\":",
-	          U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_BATCHES)]),
-	          U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts,
-	          U64(v.ctr[bal_slot_global(v.l, BAL_G_PROTOCOLS)]),
-	          U64(v.ctr[bal_slot_global(v.l, BAL_G_DISCREPANCIES)]), U64(v.d->registered_total));
+		bal_text_printf(&b, "%02x", v.d->hash[i]);
+	bal_text_printf(&b,
+	                "\"},\"position\":%llu,\"batches\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,"
+	                "\"precincts_with_protocol\":%llu,\"precincts_with_discrepancy\":%llu,"
+	                "\"registered_voters\":%llu,\"turnout\":",
+	                U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_BATCHES)]),
+	                U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts,
+	                U64(v.ctr[bal_slot_global(v.l, BAL_G_PROTOCOLS)]),
+	                U64(v.ctr[bal_slot_global(v.l, BAL_G_DISCREPANCIES)]), U64(v.d->registered_total));
 	turnout_json(&b, v.l, v.ctr, total_turnout, 0);
-	sb_printf(&b, ",\"contests\":[");
+	bal_text_printf(&b, ",\"contests\":[");
 	for (uint32_t c = 0; c < v.d->ncontests; c++) {
 		const struct bal_contest *ct = &v.d->contests[c];
 		uint64_t total = 0;
 		for (uint32_t k = 0; k < ct->nchoices; k++)
 			total += v.ctr[bal_slot_contest_choice(v.l, c, k)];
-		sb_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
+		bal_text_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
 		sb_jstr(&b, ct->name);
-		sb_printf(&b, ",\"kind\":\"%s\",\"seats\":%u,\"district_id\":", contest_kind(ct), ct->seats);
+		bal_text_printf(&b, ",\"kind\":\"%s\",\"seats\":%u,\"district_id\":", contest_kind(ct), ct->seats);
 		if (ct->district < 0)
-			sb_printf(&b, "null");
+			bal_text_printf(&b, "null");
 		else
-			sb_printf(&b, "%u", v.d->districts[ct->district].id);
-		sb_printf(&b, ",\"total_votes\":%llu,\"choices\":[", U64(total));
+			bal_text_printf(&b, "%u", v.d->districts[ct->district].id);
+		bal_text_printf(&b, ",\"total_votes\":%llu,\"choices\":[", U64(total));
 		for (uint32_t k = 0; k < ct->nchoices; k++) {
-			sb_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
+			bal_text_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
 			sb_jstr(&b, ct->choices[k].name);
-			sb_printf(&b, ",\"votes\":%llu}", U64(v.ctr[bal_slot_contest_choice(v.l, c, k)]));
+			bal_text_printf(&b, ",\"votes\":%llu}", U64(v.ctr[bal_slot_contest_choice(v.l, c, k)]));
 		}
-		sb_printf(&b, "],\"districts\":[");
+		bal_text_printf(&b, "],\"districts\":[");
 		bool first = true;
 		for (uint32_t di = 0; di < v.d->ndistricts; di++) {
 			if (bal_slot_district_choice(v.l, c, di, 0) == BAL_SLOT_NONE)
 				continue;
-			sb_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", v.d->districts[di].id);
+			bal_text_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", v.d->districts[di].id);
 			sb_jstr(&b, v.d->districts[di].name);
-			sb_printf(&b, ",\"votes\":[");
+			bal_text_printf(&b, ",\"votes\":[");
 			for (uint32_t k = 0; k < ct->nchoices; k++)
-				sb_printf(&b, "%s%llu", k ? "," : "",
-				          U64(v.ctr[bal_slot_district_choice(v.l, c, di, k)]));
-			sb_printf(&b, "]}");
+				bal_text_printf(&b, "%s%llu", k ? "," : "",
+				                U64(v.ctr[bal_slot_district_choice(v.l, c, di, k)]));
+			bal_text_printf(&b, "]}");
 			first = false;
 		}
-		sb_printf(&b, "]}");
+		bal_text_printf(&b, "]}");
 	}
-	sb_printf(&b, "]}\n");
-	send_sb(s, 200, "application/json", &b);
+	bal_text_printf(&b, "]}\n");
+	send_text(s, 200, "application/json", &b);
 }
 
 /* ---- GET /v1/precincts/{id} ------------------------------------------------ */
 
 struct seq_walk {
-	struct sb *b;
+	struct bal_text *b;
 	uint64_t upto;   /* journal position of the counters view */
 	uint64_t expect; /* next seq if there were no gap */
 	uint64_t run_lo; /* current run of accepted seqs */
 	uint64_t run_hi;
 	uint64_t count;
-	struct sb gaps;
+	struct bal_text gaps;
 	bool first_run;
 };
 
@@ -249,7 +208,7 @@ static void close_run(struct seq_walk *sw)
 {
 	if (!sw->run_lo)
 		return;
-	sb_printf(sw->b, "%s[%llu,%llu]", sw->first_run ? "" : ",", U64(sw->run_lo), U64(sw->run_hi));
+	bal_text_printf(sw->b, "%s[%llu,%llu]", sw->first_run ? "" : ",", U64(sw->run_lo), U64(sw->run_hi));
 	sw->first_run = false;
 }
 
@@ -264,7 +223,8 @@ static int on_seq(void *arg, uint64_t seq, uint64_t position)
 	} else {
 		close_run(sw);
 		if (seq > sw->expect)
-			sb_printf(&sw->gaps, "%s[%llu,%llu]", sw->gaps.n ? "," : "", U64(sw->expect), U64(seq - 1));
+			bal_text_printf(&sw->gaps, "%s[%llu,%llu]", sw->gaps.n ? "," : "", U64(sw->expect),
+			                U64(seq - 1));
 		sw->run_lo = sw->run_hi = seq;
 	}
 	sw->expect = seq + 1;
@@ -272,7 +232,7 @@ static int on_seq(void *arg, uint64_t seq, uint64_t position)
 }
 
 struct conflict_walk {
-	struct sb *b;
+	struct bal_text *b;
 	bool first;
 };
 
@@ -280,8 +240,8 @@ static int on_conflict(void *arg, uint64_t seq, uint64_t original, const uint8_t
 {
 	struct conflict_walk *cw = arg;
 	(void)bytes;
-	sb_printf(cw->b, "%s{\"seq\":%llu,\"original_position\":%llu,\"bytes\":%zu}", cw->first ? "" : ",", U64(seq),
-	          U64(original), len);
+	bal_text_printf(cw->b, "%s{\"seq\":%llu,\"original_position\":%llu,\"bytes\":%zu}", cw->first ? "" : ",",
+	                U64(seq), U64(original), len);
 	cw->first = false;
 	return 0;
 }
@@ -291,19 +251,19 @@ static int on_conflict(void *arg, uint64_t seq, uint64_t original, const uint8_t
  * sum of its ballot batches: "discrepancies" per (contest, choice) and
  * "turnout_discrepancies" per turnout field; difference = protocol - ballots.
  */
-static void sb_signed_diff(struct sb *b, uint64_t protocol, uint64_t ballots)
+static void sb_signed_diff(struct bal_text *b, uint64_t protocol, uint64_t ballots)
 {
 	if (protocol >= ballots)
-		sb_printf(b, "%llu", U64(protocol - ballots));
+		bal_text_printf(b, "%llu", U64(protocol - ballots));
 	else
-		sb_printf(b, "-%llu", U64(ballots - protocol));
+		bal_text_printf(b, "-%llu", U64(ballots - protocol));
 }
 
-static void discrepancies_json(struct sb *b, const struct bal_defn *d, const struct bal_layout *l, const uint64_t *ctr,
-                               uint32_t p)
+static void discrepancies_json(struct bal_text *b, const struct bal_defn *d, const struct bal_layout *l,
+                               const uint64_t *ctr, uint32_t p)
 {
 	const bool has = bal_tally_protocol_seq(l, ctr, p) != 0;
-	sb_printf(b, ",\"protocol_seq\":%llu,\"discrepancies\":[", U64(bal_tally_protocol_seq(l, ctr, p)));
+	bal_text_printf(b, ",\"protocol_seq\":%llu,\"discrepancies\":[", U64(bal_tally_protocol_seq(l, ctr, p)));
 	bool first = true;
 	for (uint32_t c = 0; c < d->ncontests && has; c++) {
 		if (!bal_defn_votes_in(d, p, c))
@@ -314,31 +274,31 @@ static void discrepancies_json(struct sb *b, const struct bal_defn *d, const str
 			uint64_t pv = ctr[slot], bv = bal_tally_ballot_sum(l, ctr, p, slot);
 			if (pv == bv)
 				continue;
-			sb_printf(b,
-			          "%s{\"contest_id\":%u,\"choice_id\":%u,\"choice_index\":%u,\"protocol\":%llu,"
-			          "\"ballots\":%llu,\"difference\":",
-			          first ? "" : ",", ct->id, ct->choices[k].id, k, U64(pv), U64(bv));
+			bal_text_printf(b,
+			                "%s{\"contest_id\":%u,\"choice_id\":%u,\"choice_index\":%u,\"protocol\":%llu,"
+			                "\"ballots\":%llu,\"difference\":",
+			                first ? "" : ",", ct->id, ct->choices[k].id, k, U64(pv), U64(bv));
 			sb_signed_diff(b, pv, bv);
-			sb_printf(b, "}");
+			bal_text_printf(b, "}");
 			first = false;
 		}
 	}
 	static const char *const fields[] = {
 	        [BAL_T_ISSUED] = "issued", [BAL_T_CAST] = "cast", [BAL_T_SPOILED] = "spoiled"};
-	sb_printf(b, "],\"turnout_discrepancies\":[");
+	bal_text_printf(b, "],\"turnout_discrepancies\":[");
 	first = true;
 	for (uint32_t f = BAL_T_ISSUED; f <= BAL_T_SPOILED && has; f++) {
 		uint32_t slot = bal_slot_precinct_turnout(l, p, f);
 		uint64_t pv = ctr[slot], bv = bal_tally_ballot_sum(l, ctr, p, slot);
 		if (pv == bv)
 			continue;
-		sb_printf(b, "%s{\"field\":\"%s\",\"protocol\":%llu,\"ballots\":%llu,\"difference\":", first ? "" : ",",
-		          fields[f], U64(pv), U64(bv));
+		bal_text_printf(b, "%s{\"field\":\"%s\",\"protocol\":%llu,\"ballots\":%llu,\"difference\":",
+		                first ? "" : ",", fields[f], U64(pv), U64(bv));
 		sb_signed_diff(b, pv, bv);
-		sb_printf(b, "}");
+		bal_text_printf(b, "}");
 		first = false;
 	}
-	sb_printf(b, "]");
+	bal_text_printf(b, "]");
 }
 
 static void precinct(struct bal_slot *s, const char *idstr)
@@ -361,43 +321,44 @@ static void precinct(struct bal_slot *s, const char *idstr)
 	const struct view v = view_of(s, false);
 	const uint64_t pos = v.pos, *ctr = v.ctr;
 	const struct bal_precinct *pr = &d->precincts[p];
-	struct sb b = {0};
-	sb_printf(&b, "{\"id\":%u,\"district_id\":%u,\"registered_voters\":%llu,\"position\":%llu,\"turnout\":", pr->id,
-	          d->districts[pr->district].id, U64(pr->registered_voters), U64(pos));
+	struct bal_text b = {0};
+	bal_text_printf(&b, "{\"id\":%u,\"district_id\":%u,\"registered_voters\":%llu,\"position\":%llu,\"turnout\":",
+	                pr->id, d->districts[pr->district].id, U64(pr->registered_voters), U64(pos));
 	turnout_json(&b, l, ctr, bal_slot_precinct_turnout, (uint32_t)p);
-	sb_printf(&b, ",\"contests\":[");
+	bal_text_printf(&b, ",\"contests\":[");
 	bool first = true;
 	for (uint32_t c = 0; c < d->ncontests; c++) {
 		if (!bal_defn_votes_in(d, (uint32_t)p, c))
 			continue;
 		const struct bal_contest *ct = &d->contests[c];
-		sb_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", ct->id);
+		bal_text_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", ct->id);
 		sb_jstr(&b, ct->name);
-		sb_printf(&b, ",\"votes\":[");
+		bal_text_printf(&b, ",\"votes\":[");
 		for (uint32_t k = 0; k < ct->nchoices; k++)
-			sb_printf(&b, "%s%llu", k ? "," : "", U64(ctr[bal_slot_precinct_choice(l, (uint32_t)p, c, k)]));
-		sb_printf(&b, "]}");
+			bal_text_printf(&b, "%s%llu", k ? "," : "",
+			                U64(ctr[bal_slot_precinct_choice(l, (uint32_t)p, c, k)]));
+		bal_text_printf(&b, "]}");
 		first = false;
 	}
-	sb_printf(&b, "],\"accepted_seqs\":[");
+	bal_text_printf(&b, "],\"accepted_seqs\":[");
 	struct seq_walk sw = {.b = &b, .upto = pos, .expect = 1, .first_run = true};
 	int err = bal_store_precinct_scan(w->d->store, pr->id, on_seq, &sw);
 	close_run(&sw);
-	sb_printf(&b, "],\"accepted_batches\":%llu,\"gaps\":[%s],\"conflicts\":[", U64(sw.count),
-	          sw.gaps.p ? sw.gaps.p : "");
+	bal_text_printf(&b, "],\"accepted_batches\":%llu,\"gaps\":[%s],\"conflicts\":[", U64(sw.count),
+	                sw.gaps.p ? sw.gaps.p : "");
 	free(sw.gaps.p);
 	struct conflict_walk cw = {.b = &b, .first = true};
 	if (!err)
 		err = bal_store_conflict_scan(w->d->store, pr->id, on_conflict, &cw);
-	sb_printf(&b, "]");
+	bal_text_printf(&b, "]");
 	discrepancies_json(&b, d, l, ctr, (uint32_t)p);
-	sb_printf(&b, "}\n");
+	bal_text_printf(&b, "}\n");
 	if (err) {
 		free(b.p);
 		send_error(s, 503, "reading the journal failed: %s", bal_strerror(err));
 		return;
 	}
-	send_sb(s, 200, "application/json", &b);
+	send_text(s, 200, "application/json", &b);
 }
 
 /* ---- GET /v1/seats ---------------------------------------------------------- */
@@ -412,13 +373,13 @@ static void seats(struct bal_slot *s)
 	uint64_t *votes = malloc(maxc * sizeof(*votes));
 	uint32_t *seat = malloc(maxc * sizeof(*seat));
 	bool *passed = malloc(maxc * sizeof(*passed));
-	struct sb b = {0};
+	struct bal_text b = {0};
 	if (!votes || !seat || !passed) {
 		b.oom = true;
 		goto out;
 	}
-	sb_printf(&b, "{\"position\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,\"contests\":[",
-	          U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts);
+	bal_text_printf(&b, "{\"position\":%llu,\"precincts_reporting\":%llu,\"precincts_total\":%u,\"contests\":[",
+	                U64(v.pos), U64(v.ctr[bal_slot_global(v.l, BAL_G_PRECINCTS_REPORTING)]), v.d->nprecincts);
 	for (uint32_t c = 0; c < v.d->ncontests; c++) {
 		const struct bal_contest *ct = &v.d->contests[c];
 		uint64_t total = 0;
@@ -426,31 +387,31 @@ static void seats(struct bal_slot *s)
 			total += votes[k] = v.ctr[bal_slot_contest_choice(v.l, c, k)];
 		bool tie = false;
 		int allocated = bal_seats_allocate(ct, votes, seat, passed, &tie);
-		sb_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
+		bal_text_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
 		sb_jstr(&b, ct->name);
-		sb_printf(&b,
-		          ",\"kind\":\"%s\",\"seats\":%u,\"allocated\":%d,\"tie\":%s,\"total_votes\":%llu,"
-		          "\"threshold_percent\":%g,\"choices\":[",
-		          contest_kind(ct), ct->seats, allocated < 0 ? 0 : allocated, tie ? "true" : "false",
-		          U64(total), ct->threshold_percent);
+		bal_text_printf(&b,
+		                ",\"kind\":\"%s\",\"seats\":%u,\"allocated\":%d,\"tie\":%s,\"total_votes\":%llu,"
+		                "\"threshold_percent\":%g,\"choices\":[",
+		                contest_kind(ct), ct->seats, allocated < 0 ? 0 : allocated, tie ? "true" : "false",
+		                U64(total), ct->threshold_percent);
 		for (uint32_t k = 0; k < ct->nchoices; k++) {
-			sb_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
+			bal_text_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
 			sb_jstr(&b, ct->choices[k].name);
-			sb_printf(&b,
-			          ",\"votes\":%llu,\"percent\":%.4f,\"seat_eligible\":%s,\"passed_threshold\":%s,"
-			          "\"seats\":%u}",
-			          U64(votes[k]), total ? 100.0 * (double)votes[k] / (double)total : 0.0,
-			          ct->choices[k].seat_eligible ? "true" : "false",
-			          allocated >= 0 && passed[k] ? "true" : "false", allocated >= 0 ? seat[k] : 0);
+			bal_text_printf(&b,
+			                ",\"votes\":%llu,\"percent\":%.4f,\"seat_eligible\":%s,\"passed_threshold\":%s,"
+			                "\"seats\":%u}",
+			                U64(votes[k]), total ? 100.0 * (double)votes[k] / (double)total : 0.0,
+			                ct->choices[k].seat_eligible ? "true" : "false",
+			                allocated >= 0 && passed[k] ? "true" : "false", allocated >= 0 ? seat[k] : 0);
 		}
-		sb_printf(&b, "]}");
+		bal_text_printf(&b, "]}");
 	}
-	sb_printf(&b, "]}\n");
+	bal_text_printf(&b, "]}\n");
 out:
 	free(votes);
 	free(seat);
 	free(passed);
-	send_sb(s, 200, "application/json", &b);
+	send_text(s, 200, "application/json", &b);
 }
 
 /* ---- GET /v1/results.csv ------------------------------------------------------ */
@@ -458,8 +419,8 @@ out:
 static void results_csv(struct bal_slot *s)
 {
 	struct view v = view_of(s, false);
-	struct sb b = {0};
-	sb_printf(&b, "district_id,precinct_id,contest_id,choice_id,votes\n");
+	struct bal_text b = {0};
+	bal_text_printf(&b, "district_id,precinct_id,contest_id,choice_id,votes\n");
 	for (uint32_t p = 0; p < v.d->nprecincts && !b.oom; p++) {
 		const struct bal_precinct *pr = &v.d->precincts[p];
 		for (uint32_t c = 0; c < v.d->ncontests; c++) {
@@ -467,14 +428,15 @@ static void results_csv(struct bal_slot *s)
 				continue;
 			const struct bal_contest *ct = &v.d->contests[c];
 			for (uint32_t k = 0; k < ct->nchoices; k++)
-				sb_printf(&b, "%u,%u,%u,%u,%llu\n", v.d->districts[pr->district].id, pr->id, ct->id,
-				          ct->choices[k].id, U64(v.ctr[bal_slot_precinct_choice(v.l, p, c, k)]));
+				bal_text_printf(&b, "%u,%u,%u,%u,%llu\n", v.d->districts[pr->district].id, pr->id,
+				                ct->id, ct->choices[k].id,
+				                U64(v.ctr[bal_slot_precinct_choice(v.l, p, c, k)]));
 		}
 	}
 	/* The journal prefix this CSV folds travels in a header, keeping the body plain CSV. */
 	char extra[64];
 	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\n", U64(v.pos));
-	send_sb_x(s, 200, "text/csv", extra, &b);
+	send_text_x(s, 200, "text/csv", extra, &b);
 }
 
 /* ---- GET /v1/journal?from=N&limit=M ------------------------------------------------ */
@@ -483,7 +445,7 @@ static void results_csv(struct bal_slot *s)
 #define JOURNAL_LIMIT_MAX     100000
 
 struct journal_walk {
-	struct sb *b;
+	struct bal_text *b;
 	uint64_t upto;  /* last committed position when the request was read */
 	uint64_t left;  /* records still allowed */
 	size_t max_out; /* body bytes allowed (--max-output), at least one record */
@@ -499,7 +461,7 @@ static int on_journal(void *arg, uint64_t position, const uint8_t *bytes, size_t
 		return JOURNAL_STOP;
 	if (len > UINT32_MAX)
 		return -EOVERFLOW;
-	sb_reserve(jw->b, 12 + len);
+	bal_text_reserve(jw->b, 12 + len);
 	if (jw->b->oom)
 		return JOURNAL_STOP;
 	uint8_t *p = (uint8_t *)jw->b->p + jw->b->n;
@@ -558,7 +520,7 @@ static void journal(struct bal_slot *s, const char *query)
 	uint64_t from = 1, limit = JOURNAL_LIMIT_DEFAULT;
 	if (!journal_params(s, query, &from, &limit))
 		return;
-	struct sb b = {0};
+	struct bal_text b = {0};
 	struct journal_walk jw = {.b = &b,
 	                          .upto = bal_store_position(d->store),
 	                          .left = limit,
@@ -577,7 +539,7 @@ static void journal(struct bal_slot *s, const char *query)
 	if (!b.p && !b.oom)
 		bal_slot_respond(s, 200, "application/octet-stream", extra, "", 0); /* nothing there yet */
 	else
-		send_sb_x(s, 200, "application/octet-stream", extra, &b);
+		send_text_x(s, 200, "application/octet-stream", extra, &b);
 }
 
 /* ---- GET /healthz and /metrics --------------------------------------------------- */
@@ -588,12 +550,12 @@ static void healthz(struct bal_slot *s)
 	int err = __atomic_load_n(&d->degraded_errno, __ATOMIC_RELAXED);
 	struct bal_store_info info = {0};
 	bal_store_info(d->store, &info);
-	struct sb b = {0};
-	sb_printf(&b,
-	          "{\"status\":\"%s\",\"position\":%llu,\"snapshot_position\":%llu,\"map_used\":%llu,"
-	          "\"map_size\":%llu,\"draining\":%s",
-	          err ? "degraded" : "ok", U64(info.position), U64(info.snapshot_position), U64(info.map_used),
-	          U64(info.map_size), __atomic_load_n(&d->draining, __ATOMIC_RELAXED) ? "true" : "false");
+	struct bal_text b = {0};
+	bal_text_printf(&b,
+	                "{\"status\":\"%s\",\"position\":%llu,\"snapshot_position\":%llu,\"map_used\":%llu,"
+	                "\"map_size\":%llu,\"draining\":%s",
+	                err ? "degraded" : "ok", U64(info.position), U64(info.snapshot_position), U64(info.map_used),
+	                U64(info.map_size), __atomic_load_n(&d->draining, __ATOMIC_RELAXED) ? "true" : "false");
 	if (err) {
 		char why[200];
 		if (err == -ENOSPC)
@@ -603,65 +565,18 @@ static void healthz(struct bal_slot *s)
 		else
 			snprintf(why, sizeof(why), "journal commits failing: %s; new batches get 503",
 			         bal_strerror(err));
-		sb_printf(&b, ",\"reason\":");
+		bal_text_printf(&b, ",\"reason\":");
 		sb_jstr(&b, why);
 	}
-	sb_printf(&b, "}\n");
-	send_sb(s, 200, "application/json", &b);
+	bal_text_printf(&b, "}\n");
+	send_text(s, 200, "application/json", &b);
 }
 
 static void metrics(struct bal_slot *s)
 {
-	struct bal_daemon *d = s->conn->w->d;
-	struct bal_metrics *m = &d->metrics;
-	struct bal_store_info info = {0};
-	bal_store_info(d->store, &info);
-	struct sb b = {0};
-#define COUNTER(name, help, val)                                                                                    \
-	sb_printf(&b, "# HELP ballotd_" name " " help "\n# TYPE ballotd_" name " counter\nballotd_" name " %llu\n", \
-	          U64(val))
-#define GAUGE(name, help, val)                                                                                    \
-	sb_printf(&b, "# HELP ballotd_" name " " help "\n# TYPE ballotd_" name " gauge\nballotd_" name " %llu\n", \
-	          U64(val))
-	sb_printf(&b,
-	          "# HELP ballotd_batches_total Batches answered, by outcome.\n# TYPE ballotd_batches_total counter\n");
-	sb_printf(&b, "ballotd_batches_total{result=\"accepted\"} %llu\n", U64(BAL_METRIC_GET(m->batches_accepted)));
-	sb_printf(&b, "ballotd_batches_total{result=\"duplicate\"} %llu\n", U64(BAL_METRIC_GET(m->batches_duplicate)));
-	sb_printf(&b, "ballotd_batches_total{result=\"conflict\"} %llu\n", U64(BAL_METRIC_GET(m->batches_conflict)));
-	sb_printf(&b, "ballotd_batches_total{result=\"rejected\"} %llu\n", U64(BAL_METRIC_GET(m->batches_rejected)));
-	sb_printf(&b, "ballotd_batches_total{result=\"unstored\"} %llu\n", U64(BAL_METRIC_GET(m->batches_unstored)));
-	sb_printf(&b, "# HELP ballotd_http_responses_total HTTP responses, by status class.\n"
-	              "# TYPE ballotd_http_responses_total counter\n");
-	for (int i = 1; i < 6; i++) {
-		uint64_t n = 0;
-		for (unsigned k = 0; k < d->cfg.threads; k++)
-			n += bal_worker_http_count(d->workers[k], i);
-		sb_printf(&b, "ballotd_http_responses_total{code=\"%dxx\"} %llu\n", i, U64(n));
-	}
-	COUNTER("ballots_accepted_total", "Cast-vote records in accepted batches.",
-	        BAL_METRIC_GET(m->ballots_accepted));
-	COUNTER("commits_total", "Durable LMDB write transactions.", BAL_METRIC_GET(m->commits));
-	COUNTER("commit_failures_total", "Failed write transactions (nothing acked).",
-	        BAL_METRIC_GET(m->commit_failures));
-	COUNTER("commit_seconds_total_ns", "Nanoseconds spent in commit+sync.", BAL_METRIC_GET(m->commit_ns_total));
-	COUNTER("group_batches_total", "Batches journaled through group commits.",
-	        BAL_METRIC_GET(m->group_batches_total));
-	COUNTER("snapshots_total", "Counter snapshot slices written.", BAL_METRIC_GET(m->snapshots));
-	COUNTER("connections_total", "Connections accepted.", BAL_METRIC_GET(m->connections_total));
-	COUNTER("connections_refused_total", "Connections refused over --max-connections.",
-	        BAL_METRIC_GET(m->connections_refused));
-	COUNTER("queries_total", "Counter reads by queries.", BAL_METRIC_GET(m->queries));
-	GAUGE("connections_open", "Open connections.", BAL_METRIC_GET(m->connections_open));
-	GAUGE("commit_queue_depth", "Batches waiting for commit.", __atomic_load_n(&d->inflight, __ATOMIC_RELAXED));
-	GAUGE("journal_position", "Last committed journal position.", info.position);
-	GAUGE("snapshot_position", "Oldest snapshot slice position: a restart replays what follows it.",
-	      info.snapshot_position);
-	GAUGE("map_used_bytes", "LMDB map bytes in use.", info.map_used);
-	GAUGE("map_size_bytes", "LMDB map size.", info.map_size);
-	GAUGE("degraded", "1 while journal commits fail.", __atomic_load_n(&d->degraded_errno, __ATOMIC_RELAXED) != 0);
-#undef COUNTER
-#undef GAUGE
-	send_sb(s, 200, "text/plain; version=0.0.4", &b);
+	struct bal_text b = {0};
+	bal_metrics_write(s->conn->w->d, &b);
+	send_text(s, 200, BAL_METRICS_CTYPE, &b);
 }
 
 /* ---- routing --------------------------------------------------------------------- */

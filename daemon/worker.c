@@ -7,12 +7,15 @@
  * bal_worker_signal_stop() (main thread); both only touch the locked done list
  * or atomics and then uv_async_send().
  */
+#include "daemon/worker.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/commit.h"
 #include "daemon/conn.h"
 #include "daemon/log.h"
 
