@@ -32,7 +32,7 @@ static inline void add_level3(uint64_t *ctr, const struct bal__pview *v, uint32_
 static void note_mismatch(const struct bal_layout *l, uint64_t *ctr, const struct bal__pview *v, uint64_t before,
                           uint64_t after)
 {
-	bal__st(ctr, v->meta + BAL_T_BALLOTS, after);
+	bal__st(ctr, v->meta + BAL_SH_NDIFF, after);
 	if (!before && after)
 		add_to(ctr, l->globals + BAL_G_DISCREPANCIES, 1);
 	else if (before && !after)
@@ -44,7 +44,7 @@ static void note_mismatch(const struct bal_layout *l, uint64_t *ctr, const struc
 static void apply_shadowed(const struct bal_layout *l, uint64_t *ctr, const struct bal__pview *v,
                            const struct bal_delta *dl)
 {
-	const uint64_t before = bal__ld(ctr, v->meta + BAL_T_BALLOTS);
+	const uint64_t before = bal__ld(ctr, v->meta + BAL_SH_NDIFF);
 	uint64_t differ = before;
 	for (uint32_t i = 0; i < dl->n; i++) {
 		const uint32_t o = dl->e[i].slot - v->base;
@@ -69,7 +69,7 @@ static void apply_protocol(const struct bal_layout *l, uint64_t *ctr, const stru
                            const struct bal_delta *dl)
 {
 	add_level3(ctr, v, BAL_T_BATCHES, 1);
-	const uint64_t stored = bal__ld(ctr, v->meta + BAL_T_BATCHES);
+	const uint64_t stored = bal__ld(ctr, v->meta + BAL_SH_PROTOCOL_SEQ);
 	if (dl->seq <= stored)
 		return; /* older (or the same): journaled, counted as a batch, replaces nothing */
 	/* Every slot from BAL_T_ISSUED on has exactly one entry (fold guarantees it). */
@@ -89,13 +89,13 @@ static void apply_protocol(const struct bal_layout *l, uint64_t *ctr, const stru
 		}
 		bal__st(ctr, v->base + o, nv);
 	}
-	bal__st(ctr, v->meta + BAL_T_BATCHES, dl->seq);
+	bal__st(ctr, v->meta + BAL_SH_PROTOCOL_SEQ, dl->seq);
 	if (!stored)
 		add_to(ctr, l->globals + BAL_G_PROTOCOLS, 1);
 	uint64_t differ = 0;
 	for (uint32_t o = BAL_T_ISSUED; o < v->bsize; o++)
 		differ += bal__ld(ctr, v->base + o) != bal__ld(ctr, v->bsum + o);
-	note_mismatch(l, ctr, v, bal__ld(ctr, v->meta + BAL_T_BALLOTS), differ);
+	note_mismatch(l, ctr, v, bal__ld(ctr, v->meta + BAL_SH_NDIFF), differ);
 }
 
 /*
@@ -110,7 +110,7 @@ void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal
 
 	if (dl->kind == BAL_DELTA_PROTOCOL) {
 		apply_protocol(l, ctr, &v, dl);
-	} else if (bal__ld(ctr, v.meta + BAL_T_BATCHES)) {
+	} else if (bal__ld(ctr, v.meta + BAL_SH_PROTOCOL_SEQ)) {
 		apply_shadowed(l, ctr, &v, dl);
 	} else {
 		/* The hot path: no protocol, three adds per entry. */

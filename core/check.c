@@ -46,25 +46,37 @@ static uint32_t entry_offset(const struct bal__pview *v, const struct bal_delta 
 	return s - v->base;
 }
 
-/* BAL_EOVERFLOW naming the quantity at offset `o` and the level ('p'recinct,
- * 's'hadow, 'd'istrict or 'n'ational) that would overflow. */
-__attribute__((cold)) static int overflow_at(const struct bal_layout *l, const struct bal__pview *v, uint32_t o,
-                                             char level, char *why, size_t whylen)
+/* Where an amount would overflow: the precinct's E, its ballot sum (the
+ * shadow of E while a protocol counts), or one of the two aggregates. */
+enum overflow_level {
+	LEVEL_PRECINCT,
+	LEVEL_BALLOT_SUM,
+	LEVEL_DISTRICT,
+	LEVEL_NATIONAL,
+};
+
+/* BAL_EOVERFLOW naming the quantity at offset `o` and the level that would
+ * overflow. Out of line, so that its text buffer stays out of the frames of
+ * the checks that call it. */
+__attribute__((cold, noinline)) static int overflow_at(const struct bal_layout *l, const struct bal__pview *v,
+                                                       uint32_t o, enum overflow_level level, char *why, size_t whylen)
 {
 	const struct bal_defn *d = l->d;
 	const struct bal_precinct *pr = &d->precincts[v->p];
 	char what[64];
 	name_offset(l, v->p, o, what, sizeof(what));
 	switch (level) {
-	case 'p': return bal_fail(why, whylen, BAL_EOVERFLOW, "%s at precinct %u would overflow 64 bits", what, pr->id);
-	case 's':
+	case LEVEL_PRECINCT:
+		return bal_fail(why, whylen, BAL_EOVERFLOW, "%s at precinct %u would overflow 64 bits", what, pr->id);
+	case LEVEL_BALLOT_SUM:
 		return bal_fail(why, whylen, BAL_EOVERFLOW, "%s ballot sum at precinct %u would overflow 64 bits", what,
 		                pr->id);
-	case 'd':
+	case LEVEL_DISTRICT:
 		return bal_fail(why, whylen, BAL_EOVERFLOW, "%s district %u total would overflow 64 bits", what,
 		                d->districts[pr->district].id);
-	default: return bal_fail(why, whylen, BAL_EOVERFLOW, "%s national total would overflow 64 bits", what);
+	case LEVEL_NATIONAL: break;
 	}
+	return bal_fail(why, whylen, BAL_EOVERFLOW, "%s national total would overflow 64 bits", what);
 }
 
 /* Adding `add` at offset `o` to E (if `with_precinct`) and both aggregates:
@@ -73,11 +85,11 @@ static int check_add(const struct bal_layout *l, const uint64_t *ctr, const stru
                      uint64_t add, bool with_precinct, char *why, size_t whylen)
 {
 	if (with_precinct && would_overflow(ctr, v->base + o, add))
-		return overflow_at(l, v, o, 'p', why, whylen);
+		return overflow_at(l, v, o, LEVEL_PRECINCT, why, whylen);
 	if (would_overflow(ctr, v->par[o].district, add))
-		return overflow_at(l, v, o, 'd', why, whylen);
+		return overflow_at(l, v, o, LEVEL_DISTRICT, why, whylen);
 	if (would_overflow(ctr, v->par[o].total, add))
-		return overflow_at(l, v, o, 'n', why, whylen);
+		return overflow_at(l, v, o, LEVEL_NATIONAL, why, whylen);
 	return 0;
 }
 
@@ -139,7 +151,7 @@ static int check_protocol(const struct bal_layout *l, const uint64_t *ctr, const
 	int err = check_add(l, ctr, v, BAL_T_BATCHES, 1, true, why, whylen);
 	if (!err)
 		err = check_globals(l, ctr, v, 1, 0, why, whylen);
-	if (!err && dl->seq > bal__ld(ctr, v->meta + BAL_T_BATCHES))
+	if (!err && dl->seq > bal__ld(ctr, v->meta + BAL_SH_PROTOCOL_SEQ))
 		err = check_replace(l, ctr, v, dl, why, whylen);
 	return err;
 }
@@ -158,7 +170,7 @@ static int check_add_delta(const struct bal_layout *l, const uint64_t *ctr, cons
 {
 	/* With a protocol counted, B lives in the shadow slots and the totals
 	 * only see the batch and ballot counts. */
-	const bool shadowed = bal__ld(ctr, v->meta + BAL_T_BATCHES) != 0;
+	const bool shadowed = bal__ld(ctr, v->meta + BAL_SH_PROTOCOL_SEQ) != 0;
 	uint64_t batches = 0;
 	for (uint32_t i = 0; i < dl->n; i++) {
 		const uint32_t o = entry_offset(v, dl, i);
@@ -169,7 +181,7 @@ static int check_add_delta(const struct bal_layout *l, const uint64_t *ctr, cons
 			batches = add;
 		if (__builtin_expect(shadowed, 0) && o >= BAL_T_ISSUED) {
 			if (would_overflow(ctr, v->bsum + o, add))
-				return overflow_at(l, v, o, 's', why, whylen);
+				return overflow_at(l, v, o, LEVEL_BALLOT_SUM, why, whylen);
 		} else if (__builtin_expect(!add_fits(ctr, v, o, add), 0)) {
 			return check_add(l, ctr, v, o, add, true, why, whylen);
 		}

@@ -56,9 +56,9 @@ static int layout_fill(struct bal_layout *l, const struct bal_defn *d)
 
 	for (uint32_t p = 0; p < d->nprecincts; p++) {
 		/* Protocol seq and differing slots, then the block. */
-		l->prec[p].base = (uint32_t)next + BAL_T_ISSUED;
+		l->prec[p].base = (uint32_t)next + BAL_SH_NFIELDS;
 		l->prec[p].bsize = l->bsize[d->precincts[p].district];
-		if (!grow(&next, BAL_T_ISSUED + (uint64_t)l->prec[p].bsize))
+		if (!grow(&next, BAL_SH_NFIELDS + (uint64_t)l->prec[p].bsize))
 			return -EOVERFLOW;
 	}
 	for (uint32_t p = 0; p < d->nprecincts; p++) {
@@ -253,7 +253,7 @@ uint32_t bal_slot_precinct_shadow(const struct bal_layout *l, uint32_t p, uint32
 uint64_t bal_tally_protocol_seq(const struct bal_layout *l, const uint64_t *ctr, uint32_t p)
 {
 	bal_require(p < l->d->nprecincts);
-	return ctr[bal__shadow_of(&l->prec[p], BAL_T_BATCHES)];
+	return ctr[bal__shadow_of(&l->prec[p], BAL_SH_PROTOCOL_SEQ)];
 }
 
 uint64_t bal_tally_ballot_sum(const struct bal_layout *l, const uint64_t *ctr, uint32_t p, uint32_t s)

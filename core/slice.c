@@ -11,12 +11,12 @@
 
 #include <string.h>
 
-/* The slots of precincts [first, end): their blocks (with the two shadows
- * before each) and their ballot sums, two contiguous runs. */
+/* The slots of precincts [first, end): their blocks (with the shadows of the
+ * counts before each) and their ballot sums, two contiguous runs. */
 static void slice_runs(const struct bal_layout *l, uint32_t first, uint32_t end, uint32_t run[2][2])
 {
 	const struct bal__pslot *a = &l->prec[first], *z = &l->prec[end - 1];
-	run[0][0] = a->base - BAL_T_ISSUED;
+	run[0][0] = a->base - BAL_SH_NFIELDS;
 	run[0][1] = z->base + z->bsize - run[0][0];
 	run[1][0] = a->bsum;
 	run[1][1] = z->bsum + z->bsize - BAL_T_ISSUED - run[1][0];
@@ -74,8 +74,8 @@ int bal_tally_rebuild(const struct bal_layout *l, uint64_t *ctr)
 		}
 		overflow |= __builtin_add_overflow(g[BAL_G_BATCHES], e[BAL_T_BATCHES], &g[BAL_G_BATCHES]);
 		g[BAL_G_PRECINCTS_REPORTING] += e[BAL_T_BATCHES] != 0;
-		g[BAL_G_PROTOCOLS] += ctr[bal__shadow_of(ps, BAL_T_BATCHES)] != 0;
-		g[BAL_G_DISCREPANCIES] += ctr[bal__shadow_of(ps, BAL_T_BALLOTS)] != 0;
+		g[BAL_G_PROTOCOLS] += ctr[bal__shadow_of(ps, BAL_SH_PROTOCOL_SEQ)] != 0;
+		g[BAL_G_DISCREPANCIES] += ctr[bal__shadow_of(ps, BAL_SH_NDIFF)] != 0;
 	}
 	return overflow ? BAL_EOVERFLOW : 0;
 }

@@ -46,9 +46,10 @@
  * Storage of B and P: slot s of E holds B while the precinct has no protocol
  * (its shadow slot is then 0), and P once it has one, when B moves to the
  * shadow slot. The shadows of BAL_T_BATCHES and BAL_T_BALLOTS hold the
- * protocol seq and the number of slots where P and B differ. So an ADD delta
- * to a precinct without a protocol costs what it always did: three adds per
- * entry.
+ * protocol seq and the number of slots where P and B differ, named
+ * BAL_SH_PROTOCOL_SEQ and BAL_SH_NDIFF (enum bal_shadow_field) wherever that
+ * meaning is meant. So an ADD delta to a precinct without a protocol costs
+ * what it always did: three adds per entry.
  */
 #ifndef BAL_CORE_TALLY_H
 #define BAL_CORE_TALLY_H
@@ -64,6 +65,17 @@ enum bal_turnout_field {
 	BAL_T_CAST,        /**< Turnout.ballots_cast: summed, or the protocol's */
 	BAL_T_SPOILED,     /**< Turnout.ballots_spoiled: summed, or the protocol's */
 	BAL_T_NFIELDS
+};
+
+/**
+ * What the shadows of the two counts hold (see bal_slot_precinct_shadow()).
+ * Each is the block offset of the count it shadows, so the shadow slot of
+ * BAL_SH_PROTOCOL_SEQ is the shadow slot of BAL_T_BATCHES.
+ */
+enum bal_shadow_field {
+	BAL_SH_PROTOCOL_SEQ = BAL_T_BATCHES, /**< seq of the latest counted protocol, 0 = none */
+	BAL_SH_NDIFF = BAL_T_BALLOTS,        /**< slots where the protocol and the ballot sum differ */
+	BAL_SH_NFIELDS                       /**< shadows of counts, kept just before the block */
 };
 
 enum bal_global_field {
@@ -101,9 +113,10 @@ uint32_t bal_slot_global(const struct bal_layout *l, enum bal_global_field f);
 /**
  * The shadow of precinct `p`'s slot `s` (a bal_slot_precinct_choice() or
  * bal_slot_precinct_turnout() slot of `p`), BAL_SLOT_NONE if `s` is not one:
- * - shadow of BAL_T_BATCHES: the seq of p's latest counted protocol (0 = none);
- * - shadow of BAL_T_BALLOTS: how many of p's slots differ between its protocol
- *   and its ballot sum (nonzero iff p has a discrepancy);
+ * - shadow of BAL_T_BATCHES (BAL_SH_PROTOCOL_SEQ): the seq of p's latest
+ *   counted protocol (0 = none);
+ * - shadow of BAL_T_BALLOTS (BAL_SH_NDIFF): how many of p's slots differ
+ *   between its protocol and its ballot sum (nonzero iff p has a discrepancy);
  * - shadow of any other slot: while p has a protocol, the sum of its BALLOTS
  *   and TALLY batches there (`s` then holds the protocol's value); 0 before.
  */

@@ -10,9 +10,10 @@
  *   then, for each national contest in file order, one slot per choice;
  *   then, for each contest of the precinct's district in file order, one slot
  *   per choice.
- * Just before offset 0 sit two of the precinct's shadow slots (see tally.h):
- * the protocol seq and the number of differing slots, so that the seq shares
- * a cache line with the batch count every delta touches. The shadows of
+ * Just before offset 0 sit the BAL_SH_NFIELDS shadows of its counts (see
+ * tally.h): the protocol seq (BAL_SH_PROTOCOL_SEQ) and the number of
+ * differing slots (BAL_SH_NDIFF), so that the seq shares a cache line with
+ * the batch count every delta touches. The shadows of
  * offsets BAL_T_ISSUED.. (ballot sums once a protocol counts) live in a
  * region of their own after all precinct blocks, touched only for precincts
  * with a protocol, so blocks stay dense for the ADD hot path.
@@ -31,6 +32,10 @@
 
 #include "core/tally.h"
 
+/* The counts are exactly the offsets below BAL_T_ISSUED, and each has its
+ * shadow just before the block; every other offset has a ballot sum. */
+_Static_assert((int)BAL_SH_NFIELDS == (int)BAL_T_ISSUED, "one meta shadow per count, counts first in the block");
+
 /* The two aggregate slots fed by one precinct-block offset. */
 struct bal__parent {
 	uint32_t district; /* (contest, district, choice) slot, or district turnout slot */
@@ -41,7 +46,7 @@ struct bal__parent {
  * start and where its district's parent map starts (all that check and apply
  * need, without touching the definition). */
 struct bal__pslot {
-	uint32_t base;    /* offset 0 of the block (E); the two meta slots precede it */
+	uint32_t base;    /* offset 0 of the block (E); the BAL_SH_NFIELDS meta slots precede it */
 	uint32_t bsize;   /* block size of its district */
 	uint32_t bsum;    /* shadow of offset BAL_T_ISSUED; bsize - BAL_T_ISSUED slots */
 	uint32_t parents; /* index into bal_layout.parents */
@@ -68,7 +73,7 @@ struct bal_layout {
  * ballot sums in the ballot-sum region. */
 static inline uint32_t bal__shadow_of(const struct bal__pslot *ps, uint32_t o)
 {
-	return o < BAL_T_ISSUED ? ps->base - BAL_T_ISSUED + o : ps->bsum + o - BAL_T_ISSUED;
+	return o < BAL_T_ISSUED ? ps->base - BAL_SH_NFIELDS + o : ps->bsum + o - BAL_T_ISSUED;
 }
 
 /* First slot that is not precinct-level (see bal_layout_first_aggregate()). */
@@ -97,7 +102,7 @@ struct bal__pview {
 	uint32_t p;
 	uint32_t base; /* offset 0 of E */
 	uint32_t bsize;
-	uint32_t meta; /* + BAL_T_BATCHES: protocol seq; + BAL_T_BALLOTS: differing slots */
+	uint32_t meta; /* + BAL_SH_PROTOCOL_SEQ: protocol seq; + BAL_SH_NDIFF: differing slots */
 	uint32_t bsum; /* + o (o >= BAL_T_ISSUED): ballot sum while a protocol counts */
 	const struct bal__parent *par;
 };
