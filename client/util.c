@@ -4,21 +4,8 @@
 #include "client/util.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
-
-int bal__failf(int rc, char *why, size_t whylen, const char *fmt, ...)
-{
-	if (why && whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 int bal__grow(void **buf, size_t *cap, size_t need, size_t elem, size_t min_cap)
 {

@@ -11,11 +11,12 @@
  */
 #include "defn/defn.h"
 
+#include "core/reason.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,19 +33,6 @@ struct ctx {
 	char *why;
 	size_t whylen;
 };
-
-static int fail(struct ctx *x, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(struct ctx *x, int err, const char *fmt, ...)
-{
-	if (x->why && x->whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(x->why, x->whylen, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
 
 static const char *type_name(const json_t *v)
 {
@@ -82,7 +70,8 @@ static int check_keys(struct ctx *x, const json_t *obj, const char *path, const 
 		for (const char *const *a = allowed; *a && used < sizeof(list); a++)
 			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", a == allowed ? "" : ", ",
 			                         *a);
-		return fail(x, BAL_EDEFN, "%s: unknown key \"%s\" (expected one of: %s)", path, key, list);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s: unknown key \"%s\" (expected one of: %s)", path, key,
+		                list);
 	}
 	return 0;
 }
@@ -90,7 +79,7 @@ static int check_keys(struct ctx *x, const json_t *obj, const char *path, const 
 static int get_object(struct ctx *x, const json_t *v, const char *path)
 {
 	if (!json_is_object(v))
-		return fail(x, BAL_EDEFN, "%s: expected an object, got %s", path, type_name(v));
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s: expected an object, got %s", path, type_name(v));
 	return 0;
 }
 
@@ -99,15 +88,16 @@ static int get_array(struct ctx *x, const json_t *obj, const char *path, const c
 {
 	json_t *v = json_object_get(obj, key);
 	if (!v)
-		return fail(x, BAL_EDEFN, "%s%s%s: missing (expected an array)", path, *path ? "." : "", key);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s%s%s: missing (expected an array)", path,
+		                *path ? "." : "", key);
 	if (!json_is_array(v))
-		return fail(x, BAL_EDEFN, "%s%s%s: expected an array, got %s", path, *path ? "." : "", key,
-		            type_name(v));
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s%s%s: expected an array, got %s", path,
+		                *path ? "." : "", key, type_name(v));
 	if (nonempty && json_array_size(v) == 0)
-		return fail(x, BAL_EDEFN, "%s%s%s: must not be empty", path, *path ? "." : "", key);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s%s%s: must not be empty", path, *path ? "." : "", key);
 	if (json_array_size(v) > UINT32_MAX)
-		return fail(x, BAL_EDEFN, "%s%s%s: %zu elements exceed the limit of %u", path, *path ? "." : "", key,
-		            json_array_size(v), UINT32_MAX);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s%s%s: %zu elements exceed the limit of %u", path,
+		                *path ? "." : "", key, json_array_size(v), UINT32_MAX);
 	*out = v;
 	return 0;
 }
@@ -119,18 +109,18 @@ static int get_int(struct ctx *x, const json_t *obj, const char *path, const cha
 	json_t *v = json_object_get(obj, key);
 	if (!v) {
 		if (!dflt)
-			return fail(x, BAL_EDEFN, "%s.%s: missing (expected an integer %lld..%lld)", path, key,
-			            (long long)lo, (long long)hi);
+			return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: missing (expected an integer %lld..%lld)",
+			                path, key, (long long)lo, (long long)hi);
 		*out = *dflt;
 		return 0;
 	}
 	if (!json_is_integer(v))
-		return fail(x, BAL_EDEFN, "%s.%s: expected an integer %lld..%lld, got %s", path, key, (long long)lo,
-		            (long long)hi, type_name(v));
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: expected an integer %lld..%lld, got %s", path,
+		                key, (long long)lo, (long long)hi, type_name(v));
 	json_int_t n = json_integer_value(v);
 	if (n < lo || n > hi)
-		return fail(x, BAL_EDEFN, "%s.%s: %lld is out of range (%lld..%lld)", path, key, (long long)n,
-		            (long long)lo, (long long)hi);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: %lld is out of range (%lld..%lld)", path, key,
+		                (long long)n, (long long)lo, (long long)hi);
 	*out = n;
 	return 0;
 }
@@ -152,15 +142,16 @@ static int get_str(struct ctx *x, const json_t *obj, const char *path, const cha
 	json_t *v = json_object_get(obj, key);
 	const char *s = dflt;
 	if (v && !json_is_string(v))
-		return fail(x, BAL_EDEFN, "%s.%s: expected a string, got %s", path, key, type_name(v));
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: expected a string, got %s", path, key,
+		                type_name(v));
 	if (v)
 		s = json_string_value(v);
 	else if (!dflt)
-		return fail(x, BAL_EDEFN, "%s.%s: missing (expected a string)", path, key);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: missing (expected a string)", path, key);
 	if (nonempty && !*s)
-		return fail(x, BAL_EDEFN, "%s.%s: must not be empty", path, key);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: must not be empty", path, key);
 	*out = strdup(s);
-	return *out ? 0 : fail(x, -ENOMEM, "%s.%s: out of memory", path, key);
+	return *out ? 0 : bal_fail(x->why, x->whylen, -ENOMEM, "%s.%s: out of memory", path, key);
 }
 
 /* One of `names` (NULL-terminated); *out is its index. */
@@ -170,7 +161,8 @@ static int get_enum(struct ctx *x, const json_t *obj, const char *path, const ch
 	json_t *v = json_object_get(obj, key);
 	const char *s = dflt;
 	if (v && !json_is_string(v))
-		return fail(x, BAL_EDEFN, "%s.%s: expected a string, got %s", path, key, type_name(v));
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: expected a string, got %s", path, key,
+		                type_name(v));
 	if (v)
 		s = json_string_value(v);
 	for (int i = 0; s && names[i]; i++)
@@ -183,8 +175,8 @@ static int get_enum(struct ctx *x, const json_t *obj, const char *path, const ch
 	for (int i = 0; names[i] && used < sizeof(list); i++)
 		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s\"%s\"", i ? " or " : "", names[i]);
 	if (!s)
-		return fail(x, BAL_EDEFN, "%s.%s: missing (expected %s)", path, key, list);
-	return fail(x, BAL_EDEFN, "%s.%s: \"%s\" is not %s", path, key, s, list);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: missing (expected %s)", path, key, list);
+	return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: \"%s\" is not %s", path, key, s, list);
 }
 
 /* ---- ids -------------------------------------------------------------------- */
@@ -208,8 +200,8 @@ static int check_unique(struct ctx *x, struct idref *refs, uint32_t n, const cha
 	qsort(refs, n, sizeof(*refs), idref_cmp);
 	for (uint32_t i = 1; i < n; i++)
 		if (refs[i].id == refs[i - 1].id)
-			return fail(x, BAL_EDEFN, "%s[%u].id: %u duplicates %s[%u].id", what, refs[i].idx, refs[i].id,
-			            what, refs[i - 1].idx);
+			return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s[%u].id: %u duplicates %s[%u].id", what,
+			                refs[i].idx, refs[i].id, what, refs[i - 1].idx);
 	return 0;
 }
 
@@ -236,7 +228,8 @@ static int parse_election(struct ctx *x, const json_t *root, struct bal_defn *d)
 	static const char *const keys[] = {"id", "name", "date", NULL};
 	json_t *e = json_object_get(root, "election");
 	if (!e)
-		return fail(x, BAL_EDEFN, "election: missing (expected an object with id, name, date)");
+		return bal_fail(x->why, x->whylen, BAL_EDEFN,
+		                "election: missing (expected an object with id, name, date)");
 	int err = get_object(x, e, "election");
 	if (!err)
 		err = check_keys(x, e, "election", keys);
@@ -265,7 +258,8 @@ static int section(struct ctx *x, const json_t *obj, const char *path, const cha
 	*elems = calloc(len, size);
 	*refs = calloc(len, sizeof(**refs));
 	if (!*elems || !*refs)
-		return fail(x, -ENOMEM, "%s%s%s: out of memory for %zu elements", path, *path ? "." : "", key, len);
+		return bal_fail(x->why, x->whylen, -ENOMEM, "%s%s%s: out of memory for %zu elements", path,
+		                *path ? "." : "", key, len);
 	*n = (uint32_t)len;
 	return 0;
 }
@@ -322,8 +316,8 @@ static int parse_choices(struct ctx *x, const json_t *cv, const char *cpath, str
 		if (!err) {
 			json_t *e = json_object_get(v, "seat_eligible");
 			if (e && !json_is_boolean(e))
-				err = fail(x, BAL_EDEFN, "%s.seat_eligible: expected true or false, got %s", path,
-				           type_name(e));
+				err = bal_fail(x->why, x->whylen, BAL_EDEFN,
+				               "%s.seat_eligible: expected true or false, got %s", path, type_name(e));
 			ch->seat_eligible = e ? json_is_true(e) : true;
 		}
 		refs[k] = (struct idref){ch->id, k};
@@ -366,12 +360,14 @@ static int parse_contest(struct ctx *x, const json_t *v, const char *path, const
 	json_t *t = json_object_get(v, "threshold_percent");
 	c->threshold_percent = 0;
 	if (t && !json_is_number(t))
-		return fail(x, BAL_EDEFN, "%s.threshold_percent: expected a number 0..100, got %s", path, type_name(t));
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.threshold_percent: expected a number 0..100, got %s",
+		                path, type_name(t));
 	if (t) {
 		c->threshold_percent = json_number_value(t);
 		if (!(c->threshold_percent >= 0 && c->threshold_percent <= 100))
-			return fail(x, BAL_EDEFN, "%s.threshold_percent: %g is out of range (0..100)", path,
-			            c->threshold_percent);
+			return bal_fail(x->why, x->whylen, BAL_EDEFN,
+			                "%s.threshold_percent: %g is out of range (0..100)", path,
+			                c->threshold_percent);
 	}
 
 	c->district = -1;
@@ -382,7 +378,8 @@ static int parse_contest(struct ctx *x, const json_t *v, const char *path, const
 			return err;
 		c->district = find_district(drefs, nd, did);
 		if (c->district < 0)
-			return fail(x, BAL_EDEFN, "%s.district_id: %u is not a district id", path, did);
+			return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.district_id: %u is not a district id", path,
+			                did);
 	}
 	return parse_choices(x, v, path, c);
 }
@@ -415,19 +412,22 @@ static int parse_key(struct ctx *x, const json_t *v, const char *path, struct ba
 	if (!k)
 		return 0;
 	if (!json_is_string(k))
-		return fail(x, BAL_EDEFN, "%s.public_key: expected a base64 string, got %s", path, type_name(k));
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.public_key: expected a base64 string, got %s", path,
+		                type_name(k));
 	const char *b64 = json_string_value(k);
 	size_t len = json_string_length(k);
 	if (len > ED25519_KEY_B64_MAX)
-		return fail(x, BAL_EDEFN, "%s.public_key: %zu characters is too long for a %d-byte Ed25519 key", path,
-		            len, ED25519_KEY_BYTES);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN,
+		                "%s.public_key: %zu characters is too long for a %d-byte Ed25519 key", path, len,
+		                ED25519_KEY_BYTES);
 	unsigned char bin[ED25519_KEY_B64_MAX];
 	size_t binlen = 0;
 	if (sodium_base642bin(bin, sizeof(bin), b64, len, NULL, &binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
-		return fail(x, BAL_EDEFN, "%s.public_key: \"%s\" is not valid base64", path, b64);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.public_key: \"%s\" is not valid base64", path, b64);
 	if (binlen != ED25519_KEY_BYTES)
-		return fail(x, BAL_EDEFN, "%s.public_key: decodes to %zu bytes, an Ed25519 key has %d", path, binlen,
-		            ED25519_KEY_BYTES);
+		return bal_fail(x->why, x->whylen, BAL_EDEFN,
+		                "%s.public_key: decodes to %zu bytes, an Ed25519 key has %d", path, binlen,
+		                ED25519_KEY_BYTES);
 	memcpy(p->public_key, bin, ED25519_KEY_BYTES);
 	p->has_key = true;
 	return 0;
@@ -450,7 +450,7 @@ static int index_ids(struct ctx *x, struct bal_defn *d)
 		return 0;
 	d->by_id = malloc(span * sizeof(*d->by_id));
 	if (!d->by_id)
-		return fail(x, -ENOMEM, "out of memory indexing %u precincts", d->nprecincts);
+		return bal_fail(x->why, x->whylen, -ENOMEM, "out of memory indexing %u precincts", d->nprecincts);
 	for (uint64_t k = 0; k < span; k++)
 		d->by_id[k] = -1;
 	for (uint32_t i = 0; i < d->nprecincts; i++)
@@ -482,15 +482,17 @@ static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d
 		if (!err) {
 			int32_t di = find_district(drefs, d->ndistricts, did);
 			if (di < 0)
-				err = fail(x, BAL_EDEFN, "%s.district_id: %u is not a district id", path, did);
+				err = bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.district_id: %u is not a district id",
+				               path, did);
 			p->district = (uint32_t)di;
 		}
 		if (!err)
 			err = get_int(x, v, path, "registered_voters", 0, JINT_MAX, &zero, &voters);
 		p->registered_voters = (uint64_t)voters;
 		if (!err && __builtin_add_overflow(d->registered_total, p->registered_voters, &d->registered_total))
-			err = fail(x, BAL_EDEFN, "%s.registered_voters: %llu makes the total overflow 64 bits", path,
-			           (unsigned long long)p->registered_voters);
+			err = bal_fail(x->why, x->whylen, BAL_EDEFN,
+			               "%s.registered_voters: %llu makes the total overflow 64 bits", path,
+			               (unsigned long long)p->registered_voters);
 		if (!err)
 			err = parse_key(x, v, path, p);
 		refs[i] = (struct idref){p->id, i};
@@ -509,7 +511,7 @@ static int hash_canonical(struct ctx *x, const json_t *root, struct bal_defn *d)
 {
 	char *canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!canon)
-		return fail(x, -ENOMEM, "out of memory serialising the definition for its hash");
+		return bal_fail(x->why, x->whylen, -ENOMEM, "out of memory serialising the definition for its hash");
 	crypto_hash_sha256(d->hash, (const unsigned char *)canon, strlen(canon));
 	free(canon);
 	return 0;
@@ -522,22 +524,22 @@ int bal_defn_parse(const char *json, size_t len, struct bal_defn **out, char *wh
 	static const char *const keys[] = {"election", "districts", "contests", "precincts", NULL};
 	struct ctx x = {why, whylen};
 	if (sodium_init() < 0)
-		return fail(&x, -ENOMEM, "libsodium failed to initialise");
+		return bal_fail(why, whylen, -ENOMEM, "libsodium failed to initialise");
 
 	json_error_t jerr;
 	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
-		return fail(&x, BAL_EDEFN, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		return bal_fail(why, whylen, BAL_EDEFN, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
 
 	int err;
 	struct idref *drefs = NULL;
 	struct bal_defn *d = calloc(1, sizeof(*d));
 	if (!d) {
-		err = fail(&x, -ENOMEM, "out of memory");
+		err = bal_fail(why, whylen, -ENOMEM, "out of memory");
 		goto fail_root;
 	}
 	if (!json_is_object(root)) {
-		err = fail(&x, BAL_EDEFN, "top level: expected an object, got %s", type_name(root));
+		err = bal_fail(why, whylen, BAL_EDEFN, "top level: expected an object, got %s", type_name(root));
 		goto fail_defn;
 	}
 	err = check_keys(&x, root, "top level", keys);
@@ -568,24 +570,23 @@ fail_root:
 
 int bal_defn_load(const char *path, struct bal_defn **out, char *why, size_t whylen)
 {
-	struct ctx x = {why, whylen};
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return fail(&x, -errno, "cannot open %s: %s", path, strerror(errno));
+		return bal_fail(why, whylen, -errno, "cannot open %s: %s", path, strerror(errno));
 	int err = 0;
 	char *buf = NULL;
 	long size;
 	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-		err = fail(&x, -errno, "cannot read %s: %s", path, strerror(errno));
+		err = bal_fail(why, whylen, -errno, "cannot read %s: %s", path, strerror(errno));
 		goto fail_file;
 	}
 	buf = malloc((size_t)size + 1);
 	if (!buf) {
-		err = fail(&x, -ENOMEM, "cannot read %s: %ld bytes: out of memory", path, size);
+		err = bal_fail(why, whylen, -ENOMEM, "cannot read %s: %ld bytes: out of memory", path, size);
 		goto fail_file;
 	}
 	if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
-		err = fail(&x, ferror(f) ? -EIO : -ENODATA, "cannot read %s: short read", path);
+		err = bal_fail(why, whylen, ferror(f) ? -EIO : -ENODATA, "cannot read %s: short read", path);
 		goto fail_buf;
 	}
 	err = bal_defn_parse(buf, (size_t)size, out, why, whylen);

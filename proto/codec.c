@@ -18,8 +18,9 @@
 
 #include "proto/ballot.pb-c.h"
 
+#include "core/reason.h"
+
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,18 +47,6 @@ static void arena_free_cb(void *data, void *ptr)
 	(void)ptr;
 }
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	if (!why || !whylen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 /* ---- decode ------------------------------------------------------------- */
 
 static int map_batch(const Ballot__V1__Batch *pb, struct bal_arena *arena, struct bal_batch *out, char *why,
@@ -65,9 +54,8 @@ static int map_batch(const Ballot__V1__Batch *pb, struct bal_arena *arena, struc
 {
 	if (pb->kind != BALLOT__V1__KIND__BALLOTS && pb->kind != BALLOT__V1__KIND__TALLY &&
 	    pb->kind != BALLOT__V1__KIND__PROTOCOL) {
-		set_why(why, whylen, "unknown kind %d (Batch.kind must be BALLOTS=0, TALLY=1 or PROTOCOL=2)",
-		        (int)pb->kind);
-		return BAL_ESCHEMA;
+		return bal_fail(why, whylen, BAL_ESCHEMA,
+		                "unknown kind %d (Batch.kind must be BALLOTS=0, TALLY=1 or PROTOCOL=2)", (int)pb->kind);
 	}
 	struct bal_column *cols = NULL;
 	if (pb->n_ballots) {
@@ -106,8 +94,7 @@ static int map_batch(const Ballot__V1__Batch *pb, struct bal_arena *arena, struc
 	return 0;
 
 fail_nomem:
-	set_why(why, whylen, "request arena refused an allocation (limit %zu bytes)", arena->limit);
-	return -ENOMEM;
+	return bal_fail(why, whylen, -ENOMEM, "request arena refused an allocation (limit %zu bytes)", arena->limit);
 }
 
 int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, struct bal_batch *out, char *why,
@@ -119,26 +106,24 @@ int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, s
 	Ballot__V1__SignedBatch *sb = ballot__v1__signed_batch__unpack(&alloc, len, body);
 	if (!sb) {
 		if (aa.refused) {
-			set_why(why, whylen,
-			        "request arena refused an allocation decoding SignedBatch of %zu bytes (limit %zu "
-			        "bytes)",
-			        len, arena->limit);
-			return -ENOMEM;
+			return bal_fail(why, whylen, -ENOMEM,
+			                "request arena refused an allocation decoding SignedBatch of %zu bytes (limit "
+			                "%zu bytes)",
+			                len, arena->limit);
 		}
-		set_why(why, whylen, "SignedBatch does not decode (%zu bytes)", len);
-		return BAL_ESCHEMA;
+		return bal_fail(why, whylen, BAL_ESCHEMA, "SignedBatch does not decode (%zu bytes)", len);
 	}
 	Ballot__V1__Batch *pb = ballot__v1__batch__unpack(&alloc, sb->batch.len, sb->batch.data);
 	if (!pb) {
 		if (aa.refused) {
-			set_why(why, whylen,
+			return bal_fail(
+			        why, whylen, -ENOMEM,
 			        "request arena refused an allocation decoding Batch of %zu bytes (limit %zu bytes)",
 			        sb->batch.len, arena->limit);
-			return -ENOMEM;
 		}
-		set_why(why, whylen, "Batch inside SignedBatch does not decode (SignedBatch.batch is %zu bytes)",
-		        sb->batch.len);
-		return BAL_ESCHEMA;
+		return bal_fail(why, whylen, BAL_ESCHEMA,
+		                "Batch inside SignedBatch does not decode (SignedBatch.batch is %zu bytes)",
+		                sb->batch.len);
 	}
 	struct bal_batch tmp;
 	memset(&tmp, 0, sizeof(tmp));

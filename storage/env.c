@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,16 +67,6 @@ int bal__store_txn_begin(struct bal_store *s, unsigned flags, MDB_txn **txn)
 	/* MDB_MAP_RESIZED (another process grew the map) maps to -EAGAIN: adopting the new
 	 * size needs every txn of this process closed, which only a restart guarantees. */
 	return bal__store_err(rc);
-}
-
-void bal__store_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	if (!why || !whylen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
 }
 
 uint64_t bal__store_sum(const void *p, size_t n, uint64_t seed)

@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/reason.h"
 #include "storage/storage.h"
 
 /* 3: snapshots and the dedup merge by slice of precincts. */
@@ -149,8 +150,8 @@ int bal__store_wready(const struct bal_store *s);
 /** Adds `delta` to the u64 meta counter `name` (missing = 0) within `txn`. 0 or error. */
 int bal__store_meta_add(struct bal_store *s, MDB_txn *txn, const char *name, uint64_t delta);
 
-/** Formats one line into `why` (may be NULL). */
-void bal__store_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/** Formats one line into `why` (may be NULL): bal_fail() for callers that return their error apart. */
+#define bal__store_why(why, whylen, ...) ((void)bal_fail((why), (whylen), 0, __VA_ARGS__))
 
 /**
  * Writes a record under `key` within the write txn `txn` (mdb_put `flags`,
