@@ -20,7 +20,7 @@
 
 /**
  * One batch on its way to the journal. The memory belongs to the connection
- * slot that submitted it; the committer borrows it from submit to delivery.
+ * request that submitted it; the committer borrows it from submit to delivery.
  * - `bytes`, `delta.e` stay valid and unchanged until the job is delivered;
  * - `result`, `position`, `why` are written by the committer before delivery
  *   and read by the worker after it.
@@ -28,7 +28,7 @@
 struct bal_job {
 	struct bal_job *next;      /**< link: committer stack, then delivery list */
 	struct bal_worker *worker; /**< receives the result */
-	void *owner;               /**< the submitting slot; opaque to the committer */
+	void *owner;               /**< the submitting request; opaque to the committer */
 	uint32_t precinct_id;
 	uint64_t seq;
 	uint64_t ballots;

@@ -1,8 +1,8 @@
 /*
  * Per-connection state: reading into the worker's shared buffer, HTTP framing
- * through http.c, request slots answered strictly in order (pipelining), write
- * batching, pause/resume when every slot is busy, timeouts, and a refcounted
- * close that waits for jobs still with the committer.
+ * through http.c, requests answered strictly in order (pipelining), write
+ * batching, pause/resume when max_pipeline requests are in flight, timeouts,
+ * and a refcounted close that waits for jobs still with the committer.
  *
  * No ballot logic here: a finished request goes to ingest.c or query.c.
  */
@@ -17,30 +17,30 @@
 #include "daemon/query.h"
 #include "daemon/worker.h"
 
-static struct bal_slot *slot_at(struct bal_conn *c, unsigned k)
+static struct bal_req *req_at(struct bal_conn *c, unsigned k)
 {
-	return c->slots[(c->first + k) % c->cap];
+	return c->reqs[(c->first + k) % c->cap];
 }
 
-static void slot_reset(struct bal_slot *s)
+static void req_reset(struct bal_req *req)
 {
-	if (s->resp_heap)
-		free(s->resp);
-	s->resp = NULL;
-	s->resp_heap = false;
-	s->resp_len = 0;
-	s->body_len = 0;
-	s->state = BAL_SLOT_FREE;
+	if (req->resp_heap)
+		free(req->resp);
+	req->resp = NULL;
+	req->resp_heap = false;
+	req->resp_len = 0;
+	req->body_len = 0;
+	req->state = BAL_REQ_FREE;
 }
 
-static void slot_free(struct bal_slot *s)
+static void req_free(struct bal_req *req)
 {
-	if (!s)
+	if (!req)
 		return;
-	slot_reset(s);
-	free(s->body);
-	free(s->entries);
-	free(s);
+	req_reset(req);
+	free(req->body);
+	free(req->entries);
+	free(req);
 }
 
 static void conn_free(struct bal_conn *c)
@@ -54,15 +54,15 @@ static void conn_free(struct bal_conn *c)
 		c->next->prev = c->prev;
 	w->nconns--;
 	BAL_METRIC_SUB(w->d->metrics.connections_open, 1);
-	if (c->slots) {
+	if (c->reqs) {
 		for (unsigned i = 0; i < c->cap; i++)
-			slot_free(c->slots[i]);
-		free(c->slots);
+			req_free(c->reqs[i]);
+		free(c->reqs);
 	}
-	while (c->free_slots) {
-		struct bal_slot *s = c->free_slots;
-		c->free_slots = s->next_free;
-		slot_free(s);
+	while (c->free_reqs) {
+		struct bal_req *req = c->free_reqs;
+		c->free_reqs = req->next_free;
+		req_free(req);
 	}
 	free(c->pending);
 	free(c);
@@ -91,10 +91,10 @@ void bal_conn_close(struct bal_conn *c)
 
 /* ---- responses ------------------------------------------------------------ */
 
-static void respond(struct bal_slot *s, int status, const char *ctype, const char *extra, const void *body, size_t len,
+static void respond(struct bal_req *req, int status, const char *ctype, const char *extra, const void *body, size_t len,
                     char *owned)
 {
-	struct bal_conn *c = s->conn;
+	struct bal_conn *c = req->conn;
 	bool keep = !c->close_after_flush;
 	char head[256];
 	size_t hl = bal_http_head(head, sizeof(head), status, ctype, len, keep, extra);
@@ -109,13 +109,13 @@ static void respond(struct bal_slot *s, int status, const char *ctype, const cha
 		}
 		memmove(buf + hl, buf, len);
 		memcpy(buf, head, hl);
-		s->resp = buf;
-		s->resp_heap = true;
-	} else if (hl + len <= sizeof(s->inl)) {
-		memcpy(s->inl, head, hl);
-		memcpy(s->inl + hl, body, len);
-		s->resp = s->inl;
-		s->resp_heap = false;
+		req->resp = buf;
+		req->resp_heap = true;
+	} else if (hl + len <= sizeof(req->inl)) {
+		memcpy(req->inl, head, hl);
+		memcpy(req->inl + hl, body, len);
+		req->resp = req->inl;
+		req->resp_heap = false;
 	} else {
 		char *buf = malloc(hl + len);
 		if (!buf) {
@@ -124,43 +124,43 @@ static void respond(struct bal_slot *s, int status, const char *ctype, const cha
 		}
 		memcpy(buf, head, hl);
 		memcpy(buf + hl, body, len);
-		s->resp = buf;
-		s->resp_heap = true;
+		req->resp = buf;
+		req->resp_heap = true;
 	}
-	s->resp_len = hl + len;
-	s->state = BAL_SLOT_READY;
+	req->resp_len = hl + len;
+	req->state = BAL_REQ_READY;
 	uint64_t *count = &c->w->http_status[status / 100 < 6 ? status / 100 : 5];
 	__atomic_store_n(count, *count + 1, __ATOMIC_RELAXED); /* this thread is the only writer */
 }
 
-void bal_slot_respond(struct bal_slot *s, int status, const char *ctype, const char *extra, const void *body,
-                      size_t len)
+void bal_req_respond(struct bal_req *req, int status, const char *ctype, const char *extra, const void *body,
+                     size_t len)
 {
-	respond(s, status, ctype, extra, body, len, NULL);
+	respond(req, status, ctype, extra, body, len, NULL);
 }
 
-void bal_slot_respond_owned(struct bal_slot *s, int status, const char *ctype, const char *extra_headers, char *body,
-                            size_t len)
+void bal_req_respond_owned(struct bal_req *req, int status, const char *ctype, const char *extra_headers, char *body,
+                           size_t len)
 {
-	respond(s, status, ctype, extra_headers, NULL, len, body);
+	respond(req, status, ctype, extra_headers, NULL, len, body);
 }
 
 static void feed(struct bal_conn *c, const char *data, size_t n);
 static void read_start(struct bal_conn *c);
 
-/* Retires the `n` oldest slots, whose responses have been written. */
+/* Retires the `n` oldest requests, whose responses have been written. */
 static void release_written(struct bal_conn *c, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
-		struct bal_slot *s = c->slots[c->first];
-		bal_require(s->state == BAL_SLOT_WRITING);
-		slot_reset(s);
+		struct bal_req *req = c->reqs[c->first];
+		bal_require(req->state == BAL_REQ_WRITING);
+		req_reset(req);
 		/* Kept for the next request, whatever ring position it gets: a
-		 * connection allocates only as many slots as it has requests in
+		 * connection allocates only as many requests as it has in
 		 * flight at once, not one per ring position it passes. */
-		c->slots[c->first] = NULL;
-		s->next_free = c->free_slots;
-		c->free_slots = s;
+		c->reqs[c->first] = NULL;
+		req->next_free = c->free_reqs;
+		c->free_reqs = req;
 		c->first = (c->first + 1) % c->cap;
 		c->used--;
 		c->nwriting--;
@@ -168,9 +168,9 @@ static void release_written(struct bal_conn *c, unsigned n)
 	c->last_active_ms = uv_now(&c->w->loop);
 }
 
-static void on_write(uv_write_t *req, int status)
+static void on_write(uv_write_t *wr, int status)
 {
-	struct bal_slot *lead = req->data;
+	struct bal_req *lead = wr->data;
 	struct bal_conn *c = lead->conn;
 	release_written(c, lead->wcount);
 	if (c->closing)
@@ -196,15 +196,15 @@ static bool write_ready(struct bal_conn *c)
 	uv_buf_t bufs[4];
 	for (;;) {
 		unsigned n = 0, k = c->nwriting;
-		struct bal_slot *lead = NULL;
+		struct bal_req *lead = NULL;
 		while (k < c->used && n < 4) {
-			struct bal_slot *s = slot_at(c, k);
-			if (s->state != BAL_SLOT_READY)
+			struct bal_req *req = req_at(c, k);
+			if (req->state != BAL_REQ_READY)
 				break;
 			if (!lead)
-				lead = s;
-			bufs[n++] = uv_buf_init(s->resp, (unsigned)s->resp_len);
-			s->state = BAL_SLOT_WRITING;
+				lead = req;
+			bufs[n++] = uv_buf_init(req->resp, (unsigned)req->resp_len);
+			req->state = BAL_REQ_WRITING;
 			k++;
 		}
 		if (!n)
@@ -227,7 +227,7 @@ static bool write_ready(struct bal_conn *c)
 			bufs[skip].base += done;
 			bufs[skip].len -= (unsigned)done;
 		}
-		/* The slots of the fully written buffers stay WRITING under this
+		/* The requests of the fully written buffers stay WRITING under this
 		 * request too: on_write retires all n in order. */
 		lead->wcount = n;
 		lead->wreq.data = lead;
@@ -255,7 +255,7 @@ void bal_conn_flush(struct bal_conn *c)
 		if (!write_ready(c))
 			goto out;
 		if (c->paused && c->used < c->cap) {
-			/* A slot is free again: parse what was held back. */
+			/* A request came free: parse what was held back. */
 			c->paused = false;
 			bal_http_resume(&c->http);
 			size_t len = c->pending_len;
@@ -280,21 +280,21 @@ out:
 
 void bal_conn_job_prefetch(const struct bal_job *job)
 {
-	const struct bal_slot *s = job->owner;
-	__builtin_prefetch(s);       /* state, conn */
-	__builtin_prefetch(s->conn); /* the connection's head: refs, flags */
-	__builtin_prefetch(&s->conn->slots);
+	const struct bal_req *req = job->owner;
+	__builtin_prefetch(req);       /* state, conn */
+	__builtin_prefetch(req->conn); /* the connection's head: refs, flags */
+	__builtin_prefetch(&req->conn->reqs);
 }
 
 void bal_conn_job_done(struct bal_job *job)
 {
-	struct bal_slot *s = job->owner;
-	struct bal_conn *c = s->conn;
-	bal_require(s->state == BAL_SLOT_QUEUED);
+	struct bal_req *req = job->owner;
+	struct bal_conn *c = req->conn;
+	bal_require(req->state == BAL_REQ_QUEUED);
 	if (c->closing) {
-		s->state = BAL_SLOT_FREE; /* nobody to answer; the batch's fate is in the journal */
+		req->state = BAL_REQ_FREE; /* nobody to answer; the batch's fate is in the journal */
 	} else {
-		bal_ingest_finish(s);
+		bal_ingest_finish(req);
 		bal_conn_flush(c);
 	}
 	unref(c);
@@ -302,42 +302,42 @@ void bal_conn_job_done(struct bal_job *job)
 
 /* ---- HTTP hooks ------------------------------------------------------------ */
 
-/* Takes the next slot of the ring, allocating it on first use. */
-static struct bal_slot *slot_take(struct bal_conn *c)
+/* Takes the next request of the ring, allocating it on first use. */
+static struct bal_req *req_take(struct bal_conn *c)
 {
 	struct bal_daemon *d = c->w->d;
-	if (!c->slots) {
+	if (!c->reqs) {
 		c->cap = d->cfg.max_pipeline;
-		c->slots = calloc(c->cap, sizeof(*c->slots));
-		if (!c->slots)
+		c->reqs = calloc(c->cap, sizeof(*c->reqs));
+		if (!c->reqs)
 			return NULL;
 	}
-	bal_require(c->used < c->cap); /* parsing pauses when all slots are in use */
+	bal_require(c->used < c->cap); /* parsing pauses when every request is in use */
 	unsigned i = (c->first + c->used) % c->cap;
-	if (!c->slots[i] && c->free_slots) {
-		c->slots[i] = c->free_slots;
-		c->free_slots = c->free_slots->next_free;
-	} else if (!c->slots[i]) {
-		/* Slots are allocated one by one: an uploader that never pipelines
-		 * costs one slot, not max_pipeline of them. */
-		c->slots[i] = calloc(1, sizeof(struct bal_slot));
-		if (!c->slots[i])
+	if (!c->reqs[i] && c->free_reqs) {
+		c->reqs[i] = c->free_reqs;
+		c->free_reqs = c->free_reqs->next_free;
+	} else if (!c->reqs[i]) {
+		/* Requests are allocated one by one: an uploader that never
+		 * pipelines costs one, not max_pipeline of them. */
+		c->reqs[i] = calloc(1, sizeof(struct bal_req));
+		if (!c->reqs[i])
 			return NULL;
-		c->slots[i]->conn = c;
+		c->reqs[i]->conn = c;
 	}
-	struct bal_slot *s = c->slots[i];
-	bal_require(s->state == BAL_SLOT_FREE);
+	struct bal_req *req = c->reqs[i];
+	bal_require(req->state == BAL_REQ_FREE);
 	c->used++;
-	s->state = BAL_SLOT_RECV;
-	s->body_len = 0;
-	s->accept_protobuf = false;
-	return s;
+	req->state = BAL_REQ_RECV;
+	req->body_len = 0;
+	req->accept_protobuf = false;
+	return req;
 }
 
 static int hook_begin(void *ctx)
 {
 	struct bal_conn *c = ctx;
-	if (!slot_take(c)) {
+	if (!req_take(c)) {
 		bal_http_fail(&c->http, 503, "out of memory");
 		return 503;
 	}
@@ -345,29 +345,29 @@ static int hook_begin(void *ctx)
 	return 0;
 }
 
-static struct bal_slot *current(struct bal_conn *c)
+static struct bal_req *current(struct bal_conn *c)
 {
-	return slot_at(c, c->used - 1);
+	return req_at(c, c->used - 1);
 }
 
-static bool is_batch_post(const struct bal_http_req *req)
+static bool is_batch_post(const struct bal_http_req *head)
 {
-	return req->method == HTTP_POST && strncmp(req->url, "/v1/batches", 11) == 0 &&
-	       (req->url[11] == '\0' || req->url[11] == '?');
+	return head->method == HTTP_POST && strncmp(head->url, "/v1/batches", 11) == 0 &&
+	       (head->url[11] == '\0' || head->url[11] == '?');
 }
 
-static int hook_headers(void *ctx, const struct bal_http_req *req)
+static int hook_headers(void *ctx, const struct bal_http_req *head)
 {
 	struct bal_conn *c = ctx;
 	struct bal_daemon *d = c->w->d;
-	struct bal_slot *s = current(c);
-	s->accept_protobuf = req->accept_protobuf;
-	if (req->content_length != UINT64_MAX && req->content_length > d->cfg.max_body) {
+	struct bal_req *req = current(c);
+	req->accept_protobuf = head->accept_protobuf;
+	if (head->content_length != UINT64_MAX && head->content_length > d->cfg.max_body) {
 		bal_http_fail(&c->http, 413, "body of %llu bytes exceeds the limit of %zu bytes (--max-body)",
-		              (unsigned long long)req->content_length, d->cfg.max_body);
+		              (unsigned long long)head->content_length, d->cfg.max_body);
 		return 413;
 	}
-	if (req->expect_continue && c->used == 1 && is_batch_post(req)) {
+	if (head->expect_continue && c->used == 1 && is_batch_post(head)) {
 		/* Only when no earlier response is pending, or it would jump the queue. */
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
@@ -380,42 +380,42 @@ static int hook_body(void *ctx, const char *at, size_t n)
 {
 	struct bal_conn *c = ctx;
 	struct bal_daemon *d = c->w->d;
-	struct bal_slot *s = current(c);
-	if (s->body_len + n > d->cfg.max_body) {
+	struct bal_req *req = current(c);
+	if (req->body_len + n > d->cfg.max_body) {
 		bal_http_fail(&c->http, 413, "body exceeds the limit of %zu bytes (--max-body)", d->cfg.max_body);
 		return 413;
 	}
-	if (s->body_len + n > s->body_cap) {
-		size_t cap = s->body_cap ? s->body_cap : 1024;
-		while (cap < s->body_len + n)
+	if (req->body_len + n > req->body_cap) {
+		size_t cap = req->body_cap ? req->body_cap : 1024;
+		while (cap < req->body_len + n)
 			cap *= 2;
 		if (cap > d->cfg.max_body)
 			cap = d->cfg.max_body;
-		uint8_t *nb = realloc(s->body, cap);
+		uint8_t *nb = realloc(req->body, cap);
 		if (!nb) {
-			bal_http_fail(&c->http, 503, "out of memory for a %zu-byte body", s->body_len + n);
+			bal_http_fail(&c->http, 503, "out of memory for a %zu-byte body", req->body_len + n);
 			return 503;
 		}
-		s->body = nb;
-		s->body_cap = cap;
+		req->body = nb;
+		req->body_cap = cap;
 	}
-	memcpy(s->body + s->body_len, at, n);
-	s->body_len += n;
+	memcpy(req->body + req->body_len, at, n);
+	req->body_len += n;
 	return 0;
 }
 
-static int hook_complete(void *ctx, const struct bal_http_req *req)
+static int hook_complete(void *ctx, const struct bal_http_req *head)
 {
 	struct bal_conn *c = ctx;
-	struct bal_slot *s = current(c);
+	struct bal_req *req = current(c);
 	c->msg_start_ms = 0;
-	if (!req->keep_alive)
+	if (!head->keep_alive)
 		c->close_after_flush = true;
-	if (is_batch_post(req))
-		bal_ingest_request(s);
+	if (is_batch_post(head))
+		bal_ingest_request(req);
 	else
-		bal_query_request(s, req);
-	/* Stop parsing when every slot is busy, or when the connection ends here. */
+		bal_query_request(req, head);
+	/* Stop parsing when every request is in use, or when the connection ends here. */
 	return (c->used == c->cap || c->close_after_flush) ? 1 : 0;
 }
 
@@ -426,16 +426,16 @@ static const struct bal_http_hooks hooks = {
         .on_complete = hook_complete,
 };
 
-/* Answers a broken stream with its status in a slot of its own, then closes. */
+/* Answers a broken stream with its status in a request of its own, then closes. */
 static void stream_error(struct bal_conn *c)
 {
 	struct bal_http *h = &c->http;
-	struct bal_slot *s;
-	if (c->used && slot_at(c, c->used - 1)->state == BAL_SLOT_RECV) {
-		s = slot_at(c, c->used - 1);
-	} else if (c->used < (c->slots ? c->cap : 1)) {
-		s = slot_take(c);
-		if (!s) {
+	struct bal_req *req;
+	if (c->used && req_at(c, c->used - 1)->state == BAL_REQ_RECV) {
+		req = req_at(c, c->used - 1);
+	} else if (c->used < (c->reqs ? c->cap : 1)) {
+		req = req_take(c);
+		if (!req) {
 			bal_conn_close(c);
 			return;
 		}
@@ -452,7 +452,7 @@ static void stream_error(struct bal_conn *c)
 		n = (int)strlen(body);
 	if (h->error_status == 413 || h->error_status == 400)
 		BAL_METRIC_ADD(c->w->d->metrics.batches_rejected, 1);
-	bal_slot_respond(s, h->error_status, "application/json", NULL, body, (size_t)n);
+	bal_req_respond(req, h->error_status, "application/json", NULL, body, (size_t)n);
 	bal_conn_flush(c);
 }
 

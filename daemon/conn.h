@@ -1,9 +1,10 @@
 /*
  * Connections: keep-alive HTTP/1.1 with pipelining. Bytes read into the
  * worker's shared buffer go through the HTTP framing (daemon/http.h); each
- * request gets a slot, a finished request goes to ingest (daemon/ingest.h)
- * or to the queries (daemon/query.h), and responses are written strictly in
- * request order. Reading pauses while every slot is busy.
+ * request gets a struct bal_req, a finished one goes to ingest
+ * (daemon/ingest.h) or to the queries (daemon/query.h), and responses are
+ * written strictly in request order. Reading pauses while cfg.max_pipeline
+ * requests are in flight.
  *
  * Glossary:
  * - ballot: one voter's choices, one entry per contest column of a batch.
@@ -11,8 +12,11 @@
  * - seq: the precinct's own sequence number of a batch, >= 1.
  * - position: where a batch sits in the journal (1-based, gap-free).
  * - snapshot: the counters as of a position, served to readers or stored.
- * - slot: one request of a connection, from its first byte until its response
- *   has been written; a connection has at most cfg.max_pipeline of them.
+ * - request (struct bal_req): one request of a connection, from its first
+ *   byte until its response has been written; a connection has at most
+ *   cfg.max_pipeline of them in flight.
+ * - slot: only an index into the counter array (core/tally.h), never a
+ *   request.
  *
  * Threads: everything here runs on the loop thread of the connection's
  * worker; the committer reaches a connection only through the worker
@@ -31,27 +35,28 @@
 
 struct bal_worker;
 
-enum bal_slot_state {
-	BAL_SLOT_FREE = 0,
-	BAL_SLOT_RECV,    /**< request being received */
-	BAL_SLOT_QUEUED,  /**< job with the committer */
-	BAL_SLOT_READY,   /**< response built, waiting for earlier ones */
-	BAL_SLOT_WRITING, /**< response handed to uv_write */
+enum bal_req_state {
+	BAL_REQ_FREE = 0,
+	BAL_REQ_RECV,    /**< request being received */
+	BAL_REQ_QUEUED,  /**< job with the committer */
+	BAL_REQ_READY,   /**< response built, waiting for earlier ones */
+	BAL_REQ_WRITING, /**< response handed to uv_write */
 };
 
-#define BAL_SLOT_INLINE 320
+/** Response bytes a request holds inline; a longer response is malloc'd. */
+#define BAL_REQ_INLINE 320
 
 /**
  * One request/response of a connection. Memory is reused across requests.
  * - `body_len <= body_cap`, `body_cap <= cfg.max_body` (plus nothing);
- * - the job is with the committer iff state == BAL_SLOT_QUEUED;
+ * - the job is with the committer iff state == BAL_REQ_QUEUED;
  * - `resp` points at `inl` or at heap memory owned iff `resp_heap`;
- * - `next_free` links the connection's free slots (state BAL_SLOT_FREE).
+ * - `next_free` links the connection's free requests (state BAL_REQ_FREE).
  */
-struct bal_slot {
-	enum bal_slot_state state;
+struct bal_req {
+	enum bal_req_state state;
 	struct bal_conn *conn;
-	struct bal_slot *next_free;
+	struct bal_req *next_free;
 	uint8_t *body;
 	size_t body_len, body_cap;
 	bool accept_protobuf;
@@ -60,16 +65,16 @@ struct bal_slot {
 	char *resp;
 	size_t resp_len;
 	bool resp_heap;
-	uint32_t wcount; /**< responses covered by `wreq` when this slot leads a write */
+	uint32_t wcount; /**< responses covered by `wreq` when this request leads a write */
 	uv_write_t wreq;
-	char inl[BAL_SLOT_INLINE];
+	char inl[BAL_REQ_INLINE];
 };
 
 /**
  * A client connection. Freed only from the close callback once `refs` is 0.
- * - refs = 1 (handle open) + number of slots in BAL_SLOT_QUEUED;
- * - slots [first, first+used) (mod cap) are in use, oldest first; the first
- *   `nwriting` of them are BAL_SLOT_WRITING;
+ * - refs = 1 (handle open) + number of requests in BAL_REQ_QUEUED;
+ * - reqs [first, first+used) (mod cap) are in use, oldest first; the first
+ *   `nwriting` of them are BAL_REQ_WRITING;
  * - `closing` is set once, and then no new request is parsed or answered.
  */
 struct bal_conn {
@@ -80,12 +85,12 @@ struct bal_conn {
 	bool closing;
 	bool close_after_flush; /**< answer what is pending, then close */
 	bool reading;
-	bool paused;      /**< parser paused: all slots in use */
+	bool paused;      /**< parser paused: every request in use */
 	bool flushing;    /**< inside bal_conn_flush() */
 	bool flush_again; /**< bal_conn_flush() was called again meanwhile */
 	struct bal_http http;
-	struct bal_slot **slots;     /**< ring of cap pointers, NULL outside [first, first+used) */
-	struct bal_slot *free_slots; /**< slots kept for reuse; allocated on first use */
+	struct bal_req **reqs;     /**< ring of cap pointers, NULL outside [first, first+used) */
+	struct bal_req *free_reqs; /**< requests kept for reuse; allocated on first use */
 	unsigned cap, first, used, nwriting;
 	char *pending; /**< unparsed input kept while paused */
 	size_t pending_len, pending_cap;
@@ -103,7 +108,7 @@ void bal_conn_accept(struct bal_worker *w);
  */
 void bal_conn_close(struct bal_conn *c);
 
-/** A slot's response is ready: sends what can be sent in order, and resumes parsing if a slot came free. */
+/** A request's response is ready: sends what can be sent in order, and resumes parsing if a request came free. */
 void bal_conn_flush(struct bal_conn *c);
 
 /** Finishes a job delivered by the committer: answers it, or drops it if the connection is closing. */
@@ -116,15 +121,15 @@ void bal_conn_job_prefetch(const struct bal_job *job);
 void bal_conn_sweep(struct bal_worker *w, uint64_t now_ms);
 
 /**
- * Builds a slot's response (head and body) and marks it ready; the caller
+ * Builds a request's response (head and body) and marks it ready; the caller
  * then lets bal_conn_flush() send it in order. `body` is copied.
  * @param extra_headers  whole header lines ("Retry-After: 1\r\n") or NULL.
  */
-void bal_slot_respond(struct bal_slot *s, int status, const char *ctype, const char *extra_headers, const void *body,
-                      size_t len);
+void bal_req_respond(struct bal_req *req, int status, const char *ctype, const char *extra_headers, const void *body,
+                     size_t len);
 
-/** As bal_slot_respond(), taking ownership of `body` (malloc'd) instead of copying it. */
-void bal_slot_respond_owned(struct bal_slot *s, int status, const char *ctype, const char *extra_headers, char *body,
-                            size_t len);
+/** As bal_req_respond(), taking ownership of `body` (malloc'd) instead of copying it. */
+void bal_req_respond_owned(struct bal_req *req, int status, const char *ctype, const char *extra_headers, char *body,
+                           size_t len);
 
 #endif

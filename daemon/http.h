@@ -38,7 +38,7 @@ struct bal_http_hooks {
 	int (*on_begin)(void *ctx);
 	int (*on_headers)(void *ctx, const struct bal_http_req *req);
 	int (*on_body)(void *ctx, const char *at, size_t n);
-	/** Request complete. Return 0 to go on parsing, 1 to pause (no slot free). */
+	/** Request complete. Return 0 to go on parsing, 1 to pause (no request free). */
 	int (*on_complete)(void *ctx, const struct bal_http_req *req);
 };
 

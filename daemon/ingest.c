@@ -49,16 +49,16 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 	return n;
 }
 
-static void ack(struct bal_slot *s, int http_status, enum bal_ack_status st, uint64_t position, const char *why,
+static void ack(struct bal_req *req, int http_status, enum bal_ack_status st, uint64_t position, const char *why,
                 const char *extra)
 {
 	uint8_t buf[512];
-	if (s->accept_protobuf) {
+	if (req->accept_protobuf) {
 		char err[400];
 		if (why && why[0])
 			snprintf(err, sizeof(err), "%s", why); /* bounded: the ack buffer holds 400 bytes of text */
 		size_t n = bal_codec_ack_pack(st, position, why && why[0] ? err : NULL, buf);
-		bal_slot_respond(s, http_status, "application/x-protobuf", extra, buf, n);
+		bal_req_respond(req, http_status, "application/x-protobuf", extra, buf, n);
 		return;
 	}
 	char esc[400];
@@ -67,18 +67,18 @@ static void ack(struct bal_slot *s, int http_status, enum bal_ack_status st, uin
 	                 status_name(st), (unsigned long long)position, esc);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		n = (int)strlen((char *)buf);
-	bal_slot_respond(s, http_status, "application/json", extra, buf, (size_t)n);
+	bal_req_respond(req, http_status, "application/json", extra, buf, (size_t)n);
 }
 
-static void reject(struct bal_slot *s, int http_status, const char *why)
+static void reject(struct bal_req *req, int http_status, const char *why)
 {
-	struct bal_daemon *d = s->conn->w->d;
+	struct bal_daemon *d = req->conn->w->d;
 	if (http_status == 503)
 		BAL_METRIC_ADD(d->metrics.batches_unstored, 1);
 	else
 		BAL_METRIC_ADD(d->metrics.batches_rejected, 1);
-	bal_log_reject("ingest", "%s: %d %s", s->conn->peer, http_status, why);
-	ack(s, http_status, BAL_ACK_REJECTED, 0, why, http_status == 503 ? "Retry-After: 1\r\n" : NULL);
+	bal_log_reject("ingest", "%s: %d %s", req->conn->peer, http_status, why);
+	ack(req, http_status, BAL_ACK_REJECTED, 0, why, http_status == 503 ? "Retry-After: 1\r\n" : NULL);
 }
 
 static int http_status_of(int err)
@@ -101,43 +101,43 @@ static uint64_t ballots_of(const struct bal_batch *b)
 	return b->kind == BAL_KIND_BALLOTS && b->ncolumns ? b->columns[0].n : 0;
 }
 
-void bal_ingest_request(struct bal_slot *s)
+void bal_ingest_request(struct bal_req *req)
 {
-	struct bal_conn *c = s->conn;
+	struct bal_conn *c = req->conn;
 	struct bal_worker *w = c->w;
 	struct bal_daemon *d = w->d;
 	char why[256];
 
 	if (d->cfg.null_mode) {
-		ack(s, 200, BAL_ACK_ACCEPTED, 0, NULL, NULL);
+		ack(req, 200, BAL_ACK_ACCEPTED, 0, NULL, NULL);
 		return;
 	}
 	if (__atomic_load_n(&d->draining, __ATOMIC_RELAXED)) {
-		reject(s, 503, "shutting down: batch not stored, retry after restart");
+		reject(req, 503, "shutting down: batch not stored, retry after restart");
 		return;
 	}
 
-	/* The slot's delta entries are written by the fold below; they are
-	 * usually cold (one array per slot, a thousand connections), so start
+	/* The request's delta entries are written by the fold below; they
+	 * are usually cold (one array per request, a thousand connections), so start
 	 * fetching them while the batch decodes. */
-	if (s->entries) {
-		const char *e = (const char *)s->entries;
-		size_t len = bal_layout_delta_max(d->layout) * sizeof(*s->entries);
+	if (req->entries) {
+		const char *e = (const char *)req->entries;
+		size_t len = bal_layout_delta_max(d->layout) * sizeof(*req->entries);
 		for (size_t off = 0; off < len; off += 64)
 			__builtin_prefetch(e + off, 1);
 	}
 	struct bal_batch b;
 	bal_arena_reset(&w->arena);
-	int err = bal_codec_decode(s->body, s->body_len, &w->arena, &b, why, sizeof(why));
+	int err = bal_codec_decode(req->body, req->body_len, &w->arena, &b, why, sizeof(why));
 	if (err) {
-		reject(s, err == -ENOMEM ? 413 : 400, why);
+		reject(req, err == -ENOMEM ? 413 : 400, why);
 		return;
 	}
 
 	int32_t p = bal_defn_precinct(d->defn, b.precinct_id);
 	if (p < 0) {
 		snprintf(why, sizeof(why), "precinct_id %u is not in the definition", b.precinct_id);
-		reject(s, 422, why);
+		reject(req, 422, why);
 		return;
 	}
 	const struct bal_precinct *prec = &d->defn->precincts[p];
@@ -145,67 +145,67 @@ void bal_ingest_request(struct bal_slot *s)
 		if (b.signature_len != crypto_sign_BYTES) {
 			snprintf(why, sizeof(why), "signature is %zu bytes, an Ed25519 signature is %d (precinct %u)",
 			         b.signature_len, crypto_sign_BYTES, b.precinct_id);
-			reject(s, 401, why);
+			reject(req, 401, why);
 			return;
 		}
 		if (crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len, prec->public_key) != 0) {
 			snprintf(why, sizeof(why), "signature does not verify against the public key of precinct %u",
 			         b.precinct_id);
-			reject(s, 401, why);
+			reject(req, 401, why);
 			return;
 		}
 	}
 
-	if (!s->entries) {
-		s->entries = malloc(bal_layout_delta_max(d->layout) * sizeof(*s->entries));
-		if (!s->entries) {
-			reject(s, 503, "out of memory");
+	if (!req->entries) {
+		req->entries = malloc(bal_layout_delta_max(d->layout) * sizeof(*req->entries));
+		if (!req->entries) {
+			reject(req, 503, "out of memory");
 			return;
 		}
 	}
-	struct bal_job *job = &s->job;
-	job->delta.e = s->entries;
+	struct bal_job *job = &req->job;
+	job->delta.e = req->entries;
 	job->delta.cap = (uint32_t)bal_layout_delta_max(d->layout);
 	job->delta.n = 0;
 	err = bal_tally_fold(d->defn, d->layout, &b, &job->delta, why, sizeof(why));
 	if (err) {
-		reject(s, http_status_of(err), why);
+		reject(req, http_status_of(err), why);
 		return;
 	}
 
 	job->next = NULL;
 	job->worker = w;
-	job->owner = s;
+	job->owner = req;
 	job->precinct_id = b.precinct_id;
 	job->seq = b.seq;
 	job->ballots = ballots_of(&b);
-	job->bytes = s->body;
-	job->len = s->body_len;
+	job->bytes = req->body;
+	job->len = req->body_len;
 	job->result = 0;
 	job->position = 0;
 	job->why[0] = '\0';
-	/* The slot keeps body and delta unchanged until bal_conn_job_done(). */
-	s->state = BAL_SLOT_QUEUED;
+	/* The request keeps body and delta unchanged until bal_conn_job_done(). */
+	req->state = BAL_REQ_QUEUED;
 	c->refs++;
 	err = bal_committer_submit(d->committer, job);
 	if (err) {
-		s->state = BAL_SLOT_RECV;
+		req->state = BAL_REQ_RECV;
 		c->refs--;
 		snprintf(why, sizeof(why), "commit queue full (%u batches waiting, --queue-depth); retry",
 		         d->cfg.queue_depth);
-		reject(s, 503, why);
+		reject(req, 503, why);
 	}
 }
 
-void bal_ingest_finish(struct bal_slot *s)
+void bal_ingest_finish(struct bal_req *req)
 {
-	struct bal_job *job = &s->job;
+	struct bal_job *job = &req->job;
 	switch (job->result) {
-	case 0: ack(s, 200, BAL_ACK_ACCEPTED, job->position, NULL, NULL); break;
-	case BAL_EDUPLICATE: ack(s, 200, BAL_ACK_DUPLICATE, job->position, NULL, NULL); break;
+	case 0: ack(req, 200, BAL_ACK_ACCEPTED, job->position, NULL, NULL); break;
+	case BAL_EDUPLICATE: ack(req, 200, BAL_ACK_DUPLICATE, job->position, NULL, NULL); break;
 	default: {
 		int st = http_status_of(job->result);
-		ack(s, st, BAL_ACK_REJECTED, job->position, job->why[0] ? job->why : bal_strerror(job->result),
+		ack(req, st, BAL_ACK_REJECTED, job->position, job->why[0] ? job->why : bal_strerror(job->result),
 		    st == 503 ? "Retry-After: 1\r\n" : NULL);
 		break;
 	}

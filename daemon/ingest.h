@@ -7,15 +7,15 @@
 #ifndef BAL_DAEMON_INGEST_H
 #define BAL_DAEMON_INGEST_H
 
-struct bal_slot;
+struct bal_req;
 
 /**
  * Handles the complete request in `s`: answers it at once (rejection, null
- * mode: the slot is left READY) or submits its job to the committer (QUEUED).
+ * mode: the request is left READY) or submits its job to the committer (QUEUED).
  */
-void bal_ingest_request(struct bal_slot *s);
+void bal_ingest_request(struct bal_req *req);
 
-/** Builds the ack of a job the committer has finished; leaves the slot READY. */
-void bal_ingest_finish(struct bal_slot *s);
+/** Builds the ack of a job the committer has finished; leaves the request READY. */
+void bal_ingest_finish(struct bal_req *req);
 
 #endif

@@ -49,24 +49,24 @@ static void sb_jstr(struct bal_text *b, const char *s)
 
 #define U64(x) ((unsigned long long)(x))
 
-static void send_text_x(struct bal_slot *s, int status, const char *ctype, const char *extra, struct bal_text *b)
+static void send_text_x(struct bal_req *req, int status, const char *ctype, const char *extra, struct bal_text *b)
 {
 	if (b->oom) {
 		free(b->p);
 		static const char msg[] = "{\"error\":\"out of memory building the answer\"}\n";
-		bal_slot_respond(s, 503, "application/json", "Retry-After: 1\r\n", msg, sizeof(msg) - 1);
+		bal_req_respond(req, 503, "application/json", "Retry-After: 1\r\n", msg, sizeof(msg) - 1);
 		return;
 	}
-	bal_slot_respond_owned(s, status, ctype, extra, b->p, b->n);
+	bal_req_respond_owned(req, status, ctype, extra, b->p, b->n);
 }
 
-static void send_text(struct bal_slot *s, int status, const char *ctype, struct bal_text *b)
+static void send_text(struct bal_req *req, int status, const char *ctype, struct bal_text *b)
 {
-	send_text_x(s, status, ctype, NULL, b);
+	send_text_x(req, status, ctype, NULL, b);
 }
 
-static void send_error(struct bal_slot *s, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void send_error(struct bal_slot *s, int status, const char *fmt, ...)
+static void send_error(struct bal_req *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void send_error(struct bal_req *req, int status, const char *fmt, ...)
 {
 	char why[256];
 	va_list ap;
@@ -77,7 +77,7 @@ static void send_error(struct bal_slot *s, int status, const char *fmt, ...)
 	bal_text_printf(&b, "{\"error\":");
 	sb_jstr(&b, why);
 	bal_text_printf(&b, "}\n");
-	send_text(s, status, "application/json", &b);
+	send_text(req, status, "application/json", &b);
 }
 
 /* ---- pieces shared by the JSON answers ------------------------------------ */
@@ -118,9 +118,9 @@ struct view {
 	uint64_t pos;
 };
 
-static struct view view_of(struct bal_slot *s, bool totals_only)
+static struct view view_of(struct bal_req *req, bool totals_only)
 {
-	struct bal_worker *w = s->conn->w;
+	struct bal_worker *w = req->conn->w;
 	const struct bal_layout *l = w->d->layout;
 	size_t first = totals_only ? bal_layout_first_aggregate(l) : 0;
 	BAL_METRIC_ADD(w->d->metrics.queries, 1);
@@ -130,9 +130,9 @@ static struct view view_of(struct bal_slot *s, bool totals_only)
 
 /* ---- GET /v1/snapshot ----------------------------------------------------- */
 
-static void snapshot(struct bal_slot *s)
+static void snapshot(struct bal_req *req)
 {
-	struct view v = view_of(s, true);
+	struct view v = view_of(req, true);
 	struct bal_text b = {0};
 	bal_text_printf(&b, "{\"election\":{\"id\":");
 	sb_jstr(&b, v.d->election_id);
@@ -188,7 +188,7 @@ static void snapshot(struct bal_slot *s)
 		bal_text_printf(&b, "]}");
 	}
 	bal_text_printf(&b, "]}\n");
-	send_text(s, 200, "application/json", &b);
+	send_text(req, 200, "application/json", &b);
 }
 
 /* ---- GET /v1/precincts/{id} ------------------------------------------------ */
@@ -301,24 +301,24 @@ static void discrepancies_json(struct bal_text *b, const struct bal_defn *d, con
 	bal_text_printf(b, "]");
 }
 
-static void precinct(struct bal_slot *s, const char *idstr)
+static void precinct(struct bal_req *req, const char *idstr)
 {
-	struct bal_worker *w = s->conn->w;
+	struct bal_worker *w = req->conn->w;
 	const struct bal_defn *d = w->d->defn;
 	const struct bal_layout *l = w->d->layout;
 	char *end;
 	errno = 0;
 	unsigned long id = strtoul(idstr, &end, 10);
 	if (errno || end == idstr || *end || id > UINT32_MAX) {
-		send_error(s, 400, "precinct id '%.40s' is not a number", idstr);
+		send_error(req, 400, "precinct id '%.40s' is not a number", idstr);
 		return;
 	}
 	int32_t p = bal_defn_precinct(d, (uint32_t)id);
 	if (p < 0) {
-		send_error(s, 404, "precinct %lu is not in the definition", id);
+		send_error(req, 404, "precinct %lu is not in the definition", id);
 		return;
 	}
-	const struct view v = view_of(s, false);
+	const struct view v = view_of(req, false);
 	const uint64_t pos = v.pos, *ctr = v.ctr;
 	const struct bal_precinct *pr = &d->precincts[p];
 	struct bal_text b = {0};
@@ -355,17 +355,17 @@ static void precinct(struct bal_slot *s, const char *idstr)
 	bal_text_printf(&b, "}\n");
 	if (err) {
 		free(b.p);
-		send_error(s, 503, "reading the journal failed: %s", bal_strerror(err));
+		send_error(req, 503, "reading the journal failed: %s", bal_strerror(err));
 		return;
 	}
-	send_text(s, 200, "application/json", &b);
+	send_text(req, 200, "application/json", &b);
 }
 
 /* ---- GET /v1/seats ---------------------------------------------------------- */
 
-static void seats(struct bal_slot *s)
+static void seats(struct bal_req *req)
 {
-	struct view v = view_of(s, true);
+	struct view v = view_of(req, true);
 	uint32_t maxc = 0;
 	for (uint32_t c = 0; c < v.d->ncontests; c++)
 		if (v.d->contests[c].nchoices > maxc)
@@ -411,14 +411,14 @@ out:
 	free(votes);
 	free(seat);
 	free(passed);
-	send_text(s, 200, "application/json", &b);
+	send_text(req, 200, "application/json", &b);
 }
 
 /* ---- GET /v1/results.csv ------------------------------------------------------ */
 
-static void results_csv(struct bal_slot *s)
+static void results_csv(struct bal_req *req)
 {
-	struct view v = view_of(s, false);
+	struct view v = view_of(req, false);
 	struct bal_text b = {0};
 	bal_text_printf(&b, "district_id,precinct_id,contest_id,choice_id,votes\n");
 	for (uint32_t p = 0; p < v.d->nprecincts && !b.oom; p++) {
@@ -436,7 +436,7 @@ static void results_csv(struct bal_slot *s)
 	/* The journal prefix this CSV folds travels in a header, keeping the body plain CSV. */
 	char extra[64];
 	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\n", U64(v.pos));
-	send_text_x(s, 200, "text/csv", extra, &b);
+	send_text_x(req, 200, "text/csv", extra, &b);
 }
 
 /* ---- GET /v1/journal?from=N&limit=M ------------------------------------------------ */
@@ -477,7 +477,7 @@ static int on_journal(void *arg, uint64_t position, const uint8_t *bytes, size_t
 }
 
 /* Parses "from" and "limit" of the query string; false after answering 400. */
-static bool journal_params(struct bal_slot *s, const char *query, uint64_t *from, uint64_t *limit)
+static bool journal_params(struct bal_req *req, const char *query, uint64_t *from, uint64_t *limit)
 {
 	char buf[BAL_HTTP_MAX_URL];
 	snprintf(buf, sizeof(buf), "%s", query);
@@ -493,14 +493,14 @@ static bool journal_params(struct bal_slot *s, const char *query, uint64_t *from
 			dst = limit;
 			hi = JOURNAL_LIMIT_MAX;
 		} else {
-			send_error(s, 400, "unknown parameter '%.40s' (from, limit)", kv);
+			send_error(req, 400, "unknown parameter '%.40s' (from, limit)", kv);
 			return false;
 		}
 		char *end = NULL;
 		errno = 0;
 		unsigned long long v = val && *val >= '0' && *val <= '9' ? strtoull(val, &end, 10) : 0;
 		if (!end || *end || errno || v < lo || v > hi) {
-			send_error(s, 400, "%s '%.40s' is not a number in [%llu, %llu]", kv, val ? val : "", U64(lo),
+			send_error(req, 400, "%s '%.40s' is not a number in [%llu, %llu]", kv, val ? val : "", U64(lo),
 			           U64(hi));
 			return false;
 		}
@@ -514,11 +514,11 @@ static bool journal_params(struct bal_slot *s, const char *query, uint64_t *from
  * the position committed when the request was read and at --max-output bytes
  * (one record at least): records of position (u64 BE), length (u32 BE), bytes.
  */
-static void journal(struct bal_slot *s, const char *query)
+static void journal(struct bal_req *req, const char *query)
 {
-	struct bal_daemon *d = s->conn->w->d;
+	struct bal_daemon *d = req->conn->w->d;
 	uint64_t from = 1, limit = JOURNAL_LIMIT_DEFAULT;
-	if (!journal_params(s, query, &from, &limit))
+	if (!journal_params(req, query, &from, &limit))
 		return;
 	struct bal_text b = {0};
 	struct journal_walk jw = {.b = &b,
@@ -529,7 +529,7 @@ static void journal(struct bal_slot *s, const char *query)
 	int err = from - 1 < jw.upto ? bal_store_journal_scan(d->store, from - 1, on_journal, &jw) : 0;
 	if (err && err != JOURNAL_STOP) {
 		free(b.p);
-		send_error(s, 503, "reading the journal after position %llu failed: %s", U64(from - 1),
+		send_error(req, 503, "reading the journal after position %llu failed: %s", U64(from - 1),
 		           bal_strerror(err));
 		return;
 	}
@@ -537,16 +537,16 @@ static void journal(struct bal_slot *s, const char *query)
 	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\nX-Ballotd-Next: %llu\r\n", U64(jw.upto),
 	         U64(jw.next));
 	if (!b.p && !b.oom)
-		bal_slot_respond(s, 200, "application/octet-stream", extra, "", 0); /* nothing there yet */
+		bal_req_respond(req, 200, "application/octet-stream", extra, "", 0); /* nothing there yet */
 	else
-		send_text_x(s, 200, "application/octet-stream", extra, &b);
+		send_text_x(req, 200, "application/octet-stream", extra, &b);
 }
 
 /* ---- GET /healthz and /metrics --------------------------------------------------- */
 
-static void healthz(struct bal_slot *s)
+static void healthz(struct bal_req *req)
 {
-	struct bal_daemon *d = s->conn->w->d;
+	struct bal_daemon *d = req->conn->w->d;
 	int err = __atomic_load_n(&d->degraded_errno, __ATOMIC_RELAXED);
 	struct bal_store_info info = {0};
 	bal_store_info(d->store, &info);
@@ -569,51 +569,51 @@ static void healthz(struct bal_slot *s)
 		sb_jstr(&b, why);
 	}
 	bal_text_printf(&b, "}\n");
-	send_text(s, 200, "application/json", &b);
+	send_text(req, 200, "application/json", &b);
 }
 
-static void metrics(struct bal_slot *s)
+static void metrics(struct bal_req *req)
 {
 	struct bal_text b = {0};
-	bal_metrics_write(s->conn->w->d, &b);
-	send_text(s, 200, BAL_METRICS_CTYPE, &b);
+	bal_metrics_write(req->conn->w->d, &b);
+	send_text(req, 200, BAL_METRICS_CTYPE, &b);
 }
 
 /* ---- routing --------------------------------------------------------------------- */
 
-void bal_query_request(struct bal_slot *s, const struct bal_http_req *req)
+void bal_query_request(struct bal_req *req, const struct bal_http_req *head)
 {
 	char path[BAL_HTTP_MAX_URL];
-	size_t n = strcspn(req->url, "?");
-	memcpy(path, req->url, n);
+	size_t n = strcspn(head->url, "?");
+	memcpy(path, head->url, n);
 	path[n] = '\0';
 	bool known = strcmp(path, "/v1/snapshot") == 0 || strcmp(path, "/v1/seats") == 0 ||
 	             strcmp(path, "/v1/results.csv") == 0 || strcmp(path, "/v1/journal") == 0 ||
 	             strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0 ||
 	             strncmp(path, "/v1/precincts/", 14) == 0 || strcmp(path, "/v1/batches") == 0;
 	if (!known) {
-		send_error(s, 404, "no such endpoint: %.100s", path);
+		send_error(req, 404, "no such endpoint: %.100s", path);
 		return;
 	}
-	if (req->method != HTTP_GET) {
-		send_error(s, 405, "%s %.100s is not supported%s", http_method_str(req->method), path,
+	if (head->method != HTTP_GET) {
+		send_error(req, 405, "%s %.100s is not supported%s", http_method_str(head->method), path,
 		           strcmp(path, "/v1/batches") == 0 ? " (POST a SignedBatch)" : " (use GET)");
 		return;
 	}
 	if (strcmp(path, "/v1/batches") == 0)
-		send_error(s, 405, "GET /v1/batches is not supported (POST a SignedBatch)");
+		send_error(req, 405, "GET /v1/batches is not supported (POST a SignedBatch)");
 	else if (strcmp(path, "/v1/snapshot") == 0)
-		snapshot(s);
+		snapshot(req);
 	else if (strcmp(path, "/v1/seats") == 0)
-		seats(s);
+		seats(req);
 	else if (strcmp(path, "/v1/results.csv") == 0)
-		results_csv(s);
+		results_csv(req);
 	else if (strcmp(path, "/v1/journal") == 0)
-		journal(s, req->url[n] ? req->url + n + 1 : "");
+		journal(req, head->url[n] ? head->url + n + 1 : "");
 	else if (strcmp(path, "/healthz") == 0)
-		healthz(s);
+		healthz(req);
 	else if (strcmp(path, "/metrics") == 0)
-		metrics(s);
+		metrics(req);
 	else
-		precinct(s, path + 14);
+		precinct(req, path + 14);
 }

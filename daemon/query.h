@@ -9,9 +9,9 @@
 #define BAL_DAEMON_QUERY_H
 
 struct bal_http_req;
-struct bal_slot;
+struct bal_req;
 
-/** Answers every request that is not POST /v1/batches; leaves the slot READY. */
-void bal_query_request(struct bal_slot *s, const struct bal_http_req *req);
+/** Answers every request that is not POST /v1/batches; leaves the request READY. */
+void bal_query_request(struct bal_req *req, const struct bal_http_req *head);
 
 #endif

@@ -61,8 +61,8 @@ static void on_connection(uv_stream_t *server, int status)
 static bool conn_owes_answers(const struct bal_conn *c)
 {
 	for (unsigned k = 0; k < c->used; k++) {
-		const struct bal_slot *s = c->slots[(c->first + k) % c->cap];
-		if (s->state != BAL_SLOT_RECV)
+		const struct bal_req *req = c->reqs[(c->first + k) % c->cap];
+		if (req->state != BAL_REQ_RECV)
 			return true;
 	}
 	return false;
@@ -116,7 +116,7 @@ static void take_done(struct bal_worker *w)
 	pthread_mutex_unlock(&w->done_lock);
 	while (j) {
 		struct bal_job *next = j->next;
-		/* Each job lives in its connection's slot, cold after the commit:
+		/* Each job lives in its connection's request, cold after the commit:
 		 * fetch the next ones while this ack is written. */
 		if (next) {
 			__builtin_prefetch(next->next);
