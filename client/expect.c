@@ -5,7 +5,7 @@
  * (contest, district) totals. A fold checks everything first, then withdraws
  * the precinct's contribution from the totals, changes B or P, and adds the
  * precinct's new contribution back: plain enough to be obviously right.
- * Deliberately shares no code with core/tally.c.
+ * Deliberately shares no code with the counters of core/ (core/tally.h).
  *
  * Depends on core/ballot.h (definition look-ups) and jansson.
  */

@@ -2,7 +2,7 @@
  * Expected totals: an independent fold of batches into per-contest,
  * per-(contest, district), per-precinct and turnout totals, which clients and
  * tests compare with the daemon's answers. It is written separately from
- * core/tally.c on purpose (docs/design.md invariant 8): observers must be
+ * core/ (core/tally.h) on purpose (docs/design.md invariant 8): observers must be
  * able to recompute totals without the daemon's counting code. It shares only
  * the definition structs and their id look-ups.
  *

@@ -1,12 +1,11 @@
 #!/bin/sh
-# Fails if a C source or header under the repository includes a project
-# header by bare name or through "..": every quoted include is a path from
-# the repository root ("storage/storage.h"), so the staging include
-# directories of the build decide what each folder may see.
+# Fails if a tracked C source or header includes a project header by bare
+# name or through "..": every quoted include is a path from the repository
+# root ("storage/storage.h"), so the staging include directories of the
+# build decide what each folder may see.
 set -eu
-root=$1
-bad=$(cd "$root" && find . -path ./build -prune -o -path './build-*' -prune -o \
-	\( -name '*.c' -o -name '*.h' \) -print |
+cd "$1"
+bad=$(git ls-files '*.c' '*.h' |
 	xargs grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^/"]*|[^"]*\.\./[^"]*)"' || true)
 if [ -n "$bad" ]; then
 	echo "includes that do not name their folder from the repository root:"
