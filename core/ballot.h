@@ -152,6 +152,9 @@ struct bal_batch {
 	uint64_t ballots_cast;
 	uint64_t ballots_spoiled;
 	uint64_t created_unix_ms;
+	/** Batch.election_id, NUL-terminated, never NULL once decoded ("" when
+	 * absent); encoders treat NULL as "". The definition's election id. */
+	const char *election_id;
 	const uint8_t *signed_bytes; /**< SignedBatch.batch: the exact signed bytes */
 	size_t signed_len;
 	const uint8_t *signature; /**< SignedBatch.signature; may be empty */
