@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/clock.h"
 #include "daemon/log.h"
 #include "daemon/worker.h"
 #include "storage/storage.h"

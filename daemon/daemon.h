@@ -98,9 +98,19 @@ struct bal_daemon {
 	unsigned bound_port;
 };
 
-/** Monotonic milliseconds. */
-uint64_t bal_now_ms(void);
-/** Monotonic nanoseconds. */
-uint64_t bal_now_ns(void);
+/**
+ * Main thread, at startup: opens cfg.data_dir as the store of the loaded
+ * definition (d->defn) into d->store. Logs why it cannot.
+ * @return 0 or the storage error.
+ */
+int bal_daemon_open_store(struct bal_daemon *d);
+
+/**
+ * Main thread, at startup: publishes `ctr` (bal_layout_nslots() counters,
+ * copied) as the counters at journal `position` and starts the committer
+ * from there (d->pub, d->committer).
+ * @return 0, -ENOMEM, or the committer's error.
+ */
+int bal_daemon_start_committer(struct bal_daemon *d, const uint64_t *ctr, uint64_t position);
 
 #endif

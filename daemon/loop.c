@@ -14,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
+#include "daemon/clock.h"
 #include "daemon/log.h"
 #include "daemon/worker.h"
 
