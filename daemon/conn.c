@@ -15,6 +15,7 @@
 #include "daemon/ingest.h"
 #include "daemon/log.h"
 #include "daemon/query.h"
+#include "daemon/text.h"
 #include "daemon/worker.h"
 
 static struct bal_req *req_at(struct bal_conn *c, unsigned k)
@@ -446,8 +447,9 @@ static void stream_error(struct bal_conn *c)
 	c->msg_start_ms = 0;
 	c->close_after_flush = true;
 	bal_log_reject("http", "%s: %d %s", c->peer, h->error_status, h->error_why);
-	char body[256];
-	int n = snprintf(body, sizeof(body), "{\"status\":\"REJECTED\",\"position\":0,\"error\":\"%s\"}", h->error_why);
+	char why[sizeof(h->error_why) * 6], body[sizeof(why) + 64];
+	bal_text_json_escape(why, sizeof(why), h->error_why);
+	int n = snprintf(body, sizeof(body), "{\"status\":\"REJECTED\",\"position\":0,\"error\":\"%s\"}", why);
 	if (n < 0 || (size_t)n >= sizeof(body))
 		n = (int)strlen(body);
 	if (h->error_status == 413 || h->error_status == 400)

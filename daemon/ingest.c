@@ -18,6 +18,7 @@
 
 #include "daemon/conn.h"
 #include "daemon/log.h"
+#include "daemon/text.h"
 #include "daemon/worker.h"
 #include "proto/codec.h"
 
@@ -28,25 +29,6 @@ static const char *status_name(enum bal_ack_status st)
 	case BAL_ACK_DUPLICATE: return "DUPLICATE";
 	default: return "REJECTED";
 	}
-}
-
-/* JSON string body without the quotes; `out` holds at least 2*len+1. */
-static size_t json_escape(char *out, size_t cap, const char *s)
-{
-	size_t n = 0;
-	for (; *s && n + 7 < cap; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)ch;
-		} else if (ch < 0x20) {
-			n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
-		} else {
-			out[n++] = (char)ch;
-		}
-	}
-	out[n] = '\0';
-	return n;
 }
 
 static void ack(struct bal_req *req, int http_status, enum bal_ack_status st, uint64_t position, const char *why,
@@ -62,7 +44,7 @@ static void ack(struct bal_req *req, int http_status, enum bal_ack_status st, ui
 		return;
 	}
 	char esc[400];
-	json_escape(esc, sizeof(esc), why ? why : "");
+	bal_text_json_escape(esc, sizeof(esc), why ? why : "");
 	int n = snprintf((char *)buf, sizeof(buf), "{\"status\":\"%s\",\"position\":%llu,\"error\":\"%s\"}\n",
 	                 status_name(st), (unsigned long long)position, esc);
 	if (n < 0 || (size_t)n >= sizeof(buf))

@@ -25,28 +25,6 @@
 
 /* ---- answers built in a text buffer ----------------------------------- */
 
-/* A JSON string literal, quotes included. */
-static void sb_jstr(struct bal_text *b, const char *s)
-{
-	bal_text_reserve(b, strlen(s) * 6 + 3);
-	if (b->oom)
-		return;
-	b->p[b->n++] = '"';
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\') {
-			b->p[b->n++] = '\\';
-			b->p[b->n++] = (char)ch;
-		} else if (ch < 0x20) {
-			b->n += (size_t)snprintf(b->p + b->n, 7, "\\u%04x", ch);
-		} else {
-			b->p[b->n++] = (char)ch;
-		}
-	}
-	b->p[b->n++] = '"';
-	b->p[b->n] = '\0';
-}
-
 #define U64(x) ((unsigned long long)(x))
 
 static void send_text_x(struct bal_req *req, int status, const char *ctype, const char *extra, struct bal_text *b)
@@ -75,7 +53,7 @@ static void send_error(struct bal_req *req, int status, const char *fmt, ...)
 	va_end(ap);
 	struct bal_text b = {0};
 	bal_text_printf(&b, "{\"error\":");
-	sb_jstr(&b, why);
+	bal_text_json(&b, why);
 	bal_text_printf(&b, "}\n");
 	send_text(req, status, "application/json", &b);
 }
@@ -135,11 +113,11 @@ static void snapshot(struct bal_req *req)
 	struct view v = view_of(req, true);
 	struct bal_text b = {0};
 	bal_text_printf(&b, "{\"election\":{\"id\":");
-	sb_jstr(&b, v.d->election_id);
+	bal_text_json(&b, v.d->election_id);
 	bal_text_printf(&b, ",\"name\":");
-	sb_jstr(&b, v.d->election_name);
+	bal_text_json(&b, v.d->election_name);
 	bal_text_printf(&b, ",\"date\":");
-	sb_jstr(&b, v.d->election_date);
+	bal_text_json(&b, v.d->election_date);
 	bal_text_printf(&b, ",\"definition_sha256\":\"");
 	for (int i = 0; i < 32; i++)
 		bal_text_printf(&b, "%02x", v.d->hash[i]);
@@ -159,7 +137,7 @@ static void snapshot(struct bal_req *req)
 		for (uint32_t k = 0; k < ct->nchoices; k++)
 			total += v.ctr[bal_slot_contest_choice(v.l, c, k)];
 		bal_text_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
-		sb_jstr(&b, ct->name);
+		bal_text_json(&b, ct->name);
 		bal_text_printf(&b, ",\"kind\":\"%s\",\"seats\":%u,\"district_id\":", contest_kind(ct), ct->seats);
 		if (ct->district < 0)
 			bal_text_printf(&b, "null");
@@ -168,7 +146,7 @@ static void snapshot(struct bal_req *req)
 		bal_text_printf(&b, ",\"total_votes\":%llu,\"choices\":[", U64(total));
 		for (uint32_t k = 0; k < ct->nchoices; k++) {
 			bal_text_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
-			sb_jstr(&b, ct->choices[k].name);
+			bal_text_json(&b, ct->choices[k].name);
 			bal_text_printf(&b, ",\"votes\":%llu}", U64(v.ctr[bal_slot_contest_choice(v.l, c, k)]));
 		}
 		bal_text_printf(&b, "],\"districts\":[");
@@ -177,7 +155,7 @@ static void snapshot(struct bal_req *req)
 			if (bal_slot_district_choice(v.l, c, di, 0) == BAL_SLOT_NONE)
 				continue;
 			bal_text_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", v.d->districts[di].id);
-			sb_jstr(&b, v.d->districts[di].name);
+			bal_text_json(&b, v.d->districts[di].name);
 			bal_text_printf(&b, ",\"votes\":[");
 			for (uint32_t k = 0; k < ct->nchoices; k++)
 				bal_text_printf(&b, "%s%llu", k ? "," : "",
@@ -332,7 +310,7 @@ static void precinct(struct bal_req *req, const char *idstr)
 			continue;
 		const struct bal_contest *ct = &d->contests[c];
 		bal_text_printf(&b, "%s{\"id\":%u,\"name\":", first ? "" : ",", ct->id);
-		sb_jstr(&b, ct->name);
+		bal_text_json(&b, ct->name);
 		bal_text_printf(&b, ",\"votes\":[");
 		for (uint32_t k = 0; k < ct->nchoices; k++)
 			bal_text_printf(&b, "%s%llu", k ? "," : "",
@@ -388,7 +366,7 @@ static void seats(struct bal_req *req)
 		bool tie = false;
 		int allocated = bal_seats_allocate(ct, votes, seat, passed, &tie);
 		bal_text_printf(&b, "%s{\"id\":%u,\"name\":", c ? "," : "", ct->id);
-		sb_jstr(&b, ct->name);
+		bal_text_json(&b, ct->name);
 		bal_text_printf(&b,
 		                ",\"kind\":\"%s\",\"seats\":%u,\"allocated\":%d,\"tie\":%s,\"total_votes\":%llu,"
 		                "\"threshold_percent\":%g,\"choices\":[",
@@ -396,7 +374,7 @@ static void seats(struct bal_req *req)
 		                U64(total), ct->threshold_percent);
 		for (uint32_t k = 0; k < ct->nchoices; k++) {
 			bal_text_printf(&b, "%s{\"id\":%u,\"index\":%u,\"name\":", k ? "," : "", ct->choices[k].id, k);
-			sb_jstr(&b, ct->choices[k].name);
+			bal_text_json(&b, ct->choices[k].name);
 			bal_text_printf(&b,
 			                ",\"votes\":%llu,\"percent\":%.4f,\"seat_eligible\":%s,\"passed_threshold\":%s,"
 			                "\"seats\":%u}",
@@ -566,7 +544,7 @@ static void healthz(struct bal_req *req)
 			snprintf(why, sizeof(why), "journal commits failing: %s; new batches get 503",
 			         bal_strerror(err));
 		bal_text_printf(&b, ",\"reason\":");
-		sb_jstr(&b, why);
+		bal_text_json(&b, why);
 	}
 	bal_text_printf(&b, "}\n");
 	send_text(req, 200, "application/json", &b);

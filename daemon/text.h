@@ -1,7 +1,9 @@
 /*
- * A growable text buffer for the answers built on the I/O threads (queries,
- * /metrics). Allocation failure is sticky: once `oom` is set every later
- * append does nothing, and the caller answers 503 instead.
+ * Text of the answers built on the I/O threads: a growable buffer (queries,
+ * /metrics), whose allocation failure is sticky (once `oom` is set every
+ * later append does nothing, and the caller answers 503 instead), and the
+ * one JSON string writer every JSON answer uses (acks, stream errors,
+ * queries).
  *
  * Threads: any; a buffer belongs to the thread building it.
  */
@@ -29,5 +31,19 @@ void bal_text_reserve(struct bal_text *b, size_t more);
 
 /** Appends printf-style. */
 void bal_text_printf(struct bal_text *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** Appends `s` as a JSON string literal, quotes included (see bal_text_json_escape()). */
+void bal_text_json(struct bal_text *b, const char *s);
+
+/**
+ * Writes the inside of a JSON string literal for `s` (no quotes) into
+ * `out`: `"` and `\` get a backslash, control characters become \u00XX,
+ * every other byte is copied (UTF-8 passes through). Allocates nothing. If
+ * `s` does not fit, it is cut before the first character whose escape would
+ * not, never inside an escape.
+ * @param cap  bytes at `out`, at least 1; the result is NUL-terminated.
+ * @return its length (without the NUL).
+ */
+size_t bal_text_json_escape(char *out, size_t cap, const char *s);
 
 #endif
