@@ -240,25 +240,10 @@ static void walk_close(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-void bal_worker_free_unstarted(struct bal_worker *w)
+int bal_worker_free(struct bal_worker *w)
 {
 	if (!w)
-		return;
-	/* Nothing was accepted yet: close the handles and run the loop dry. */
-	uv_walk(&w->loop, walk_close, NULL);
-	uv_run(&w->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&w->loop);
-	pthread_mutex_destroy(&w->done_lock);
-	bal_arena_deinit(&w->arena);
-	free(w->scratch);
-	free(w);
-}
-
-void bal_worker_join_free(struct bal_worker *w)
-{
-	if (!w)
-		return;
-	uv_thread_join(&w->thread);
+		return 0;
 	/* Anything the committer delivered after the loop ended has no one to answer. */
 	take_done(w);
 	int err = uv_loop_close(&w->loop);
@@ -268,4 +253,23 @@ void bal_worker_join_free(struct bal_worker *w)
 	bal_arena_deinit(&w->arena);
 	free(w->scratch);
 	free(w);
+	return err;
+}
+
+void bal_worker_free_unstarted(struct bal_worker *w)
+{
+	if (!w)
+		return;
+	/* Nothing was accepted yet: close the handles and run the loop dry. */
+	uv_walk(&w->loop, walk_close, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	bal_worker_free(w);
+}
+
+void bal_worker_join_free(struct bal_worker *w)
+{
+	if (!w)
+		return;
+	uv_thread_join(&w->thread);
+	bal_worker_free(w);
 }

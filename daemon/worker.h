@@ -3,8 +3,8 @@
  * listening socket, its connections (daemon/conn.h), a wake-up handle for the
  * committer's results and a timer for timeouts and draining.
  *
- * Threads: bal_worker_new(), bal_worker_start(), bal_worker_join_free() and
- * bal_worker_free_unstarted() belong to the main thread; bal_worker_deliver()
+ * Threads: bal_worker_new(), bal_worker_start() and the functions that free
+ * a worker belong to the main thread; bal_worker_deliver()
  * to the committer thread; bal_worker_signal_stop(), bal_worker_index() and
  * bal_worker_http_count() may be called from any thread. Everything else in
  * struct bal_worker is the worker's own loop thread's.
@@ -63,6 +63,15 @@ void bal_worker_signal_stop(struct bal_worker *w, bool hard);
 
 /** Main thread, after bal_worker_signal_stop(w, true): joins the thread and frees the worker. NULL is fine. */
 void bal_worker_join_free(struct bal_worker *w);
+
+/**
+ * Frees a worker whose loop has ended after a hard stop, whether it ran on
+ * the worker's thread (bal_worker_join_free() joins it first) or on the
+ * caller's. What the committer delivered since has no one to answer.
+ * @return 0, or the libuv error of closing the loop (UV_EBUSY: a handle or a
+ *         request was left open; also logged). NULL is fine.
+ */
+int bal_worker_free(struct bal_worker *w);
 
 /** Main thread: frees a worker whose thread never started (startup failure). NULL is fine. */
 void bal_worker_free_unstarted(struct bal_worker *w);
