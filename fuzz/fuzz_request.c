@@ -1,96 +1,167 @@
 /*
- * libFuzzer target: the request path from raw bytes to a validated batch.
- * The input is what a client sends on one connection: it goes through the
- * daemon's HTTP framing (daemon/http.c) in pieces, with hooks that enforce
- * the header and body caps the way daemon/conn.c does and pause after some
- * requests; each complete POST /v1/batches body is decoded (proto/codec.c)
- * and validated and folded (core/tally.c) against tests/data/small.json.
+ * libFuzzer target: the daemon's request path from raw bytes, through the
+ * real connection code. At start-up a daemon context is built the way
+ * ballotd builds its own (tests/data/small.json, a fresh store, recovery,
+ * the committer, one worker listening on 127.0.0.1 port 0); the worker's loop
+ * runs on the fuzzer's thread. Each input is what a client sends on one
+ * connection: it is written in pieces to a loopback connection the worker
+ * accepts, and the loop runs after each piece, so the bytes take the path a
+ * socket's do: the read callback, HTTP framing (daemon/http.c), requests
+ * pipelined up to max_pipeline (3) with pausing and resuming, the header and
+ * body caps, then ingest (decode, validate, fold; the commit queue has no
+ * room, so a batch that passes is answered 503 and nothing is stored) or
+ * the queries. Then the client half-closes.
  *
- * Input layout: byte 0 picks the piece size the stream is fed in (1..64
+ * Checked: every answer is a well-formed HTTP/1.1 response whose JSON body,
+ * if any, parses; and the connection is gone once the client's side is
+ * closed and the answers read, unless a request is still half-received
+ * (which waits for --request-timeout).
+ *
+ * Input layout: byte 0 picks the piece size the stream is written in (1..64
  * bytes, or all at once), the rest is the stream.
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include "core/ballot.h"
+#include "daemon/conn.h"
+#include "daemon/daemon.h"
+#include "daemon/listen.h"
+#include "daemon/log.h"
+#include "daemon/recover.h"
+#include "daemon/worker.h"
 #include "fuzz/fuzz_common.h"
-#include "daemon/http.h"
 
 #define FZ_MAX_HEADER 1024
 #define FZ_MAX_BODY   8192
-
-struct fz_conn {
-	struct bal_http http;
-	uint8_t body[FZ_MAX_BODY];
-	size_t body_len;
-	unsigned requests;
-	bool in_request;
-};
+#define FZ_PIPELINE   3
+/* Loop turns allowed for the connection to go once the client is done. */
+#define FZ_DRAIN_TURNS 64
 
 static struct fz_election election;
-static struct bal_arena arena;
+static struct bal_daemon d;
+static struct bal_worker *w;
+static char dir[] = "/tmp/fuzz-request-XXXXXX";
 
-static int on_begin(void *ctx)
+/* The answers read so far, parsed from the front as they complete. */
+static struct {
+	char buf[1 << 20];
+	size_t len;
+	bool unchecked; /* an answer did not fit: the rest of this input is not checked */
+	char json[1 << 20];
+} in;
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-	struct fz_conn *c = ctx;
-	FZ_CHECK(!c->in_request, "on_begin inside a request");
-	c->in_request = true;
-	c->body_len = 0;
-	return 0;
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
 }
 
-static int on_headers(void *ctx, const struct bal_http_req *req)
+static void cleanup(void)
 {
-	struct fz_conn *c = ctx;
-	FZ_CHECK(c->in_request, "on_headers outside a request");
-	FZ_CHECK(req->url_len < BAL_HTTP_MAX_URL && strlen(req->url) == req->url_len, "url_len %zu", req->url_len);
-	if (req->content_length != UINT64_MAX && req->content_length > FZ_MAX_BODY) {
-		bal_http_fail(&c->http, 413, "body of %llu bytes exceeds the limit of %d bytes",
-		              (unsigned long long)req->content_length, FZ_MAX_BODY);
-		return 413;
-	}
-	return 0;
+	nftw(dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
 }
-
-static int on_body(void *ctx, const char *at, size_t n)
-{
-	struct fz_conn *c = ctx;
-	FZ_CHECK(c->in_request, "on_body outside a request");
-	if (c->body_len + n > FZ_MAX_BODY) {
-		bal_http_fail(&c->http, 413, "body exceeds the limit of %d bytes", FZ_MAX_BODY);
-		return 413;
-	}
-	memcpy(c->body + c->body_len, at, n);
-	c->body_len += n;
-	return 0;
-}
-
-static int on_complete(void *ctx, const struct bal_http_req *req)
-{
-	struct fz_conn *c = ctx;
-	FZ_CHECK(c->in_request, "on_complete outside a request");
-	c->in_request = false;
-	c->requests++;
-	if (req->method == HTTP_POST && strncmp(req->url, "/v1/batches", 11) == 0) {
-		memset(election.ctr, 0, election.nslots * sizeof(uint64_t));
-		(void)fz_fold_body(&election, &arena, c->body, c->body_len);
-	}
-	/* Pause after every third request, as a connection whose slots are full. */
-	return c->requests % 3 == 0 ? 1 : 0;
-}
-
-static const struct bal_http_hooks hooks = {
-        .on_begin = on_begin,
-        .on_headers = on_headers,
-        .on_body = on_body,
-        .on_complete = on_complete,
-};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	char why[512] = "";
+	bal_log_min = BAL_LOG_WARN;
 	fz_election_load(&election);
-	bal_arena_init(&arena, FZ_MAX_BODY * 8 + 65536); /* the daemon's arena limit */
+	FZ_CHECK(mkdtemp(dir), "mkdtemp %s", dir);
+	atexit(cleanup);
+	bal_config_defaults(&d.cfg);
+	d.cfg.data_dir = dir;
+	d.cfg.map_size = (size_t)16 << 20;
+	d.cfg.threads = 1;
+	d.cfg.auth = false;
+	d.cfg.max_header = FZ_MAX_HEADER;
+	d.cfg.max_body = FZ_MAX_BODY;
+	d.cfg.max_pipeline = FZ_PIPELINE;
+	d.cfg.queue_depth = 0;
+	d.defn = election.defn;
+	d.layout = election.layout;
+	FZ_CHECK(bal_daemon_open_store(&d) == 0, "cannot open a store in %s", dir);
+	uint64_t *ctr, position;
+	FZ_CHECK(bal_recover(&d, &ctr, &position) == 0, "recovery of an empty store failed");
+	FZ_CHECK(bal_daemon_start_committer(&d, ctr, position) == 0, "the committer did not start");
+	free(ctr);
+	int fd;
+	FZ_CHECK(bal_listen_open("127.0.0.1", 0, 1, &fd, &d.bound_port, why, sizeof(why)) == 0, "listen: %s", why);
+	d.workers = calloc(1, sizeof(*d.workers));
+	FZ_CHECK(d.workers && bal_worker_new(&d, 0, fd, &d.workers[0]) == 0, "worker: out of memory or libuv error");
+	w = d.workers[0];
 	return 0;
+}
+
+/* Checks and drops the complete responses at the front of `in`. */
+static void check_responses(void)
+{
+	while (!in.unchecked) {
+		in.buf[in.len] = '\0';
+		char *end = strstr(in.buf, "\r\n\r\n");
+		if (!end)
+			return;
+		size_t head = (size_t)(end + 4 - in.buf);
+		int status = 0, n = 0;
+		FZ_CHECK(sscanf(in.buf, "HTTP/1.1 %3d %n", &status, &n) == 1 && n == 13 && status >= 100 &&
+		                 status < 600,
+		         "not a status line: %.40s", in.buf);
+		size_t len = 0;
+		const char *json = NULL;
+		if (status == 100) {
+			FZ_CHECK(head == 25, "100 Continue with headers: %.*s", (int)head, in.buf);
+		} else {
+			const char *at = strstr(in.buf, "\r\nContent-Length: ");
+			FZ_CHECK(at && at < end, "no Content-Length: %.*s", (int)head, in.buf);
+			len = strtoul(at + 18, NULL, 10);
+			at = strstr(in.buf, "\r\nContent-Type: application/json\r\n");
+			if (at && at < end)
+				json = in.buf + head;
+		}
+		if (in.len < head + len)
+			return;
+		if (json) {
+			/* The syntax is what is checked: bytes a client sent may come
+			 * back in an error message as they were, not always UTF-8. */
+			for (size_t i = 0; i < len; i++)
+				in.json[i] = json[i] & 0x80 ? 'x' : json[i];
+			json_error_t err;
+			json_t *v = json_loadb(in.json, len, 0, &err);
+			FZ_CHECK(v, "%d answer is not JSON (%s): %.*s", status, err.text, (int)len, json);
+			json_decref(v);
+		}
+		memmove(in.buf, in.buf + head + len, in.len - head - len);
+		in.len -= head + len;
+	}
+}
+
+/* One turn of the loop without waiting, then whatever the client can read. Returns false at EOF. */
+static bool turn(int fd)
+{
+	uv_run(&w->loop, UV_RUN_NOWAIT);
+	for (;;) {
+		if (in.len == sizeof(in.buf) - 1) {
+			in.unchecked = true;
+			in.len = 0;
+		}
+		ssize_t n = recv(fd, in.buf + in.len, sizeof(in.buf) - 1 - in.len, MSG_DONTWAIT);
+		if (n > 0) {
+			in.len += (size_t)n;
+			check_responses();
+			continue;
+		}
+		return !(n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR));
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -100,25 +171,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t piece = data[0] % 65 ? data[0] % 65 : size;
 	const char *p = (const char *)data + 1;
 	size_t left = size - 1;
-	static struct fz_conn c;
-	memset(&c, 0, sizeof(c));
-	bal_http_init(&c.http, &hooks, &c, FZ_MAX_HEADER);
-	while (left && !c.http.error_status) {
-		size_t n = left < piece ? left : piece;
-		size_t used = bal_http_feed(&c.http, p, n);
-		FZ_CHECK(used <= n, "feed consumed %zu of %zu bytes", used, n);
-		if (c.http.paused) {
-			bal_http_resume(&c.http);
-		} else if (!c.http.error_status) {
-			FZ_CHECK(used == n, "feed consumed %zu of %zu bytes without pausing or failing", used, n);
-		}
-		p += used;
-		left -= used;
-		if (used == 0 && !c.http.error_status && !c.http.paused && n)
+	in.len = 0;
+	in.unchecked = false;
+
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d.bound_port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	FZ_CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s", strerror(errno));
+	FZ_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK: %s", strerror(errno));
+	for (int i = 0; i < FZ_DRAIN_TURNS && !w->nconns; i++)
+		turn(fd);
+	FZ_CHECK(w->nconns == 1, "the worker did not accept the connection");
+
+	bool open = true;
+	while (left && open) {
+		ssize_t n = send(fd, p, left < piece ? left : piece, MSG_NOSIGNAL);
+		if (n < 0) {
+			/* Full (the server reads no more) or closed by the server: the rest is not sent. */
+			FZ_CHECK(errno == EAGAIN || errno == EWOULDBLOCK || errno == EPIPE || errno == ECONNRESET,
+			         "send: %s", strerror(errno));
 			break;
+		}
+		p += n;
+		left -= (size_t)n;
+		open = turn(fd);
 	}
-	if (c.http.error_status)
-		FZ_CHECK(c.http.error_status >= 400 && c.http.error_status < 600 && c.http.error_why[0],
-		         "stream error %d without a reason", c.http.error_status);
+	shutdown(fd, SHUT_WR);
+	for (int i = 0; i < FZ_DRAIN_TURNS && w->nconns; i++)
+		turn(fd);
+	if (w->nconns) {
+		/* Only a request still being received may keep the connection (until --request-timeout). */
+		FZ_CHECK(w->conns->msg_start_ms != 0, "connection still open %d turns after the client's EOF",
+		         FZ_DRAIN_TURNS);
+		bal_conn_close(w->conns);
+		uv_run(&w->loop, UV_RUN_NOWAIT);
+	}
+	FZ_CHECK(w->nconns == 0, "connection not freed after closing");
+	close(fd);
 	return 0;
 }
