@@ -8,11 +8,21 @@
  * ProtobufCAllocator below bumps from the caller's arena and frees nothing, the
  * arena is reset once per request by its owner.
  *
- * Empty input is valid protobuf: an empty SignedBatch decodes to an empty
- * `batch` field, which in turn decodes to a Batch of defaults (precinct 0,
- * seq 0, kind BALLOTS, no columns). Rejecting that is the validator's job
- * (precinct 0 does not exist), not the codec's: the codec only answers "do
- * these bytes parse".
+ * Only canonical bytes decode: the SignedBatch must be exactly
+ * [1: batch][2: signature] (each present iff not empty, minimal length
+ * varints, nothing else; checked by hand, so that its fields are borrowed
+ * from the body without a copy) and the Batch exactly what
+ * bal_codec_batch_pack() makes of what it decodes to (checked by packing it
+ * again). Protobuf parsers accept many encodings of one message (unknown
+ * fields, repeats, unpacked or non-minimal numbers) and do not all read them
+ * alike; a signature over one of those would let anyone resend a journaled
+ * batch with other bytes, or let two observers count it differently.
+ *
+ * Empty input is canonical: an empty SignedBatch holds an empty `batch`,
+ * which decodes to a Batch of defaults (precinct 0, seq 0, kind BALLOTS, no
+ * columns, election ""). Rejecting that is the validator's job (precinct 0
+ * does not exist), not the codec's: the codec only answers "do these bytes
+ * parse, in their one encoding".
  */
 #include "proto/codec.h"
 
@@ -45,6 +55,122 @@ static void arena_free_cb(void *data, void *ptr)
 	/* Arena memory is released all at once by bal_arena_reset(). */
 	(void)data;
 	(void)ptr;
+}
+
+/* ---- wire format, by hand ------------------------------------------------
+ * Just enough of the protobuf encoding to walk a message's top-level fields
+ * without allocating: SignedBatch is checked and split with it, and
+ * bal_codec_signed_part() finds `batch` in a journaled record. */
+
+enum { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LEN = 2, WIRE_FIXED32 = 5 };
+
+struct field {
+	uint32_t number;
+	unsigned wire;
+	size_t data, len; /* WIRE_LEN: the payload's offset and length */
+	bool minimal;     /* tag and length written with the fewest varint bytes */
+};
+
+/* Reads a varint at *off (at most 10 bytes, no bits beyond 64). 0 or -1. */
+static int read_varint(const uint8_t *p, size_t n, size_t *off, uint64_t *v, bool *minimal)
+{
+	uint64_t x = 0;
+	for (unsigned i = 0; i < 10 && *off + i < n; i++) {
+		uint8_t byte = p[*off + i];
+		if (i == 9 && byte > 1)
+			return -1;
+		x |= (uint64_t)(byte & 0x7f) << (7 * i);
+		if (!(byte & 0x80)) {
+			*minimal = i == 0 || byte != 0;
+			*off += i + 1;
+			*v = x;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Reads the field at *off and moves *off past it. 0, or -1 if the bytes are
+ * not a well-formed field (groups included: proto3 has none). */
+static int next_field(const uint8_t *p, size_t n, size_t *off, struct field *f)
+{
+	uint64_t tag, len = 0, unused;
+	bool tag_min, len_min = true, unused_min;
+	if (read_varint(p, n, off, &tag, &tag_min) < 0 || tag >> 3 == 0 || tag >> 3 > 0x1fffffff)
+		return -1;
+	f->number = (uint32_t)(tag >> 3);
+	f->wire = (unsigned)(tag & 7);
+	switch (f->wire) {
+	case WIRE_VARINT:
+		if (read_varint(p, n, off, &unused, &unused_min) < 0)
+			return -1;
+		break;
+	case WIRE_FIXED64: len = 8; break;
+	case WIRE_FIXED32: len = 4; break;
+	case WIRE_LEN:
+		if (read_varint(p, n, off, &len, &len_min) < 0)
+			return -1;
+		break;
+	default: return -1;
+	}
+	if (len > n - *off)
+		return -1;
+	f->data = *off;
+	f->len = f->wire == WIRE_LEN ? (size_t)len : 0;
+	f->minimal = tag_min && len_min;
+	*off += (size_t)len;
+	return 0;
+}
+
+/* The canonical SignedBatch: [1: batch][2: signature], each present iff not
+ * empty, as bal_codec_signed_pack() writes it. Its parts point into `p`.
+ * NULL, or what is wrong (then *at is the offending field's offset, or n
+ * if the bytes are not well-formed). */
+static const char *signed_canonical(const uint8_t *p, size_t n, struct field *batch, struct field *sig, size_t *at)
+{
+	size_t off = 0;
+	uint32_t last = 0;
+	memset(batch, 0, sizeof(*batch));
+	memset(sig, 0, sizeof(*sig));
+	while (off < n) {
+		struct field f;
+		*at = off;
+		if (next_field(p, n, &off, &f) < 0) {
+			*at = n;
+			return "not well-formed";
+		}
+		if (f.number > 2)
+			return "a field other than batch and signature";
+		if (f.number <= last)
+			return "a field repeated or out of order";
+		if (f.wire != WIRE_LEN)
+			return "a field that is not length-delimited";
+		if (!f.minimal)
+			return "a tag or length in more varint bytes than needed";
+		if (!f.len)
+			return "an empty field written out";
+		last = f.number;
+		*(f.number == 1 ? batch : sig) = f;
+	}
+	return NULL;
+}
+
+int bal_codec_signed_part(const uint8_t *rec, size_t len, size_t *off, size_t *slen)
+{
+	size_t at = 0;
+	struct field batch = {.number = 0};
+	while (at < len) {
+		struct field f;
+		if (next_field(rec, len, &at, &f) < 0 || (f.number == 1 && f.wire != WIRE_LEN))
+			return -1;
+		if (f.number == 1)
+			batch = f; /* of several, the last counts, as for every parser */
+	}
+	if (!batch.number)
+		return -1;
+	*off = batch.data;
+	*slen = batch.len;
+	return 0;
 }
 
 /* ---- decode ------------------------------------------------------------- */
@@ -91,49 +217,93 @@ static int map_batch(const Ballot__V1__Batch *pb, struct bal_arena *arena, struc
 	out->ballots_cast = pb->turnout ? pb->turnout->ballots_cast : 0;
 	out->ballots_spoiled = pb->turnout ? pb->turnout->ballots_spoiled : 0;
 	out->created_unix_ms = pb->created_unix_ms;
+	out->election_id = pb->election_id ? pb->election_id : "";
 	return 0;
 
 fail_nomem:
 	return bal_fail(why, whylen, -ENOMEM, "request arena refused an allocation (limit %zu bytes)", arena->limit);
 }
 
-int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, struct bal_batch *out, char *why,
-                     size_t whylen)
+/* Why the envelope is not canonical: bytes no parser reads, or another
+ * encoding (protobuf-c decides which, from the arena). */
+static int signed_refusal(const uint8_t *body, size_t len, const char *wrong, size_t at, struct bal_arena *arena,
+                          char *why, size_t whylen)
 {
 	struct arena_alloc aa = {.arena = arena, .refused = false};
 	ProtobufCAllocator alloc = {.alloc = arena_alloc_cb, .free = arena_free_cb, .allocator_data = &aa};
+	if (ballot__v1__signed_batch__unpack(&alloc, len, body))
+		return bal_fail(why, whylen, BAL_ESCHEMA,
+		                "SignedBatch must hold batch and signature once each and nothing else (%s at byte "
+		                "%zu of %zu)",
+		                wrong, at, len);
+	if (aa.refused)
+		return bal_fail(
+		        why, whylen, -ENOMEM,
+		        "request arena refused an allocation decoding SignedBatch of %zu bytes (limit %zu bytes)", len,
+		        arena->limit);
+	return bal_fail(why, whylen, BAL_ESCHEMA, "SignedBatch does not decode (%zu bytes)", len);
+}
 
-	Ballot__V1__SignedBatch *sb = ballot__v1__signed_batch__unpack(&alloc, len, body);
-	if (!sb) {
-		if (aa.refused) {
-			return bal_fail(why, whylen, -ENOMEM,
-			                "request arena refused an allocation decoding SignedBatch of %zu bytes (limit "
-			                "%zu bytes)",
-			                len, arena->limit);
-		}
-		return bal_fail(why, whylen, BAL_ESCHEMA, "SignedBatch does not decode (%zu bytes)", len);
-	}
-	Ballot__V1__Batch *pb = ballot__v1__batch__unpack(&alloc, sb->batch.len, sb->batch.data);
+/* The signed bytes must be what the codec packs from the Batch they decode to. */
+static int batch_canonical(const struct bal_batch *b, const uint8_t *bytes, size_t len, struct bal_arena *arena,
+                           char *why, size_t whylen)
+{
+	size_t want = bal_codec_batch_size(b);
+	if (want != len)
+		return bal_fail(why, whylen, BAL_ESCHEMA,
+		                "non-canonical encoding of Batch (%zu bytes, canonical form has %zu)", len, want);
+	if (!len)
+		return 0;
+	uint8_t *canon = bal_arena_alloc(arena, len);
+	if (!canon)
+		return bal_fail(why, whylen, -ENOMEM,
+		                "request arena refused %zu bytes to check the Batch's encoding (limit %zu bytes)", len,
+		                arena->limit);
+	bal_codec_batch_pack(b, canon);
+	if (memcmp(canon, bytes, len) == 0)
+		return 0;
+	size_t i = 0;
+	while (canon[i] == bytes[i])
+		i++;
+	return bal_fail(why, whylen, BAL_ESCHEMA,
+	                "non-canonical encoding of Batch (%zu bytes, the canonical form differs at byte %zu)", len, i);
+}
+
+int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, struct bal_batch *out, char *why,
+                     size_t whylen)
+{
+	struct field batch, sig;
+	size_t at = 0;
+	const char *wrong = signed_canonical(body, len, &batch, &sig, &at);
+	if (wrong)
+		return signed_refusal(body, len, wrong, at, arena, why, whylen);
+	const uint8_t *bytes = batch.len ? body + batch.data : (const uint8_t *)"";
+
+	struct arena_alloc aa = {.arena = arena, .refused = false};
+	ProtobufCAllocator alloc = {.alloc = arena_alloc_cb, .free = arena_free_cb, .allocator_data = &aa};
+	Ballot__V1__Batch *pb = ballot__v1__batch__unpack(&alloc, batch.len, bytes);
 	if (!pb) {
 		if (aa.refused) {
 			return bal_fail(
 			        why, whylen, -ENOMEM,
 			        "request arena refused an allocation decoding Batch of %zu bytes (limit %zu bytes)",
-			        sb->batch.len, arena->limit);
+			        batch.len, arena->limit);
 		}
 		return bal_fail(why, whylen, BAL_ESCHEMA,
-		                "Batch inside SignedBatch does not decode (SignedBatch.batch is %zu bytes)",
-		                sb->batch.len);
+		                "Batch inside SignedBatch does not decode (SignedBatch.batch is %zu bytes)", batch.len);
 	}
 	struct bal_batch tmp;
 	memset(&tmp, 0, sizeof(tmp));
 	int rc = map_batch(pb, arena, &tmp, why, whylen);
 	if (rc < 0)
 		return rc;
-	tmp.signed_bytes = sb->batch.data;
-	tmp.signed_len = sb->batch.len;
-	tmp.signature = sb->signature.data;
-	tmp.signature_len = sb->signature.len;
+	rc = batch_canonical(&tmp, bytes, batch.len, arena, why, whylen);
+	if (rc < 0)
+		return rc;
+	tmp.signed_bytes = bytes;
+	tmp.signed_len = batch.len;
+	tmp.signature = sig.len ? body + sig.data : NULL;
+	tmp.signature_len = sig.len;
 	*out = tmp;
 	return 0;
 }
@@ -191,6 +361,8 @@ static size_t batch_pieces(const struct bal_batch *b, enum piece_op op, uint8_t 
 	Ballot__V1__Batch tail = BALLOT__V1__BATCH__INIT;
 	tail.turnout = b->has_turnout ? &turnout : NULL;
 	tail.created_unix_ms = b->created_unix_ms;
+	if (b->election_id)
+		tail.election_id = (char *)b->election_id; /* pack only reads */
 	n += op == PIECE_SIZE ? ballot__v1__batch__get_packed_size(&tail) : ballot__v1__batch__pack(&tail, buf + n);
 	return n;
 }
