@@ -4,7 +4,8 @@
  * through GET /v1/journal page by page, re-verifies every precinct's Ed25519
  * signature against the definition's public keys, checks that no (precinct,
  * seq) key is journaled twice, folds every record with the independent fold
- * of client/expect.h (not the daemon's tally code) and compares the result
+ * of client/expect.h (not the daemon's tally code; it also checks that the
+ * batch names the definition's election) and compares the result
  * with that snapshot, field by field. The snapshot folds exactly 1..P
  * (invariant 3), so batches journaled while the audit runs do not disturb it.
  */
@@ -29,10 +30,12 @@ static const char help[] =
         "\n"
         "Reads GET /v1/snapshot (journal position P), then the journal records 1..P via\n"
         "GET /v1/journal, N records per request (default 10000, at most 100000). For every\n"
-        "record: decodes it, verifies its Ed25519 signature with the precinct's public key\n"
-        "from the definition (a precinct without a key must have an empty signature),\n"
-        "checks that its (precinct, seq) appears once, and folds it with an accumulator\n"
-        "that shares no code with the daemon's tally. Then compares the recomputed totals\n"
+        "record: decodes it (only its canonical encoding decodes), verifies its Ed25519\n"
+        "signature with the precinct's public key from the definition (a precinct without\n"
+        "a key must have an empty signature), checks that its (precinct, seq) appears once,\n"
+        "and folds it with an accumulator that shares no code with the daemon's tally,\n"
+        "which refuses a batch signed for another election id than the definition's (a\n"
+        "fold failure naming both). Then compares the recomputed totals\n"
         "with that first snapshot: batches, precincts reporting, with protocol, with\n"
         "discrepancy, turnout, and every contest's votes nationally and per district.\n"
         "Batches journaled after P (ingestion may go on) are not part of the audit.\n"

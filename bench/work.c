@@ -1,11 +1,12 @@
 /*
  * The ballot-bench workload (see work.h). A Batch is stamped as
  *   [1: precinct_id][2: seq][3: kind] + mid + [7: created_unix_ms]
- * where mid is the codec's packing of the variant with those four fields
- * zeroed (proto3 leaves zero scalars out, and protobuf-c writes fields in
- * field-number order, so the concatenation is what the codec itself packs:
- * bench_work_new() checks that on every variant). The SignedBatch around it
- * is [1: batch][2: signature].
+ *   + [8: election_id]
+ * where mid is the codec's packing of the variant with those five fields
+ * zeroed (proto3 leaves zero scalars and empty strings out, and protobuf-c
+ * writes fields in field-number order, so the concatenation is what the codec
+ * itself packs, the only encoding ballotd accepts: bench_work_new() checks
+ * that on every variant). The SignedBatch around it is [1: batch][2: signature].
  *
  * Depends on proto/codec.h, client/gen.h, client/keys.h, client/expect.h and
  * libsodium.
@@ -47,10 +48,12 @@ struct pool {
 struct bench_work {
 	struct bench_work_opts o;
 	uint32_t k;
-	uint32_t *pidx;         /* [k] definition precinct index */
-	struct variant *var;    /* [k * variants] */
-	uint8_t (*sk)[64];      /* [k] demo secret keys when signing */
-	uint64_t created_base;  /* created_unix_ms of seq s is created_base + s minutes */
+	uint32_t *pidx;        /* [k] definition precinct index */
+	struct variant *var;   /* [k * variants] */
+	uint8_t (*sk)[64];     /* [k] demo secret keys when signing */
+	uint64_t created_base; /* created_unix_ms of seq s is created_base + s minutes */
+	const char *election;  /* the definition's election id, stamped into every batch */
+	size_t election_len;
 	struct bal_arena arena; /* variants' bytes and decoded batches, never reset */
 	char head[BAL_HTTP_HOST_MAX + 160];
 	size_t headlen;
@@ -193,7 +196,8 @@ static size_t batch_len(const struct bench_work *w, const struct variant *v, uin
 {
 	uint64_t created = w->created_base + seq * MINUTE_MS;
 	return 1 + varint_len(pid) + 1 + varint_len(seq) + (w->o.kind ? 1 + varint_len((uint64_t)w->o.kind) : 0) +
-	       v->midlen + (created ? 1 + varint_len(created) : 0);
+	       v->midlen + (created ? 1 + varint_len(created) : 0) +
+	       (w->election_len ? 1 + varint_len(w->election_len) + w->election_len : 0);
 }
 
 static uint8_t *stamp_batch(const struct bench_work *w, const struct variant *v, uint32_t pid, uint64_t seq, uint8_t *p)
@@ -212,6 +216,12 @@ static uint8_t *stamp_batch(const struct bench_work *w, const struct variant *v,
 	if (created) {
 		*p++ = 0x38;
 		p = put_varint(p, created);
+	}
+	if (w->election_len) {
+		*p++ = 0x42;
+		p = put_varint(p, w->election_len);
+		memcpy(p, w->election, w->election_len);
+		p += w->election_len;
 	}
 	return p;
 }
@@ -260,6 +270,7 @@ static int make_variant(struct bench_work *w, struct bal_gen *g, uint32_t p, uin
 	m.seq = 0;
 	m.kind = BAL_KIND_BALLOTS;
 	m.created_unix_ms = 0;
+	m.election_id = NULL;
 	v->midlen = bal_codec_batch_size(&m);
 	uint8_t *mid = bal_arena_alloc(&w->arena, v->midlen ? v->midlen : 1);
 	if (!mid)
@@ -269,7 +280,7 @@ static int make_variant(struct bench_work *w, struct bal_gen *g, uint32_t p, uin
 	if (p == 0 && vi == 0)
 		w->created_base = v->batch.created_unix_ms - seq * MINUTE_MS;
 	/* Stamping seq vi + 1 must give the generator's own bytes. */
-	uint8_t *check = malloc(len + 2 * VARINT_MAX + SIG_LEN + 8);
+	uint8_t *check = malloc(len + 3 * VARINT_MAX + SIG_LEN + 8 + w->election_len);
 	if (!check)
 		return bal__failf(-ENOMEM, why, whylen, "out of memory generating the workload");
 	size_t n = stamp_body(w, p, seq, check);
@@ -324,6 +335,8 @@ int bench_work_new(const struct bench_work_opts *o, struct bench_work **out, cha
 		return bal__failf(-ENOMEM, why, whylen, "out of memory");
 	w->o = *o;
 	w->k = o->precincts;
+	w->election = d->election_id ? d->election_id : "";
+	w->election_len = strlen(w->election);
 	bal_arena_init(&w->arena, 0);
 	int rc = -ENOMEM;
 	w->pidx = calloc(w->k, sizeof(*w->pidx));
@@ -368,7 +381,8 @@ int bench_work_new(const struct bench_work_opts *o, struct bench_work **out, cha
 			w->body_max = w->var[i].midlen;
 	if (rc < 0)
 		goto fail_work;
-	w->body_max += 1 + VARINT_MAX + 3 * (1 + VARINT_MAX) + 1 + VARINT_MAX + 2 + SIG_LEN;
+	w->body_max +=
+	        1 + VARINT_MAX + 3 * (1 + VARINT_MAX) + 1 + VARINT_MAX + 1 + VARINT_MAX + w->election_len + 2 + SIG_LEN;
 	w->headlen =
 	        (size_t)snprintf(w->head, sizeof(w->head),
 	                         "POST /v1/batches HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-protobuf\r\n"

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define NOT_ON_BALLOT SIZE_MAX
 
@@ -318,6 +319,12 @@ int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, 
 	}
 	if (rc < 0)
 		return rc;
+	/* Signed for another election that shares the keys (a rehearsal). */
+	const char *election = b->election_id ? b->election_id : "";
+	const char *ours = e->d->election_id ? e->d->election_id : "";
+	if (strcmp(election, ours) != 0)
+		return bal__failf(BAL_EINVALID, why, whylen,
+		                  "election_id \"%.64s\": the definition's election is \"%.64s\"", election, ours);
 
 	contribute(e, (uint32_t)p, false);
 	fold_into_precinct(e, (uint32_t)p, b);

@@ -46,7 +46,8 @@ void bal_expect_free(struct bal_expect *e);
  *         not on the precinct's ballot or repeated, choice or count index out
  *         of range, columns of different lengths; a PROTOCOL batch with ballots,
  *         without a turnout, without a tally for every contest of the ballot or
- *         with a tally not listing every choice); BAL_EOVERFLOW if a count would
+ *         with a tally not listing every choice; an election_id other than the
+ *         definition's, NULL or "" included); BAL_EOVERFLOW if a count would
  *         overflow the precinct's sum or an expected total.
  */
 int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, size_t whylen);

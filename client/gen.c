@@ -397,6 +397,7 @@ int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch 
 	b.ballots_spoiled = bal_rng_below(&r, 3);
 	b.ballots_issued = b.ballots_cast + b.ballots_spoiled;
 	b.created_unix_ms = (uint64_t)g->day0_ms + seq * 60000;
+	b.election_id = d->election_id;
 
 	return finish(g, p, &b, batch, body, len, why, whylen);
 }
@@ -468,5 +469,6 @@ int bal_gen_protocol(struct bal_gen *g, uint32_t p, uint64_t seq, uint64_t cover
 	b.ballots_cast = covers * g->o.batch_size;
 	b.ballots_issued = b.ballots_cast + b.ballots_spoiled;
 	b.created_unix_ms = (uint64_t)g->day0_ms + seq * 60000;
+	b.election_id = d->election_id;
 	return finish(g, p, &b, batch, body, len, why, whylen);
 }

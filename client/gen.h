@@ -48,8 +48,8 @@ void bal_gen_free(struct bal_gen *g);
  * order), batch_size ballots each. Kind TALLY: one ContestTally per such
  * contest, counts summing to batch_size. Turnout: cast = batch_size,
  * spoiled 0..2, issued = cast + spoiled. created_unix_ms = 08:00 UTC on the
- * election date + seq minutes. Signed with the precinct's demo key iff the
- * precinct has a public key in the definition.
+ * election date + seq minutes; election_id the definition's. Signed with the
+ * precinct's demo key iff the precinct has a public key in the definition.
  * @param[out] batch  optional; the Batch as core struct, borrowed from `g`
  *                    until the next call (signed_bytes/signature included).
  * @param[out] body, len  the SignedBatch bytes, borrowed from `g` until the next call.
@@ -70,7 +70,8 @@ int bal_gen_batch(struct bal_gen *g, uint32_t p, uint64_t seq, struct bal_batch 
  * With `shift` > 0 the protocol disagrees with those batches: in one contest
  * with at least two choices (drawn from seed, precinct id and seq),
  * min(shift, the leader's votes) votes move from the leading choice to another
- * drawn choice; turnout stays. created_unix_ms and signing as bal_gen_batch().
+ * drawn choice; turnout stays. created_unix_ms, election_id and signing as
+ * bal_gen_batch().
  * @param[out] batch, body, len  as for bal_gen_batch(), borrowed until the next call.
  * @return 0; -EINVAL (p out of range, seq 0, covers above BAL_GEN_MAX_COVERS)
  *         or BAL_EAUTH, with `why`; -ENOMEM.

@@ -441,8 +441,19 @@ char *th_write_defn(const char *dir, uint32_t precincts, uint32_t districts, uin
 	return path;
 }
 
-uint8_t *th_signed_batch(const struct bal_batch *b, bool sign, uint64_t key_seed, size_t *len)
+const char *th_election_id(void)
 {
+	struct bal_defgen_opts o;
+	bal_defgen_defaults(&o);
+	return o.election_id;
+}
+
+uint8_t *th_signed_batch(const struct bal_batch *batch, bool sign, uint64_t key_seed, size_t *len)
+{
+	struct bal_batch with_id = *batch;
+	if (!with_id.election_id)
+		with_id.election_id = th_election_id();
+	const struct bal_batch *b = &with_id;
 	size_t bl = bal_codec_batch_size(b);
 	uint8_t *inner = malloc(bl ? bl : 1);
 	bal_codec_batch_pack(b, inner);

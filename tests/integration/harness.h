@@ -65,12 +65,17 @@ int th_post(unsigned port, const void *body, size_t len, struct th_resp *r);
 json_t *th_get_json(unsigned port, const char *path);
 
 /** Writes a generated definition (demo keys of `seed` when keys) into dir;
- * returns the malloc'd path. */
+ * returns the malloc'd path. Its election id is th_election_id(). */
 char *th_write_defn(const char *dir, uint32_t precincts, uint32_t districts, uint32_t choices, uint64_t seed,
                     bool keys);
 
+/** The election id of every definition th_write_defn() writes (static). */
+const char *th_election_id(void);
+
 /** Packs `b` (its Batch fields), signs with the demo key of (key_seed,
- * precinct) when sign, wraps in a SignedBatch; malloc'd bytes. */
+ * precinct) when sign, wraps in a SignedBatch; malloc'd bytes. A NULL
+ * b->election_id is sent as th_election_id(), the election of the daemon
+ * under test; "" sends none. */
 uint8_t *th_signed_batch(const struct bal_batch *b, bool sign, uint64_t key_seed, size_t *len);
 
 /** Compares a /v1/snapshot answer with the expected fold; prints the first

@@ -11,6 +11,8 @@
 #include "client/gen.h"
 #include "client/keys.h"
 
+#include "tests/common/params.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <sodium.h>
@@ -201,6 +203,7 @@ static void check_batch(const struct bal_defn *d, uint32_t p, uint64_t seq, cons
 	cr_assert_eq(b->precinct_id, d->precincts[p].id);
 	cr_assert_eq(b->seq, seq);
 	cr_assert_eq(b->kind, kind);
+	cr_assert_str_eq(b->election_id, d->election_id);
 	cr_assert(b->has_turnout);
 	cr_assert_eq(b->ballots_cast, size);
 	cr_assert_leq(b->ballots_spoiled, 2);
@@ -376,12 +379,18 @@ Test(expect, folds_ballots_tallies_and_turnout)
 	                      .has_turnout = true,
 	                      .ballots_issued = 5,
 	                      .ballots_cast = 4,
-	                      .ballots_spoiled = 1};
+	                      .ballots_spoiled = 1,
+	                      .election_id = d->election_id};
 	char why[256] = "";
 	cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), 0, "%s", why);
 	const uint64_t counts[] = {10, 0, 7};
 	struct bal_ctally t = {.contest_id = 1, .n = 3, .counts = counts};
-	struct bal_batch tb = {.precinct_id = 1, .seq = 1, .kind = BAL_KIND_TALLY, .ntallies = 1, .tallies = &t};
+	struct bal_batch tb = {.precinct_id = 1,
+	                       .seq = 1,
+	                       .kind = BAL_KIND_TALLY,
+	                       .ntallies = 1,
+	                       .tallies = &t,
+	                       .election_id = d->election_id};
 	cr_assert_eq(bal_expect_fold(e, &tb, why, sizeof(why)), 0, "%s", why);
 
 	int32_t c1 = bal_defn_contest(d, 1), c102 = bal_defn_contest(d, 102), c101 = bal_defn_contest(d, 101);
@@ -447,6 +456,50 @@ Test(expect, refuses_invalid_batches_without_changing_totals)
 	cr_assert_eq(t.batches, 0);
 	cr_assert_eq(bal_expect_votes(e, 0, 0), 0);
 	cr_assert_eq(bal_expect_precincts_reporting(e), 0);
+	bal_expect_free(e);
+	bal_defn_free(d);
+}
+
+/* Election ids a batch of the "kz-2023-mazhilis" definition must not carry. */
+static const char *const other_elections[] = {
+        NULL,                /* not set: no election */
+        "",                  /* absent on the wire */
+        "kz-2023-rehearsal", /* a rehearsal that shares the keys */
+        "kz-2023-mazhilis ", /* one byte more */
+        "kz-2023-mazhili",   /* one byte less */
+        "KZ-2023-MAZHILIS",  /* ids compare byte for byte */
+};
+
+INDEX_PARAMS(expect, refuses_another_election, other_elections)
+
+ParameterizedTest(size_t *ix, expect, refuses_another_election)
+{
+	struct bal_defn *d = make_defn(4, 2, 3, 1, false);
+	cr_assert_str_eq(d->election_id, "kz-2023-mazhilis");
+	struct bal_expect *e = bal_expect_new(d);
+	const uint64_t counts[] = {10, 0, 7};
+	struct bal_ctally t = {.contest_id = 1, .n = 3, .counts = counts};
+	struct bal_batch b = {.precinct_id = 1,
+	                      .seq = 1,
+	                      .kind = BAL_KIND_TALLY,
+	                      .ntallies = 1,
+	                      .tallies = &t,
+	                      .election_id = other_elections[*ix]};
+	char why[256] = "";
+	cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), BAL_EINVALID, "election_id %s",
+	             b.election_id ? b.election_id : "NULL");
+	char want[128];
+	snprintf(want, sizeof(want), "election_id \"%s\": the definition's election is \"kz-2023-mazhilis\"",
+	         b.election_id ? b.election_id : "");
+	cr_assert_str_eq(why, want);
+	struct bal_expect_turnout tt;
+	bal_expect_turnout(e, &tt);
+	cr_assert_eq(tt.batches, 0, "a refused batch was counted");
+	cr_assert_eq(bal_expect_votes(e, 0, 0), 0);
+	/* The same batch for this election folds. */
+	b.election_id = d->election_id;
+	cr_assert_eq(bal_expect_fold(e, &b, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(bal_expect_votes(e, 0, 0), 10);
 	bal_expect_free(e);
 	bal_defn_free(d);
 }
