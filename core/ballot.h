@@ -78,10 +78,22 @@ struct bal_contest {
 	struct bal_choice *choices;
 };
 
+/**
+ * One precinct. Unless `unbounded`, no batch and no sum of its BALLOTS and
+ * TALLY batches may count more than `max_voters` ballots, votes in one
+ * contest, or ballots issued, cast or spoiled (see bal_tally_fold() and
+ * bal_tally_check_plausible()).
+ * - `max_voters == registered_voters + registration_margin` (fits: the loader
+ *   keeps both below 2^63), or UINT64_MAX iff `unbounded`;
+ * - `registration_margin` is the precinct's own, else the definition's.
+ */
 struct bal_precinct {
 	uint32_t id;
 	uint32_t district; /**< index into bal_defn.districts */
 	uint64_t registered_voters;
+	uint64_t registration_margin; /**< voters allowed beyond the register (same-day registration) */
+	uint64_t max_voters;          /**< registered_voters + registration_margin; UINT64_MAX if unbounded */
+	bool unbounded;               /**< no plausibility bounds apply, except the seq range */
 	bool has_key;
 	uint8_t public_key[32]; /**< Ed25519; valid iff has_key */
 };
@@ -96,7 +108,12 @@ struct bal_precinct {
  *   is one array read; otherwise it bisects `precincts`;
  * - `contests` and `districts` keep file order;
  * - `hash` is SHA-256 of the canonical JSON (sorted keys, compact), pinned in
- *   the data directory at first start.
+ *   the data directory at first start;
+ * - `max_seq >= 1` bounds the seq of every batch; `registration_margin` is
+ *   the default of bal_precinct.registration_margin (the file's "limits");
+ * - `registered_total` sums registered_voters over every precinct, and the
+ *   loader has checked that max_voters summed over the bounded precincts fits
+ *   64 bits too.
  */
 struct bal_defn {
 	char *election_id;
@@ -112,6 +129,8 @@ struct bal_defn {
 	uint32_t id_base, id_span;
 	int32_t *by_id;
 	uint64_t registered_total;
+	uint64_t registration_margin;
+	uint64_t max_seq;
 };
 
 /** Index of the precinct with this id, or -1. */

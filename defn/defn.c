@@ -5,9 +5,9 @@
  * computed as SHA-256 of the canonical JSON (compact, sorted keys).
  *
  * Validation is strict: every object's keys are checked against the format in
- * DESIGN.md so that a misspelt optional field ("threshold_pecent") is an error
- * rather than a silent default. Every message names the JSON path, the value
- * and what was expected. No networking, no storage.
+ * docs/definition.md so that a misspelt optional field ("threshold_pecent")
+ * is an error rather than a silent default. Every message names the JSON
+ * path, the value and what was expected. No networking, no storage.
  */
 #include "defn/defn.h"
 
@@ -460,12 +460,74 @@ static int index_ids(struct ctx *x, struct bal_defn *d)
 	return 0;
 }
 
+/* An optional boolean `key` of `obj`, false when absent. */
+static int get_bool(struct ctx *x, const json_t *obj, const char *path, const char *key, bool *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (v && !json_is_boolean(v))
+		return bal_fail(x->why, x->whylen, BAL_EDEFN, "%s.%s: expected true or false, got %s", path, key,
+		                type_name(v));
+	*out = v && json_is_true(v);
+	return 0;
+}
+
+/*
+ * The plausibility bound of precinct `v` at `path`: registered_voters is
+ * required unless the precinct says "unbounded": true, and a margin of its
+ * own only widens a bound it has. Adds to the definition's totals.
+ */
+static int parse_bound(struct ctx *x, const json_t *v, const char *path, struct bal_defn *d, struct bal_precinct *p,
+                       uint64_t *bound_total)
+{
+	static const json_int_t zero = 0;
+	json_int_t voters = 0, margin = (json_int_t)d->registration_margin;
+	int err = get_bool(x, v, path, "unbounded", &p->unbounded);
+	if (err)
+		return err;
+	if (!p->unbounded && !json_object_get(v, "registered_voters"))
+		return bal_fail(x->why, x->whylen, BAL_EDEFN,
+		                "%s.registered_voters: missing (expected an integer 0..%lld, or \"unbounded\": true "
+		                "for a precinct without plausibility bounds)",
+		                path, (long long)JINT_MAX);
+	err = get_int(x, v, path, "registered_voters", 0, JINT_MAX, &zero, &voters);
+	if (err)
+		return err;
+	p->registered_voters = (uint64_t)voters;
+	if (__builtin_add_overflow(d->registered_total, p->registered_voters, &d->registered_total))
+		return bal_fail(x->why, x->whylen, BAL_EDEFN,
+		                "%s.registered_voters: %llu makes the total overflow 64 bits", path,
+		                (unsigned long long)p->registered_voters);
+	if (p->unbounded) {
+		if (json_object_get(v, "registration_margin"))
+			return bal_fail(x->why, x->whylen, BAL_EDEFN,
+			                "%s.registration_margin: an unbounded precinct has no bound to widen (drop the "
+			                "margin or \"unbounded\": true)",
+			                path);
+		p->registration_margin = 0;
+		p->max_voters = UINT64_MAX;
+		return 0;
+	}
+	err = get_int(x, v, path, "registration_margin", 0, JINT_MAX, &margin, &margin);
+	if (err)
+		return err;
+	p->registration_margin = (uint64_t)margin;
+	p->max_voters = p->registered_voters + p->registration_margin; /* each below 2^63 */
+	if (__builtin_add_overflow(*bound_total, p->max_voters, bound_total))
+		return bal_fail(x->why, x->whylen, BAL_EDEFN,
+		                "%s: registered_voters %llu + registration_margin %llu makes the total of the "
+		                "precincts' bounds overflow 64 bits",
+		                path, (unsigned long long)p->registered_voters,
+		                (unsigned long long)p->registration_margin);
+	return 0;
+}
+
 static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d, const struct idref *drefs)
 {
-	static const char *const keys[] = {"id", "district_id", "registered_voters", "public_key", NULL};
-	static const json_int_t zero = 0;
+	static const char *const keys[] = {
+	        "id", "district_id", "registered_voters", "unbounded", "registration_margin", "public_key", NULL};
 	json_t *arr;
 	struct idref *refs = NULL;
+	uint64_t bound_total = 0;
 	int err = section(x, root, "", "precincts", sizeof(*d->precincts), &arr, (void **)&d->precincts, &refs,
 	                  &d->nprecincts);
 	for (uint32_t i = 0; i < d->nprecincts && !err; i++) {
@@ -473,7 +535,6 @@ static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d
 		json_t *v;
 		struct bal_precinct *p = &d->precincts[i];
 		uint32_t did = 0;
-		json_int_t voters = 0;
 		err = element(x, arr, "precincts", i, keys, path, sizeof(path), &v);
 		if (!err)
 			err = get_u32(x, v, path, "id", 0, NULL, &p->id);
@@ -487,12 +548,7 @@ static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d
 			p->district = (uint32_t)di;
 		}
 		if (!err)
-			err = get_int(x, v, path, "registered_voters", 0, JINT_MAX, &zero, &voters);
-		p->registered_voters = (uint64_t)voters;
-		if (!err && __builtin_add_overflow(d->registered_total, p->registered_voters, &d->registered_total))
-			err = bal_fail(x->why, x->whylen, BAL_EDEFN,
-			               "%s.registered_voters: %llu makes the total overflow 64 bits", path,
-			               (unsigned long long)p->registered_voters);
+			err = parse_bound(x, v, path, d, p, &bound_total);
 		if (!err)
 			err = parse_key(x, v, path, p);
 		refs[i] = (struct idref){p->id, i};
@@ -504,6 +560,28 @@ static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d
 		qsort(d->precincts, d->nprecincts, sizeof(*d->precincts), precinct_cmp);
 	if (!err)
 		err = index_ids(x, d);
+	return err;
+}
+
+/* The optional "limits" object: the default registration margin and the seq range. */
+static int parse_limits(struct ctx *x, const json_t *root, struct bal_defn *d)
+{
+	static const char *const keys[] = {"registration_margin", "max_seq", NULL};
+	static const json_int_t no_margin = 0, seq_max = UINT32_MAX;
+	json_int_t margin = no_margin, max_seq = seq_max;
+	json_t *v = json_object_get(root, "limits");
+	int err = 0;
+	if (v) {
+		err = get_object(x, v, "limits");
+		if (!err)
+			err = check_keys(x, v, "limits", keys);
+		if (!err)
+			err = get_int(x, v, "limits", "registration_margin", 0, JINT_MAX, &no_margin, &margin);
+		if (!err)
+			err = get_int(x, v, "limits", "max_seq", 1, JINT_MAX, &seq_max, &max_seq);
+	}
+	d->registration_margin = (uint64_t)margin;
+	d->max_seq = (uint64_t)max_seq;
 	return err;
 }
 
@@ -521,7 +599,7 @@ static int hash_canonical(struct ctx *x, const json_t *root, struct bal_defn *d)
 
 int bal_defn_parse(const char *json, size_t len, struct bal_defn **out, char *why, size_t whylen)
 {
-	static const char *const keys[] = {"election", "districts", "contests", "precincts", NULL};
+	static const char *const keys[] = {"election", "districts", "contests", "precincts", "limits", NULL};
 	struct ctx x = {why, whylen};
 	if (sodium_init() < 0)
 		return bal_fail(why, whylen, -ENOMEM, "libsodium failed to initialise");
@@ -549,6 +627,8 @@ int bal_defn_parse(const char *json, size_t len, struct bal_defn **out, char *wh
 		err = parse_districts(&x, root, d, &drefs);
 	if (!err)
 		err = parse_contests(&x, root, d, drefs);
+	if (!err)
+		err = parse_limits(&x, root, d);
 	if (!err)
 		err = parse_precincts(&x, root, d, drefs);
 	if (!err)

@@ -1,6 +1,6 @@
 /*
- * Election definition loader: reads the JSON described in DESIGN.md into the
- * plain structs of core/ballot.h, resolving ids to dense indices and
+ * Election definition loader: reads the JSON described in docs/definition.md
+ * into the plain structs of core/ballot.h, resolving ids to dense indices and
  * computing the definition hash that a data directory is pinned to.
  *
  * Depends on jansson (JSON) and libsodium (SHA-256, base64); nothing here

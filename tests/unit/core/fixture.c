@@ -25,9 +25,11 @@ const char fx_json[] =
         "  {\"id\": 102, \"name\": \"Twenty\", \"kind\": \"single_member\", \"district_id\": 20,"
         "   \"choices\": [{\"id\": 1, \"name\": \"p\"}, {\"id\": 2, \"name\": \"q\"}, {\"id\": 3, \"name\": \"r\"},"
         "                {\"id\": 4, \"name\": \"s\"}]}],"
-        " \"precincts\": [{\"id\": 12, \"district_id\": 10, \"registered_voters\": 1500},"
-        "                 {\"id\": 5, \"district_id\": 10}, {\"id\": 7, \"district_id\": 20},"
-        "                 {\"id\": 99, \"district_id\": 20}, {\"id\": 30, \"district_id\": 30}]}";
+        " \"precincts\": [{\"id\": 12, \"district_id\": 10, \"registered_voters\": 1500, \"unbounded\": true},"
+        "                 {\"id\": 5, \"district_id\": 10, \"unbounded\": true},"
+        "                 {\"id\": 7, \"district_id\": 20, \"unbounded\": true},"
+        "                 {\"id\": 99, \"district_id\": 20, \"unbounded\": true},"
+        "                 {\"id\": 30, \"district_id\": 30, \"unbounded\": true}]}";
 
 void fx_load(struct bal_defn **d, struct bal_layout **l)
 {
@@ -42,6 +44,31 @@ void fx_load(struct bal_defn **d, struct bal_layout **l)
 		fprintf(stderr, "fixture layout: out of memory\n");
 		abort();
 	}
+}
+
+/* `index`, or abort naming what is missing. */
+static uint32_t found(int32_t index, const char *what, uint32_t id)
+{
+	if (index < 0) {
+		fprintf(stderr, "%s %u is not in the definition\n", what, id);
+		abort();
+	}
+	return (uint32_t)index;
+}
+
+uint32_t fx_precinct(const struct bal_defn *d, uint32_t id)
+{
+	return found(bal_defn_precinct(d, id), "precinct", id);
+}
+
+uint32_t fx_contest(const struct bal_defn *d, uint32_t id)
+{
+	return found(bal_defn_contest(d, id), "contest", id);
+}
+
+uint32_t fx_district(const struct bal_defn *d, uint32_t id)
+{
+	return found(bal_defn_district(d, id), "district", id);
 }
 
 uint64_t fx_rand(uint64_t *state)

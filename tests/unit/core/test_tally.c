@@ -36,23 +36,17 @@ static void teardown(void)
 
 static uint32_t pidx(uint32_t id)
 {
-	int32_t p = bal_defn_precinct(D, id);
-	cr_assert_geq(p, 0, "precinct %u not in fixture", id);
-	return (uint32_t)p;
+	return fx_precinct(D, id);
 }
 
 static uint32_t cidx(uint32_t id)
 {
-	int32_t c = bal_defn_contest(D, id);
-	cr_assert_geq(c, 0, "contest %u not in fixture", id);
-	return (uint32_t)c;
+	return fx_contest(D, id);
 }
 
 static uint32_t didx(uint32_t id)
 {
-	int32_t d = bal_defn_district(D, id);
-	cr_assert_geq(d, 0, "district %u not in fixture", id);
-	return (uint32_t)d;
+	return fx_district(D, id);
 }
 
 /* ---- layout ------------------------------------------------------------------ */
@@ -374,7 +368,7 @@ Test(tally, fold_counts_columns_of_any_length_and_choice_count)
 			n += (size_t)sprintf(json + n, "%s{\"id\": %u, \"name\": \"k%u\"}", k ? ", " : "", k, k);
 		n += (size_t)sprintf(json + n, "]}");
 	}
-	n += (size_t)sprintf(json + n, "], \"precincts\": [{\"id\": 1, \"district_id\": 10}]}");
+	n += (size_t)sprintf(json + n, "], \"precincts\": [{\"id\": 1, \"district_id\": 10, \"unbounded\": true}]}");
 	struct bal_defn *d;
 	char why[256] = "";
 	cr_assert_eq(bal_defn_parse(json, n, &d, why, sizeof(why)), 0, "%s", why);

@@ -1,7 +1,8 @@
 /*
- * Definition loader tests: a good file with every default, the canonical
- * hash, each kind of broken file with its exact message, loading from disk,
- * and a 10,000-precinct definition with keys loading well under a second.
+ * Definition loader tests: a good file with every default, limits, margins
+ * and unbounded precincts, the canonical hash, each kind of broken file with
+ * its exact message, loading from disk, and a 10,000-precinct definition
+ * with keys loading well under a second.
  */
 #include "defn/defn.h"
 
@@ -33,9 +34,11 @@
 #define PRECINCTS                                                                                      \
 	"\"precincts\": [{\"id\": 30, \"district_id\": 2, \"registered_voters\": 700},"                \
 	" {\"id\": 10, \"district_id\": 1, \"registered_voters\": 1500, \"public_key\": \"" KEY "\"}," \
-	" {\"id\": 20, \"district_id\": 1}]"
+	" {\"id\": 20, \"district_id\": 1, \"unbounded\": true}]"
 #define DOC(e, d, c, p) "{" e ", " d ", " c ", " p "}"
 #define GOOD            DOC(ELECTION, DISTRICTS, CONTESTS, PRECINCTS)
+/* GOOD with a "limits" object. */
+#define DOCL(limits) "{" ELECTION ", " DISTRICTS ", " CONTESTS ", " PRECINCTS ", \"limits\": " limits "}"
 
 static int parse(const char *json, struct bal_defn **d, char *why, size_t len)
 {
@@ -77,8 +80,16 @@ Test(defn, good_file_with_defaults)
 		cr_assert_eq(d->precincts[i].id, ids[i], "precincts sorted by id");
 	cr_assert_eq(d->precincts[0].district, 0);
 	cr_assert_eq(d->precincts[2].district, 1);
-	cr_assert_eq(d->precincts[1].registered_voters, 0, "default registered_voters");
+	cr_assert_eq(d->precincts[0].registered_voters, 1500);
+	cr_assert_eq(d->precincts[0].registration_margin, 0, "default margin");
+	cr_assert_eq(d->precincts[0].max_voters, 1500);
+	cr_assert_not(d->precincts[0].unbounded);
+	cr_assert(d->precincts[1].unbounded);
+	cr_assert_eq(d->precincts[1].registered_voters, 0, "no register needed when unbounded");
+	cr_assert_eq(d->precincts[1].max_voters, UINT64_MAX);
 	cr_assert_eq(d->registered_total, 2200);
+	cr_assert_eq(d->registration_margin, 0, "default margin");
+	cr_assert_eq(d->max_seq, UINT32_MAX, "default max_seq");
 	cr_assert(d->precincts[0].has_key);
 	for (int i = 0; i < 32; i++)
 		cr_assert_eq(d->precincts[0].public_key[i], i);
@@ -114,9 +125,9 @@ Test(defn, precinct_lookup_dense_and_sparse_ids)
 	check_lookups(d);
 	bal_defn_free(d);
 	/* 5 and 4,000,000: too sparse for a table, bisected. */
-	const char *sparse =
-	        DOC(ELECTION, DISTRICTS, CONTESTS,
-	            "\"precincts\": [{\"id\": 4000000, \"district_id\": 2}, {\"id\": 5, \"district_id\": 1}]");
+	const char *sparse = DOC(ELECTION, DISTRICTS, CONTESTS,
+	                         "\"precincts\": [{\"id\": 4000000, \"district_id\": 2, \"registered_voters\": 1},"
+	                         " {\"id\": 5, \"district_id\": 1, \"registered_voters\": 1}]");
 	cr_assert_eq(parse(sparse, &d, why, sizeof(why)), 0, "%s", why);
 	cr_assert_null(d->by_id);
 	cr_assert_eq(bal_defn_precinct(d, 5), 0);
@@ -146,10 +157,55 @@ Test(defn, explicit_options)
 	bal_defn_free(d);
 }
 
+Test(defn, limits_margins_and_unbounded_precincts)
+{
+	const char *json = "{" ELECTION ", " DISTRICTS ", " CONTESTS ","
+	                   " \"limits\": {\"registration_margin\": 25, \"max_seq\": 1000},"
+	                   " \"precincts\": [{\"id\": 1, \"district_id\": 1, \"registered_voters\": 100},"
+	                   " {\"id\": 2, \"district_id\": 1, \"registered_voters\": 200, \"registration_margin\": 0},"
+	                   " {\"id\": 3, \"district_id\": 2, \"registered_voters\": 300, \"registration_margin\": 7},"
+	                   " {\"id\": 4, \"district_id\": 2, \"registered_voters\": 400, \"unbounded\": true},"
+	                   " {\"id\": 5, \"district_id\": 2, \"registered_voters\": 0, \"unbounded\": false}]}";
+	static const struct {
+		uint64_t registered, margin, max;
+		bool unbounded;
+	} want[] = {{100, 25, 125, false},
+	            {200, 0, 200, false},
+	            {300, 7, 307, false},
+	            {400, 0, UINT64_MAX, true},
+	            {0, 25, 25, false}};
+	struct bal_defn *d = NULL;
+	char why[256] = "";
+	cr_assert_eq(parse(json, &d, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(d->max_seq, 1000);
+	cr_assert_eq(d->registration_margin, 25);
+	cr_assert_eq(d->registered_total, 1000, "unbounded precincts count in the register");
+	for (uint32_t i = 0; i < NELEM(want); i++) {
+		const struct bal_precinct *p = &d->precincts[i];
+		cr_assert_eq(p->id, i + 1);
+		cr_assert_eq(p->registered_voters, want[i].registered, "precinct %u", p->id);
+		cr_assert_eq(p->registration_margin, want[i].margin, "precinct %u", p->id);
+		cr_assert_eq(p->max_voters, want[i].max, "precinct %u", p->id);
+		cr_assert_eq(p->unbounded, want[i].unbounded, "precinct %u", p->id);
+	}
+	bal_defn_free(d);
+
+	/* Limits are part of the election: they change the hash, and an empty
+	 * "limits" object is the defaults under another hash. */
+	struct bal_defn *a = NULL, *b = NULL;
+	cr_assert_eq(parse(GOOD, &a, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(parse(DOCL("{}"), &b, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(b->max_seq, a->max_seq);
+	cr_assert_eq(b->registration_margin, a->registration_margin);
+	cr_assert_neq(memcmp(a->hash, b->hash, 32), 0);
+	bal_defn_free(a);
+	bal_defn_free(b);
+}
+
 Test(defn, hash_is_sha256_of_canonical_json)
 {
 	/* Pretty, unordered input; its canonical form is compact with sorted keys. */
-	const char *pretty = "{\n  \"precincts\": [ { \"id\": 1, \"district_id\": 1 } ],\n"
+	const char *pretty = "{\n  \"precincts\": [ { \"id\": 1, \"district_id\": 1, \"registered_voters\": 9 } ],\n"
 	                     "  \"election\": { \"name\": \"E\", \"id\": \"e\" },\n"
 	                     "  \"districts\": [ { \"name\": \"D\", \"id\": 1 } ],\n"
 	                     "  \"contests\": [ { \"seats\": 1, \"name\": \"L\", \"kind\": \"party_list\", \"id\": 1,\n"
@@ -157,7 +213,8 @@ Test(defn, hash_is_sha256_of_canonical_json)
 	const char *canonical =
 	        "{\"contests\":[{\"choices\":[{\"id\":0,\"name\":\"A\"}],\"id\":1,\"kind\":\"party_list\","
 	        "\"name\":\"L\",\"seats\":1}],\"districts\":[{\"id\":1,\"name\":\"D\"}],"
-	        "\"election\":{\"id\":\"e\",\"name\":\"E\"},\"precincts\":[{\"district_id\":1,\"id\":1}]}";
+	        "\"election\":{\"id\":\"e\",\"name\":\"E\"},\"precincts\":[{\"district_id\":1,\"id\":1,"
+	        "\"registered_voters\":9}]}";
 	uint8_t want[32];
 	crypto_hash_sha256(want, (const unsigned char *)canonical, strlen(canonical));
 	struct bal_defn *d = NULL;
@@ -196,11 +253,16 @@ struct bad_case {
 	"{\"id\": 101, \"name\": \"M\", \"kind\": \"single_member\", " extra \
 	" \"choices\": [{\"id\": 1, \"name\": \"X\"}]}"
 #define ONE_PRECINCT(p) "\"precincts\": [" p "]"
+/* Precinct 1 of district 1 with 5 registered voters and `more` keys. */
+#define P1(more) "{\"id\": 1, \"district_id\": 1, \"registered_voters\": 5, " more "}"
+#define VOTERS_MISSING(i)                                                                                             \
+	"precincts[" i "].registered_voters: missing (expected an integer 0..9223372036854775807, or \"unbounded\": " \
+	"true for a precinct without plausibility bounds)"
 
 static const struct bad_case bad_cases[] = {
         {"top level array", "[]", "top level: expected an object, got an array"},
         {"unknown top-level key", "{\"extra\": 1, " ELECTION "}",
-         "top level: unknown key \"extra\" (expected one of: election, districts, contests, precincts)"},
+         "top level: unknown key \"extra\" (expected one of: election, districts, contests, precincts, limits)"},
         {"no election", "{" DISTRICTS ", " CONTESTS ", " PRECINCTS "}",
          "election: missing (expected an object with id, name, date)"},
         {"election not an object", DOC("\"election\": []", DISTRICTS, CONTESTS, PRECINCTS),
@@ -308,46 +370,86 @@ static const struct bad_case bad_cases[] = {
          "precincts[0]: expected an object, got a string"},
         {"precinct unknown district",
          DOC(ELECTION, DISTRICTS, CONTESTS,
-             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1}, {\"id\": 2, \"district_id\": 9}")),
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"registered_voters\": 5},"
+                          " {\"id\": 2, \"district_id\": 9}")),
          "precincts[1].district_id: 9 is not a district id"},
         {"precinct without district", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1}")),
          "precincts[0].district_id: missing (expected an integer 0..4294967295)"},
         {"duplicate precinct",
          DOC(ELECTION, DISTRICTS, CONTESTS,
-             ONE_PRECINCT("{\"id\": 4, \"district_id\": 1}, {\"id\": 10, \"district_id\": 1},"
-                          " {\"id\": 10, \"district_id\": 2}")),
+             ONE_PRECINCT("{\"id\": 4, \"district_id\": 1, \"registered_voters\": 5},"
+                          " {\"id\": 10, \"district_id\": 1, \"registered_voters\": 5},"
+                          " {\"id\": 10, \"district_id\": 2, \"registered_voters\": 5}")),
          "precincts[2].id: 10 duplicates precincts[1].id"},
         {"voters negative",
          DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"registered_voters\": -5}")),
          "precincts[0].registered_voters: -5 is out of range (0..9223372036854775807)"},
-        {"key not base64",
-         DOC(ELECTION, DISTRICTS, CONTESTS,
-             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"not base64!\"}")),
+        {"key not base64", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT(P1("\"public_key\": \"not base64!\""))),
          "precincts[0].public_key: \"not base64!\" is not valid base64"},
         {"key url-safe alphabet",
          DOC(ELECTION, DISTRICTS, CONTESTS,
-             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": "
-                          "\"__ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}")),
+             ONE_PRECINCT(P1("\"public_key\": "
+                             "\"__ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\""))),
          "precincts[0].public_key: \"__ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\" is not valid base64"},
         {"key too short",
-         DOC(ELECTION, DISTRICTS, CONTESTS,
-             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"AAAAAAAAAAAAAAAAAAAAAA==\"}")),
+         DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT(P1("\"public_key\": \"AAAAAAAAAAAAAAAAAAAAAA==\""))),
          "precincts[0].public_key: decodes to 16 bytes, an Ed25519 key has 32"},
-        {"key too long",
-         DOC(ELECTION, DISTRICTS, CONTESTS,
-             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": \"" KEY KEY KEY "\"}")),
+        {"key too long", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT(P1("\"public_key\": \"" KEY KEY KEY "\""))),
          "precincts[0].public_key: 132 characters is too long for a 32-byte Ed25519 key"},
         {"key 33 bytes",
          DOC(ELECTION, DISTRICTS, CONTESTS,
-             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": "
-                          "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\"}")),
+             ONE_PRECINCT(P1("\"public_key\": "
+                             "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\""))),
          "precincts[0].public_key: decodes to 33 bytes, an Ed25519 key has 32"},
-        {"key type",
-         DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"public_key\": 7}")),
+        {"key type", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT(P1("\"public_key\": 7"))),
          "precincts[0].public_key: expected a base64 string, got an integer"},
         {"precinct unknown key",
          DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"voters\": 7}")),
-         "precincts[0]: unknown key \"voters\" (expected one of: id, district_id, registered_voters, public_key)"},
+         "precincts[0]: unknown key \"voters\" (expected one of: id, district_id, registered_voters, unbounded, "
+         "registration_margin, public_key)"},
+        {"voters missing", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1}")),
+         VOTERS_MISSING("0")},
+        {"voters missing in a later precinct",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"registered_voters\": 5},"
+                          " {\"id\": 2, \"district_id\": 2, \"registration_margin\": 5}")),
+         VOTERS_MISSING("1")},
+        {"voters missing, unbounded false",
+         DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"unbounded\": false}")),
+         VOTERS_MISSING("0")},
+        {"unbounded type",
+         DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"unbounded\": 1}")),
+         "precincts[0].unbounded: expected true or false, got an integer"},
+        {"margin of an unbounded precinct",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"unbounded\": true, \"registration_margin\": 3}")),
+         "precincts[0].registration_margin: an unbounded precinct has no bound to widen (drop the margin or "
+         "\"unbounded\": true)"},
+        {"margin negative", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT(P1("\"registration_margin\": -1"))),
+         "precincts[0].registration_margin: -1 is out of range (0..9223372036854775807)"},
+        {"margin type", DOC(ELECTION, DISTRICTS, CONTESTS, ONE_PRECINCT(P1("\"registration_margin\": \"5\""))),
+         "precincts[0].registration_margin: expected an integer 0..9223372036854775807, got a string"},
+        {"registered total overflows",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"registered_voters\": 9223372036854775807},"
+                          " {\"id\": 2, \"district_id\": 1, \"registered_voters\": 9223372036854775807},"
+                          " {\"id\": 3, \"district_id\": 1, \"registered_voters\": 2}")),
+         "precincts[2].registered_voters: 2 makes the total overflow 64 bits"},
+        {"bounds total overflows",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"registered_voters\": 9223372036854775807},"
+                          " {\"id\": 2, \"district_id\": 1, \"registered_voters\": 9223372036854775807,"
+                          " \"registration_margin\": 2}")),
+         "precincts[1]: registered_voters 9223372036854775807 + registration_margin 2 makes the total of the "
+         "precincts' bounds overflow 64 bits"},
+        {"limits not an object", DOCL("5"), "limits: expected an object, got an integer"},
+        {"limits unknown key", DOCL("{\"max_sequence\": 5}"),
+         "limits: unknown key \"max_sequence\" (expected one of: registration_margin, max_seq)"},
+        {"max_seq zero", DOCL("{\"max_seq\": 0}"), "limits.max_seq: 0 is out of range (1..9223372036854775807)"},
+        {"max_seq type", DOCL("{\"max_seq\": 1e3}"),
+         "limits.max_seq: expected an integer 1..9223372036854775807, got a real number"},
+        {"limits margin negative", DOCL("{\"registration_margin\": -3}"),
+         "limits.registration_margin: -3 is out of range (0..9223372036854775807)"},
 };
 
 INDEX_PARAMS(defn, rejects, bad_cases)
