@@ -1,16 +1,44 @@
 /*
  * Counters, check: whether a delta can be applied to a counter array without
  * overflowing any slot (the exact check, and the same check with headroom),
- * and the running bound that lets the committer skip the exact check. Reads
- * counters with relaxed loads and never writes them. It predicts what
- * apply.c does from the layout alone and must not depend on apply.c, fold.c
- * or anything beyond core and libc.
+ * the running bound that lets the committer skip the exact check, and
+ * whether a delta keeps its precinct's ballot sums within the precinct's
+ * plausibility bound (with the deltas of the open group, struct
+ * bal_pending). Reads counters with relaxed loads and never writes them. It
+ * predicts what apply.c does from the layout alone and must not depend on
+ * apply.c, fold.c or anything beyond core and libc.
+ *
+ * What the plausibility bounds leave to the overflow checks. For a bounded
+ * precinct with N = max_voters, fold.c keeps every amount of one batch at
+ * most N and bal_tally_check_plausible() keeps each ballot sum B (per
+ * contest, the cast-vote records and each turnout field) at most N, so every
+ * slot of E (B, or a protocol bounded per batch) is at most N. The loader
+ * checks that N summed over the bounded precincts fits 64 bits, so no
+ * district, contest or national total fed by bounded precincts alone can
+ * overflow. The overflow checks below stay necessary nonetheless:
+ * - unbounded precincts ("unbounded": true) have no N: their amounts are
+ *   limited by nothing but 64 bits, in their own slots and in every total
+ *   they feed;
+ * - batch counts are not bounded by N: a precinct counts at most max_seq
+ *   batches (one per seq), and the national count at most nprecincts times
+ *   that, which fits 64 bits with the default max_seq (2^32 - 1) but not for
+ *   every max_seq the loader accepts;
+ * - the sums over several batches are checked by the committer only:
+ *   recovery folds each journaled batch (fold.c's bounds) but trusts the
+ *   journal for the sums, and bal_tally_rebuild() still reports totals
+ *   beyond 64 bits from counters that no live check produced.
+ * The running bound already skips the exact check for any realistic
+ * election, so nothing is simplified here: removing a check would trade a
+ * guard that costs nothing on the hot path for an argument that depends on
+ * the definition.
  */
 #include "core/tally_int.h"
 
 #include "core/reason.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const char *const turnout_names[BAL_T_NFIELDS] = {
         "batches", "ballots", "ballots_issued", "ballots_cast", "ballots_spoiled",
@@ -221,4 +249,187 @@ uint64_t bal_tally_max(const struct bal_layout *l, const uint64_t *ctr)
 		if (ctr[s] > m)
 			m = ctr[s];
 	return m;
+}
+
+/* ---- plausibility bounds over several batches ------------------------------------ */
+
+struct bal_pending {
+	const struct bal_layout *l;
+	uint64_t *amount;  /* [first aggregate slot] pending ADD amounts summed per precinct slot */
+	uint32_t *touched; /* [nprecincts] the precincts with pending amounts: ntouched of them */
+	uint32_t ntouched;
+	uint8_t *is_touched;  /* [nprecincts] 1 iff in touched */
+	uint32_t *contest_at; /* per district block, at bal__pslot.parents + offset: the contest index */
+	uint64_t *csum;       /* scratch [ncontests]: the checked delta's amounts per contest */
+	uint32_t *clist;      /* scratch [ncontests]: the contests it adds to, each once */
+	uint8_t *cmark;       /* scratch [ncontests]: 1 iff in clist */
+};
+
+struct bal_pending *bal_pending_new(const struct bal_layout *l)
+{
+	const struct bal_defn *d = l->d;
+	struct bal_pending *g = calloc(1, sizeof(*g));
+	if (!g)
+		return NULL;
+	size_t nblock = 0;
+	for (uint32_t i = 0; i < d->ndistricts; i++)
+		nblock += l->bsize[i];
+	const size_t np = d->nprecincts ? d->nprecincts : 1, nc = d->ncontests ? d->ncontests : 1;
+	g->l = l;
+	g->amount = calloc(bal__first_aggregate(l) ? bal__first_aggregate(l) : 1, sizeof(*g->amount));
+	g->touched = calloc(np, sizeof(*g->touched));
+	g->is_touched = calloc(np, sizeof(*g->is_touched));
+	g->contest_at = calloc(nblock ? nblock : 1, sizeof(*g->contest_at));
+	g->csum = calloc(nc, sizeof(*g->csum));
+	g->clist = calloc(nc, sizeof(*g->clist));
+	g->cmark = calloc(nc, sizeof(*g->cmark));
+	if (!g->amount || !g->touched || !g->is_touched || !g->contest_at || !g->csum || !g->clist || !g->cmark) {
+		bal_pending_free(g);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < d->ndistricts; i++) {
+		uint32_t *at = g->contest_at + l->pmap[i];
+		for (uint32_t o = 0; o < l->bsize[i]; o++)
+			at[o] = UINT32_MAX;
+		for (uint32_t c = 0; c < d->ncontests; c++)
+			if (d->contests[c].district < 0 || (uint32_t)d->contests[c].district == i)
+				for (uint32_t k = 0; k < d->contests[c].nchoices; k++)
+					at[l->coff[c] + k] = c;
+	}
+	return g;
+}
+
+void bal_pending_free(struct bal_pending *g)
+{
+	if (!g)
+		return;
+	free(g->amount);
+	free(g->touched);
+	free(g->is_touched);
+	free(g->contest_at);
+	free(g->csum);
+	free(g->clist);
+	free(g->cmark);
+	free(g);
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+	return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+void bal_pending_add(struct bal_pending *g, const struct bal_delta *dl)
+{
+	const struct bal_layout *l = g->l;
+	const struct bal__pview v = bal__pview_of(l, dl);
+	if (dl->kind != BAL_DELTA_ADD || l->d->precincts[v.p].unbounded)
+		return;
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t s = v.base + entry_offset(&v, dl, i);
+		g->amount[s] = add_sat(g->amount[s], dl->e[i].add);
+	}
+	if (!g->is_touched[v.p]) {
+		g->is_touched[v.p] = 1;
+		g->touched[g->ntouched++] = v.p;
+	}
+}
+
+void bal_pending_clear(struct bal_pending *g)
+{
+	for (uint32_t i = 0; i < g->ntouched; i++) {
+		const struct bal__pslot *ps = &g->l->prec[g->touched[i]];
+		memset(g->amount + ps->base, 0, ps->bsize * sizeof(*g->amount));
+		g->is_touched[g->touched[i]] = 0;
+	}
+	g->ntouched = 0;
+}
+
+/* The bounded counts and turnout fields, as the wire names them. */
+static const char *const bounded_names[BAL_T_NFIELDS] = {
+        [BAL_T_BALLOTS] = "ballots",
+        [BAL_T_ISSUED] = "turnout.ballots_issued",
+        [BAL_T_CAST] = "turnout.ballots_cast",
+        [BAL_T_SPOILED] = "turnout.ballots_spoiled",
+};
+
+/* B at block offset o of precinct v, plus what the pending deltas add to it. */
+static uint64_t sum_before(const uint64_t *ctr, const struct bal_pending *g, const struct bal__pview *v, bool shadowed,
+                           uint32_t o)
+{
+	const uint64_t b = shadowed && o >= BAL_T_ISSUED ? bal__ld(ctr, v->bsum + o) : bal__ld(ctr, v->base + o);
+	return add_sat(b, g->amount[v->base + o]);
+}
+
+/* BAL_EINVALID: `what` would exceed precinct v's bound. */
+__attribute__((cold, noinline)) static int beyond_bound(const struct bal_layout *l, const struct bal__pview *v,
+                                                        const char *what, uint64_t before, uint64_t add, char *why,
+                                                        size_t whylen)
+{
+	const struct bal_precinct *pr = &l->d->precincts[v->p];
+	return bal_fail(why, whylen, BAL_EINVALID,
+	                "precinct %u: %s would reach %llu over its BALLOTS and TALLY batches (%llu before this batch + "
+	                "%llu in it), above its %llu registered voters + %llu margin",
+	                pr->id, what, (unsigned long long)add_sat(before, add), (unsigned long long)before,
+	                (unsigned long long)add, (unsigned long long)pr->registered_voters,
+	                (unsigned long long)pr->registration_margin);
+}
+
+__attribute__((cold, noinline)) static int contest_beyond_bound(const struct bal_layout *l, const struct bal__pview *v,
+                                                                uint32_t c, uint64_t before, uint64_t add, char *why,
+                                                                size_t whylen)
+{
+	char what[48];
+	snprintf(what, sizeof(what), "contest %u votes", l->d->contests[c].id);
+	return beyond_bound(l, v, what, before, add, why, whylen);
+}
+
+int bal_tally_check_plausible(const struct bal_layout *l, const uint64_t *ctr, struct bal_pending *g,
+                              const struct bal_delta *dl, char *why, size_t whylen)
+{
+	bal_require(g->l == l);
+	const struct bal__pview v = bal__pview_of(l, dl);
+	const struct bal_precinct *pr = &l->d->precincts[v.p];
+	if (dl->kind != BAL_DELTA_ADD || pr->unbounded)
+		return 0;
+	const bool shadowed = bal__ld(ctr, v.meta + BAL_SH_PROTOCOL_SEQ) != 0;
+	const uint32_t *contest_at = g->contest_at + l->prec[v.p].parents;
+	/* The counts and turnout fields first, each its own quantity; the
+	 * contests' amounts are summed per contest on the way. */
+	uint32_t nc = 0;
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t o = entry_offset(&v, dl, i);
+		const uint64_t add = dl->e[i].add;
+		if (o >= BAL_T_NFIELDS) {
+			const uint32_t c = contest_at[o];
+			if (!g->cmark[c]) {
+				g->cmark[c] = 1;
+				g->csum[c] = 0;
+				g->clist[nc++] = c;
+			}
+			g->csum[c] = add_sat(g->csum[c], add);
+			continue;
+		}
+		if (o == BAL_T_BATCHES)
+			continue;
+		const uint64_t before = sum_before(ctr, g, &v, shadowed, o);
+		if (add_sat(before, add) > pr->max_voters) {
+			for (uint32_t j = 0; j < nc; j++)
+				g->cmark[g->clist[j]] = 0;
+			return beyond_bound(l, &v, bounded_names[o], before, add, why, whylen);
+		}
+	}
+	int err = 0;
+	for (uint32_t j = 0; j < nc; j++) {
+		const uint32_t c = g->clist[j];
+		g->cmark[c] = 0;
+		if (err)
+			continue;
+		uint64_t before = 0;
+		for (uint32_t k = 0; k < l->d->contests[c].nchoices; k++)
+			before = add_sat(before, sum_before(ctr, g, &v, shadowed, l->coff[c] + k));
+		if (add_sat(before, g->csum[c]) > pr->max_voters)
+			err = contest_beyond_bound(l, &v, c, before, g->csum[c], why, whylen);
+	}
+	return err;
 }

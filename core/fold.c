@@ -1,6 +1,9 @@
 /*
- * Counters, fold: validates one decoded batch against the definition and
- * folds it into a delta of precinct-level slots (tally.h, bal_tally_fold()).
+ * Counters, fold: validates one decoded batch against the definition,
+ * including the plausibility bounds of one batch (its precinct's
+ * max_voters, the definition's max_seq), and folds it into a delta of
+ * precinct-level slots (tally.h, bal_tally_fold()). The bounds of a
+ * precinct's sums over several batches need the counters: check.c.
  * Reads only the definition, the layout and the batch: never the counters,
  * never the signature (the caller verifies it), and it never allocates. It
  * must not depend on check, apply or slices, nor on anything beyond core and
@@ -184,11 +187,13 @@ static int fold_columns(const struct bal_defn *d, const struct bal_layout *l, co
 	return 0;
 }
 
-/* TALLY: nonzero counts as adds. PROTOCOL (`absolute`): every count, zeros included. */
+/* TALLY: nonzero counts as adds. PROTOCOL (`absolute`): every count, zeros
+ * included. Each tally sums to at most the precinct's max_voters. */
 static int fold_tallies(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b, uint32_t p,
                         bool absolute, struct bal_delta *out, uint32_t *n, char *why, size_t whylen)
 {
 	const uint32_t base = l->prec[p].base;
+	const struct bal_precinct *pr = &d->precincts[p];
 	const struct entries es = {"tallies", b->ntallies ? (const char *)&b->tallies[0].contest_id : NULL,
 	                           sizeof(*b->tallies)};
 	for (size_t i = 0; i < b->ntallies; i++) {
@@ -207,6 +212,13 @@ static int fold_tallies(const struct bal_defn *d, const struct bal_layout *l, co
 				return bal_fail(why, whylen, BAL_EOVERFLOW,
 				                "tallies[%zu] sum overflows 64 bits (at counts[%u] = %llu)", i, k,
 				                (unsigned long long)t->counts[k]);
+		if (sum > pr->max_voters)
+			return bal_fail(why, whylen, BAL_EINVALID,
+			                "precinct %u: tallies[%zu] (contest %u) counts %llu votes, above its %llu "
+			                "registered voters + %llu margin",
+			                pr->id, i, t->contest_id, (unsigned long long)sum,
+			                (unsigned long long)pr->registered_voters,
+			                (unsigned long long)pr->registration_margin);
 		int err = reserve(out, *n, nch, why, whylen);
 		if (err)
 			return err;
@@ -246,6 +258,44 @@ static int protocol_complete(const struct bal_defn *d, const struct bal_batch *b
 	        b->precinct_id, d->contests[missing].id, b->ntallies, on_ballot);
 }
 
+/*
+ * The bounds of one batch of a bounded precinct, beside its tallies' sums
+ * (fold_tallies()): at most max_voters ballots, and each turnout field at most
+ * max_voters, with neither the cast nor the spoiled ballots above the issued
+ * ones. Whether spoiled ballots are part of the cast ones is not fixed by the
+ * wire format, so their sum is not compared with the issued ones.
+ */
+static int within_bound(const struct bal_precinct *pr, const struct bal_batch *b, size_t nballots, char *why,
+                        size_t whylen)
+{
+	const unsigned long long reg = pr->registered_voters, margin = pr->registration_margin;
+	if (b->kind == BAL_KIND_BALLOTS && nballots > pr->max_voters)
+		return bal_fail(why, whylen, BAL_EINVALID,
+		                "precinct %u: %zu ballots in this batch exceed its %llu registered voters + %llu "
+		                "margin",
+		                pr->id, nballots, reg, margin);
+	if (!b->has_turnout)
+		return 0;
+	const struct {
+		const char *name;
+		uint64_t value;
+	} f[] = {{"ballots_issued", b->ballots_issued},
+	         {"ballots_cast", b->ballots_cast},
+	         {"ballots_spoiled", b->ballots_spoiled}};
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		if (f[i].value > pr->max_voters)
+			return bal_fail(why, whylen, BAL_EINVALID,
+			                "precinct %u: turnout.%s %llu exceeds its %llu registered voters + %llu margin",
+			                pr->id, f[i].name, (unsigned long long)f[i].value, reg, margin);
+		if (i && f[i].value > b->ballots_issued)
+			return bal_fail(why, whylen, BAL_EINVALID,
+			                "precinct %u: turnout.%s %llu exceeds turnout.ballots_issued %llu", pr->id,
+			                f[i].name, (unsigned long long)f[i].value,
+			                (unsigned long long)b->ballots_issued);
+	}
+	return 0;
+}
+
 int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const struct bal_batch *b,
                    struct bal_delta *out, char *why, size_t whylen)
 {
@@ -259,6 +309,9 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 	__builtin_prefetch(&d->precincts[p]);
 	if (b->seq < 1)
 		return bal_fail(why, whylen, BAL_EINVALID, "seq must be >= 1 (got %llu)", (unsigned long long)b->seq);
+	if (b->seq > d->max_seq)
+		return bal_fail(why, whylen, BAL_EINVALID, "precinct %u: seq %llu is above limits.max_seq %llu",
+		                b->precinct_id, (unsigned long long)b->seq, (unsigned long long)d->max_seq);
 
 	size_t nballots = b->ncolumns ? b->columns[0].n : 0;
 	switch (b->kind) {
@@ -295,10 +348,14 @@ int bal_tally_fold(const struct bal_defn *d, const struct bal_layout *l, const s
 		                (int)b->kind);
 	}
 
+	const struct bal_precinct *pr = &d->precincts[p];
+	int err = pr->unbounded ? 0 : within_bound(pr, b, nballots, why, whylen);
+	if (err)
+		return err;
 	const uint32_t base = l->prec[p].base;
 	const bool protocol = b->kind == BAL_KIND_PROTOCOL;
 	uint32_t n = 0;
-	int err = reserve(out, 0, BAL_T_NFIELDS, why, whylen);
+	err = reserve(out, 0, BAL_T_NFIELDS, why, whylen);
 	if (err)
 		return err;
 	if (protocol) {

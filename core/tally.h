@@ -1,14 +1,15 @@
 /*
  * Counters: the flat uint64 array that holds every total, the fold of one
- * validated batch into a small delta, overflow checks, the seqlock through
- * which readers copy a consistent view, and seat allocation.
+ * validated batch into a small delta, overflow and plausibility checks, the
+ * seqlock through which readers copy a consistent view, and seat allocation.
  *
  * Pure functions over plain structs; depends on nothing but libc and
  * core/ballot.h. No per-ballot string hashing: ids are resolved to
  * dense indices by the layout, built once from the definition.
  * Implemented by layout.c (layout, look-ups), fold.c, check.c (overflow
- * checks, running bound), apply.c and slice.c (snapshot slices, rebuild),
- * which share tally_int.h, and by pub.c (seqlock) and seats.c.
+ * checks, running bound, plausibility bounds over several batches), apply.c
+ * and slice.c (snapshot slices, rebuild), which share tally_int.h, and by
+ * pub.c (seqlock) and seats.c.
  *
  * Slot layout (all uint64, one flat array of bal_layout_nslots()):
  * - per precinct: one slot per (contest on its ballot, choice), plus
@@ -172,12 +173,16 @@ struct bal_delta {
  * scribbled). Does not verify the signature (the caller does) and reads no
  * counters.
  * @return 0; BAL_EINVALID with `why` naming field, value and limit (unknown
- *         precinct, seq 0, unknown contest, contest not on this precinct's
- *         ballot, contest twice, choice out of range, column lengths differ,
- *         tally length differs from the contest's choices, ballots in a TALLY
- *         or PROTOCOL batch, tallies in a BALLOTS batch, empty batch, a
- *         PROTOCOL batch without a turnout or without a tally for some contest
- *         of the precinct's ballot, unknown kind);
+ *         precinct, seq 0 or above the definition's max_seq, unknown contest,
+ *         contest not on this precinct's ballot, contest twice, choice out of
+ *         range, column lengths differ, tally length differs from the
+ *         contest's choices, ballots in a TALLY or PROTOCOL batch, tallies in
+ *         a BALLOTS batch, empty batch, a PROTOCOL batch without a turnout or
+ *         without a tally for some contest of the precinct's ballot, unknown
+ *         kind; and, unless the precinct is unbounded, a batch beyond its
+ *         max_voters: more ballots, a tally summing to more votes, or a
+ *         turnout field above it, or ballots cast or spoiled above the
+ *         ballots issued);
  *         BAL_EOVERFLOW if the batch's own sums overflow 64 bits;
  *         -ENOBUFS if `out->cap` is too small.
  * Thread-safe: reads only `d`, `l`, `b`.
@@ -209,6 +214,44 @@ int bal_tally_check(const struct bal_layout *l, const uint64_t *ctr, const struc
  */
 int bal_tally_check_headroom(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl,
                              uint64_t headroom, char *why, size_t whylen);
+
+/**
+ * ADD deltas that a group (one write transaction) has accepted and that are
+ * not yet applied to the counters, summed per precinct slot, so that
+ * bal_tally_check_plausible() sees the precinct's ballot sums as they will be.
+ * Opaque; owned by one thread (the committer). Its memory is about one uint64
+ * per precinct-level slot, allocated once.
+ */
+struct bal_pending;
+
+/** An empty one for layout `l` (borrowed; must outlive it). NULL on ENOMEM. */
+struct bal_pending *bal_pending_new(const struct bal_layout *l);
+void bal_pending_free(struct bal_pending *g);
+/** `dl` is accepted into the group (call it once per accepted delta, in any
+ * order). PROTOCOL deltas and deltas of unbounded precincts are ignored. */
+void bal_pending_add(struct bal_pending *g, const struct bal_delta *dl);
+/** The group's deltas are applied to the counters, or dropped: forget them.
+ * Costs the blocks of the precincts added since the last clear. */
+void bal_pending_clear(struct bal_pending *g);
+
+/**
+ * Whether applying `dl` after the deltas pending in `g` keeps its precinct's
+ * ballot sums (B, see above) within the precinct's max_voters: for every
+ * contest `dl` adds votes to, the precinct's votes in it summed over the
+ * choices; and each of the cast-vote records (BAL_T_BALLOTS) and turnout
+ * fields issued, cast and spoiled that `dl` adds to. Quantities `dl` does
+ * not add to are not checked. B is read from `ctr` whether or not a protocol
+ * replaced it in the totals.
+ * A PROTOCOL delta (bounded per batch by bal_tally_fold(), it replaces
+ * rather than adds) and any delta of an unbounded precinct pass.
+ * @return 0; BAL_EINVALID with `why` (may be NULL) naming the precinct, the
+ *         quantity, the sum it would reach (before this batch + in it) and
+ *         the bound (registered voters + margin).
+ * Reads `ctr` with relaxed loads (the owner's array) and writes only the
+ * scratch of `g`, so: the thread that owns `g`.
+ */
+int bal_tally_check_plausible(const struct bal_layout *l, const uint64_t *ctr, struct bal_pending *g,
+                              const struct bal_delta *dl, char *why, size_t whylen);
 
 /**
  * A cheap overflow proof. Applying a delta raises any one slot by at most
