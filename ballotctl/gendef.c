@@ -33,6 +33,7 @@ static const char help[] =
         "  --threshold P        party-list threshold in percent (default 5)\n"
         "  --registered-min N   (default 500)\n"
         "  --registered-max N   (default 3000)\n"
+        "  --unbounded          mark every precinct unbounded: no plausibility bounds (load tests)\n"
         "  --election-id ID     (default kz-2023-mazhilis)\n"
         "  --election-name TEXT\n"
         "  --date YYYY-MM-DD    (default 2023-03-19)\n"
@@ -50,6 +51,7 @@ enum {
 	O_THRESHOLD,
 	O_RMIN,
 	O_RMAX,
+	O_UNBOUNDED,
 	O_ID,
 	O_NAME,
 	O_DATE,
@@ -69,6 +71,7 @@ int cmd_gen_definition(int argc, char **argv)
 	        {"threshold", required_argument, NULL, O_THRESHOLD},
 	        {"registered-min", required_argument, NULL, O_RMIN},
 	        {"registered-max", required_argument, NULL, O_RMAX},
+	        {"unbounded", no_argument, NULL, O_UNBOUNDED},
 	        {"election-id", required_argument, NULL, O_ID},
 	        {"election-name", required_argument, NULL, O_NAME},
 	        {"date", required_argument, NULL, O_DATE},
@@ -93,6 +96,7 @@ int cmd_gen_definition(int argc, char **argv)
 		case O_THRESHOLD: ok = opt_double("--threshold", optarg, 0, 99.999, &o.threshold_percent); break;
 		case O_RMIN: ok = opt_u64("--registered-min", optarg, 0, 1000000000, &o.registered_min); break;
 		case O_RMAX: ok = opt_u64("--registered-max", optarg, 0, 1000000000, &o.registered_max); break;
+		case O_UNBOUNDED: o.unbounded = true; break;
 		case O_ID: o.election_id = optarg; break;
 		case O_NAME: o.election_name = optarg; break;
 		case O_DATE: o.election_date = optarg; break;

@@ -258,6 +258,8 @@ static json_t *precinct_json(const struct bal_defgen_opts *o, uint32_t i, struct
 	json_object_set_new(p, "district_id", json_integer(district));
 	json_object_set_new(p, "registered_voters",
 	                    json_integer((json_int_t)(o->registered_min + bal_rng_below(reg, span))));
+	if (o->unbounded)
+		json_object_set_new(p, "unbounded", json_true());
 	if (o->keys) {
 		uint8_t pk[32], sk[64];
 		bal_demo_keypair(o->seed, id, pk, sk);

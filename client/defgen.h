@@ -25,6 +25,7 @@ struct bal_defgen_opts {
 	double threshold_percent; /**< 0 <= t < 100 */
 	uint64_t registered_min;  /**< registered_voters uniform in [min, max] */
 	uint64_t registered_max;
+	bool unbounded; /**< mark every precinct "unbounded": no plausibility bounds (load tests) */
 	const char *election_id;
 	const char *election_name;
 	const char *election_date; /**< YYYY-MM-DD */

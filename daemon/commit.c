@@ -60,6 +60,7 @@ struct bal_committer {
 	uint64_t failed_txns;             /* failed write txns not yet logged */
 	uint64_t unstored;                /* batches in them */
 	const struct bal_delta **applied; /* scratch: deltas accepted in the group; cap group_max */
+	struct bal_pending *pending;      /* the same deltas, summed per precinct for the plausibility check */
 	struct bal_job **heads, **tails;  /* scratch: per-worker delivery lists; cap threads */
 };
 
@@ -159,6 +160,7 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 	uint64_t headroom = 0; /* sum of the peaks of the deltas this txn accepted (saturating) */
 	struct bal_job *j = first;
 	*snap_tried = false;
+	bal_pending_clear(c->pending); /* the previous group is applied or dropped */
 	int err = bal_store_wbegin(d->store);
 	if (err)
 		goto fail;
@@ -179,7 +181,14 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 		 * start of the next), and a protocol always opens a group. */
 		uint64_t next_bound = bal_tally_bound(bound, &j->delta);
 		bool add = j->delta.kind == BAL_DELTA_ADD;
-		if (add && next_bound < BAL_TALLY_SAFE)
+		/* Plausibility first: the precinct's ballot sums, with this group's
+		 * earlier batches, stay within its registered voters. A refusal does
+		 * not end the group, so bad batches cannot force an fsync each. */
+		j->result =
+		        bal_tally_check_plausible(d->layout, d->pub.ctr, c->pending, &j->delta, j->why, sizeof(j->why));
+		if (j->result)
+			;
+		else if (add && next_bound < BAL_TALLY_SAFE)
 			j->result = 0;
 		else if (!nacc)
 			j->result = bal_tally_check(d->layout, d->pub.ctr, &j->delta, j->why, sizeof(j->why));
@@ -189,7 +198,8 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 			j->result = 0;
 		/* A resend of a journaled batch is a duplicate or a conflict, whatever
 		 * its counts: it would add nothing, so it is not refused for them. */
-		bool resend = j->result == BAL_EOVERFLOW && bal_store_seen(d->store, j->delta.precinct, j->seq) == 1;
+		bool resend = (j->result == BAL_EOVERFLOW || j->result == BAL_EINVALID) &&
+		              bal_store_seen(d->store, j->delta.precinct, j->seq) == 1;
 		if (resend)
 			j->result = 0;
 		else if (j->result) {
@@ -218,6 +228,7 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 		bound = next_bound;
 		headroom = bal_tally_bound(headroom, &j->delta);
 		c->applied[nacc++] = &j->delta;
+		bal_pending_add(c->pending, &j->delta);
 		j->result = 0;
 	}
 	uint64_t t0 = bal_now_ns();
@@ -246,7 +257,8 @@ fail_txn:
 	bal_store_wabort(d->store);
 fail:
 	/* Nothing of this group is stored (and nothing was applied). Overflow
-	 * rejections stand, and so do duplicates of batches an earlier txn
+	 * rejections stand (plausibility refusals do not: they may depend on
+	 * earlier batches of this group, which are not stored either), and so do duplicates of batches an earlier txn
 	 * committed (their answer is true whatever became of this one: a
 	 * resend to a full journal still learns it is stored). */
 	for (j = first; j != end; j = j->next)
@@ -295,6 +307,7 @@ static void account(struct bal_daemon *d, struct bal_job *first, struct bal_job 
 			bal_log(BAL_LOG_WARN, "commit", "%s", j->why);
 			break;
 		case BAL_EOVERFLOW:
+		case BAL_EINVALID:
 			BAL_METRIC_ADD(d->metrics.batches_rejected, 1);
 			bal_log_reject("commit", "precinct %u seq %llu rejected: %s", j->precinct_id,
 			               (unsigned long long)j->seq, j->why);
@@ -506,9 +519,10 @@ int bal_committer_start(struct bal_daemon *d, uint64_t position, struct bal_comm
 	c->slice_at = position;
 	c->slice_buf = malloc(c->slice_cap * sizeof(*c->slice_buf));
 	c->applied = calloc(d->cfg.group_max, sizeof(*c->applied));
+	c->pending = bal_pending_new(d->layout);
 	c->heads = calloc(d->cfg.threads, sizeof(*c->heads));
 	c->tails = calloc(d->cfg.threads, sizeof(*c->tails));
-	if (!c->slice_buf || !c->applied || !c->heads || !c->tails)
+	if (!c->slice_buf || !c->applied || !c->pending || !c->heads || !c->tails)
 		goto fail_c;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_condattr_t ca;
@@ -529,6 +543,7 @@ fail_sync:
 fail_c:
 	free(c->slice_buf);
 	free(c->applied);
+	bal_pending_free(c->pending);
 	free(c->heads);
 	free(c->tails);
 	free(c);
@@ -548,6 +563,7 @@ void bal_committer_stop(struct bal_committer *c)
 	pthread_mutex_destroy(&c->lock);
 	free(c->slice_buf);
 	free(c->applied);
+	bal_pending_free(c->pending);
 	free(c->heads);
 	free(c->tails);
 	free(c);

@@ -41,6 +41,9 @@ void bal_config_defaults(struct bal_config *c)
 	c->auth = true;
 	c->null_mode = false;
 	c->drain_timeout_ms = 10000;
+	c->conflicts_per_seq = 4;
+	c->conflicts_per_precinct = 64;
+	c->demo = false;
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -138,8 +141,9 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: ballotd [options]\n"
 	           "Counts ballot batches from polling stations exactly once, durably, and serves the totals.\n\n"
-	           "  --definition FILE        election definition (JSON); default: the embedded demo election\n"
-	           "                           (kz2023: 10,000 precincts, 29 districts)\n"
+	           "  --definition FILE        election definition (JSON); required unless --demo\n"
+	           "  --demo                   run the embedded demo election (kz2023: 10,000 precincts, 29\n"
+	           "                           districts; its keys derive from a public seed: never for real)\n"
 	           "  --data DIR               data directory (LMDB), default ./ballotd-data\n"
 	           "  --listen HOST:PORT       default 127.0.0.1:8080; port 0 picks a free port\n"
 	           "  --map-size SIZE          LMDB map size, default 8G\n"
@@ -156,6 +160,9 @@ static void usage(FILE *f)
 	           "  --snapshot-interval DUR  time per round of counter snapshot slices, default 2s\n"
 	           "  --threads N              I/O threads (one libuv loop each, SO_REUSEPORT), default: cores\n"
 	           "  --drain-timeout DUR      SIGTERM: longest wait for in-flight batches, default 10s\n"
+	           "  --conflicts-per-seq N    conflicting versions stored per (precinct, seq), default 4\n"
+	           "  --conflicts-per-precinct N  conflicting versions stored per precinct, default 64;\n"
+	           "                           beyond either they are counted, not stored\n"
 	           "  --no-auth                do not verify precinct signatures\n"
 	           "  --null                   ack every POST at once without decoding or storing (HTTP ceiling)\n"
 	           "  --log-level LEVEL        debug, info, warn, error; default info\n"
@@ -185,6 +192,9 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 		O_NOAUTH,
 		O_NULL,
 		O_LOG,
+		O_DEMO,
+		O_CONFKEY,
+		O_CONFPREC,
 		O_HELP
 	};
 	static const struct option opts[] = {
@@ -208,6 +218,9 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 	        {"no-auth", no_argument, 0, O_NOAUTH},
 	        {"null", no_argument, 0, O_NULL},
 	        {"log-level", required_argument, 0, O_LOG},
+	        {"demo", no_argument, 0, O_DEMO},
+	        {"conflicts-per-seq", required_argument, 0, O_CONFKEY},
+	        {"conflicts-per-precinct", required_argument, 0, O_CONFPREC},
 	        {"help", no_argument, 0, O_HELP},
 	        {0, 0, 0, 0},
 	};
@@ -293,6 +306,17 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 			break;
 		case O_NOAUTH: c->auth = false; break;
 		case O_NULL: c->null_mode = true; break;
+		case O_DEMO: c->demo = true; break;
+		case O_CONFKEY:
+			bad = parse_uint(optarg, 1, 1000, &v);
+			if (!bad)
+				c->conflicts_per_seq = (unsigned)v;
+			break;
+		case O_CONFPREC:
+			bad = parse_uint(optarg, 1, 1000000, &v);
+			if (!bad)
+				c->conflicts_per_precinct = (unsigned)v;
+			break;
 		case O_LOG:
 			if (strcmp(optarg, "debug") == 0)
 				bal_log_min = BAL_LOG_DEBUG;
@@ -319,6 +343,15 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "ballotd: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	if (!c->definition && !c->demo) {
+		fprintf(stderr, "ballotd: no --definition FILE given (--demo runs the embedded demo election, whose "
+		                "keys anyone can derive)\n");
+		return -1;
+	}
+	if (c->definition && c->demo) {
+		fprintf(stderr, "ballotd: --definition and --demo exclude each other\n");
 		return -1;
 	}
 	return 0;

@@ -11,11 +11,16 @@
 
 #include "daemon/commit.h"
 #include "daemon/log.h"
+#include "proto/codec.h"
 #include "storage/storage.h"
 
 int bal_daemon_open_store(struct bal_daemon *d)
 {
-	struct bal_store_opts o = {.dir = d->cfg.data_dir, .map_size = d->cfg.map_size};
+	struct bal_store_opts o = {.dir = d->cfg.data_dir,
+	                           .map_size = d->cfg.map_size,
+	                           .conflicts_per_key = d->cfg.conflicts_per_seq,
+	                           .conflicts_per_precinct = d->cfg.conflicts_per_precinct,
+	                           .signed_part = bal_codec_signed_part};
 	memcpy(o.hash, d->defn->hash, sizeof(o.hash));
 	/* Storage names precincts by the definition's dense index, in id order. */
 	uint32_t *ids = malloc(d->defn->nprecincts * sizeof(*ids));

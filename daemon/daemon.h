@@ -36,17 +36,20 @@ struct bal_config {
 	size_t max_header; /**< request line + headers cap, bytes (431 beyond) */
 	size_t max_output; /**< queued response bytes per connection before it is closed */
 	unsigned max_connections;
-	unsigned max_pipeline;       /**< requests in flight per connection before reading pauses */
-	unsigned idle_timeout_ms;    /**< connection with no request in progress */
-	unsigned request_timeout_ms; /**< from a request's first byte to its last */
-	unsigned queue_depth;        /**< batches waiting for commit before 503 */
-	unsigned group_max;          /**< batches per write transaction at most */
-	uint64_t snapshot_every;     /**< batches between counter snapshots */
-	unsigned snapshot_ms;        /**< ms between counter snapshots (if anything changed) */
-	unsigned threads;            /**< I/O threads */
-	bool auth;                   /**< verify Ed25519 signatures of precincts that have a key */
-	bool null_mode;              /**< ack every POST at once: measures the HTTP ceiling */
-	unsigned drain_timeout_ms;   /**< SIGTERM: longest wait for in-flight batches */
+	unsigned max_pipeline;           /**< requests in flight per connection before reading pauses */
+	unsigned idle_timeout_ms;        /**< connection with no request in progress */
+	unsigned request_timeout_ms;     /**< from a request's first byte to its last */
+	unsigned queue_depth;            /**< batches waiting for commit before 503 */
+	unsigned group_max;              /**< batches per write transaction at most */
+	uint64_t snapshot_every;         /**< batches between counter snapshots */
+	unsigned snapshot_ms;            /**< ms between counter snapshots (if anything changed) */
+	unsigned threads;                /**< I/O threads */
+	bool auth;                       /**< verify Ed25519 signatures of precincts that have a key */
+	bool null_mode;                  /**< ack every POST at once: measures the HTTP ceiling */
+	unsigned drain_timeout_ms;       /**< SIGTERM: longest wait for in-flight batches */
+	unsigned conflicts_per_seq;      /**< conflicting versions stored per (precinct, seq) */
+	unsigned conflicts_per_precinct; /**< conflicting versions stored per precinct */
+	bool demo;                       /**< the embedded demo election (definition is NULL) */
 };
 
 /** Fills `c` with the default of every option (config.c). */
@@ -94,6 +97,7 @@ struct bal_daemon {
 	int degraded_errno; /**< last commit failure (-ENOSPC ...), 0 when healthy */
 	uint64_t started_unix_ms;
 	double recovery_ms;
+	uint32_t keyless; /**< precincts without a public key in the definition */
 	char bound_host[64];
 	unsigned bound_port;
 };

@@ -123,6 +123,16 @@ void bal_ingest_request(struct bal_req *req)
 		return;
 	}
 	const struct bal_precinct *prec = &d->defn->precincts[p];
+	if (!prec->has_key && b.signature_len != 0) {
+		/* The audit verifies a keyless precinct's batches by their empty
+		 * signature: any other bytes would make the journal unverifiable. */
+		snprintf(why, sizeof(why),
+		         "precinct %u has no key in the definition: its batches carry an empty "
+		         "signature, not %zu bytes",
+		         b.precinct_id, b.signature_len);
+		reject(req, 401, why);
+		return;
+	}
 	if (d->cfg.auth && prec->has_key) {
 		if (b.signature_len != crypto_sign_BYTES) {
 			snprintf(why, sizeof(why), "signature is %zu bytes, an Ed25519 signature is %d (precinct %u)",
@@ -136,6 +146,12 @@ void bal_ingest_request(struct bal_req *req)
 			reject(req, 401, why);
 			return;
 		}
+	}
+	if (strcmp(b.election_id, d->defn->election_id) != 0) {
+		snprintf(why, sizeof(why), "batch is for election \"%.64s\", this is \"%.64s\"", b.election_id,
+		         d->defn->election_id);
+		reject(req, 422, why);
+		return;
 	}
 
 	if (!req->entries) {

@@ -52,6 +52,22 @@ static int load_definition(struct bal_daemon *d)
 	        "definition sha256 %s",
 	        d->defn->election_id, d->cfg.definition ? d->cfg.definition : "embedded", d->defn->nprecincts,
 	        d->defn->ndistricts, d->defn->ncontests, bal_layout_nslots(d->layout), hex);
+	uint32_t keyless = 0;
+	for (uint32_t i = 0; i < d->defn->nprecincts; i++)
+		keyless += !d->defn->precincts[i].has_key;
+	d->keyless = keyless;
+	if (keyless)
+		bal_log(BAL_LOG_WARN, "main",
+		        "%u of %u precincts have no public key: anyone can upload their batches (with an empty "
+		        "signature)",
+		        keyless, d->defn->nprecincts);
+	if (!d->cfg.auth)
+		bal_log(BAL_LOG_WARN, "main",
+		        "--no-auth: signatures are not verified; anyone can upload batches for any precinct");
+	if (d->cfg.demo)
+		bal_log(BAL_LOG_WARN, "main",
+		        "--demo: the embedded demo election, whose keys derive from a public seed; never for a real "
+		        "election");
 	return 0;
 }
 

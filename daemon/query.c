@@ -531,9 +531,10 @@ static void healthz(struct bal_req *req)
 	struct bal_text b = {0};
 	bal_text_printf(&b,
 	                "{\"status\":\"%s\",\"position\":%llu,\"snapshot_position\":%llu,\"map_used\":%llu,"
-	                "\"map_size\":%llu,\"draining\":%s",
+	                "\"map_size\":%llu,\"draining\":%s,\"auth\":%s,\"keyless_precincts\":%u",
 	                err ? "degraded" : "ok", U64(info.position), U64(info.snapshot_position), U64(info.map_used),
-	                U64(info.map_size), __atomic_load_n(&d->draining, __ATOMIC_RELAXED) ? "true" : "false");
+	                U64(info.map_size), __atomic_load_n(&d->draining, __ATOMIC_RELAXED) ? "true" : "false",
+	                d->cfg.auth ? "true" : "false", d->keyless);
 	if (err) {
 		char why[200];
 		if (err == -ENOSPC)

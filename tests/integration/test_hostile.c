@@ -482,44 +482,69 @@ Test(hostile, truncated_protobuf_is_400_at_every_length, .init = setup_default, 
 	free(body);
 }
 
-/* ---- unknown fields: proto3 keeps and ignores them ------------------------- */
+/* ---- other encodings of a signed batch ---------------------------------------- */
 
-Test(hostile, unknown_fields_are_accepted_and_counted_once, .init = setup_default, .fini = stop)
+/*
+ * A journaled batch resent in another encoding: junk after the signature
+ * (which covers only the Batch), or an unknown or repeated field inside the
+ * Batch, re-signed. Only the canonical encoding decodes, so each is 400:
+ * nothing is journaled or recorded as a conflict, and the original resent is
+ * still DUPLICATE.
+ */
+Test(hostile, other_encodings_of_a_batch_are_400, .init = setup_default, .fini = stop)
 {
-	uint32_t choices[3] = {0, 1, 2};
-	struct bal_column col = {.contest_id = h.defn->contests[0].id, .n = 3, .choices = choices};
-	struct bal_batch b = {.precinct_id = h.defn->precincts[0].id,
-	                      .seq = 1,
-	                      .kind = BAL_KIND_BALLOTS,
-	                      .columns = &col,
-	                      .ncolumns = 1};
-	uint8_t inner[512], body[1024];
-	size_t in = bal_codec_batch_pack(&b, inner);
-	/* Unknown varint field 15 and unknown length-delimited field 100, inside the signed bytes. */
-	inner[in++] = 15 << 3;
-	inner[in++] = 0x2a;
-	in += put_bytes_field(inner + in, 100, "future", 6);
-	size_t n = wrap_signed(inner, in, body);
-	/* And an unknown field in the SignedBatch envelope, outside the signature. */
-	body[n++] = 3 << 3;
-	body[n++] = 0x01;
+	size_t len;
+	uint8_t *body = valid_batch(0, 1, &len);
 	int fd = th_connect(h.td.port);
 	struct th_resp r;
-	cr_assert_eq(post_on(fd, body, n, &r), 0);
-	cr_assert_eq(r.status, 200, "%s", r.body);
-	cr_expect(strstr(r.body, "\"ACCEPTED\",\"position\":1"), "%s", r.body);
+	cr_assert_eq(post_on(fd, body, len, &r), 0);
+	cr_assert(strstr(r.body, "\"ACCEPTED\",\"position\":1"), "%s", r.body);
 	th_resp_free(&r);
-	cr_assert_eq(post_on(fd, body, n, &r), 0);
-	cr_expect_eq(r.status, 200, "%s", r.body);
-	cr_expect(strstr(r.body, "\"DUPLICATE\",\"position\":1"), "the resend is a duplicate: %s", r.body);
+	/* SignedBatch = 0x0a varint(batch_len) batch 0x12 0x40 signature. */
+	uint64_t blen = 0;
+	size_t hdr = 1, shift = 0;
+	while (body[hdr] & 0x80)
+		blen |= (uint64_t)(body[hdr++] & 0x7f) << (7 * shift++);
+	blen |= (uint64_t)body[hdr++] << (7 * shift);
+	uint8_t *inner = malloc(blen + 8), *other = malloc(len + 32);
+	static const char *const cases[] = {"junk after the signature", "unknown field inside", "turnout twice"};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		memcpy(inner, body + hdr, blen);
+		size_t in = blen, n;
+		if (k == 0) {
+			memcpy(other, body, len);
+			n = len;
+			other[n++] = 3 << 3; /* field 3, varint 1 */
+			other[n++] = 0x01;
+		} else {
+			if (k == 1) {
+				inner[in++] = 15 << 3; /* field 15, varint 42 */
+				inner[in++] = 0x2a;
+			} else {
+				static const uint8_t turnout[] = {0x32, 0x02, 0x08, 0x63}; /* issued 99 */
+				memcpy(inner + in, turnout, sizeof(turnout));
+				in += sizeof(turnout);
+			}
+			n = wrap_signed(inner, in, other);
+		}
+		cr_assert_eq(post_on(fd, other, n, &r), 0);
+		cr_expect_eq(r.status, 400, "%s: %d %s", cases[k], r.status, r.body);
+		th_resp_free(&r);
+	}
+	cr_assert_eq(post_on(fd, body, len, &r), 0);
+	cr_expect(strstr(r.body, "\"DUPLICATE\",\"position\":1"), "the original is a duplicate: %s", r.body);
 	th_resp_free(&r);
 	close(fd);
-	json_t *snap = th_get_json(h.td.port, "/v1/snapshot");
-	cr_assert(snap);
-	cr_expect_eq(json_integer_value(json_object_get(snap, "batches")), 1);
-	cr_expect_eq(json_integer_value(json_object_get(json_object_get(snap, "turnout"), "ballots")), 3,
-	             "three ballots, counted once");
-	json_decref(snap);
+	assert_counters(1, 1);
+	char path[64];
+	snprintf(path, sizeof(path), "/v1/precincts/%u", h.defn->precincts[0].id);
+	json_t *pr = th_get_json(h.td.port, path);
+	cr_assert(pr);
+	cr_expect_eq(json_array_size(json_object_get(pr, "conflicts")), 0, "no conflict recorded");
+	json_decref(pr);
+	free(inner);
+	free(other);
+	free(body);
 }
 
 /* ---- chunked bodies --------------------------------------------------------- */

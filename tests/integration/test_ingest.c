@@ -246,6 +246,8 @@ static struct bad_case bad_cases[] = {
         {"empty_batch", 422, "empty"},
         {"bad_signature", 401, "does not verify"},
         {"missing_signature", 401, "signature"},
+        {"other_election", 422, "election \\\"kz-2023-rehearsal"},
+        {"no_election", 422, "is for election"},
 };
 
 ParameterizedTestParameters(ingest, rejects_bad_input)
@@ -328,6 +330,10 @@ static uint8_t *build_bad(const char *name, size_t *len)
 		b.ncolumns = 0;
 	} else if (strcmp(name, "missing_signature") == 0) {
 		sign = false;
+	} else if (strcmp(name, "other_election") == 0) {
+		b.election_id = "kz-2023-rehearsal";
+	} else if (strcmp(name, "no_election") == 0) {
+		b.election_id = "";
 	}
 	uint8_t *body = th_signed_batch(&b, sign, KEY_SEED, len);
 	if (strcmp(name, "bad_signature") == 0)

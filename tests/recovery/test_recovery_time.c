@@ -20,8 +20,10 @@
 
 #include "tests/recovery/torture.h"
 
-#define DEFN      BAL_TEST_SOURCE_DIR "/data/kz2023.json"
-#define SEED      2023 /* gen-definition --seed of data/kz2023.json */
+/* data/kz2023.json's shape and keys (gen-definition --precincts 10000
+ * --districts 29 --choices 8 --seed 2023), with unbounded precincts: a
+ * million batches hold more ballots than its registers. */
+#define SEED      2023
 #define RESTARTS  5
 #define MAX_SIZES 8
 /* Defaults of --snapshot-every and --group-max: the longest tail a kill can leave. */
@@ -55,10 +57,12 @@ static void measure(uint64_t batches, struct timing *t)
 	cr_assert(dir);
 	char data[600], log[700];
 	snprintf(data, sizeof(data), "%s/data", dir);
+	char *defn = th_write_defn(dir, 10000, 29, 8, SEED, true);
+	cr_assert(defn);
 	struct th_daemon td;
-	cr_assert_eq(tr_start(&td, DEFN, data, 0, NULL), 0);
+	cr_assert_eq(tr_start(&td, defn, data, 0, NULL), 0);
 	unsigned port = td.port;
-	struct tr_push p = {.defn = DEFN,
+	struct tr_push p = {.defn = defn,
 	                    .port = port,
 	                    .key_seed = SEED,
 	                    .seed = SEED,
@@ -78,7 +82,7 @@ static void measure(uint64_t batches, struct timing *t)
 		th_kill9(&td);
 		snprintf(log, sizeof(log), "%s/restart.%d.log", dir, k);
 		double s0 = tr_now_ms();
-		pid_t pid = th_daemon_spawn(DEFN, data, port, NULL, log);
+		pid_t pid = th_daemon_spawn(defn, data, port, NULL, log);
 		cr_assert_gt(pid, 0);
 		t->listen_ms[k] = tr_wait_listening(log, pid, s0, 120000);
 		char *text = tr_slurp(log);
@@ -95,6 +99,7 @@ static void measure(uint64_t batches, struct timing *t)
 	json_decref(res);
 	cr_expect_eq(th_stop(&td), 0);
 	th_rmdir(dir);
+	free(defn);
 	free(dir);
 }
 
@@ -115,7 +120,8 @@ Test(recovery_time, does_not_grow_with_the_journal)
 	struct timing t[MAX_SIZES];
 	for (int i = 0; i < n; i++)
 		measure(sizes[i], &t[i]);
-	fprintf(stderr, "recovery time after SIGKILL (%s, batch size 10, default --snapshot-every %d / 2s):\n", DEFN,
+	fprintf(stderr,
+	        "recovery time after SIGKILL (kz2023 shape, batch size 10, default --snapshot-every %d / 2s):\n",
 	        SNAPSHOT_EVERY);
 	fprintf(stderr, "%10s %8s %10s  %-40s %s\n", "journal", "push s", "batches/s",
 	        "spawn->listening ms (each restart)", "replayed entries / replay ms (each restart)");
