@@ -304,7 +304,7 @@ static void account(struct bal_daemon *d, struct bal_job *first, struct bal_job 
 		case BAL_EDUPLICATE: BAL_METRIC_ADD(d->metrics.batches_duplicate, 1); break;
 		case BAL_ECONFLICT:
 			BAL_METRIC_ADD(d->metrics.batches_conflict, 1);
-			bal_log(BAL_LOG_WARN, "commit", "%s", j->why);
+			bal_log_reject("commit", "%s", j->why); /* rate-limited: anyone may resend */
 			break;
 		case BAL_EOVERFLOW:
 		case BAL_EINVALID:

@@ -328,7 +328,12 @@ static void precinct(struct bal_req *req, const char *idstr)
 	struct conflict_walk cw = {.b = &b, .first = true};
 	if (!err)
 		err = bal_store_conflict_scan(w->d->store, pr->id, on_conflict, &cw);
-	bal_text_printf(&b, "]");
+	uint64_t stored = 0, unstored = 0;
+	if (!err)
+		err = bal_store_conflict_counts(w->d->store, pr->id, &stored, &unstored);
+	/* Conflicting versions beyond the caps (or already recorded) are
+	 * counted, not stored. */
+	bal_text_printf(&b, "],\"conflicts_stored\":%llu,\"conflicts_unstored\":%llu", U64(stored), U64(unstored));
 	discrepancies_json(&b, d, l, ctr, (uint32_t)p);
 	bal_text_printf(&b, "}\n");
 	if (err) {
