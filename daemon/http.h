@@ -7,6 +7,12 @@
  * cap) sets `error_status` and `error_why`; the connection answers that and
  * closes, since the framing of whatever follows is unknown.
  *
+ * The head is read strictly (RFC 9112), where http-parser is lenient: every
+ * line of it ends in CRLF (a bare LF is 400), no header line starts with SP
+ * or HT (obs-fold is 400), no whitespace sits between a header name and its
+ * colon (400), and the request target holds no control character or space
+ * (400). Two readers must never frame one byte stream differently.
+ *
  * Threads: any; a struct bal_http belongs to the thread of its connection.
  */
 #ifndef BAL_DAEMON_HTTP_H
@@ -62,6 +68,15 @@ struct bal_http {
 	bool hname_done;
 	char hval[128]; /**< current header value (only for headers we read) */
 	size_t hval_len;
+	/* Line check of the head, from the request target to the empty line
+	 * (see http.c: scan_head()); it may run ahead of the parser within
+	 * the bytes being fed, never beyond them. */
+	const char *feed_end; /**< end of the bytes bal_http_feed() is parsing */
+	uint8_t scan;         /**< SCAN_OFF, SCAN_LINE or SCAN_LINE_START */
+	bool scan_first;      /**< in the request line */
+	bool url_seen;        /**< the request target's first bytes came */
+	char scan_last;       /**< last byte scanned, when a line goes on in the next bytes fed */
+	size_t scan_line;     /**< bytes of the current line scanned so far */
 	int error_status;
 	char error_why[160];
 };

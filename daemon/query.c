@@ -279,21 +279,40 @@ static void discrepancies_json(struct bal_text *b, const struct bal_defn *d, con
 	bal_text_printf(b, "]");
 }
 
+/*
+ * A number in a path, in its one canonical spelling: decimal digits only,
+ * no sign, no whitespace, no leading zero (except "0" itself), at most
+ * `max`. Two spellings of one id would be two cache keys and two log lines
+ * for one resource. Returns 0 and the value in *out, or -1.
+ */
+static int path_number(const char *s, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	if (s[0] < '0' || s[0] > '9' || (s[0] == '0' && s[1]))
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || v > (max - (uint64_t)(*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return 0;
+}
+
 static void precinct(struct bal_req *req, const char *idstr)
 {
 	struct bal_worker *w = req->conn->w;
 	const struct bal_defn *d = w->d->defn;
 	const struct bal_layout *l = w->d->layout;
-	char *end;
-	errno = 0;
-	unsigned long id = strtoul(idstr, &end, 10);
-	if (errno || end == idstr || *end || id > UINT32_MAX) {
-		send_error(req, 400, "precinct id '%.40s' is not a number", idstr);
+	uint64_t id;
+	if (path_number(idstr, UINT32_MAX, &id)) {
+		send_error(req, 400, "precinct id '%.40s' is not a number in [0, %u] in canonical form", idstr,
+		           UINT32_MAX);
 		return;
 	}
 	int32_t p = bal_defn_precinct(d, (uint32_t)id);
 	if (p < 0) {
-		send_error(req, 404, "precinct %lu is not in the definition", id);
+		send_error(req, 404, "precinct %llu is not in the definition", U64(id));
 		return;
 	}
 	const struct view v = view_of(req, false);

@@ -2,7 +2,8 @@
  * Hostile and broken clients against the real ballotd on 127.0.0.1: bodies
  * that are not protobuf, truncated protobuf, huge declared lengths, unknown
  * fields, chunked bodies within and beyond the cap, oversized header lines,
- * slowloris clients, a client that never reads, connections beyond the cap,
+ * heads http-parser would read leniently (bare LF, obs-fold, whitespace
+ * before a colon, a tab in the target), slowloris clients, a client that never reads, connections beyond the cap,
  * garbage between pipelined requests, a tally whose own sum overflows, and a
  * long mixed run that checks the daemon's memory stays flat.
  *
@@ -29,6 +30,7 @@
 #include "defn/defn.h"
 #include "client/gen.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/probe.h"
 #include "client/keys.h"
 
 #define KEY_SEED 23
@@ -45,33 +47,17 @@
 #endif
 
 /* The daemon of the current test, its election and scratch directory. */
-static struct {
-	char *dir;
-	char *defn_path;
-	struct bal_defn *defn;
-	struct th_daemon td;
-} h;
+static struct tp_suite h;
 
 static void start(uint32_t precincts, uint32_t choices, const char *const *extra)
 {
-	h.dir = th_tmpdir();
-	cr_assert(h.dir);
-	h.defn_path = th_write_defn(h.dir, precincts, 3, choices, KEY_SEED, true);
-	cr_assert(h.defn_path);
-	char why[256], data[600];
-	cr_assert_eq(bal_defn_load(h.defn_path, &h.defn, why, sizeof(why)), 0, "%s", why);
-	snprintf(data, sizeof(data), "%s/data", h.dir);
-	cr_assert_eq(th_start(&h.td, h.defn_path, data, 0, extra), 0);
+	char why[256];
+	cr_assert_eq(tp_suite_start(&h, precincts, choices, KEY_SEED, extra, why, sizeof(why)), 0, "%s", why);
 }
 
 static void stop(void)
 {
-	if (h.td.pid > 0)
-		cr_expect_eq(th_stop(&h.td), 0, "ballotd should still be alive and exit 0 on SIGTERM");
-	bal_defn_free(h.defn);
-	free(h.defn_path);
-	th_rmdir(h.dir);
-	free(h.dir);
+	cr_expect_eq(tp_suite_stop(&h), 0, "ballotd should still be alive and exit 0 on SIGTERM");
 }
 
 static void setup_default(void)
@@ -94,29 +80,6 @@ static void setup_slow(void)
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Resident set of a process in KiB (VmRSS), or -1. */
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	long kb = -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
 
 /*
  * How much RSS growth a check allows: `release_kb` in a plain build. ASan
@@ -167,16 +130,9 @@ static void assert_untouched(void)
 /* A valid signed BALLOTS batch of precinct index p; malloc'd bytes. */
 static uint8_t *valid_batch(uint32_t p, uint64_t seq, size_t *len)
 {
-	struct bal_gen_opts o = {.seed = 5, .key_seed = KEY_SEED, .batch_size = 10, .kind = BAL_KIND_BALLOTS};
-	struct bal_gen *g = NULL;
-	char why[256];
-	cr_assert_eq(bal_gen_new(h.defn, &o, &g, why, sizeof(why)), 0, "%s", why);
-	const uint8_t *body;
-	cr_assert_eq(bal_gen_batch(g, p, seq, NULL, &body, len, why, sizeof(why)), 0, "%s", why);
-	uint8_t *copy = malloc(*len);
-	memcpy(copy, body, *len);
-	bal_gen_free(g);
-	return copy;
+	uint8_t *b = tp_batch(h.defn, KEY_SEED, p, seq, 10, len);
+	cr_assert(b, "no batch for precinct index %u", p);
+	return b;
 }
 
 /* Proves the daemon still counts: one valid batch is ACCEPTED at want_position. */
@@ -192,59 +148,6 @@ static void accept_one(uint32_t p, uint64_t seq, uint64_t want_position)
 	cr_expect(strstr(r.body, want), "%s, want %s", r.body, want);
 	th_resp_free(&r);
 	free(body);
-}
-
-/* POSTs `body` on an open connection; fills r. */
-static int post_on(int fd, const void *body, size_t len, struct th_resp *r)
-{
-	char head[160];
-	int hl = snprintf(head, sizeof(head), "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
-	                  len);
-	if (th_send(fd, head, (size_t)hl) || (len && th_send(fd, body, len)))
-		return -1;
-	return th_read_resp(fd, r, 10000);
-}
-
-/* One GET on an open connection; returns the status (or -1). */
-static int get_on(int fd, const char *path)
-{
-	char req[128];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
-	if (th_send(fd, req, (size_t)n))
-		return -1;
-	struct th_resp r;
-	if (th_read_resp(fd, &r, 5000))
-		return -1;
-	int st = r.status;
-	th_resp_free(&r);
-	return st;
-}
-
-/*
- * Reads and discards until the peer closes (EOF or reset). Returns the
- * milliseconds that took, or -1 if the connection is still open after
- * timeout_ms.
- */
-static long wait_closed(int fd, int timeout_ms)
-{
-	uint64_t t0 = now_ms(), deadline = t0 + (uint64_t)timeout_ms;
-	char buf[4096];
-	for (;;) {
-		uint64_t now = now_ms();
-		if (now >= deadline)
-			return -1;
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int pr = poll(&pfd, 1, (int)(deadline - now));
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0)
-			return -1;
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return (long)(now_ms() - t0);
-	}
 }
 
 static size_t put_varint(uint8_t *p, uint64_t v)
@@ -282,30 +185,6 @@ static size_t wrap_signed(const uint8_t *inner, size_t inner_len, uint8_t *out)
 	bal_demo_keypair(KEY_SEED, h.defn->precincts[0].id, pk, sk);
 	crypto_sign_detached(sig, NULL, inner, inner_len, sk);
 	return wrap(inner, inner_len, sig, out);
-}
-
-/* Metric value from /metrics (first sample line that starts with `name `). */
-static long long metric(const char *name)
-{
-	struct th_resp r;
-	cr_assert_eq(th_request(h.td.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
-	long long v = -1;
-	size_t nl = strlen(name);
-	for (char *line = r.body; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-		if (strncmp(line, name, nl) == 0 && line[nl] == ' ') {
-			v = atoll(line + nl + 1);
-			break;
-		}
-	th_resp_free(&r);
-	return v;
-}
-
-static bool log_has(const char *needle)
-{
-	char *log = th_read_log(&h.td);
-	bool yes = strstr(log, needle) != NULL;
-	free(log);
-	return yes;
 }
 
 /* ---- bodies that do not decode --------------------------------------------- */
@@ -410,7 +289,7 @@ ParameterizedTest(struct body_case *bc, hostile, undecodable_body_is_rejected, .
 {
 	uint8_t *body = malloc(2 << 20);
 	size_t len = build_body(bc->name, body);
-	long rss0 = rss_kb(h.td.pid);
+	long rss0 = tp_rss_kb(h.td.pid);
 	struct th_resp r;
 	cr_assert_eq(th_post(h.td.port, body, len, &r), 0, "%s: no answer", bc->name);
 	if (strcmp(bc->name, "amplifying") == 0) {
@@ -418,7 +297,7 @@ ParameterizedTest(struct body_case *bc, hostile, undecodable_body_is_rejected, .
 		cr_expect_eq(r.status, 413, "%s: status %d, want 413 (%s)", bc->name, r.status, r.body);
 		cr_expect(strstr(r.body, "arena refused") && strstr(r.body, "limit"), "%s: reason: %s", bc->name,
 		          r.body);
-		long rss1 = rss_kb(h.td.pid);
+		long rss1 = tp_rss_kb(h.td.pid);
 		cr_expect_lt(rss1 - rss0, rss_allowance_kb(24 * 1024), "RSS grew from %ld to %ld KiB", rss0, rss1);
 	} else {
 		cr_expect_eq(r.status, 400, "%s: status %d, want 400 (%s)", bc->name, r.status, r.body);
@@ -452,7 +331,7 @@ Test(hostile, truncated_protobuf_is_400_at_every_length, .init = setup_default, 
 		if (k == boundary)
 			continue;
 		struct th_resp r;
-		cr_assert_eq(post_on(fd, body, k, &r), 0, "truncated to %zu of %zu bytes: no answer", k, len);
+		cr_assert_eq(tp_post_on(fd, body, k, &r), 0, "truncated to %zu of %zu bytes: no answer", k, len);
 		cr_assert_eq(r.status, 400, "truncated to %zu of %zu bytes: %d %s", k, len, r.status, r.body);
 		th_resp_free(&r);
 		tried++;
@@ -465,7 +344,7 @@ Test(hostile, truncated_protobuf_is_400_at_every_length, .init = setup_default, 
 	for (size_t k = 1; k < batch_len; k++) {
 		size_t wl = wrap(body + hdr, k, body + len - 64, wrapped);
 		struct th_resp r;
-		cr_assert_eq(post_on(fd, wrapped, wl, &r), 0, "inner truncated to %zu: no answer", k);
+		cr_assert_eq(tp_post_on(fd, wrapped, wl, &r), 0, "inner truncated to %zu: no answer", k);
 		cr_assert(r.status == 400 || r.status == 401, "inner truncated to %zu of %llu: %d %s", k,
 		          (unsigned long long)batch_len, r.status, r.body);
 		inner400 += r.status == 400;
@@ -497,7 +376,7 @@ Test(hostile, other_encodings_of_a_batch_are_400, .init = setup_default, .fini =
 	uint8_t *body = valid_batch(0, 1, &len);
 	int fd = th_connect(h.td.port);
 	struct th_resp r;
-	cr_assert_eq(post_on(fd, body, len, &r), 0);
+	cr_assert_eq(tp_post_on(fd, body, len, &r), 0);
 	cr_assert(strstr(r.body, "\"ACCEPTED\",\"position\":1"), "%s", r.body);
 	th_resp_free(&r);
 	/* SignedBatch = 0x0a varint(batch_len) batch 0x12 0x40 signature. */
@@ -527,11 +406,11 @@ Test(hostile, other_encodings_of_a_batch_are_400, .init = setup_default, .fini =
 			}
 			n = wrap_signed(inner, in, other);
 		}
-		cr_assert_eq(post_on(fd, other, n, &r), 0);
+		cr_assert_eq(tp_post_on(fd, other, n, &r), 0);
 		cr_expect_eq(r.status, 400, "%s: %d %s", cases[k], r.status, r.body);
 		th_resp_free(&r);
 	}
-	cr_assert_eq(post_on(fd, body, len, &r), 0);
+	cr_assert_eq(tp_post_on(fd, body, len, &r), 0);
 	cr_expect(strstr(r.body, "\"DUPLICATE\",\"position\":1"), "the original is a duplicate: %s", r.body);
 	th_resp_free(&r);
 	close(fd);
@@ -599,7 +478,7 @@ Test(hostile, chunked_body_beyond_the_cap_is_413, .init = setup_small, .fini = s
 	cr_expect_eq(r.status, 413, "%s", r.body);
 	cr_expect(strstr(r.body, "--max-body"), "%s", r.body);
 	th_resp_free(&r);
-	cr_expect_geq(wait_closed(fd, 2000), 0, "the connection closes after a 413");
+	cr_expect_geq(tp_wait_closed(fd, 2000), 0, "the connection closes after a 413");
 	close(fd);
 	assert_untouched();
 }
@@ -627,19 +506,29 @@ Test(hostile, one_huge_declared_chunk_is_413_before_it_arrives, .init = setup_sm
 struct framing_case {
 	char name[32];
 	int status;
+	char why[64]; /* in the answer's reason, when not empty */
 };
 
 static struct framing_case framing_cases[] = {
-        {"content_length_overflow", 400},
-        {"two_content_lengths", 400},
-        {"chunked_and_content_length", 400},
-        {"bad_chunk_size", 400},
-        {"chunk_size_overflow", 400},
-        {"binary_request_line", 400},
-        {"bad_version", 400},
-        {"nul_in_header", 400},
-        {"url_too_long", 414},
-        {"one_huge_header_line", 431},
+        {"content_length_overflow", 400, ""},
+        {"two_content_lengths", 400, ""},
+        {"chunked_and_content_length", 400, ""},
+        {"bad_chunk_size", 400, ""},
+        {"chunk_size_overflow", 400, ""},
+        {"binary_request_line", 400, ""},
+        {"bad_version", 400, ""},
+        {"nul_in_header", 400, ""},
+        {"url_too_long", 414, ""},
+        {"one_huge_header_line", 431, ""},
+        /* Heads http-parser reads leniently, each of which would be served
+         * (a valid batch, /healthz) if read so. */
+        {"space_before_colon", 400, "whitespace between a header name and its colon"},
+        {"obs_fold", 400, "obs-fold"},
+        {"obs_fold_tab", 400, "obs-fold"},
+        {"bare_lf_request_line", 400, "the request line ends in a bare LF"},
+        {"bare_lf_header", 400, "a header line ends in a bare LF"},
+        {"bare_lf_everywhere", 400, "the request line ends in a bare LF"},
+        {"tab_in_target", 400, "control character or a space"},
 };
 
 ParameterizedTestParameters(hostile, broken_framing_is_answered_then_closed)
@@ -685,6 +574,25 @@ static size_t build_framing(const char *name, char *buf)
 		n += 40000;
 		return n + (size_t)sprintf(buf + n, "\r\n\r\n");
 	}
+	if (strcmp(name, "space_before_colon") == 0) {
+		size_t len;
+		uint8_t *body = valid_batch(4, 1, &len);
+		int n = sprintf(buf, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length : %zu\r\n\r\n", len);
+		memcpy(buf + n, body, len);
+		free(body);
+		return (size_t)n + len;
+	}
+	static const char *const lenient[][2] = {
+	        {"obs_fold", "GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n"},
+	        {"obs_fold_tab", "GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\r\n\tb\r\n\r\n"},
+	        {"bare_lf_request_line", "GET /healthz HTTP/1.1\nHost: t\r\n\r\n"},
+	        {"bare_lf_header", "GET /healthz HTTP/1.1\r\nHost: t\n\r\n"},
+	        {"bare_lf_everywhere", "GET /healthz HTTP/1.1\nHost: t\n\n"},
+	        {"tab_in_target", "GET /v1/precincts/\t1 HTTP/1.1\r\nHost: t\r\n\r\n"},
+	};
+	for (size_t i = 0; i < sizeof(lenient) / sizeof(lenient[0]); i++)
+		if (strcmp(name, lenient[i][0]) == 0)
+			return (size_t)sprintf(buf, "%s", lenient[i][1]);
 	cr_assert_fail("unknown case %s", name);
 	return 0;
 }
@@ -702,8 +610,10 @@ ParameterizedTest(struct framing_case *fc, hostile, broken_framing_is_answered_t
 	cr_assert_eq(th_read_resp(fd, &r, 5000), 0, "%s: no answer", fc->name);
 	cr_expect_eq(r.status, fc->status, "%s: status %d, want %d (%s)", fc->name, r.status, fc->status, r.body);
 	cr_expect(strcasestr(r.head, "Connection: close"), "%s: the answer announces the close: %s", fc->name, r.head);
+	cr_expect(!fc->why[0] || strstr(r.body, fc->why), "%s: the reason should say '%s': %s", fc->name, fc->why,
+	          r.body);
 	th_resp_free(&r);
-	cr_expect_geq(wait_closed(fd, 2000), 0, "%s: the connection is closed after the error", fc->name);
+	cr_expect_geq(tp_wait_closed(fd, 2000), 0, "%s: the connection is closed after the error", fc->name);
 	close(fd);
 	free(req);
 	assert_untouched();
@@ -749,20 +659,20 @@ ParameterizedTest(struct slow_case *sc, hostile, slowloris_is_closed_by_the_requ
 		for (size_t i = 0; i + 1 < sizeof(stream); i += 2)
 			memcpy(stream + i, "\r\n", 2);
 	} else {
-		cr_assert_eq(get_on(fd, "/healthz"), 200);
+		cr_assert_eq(tp_get_on(fd, "/healthz"), 200);
 		n = (size_t)sprintf(stream, "GET /healthz HTTP/1.1\r\nX-Slow: ");
 		memset(stream + n, 'c', sizeof(stream) - n);
 	}
-	uint64_t t0 = now_ms();
+	uint64_t t0 = tp_now_ms();
 	long closed_at = -1;
-	for (size_t i = 0; i < sizeof(stream) && now_ms() - t0 < 3000; i++) {
+	for (size_t i = 0; i < sizeof(stream) && tp_now_ms() - t0 < 3000; i++) {
 		if (send(fd, stream + i, 1, MSG_NOSIGNAL) != 1) {
-			closed_at = (long)(now_ms() - t0);
+			closed_at = (long)(tp_now_ms() - t0);
 			break;
 		}
-		long w = wait_closed(fd, 100);
+		long w = tp_wait_closed(fd, 100);
 		if (w >= 0) {
-			closed_at = (long)(now_ms() - t0);
+			closed_at = (long)(tp_now_ms() - t0);
 			break;
 		}
 	}
@@ -777,15 +687,15 @@ ParameterizedTest(struct slow_case *sc, hostile, slowloris_is_closed_by_the_requ
 Test(hostile, idle_keep_alive_connection_is_closed, .init = setup_slow, .fini = stop)
 {
 	int fd = th_connect(h.td.port);
-	cr_assert_eq(get_on(fd, "/healthz"), 200);
-	long closed = wait_closed(fd, 2500);
+	cr_assert_eq(tp_get_on(fd, "/healthz"), 200);
+	long closed = tp_wait_closed(fd, 2500);
 	close(fd);
 	cr_expect_geq(closed, 400, "closed after %ld ms: an idle keep-alive connection is kept for --idle-timeout",
 	              closed);
 	cr_expect_leq(closed, 2000, "closed after %ld ms (--idle-timeout 500ms; -1: still open)", closed);
 	/* A connection that never sends a byte is idle too. */
 	fd = th_connect(h.td.port);
-	closed = wait_closed(fd, 2500);
+	closed = tp_wait_closed(fd, 2500);
 	close(fd);
 	cr_expect(closed >= 400 && closed <= 2000, "silent connection closed after %ld ms", closed);
 	assert_untouched();
@@ -809,17 +719,17 @@ static size_t pipeline_unread(int fd, unsigned ms, bool *blocked)
 	static const char req[] = "GET /v1/results.csv HTTP/1.1\r\nHost: t\r\n\r\n";
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	size_t sent = 0;
-	uint64_t t0 = now_ms(), last_progress = t0;
+	uint64_t t0 = tp_now_ms(), last_progress = t0;
 	*blocked = false;
-	while (now_ms() - t0 < ms) {
+	while (tp_now_ms() - t0 < ms) {
 		ssize_t n = send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL);
 		if (n > 0) {
 			sent += (size_t)n;
-			last_progress = now_ms();
+			last_progress = tp_now_ms();
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (now_ms() - last_progress > 500) {
+			if (tp_now_ms() - last_progress > 500) {
 				*blocked = true; /* the daemon stopped reading: paused */
 				break;
 			}
@@ -842,17 +752,17 @@ static int tiny_window_connect(void)
 
 Test(hostile, client_that_never_reads_is_closed_at_max_output, .init = setup_output, .fini = stop)
 {
-	long rss0 = rss_kb(h.td.pid);
+	long rss0 = tp_rss_kb(h.td.pid);
 	int fd = tiny_window_connect();
 	bool blocked;
 	size_t sent = pipeline_unread(fd, 3000, &blocked);
-	uint64_t t0 = now_ms();
-	while (!log_has("response bytes unread (--max-output") && now_ms() - t0 < 5000)
+	uint64_t t0 = tp_now_ms();
+	while (!tp_log_has(&h.td, "response bytes unread (--max-output") && tp_now_ms() - t0 < 5000)
 		usleep(20000);
-	cr_expect(log_has("response bytes unread (--max-output 65536)"),
+	cr_expect(tp_log_has(&h.td, "response bytes unread (--max-output 65536)"),
 	          "the daemon should close a connection with more than 64 KiB of unread answers (sent %zu bytes)",
 	          sent);
-	long rss1 = rss_kb(h.td.pid);
+	long rss1 = tp_rss_kb(h.td.pid);
 	fprintf(stderr, "never-reading client, --max-output 64K: sent %zu bytes, RSS %ld -> %ld KiB\n", sent, rss0,
 	        rss1);
 	cr_expect_lt(rss1 - rss0, rss_allowance_kb(8 * 1024), "RSS grew from %ld to %ld KiB", rss0, rss1);
@@ -866,12 +776,12 @@ Test(hostile, client_that_never_reads_is_paused_and_bounded, .init = setup_defau
 {
 	/* Default --max-output (16M): the connection fills its 32 pipeline slots,
 	 * reading pauses, and the client's sends block. */
-	long rss0 = rss_kb(h.td.pid);
+	long rss0 = tp_rss_kb(h.td.pid);
 	int fd = tiny_window_connect();
 	bool blocked;
 	size_t sent = pipeline_unread(fd, 4000, &blocked);
 	cr_expect(blocked, "sends should block once the daemon stops reading (sent %zu bytes)", sent);
-	long rss1 = rss_kb(h.td.pid);
+	long rss1 = tp_rss_kb(h.td.pid);
 	fprintf(stderr, "never-reading client, paused: sent %zu bytes, RSS %ld -> %ld KiB\n", sent, rss0, rss1);
 	cr_expect_lt(rss1 - rss0, rss_allowance_kb(8 * 1024), "RSS grew from %ld to %ld KiB while paused", rss0, rss1);
 	assert_alive();
@@ -894,7 +804,7 @@ Test(hostile, connections_beyond_the_cap_are_closed_at_once, .init = setup_conns
 	for (int i = 0; i < 4; i++) {
 		keep[i] = th_connect(h.td.port);
 		cr_assert(keep[i] >= 0);
-		cr_assert_eq(get_on(keep[i], "/healthz"), 200, "connection %d of 4", i);
+		cr_assert_eq(tp_get_on(keep[i], "/healthz"), 200, "connection %d of 4", i);
 	}
 	/* A burst of 20 more: each is accepted by the kernel and closed by the daemon. */
 	for (int i = 0; i < 20; i++) {
@@ -902,24 +812,24 @@ Test(hostile, connections_beyond_the_cap_are_closed_at_once, .init = setup_conns
 		cr_assert(fd >= 0);
 		const char *req = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
 		(void)th_send(fd, req, strlen(req));
-		long closed = wait_closed(fd, 2000);
+		long closed = tp_wait_closed(fd, 2000);
 		cr_expect_geq(closed, 0, "connection %d over the cap is still open", i);
 		cr_expect_lt(closed, 1000, "connection %d over the cap closed only after %ld ms", i, closed);
 		close(fd);
 	}
 	/* The four keep working, pipelining included. */
 	for (int i = 0; i < 4; i++)
-		cr_expect_eq(get_on(keep[i], "/v1/snapshot"), 200, "existing connection %d", i);
+		cr_expect_eq(tp_get_on(keep[i], "/v1/snapshot"), 200, "existing connection %d", i);
 	size_t len;
 	uint8_t *body = valid_batch(6, 1, &len);
 	struct th_resp r;
-	cr_assert_eq(post_on(keep[0], body, len, &r), 0);
+	cr_assert_eq(tp_post_on(keep[0], body, len, &r), 0);
 	cr_expect(strstr(r.body, "\"ACCEPTED\",\"position\":1"), "%s", r.body);
 	th_resp_free(&r);
 	free(body);
 	close(keep[1]);
 	usleep(100000);
-	long long refused = metric("ballotd_connections_refused_total");
+	long long refused = tp_metric(h.td.port, "ballotd_connections_refused_total");
 	cr_expect_eq(refused, 20, "connections_refused_total %lld", refused);
 	for (int i = 0; i < 4; i++)
 		if (i != 1)
@@ -985,7 +895,7 @@ ParameterizedTest(struct garbage_case *gc, hostile, garbage_between_pipelined_re
 	cr_expect_eq(r.status, 400, "%s: %d %s", gc->name, r.status, r.body);
 	cr_expect(strcasestr(r.head, "Connection: close"), "%s: %s", gc->name, r.head);
 	th_resp_free(&r);
-	cr_expect_geq(wait_closed(fd, 2000), 0, "%s: nothing is answered after the garbage", gc->name);
+	cr_expect_geq(tp_wait_closed(fd, 2000), 0, "%s: nothing is answered after the garbage", gc->name);
 	close(fd);
 	free(buf);
 	free(body);
@@ -1055,10 +965,10 @@ static uint32_t rnd(struct actor *a)
 static void drain_for(int fd, int ms)
 {
 	char buf[4096];
-	uint64_t deadline = now_ms() + (uint64_t)ms;
-	while (now_ms() < deadline) {
+	uint64_t deadline = tp_now_ms() + (uint64_t)ms;
+	while (tp_now_ms() < deadline) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		if (poll(&pfd, 1, (int)(deadline - now_ms())) <= 0)
+		if (poll(&pfd, 1, (int)(deadline - tp_now_ms())) <= 0)
 			return;
 		if (recv(fd, buf, sizeof(buf), 0) <= 0)
 			return;
@@ -1159,7 +1069,7 @@ static void *actor_run(void *arg)
 {
 	struct actor *a = arg;
 	char *buf = malloc(65536);
-	while (now_ms() < a->end_ms)
+	while (tp_now_ms() < a->end_ms)
 		hostile_op(a, buf, 65536);
 	free(buf);
 	return NULL;
@@ -1178,7 +1088,7 @@ static unsigned long hostile_phase(unsigned ms, uint32_t seed, const uint8_t *va
 {
 	struct actor actors[RUN_THREADS];
 	pthread_t th[RUN_THREADS];
-	uint64_t end = now_ms() + ms;
+	uint64_t end = tp_now_ms() + ms;
 	for (int i = 0; i < RUN_THREADS; i++) {
 		actors[i] = (struct actor){.port = h.td.port,
 		                           .rng = seed + (uint32_t)i * 7919,
@@ -1205,10 +1115,10 @@ Test(hostile, long_mixed_run_keeps_memory_flat_and_counters_still, .init = setup
 	/* A first second warms up arenas, slot bodies and allocator caches. */
 	unsigned long ops = hostile_phase(1000, 12345, valid, vlen, by_kind);
 	usleep(200000);
-	long rss0 = rss_kb(h.td.pid);
+	long rss0 = tp_rss_kb(h.td.pid);
 	ops += hostile_phase(RUN_MS - 1000, 777, valid, vlen, by_kind);
 	usleep(1500000); /* --request-timeout 1s collects the half-sent requests */
-	long rss1 = rss_kb(h.td.pid);
+	long rss1 = tp_rss_kb(h.td.pid);
 	cr_log_info("long hostile run: %lu exchanges (%lu/%lu/%lu/%lu/%lu/%lu/%lu/%lu/%lu/%lu by kind), RSS %ld -> %ld "
 	            "KiB",
 	            ops, by_kind[0], by_kind[1], by_kind[2], by_kind[3], by_kind[4], by_kind[5], by_kind[6], by_kind[7],
@@ -1217,7 +1127,7 @@ Test(hostile, long_mixed_run_keeps_memory_flat_and_counters_still, .init = setup
 	cr_expect_gt(ops, 200, "only %lu hostile exchanges in %d ms", ops, RUN_MS);
 	cr_expect_lt(rss1 - rss0, rss_allowance_kb(4 * 1024), "RSS grew from %ld to %ld KiB during the hostile run",
 	             rss0, rss1);
-	long long open = metric("ballotd_connections_open");
+	long long open = tp_metric(h.td.port, "ballotd_connections_open");
 	cr_expect_leq(open, 1, "%lld connections still open after the run", open);
 	assert_untouched();
 	/* The journal moved not at all; the same daemon still counts. */

@@ -157,3 +157,68 @@ Test(http, headers_beyond_the_cap_are_431_and_garbage_400)
 	cr_assert_not_null(strstr(h.error_why, "malformed HTTP request"), "%s", h.error_why);
 	cr_assert_eq(bal_http_feed(&h, "GET / HTTP/1.1\r\n\r\n", 18), 0, "a broken stream parses nothing more");
 }
+
+/* A head http-parser 2.9 takes, and why it must be refused: parsed whole, at
+ * once and a byte at a time (a line end split from its line). */
+struct strict_case {
+	const char *name, *in, *why;
+};
+
+static const struct strict_case strict_cases[] = {
+        {"space before colon", "POST /v1/batches HTTP/1.1\r\nContent-Length : 3\r\n\r\nabc",
+         "whitespace between a header name and its colon"},
+        {"obs-fold with SP", "GET /healthz HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n", "obs-fold"},
+        {"obs-fold with HT", "GET /healthz HTTP/1.1\r\nX-A: a\r\n\tb\r\n\r\n", "obs-fold"},
+        {"obs-fold of spaces only", "GET /healthz HTTP/1.1\r\nX-A: a\r\n   \r\n\r\n", "obs-fold"},
+        {"bare LF after the request line", "GET /healthz HTTP/1.1\nHost: t\r\n\r\n",
+         "the request line ends in a bare LF"},
+        {"bare LF after a header", "GET /healthz HTTP/1.1\r\nHost: t\nX: y\r\n\r\n", "a header line ends in a bare LF"},
+        {"bare LF as the empty line", "GET /healthz HTTP/1.1\r\nHost: t\r\n\n", "a header line ends in a bare LF"},
+        {"bare LF everywhere", "GET /healthz HTTP/1.1\nHost: t\n\n", "the request line ends in a bare LF"},
+        {"bare LF without headers", "GET /healthz HTTP/1.1\n\n", "the request line ends in a bare LF"},
+        {"tab in the target", "GET /v1/precincts/\t17 HTTP/1.1\r\n\r\n", "control character or a space (0x09)"},
+};
+
+static void expect_refused(const struct strict_case *c, size_t step)
+{
+	struct bal_http h;
+	struct seen s = {0};
+	bal_http_init(&h, &hooks, &s, 16384);
+	size_t n = strlen(c->in);
+	for (size_t i = 0; i < n && !h.error_status; i += step)
+		bal_http_feed(&h, c->in + i, i + step <= n ? step : n - i);
+	cr_assert_eq(h.error_status, 400, "%s (step %zu): status %d", c->name, step, h.error_status);
+	cr_assert_not_null(strstr(h.error_why, c->why), "%s (step %zu): %s", c->name, step, h.error_why);
+	cr_assert_eq(s.completed, 0, "%s (step %zu): the request must not reach the daemon", c->name, step);
+}
+
+Test(http, lenient_heads_are_400)
+{
+	for (size_t k = 0; k < sizeof(strict_cases) / sizeof(strict_cases[0]); k++) {
+		expect_refused(&strict_cases[k], 1);
+		expect_refused(&strict_cases[k], 2);
+		expect_refused(&strict_cases[k], 4096);
+	}
+}
+
+Test(http, strict_heads_pass_split_anywhere)
+{
+	/* Pipelined, with a body holding bare LFs and a leading empty line: the
+	 * line check covers heads only. */
+	const char in[] = "POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\na\nb\r\n\n"
+	                  "\r\nGET /v1/snapshot HTTP/1.1\r\nAccept: application/json\r\n\r\n"
+	                  "GET /healthz HTTP/1.1\r\n\r\n";
+	for (size_t step = 1; step <= sizeof(in); step++) {
+		struct bal_http h;
+		struct seen s = {0};
+		bal_http_init(&h, &hooks, &s, 16384);
+		for (size_t i = 0; i < sizeof(in) - 1; i += step)
+			cr_assert_eq(bal_http_feed(&h, in + i, i + step < sizeof(in) - 1 ? step : sizeof(in) - 1 - i),
+			             i + step < sizeof(in) - 1 ? step : sizeof(in) - 1 - i, "step %zu: %s", step,
+			             h.error_why);
+		cr_assert_eq(h.error_status, 0, "step %zu: %s", step, h.error_why);
+		cr_assert_eq(s.completed, 3, "step %zu", step);
+		cr_assert_eq(s.body[0], 6);
+		cr_assert_str_eq(s.url[2], "/healthz");
+	}
+}
