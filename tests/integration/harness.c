@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "proto/codec.h"
+#include "defn/defn.h"
 #include "client/defgen.h"
 #include "client/keys.h"
 
@@ -203,10 +204,10 @@ int th_start(struct th_daemon *td, const char *defn, const char *data, unsigned 
 	return -1;
 }
 
-int th_run_to_exit(struct th_daemon *td, const char *defn, const char *data, const char *const *extra)
+/* Waits up to 15 s for `pid` to exit: its exit status, 128 + signal, or -1
+ * (then it is killed). */
+static int exit_within_15s(pid_t pid)
 {
-	memset(td, 0, sizeof(*td));
-	pid_t pid = spawn(td, defn, data, 0, extra);
 	int st = 0;
 	uint64_t deadline = now_ms() + 15000;
 	while (waitpid(pid, &st, WNOHANG) != pid) {
@@ -218,6 +219,13 @@ int th_run_to_exit(struct th_daemon *td, const char *defn, const char *data, con
 		usleep(10000);
 	}
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int th_run_to_exit(struct th_daemon *td, const char *defn, const char *data, const char *const *extra)
+{
+	memset(td, 0, sizeof(*td));
+	pid_t pid = spawn(td, defn, data, 0, extra);
+	return exit_within_15s(pid);
 }
 
 int th_stop(struct th_daemon *td)
@@ -557,4 +565,125 @@ bool th_snapshot_matches(json_t *snap, const struct bal_defn *d, const struct ba
 		}
 	}
 	return true;
+}
+
+char *th_write_defn_opts(const char *dir, const struct bal_defgen_opts *o)
+{
+	static unsigned seq;
+	char *json = NULL, why[256], *path = NULL;
+	size_t len;
+	if (bal_defgen_json(o, &json, &len, why, sizeof(why))) {
+		fprintf(stderr, "harness: defgen: %s\n", why);
+		return NULL;
+	}
+	if (asprintf(&path, "%s/defn-opts-%u.json", dir, seq++) < 0)
+		path = NULL;
+	FILE *f = path ? fopen(path, "w") : NULL;
+	bool ok = f && fwrite(json, 1, len, f) == len;
+	if (f && fclose(f) != 0)
+		ok = false;
+	free(json);
+	if (!ok) {
+		fprintf(stderr, "harness: could not write %s\n", path ? path : "a definition");
+		free(path);
+		return NULL;
+	}
+	return path;
+}
+
+int th_fixture_init(struct th_fixture *f, const struct bal_defgen_opts *o)
+{
+	memset(f, 0, sizeof(*f));
+	char why[256];
+	f->dir = th_tmpdir();
+	f->defn_path = f->dir ? th_write_defn_opts(f->dir, o) : NULL;
+	if (!f->defn_path)
+		return -1;
+	if (bal_defn_load(f->defn_path, &f->defn, why, sizeof(why))) {
+		fprintf(stderr, "harness: %s: %s\n", f->defn_path, why);
+		return -1;
+	}
+	snprintf(f->data, sizeof(f->data), "%s/data", f->dir);
+	return 0;
+}
+
+int th_fixture_free(struct th_fixture *f)
+{
+	int st = f->td.pid > 0 ? th_stop(&f->td) : 0;
+	bal_defn_free(f->defn);
+	free(f->defn_path);
+	th_rmdir(f->dir);
+	free(f->dir);
+	memset(f, 0, sizeof(*f));
+	return st;
+}
+
+int th_run_args_to_exit(struct th_daemon *td, const char *dir, const char *const *args)
+{
+	static unsigned seq;
+	memset(td, 0, sizeof(*td));
+	snprintf(td->log, sizeof(td->log), "%s/ballotd-args.%u.log", dir, seq++);
+	const char *argv[62];
+	int n = 0;
+	argv[n++] = TH_BIN("ballotd");
+	for (int i = 0; args && args[i] && n < 61; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	pid_t pid = th_spawn(argv, td->log, td->log);
+	return pid < 0 ? -1 : exit_within_15s(pid);
+}
+
+static uint64_t be_u64(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+uint8_t *th_journal_record(unsigned port, uint64_t pos, size_t *len)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/v1/journal?from=%llu&limit=1", (unsigned long long)pos);
+	struct th_resp r;
+	if (th_request(port, "GET", path, NULL, NULL, 0, &r))
+		return NULL;
+	uint8_t *out = NULL;
+	const uint8_t *b = (const uint8_t *)r.body;
+	if (r.status == 200 && r.len >= 12 && be_u64(b, 8) == pos && be_u64(b + 8, 4) == r.len - 12) {
+		*len = r.len - 12;
+		out = malloc(*len ? *len : 1);
+		if (out)
+			memcpy(out, b + 12, *len);
+	}
+	th_resp_free(&r);
+	return out;
+}
+
+uint64_t th_healthz_u64(unsigned port, const char *field)
+{
+	json_t *j = th_get_json(port, "/healthz");
+	json_t *v = json_object_get(j, field);
+	uint64_t out = json_is_integer(v) ? (uint64_t)json_integer_value(v) : UINT64_MAX;
+	json_decref(j);
+	return out;
+}
+
+size_t th_put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+size_t th_put_field(uint8_t *p, uint32_t f, const void *data, size_t len)
+{
+	size_t n = th_put_varint(p, (uint64_t)f << 3 | 2);
+	n += th_put_varint(p + n, len);
+	memcpy(p + n, data, len);
+	return n + len;
 }

@@ -16,6 +16,8 @@
 #include "core/ballot.h"
 #include "client/expect.h"
 
+struct bal_defgen_opts; /* client/defgen.h */
+
 struct th_daemon {
 	pid_t pid;
 	unsigned port;
@@ -69,6 +71,11 @@ json_t *th_get_json(unsigned port, const char *path);
 char *th_write_defn(const char *dir, uint32_t precincts, uint32_t districts, uint32_t choices, uint64_t seed,
                     bool keys);
 
+/** Writes the definition `o` describes (client/defgen.h; its registers,
+ * bounds, keys and election id as given) into dir; returns the malloc'd
+ * path, a new file on every call, or NULL. */
+char *th_write_defn_opts(const char *dir, const struct bal_defgen_opts *o);
+
 /** The election id of every definition th_write_defn() writes (static). */
 const char *th_election_id(void);
 
@@ -105,6 +112,46 @@ pid_t th_ctl_start(const char *out, const char *log, const char *const *args);
 int th_wait_exit(pid_t pid);
 /** th_ctl_start() and th_wait_exit(). */
 int th_ctl_run(const char *out, const char *log, const char *const *args);
+
+/** A scratch directory holding a definition, that definition loaded, and
+ * the data directory a daemon of it uses (not created). */
+struct th_fixture {
+	char *dir;
+	char *defn_path;
+	struct bal_defn *defn;
+	char data[600]; /* dir/data */
+	struct th_daemon td;
+};
+
+/** Fills f from the definition `o` describes (th_write_defn_opts()); starts
+ * nothing. 0, or -1 with the reason on stderr. */
+int th_fixture_init(struct th_fixture *f, const struct bal_defgen_opts *o);
+/** Stops f->td if it runs (SIGTERM), frees the definition, removes the
+ * directory and zeroes f. Returns the daemon's exit status, 0 if none ran. */
+int th_fixture_free(struct th_fixture *f);
+
+/** Runs build/ballotd with exactly `args` (NULL-terminated, at most 60;
+ * nothing added: no --definition, --demo, --data or --listen), stdout and
+ * stderr into a new log under `dir` named in td->log. Waits at most 15 s.
+ * Returns its exit status, or -1 if it was still running (then killed). */
+int th_run_args_to_exit(struct th_daemon *td, const char *dir, const char *const *args);
+
+/**
+ * GET /v1/journal?from=pos&limit=1: the exact SignedBatch bytes journaled at
+ * `pos` (malloc'd, length in *len), or NULL if there is none or the record
+ * is not well-formed.
+ */
+uint8_t *th_journal_record(unsigned port, uint64_t pos, size_t *len);
+
+/** An unsigned integer field of GET /healthz (e.g. "map_used"), or UINT64_MAX. */
+uint64_t th_healthz_u64(unsigned port, const char *field);
+
+/** Protobuf wire format by hand, for encodings the codec never writes:
+ * `v` as a varint at p; returns the bytes written (at most 10). */
+size_t th_put_varint(uint8_t *p, uint64_t v);
+/** A length-delimited field (number f) holding `data`, at p; returns the
+ * bytes written (len + at most 15). */
+size_t th_put_field(uint8_t *p, uint32_t f, const void *data, size_t len);
 
 /** Path of a binary in the build tree. */
 #define TH_BIN(name) BAL_TEST_BINARY_DIR "/" name
