@@ -364,7 +364,7 @@ static size_t wrap_inner(const uint8_t *inner, size_t len, uint8_t *body)
 static int decode_inner(const uint8_t *inner, size_t len, struct bal_arena *arena, struct bal_batch *out, char *why,
                         size_t whylen)
 {
-	uint8_t body[128];
+	static uint8_t body[128]; /* `out` borrows from it after the return */
 	size_t n = wrap_inner(inner, len, body);
 	return bal_codec_decode(body, n, arena, out, why, whylen);
 }
