@@ -13,6 +13,10 @@
 
 #include "daemon/log.h"
 
+/* The default --max-body: what the largest plausible batch needs, between these. */
+#define BODY_FLOOR ((size_t)16 << 10)
+#define BODY_CAP   ((size_t)1 << 20)
+
 void bal_config_defaults(struct bal_config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -21,9 +25,15 @@ void bal_config_defaults(struct bal_config *c)
 	snprintf(c->host, sizeof(c->host), "127.0.0.1");
 	c->port = 8080;
 	c->map_size = (size_t)8 << 30;
-	c->max_body = (size_t)1 << 20;
+	c->max_body = BODY_CAP; /* until bal_config_derive() knows the definition */
 	c->max_header = 16 * 1024;
 	c->max_output = (size_t)16 << 20;
+	c->max_body_given = false;
+	c->max_failures = 32;
+	c->max_conn_memory = (size_t)4 << 20;
+	c->max_client_memory = (size_t)256 << 20;
+	c->send_timeout_ms = 30000;
+	c->queue_bytes = (size_t)256 << 20;
 	struct rlimit rl;
 	unsigned fds = 1024;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
@@ -147,14 +157,25 @@ static void usage(FILE *f)
 	           "  --data DIR               data directory (LMDB), default ./ballotd-data\n"
 	           "  --listen HOST:PORT       default 127.0.0.1:8080; port 0 picks a free port\n"
 	           "  --map-size SIZE          LMDB map size, default 8G\n"
-	           "  --max-body SIZE          request body cap (413 beyond), default 1M\n"
+	           "  --max-body SIZE          request body cap (413 beyond), default: the largest batch the\n"
+	           "                           definition allows (max voters x contests x 5 bytes + tallies +\n"
+	           "                           overhead, 16K..1M; 1M with an unbounded precinct)\n"
 	           "  --max-header SIZE        request line + headers cap (431 beyond), default 16K\n"
 	           "  --max-output SIZE        unread response bytes per connection before closing it, default 16M\n"
+	           "  --max-failures-per-connection N  refused batches (400/401/413/422) before the\n"
+	           "                           connection is closed, default 32\n"
+	           "  --max-connection-memory SIZE  request bodies + unread responses a connection holds\n"
+	           "                           before it is read no further, default 4M\n"
+	           "  --max-client-memory SIZE  the same over all connections before new batches and heavy\n"
+	           "                           queries get 503, default 256M\n"
+	           "  --send-timeout DUR       close a connection whose client reads nothing of what it is\n"
+	           "                           owed for this long, default 30s\n"
 	           "  --max-connections N      default: descriptor limit - 64\n"
 	           "  --max-pipeline N         requests in flight per connection, default 32\n"
 	           "  --idle-timeout DUR       close idle connections, default 60s\n"
 	           "  --request-timeout DUR    close connections whose request takes longer, default 30s\n"
 	           "  --queue-depth N          batches waiting for commit before 503, default 65536\n"
+	           "  --queue-bytes SIZE       batch bytes waiting for commit before 503, default 256M\n"
 	           "  --group-max N            batches per write transaction at most, default 8192\n"
 	           "  --snapshot-every N       batches per round of counter snapshot slices, default 50000\n"
 	           "  --snapshot-interval DUR  time per round of counter snapshot slices, default 2s\n"
@@ -195,6 +216,11 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 		O_DEMO,
 		O_CONFKEY,
 		O_CONFPREC,
+		O_FAILURES,
+		O_CONNMEM,
+		O_CLIENTMEM,
+		O_SENDTO,
+		O_QBYTES,
 		O_HELP
 	};
 	static const struct option opts[] = {
@@ -221,6 +247,11 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 	        {"demo", no_argument, 0, O_DEMO},
 	        {"conflicts-per-seq", required_argument, 0, O_CONFKEY},
 	        {"conflicts-per-precinct", required_argument, 0, O_CONFPREC},
+	        {"max-failures-per-connection", required_argument, 0, O_FAILURES},
+	        {"max-connection-memory", required_argument, 0, O_CONNMEM},
+	        {"max-client-memory", required_argument, 0, O_CLIENTMEM},
+	        {"send-timeout", required_argument, 0, O_SENDTO},
+	        {"queue-bytes", required_argument, 0, O_QBYTES},
 	        {"help", no_argument, 0, O_HELP},
 	        {0, 0, 0, 0},
 	};
@@ -241,8 +272,10 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 			break;
 		case O_BODY:
 			bad = parse_size(optarg, &v) || v < 64 || v > (1ull << 30);
-			if (!bad)
+			if (!bad) {
 				c->max_body = v;
+				c->max_body_given = true;
+			}
 			break;
 		case O_HEADER:
 			bad = parse_size(optarg, &v) || v < 256 || v > (1u << 20);
@@ -317,6 +350,31 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 			if (!bad)
 				c->conflicts_per_precinct = (unsigned)v;
 			break;
+		case O_FAILURES:
+			bad = parse_uint(optarg, 1, 100000000, &v);
+			if (!bad)
+				c->max_failures = (unsigned)v;
+			break;
+		case O_CONNMEM:
+			bad = parse_size(optarg, &v) || v < 4096;
+			if (!bad)
+				c->max_conn_memory = v;
+			break;
+		case O_CLIENTMEM:
+			bad = parse_size(optarg, &v) || v < 4096;
+			if (!bad)
+				c->max_client_memory = v;
+			break;
+		case O_SENDTO:
+			bad = parse_ms(optarg, &ms) || ms < 10;
+			if (!bad)
+				c->send_timeout_ms = ms;
+			break;
+		case O_QBYTES:
+			bad = parse_size(optarg, &v) || v < 4096;
+			if (!bad)
+				c->queue_bytes = v;
+			break;
 		case O_LOG:
 			if (strcmp(optarg, "debug") == 0)
 				bal_log_min = BAL_LOG_DEBUG;
@@ -355,4 +413,77 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 		return -1;
 	}
 	return 0;
+}
+
+/* Bytes of a varint holding v. */
+static unsigned varint_len(uint64_t v)
+{
+	unsigned n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Bytes of the largest SignedBatch precinct index `p` can send that is not
+ * refused for its counts: its max_voters ballots in every contest on its
+ * ballot (a choice index takes at most 5 bytes), a tally of every choice of
+ * those contests (at most 10 bytes a count), a turnout, ids, seq, election
+ * id, and a 64-byte signature with the framing around all of it. Saturates
+ * at SIZE_MAX; UINT64_MAX voters (unbounded) saturates.
+ */
+static size_t batch_bound(const struct bal_defn *d, uint32_t p)
+{
+	const struct bal_precinct *pr = &d->precincts[p];
+	uint64_t n = 256 + strlen(d->election_id), ballots = pr->max_voters;
+	if (ballots > ((uint64_t)1 << 40))
+		return SIZE_MAX;
+	for (uint32_t c = 0; c < d->ncontests; c++) {
+		if (!bal_defn_votes_in(d, p, c))
+			continue;
+		uint64_t column = ballots * 5, tally = (uint64_t)d->contests[c].nchoices * 10;
+		n += 2 * (1 + 5 + 1 + 5 + 1 + 5) + column + tally; /* two messages: tag, length, contest id, field */
+		if (n >= BODY_CAP)
+			return SIZE_MAX;
+	}
+	return (size_t)n + varint_len(n) + 1; /* the Batch inside the SignedBatch */
+}
+
+size_t bal_config_body_bound(const struct bal_defn *d, uint32_t *largest)
+{
+	size_t most = 0;
+	*largest = 0;
+	for (uint32_t p = 0; p < d->nprecincts && most < BODY_CAP; p++) {
+		size_t b = d->precincts[p].unbounded ? SIZE_MAX : batch_bound(d, p);
+		if (b > most) {
+			most = b;
+			*largest = p;
+		}
+	}
+	if (most >= BODY_CAP)
+		return BODY_CAP;
+	most = (most + 4095) & ~(size_t)4095;
+	return most < BODY_FLOOR ? BODY_FLOOR : most > BODY_CAP ? BODY_CAP : most;
+}
+
+void bal_config_derive(struct bal_config *c, const struct bal_defn *d)
+{
+	if (c->max_body_given) {
+		bal_log(BAL_LOG_INFO, "config", "--max-body %zu bytes (given)", c->max_body);
+		return;
+	}
+	uint32_t p;
+	c->max_body = bal_config_body_bound(d, &p);
+	const struct bal_precinct *pr = d->nprecincts ? &d->precincts[p] : NULL;
+	if (!pr)
+		bal_log(BAL_LOG_INFO, "config", "--max-body %zu bytes (no precincts)", c->max_body);
+	else if (pr->unbounded)
+		bal_log(BAL_LOG_INFO, "config", "--max-body %zu bytes: precinct %u is unbounded", c->max_body, pr->id);
+	else
+		bal_log(BAL_LOG_INFO, "config",
+		        "--max-body %zu bytes: the largest batch precinct %u may send (%llu voters at most, "
+		        "%zu..%zu bytes)",
+		        c->max_body, pr->id, (unsigned long long)pr->max_voters, BODY_FLOOR, BODY_CAP);
 }

@@ -14,4 +14,18 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv);
 /** Parses "HOST:PORT" / "[v6]:PORT" into c->host, c->port. */
 int bal_config_listen(struct bal_config *c, const char *arg);
 
+/**
+ * The default --max-body for definition `d`: the bytes of the largest batch
+ * any of its precincts may send without being refused for its counts (its
+ * max_voters ballots in each contest on its ballot at 5 bytes a choice, a
+ * tally of every choice, the rest of the message), rounded up to 4 KiB,
+ * between 16 KiB and 1 MiB; 1 MiB if a precinct is unbounded. `*largest` is
+ * the index of the precinct that needs the most.
+ */
+size_t bal_config_body_bound(const struct bal_defn *d, uint32_t *largest);
+
+/** Once the definition is loaded: sets cfg.max_body from it unless
+ * --max-body was given (bal_config_body_bound()), and logs the value. */
+void bal_config_derive(struct bal_config *c, const struct bal_defn *d);
+
 #endif

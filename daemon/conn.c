@@ -255,7 +255,7 @@ void bal_conn_flush(struct bal_conn *c)
 		c->flush_again = false;
 		if (!write_ready(c))
 			goto out;
-		if (c->paused && c->used < c->cap) {
+		if (c->paused && c->used < c->cap && !c->close_after_flush) {
 			/* A request came free: parse what was held back. */
 			c->paused = false;
 			bal_http_resume(&c->http);
@@ -270,6 +270,7 @@ void bal_conn_flush(struct bal_conn *c)
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->w->d->cfg.max_output) {
 		bal_log_reject("conn", "%s: closing: %zu response bytes unread (--max-output %zu)", c->peer,
 		               uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp), c->w->d->cfg.max_output);
+		BAL_METRIC_ADD(c->w->d->metrics.connections_closed[BAL_CLOSE_MAX_OUTPUT], 1);
 		bal_conn_close(c);
 		goto out;
 	}
@@ -458,25 +459,39 @@ static void stream_error(struct bal_conn *c)
 	bal_conn_flush(c);
 }
 
+static void read_stop(struct bal_conn *c)
+{
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+}
+
+void bal_conn_refused(struct bal_conn *c)
+{
+	struct bal_daemon *d = c->w->d;
+	if (++c->failures < d->cfg.max_failures || c->close_after_flush || c->closing)
+		return;
+	bal_log_reject("conn", "%s: closing after %u refused batches (--max-failures-per-connection %u)", c->peer,
+	               c->failures, d->cfg.max_failures);
+	BAL_METRIC_ADD(d->metrics.connections_closed[BAL_CLOSE_FAILURES], 1);
+	c->close_after_flush = true;
+	read_stop(c);
+}
+
 static void feed(struct bal_conn *c, const char *data, size_t n)
 {
 	size_t used = bal_http_feed(&c->http, data, n);
 	if (c->closing)
 		return;
 	if (c->http.error_status) {
-		if (c->reading) {
-			uv_read_stop((uv_stream_t *)&c->tcp);
-			c->reading = false;
-		}
+		read_stop(c);
 		stream_error(c);
 		return;
 	}
 	if (c->close_after_flush) {
-		/* Connection: close: whatever follows is ignored. */
-		if (c->reading) {
-			uv_read_stop((uv_stream_t *)&c->tcp);
-			c->reading = false;
-		}
+		/* Connection: close, or the failure budget spent: whatever follows is ignored. */
+		read_stop(c);
 		bal_conn_flush(c);
 		return;
 	}
@@ -496,10 +511,7 @@ static void feed(struct bal_conn *c, const char *data, size_t n)
 			memmove(c->pending, data + used, rest);
 		}
 		c->pending_len = rest;
-		if (c->reading) {
-			uv_read_stop((uv_stream_t *)&c->tcp);
-			c->reading = false;
-		}
+		read_stop(c);
 		bal_conn_flush(c);
 		return;
 	}
@@ -610,6 +622,7 @@ void bal_conn_sweep(struct bal_worker *w, uint64_t now)
 				bal_log_reject("conn",
 				               "%s: closing: request not complete after %u ms (--request-timeout)",
 				               c->peer, cfg->request_timeout_ms);
+				BAL_METRIC_ADD(w->d->metrics.connections_closed[BAL_CLOSE_REQUEST_TIMEOUT], 1);
 				bal_conn_close(c);
 			} else if (!c->msg_start_ms && c->used == 0 && now - c->last_active_ms > cfg->idle_timeout_ms) {
 				bal_conn_close(c);

@@ -96,6 +96,7 @@ struct bal_conn {
 	size_t pending_len, pending_cap;
 	uint64_t last_active_ms;
 	uint64_t msg_start_ms; /**< 0 when no request is in progress */
+	unsigned failures;     /**< batches refused so far (cfg.max_failures) */
 	char peer[64];
 };
 
@@ -116,6 +117,15 @@ void bal_conn_job_done(struct bal_job *job);
 
 /** A hint that changes nothing: starts fetching what bal_conn_job_done(job) reads first. */
 void bal_conn_job_prefetch(const struct bal_job *job);
+
+/**
+ * A batch of this connection is refused (400, 401, 413, 422). The
+ * cfg.max_failures-th refusal ends the connection: it is answered with
+ * "Connection: close", after whatever was read before it, and nothing more is
+ * read. Call before the refusal's response is built. Per connection, not per
+ * address: stations behind one NAT do not pay for each other's mistakes.
+ */
+void bal_conn_refused(struct bal_conn *c);
 
 /** Closes connections of `w` idle or stuck mid-request beyond the timeouts, as of loop time `now_ms`. */
 void bal_conn_sweep(struct bal_worker *w, uint64_t now_ms);

@@ -35,6 +35,15 @@ struct bal_config {
 	size_t max_body;   /**< request body cap, bytes (413 beyond) */
 	size_t max_header; /**< request line + headers cap, bytes (431 beyond) */
 	size_t max_output; /**< queued response bytes per connection before it is closed */
+
+	/* What one client may cost; a connection is judged on its own, never by its address. */
+	bool max_body_given;      /**< --max-body was given; else bal_config_derive() sets it from the definition */
+	unsigned max_failures;    /**< refused batches (400/401/413/422) per connection before it is closed */
+	size_t max_conn_memory;   /**< bodies + queued output of a connection before it is read no further */
+	size_t max_client_memory; /**< the same over every connection before new batches get 503 */
+	unsigned send_timeout_ms; /**< a connection owing output its client does not read is closed */
+	size_t queue_bytes;       /**< batch bytes waiting for commit before 503 */
+
 	unsigned max_connections;
 	unsigned max_pipeline;           /**< requests in flight per connection before reading pauses */
 	unsigned idle_timeout_ms;        /**< connection with no request in progress */
@@ -54,6 +63,15 @@ struct bal_config {
 
 /** Fills `c` with the default of every option (config.c). */
 void bal_config_defaults(struct bal_config *c);
+
+/** Why the daemon closed a connection of its own accord (ballotd_connections_closed_total). */
+enum bal_close_reason {
+	BAL_CLOSE_FAILURES = 0,    /**< cfg.max_failures refused batches */
+	BAL_CLOSE_SEND_TIMEOUT,    /**< output unread for cfg.send_timeout_ms */
+	BAL_CLOSE_MAX_OUTPUT,      /**< more than cfg.max_output bytes unread */
+	BAL_CLOSE_REQUEST_TIMEOUT, /**< a request not whole within cfg.request_timeout_ms */
+	BAL_CLOSE_REASONS
+};
 
 /** Process-wide counters, updated with relaxed atomics from any thread.
  * Counters bumped on every request live per I/O worker instead
@@ -75,6 +93,13 @@ struct bal_metrics {
 	_Alignas(64) uint64_t connections_open;
 	uint64_t connections_total;
 	uint64_t connections_refused;
+
+	/* The limits on what clients may cost, when they act. */
+	uint64_t connections_closed[BAL_CLOSE_REASONS];
+	uint64_t connection_memory_pauses; /**< reading paused: cfg.max_conn_memory held by the connection */
+	uint64_t client_memory_refused;    /**< 503: cfg.max_client_memory held for clients already */
+	uint64_t queue_bytes_refused;      /**< 503: cfg.queue_bytes waiting for commit already */
+
 	uint64_t queries;
 };
 
@@ -92,9 +117,11 @@ struct bal_daemon {
 	struct bal_worker **workers; /**< cfg.threads of them (NULL where creation failed) */
 	unsigned nstarted;           /**< workers[0..nstarted) have a running thread */
 	struct bal_metrics metrics;
-	uint64_t inflight;  /**< batches handed to the committer and not yet answered */
-	int draining;       /**< set by SIGTERM: new batches get 503 */
-	int degraded_errno; /**< last commit failure (-ENOSPC ...), 0 when healthy */
+	uint64_t inflight;      /**< batches handed to the committer and not yet answered */
+	uint64_t queued_bytes;  /**< bytes of the batches in `inflight` (cfg.queue_bytes) */
+	uint64_t client_memory; /**< bytes held for connections: bodies, owned output, held input */
+	int draining;           /**< set by SIGTERM: new batches get 503 */
+	int degraded_errno;     /**< last commit failure (-ENOSPC ...), 0 when healthy */
 	uint64_t started_unix_ms;
 	double recovery_ms;
 	uint32_t keyless; /**< precincts without a public key in the definition */

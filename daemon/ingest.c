@@ -52,6 +52,13 @@ static void ack(struct bal_req *req, int http_status, enum bal_ack_status st, ui
 	bal_req_respond(req, http_status, "application/json", extra, buf, (size_t)n);
 }
 
+/* Whether an answer refuses the batch itself (as opposed to not storing it
+ * for now, or a conflict): these count against the connection's budget. */
+static bool refuses(int http_status)
+{
+	return http_status == 400 || http_status == 401 || http_status == 413 || http_status == 422;
+}
+
 static void reject(struct bal_req *req, int http_status, const char *why)
 {
 	struct bal_daemon *d = req->conn->w->d;
@@ -59,6 +66,8 @@ static void reject(struct bal_req *req, int http_status, const char *why)
 		BAL_METRIC_ADD(d->metrics.batches_unstored, 1);
 	else
 		BAL_METRIC_ADD(d->metrics.batches_rejected, 1);
+	if (refuses(http_status))
+		bal_conn_refused(req->conn);
 	bal_log_reject("ingest", "%s: %d %s", req->conn->peer, http_status, why);
 	ack(req, http_status, BAL_ACK_REJECTED, 0, why, http_status == 503 ? "Retry-After: 1\r\n" : NULL);
 }
@@ -203,6 +212,8 @@ void bal_ingest_finish(struct bal_req *req)
 	case BAL_EDUPLICATE: ack(req, 200, BAL_ACK_DUPLICATE, job->position, NULL, NULL); break;
 	default: {
 		int st = http_status_of(job->result);
+		if (refuses(st))
+			bal_conn_refused(req->conn);
 		ack(req, st, BAL_ACK_REJECTED, job->position, job->why[0] ? job->why : bal_strerror(job->result),
 		    st == 503 ? "Retry-After: 1\r\n" : NULL);
 		break;

@@ -142,6 +142,7 @@ int main(int argc, char **argv)
 	err = load_definition(&d);
 	if (err)
 		goto fail_defn;
+	bal_config_derive(&d.cfg, d.defn);
 	err = bal_daemon_open_store(&d);
 	if (err)
 		goto fail_defn;

@@ -55,9 +55,32 @@ void bal_metrics_write(struct bal_daemon *d, struct bal_text *b)
 	COUNTER("connections_total", "Connections accepted.", BAL_METRIC_GET(m->connections_total));
 	COUNTER("connections_refused_total", "Connections refused over --max-connections.",
 	        BAL_METRIC_GET(m->connections_refused));
+	bal_text_printf(b, "# HELP ballotd_connections_closed_total Connections the daemon closed, by reason.\n"
+	                   "# TYPE ballotd_connections_closed_total counter\n");
+	static const char *const reasons[BAL_CLOSE_REASONS] = {
+	        [BAL_CLOSE_FAILURES] = "failures",
+	        [BAL_CLOSE_SEND_TIMEOUT] = "send_timeout",
+	        [BAL_CLOSE_MAX_OUTPUT] = "max_output",
+	        [BAL_CLOSE_REQUEST_TIMEOUT] = "request_timeout",
+	};
+	for (int i = 0; i < BAL_CLOSE_REASONS; i++)
+		bal_text_printf(b, "ballotd_connections_closed_total{reason=\"%s\"} %llu\n", reasons[i],
+		                U64(BAL_METRIC_GET(m->connections_closed[i])));
+	COUNTER("connection_memory_pauses_total", "Times a connection was read no further: --max-connection-memory.",
+	        BAL_METRIC_GET(m->connection_memory_pauses));
+	bal_text_printf(b, "# HELP ballotd_limit_refusals_total Requests answered 503 by a memory limit.\n"
+	                   "# TYPE ballotd_limit_refusals_total counter\n");
+	bal_text_printf(b, "ballotd_limit_refusals_total{limit=\"client_memory\"} %llu\n",
+	                U64(BAL_METRIC_GET(m->client_memory_refused)));
+	bal_text_printf(b, "ballotd_limit_refusals_total{limit=\"queue_bytes\"} %llu\n",
+	                U64(BAL_METRIC_GET(m->queue_bytes_refused)));
 	COUNTER("queries_total", "Counter reads by queries.", BAL_METRIC_GET(m->queries));
 	GAUGE("connections_open", "Open connections.", BAL_METRIC_GET(m->connections_open));
 	GAUGE("commit_queue_depth", "Batches waiting for commit.", __atomic_load_n(&d->inflight, __ATOMIC_RELAXED));
+	GAUGE("commit_queue_bytes", "Bytes of the batches waiting for commit.",
+	      __atomic_load_n(&d->queued_bytes, __ATOMIC_RELAXED));
+	GAUGE("client_memory_bytes", "Bytes held for connections: request bodies, their output, held input.",
+	      __atomic_load_n(&d->client_memory, __ATOMIC_RELAXED));
 	GAUGE("journal_position", "Last committed journal position.", info.position);
 	GAUGE("snapshot_position", "Oldest snapshot slice position: a restart replays what follows it.",
 	      info.snapshot_position);
