@@ -53,6 +53,7 @@ void bal_config_defaults(struct bal_config *c)
 	c->drain_timeout_ms = 10000;
 	c->conflicts_per_seq = 4;
 	c->conflicts_per_precinct = 64;
+	c->max_heavy_queries = 4;
 	c->demo = false;
 }
 
@@ -184,6 +185,8 @@ static void usage(FILE *f)
 	           "  --conflicts-per-seq N    conflicting versions stored per (precinct, seq), default 4\n"
 	           "  --conflicts-per-precinct N  conflicting versions stored per precinct, default 64;\n"
 	           "                           beyond either they are counted, not stored\n"
+	           "  --max-heavy-queries N    requests waiting for a heavy answer being built (results.csv,\n"
+	           "                           journal pages), per process, before 503; default 4\n"
 	           "  --no-auth                do not verify precinct signatures\n"
 	           "  --null                   ack every POST at once without decoding or storing (HTTP ceiling)\n"
 	           "  --log-level LEVEL        debug, info, warn, error; default info\n"
@@ -221,6 +224,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 		O_CLIENTMEM,
 		O_SENDTO,
 		O_QBYTES,
+		O_HEAVY,
 		O_HELP
 	};
 	static const struct option opts[] = {
@@ -252,6 +256,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 	        {"max-client-memory", required_argument, 0, O_CLIENTMEM},
 	        {"send-timeout", required_argument, 0, O_SENDTO},
 	        {"queue-bytes", required_argument, 0, O_QBYTES},
+	        {"max-heavy-queries", required_argument, 0, O_HEAVY},
 	        {"help", no_argument, 0, O_HELP},
 	        {0, 0, 0, 0},
 	};
@@ -374,6 +379,11 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 			bad = parse_size(optarg, &v) || v < 4096;
 			if (!bad)
 				c->queue_bytes = v;
+			break;
+		case O_HEAVY:
+			bad = parse_uint(optarg, 1, 100000, &v);
+			if (!bad)
+				c->max_heavy_queries = (unsigned)v;
 			break;
 		case O_LOG:
 			if (strcmp(optarg, "debug") == 0)

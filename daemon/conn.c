@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/cache.h"
 #include "daemon/ingest.h"
 #include "daemon/log.h"
 #include "daemon/query.h"
@@ -25,11 +26,14 @@ static struct bal_req *req_at(struct bal_conn *c, unsigned k)
 
 static void req_reset(struct bal_req *req)
 {
-	if (req->resp_heap)
-		free(req->resp);
-	req->resp = NULL;
-	req->resp_heap = false;
+	if (req->state == BAL_REQ_WAITING)
+		bal_query_abandon(req);
 	req->resp_len = 0;
+	free(req->tail_owned);
+	bal_body_release(req->tail_shared);
+	req->tail = req->tail_owned = NULL;
+	req->tail_shared = NULL;
+	req->tail_len = 0;
 	req->body_len = 0;
 	req->state = BAL_REQ_FREE;
 }
@@ -92,43 +96,46 @@ void bal_conn_close(struct bal_conn *c)
 
 /* ---- responses ------------------------------------------------------------ */
 
+/*
+ * Head and body of a response. A short one is copied whole into the
+ * request's inline buffer; otherwise the head goes there and the body is
+ * sent from where it lies as a second buffer (`tail`): the caller's
+ * malloc'd memory (`owned`), a shared body (`shared`), or a copy of `body`.
+ */
 static void respond(struct bal_req *req, int status, const char *ctype, const char *extra, const void *body, size_t len,
-                    char *owned)
+                    char *owned, struct bal_body *shared)
 {
 	struct bal_conn *c = req->conn;
 	bool keep = !c->close_after_flush;
-	char head[256];
-	size_t hl = bal_http_head(head, sizeof(head), status, ctype, len, keep, extra);
+	size_t hl = bal_http_head(req->inl, sizeof(req->inl), status, ctype, len, keep, extra);
 	bal_require(hl > 0);
-	if (owned) {
-		/* Prepend the head in place: the body was allocated by the caller. */
-		char *buf = realloc(owned, hl + len);
-		if (!buf) {
-			free(owned);
-			bal_conn_close(c);
-			return;
-		}
-		memmove(buf + hl, buf, len);
-		memcpy(buf, head, hl);
-		req->resp = buf;
-		req->resp_heap = true;
-	} else if (hl + len <= sizeof(req->inl)) {
-		memcpy(req->inl, head, hl);
-		memcpy(req->inl + hl, body, len);
-		req->resp = req->inl;
-		req->resp_heap = false;
+	if (owned)
+		body = owned;
+	else if (shared)
+		body = shared->data;
+	req->resp_len = hl;
+	if (hl + len <= sizeof(req->inl)) {
+		if (len)
+			memcpy(req->inl + hl, body, len);
+		req->resp_len += len;
+		free(owned);
+	} else if (owned) {
+		req->tail = req->tail_owned = owned;
+		req->tail_len = len;
+	} else if (shared) {
+		req->tail_shared = bal_body_ref(shared);
+		req->tail = shared->data;
+		req->tail_len = len;
 	} else {
-		char *buf = malloc(hl + len);
-		if (!buf) {
+		char *copy = malloc(len);
+		if (!copy) {
 			bal_conn_close(c);
 			return;
 		}
-		memcpy(buf, head, hl);
-		memcpy(buf + hl, body, len);
-		req->resp = buf;
-		req->resp_heap = true;
+		memcpy(copy, body, len);
+		req->tail = req->tail_owned = copy;
+		req->tail_len = len;
 	}
-	req->resp_len = hl + len;
 	req->state = BAL_REQ_READY;
 	uint64_t *count = &c->w->http_status[status / 100 < 6 ? status / 100 : 5];
 	__atomic_store_n(count, *count + 1, __ATOMIC_RELAXED); /* this thread is the only writer */
@@ -137,13 +144,19 @@ static void respond(struct bal_req *req, int status, const char *ctype, const ch
 void bal_req_respond(struct bal_req *req, int status, const char *ctype, const char *extra, const void *body,
                      size_t len)
 {
-	respond(req, status, ctype, extra, body, len, NULL);
+	respond(req, status, ctype, extra, body, len, NULL, NULL);
 }
 
 void bal_req_respond_owned(struct bal_req *req, int status, const char *ctype, const char *extra_headers, char *body,
                            size_t len)
 {
-	respond(req, status, ctype, extra_headers, NULL, len, body);
+	respond(req, status, ctype, extra_headers, NULL, len, body, NULL);
+}
+
+void bal_req_respond_shared(struct bal_req *req, int status, const char *ctype, const char *extra_headers,
+                            struct bal_body *body)
+{
+	respond(req, status, ctype, extra_headers, NULL, body->len, NULL, body);
 }
 
 static void feed(struct bal_conn *c, const char *data, size_t n);
@@ -188,31 +201,36 @@ static void on_write(uv_write_t *wr, int status)
  * libuv it first tries a synchronous write (uv_try_write): a response that
  * fits in the socket buffer then needs no write request, no callback and no
  * poll-set update. Whatever the socket does not take goes to uv_write, and
- * every later response queues behind it. At most 4 buffers per write: libuv
- * keeps that many inline in the request and mallocs beyond it, which the
- * ingest path must not do. Returns false if the connection was closed.
+ * every later response queues behind it. A response is one buffer, or two
+ * when its body is sent from where it lies (`tail`). At most 4 buffers per
+ * write: libuv keeps that many inline in the request and mallocs beyond it,
+ * which the ingest path must not do. Returns false if the connection was
+ * closed.
  */
 static bool write_ready(struct bal_conn *c)
 {
 	uv_buf_t bufs[4];
 	for (;;) {
-		unsigned n = 0, k = c->nwriting;
+		unsigned n = 0, nreq = 0, k = c->nwriting;
 		struct bal_req *lead = NULL;
-		while (k < c->used && n < 4) {
+		while (k < c->used) {
 			struct bal_req *req = req_at(c, k);
-			if (req->state != BAL_REQ_READY)
+			if (req->state != BAL_REQ_READY || n + 1 + (req->tail != NULL) > 4)
 				break;
 			if (!lead)
 				lead = req;
-			bufs[n++] = uv_buf_init(req->resp, (unsigned)req->resp_len);
+			bufs[n++] = uv_buf_init(req->inl, (unsigned)req->resp_len);
+			if (req->tail)
+				bufs[n++] = uv_buf_init((char *)req->tail, (unsigned)req->tail_len);
 			req->state = BAL_REQ_WRITING;
+			nreq++;
 			k++;
 		}
-		if (!n)
+		if (!nreq)
 			return true;
-		c->nwriting += n;
+		c->nwriting += nreq;
 		unsigned skip = 0;
-		if (c->nwriting == n) {
+		if (c->nwriting == nreq) {
 			int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
 			size_t done = r > 0 ? (size_t)r : 0;
 			if (r < 0 && r != UV_EAGAIN) {
@@ -222,15 +240,15 @@ static bool write_ready(struct bal_conn *c)
 			while (skip < n && done >= bufs[skip].len)
 				done -= bufs[skip++].len;
 			if (skip == n) {
-				release_written(c, n);
+				release_written(c, nreq);
 				continue;
 			}
 			bufs[skip].base += done;
-			bufs[skip].len -= (unsigned)done;
+			bufs[skip].len -= done;
 		}
 		/* The requests of the fully written buffers stay WRITING under this
-		 * request too: on_write retires all n in order. */
-		lead->wcount = n;
+		 * request too: on_write retires all nreq in order. */
+		lead->wcount = nreq;
 		lead->wreq.data = lead;
 		int r = uv_write(&lead->wreq, (uv_stream_t *)&c->tcp, bufs + skip, n - skip, on_write);
 		if (r) {

@@ -39,18 +39,27 @@ enum bal_req_state {
 	BAL_REQ_FREE = 0,
 	BAL_REQ_RECV,    /**< request being received */
 	BAL_REQ_QUEUED,  /**< job with the committer */
+	BAL_REQ_WAITING, /**< answer being built off the loop (daemon/query.h); not ready */
 	BAL_REQ_READY,   /**< response built, waiting for earlier ones */
 	BAL_REQ_WRITING, /**< response handed to uv_write */
 };
 
-/** Response bytes a request holds inline; a longer response is malloc'd. */
+/** Response bytes a request holds inline: the head, and the body if it fits;
+ * a longer body is sent from where it lies, after the head (`tail`). */
 #define BAL_REQ_INLINE 320
+
+struct bal_body;
+struct bal_wait;
 
 /**
  * One request/response of a connection. Memory is reused across requests.
  * - `body_len <= body_cap`, `body_cap <= cfg.max_body` (plus nothing);
  * - the job is with the committer iff state == BAL_REQ_QUEUED;
- * - `resp` points at `inl` or at heap memory owned iff `resp_heap`;
+ * - the response is `inl[0..resp_len)`, then `tail[0..tail_len)` unless
+ *   `tail` is NULL: the body, sent as a buffer of its own, from `tail_owned`
+ *   (malloc'd, freed with the response) or from `tail_shared` (a reference,
+ *   released with it);
+ * - `wait` is set iff state == BAL_REQ_WAITING;
  * - `next_free` links the connection's free requests (state BAL_REQ_FREE).
  */
 struct bal_req {
@@ -62,10 +71,13 @@ struct bal_req {
 	bool accept_protobuf;
 	struct bal_job job;
 	struct bal_delta_entry *entries; /**< delta storage, bal_layout_delta_max() entries, lazily allocated */
-	char *resp;
 	size_t resp_len;
-	bool resp_heap;
-	uint32_t wcount; /**< responses covered by `wreq` when this request leads a write */
+	const char *tail;
+	size_t tail_len;
+	char *tail_owned;
+	struct bal_body *tail_shared;
+	struct bal_wait *wait; /**< the answer this request waits for (daemon/cache.h) */
+	uint32_t wcount;       /**< responses covered by `wreq` when this request leads a write */
 	uv_write_t wreq;
 	char inl[BAL_REQ_INLINE];
 };
@@ -141,5 +153,14 @@ void bal_req_respond(struct bal_req *req, int status, const char *ctype, const c
 /** As bal_req_respond(), taking ownership of `body` (malloc'd) instead of copying it. */
 void bal_req_respond_owned(struct bal_req *req, int status, const char *ctype, const char *extra_headers, char *body,
                            size_t len);
+
+/**
+ * As bal_req_respond(), with a shared immutable body (daemon/cache.h): the
+ * request takes a reference, which it releases once the body is written.
+ * The head and the body leave as two buffers of one write; the body is
+ * never copied.
+ */
+void bal_req_respond_shared(struct bal_req *req, int status, const char *ctype, const char *extra_headers,
+                            struct bal_body *body);
 
 #endif

@@ -24,6 +24,7 @@
 struct bal_store;
 struct bal_committer;
 struct bal_worker;
+struct bal_cache;
 
 /** Every limit is configurable; defaults are in config.c. */
 struct bal_config {
@@ -58,6 +59,7 @@ struct bal_config {
 	unsigned drain_timeout_ms;       /**< SIGTERM: longest wait for in-flight batches */
 	unsigned conflicts_per_seq;      /**< conflicting versions stored per (precinct, seq) */
 	unsigned conflicts_per_precinct; /**< conflicting versions stored per precinct */
+	unsigned max_heavy_queries;      /**< requests waiting for an answer being built, per process, before 503 */
 	bool demo;                       /**< the embedded demo election (definition is NULL) */
 };
 
@@ -71,6 +73,14 @@ enum bal_close_reason {
 	BAL_CLOSE_MAX_OUTPUT,      /**< more than cfg.max_output bytes unread */
 	BAL_CLOSE_REQUEST_TIMEOUT, /**< a request not whole within cfg.request_timeout_ms */
 	BAL_CLOSE_REASONS
+};
+
+/** Answers built once per journal position and shared (daemon/cache.h). */
+enum bal_answer {
+	BAL_ANSWER_RESULTS_CSV = 0, /**< GET /v1/results.csv */
+	BAL_ANSWER_SNAPSHOT,        /**< GET /v1/snapshot */
+	BAL_ANSWER_SEATS,           /**< GET /v1/seats */
+	BAL_ANSWER_KINDS            /**< also the kind of a private answer (a journal page) */
 };
 
 /** Process-wide counters, updated with relaxed atomics from any thread.
@@ -101,6 +111,11 @@ struct bal_metrics {
 	uint64_t queue_bytes_refused;      /**< 503: cfg.queue_bytes waiting for commit already */
 
 	uint64_t queries;
+	/* per enum bal_answer, [BAL_ANSWER_KINDS] for private answers */
+	uint64_t answer_hits[BAL_ANSWER_KINDS + 1];   /**< served from the cache */
+	uint64_t answer_misses[BAL_ANSWER_KINDS + 1]; /**< not cached at the position asked */
+	uint64_t answer_builds[BAL_ANSWER_KINDS + 1]; /**< answers built */
+	uint64_t heavy_refused;                       /**< 503: cfg.max_heavy_queries requests waiting already */
 };
 
 #define BAL_METRIC_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
@@ -114,6 +129,7 @@ struct bal_daemon {
 	struct bal_store *store;   /**< owned */
 	struct bal_published pub;  /**< written by the committer only */
 	struct bal_committer *committer;
+	struct bal_cache *cache;     /**< shared answers and their reader thread; NULL: built per request */
 	struct bal_worker **workers; /**< cfg.threads of them (NULL where creation failed) */
 	unsigned nstarted;           /**< workers[0..nstarted) have a running thread */
 	struct bal_metrics metrics;

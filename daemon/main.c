@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/cache.h"
 #include "daemon/commit.h"
 #include "daemon/config.h"
 #include "daemon/listen.h"
@@ -153,6 +154,11 @@ int main(int argc, char **argv)
 	free(ctr);
 	if (err)
 		goto fail_pub;
+	err = bal_cache_new(&d, &d.cache);
+	if (err) {
+		bal_log(BAL_LOG_ERROR, "main", "cannot start the reader thread: %s", bal_strerror(err));
+		goto fail_cache;
+	}
 	err = start_workers(&d);
 	if (err)
 		goto fail_workers;
@@ -162,6 +168,7 @@ int main(int argc, char **argv)
 	err = bal_loop_run(&d);
 
 	stop_workers(&d);
+	bal_cache_free(d.cache);
 	bal_committer_stop(d.committer);
 	bal_pub_deinit(&d.pub);
 	bal_store_close(d.store);
@@ -172,6 +179,8 @@ int main(int argc, char **argv)
 
 fail_workers:
 	stop_workers(&d);
+	bal_cache_free(d.cache);
+fail_cache:
 	bal_committer_stop(d.committer);
 fail_pub:
 	bal_pub_deinit(&d.pub);

@@ -5,6 +5,7 @@
  */
 #include "daemon/metrics.h"
 
+#include "daemon/cache.h"
 #include "daemon/worker.h"
 #include "storage/storage.h"
 
@@ -75,6 +76,23 @@ void bal_metrics_write(struct bal_daemon *d, struct bal_text *b)
 	bal_text_printf(b, "ballotd_limit_refusals_total{limit=\"queue_bytes\"} %llu\n",
 	                U64(BAL_METRIC_GET(m->queue_bytes_refused)));
 	COUNTER("queries_total", "Counter reads by queries.", BAL_METRIC_GET(m->queries));
+	bal_text_printf(b, "# HELP ballotd_answers_total Shared answers asked for, by answer and by whether the cache "
+	                   "held them at the position asked.\n# TYPE ballotd_answers_total counter\n");
+	for (int k = 0; k <= BAL_ANSWER_KINDS; k++) {
+		bal_text_printf(b, "ballotd_answers_total{answer=\"%s\",cache=\"hit\"} %llu\n", bal_answer_name(k),
+		                U64(BAL_METRIC_GET(m->answer_hits[k])));
+		bal_text_printf(b, "ballotd_answers_total{answer=\"%s\",cache=\"miss\"} %llu\n", bal_answer_name(k),
+		                U64(BAL_METRIC_GET(m->answer_misses[k])));
+	}
+	bal_text_printf(b, "# HELP ballotd_answer_builds_total Answers built, by answer.\n"
+	                   "# TYPE ballotd_answer_builds_total counter\n");
+	for (int k = 0; k <= BAL_ANSWER_KINDS; k++)
+		bal_text_printf(b, "ballotd_answer_builds_total{answer=\"%s\"} %llu\n", bal_answer_name(k),
+		                U64(BAL_METRIC_GET(m->answer_builds[k])));
+	COUNTER("heavy_queries_refused_total", "Requests answered 503: --max-heavy-queries waiting already.",
+	        BAL_METRIC_GET(m->heavy_refused));
+	GAUGE("heavy_queries_waiting", "Requests waiting for a heavy answer being built.",
+	      d->cache ? bal_cache_waiting(d->cache) : 0);
 	GAUGE("connections_open", "Open connections.", BAL_METRIC_GET(m->connections_open));
 	GAUGE("commit_queue_depth", "Batches waiting for commit.", __atomic_load_n(&d->inflight, __ATOMIC_RELAXED));
 	GAUGE("commit_queue_bytes", "Bytes of the batches waiting for commit.",

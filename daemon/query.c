@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/cache.h"
 #include "daemon/conn.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -43,19 +44,35 @@ static void send_text(struct bal_req *req, int status, const char *ctype, struct
 	send_text_x(req, status, ctype, NULL, b);
 }
 
-static void send_error(struct bal_req *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void send_error(struct bal_req *req, int status, const char *fmt, ...)
+static void send_error_v(struct bal_req *req, int status, const char *extra, const char *fmt, va_list ap)
 {
 	char why[256];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
 	struct bal_text b = {0};
 	bal_text_printf(&b, "{\"error\":");
 	bal_text_json(&b, why);
 	bal_text_printf(&b, "}\n");
-	send_text(req, status, "application/json", &b);
+	send_text_x(req, status, "application/json", extra, &b);
+}
+
+static void send_error(struct bal_req *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void send_error(struct bal_req *req, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	send_error_v(req, status, NULL, fmt, ap);
+	va_end(ap);
+}
+
+/* As send_error(), with header lines ("Retry-After: 1\r\n"). */
+static void send_error_x(struct bal_req *req, int status, const char *extra, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void send_error_x(struct bal_req *req, int status, const char *extra, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	send_error_v(req, status, extra, fmt, ap);
+	va_end(ap);
 }
 
 /* ---- pieces shared by the JSON answers ------------------------------------ */
@@ -82,35 +99,42 @@ static const char *contest_kind(const struct bal_contest *c)
 
 /*
  * What every answer about totals works from: the definition, the layout and
- * one consistent copy of the counters (in the worker's scratch array, valid
- * until the worker's next query) with the journal position it folds. With
+ * one consistent copy of the counters (in a scratch array of the thread
+ * building the answer: an I/O worker's, or the reader's, valid until that
+ * thread's next copy) with the journal position it folds. With
  * `totals_only`, only the aggregate and global slots are copied (totals per
  * contest, district and nation): all the snapshot and the seats answer
  * from, a small fraction of a national array.
  */
 struct view {
-	struct bal_worker *w;
 	const struct bal_defn *d;
 	const struct bal_layout *l;
 	const uint64_t *ctr;
 	uint64_t pos;
 };
 
+static struct view view_copy(struct bal_daemon *d, uint64_t *scratch, bool totals_only)
+{
+	const struct bal_layout *l = d->layout;
+	size_t first = totals_only ? bal_layout_first_aggregate(l) : 0;
+	BAL_METRIC_ADD(d->metrics.queries, 1);
+	uint64_t pos = bal_pub_read_range(&d->pub, first, bal_layout_nslots(l) - first, scratch);
+	return (struct view){.d = d->defn, .l = l, .ctr = scratch, .pos = pos};
+}
+
 static struct view view_of(struct bal_req *req, bool totals_only)
 {
 	struct bal_worker *w = req->conn->w;
-	const struct bal_layout *l = w->d->layout;
-	size_t first = totals_only ? bal_layout_first_aggregate(l) : 0;
-	BAL_METRIC_ADD(w->d->metrics.queries, 1);
-	uint64_t pos = bal_pub_read_range(&w->d->pub, first, bal_layout_nslots(l) - first, w->scratch);
-	return (struct view){.w = w, .d = w->d->defn, .l = l, .ctr = w->scratch, .pos = pos};
+	return view_copy(w->d, w->scratch, totals_only);
 }
 
 /* ---- GET /v1/snapshot ----------------------------------------------------- */
 
-static void snapshot(struct bal_req *req)
+static int build_snapshot(struct bal_daemon *d, uint64_t *scratch, void *params, struct bal_text *out,
+                          uint64_t *position)
 {
-	struct view v = view_of(req, true);
+	(void)params;
+	struct view v = view_copy(d, scratch, true);
 	struct bal_text b = {0};
 	bal_text_printf(&b, "{\"election\":{\"id\":");
 	bal_text_json(&b, v.d->election_id);
@@ -166,7 +190,9 @@ static void snapshot(struct bal_req *req)
 		bal_text_printf(&b, "]}");
 	}
 	bal_text_printf(&b, "]}\n");
-	send_text(req, 200, "application/json", &b);
+	*out = b;
+	*position = v.pos;
+	return 0;
 }
 
 /* ---- GET /v1/precincts/{id} ------------------------------------------------ */
@@ -365,9 +391,10 @@ static void precinct(struct bal_req *req, const char *idstr)
 
 /* ---- GET /v1/seats ---------------------------------------------------------- */
 
-static void seats(struct bal_req *req)
+static int build_seats(struct bal_daemon *d, uint64_t *scratch, void *params, struct bal_text *text, uint64_t *position)
 {
-	struct view v = view_of(req, true);
+	(void)params;
+	struct view v = view_copy(d, scratch, true);
 	uint32_t maxc = 0;
 	for (uint32_t c = 0; c < v.d->ncontests; c++)
 		if (v.d->contests[c].nchoices > maxc)
@@ -413,32 +440,70 @@ out:
 	free(votes);
 	free(seat);
 	free(passed);
-	send_text(req, 200, "application/json", &b);
+	*text = b;
+	*position = v.pos;
+	return 0;
 }
 
 /* ---- GET /v1/results.csv ------------------------------------------------------ */
 
-static void results_csv(struct bal_req *req)
+/* Writes `v` in decimal at `p`, in place; returns the digits written (at most 20). */
+static size_t put_decimal(char *p, uint64_t v)
 {
-	struct view v = view_of(req, false);
+	size_t n = 1;
+	for (uint64_t rest = v / 10; rest; rest /= 10)
+		n++;
+	for (size_t i = n; i > 0; v /= 10)
+		p[--i] = (char)('0' + v % 10);
+	return n;
+}
+
+/*
+ * One line "district_id,precinct_id,contest_id,choice_id,votes" per
+ * (precinct, contest on its ballot, choice), in the definition's order.
+ * Formatted by hand: it is the largest answer, about 160,000 lines for a
+ * national election, and printf would spend most of its time parsing the
+ * format.
+ */
+static int build_results_csv(struct bal_daemon *d, uint64_t *scratch, void *params, struct bal_text *out,
+                             uint64_t *position)
+{
+	(void)params;
+	struct view v = view_copy(d, scratch, false);
 	struct bal_text b = {0};
 	bal_text_printf(&b, "district_id,precinct_id,contest_id,choice_id,votes\n");
 	for (uint32_t p = 0; p < v.d->nprecincts && !b.oom; p++) {
 		const struct bal_precinct *pr = &v.d->precincts[p];
+		char prefix[24]; /* "district_id,precinct_id," */
+		size_t pl = put_decimal(prefix, v.d->districts[pr->district].id);
+		prefix[pl++] = ',';
+		pl += put_decimal(prefix + pl, pr->id);
+		prefix[pl++] = ',';
 		for (uint32_t c = 0; c < v.d->ncontests; c++) {
 			if (!bal_defn_votes_in(v.d, p, c))
 				continue;
 			const struct bal_contest *ct = &v.d->contests[c];
-			for (uint32_t k = 0; k < ct->nchoices; k++)
-				bal_text_printf(&b, "%u,%u,%u,%u,%llu\n", v.d->districts[pr->district].id, pr->id,
-				                ct->id, ct->choices[k].id,
-				                U64(v.ctr[bal_slot_precinct_choice(v.l, p, c, k)]));
+			for (uint32_t k = 0; k < ct->nchoices; k++) {
+				/* prefix, two ids of 10 digits, votes of 20, separators */
+				bal_text_reserve(&b, sizeof(prefix) + 10 + 10 + 20 + 4);
+				if (b.oom)
+					break;
+				char *at = b.p + b.n;
+				memcpy(at, prefix, pl);
+				at += pl;
+				at += put_decimal(at, ct->id);
+				*at++ = ',';
+				at += put_decimal(at, ct->choices[k].id);
+				*at++ = ',';
+				at += put_decimal(at, v.ctr[bal_slot_precinct_choice(v.l, p, c, k)]);
+				*at++ = '\n';
+				b.n = (size_t)(at - b.p);
+			}
 		}
 	}
-	/* The journal prefix this CSV folds travels in a header, keeping the body plain CSV. */
-	char extra[64];
-	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\n", U64(v.pos));
-	send_text_x(req, 200, "text/csv", extra, &b);
+	*out = b;
+	*position = v.pos;
+	return 0;
 }
 
 /* ---- GET /v1/journal?from=N&limit=M ------------------------------------------------ */
@@ -511,37 +576,168 @@ static bool journal_params(struct bal_req *req, const char *query, uint64_t *fro
 	return true;
 }
 
+/* A journal page asked for, and what its build found. */
+struct journal_page {
+	uint64_t from, limit;
+	uint64_t upto; /* last committed position when the request was read */
+	uint64_t next; /* out: where the next page starts */
+	int err;       /* out: the journal could not be read */
+};
+
 /*
  * The exact journaled SignedBatch bytes of positions from..from+limit-1, cut at
  * the position committed when the request was read and at --max-output bytes
  * (one record at least): records of position (u64 BE), length (u32 BE), bytes.
+ * `params` is a struct answer_params holding the page.
  */
+static int build_journal(struct bal_daemon *d, uint64_t *scratch, void *params, struct bal_text *out,
+                         uint64_t *position);
+
+/* ---- answers built once and shared ------------------------------------------------ */
+
+/* What an answer is built from; for the reader, also what it found. */
+struct answer_params {
+	enum bal_answer kind; /* BAL_ANSWER_KINDS: a journal page */
+	struct journal_page page;
+};
+_Static_assert(sizeof(struct answer_params) <= BAL_ANSWER_PARAMS, "fits a wait");
+
+static const struct {
+	const char *ctype;
+	bal_answer_build build;
+	bool heavy; /* built by the reader thread, else by the I/O thread asking (a millisecond or less) */
+} answers[BAL_ANSWER_KINDS + 1] = {
+        [BAL_ANSWER_RESULTS_CSV] = {"text/csv", build_results_csv, true},
+        [BAL_ANSWER_SNAPSHOT] = {"application/json", build_snapshot, false},
+        [BAL_ANSWER_SEATS] = {"application/json", build_seats, false},
+        [BAL_ANSWER_KINDS] = {"application/octet-stream", build_journal, true},
+};
+
+static int build_journal(struct bal_daemon *d, uint64_t *scratch, void *params, struct bal_text *out,
+                         uint64_t *position)
+{
+	(void)scratch;
+	struct journal_page *pg = &((struct answer_params *)params)->page;
+	struct bal_text b = {0};
+	struct journal_walk jw = {
+	        .b = &b, .upto = pg->upto, .left = pg->limit, .max_out = d->cfg.max_output - 1024, .next = pg->from};
+	int err = pg->from - 1 < jw.upto ? bal_store_journal_scan(d->store, pg->from - 1, on_journal, &jw) : 0;
+	if (err && err != JOURNAL_STOP) {
+		free(b.p);
+		b = (struct bal_text){0};
+		pg->err = err;
+	}
+	pg->next = jw.next;
+	*out = b;
+	*position = pg->upto;
+	return 0;
+}
+
+/* Answers `req` with `b` (a reference it takes over; NULL: not built), built for `ap`. */
+static void send_answer(struct bal_req *req, const struct answer_params *ap, struct bal_body *b)
+{
+	char extra[96] = "";
+	if (!b) {
+		send_error_x(req, 503, "Retry-After: 1\r\n", "out of memory building the answer");
+		return;
+	}
+	if (ap->kind == BAL_ANSWER_RESULTS_CSV) {
+		/* The journal prefix this CSV folds travels in a header, keeping the body plain CSV. */
+		snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\n", U64(b->position));
+	} else if (ap->kind == BAL_ANSWER_KINDS) {
+		const struct journal_page *pg = &ap->page;
+		if (pg->err) {
+			bal_body_release(b);
+			send_error(req, 503, "reading the journal after position %llu failed: %s", U64(pg->from - 1),
+			           bal_strerror(pg->err));
+			return;
+		}
+		snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\nX-Ballotd-Next: %llu\r\n", U64(pg->upto),
+		         U64(pg->next));
+	}
+	bal_req_respond_shared(req, 200, answers[ap->kind].ctype, extra[0] ? extra : NULL, b);
+	bal_body_release(b);
+}
+
+/* Loop thread: the answer a request waited for is there. */
+static void on_built(void *arg, struct bal_body *b, void *params)
+{
+	struct bal_req *req = arg;
+	req->wait = NULL;
+	send_answer(req, params, b);
+	bal_conn_flush(req->conn);
+}
+
+/*
+ * Answers `req` with the answer `ap` names. Without a cache (a daemon
+ * context built without one) it is built here for this request alone.
+ * With one, a cached answer at the position published now or later is
+ * shared; a cheap one missing is built here and cached; a heavy one is
+ * waited for (the request stays BAL_REQ_WAITING, answers behind it wait
+ * their turn), unless --max-heavy-queries requests wait already.
+ */
+static void answer(struct bal_req *req, struct answer_params *ap)
+{
+	struct bal_worker *w = req->conn->w;
+	struct bal_daemon *d = w->d;
+	enum bal_answer kind = ap->kind;
+	bal_answer_build build = answers[kind].build;
+	struct bal_cache *cache = d->cache;
+	if (!cache) {
+		send_answer(req, ap, bal_answer_make(d, w->scratch, kind, build, ap));
+		return;
+	}
+	/* Never behind what was published when the request was read: a client
+	 * that has its ack sees its batch. */
+	uint64_t min_pos = bal_pub_read_range(&d->pub, 0, 0, NULL);
+	struct bal_body *b = NULL;
+	if (!answers[kind].heavy) {
+		b = bal_cache_get(cache, kind, min_pos);
+		if (!b) {
+			b = bal_answer_make(d, w->scratch, kind, build, ap);
+			if (b)
+				bal_cache_put(cache, kind, b);
+		}
+		send_answer(req, ap, b);
+		return;
+	}
+	struct bal_wait *wait = NULL;
+	switch (bal_cache_answer(cache, &w->loop, kind, min_pos, build, ap, sizeof(*ap), on_built, req, &b, &wait)) {
+	case BAL_CACHE_HIT: send_answer(req, ap, b); break;
+	case BAL_CACHE_WAIT:
+		req->wait = wait;
+		req->state = BAL_REQ_WAITING;
+		break;
+	case BAL_CACHE_REFUSED:
+		send_error_x(req, 503, "Retry-After: 1\r\n",
+		             "%u requests wait for heavy answers being built (--max-heavy-queries); retry",
+		             d->cfg.max_heavy_queries);
+		break;
+	case BAL_CACHE_NOMEM: send_answer(req, ap, NULL); break;
+	}
+}
+
+void bal_query_abandon(struct bal_req *req)
+{
+	bal_cache_cancel(req->wait);
+	req->wait = NULL;
+}
+
 static void journal(struct bal_req *req, const char *query)
 {
 	struct bal_daemon *d = req->conn->w->d;
-	uint64_t from = 1, limit = JOURNAL_LIMIT_DEFAULT;
-	if (!journal_params(req, query, &from, &limit))
+	struct answer_params ap = {.kind = BAL_ANSWER_KINDS, .page = {.from = 1, .limit = JOURNAL_LIMIT_DEFAULT}};
+	if (!journal_params(req, query, &ap.page.from, &ap.page.limit))
 		return;
-	struct bal_text b = {0};
-	struct journal_walk jw = {.b = &b,
-	                          .upto = bal_store_position(d->store),
-	                          .left = limit,
-	                          .max_out = d->cfg.max_output - 1024,
-	                          .next = from};
-	int err = from - 1 < jw.upto ? bal_store_journal_scan(d->store, from - 1, on_journal, &jw) : 0;
-	if (err && err != JOURNAL_STOP) {
-		free(b.p);
-		send_error(req, 503, "reading the journal after position %llu failed: %s", U64(from - 1),
-		           bal_strerror(err));
-		return;
-	}
-	char extra[96];
-	snprintf(extra, sizeof(extra), "X-Ballotd-Position: %llu\r\nX-Ballotd-Next: %llu\r\n", U64(jw.upto),
-	         U64(jw.next));
-	if (!b.p && !b.oom)
-		bal_req_respond(req, 200, "application/octet-stream", extra, "", 0); /* nothing there yet */
-	else
-		send_text_x(req, 200, "application/octet-stream", extra, &b);
+	ap.page.upto = bal_store_position(d->store);
+	ap.page.next = ap.page.from;
+	answer(req, &ap);
+}
+
+static void shared(struct bal_req *req, enum bal_answer kind)
+{
+	struct answer_params ap = {.kind = kind};
+	answer(req, &ap);
 }
 
 /* ---- GET /healthz and /metrics --------------------------------------------------- */
@@ -606,11 +802,11 @@ void bal_query_request(struct bal_req *req, const struct bal_http_req *head)
 	if (strcmp(path, "/v1/batches") == 0)
 		send_error(req, 405, "GET /v1/batches is not supported (POST a SignedBatch)");
 	else if (strcmp(path, "/v1/snapshot") == 0)
-		snapshot(req);
+		shared(req, BAL_ANSWER_SNAPSHOT);
 	else if (strcmp(path, "/v1/seats") == 0)
-		seats(req);
+		shared(req, BAL_ANSWER_SEATS);
 	else if (strcmp(path, "/v1/results.csv") == 0)
-		results_csv(req);
+		shared(req, BAL_ANSWER_RESULTS_CSV);
 	else if (strcmp(path, "/v1/journal") == 0)
 		journal(req, head->url[n] ? head->url + n + 1 : "");
 	else if (strcmp(path, "/healthz") == 0)
