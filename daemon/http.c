@@ -258,8 +258,10 @@ size_t bal_http_feed(struct bal_http *h, const char *data, size_t n)
 {
 	if (h->error_status || h->paused)
 		return 0;
-	h->feed_end = data + n;
-	if (h->scan != SCAN_OFF && scan_head(h, data, data + n))
+	/* n == 0 (the end of input) may come with data == NULL: no arithmetic on it. */
+	const char *end = n ? data + n : data;
+	h->feed_end = end;
+	if (h->scan != SCAN_OFF && scan_head(h, data, end))
 		return 0; /* the rest of a head begun in earlier bytes */
 	size_t used = http_parser_execute(&h->parser, h->settings, data, n);
 	enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
