@@ -122,10 +122,49 @@ static struct view view_copy(struct bal_daemon *d, uint64_t *scratch, bool total
 	return (struct view){.d = d->defn, .l = l, .ctr = scratch, .pos = pos};
 }
 
-static struct view view_of(struct bal_req *req, bool totals_only)
+/* Widens [*lo, *hi] to hold slot `s`. */
+static void span_add(uint32_t *lo, uint32_t *hi, uint32_t s)
+{
+	if (s < *lo)
+		*lo = s;
+	if (s > *hi)
+		*hi = s;
+}
+
+/*
+ * The counters of precinct `p` alone, at their own indices in the worker's
+ * scratch array: its block (choices, turnout, and the shadows kept just
+ * before it) and the shadows holding its ballot sums, two short ranges of a
+ * national array copied through the seqlock one after the other. The
+ * counters at a position are the fold of the prefix up to it, so two
+ * copies that report one position are one consistent view; a commit in
+ * between makes the copy start again.
+ */
+static struct view view_of_precinct(struct bal_req *req, uint32_t p)
 {
 	struct bal_worker *w = req->conn->w;
-	return view_copy(w->d, w->scratch, totals_only);
+	const struct bal_defn *d = w->d->defn;
+	const struct bal_layout *l = w->d->layout;
+	uint32_t lo[2] = {UINT32_MAX, UINT32_MAX}, hi[2] = {0, 0};
+	for (uint32_t f = 0; f < BAL_T_NFIELDS; f++) {
+		uint32_t s = bal_slot_precinct_turnout(l, p, f);
+		span_add(&lo[0], &hi[0], s);
+		span_add(&lo[f < BAL_SH_NFIELDS ? 0 : 1], &hi[f < BAL_SH_NFIELDS ? 0 : 1],
+		         bal_slot_precinct_shadow(l, p, s));
+	}
+	for (uint32_t c = 0; c < d->ncontests; c++) {
+		for (uint32_t k = 0; bal_defn_votes_in(d, p, c) && k < d->contests[c].nchoices; k++) {
+			uint32_t s = bal_slot_precinct_choice(l, p, c, k);
+			span_add(&lo[0], &hi[0], s);
+			span_add(&lo[1], &hi[1], bal_slot_precinct_shadow(l, p, s));
+		}
+	}
+	BAL_METRIC_ADD(w->d->metrics.queries, 1);
+	uint64_t pos;
+	do
+		pos = bal_pub_read_range(&w->d->pub, lo[0], hi[0] - lo[0] + 1, w->scratch);
+	while (bal_pub_read_range(&w->d->pub, lo[1], hi[1] - lo[1] + 1, w->scratch) != pos);
+	return (struct view){.d = d, .l = l, .ctr = w->scratch, .pos = pos};
 }
 
 /* ---- GET /v1/snapshot ----------------------------------------------------- */
@@ -341,7 +380,7 @@ static void precinct(struct bal_req *req, const char *idstr)
 		send_error(req, 404, "precinct %llu is not in the definition", U64(id));
 		return;
 	}
-	const struct view v = view_of(req, false);
+	const struct view v = view_of_precinct(req, (uint32_t)p);
 	const uint64_t pos = v.pos, *ctr = v.ctr;
 	const struct bal_precinct *pr = &d->precincts[p];
 	struct bal_text b = {0};
