@@ -111,7 +111,7 @@ struct bal_metrics {
 	uint64_t queue_bytes_refused;      /**< 503: cfg.queue_bytes waiting for commit already */
 
 	uint64_t queries;
-	/* per enum bal_answer, [BAL_ANSWER_KINDS] for private answers */
+	/* per enum bal_answer, [BAL_ANSWER_KINDS] for private answers (never cached: every one a miss) */
 	uint64_t answer_hits[BAL_ANSWER_KINDS + 1];   /**< served from the cache */
 	uint64_t answer_misses[BAL_ANSWER_KINDS + 1]; /**< not cached at the position asked */
 	uint64_t answer_builds[BAL_ANSWER_KINDS + 1]; /**< answers built */

@@ -78,7 +78,7 @@ void bal_metrics_write(struct bal_daemon *d, struct bal_text *b)
 	COUNTER("queries_total", "Counter reads by queries.", BAL_METRIC_GET(m->queries));
 	bal_text_printf(b, "# HELP ballotd_answers_total Shared answers asked for, by answer and by whether the cache "
 	                   "held them at the position asked.\n# TYPE ballotd_answers_total counter\n");
-	for (int k = 0; k <= BAL_ANSWER_KINDS; k++) {
+	for (int k = 0; k < BAL_ANSWER_KINDS; k++) {
 		bal_text_printf(b, "ballotd_answers_total{answer=\"%s\",cache=\"hit\"} %llu\n", bal_answer_name(k),
 		                U64(BAL_METRIC_GET(m->answer_hits[k])));
 		bal_text_printf(b, "ballotd_answers_total{answer=\"%s\",cache=\"miss\"} %llu\n", bal_answer_name(k),
