@@ -222,3 +222,36 @@ Test(http, strict_heads_pass_split_anywhere)
 		cr_assert_str_eq(s.url[2], "/healthz");
 	}
 }
+
+/* GET of a 19-byte target with `byte` at `pos` (1..19); returns the status. */
+static int target_with(unsigned char byte, size_t pos, int *completed)
+{
+	char in[64];
+	memcpy(in, "GET /aaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", 38);
+	in[4 + pos] = (char)byte;
+	struct bal_http h;
+	struct seen s = {0};
+	bal_http_init(&h, &hooks, &s, 16384);
+	bal_http_feed(&h, in, 37);
+	*completed = s.completed;
+	return h.error_status;
+}
+
+Test(http, control_bytes_in_the_target_are_400_wherever_they_are)
+{
+	/* Every position, so that each byte is checked both in an 8-byte step
+	 * and in the tail. */
+	static const unsigned char bad[] = {0x01, 0x09, 0x0c, 0x1f, 0x7f};
+	static const unsigned char fine[] = {'!', '~', '0', 'z', '%'};
+	int completed;
+	for (size_t pos = 1; pos < 20; pos++) {
+		for (size_t k = 0; k < sizeof(bad); k++) {
+			cr_assert_eq(target_with(bad[k], pos, &completed), 400, "byte 0x%02x at %zu", bad[k], pos);
+			cr_assert_eq(completed, 0);
+		}
+		for (size_t k = 0; k < sizeof(fine); k++) {
+			cr_assert_eq(target_with(fine[k], pos, &completed), 0, "byte %c at %zu", fine[k], pos);
+			cr_assert_eq(completed, 1);
+		}
+	}
+}
