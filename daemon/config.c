@@ -167,8 +167,8 @@ static void usage(FILE *f)
 	           "                           connection is closed, default 32\n"
 	           "  --max-connection-memory SIZE  request bodies + unread responses a connection holds\n"
 	           "                           before it is read no further, default 4M\n"
-	           "  --max-client-memory SIZE  the same over all connections before new batches and heavy\n"
-	           "                           queries get 503, default 256M\n"
+	           "  --max-client-memory SIZE  the same over all connections before new batches get 503,\n"
+	           "                           default 256M\n"
 	           "  --send-timeout DUR       close a connection whose client reads nothing of what it is\n"
 	           "                           owed for this long, default 30s\n"
 	           "  --max-connections N      default: descriptor limit - 64\n"
@@ -487,13 +487,17 @@ void bal_config_derive(struct bal_config *c, const struct bal_defn *d)
 	uint32_t p;
 	c->max_body = bal_config_body_bound(d, &p);
 	const struct bal_precinct *pr = d->nprecincts ? &d->precincts[p] : NULL;
-	if (!pr)
+	if (!pr) {
 		bal_log(BAL_LOG_INFO, "config", "--max-body %zu bytes (no precincts)", c->max_body);
-	else if (pr->unbounded)
+	} else if (pr->unbounded) {
 		bal_log(BAL_LOG_INFO, "config", "--max-body %zu bytes: precinct %u is unbounded", c->max_body, pr->id);
-	else
+	} else {
+		uint32_t contests = 0;
+		for (uint32_t k = 0; k < d->ncontests; k++)
+			contests += bal_defn_votes_in(d, p, k);
 		bal_log(BAL_LOG_INFO, "config",
-		        "--max-body %zu bytes: the largest batch precinct %u may send (%llu voters at most, "
-		        "%zu..%zu bytes)",
-		        c->max_body, pr->id, (unsigned long long)pr->max_voters, BODY_FLOOR, BODY_CAP);
+		        "--max-body %zu bytes, from the definition: the largest batch precinct %u may send (%llu "
+		        "voters x %u contests x 5 bytes, tallies and envelope), rounded up to 4 KiB, within %zu..%zu",
+		        c->max_body, pr->id, (unsigned long long)pr->max_voters, contests, BODY_FLOOR, BODY_CAP);
+	}
 }

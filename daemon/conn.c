@@ -24,8 +24,63 @@ static struct bal_req *req_at(struct bal_conn *c, unsigned k)
 	return c->reqs[(c->first + k) % c->cap];
 }
 
+/* A finished request keeps a body buffer this small for the next one: an
+ * uploader's batches then cost no malloc; a larger one is freed once read. */
+#define BODY_KEEP ((size_t)16 << 10)
+
+/* The connection now holds `n` more owned bytes (bal_conn_held()), and so
+ * does the daemon on behalf of its clients. */
+static void mem_add(struct bal_conn *c, size_t n)
+{
+	if (!n)
+		return; /* the usual case (an inline answer, a kept body): no shared write */
+	c->mem += n;
+	__atomic_add_fetch(&c->w->d->client_memory, n, __ATOMIC_RELAXED);
+}
+
+static void mem_sub(struct bal_conn *c, size_t n)
+{
+	if (!n)
+		return;
+	bal_require(c->mem >= n);
+	c->mem -= n;
+	__atomic_sub_fetch(&c->w->d->client_memory, n, __ATOMIC_RELAXED);
+}
+
+size_t bal_conn_held(const struct bal_conn *c)
+{
+	return c->mem + c->out_shared;
+}
+
+/* The response bytes of `req` beyond its inline head: owned (malloc'd for
+ * it) or shared (a cached body, daemon/cache.h). */
+static size_t resp_owned(const struct bal_req *req)
+{
+	return req->tail_owned ? req->tail_len : 0;
+}
+
+static size_t resp_shared(const struct bal_req *req)
+{
+	return req->tail_shared ? req->tail_len : 0;
+}
+
+/* Frees the body of a request done with it, unless it is small enough to
+ * keep for the next request and the connection is within its memory. */
+static void body_release(struct bal_conn *c, struct bal_req *req)
+{
+	req->body_len = 0;
+	if (req->body && (req->body_cap > BODY_KEEP || c->mem > c->w->d->cfg.max_conn_memory)) {
+		mem_sub(c, req->body_cap);
+		free(req->body);
+		req->body = NULL;
+		req->body_cap = 0;
+	}
+}
+
 static void req_reset(struct bal_req *req)
 {
+	mem_sub(req->conn, resp_owned(req));
+	req->conn->out_shared -= resp_shared(req);
 	if (req->state == BAL_REQ_WAITING)
 		bal_query_abandon(req);
 	req->resp_len = 0;
@@ -70,6 +125,8 @@ static void conn_free(struct bal_conn *c)
 		req_free(req);
 	}
 	free(c->pending);
+	/* What its requests and held input still had, at once. */
+	__atomic_sub_fetch(&w->d->client_memory, c->mem, __ATOMIC_RELAXED);
 	free(c);
 }
 
@@ -137,6 +194,8 @@ static void respond(struct bal_req *req, int status, const char *ctype, const ch
 		req->tail_len = len;
 	}
 	req->state = BAL_REQ_READY;
+	mem_add(c, resp_owned(req));
+	c->out_shared += resp_shared(req);
 	uint64_t *count = &c->w->http_status[status / 100 < 6 ? status / 100 : 5];
 	__atomic_store_n(count, *count + 1, __ATOMIC_RELAXED); /* this thread is the only writer */
 }
@@ -179,7 +238,7 @@ static void release_written(struct bal_conn *c, unsigned n)
 		c->used--;
 		c->nwriting--;
 	}
-	c->last_active_ms = uv_now(&c->w->loop);
+	c->last_active_ms = c->out_progress_ms = uv_now(&c->w->loop);
 }
 
 static void on_write(uv_write_t *wr, int status)
@@ -273,7 +332,8 @@ void bal_conn_flush(struct bal_conn *c)
 		c->flush_again = false;
 		if (!write_ready(c))
 			goto out;
-		if (c->paused && c->used < c->cap && !c->close_after_flush) {
+		if (c->paused && c->used < c->cap && !c->close_after_flush &&
+		    (c->used == 0 || bal_conn_held(c) < c->w->d->cfg.max_conn_memory)) {
 			/* A request came free: parse what was held back. */
 			c->paused = false;
 			bal_http_resume(&c->http);
@@ -311,6 +371,7 @@ void bal_conn_job_done(struct bal_job *job)
 	struct bal_req *req = job->owner;
 	struct bal_conn *c = req->conn;
 	bal_require(req->state == BAL_REQ_QUEUED);
+	body_release(c, req);
 	if (c->closing) {
 		req->state = BAL_REQ_FREE; /* nobody to answer; the batch's fate is in the journal */
 	} else {
@@ -350,6 +411,7 @@ static struct bal_req *req_take(struct bal_conn *c)
 	c->used++;
 	req->state = BAL_REQ_RECV;
 	req->body_len = 0;
+	req->discard = false;
 	req->accept_protobuf = false;
 	return req;
 }
@@ -376,6 +438,33 @@ static bool is_batch_post(const struct bal_http_req *head)
 	       (head->url[11] == '\0' || head->url[11] == '?');
 }
 
+/*
+ * Makes room for `need` body bytes (at most cfg.max_body), doubling. Beyond
+ * cfg.max_client_memory, or if malloc fails, the body is dropped instead
+ * (`discard`: read, not kept, answered 503).
+ */
+static void body_grow(struct bal_conn *c, struct bal_req *req, size_t need)
+{
+	const struct bal_config *cfg = &c->w->d->cfg;
+	size_t cap = req->body_cap ? req->body_cap : 1024;
+	while (cap < need)
+		cap *= 2;
+	if (cap > cfg->max_body)
+		cap = cfg->max_body;
+	uint64_t held = __atomic_load_n(&c->w->d->client_memory, __ATOMIC_RELAXED);
+	uint8_t *nb = held + (cap - req->body_cap) > cfg->max_client_memory ? NULL : realloc(req->body, cap);
+	if (nb) {
+		mem_add(c, cap - req->body_cap);
+		req->body = nb;
+		req->body_cap = cap;
+		return;
+	}
+	size_t len = req->body_len;
+	body_release(c, req);
+	req->body_len = len;
+	req->discard = true;
+}
+
 static int hook_headers(void *ctx, const struct bal_http_req *head)
 {
 	struct bal_conn *c = ctx;
@@ -387,7 +476,14 @@ static int hook_headers(void *ctx, const struct bal_http_req *head)
 		              (unsigned long long)head->content_length, d->cfg.max_body);
 		return 413;
 	}
-	if (head->expect_continue && c->used == 1 && is_batch_post(head)) {
+	/* Only a batch's body is read by anyone. A batch beyond what the daemon
+	 * holds for its clients is read and dropped, then answered 503. Its room
+	 * is taken as its bytes come (hook_body), not on the word of its
+	 * Content-Length: a client would reserve memory with a few header bytes. */
+	uint64_t held = __atomic_load_n(&d->client_memory, __ATOMIC_RELAXED);
+	uint64_t need = head->content_length != UINT64_MAX ? head->content_length : 0;
+	req->discard = !is_batch_post(head) || held + need > d->cfg.max_client_memory;
+	if (head->expect_continue && c->used == 1 && is_batch_post(head) && !req->discard) {
 		/* Only when no earlier response is pending, or it would jump the queue. */
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
@@ -405,21 +501,10 @@ static int hook_body(void *ctx, const char *at, size_t n)
 		bal_http_fail(&c->http, 413, "body exceeds the limit of %zu bytes (--max-body)", d->cfg.max_body);
 		return 413;
 	}
-	if (req->body_len + n > req->body_cap) {
-		size_t cap = req->body_cap ? req->body_cap : 1024;
-		while (cap < req->body_len + n)
-			cap *= 2;
-		if (cap > d->cfg.max_body)
-			cap = d->cfg.max_body;
-		uint8_t *nb = realloc(req->body, cap);
-		if (!nb) {
-			bal_http_fail(&c->http, 503, "out of memory for a %zu-byte body", req->body_len + n);
-			return 503;
-		}
-		req->body = nb;
-		req->body_cap = cap;
-	}
-	memcpy(req->body + req->body_len, at, n);
+	if (!req->discard && req->body_len + n > req->body_cap)
+		body_grow(c, req, req->body_len + n);
+	if (!req->discard)
+		memcpy(req->body + req->body_len, at, n);
 	req->body_len += n;
 	return 0;
 }
@@ -435,8 +520,18 @@ static int hook_complete(void *ctx, const struct bal_http_req *head)
 		bal_ingest_request(req);
 	else
 		bal_query_request(req, head);
-	/* Stop parsing when every request is in use, or when the connection ends here. */
-	return (c->used == c->cap || c->close_after_flush) ? 1 : 0;
+	if (req->state != BAL_REQ_QUEUED)
+		body_release(c, req); /* answered: nobody reads the body again */
+	/* Stop parsing when every request is in use, or when the connection ends
+	 * here, or holds as much as it may: the next request waits for answers
+	 * to be written. */
+	if (c->used == c->cap || c->close_after_flush)
+		return 1;
+	if (bal_conn_held(c) >= c->w->d->cfg.max_conn_memory) {
+		BAL_METRIC_ADD(c->w->d->metrics.connection_memory_pauses, 1);
+		return 1;
+	}
+	return 0;
 }
 
 static const struct bal_http_hooks hooks = {
@@ -465,6 +560,7 @@ static void stream_error(struct bal_conn *c)
 	}
 	c->msg_start_ms = 0;
 	c->close_after_flush = true;
+	body_release(c, req);
 	bal_log_reject("http", "%s: %d %s", c->peer, h->error_status, h->error_why);
 	char why[sizeof(h->error_why) * 6], body[sizeof(why) + 64];
 	bal_text_json_escape(why, sizeof(why), h->error_why);
@@ -523,6 +619,7 @@ static void feed(struct bal_conn *c, const char *data, size_t n)
 					bal_conn_close(c);
 					return;
 				}
+				mem_add(c, rest - c->pending_cap);
 				c->pending = p;
 				c->pending_cap = rest;
 			}
@@ -555,11 +652,15 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 		return;
 	if (nread < 0) {
 		if (nread == UV_EOF && c->used > 0) {
-			/* Half-close: the client may still read what we owe it. */
-			uv_read_stop(st);
-			c->reading = false;
+			/* Half-close: the client may still read what we owe it. A
+			 * request not whole yet never will be, and its body goes: the
+			 * parser refuses its end of input (400). */
+			read_stop(c);
 			c->close_after_flush = true;
-			bal_conn_flush(c);
+			if (req_at(c, c->used - 1)->state == BAL_REQ_RECV)
+				feed(c, NULL, 0);
+			else
+				bal_conn_flush(c);
 		} else {
 			bal_conn_close(c);
 		}
@@ -629,6 +730,26 @@ void bal_conn_accept(struct bal_worker *w)
 	read_start(c);
 }
 
+/*
+ * Whether the connection has owed output for longer than `timeout` ms with
+ * none of it taken by its client. Progress is a write completed
+ * (release_written()) or libuv's write queue shorter than at the previous
+ * sweep; a new write queued meanwhile may hide one sweep's progress.
+ */
+static bool output_stalled(struct bal_conn *c, uint64_t now, unsigned timeout)
+{
+	if (!c->nwriting) {
+		c->out_progress_ms = now;
+		c->out_seen = 0;
+		return false;
+	}
+	size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+	if (q < c->out_seen)
+		c->out_progress_ms = now;
+	c->out_seen = q;
+	return now - c->out_progress_ms > timeout;
+}
+
 void bal_conn_sweep(struct bal_worker *w, uint64_t now)
 {
 	const struct bal_config *cfg = &w->d->cfg;
@@ -643,6 +764,13 @@ void bal_conn_sweep(struct bal_worker *w, uint64_t now)
 				BAL_METRIC_ADD(w->d->metrics.connections_closed[BAL_CLOSE_REQUEST_TIMEOUT], 1);
 				bal_conn_close(c);
 			} else if (!c->msg_start_ms && c->used == 0 && now - c->last_active_ms > cfg->idle_timeout_ms) {
+				bal_conn_close(c);
+			} else if (output_stalled(c, now, cfg->send_timeout_ms)) {
+				bal_log_reject("conn",
+				               "%s: closing: %zu response bytes not read for %u ms (--send-timeout), "
+				               "%zu bytes held",
+				               c->peer, c->out_seen, cfg->send_timeout_ms, bal_conn_held(c));
+				BAL_METRIC_ADD(w->d->metrics.connections_closed[BAL_CLOSE_SEND_TIMEOUT], 1);
 				bal_conn_close(c);
 			}
 		}

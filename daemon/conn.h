@@ -68,6 +68,7 @@ struct bal_req {
 	struct bal_req *next_free;
 	uint8_t *body;
 	size_t body_len, body_cap;
+	bool discard; /**< the body is counted, not kept: a batch answered 503 (cfg.max_client_memory) */
 	bool accept_protobuf;
 	struct bal_job job;
 	struct bal_delta_entry *entries; /**< delta storage, bal_layout_delta_max() entries, lazily allocated */
@@ -109,6 +110,13 @@ struct bal_conn {
 	uint64_t last_active_ms;
 	uint64_t msg_start_ms; /**< 0 when no request is in progress */
 	unsigned failures;     /**< batches refused so far (cfg.max_failures) */
+	/* What it costs (see bal_conn_held()): `mem` is owned, counted in the
+	 * daemon's client_memory too (bodies, owned response bytes, held input);
+	 * `out_shared` is response bytes it sends from memory it shares. */
+	size_t mem;
+	size_t out_shared;
+	uint64_t out_progress_ms; /**< output began to wait, or its client last took some */
+	size_t out_seen;          /**< libuv's write queue at the last sweep */
 	char peer[64];
 };
 
@@ -139,7 +147,19 @@ void bal_conn_job_prefetch(const struct bal_job *job);
  */
 void bal_conn_refused(struct bal_conn *c);
 
-/** Closes connections of `w` idle or stuck mid-request beyond the timeouts, as of loop time `now_ms`. */
+/**
+ * Bytes the connection holds: request bodies (in progress, with the
+ * committer, or kept for reuse), response bytes not yet written, input held
+ * while parsing is paused. Once it reaches cfg.max_conn_memory the
+ * connection's next request waits: parsing and reading pause until answers
+ * are written (one request in progress and one answer may go beyond).
+ */
+size_t bal_conn_held(const struct bal_conn *c);
+
+/**
+ * Closes connections of `w` idle, stuck mid-request, or owing output their
+ * client reads nothing of, beyond the timeouts, as of loop time `now_ms`.
+ */
 void bal_conn_sweep(struct bal_worker *w, uint64_t now_ms);
 
 /**

@@ -107,6 +107,16 @@ void bal_ingest_request(struct bal_req *req)
 		reject(req, 503, "shutting down: batch not stored, retry after restart");
 		return;
 	}
+	if (req->discard) {
+		/* Its body was read and dropped (conn.c: hook_headers, hook_body). */
+		BAL_METRIC_ADD(d->metrics.client_memory_refused, 1);
+		snprintf(why, sizeof(why),
+		         "the daemon holds what it may for its clients (--max-client-memory %zu bytes); batch not "
+		         "read, retry",
+		         d->cfg.max_client_memory);
+		reject(req, 503, why);
+		return;
+	}
 
 	/* The request's delta entries are written by the fold below; they
 	 * are usually cold (one array per request, a thousand connections), so start
@@ -191,6 +201,16 @@ void bal_ingest_request(struct bal_req *req)
 	job->result = 0;
 	job->position = 0;
 	job->why[0] = '\0';
+	/* Counted down by the worker when the job comes back (take_done()). */
+	uint64_t queued = __atomic_add_fetch(&d->queued_bytes, job->len, __ATOMIC_RELAXED);
+	if (queued > d->cfg.queue_bytes) {
+		__atomic_sub_fetch(&d->queued_bytes, job->len, __ATOMIC_RELAXED);
+		BAL_METRIC_ADD(d->metrics.queue_bytes_refused, 1);
+		snprintf(why, sizeof(why), "commit queue full (%llu bytes waiting, --queue-bytes %zu); retry",
+		         (unsigned long long)(queued - job->len), d->cfg.queue_bytes);
+		reject(req, 503, why);
+		return;
+	}
 	/* The request keeps body and delta unchanged until bal_conn_job_done(). */
 	req->state = BAL_REQ_QUEUED;
 	c->refs++;
@@ -198,6 +218,7 @@ void bal_ingest_request(struct bal_req *req)
 	if (err) {
 		req->state = BAL_REQ_RECV;
 		c->refs--;
+		__atomic_sub_fetch(&d->queued_bytes, job->len, __ATOMIC_RELAXED);
 		snprintf(why, sizeof(why), "commit queue full (%u batches waiting, --queue-depth); retry",
 		         d->cfg.queue_depth);
 		reject(req, 503, why);

@@ -4,6 +4,7 @@
  * contents: each step lives in its own module.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -144,6 +145,11 @@ int main(int argc, char **argv)
 	if (err)
 		goto fail_defn;
 	bal_config_derive(&d.cfg, d.defn);
+	/* Request bodies and answers beyond 128 KiB are mapped and unmapped, so
+	 * that what a client made the daemon hold goes back to the system with
+	 * it instead of staying in a malloc arena (the threshold no longer rises
+	 * with the sizes freed). */
+	mallopt(M_MMAP_THRESHOLD, 128 << 10);
 	err = bal_daemon_open_store(&d);
 	if (err)
 		goto fail_defn;

@@ -122,9 +122,11 @@ static void take_done(struct bal_worker *w)
 			__builtin_prefetch(next->next);
 			bal_conn_job_prefetch(next);
 		}
+		size_t len = j->len; /* the job is its request's, which may be freed or reused */
 		bal_conn_job_done(j);
 		/* Counted down after the ack is queued, so draining sees it written. */
 		__atomic_sub_fetch(&w->d->inflight, 1, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&w->d->queued_bytes, len, __ATOMIC_RELAXED);
 		j = next;
 	}
 }
@@ -201,6 +203,8 @@ int bal_worker_new(struct bal_daemon *d, unsigned index, int listen_fd, struct b
 	w->sweep.data = w;
 	unsigned tick =
 	        d->cfg.idle_timeout_ms < d->cfg.request_timeout_ms ? d->cfg.idle_timeout_ms : d->cfg.request_timeout_ms;
+	if (d->cfg.send_timeout_ms < tick)
+		tick = d->cfg.send_timeout_ms;
 	tick /= 4;
 	if (tick < 20)
 		tick = 20;

@@ -90,6 +90,22 @@ long tp_rss_kb(pid_t pid)
 	return kb;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+long tp_rss_allowance_kb(long release_kb)
+{
+	return UNDER_ASAN ? 300 * 1024 : release_kb;
+}
+
 long tp_wait_closed(int fd, int timeout_ms)
 {
 	uint64_t t0 = tp_now_ms(), deadline = t0 + (uint64_t)timeout_ms;

@@ -48,6 +48,14 @@ uint64_t tp_now_ms(void);
 long tp_rss_kb(pid_t pid);
 
 /**
+ * How much RSS growth a check allows: `release_kb` in a plain build. ASan
+ * keeps freed memory in quarantine (up to 256 MB) and maps shadow memory as
+ * it is touched, so RSS there says little about leaks; LeakSanitizer checks
+ * those at exit instead, and the bound only catches runaway growth.
+ */
+long tp_rss_allowance_kb(long release_kb);
+
+/**
  * Reads and discards until the peer closes (EOF or reset). Returns the
  * milliseconds that took, or -1 if the connection is still open after
  * timeout_ms.

@@ -35,17 +35,6 @@
 
 #define KEY_SEED 23
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 /* The daemon of the current test, its election and scratch directory. */
 static struct tp_suite h;
 
@@ -80,17 +69,6 @@ static void setup_slow(void)
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-/*
- * How much RSS growth a check allows: `release_kb` in a plain build. ASan
- * keeps freed memory in quarantine (up to 256 MB) and maps shadow memory as
- * it is touched, so RSS there says little about leaks; LeakSanitizer checks
- * those at exit instead, and the bound only catches runaway growth.
- */
-static long rss_allowance_kb(long release_kb)
-{
-	return UNDER_ASAN ? 300 * 1024 : release_kb;
-}
 
 static void assert_alive(void)
 {
@@ -298,7 +276,7 @@ ParameterizedTest(struct body_case *bc, hostile, undecodable_body_is_rejected, .
 		cr_expect(strstr(r.body, "arena refused") && strstr(r.body, "limit"), "%s: reason: %s", bc->name,
 		          r.body);
 		long rss1 = tp_rss_kb(h.td.pid);
-		cr_expect_lt(rss1 - rss0, rss_allowance_kb(24 * 1024), "RSS grew from %ld to %ld KiB", rss0, rss1);
+		cr_expect_lt(rss1 - rss0, tp_rss_allowance_kb(24 * 1024), "RSS grew from %ld to %ld KiB", rss0, rss1);
 	} else {
 		cr_expect_eq(r.status, 400, "%s: status %d, want 400 (%s)", bc->name, r.status, r.body);
 		cr_expect(strstr(r.body, "decode") || strstr(r.body, "kind"), "%s: reason: %s", bc->name, r.body);
@@ -773,7 +751,7 @@ Test(hostile, client_that_never_reads_is_closed_at_max_output, .init = setup_out
 	long rss1 = tp_rss_kb(h.td.pid);
 	fprintf(stderr, "never-reading client, --max-output 64K: sent %zu bytes, RSS %ld -> %ld KiB\n", sent, rss0,
 	        rss1);
-	cr_expect_lt(rss1 - rss0, rss_allowance_kb(8 * 1024), "RSS grew from %ld to %ld KiB", rss0, rss1);
+	cr_expect_lt(rss1 - rss0, tp_rss_allowance_kb(8 * 1024), "RSS grew from %ld to %ld KiB", rss0, rss1);
 	/* Others are served meanwhile; the socket itself is gone. */
 	assert_alive();
 	close(fd);
@@ -791,7 +769,8 @@ Test(hostile, client_that_never_reads_is_paused_and_bounded, .init = setup_defau
 	cr_expect(blocked, "sends should block once the daemon stops reading (sent %zu bytes)", sent);
 	long rss1 = tp_rss_kb(h.td.pid);
 	fprintf(stderr, "never-reading client, paused: sent %zu bytes, RSS %ld -> %ld KiB\n", sent, rss0, rss1);
-	cr_expect_lt(rss1 - rss0, rss_allowance_kb(8 * 1024), "RSS grew from %ld to %ld KiB while paused", rss0, rss1);
+	cr_expect_lt(rss1 - rss0, tp_rss_allowance_kb(8 * 1024), "RSS grew from %ld to %ld KiB while paused", rss0,
+	             rss1);
 	assert_alive();
 	accept_one(5, 1, 1);
 	cr_expect_eq(kill(h.td.pid, 0), 0);
@@ -1133,7 +1112,7 @@ Test(hostile, long_mixed_run_keeps_memory_flat_and_counters_still, .init = setup
 	            by_kind[8], by_kind[9], rss0, rss1);
 	fprintf(stderr, "long hostile run: %lu exchanges, RSS %ld -> %ld KiB\n", ops, rss0, rss1);
 	cr_expect_gt(ops, 200, "only %lu hostile exchanges in %d ms", ops, RUN_MS);
-	cr_expect_lt(rss1 - rss0, rss_allowance_kb(4 * 1024), "RSS grew from %ld to %ld KiB during the hostile run",
+	cr_expect_lt(rss1 - rss0, tp_rss_allowance_kb(4 * 1024), "RSS grew from %ld to %ld KiB during the hostile run",
 	             rss0, rss1);
 	long long open = tp_metric(h.td.port, "ballotd_connections_open");
 	cr_expect_leq(open, 1, "%lld connections still open after the run", open);

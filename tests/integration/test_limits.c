@@ -4,7 +4,11 @@
  * largest plausible batch passes, anything beyond is 413 before its body is
  * read); a connection that keeps sending refused batches is closed after
  * --max-failures-per-connection of them while another from the same address
- * goes on.
+ * goes on; twenty clients that pipeline heavy GETs and 1 MiB bodies and
+ * never read keep the daemon's memory within --max-client-memory and
+ * --max-connection-memory, are closed by --send-timeout, and an honest
+ * station's batches are accepted meanwhile; a batch beyond --queue-bytes or
+ * beyond --max-client-memory is 503 with Retry-After.
  *
  * Every case checks the daemon's answer from the outside (status, reason,
  * whether the connection is closed, /metrics, the log) and that it still
@@ -12,9 +16,14 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "client/defgen.h"
@@ -126,7 +135,8 @@ Test(limits, max_body_follows_the_definition, .init = setup_bounded, .fini = sto
 {
 	/* Two contests a precinct, at most 3000 voters: 2 x 3000 x 5 bytes and
 	 * the rest rounds up to 32 KiB. */
-	cr_expect(tp_log_has(&h.td, "--max-body 32768 bytes: the largest batch precinct"), "the log states the value");
+	cr_expect(tp_log_has(&h.td, "--max-body 32768 bytes, from the definition: the largest batch precinct"),
+	          "the log states the value");
 	uint32_t big = largest_precinct();
 	uint64_t voters = h.defn->precincts[big].max_voters;
 	size_t len;
@@ -223,4 +233,265 @@ Test(limits, a_connection_that_keeps_failing_is_closed, .init = setup_failures, 
 	th_resp_free(&r);
 	free(body);
 	close(other);
+}
+
+/* ---- memory held for clients ----------------------------------------------- */
+
+#define ATTACKERS        20
+#define ATTACK_MS        4000
+#define CONN_MEMORY_KB   512
+#define CLIENT_MEMORY_KB (8 * 1024)
+#define SEND_TIMEOUT_MS  1500
+#define BODY_BYTES       (1 << 20)
+
+static void setup_memory(void)
+{
+	static const char *const args[] = {"--max-body",
+	                                   "1M",
+	                                   "--max-connection-memory",
+	                                   "512K",
+	                                   "--max-client-memory",
+	                                   "8M",
+	                                   "--send-timeout",
+	                                   "1500ms",
+	                                   "--max-failures-per-connection",
+	                                   "100000",
+	                                   "--threads",
+	                                   "2",
+	                                   NULL};
+	char why[256];
+	/* 300 precincts x 2 contests x 8 choices: each results.csv is about 100 KB. */
+	cr_assert_eq(tp_suite_start(&h, 300, 8, KEY_SEED, args, why, sizeof(why)), 0, "%s", why);
+}
+
+struct attacker {
+	pthread_t thread;
+	unsigned port;
+	const char *stream; /* a GET of results.csv and a 1 MiB POST, sent over and over */
+	size_t len;
+	size_t sent;
+	long closed_ms; /* from the start of the attack until the daemon closed it, or -1 */
+};
+
+/* Sends the stream round and round, never reading, until the daemon closes
+ * the connection or the attack ends; then waits for the close. */
+static void *attack(void *arg)
+{
+	struct attacker *a = arg;
+	uint64_t t0 = tp_now_ms();
+	a->closed_ms = -1;
+	int fd = th_connect(a->port);
+	if (fd < 0)
+		return NULL;
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	size_t off = 0;
+	while (tp_now_ms() - t0 < ATTACK_MS + SEND_TIMEOUT_MS + 3000) {
+		ssize_t n = send(fd, a->stream + off, a->len - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			a->sent += (size_t)n;
+			off = (off + (size_t)n) % a->len;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			break; /* reset by the daemon */
+		/* Blocked: has the daemon closed it? (Reading only to notice EOF.) */
+		char peek;
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT | POLLRDHUP};
+		if (poll(&pfd, 1, 20) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) &&
+		    recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) <= 0 && errno != EAGAIN)
+			break;
+		if (tp_now_ms() - t0 >= ATTACK_MS && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			break;
+	}
+	if (tp_now_ms() - t0 < ATTACK_MS + SEND_TIMEOUT_MS + 3000)
+		a->closed_ms = (long)(tp_now_ms() - t0);
+	close(fd);
+	return NULL;
+}
+
+struct honest {
+	pthread_t thread;
+	unsigned accepted, retried, failed;
+	volatile int stop;
+};
+
+/* A station: one batch at a time on its own connection, reading every ack,
+ * retrying 503 after its Retry-After, as ballotctl upload does. */
+static void *upload(void *arg)
+{
+	struct honest *u = arg;
+	int fd = th_connect(h.td.port);
+	for (uint64_t seq = 1; !u->stop && seq <= 400; seq++) {
+		size_t len;
+		uint8_t *body = tp_batch(h.defn, KEY_SEED, 1, seq, 20, &len);
+		for (;;) {
+			struct th_resp r;
+			if (fd < 0 || tp_post_on(fd, body, len, &r)) {
+				u->failed++;
+				if (fd >= 0)
+					close(fd);
+				fd = th_connect(h.td.port);
+				usleep(100000);
+				continue;
+			}
+			int st = r.status;
+			th_resp_free(&r);
+			if (st == 503) {
+				u->retried++;
+				usleep(200000);
+				continue;
+			}
+			u->accepted += st == 200;
+			break;
+		}
+		free(body);
+		usleep(10000);
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+Test(limits, clients_that_never_read_cannot_hold_memory, .init = setup_memory, .fini = stop, .timeout = 60)
+{
+	size_t cap = 64 + BODY_BYTES + 128;
+	char *stream = malloc(cap);
+	int n = sprintf(stream,
+	                "GET /v1/results.csv HTTP/1.1\r\nHost: t\r\n\r\n"
+	                "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n",
+	                BODY_BYTES);
+	memset(stream + n, 'x', BODY_BYTES);
+	size_t len = (size_t)n + BODY_BYTES;
+
+	usleep(200000);
+	long idle = tp_rss_kb(h.td.pid), peak = idle;
+	struct honest u = {0};
+	cr_assert_eq(pthread_create(&u.thread, NULL, upload, &u), 0);
+	struct attacker a[ATTACKERS];
+	for (int i = 0; i < ATTACKERS; i++) {
+		a[i] = (struct attacker){.port = h.td.port, .stream = stream, .len = len};
+		cr_assert_eq(pthread_create(&a[i].thread, NULL, attack, &a[i]), 0);
+	}
+	uint64_t t0 = tp_now_ms();
+	long long held_peak = 0;
+	while (tp_now_ms() - t0 < ATTACK_MS + SEND_TIMEOUT_MS + 2000) {
+		long kb = tp_rss_kb(h.td.pid);
+		if (kb > peak)
+			peak = kb;
+		long long held = tp_metric(h.td.port, "ballotd_client_memory_bytes");
+		if (held > held_peak)
+			held_peak = held;
+		usleep(20000);
+	}
+	size_t sent = 0;
+	int closed = 0;
+	for (int i = 0; i < ATTACKERS; i++) {
+		pthread_join(a[i].thread, NULL);
+		sent += a[i].sent;
+		closed += a[i].closed_ms >= 0;
+	}
+	u.stop = 1;
+	pthread_join(u.thread, NULL);
+	long after = tp_rss_kb(h.td.pid);
+	/* Each I/O thread's decode arena (8 x --max-body) fills once with the
+	 * unknown fields of a junk body, and stays: the daemon's, not a client's. */
+	long arenas = 2 * (8 * 1024 + 64);
+	long bound = arenas + CLIENT_MEMORY_KB + ATTACKERS * CONN_MEMORY_KB + 8 * 1024;
+	fprintf(stderr,
+	        "%d clients pipelining results.csv and 1 MiB bodies, never reading: %zu MiB sent, RSS idle %ld KiB, "
+	        "peak %ld KiB (+%ld), after %ld KiB; held for clients at most %lld KiB; %d closed; honest station: "
+	        "%u accepted, %u retried after 503, %u transport failures\n",
+	        ATTACKERS, sent >> 20, idle, peak, peak - idle, after, held_peak >> 10, closed, u.accepted, u.retried,
+	        u.failed);
+	cr_expect_lt(peak - idle, tp_rss_allowance_kb(bound), "RSS rose by %ld KiB, the caps allow %ld KiB",
+	             peak - idle, bound);
+	cr_expect_eq(closed, ATTACKERS, "%d of %d clients that never read were closed", closed, ATTACKERS);
+	long long by_timeout = tp_metric(h.td.port, "ballotd_connections_closed_total{reason=\"send_timeout\"}");
+	cr_expect_geq(by_timeout, 1, "closed by --send-timeout: %lld", by_timeout);
+	cr_expect_geq(tp_metric(h.td.port, "ballotd_connection_memory_pauses_total"), 1);
+	cr_expect_gt(u.accepted, 0, "the honest station's batches are accepted during the attack");
+	cr_expect_eq(u.failed, 0, "the honest station's connection was never broken");
+	json_t *snap = th_get_json(h.td.port, "/v1/snapshot");
+	cr_assert(snap);
+	cr_expect_eq(json_integer_value(json_object_get(snap, "batches")), u.accepted, "every accepted batch counts");
+	json_decref(snap);
+	long long held = tp_metric(h.td.port, "ballotd_client_memory_bytes");
+	cr_expect_lt(held, 1 << 20, "memory held for clients once they are gone: %lld bytes", held);
+	free(stream);
+}
+
+/* ---- 503 beyond --queue-bytes and --max-client-memory ------------------------ */
+
+static void setup_queue_bytes(void)
+{
+	static const char *const args[] = {"--queue-bytes", "4K", NULL};
+	start(args);
+}
+
+Test(limits, a_batch_beyond_queue_bytes_is_503, .init = setup_queue_bytes, .fini = stop)
+{
+	size_t small_len, big_len;
+	uint8_t *small = tp_batch(h.defn, KEY_SEED, 2, 1, 10, &small_len);
+	uint8_t *big = tp_batch(h.defn, KEY_SEED, 3, 1, 2500, &big_len);
+	cr_assert(small && big && big_len > 4096, "a batch of %zu bytes", big_len);
+	struct th_resp r;
+	cr_assert_eq(th_post(h.td.port, big, big_len, &r), 0);
+	cr_expect_eq(r.status, 503, "%s", r.body);
+	cr_expect(strcasestr(r.head, "Retry-After: 1"), "%s", r.head);
+	cr_expect(strstr(r.body, "--queue-bytes 4096"), "%s", r.body);
+	th_resp_free(&r);
+	cr_assert_eq(th_post(h.td.port, small, small_len, &r), 0);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	th_resp_free(&r);
+	cr_expect_eq(tp_metric(h.td.port, "ballotd_limit_refusals_total{limit=\"queue_bytes\"}"), 1);
+	cr_expect_eq(tp_metric(h.td.port, "ballotd_commit_queue_bytes"), 0, "nothing waits once answered");
+	free(small);
+	free(big);
+}
+
+static void setup_client_memory(void)
+{
+	static const char *const args[] = {"--max-client-memory", "320K", NULL};
+	start(args);
+}
+
+Test(limits, a_batch_beyond_client_memory_is_503_until_memory_frees, .init = setup_client_memory, .fini = stop)
+{
+	/* One client sends 150 KB of a 200 KB body and stops: the daemon holds
+	 * what came (256 KiB of room). */
+	int hog = th_connect(h.td.port);
+	cr_assert(hog >= 0);
+	char *part = malloc(160000);
+	int hl = sprintf(part, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n");
+	memset(part + hl, 'x', 150000);
+	cr_assert_eq(th_send(hog, part, (size_t)hl + 150000), 0);
+	free(part);
+	long long held = 0;
+	for (int i = 0; i < 100 && held < 150000; i++, usleep(10000))
+		held = tp_metric(h.td.port, "ballotd_client_memory_bytes");
+	cr_expect_geq(held, 150000, "the body so far is held: %lld bytes", held);
+
+	/* Another's batch does not fit beside it: 503, read and dropped. */
+	size_t len;
+	uint8_t *body = tp_batch(h.defn, KEY_SEED, 4, 1, 40000, &len);
+	cr_assert(body && len > 64 * 1024, "a batch of %zu bytes", len);
+	struct th_resp r;
+	cr_assert_eq(th_post(h.td.port, body, len, &r), 0);
+	cr_expect_eq(r.status, 503, "%s", r.body);
+	cr_expect(strcasestr(r.head, "Retry-After: 1"), "%s", r.head);
+	cr_expect(strstr(r.body, "--max-client-memory 327680"), "%s", r.body);
+	th_resp_free(&r);
+	cr_expect_eq(tp_metric(h.td.port, "ballotd_limit_refusals_total{limit=\"client_memory\"}"), 1);
+
+	/* The hog goes: the retry is accepted, and nothing stays held. */
+	close(hog);
+	usleep(100000);
+	cr_assert_eq(th_post(h.td.port, body, len, &r), 0);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	th_resp_free(&r);
+	free(body);
+	held = tp_metric(h.td.port, "ballotd_client_memory_bytes");
+	cr_expect_leq(held, 16 * 1024, "held once every batch is answered: %lld bytes", held);
 }
