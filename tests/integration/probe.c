@@ -106,6 +106,11 @@ long tp_rss_allowance_kb(long release_kb)
 	return UNDER_ASAN ? 300 * 1024 : release_kb;
 }
 
+bool tp_asan(void)
+{
+	return UNDER_ASAN;
+}
+
 long tp_wait_closed(int fd, int timeout_ms)
 {
 	uint64_t t0 = tp_now_ms(), deadline = t0 + (uint64_t)timeout_ms;

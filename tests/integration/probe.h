@@ -55,6 +55,9 @@ long tp_rss_kb(pid_t pid);
  */
 long tp_rss_allowance_kb(long release_kb);
 
+/** Whether this build runs under AddressSanitizer (the daemon too). */
+bool tp_asan(void);
+
 /**
  * Reads and discards until the peer closes (EOF or reset). Returns the
  * milliseconds that took, or -1 if the connection is still open after
