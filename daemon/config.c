@@ -478,10 +478,24 @@ size_t bal_config_body_bound(const struct bal_defn *d, uint32_t *largest)
 	return most < BODY_FLOOR ? BODY_FLOOR : most > BODY_CAP ? BODY_CAP : most;
 }
 
+/* Caps below one body refuse some batches whatever the load: say so at start. */
+static void warn_below_body(const struct bal_config *c)
+{
+	if (c->queue_bytes < c->max_body)
+		bal_log(BAL_LOG_WARN, "config",
+		        "--queue-bytes %zu is below --max-body %zu: a batch longer than it always gets 503",
+		        c->queue_bytes, c->max_body);
+	if (c->max_client_memory < c->max_body)
+		bal_log(BAL_LOG_WARN, "config",
+		        "--max-client-memory %zu is below --max-body %zu: a batch longer than it always gets 503",
+		        c->max_client_memory, c->max_body);
+}
+
 void bal_config_derive(struct bal_config *c, const struct bal_defn *d)
 {
 	if (c->max_body_given) {
 		bal_log(BAL_LOG_INFO, "config", "--max-body %zu bytes (given)", c->max_body);
+		warn_below_body(c);
 		return;
 	}
 	uint32_t p;
@@ -500,4 +514,5 @@ void bal_config_derive(struct bal_config *c, const struct bal_defn *d)
 		        "voters x %u contests x 5 bytes, tallies and envelope), rounded up to 4 KiB, within %zu..%zu",
 		        c->max_body, pr->id, (unsigned long long)pr->max_voters, contests, BODY_FLOOR, BODY_CAP);
 	}
+	warn_below_body(c);
 }
