@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -164,6 +165,28 @@ static bool turn(int fd)
 	}
 }
 
+/* A blocking connect that a signal interrupts (libFuzzer's timers) goes on in
+ * the background: wait for it instead of failing. 0 or -1 with errno. */
+static int connect_fd(int fd, const struct sockaddr_in *sa)
+{
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+		return 0;
+	if (errno != EINTR)
+		return -1;
+	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	int rc;
+	while ((rc = poll(&pfd, 1, 5000)) < 0 && errno == EINTR)
+		;
+	if (rc != 1)
+		return -1;
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		return -1;
+	errno = err;
+	return err ? -1 : 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
@@ -177,7 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d.bound_port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	FZ_CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s", strerror(errno));
+	FZ_CHECK(fd >= 0 && connect_fd(fd, &sa) == 0, "connect: %s", strerror(errno));
 	FZ_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK: %s", strerror(errno));
 	for (int i = 0; i < FZ_DRAIN_TURNS && !w->nconns; i++)
 		turn(fd);
