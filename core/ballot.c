@@ -21,6 +21,7 @@ const char *bal_strerror(int err)
 	case BAL_EOVERFLOW: return "counter overflow";
 	case BAL_EUNSUPPORTED: return "not supported";
 	case BAL_EBUSY: return "commit queue full";
+	case BAL_EQUOTA: return "precinct journal quota used up";
 	default: break;
 	}
 	if (err < 0 && err > BAL_EBASE)

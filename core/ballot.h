@@ -35,7 +35,8 @@ enum {
 	BAL_EOVERFLOW = -20008,    /**< a counter would overflow 64 bits (422) */
 	BAL_EUNSUPPORTED = -20009, /**< recognised but not supported (422) */
 	BAL_EBUSY = -20010,        /**< commit queue full (503) */
-	BAL_ELAST = -20011,
+	BAL_EQUOTA = -20011,       /**< the precinct's journal quota is used up (507) */
+	BAL_ELAST = -20012,
 };
 
 /** Text for a negative errno or BAL_E* code. Never NULL; static storage. */

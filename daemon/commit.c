@@ -211,6 +211,17 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 			j->result = err;
 			continue;
 		}
+		if (err == BAL_EQUOTA) {
+			uint64_t used = 0, quota = 0;
+			(void)bal_store_precinct_bytes(d->store, j->delta.precinct, &used, &quota);
+			j->result = err;
+			j->position = 0;
+			snprintf(j->why, sizeof(j->why),
+			         "precinct %u has used its journal quota (%llu of %llu bytes; this batch %zu; "
+			         "--precinct-quota); batch not stored",
+			         j->precinct_id, (unsigned long long)used, (unsigned long long)quota, j->len);
+			continue;
+		}
 		if (err == BAL_ECONFLICT) {
 			j->result = err;
 			snprintf(j->why, sizeof(j->why),
@@ -305,6 +316,10 @@ static void account(struct bal_daemon *d, struct bal_job *first, struct bal_job 
 		case BAL_ECONFLICT:
 			BAL_METRIC_ADD(d->metrics.batches_conflict, 1);
 			bal_log_reject("commit", "%s", j->why); /* rate-limited: anyone may resend */
+			break;
+		case BAL_EQUOTA:
+			BAL_METRIC_ADD(d->metrics.batches_over_quota, 1);
+			bal_log_reject("commit", "%s", j->why); /* one stolen key may send many */
 			break;
 		case BAL_EOVERFLOW:
 		case BAL_EINVALID:

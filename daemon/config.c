@@ -185,6 +185,8 @@ static void usage(FILE *f)
 	           "  --conflicts-per-seq N    conflicting versions stored per (precinct, seq), default 4\n"
 	           "  --conflicts-per-precinct N  conflicting versions stored per precinct, default 64;\n"
 	           "                           beyond either they are counted, not stored\n"
+	           "  --precinct-quota SIZE    journal bytes each precinct's batches may take, then 507;\n"
+	           "                           default derived per precinct from its voters (see docs)\n"
 	           "  --max-heavy-queries N    requests waiting for a heavy answer being built (results.csv,\n"
 	           "                           journal pages), per process, before 503; default 4\n"
 	           "  --no-auth                do not verify precinct signatures\n"
@@ -225,6 +227,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 		O_SENDTO,
 		O_QBYTES,
 		O_HEAVY,
+		O_QUOTA,
 		O_HELP
 	};
 	static const struct option opts[] = {
@@ -257,6 +260,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 	        {"send-timeout", required_argument, 0, O_SENDTO},
 	        {"queue-bytes", required_argument, 0, O_QBYTES},
 	        {"max-heavy-queries", required_argument, 0, O_HEAVY},
+	        {"precinct-quota", required_argument, 0, O_QUOTA},
 	        {"help", no_argument, 0, O_HELP},
 	        {0, 0, 0, 0},
 	};
@@ -385,6 +389,11 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 			if (!bad)
 				c->max_heavy_queries = (unsigned)v;
 			break;
+		case O_QUOTA:
+			bad = parse_size(optarg, &v) || v < 1;
+			if (!bad)
+				c->precinct_quota = v;
+			break;
 		case O_LOG:
 			if (strcmp(optarg, "debug") == 0)
 				bal_log_min = BAL_LOG_DEBUG;
@@ -437,28 +446,49 @@ static unsigned varint_len(uint64_t v)
 }
 
 /*
- * Bytes of the largest SignedBatch precinct index `p` can send that is not
- * refused for its counts: its max_voters ballots in every contest on its
- * ballot (a choice index takes at most 5 bytes), a tally of every choice of
- * those contests (at most 10 bytes a count), a turnout, ids, seq, election
- * id, and a 64-byte signature with the framing around all of it. Saturates
- * at SIZE_MAX; UINT64_MAX voters (unbounded) saturates.
+ * Bytes of the largest SignedBatch precinct index `p` can send with
+ * `ballots` ballots: those ballots in every contest on its ballot (a choice
+ * index takes at most 5 bytes), a tally of every choice of those contests
+ * (at most 10 bytes a count), a turnout, ids, seq, election id, and a
+ * 64-byte signature with the framing around all of it. Saturates at `cap`.
  */
-static size_t batch_bound(const struct bal_defn *d, uint32_t p)
+static uint64_t batch_bytes(const struct bal_defn *d, uint32_t p, uint64_t ballots, uint64_t cap)
 {
-	const struct bal_precinct *pr = &d->precincts[p];
-	uint64_t n = 256 + strlen(d->election_id), ballots = pr->max_voters;
+	uint64_t n = 256 + strlen(d->election_id);
 	if (ballots > ((uint64_t)1 << 40))
-		return SIZE_MAX;
+		return cap;
 	for (uint32_t c = 0; c < d->ncontests; c++) {
 		if (!bal_defn_votes_in(d, p, c))
 			continue;
 		uint64_t column = ballots * 5, tally = (uint64_t)d->contests[c].nchoices * 10;
 		n += 2 * (1 + 5 + 1 + 5 + 1 + 5) + column + tally; /* two messages: tag, length, contest id, field */
-		if (n >= BODY_CAP)
-			return SIZE_MAX;
+		if (n >= cap)
+			return cap;
 	}
-	return (size_t)n + varint_len(n) + 1; /* the Batch inside the SignedBatch */
+	n += varint_len(n) + 1; /* the Batch inside the SignedBatch */
+	return n < cap ? n : cap;
+}
+
+/* The largest batch precinct index `p` may send that is not refused for its
+ * counts (its max_voters ballots); SIZE_MAX at BODY_CAP or beyond. */
+static size_t batch_bound(const struct bal_defn *d, uint32_t p)
+{
+	uint64_t n = batch_bytes(d, p, d->precincts[p].max_voters, BODY_CAP);
+	return n >= BODY_CAP ? SIZE_MAX : (size_t)n;
+}
+
+uint64_t bal_config_precinct_quota(const struct bal_defn *d, uint32_t p)
+{
+	const struct bal_precinct *pr = &d->precincts[p];
+	if (pr->unbounded)
+		return UINT64_MAX;
+	uint64_t one = batch_bytes(d, p, 1, UINT64_MAX), full = batch_bytes(d, p, pr->max_voters, UINT64_MAX);
+	uint64_t singles, large, q;
+	if (__builtin_mul_overflow(pr->max_voters, one, &singles) ||
+	    __builtin_mul_overflow((uint64_t)BAL_QUOTA_FULL_BATCHES, full, &large) ||
+	    __builtin_add_overflow(singles, large, &q))
+		return UINT64_MAX;
+	return q;
 }
 
 size_t bal_config_body_bound(const struct bal_defn *d, uint32_t *largest)

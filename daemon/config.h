@@ -24,6 +24,19 @@ int bal_config_listen(struct bal_config *c, const char *arg);
  */
 size_t bal_config_body_bound(const struct bal_defn *d, uint32_t *largest);
 
+/* Full-size batches a derived precinct quota allows beyond the single ballots. */
+#define BAL_QUOTA_FULL_BATCHES 16
+
+/*
+ * The derived journal quota of precinct index `p`, in bytes: what its voters
+ * can plausibly produce. Each of its max_voters voters' ballot in a batch of
+ * its own (bounded as for --max-body, with one ballot), plus
+ * BAL_QUOTA_FULL_BATCHES batches of the largest size it may send
+ * (protocols, tallies, corrections). UINT64_MAX (no quota) for an unbounded
+ * precinct or on overflow.
+ */
+uint64_t bal_config_precinct_quota(const struct bal_defn *d, uint32_t p);
+
 /** Once the definition is loaded: sets cfg.max_body from it unless
  * --max-body was given (bal_config_body_bound()), and logs the value. */
 void bal_config_derive(struct bal_config *c, const struct bal_defn *d);

@@ -10,9 +10,45 @@
 #include <string.h>
 
 #include "daemon/commit.h"
+#include "daemon/config.h"
 #include "daemon/log.h"
 #include "proto/codec.h"
 #include "storage/storage.h"
+
+/*
+ * Every precinct's journal quota (--precinct-quota, else derived from its
+ * voters), logged as the range it spans. A new array owned by the caller,
+ * or NULL (out of memory).
+ */
+static uint64_t *precinct_quotas(const struct bal_daemon *d)
+{
+	const struct bal_defn *defn = d->defn;
+	uint64_t *q = malloc(defn->nprecincts * sizeof(*q));
+	if (!q)
+		return NULL;
+	uint32_t lo = 0, hi = 0, unlimited = 0;
+	for (uint32_t p = 0; p < defn->nprecincts; p++) {
+		q[p] = d->cfg.precinct_quota ? d->cfg.precinct_quota : bal_config_precinct_quota(defn, p);
+		unlimited += q[p] == UINT64_MAX;
+		if (q[p] != UINT64_MAX && (q[lo] == UINT64_MAX || q[p] < q[lo]))
+			lo = p;
+		if (q[p] != UINT64_MAX && (q[hi] == UINT64_MAX || q[p] > q[hi]))
+			hi = p;
+	}
+	if (d->cfg.precinct_quota)
+		bal_log(BAL_LOG_INFO, "config", "--precinct-quota %llu bytes (given)",
+		        (unsigned long long)d->cfg.precinct_quota);
+	else if (unlimited < defn->nprecincts)
+		bal_log(BAL_LOG_INFO, "config",
+		        "--precinct-quota derived per precinct from its voters: %llu bytes (precinct %u) to %llu "
+		        "(precinct %u)%s",
+		        (unsigned long long)q[lo], defn->precincts[lo].id, (unsigned long long)q[hi],
+		        defn->precincts[hi].id, unlimited ? "; unbounded precincts have none" : "");
+	else if (defn->nprecincts)
+		bal_log(BAL_LOG_WARN, "config",
+		        "no precinct journal quota: every precinct is unbounded (set --precinct-quota)");
+	return q;
+}
 
 int bal_daemon_open_store(struct bal_daemon *d)
 {
@@ -24,10 +60,14 @@ int bal_daemon_open_store(struct bal_daemon *d)
 	memcpy(o.hash, d->defn->hash, sizeof(o.hash));
 	/* Storage names precincts by the definition's dense index, in id order. */
 	uint32_t *ids = malloc(d->defn->nprecincts * sizeof(*ids));
-	if (!ids) {
+	uint64_t *quota = precinct_quotas(d);
+	if (!ids || !quota) {
+		free(ids);
+		free(quota);
 		bal_log(BAL_LOG_ERROR, "main", "out of memory listing %u precincts", d->defn->nprecincts);
 		return -ENOMEM;
 	}
+	o.quota = quota;
 	for (uint32_t i = 0; i < d->defn->nprecincts; i++)
 		ids[i] = d->defn->precincts[i].id;
 	o.precinct_ids = ids;
@@ -35,6 +75,7 @@ int bal_daemon_open_store(struct bal_daemon *d)
 	char why[512] = "";
 	int err = bal_store_open(&o, &d->store, why, sizeof(why));
 	free(ids);
+	free(quota);
 	if (err)
 		bal_log(BAL_LOG_ERROR, "main", "cannot open data directory %s: %s", d->cfg.data_dir, why);
 	return err;

@@ -60,6 +60,7 @@ struct bal_config {
 	unsigned conflicts_per_seq;      /**< conflicting versions stored per (precinct, seq) */
 	unsigned conflicts_per_precinct; /**< conflicting versions stored per precinct */
 	unsigned max_heavy_queries;      /**< requests waiting for an answer being built, per process, before 503 */
+	uint64_t precinct_quota;         /**< journal bytes per precinct; 0 = derived (bal_config_precinct_quota()) */
 	bool demo;                       /**< the embedded demo election (definition is NULL) */
 };
 
@@ -92,8 +93,9 @@ struct bal_metrics {
 	_Alignas(64) uint64_t batches_accepted;
 	uint64_t batches_duplicate;
 	uint64_t batches_conflict;
-	uint64_t batches_rejected; /**< 400/401/413/422 before the committer, and 422 overflow */
-	uint64_t batches_unstored; /**< 503/507: not stored, not acked, client must retry */
+	uint64_t batches_rejected;   /**< 400/401/413/422 before the committer, and 422 overflow */
+	uint64_t batches_unstored;   /**< 503/507: not stored, not acked, client must retry */
+	uint64_t batches_over_quota; /**< 507: the precinct's journal quota is used up */
 	uint64_t ballots_accepted;
 	uint64_t commits;
 	uint64_t commit_failures;

@@ -82,7 +82,8 @@ static int http_status_of(int err)
 	case BAL_EOVERFLOW:
 	case BAL_EUNSUPPORTED: return 422;
 	case BAL_EBUSY: return 503;
-	case -ENOSPC: return 507;
+	case -ENOSPC:
+	case BAL_EQUOTA: return 507;
 	default: return 503;
 	}
 }

@@ -418,6 +418,14 @@ static void precinct(struct bal_req *req, const char *idstr)
 	/* Conflicting versions beyond the caps (or already recorded) are
 	 * counted, not stored. */
 	bal_text_printf(&b, "],\"conflicts_stored\":%llu,\"conflicts_unstored\":%llu", U64(stored), U64(unstored));
+	/* The quota's use as of the latest commit (it may be ahead of `pos`). */
+	uint64_t used = 0, quota = UINT64_MAX;
+	(void)bal_store_precinct_bytes(w->d->store, (uint32_t)p, &used, &quota);
+	bal_text_printf(&b, ",\"journal_bytes\":%llu,\"journal_quota\":", U64(used));
+	if (quota == UINT64_MAX)
+		bal_text_printf(&b, "null");
+	else
+		bal_text_printf(&b, "%llu", U64(quota));
 	discrepancies_json(&b, d, l, ctr, (uint32_t)p);
 	bal_text_printf(&b, "}\n");
 	if (err) {

@@ -462,7 +462,8 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 	if (s)
 		s->lock_fd = lock_fd;
 	if (!s || !(s->dir = strdup(opts->dir)) || !(s->ids = malloc(opts->nprecincts * sizeof(*s->ids))) ||
-	    !(s->prec = calloc(opts->nprecincts, sizeof(*s->prec)))) {
+	    !(s->prec = calloc(opts->nprecincts, sizeof(*s->prec))) ||
+	    !(s->touched = malloc(opts->nprecincts * sizeof(*s->touched)))) {
 		rc = -ENOMEM;
 		bal__store_why(why, whylen, "data dir %s: out of memory", opts->dir);
 		goto fail_alloc;
@@ -473,6 +474,8 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 	        opts->conflicts_per_precinct ? opts->conflicts_per_precinct : BAL_STORE_CONFLICTS_PER_PRECINCT;
 	s->signed_part = opts->signed_part;
 	memcpy(s->ids, opts->precinct_ids, s->nprec * sizeof(*s->ids));
+	for (uint32_t i = 0; i < s->nprec; i++)
+		s->prec[i].quota = opts->quota ? opts->quota[i] : UINT64_MAX;
 	size_t map_size = (opts->map_size + page - 1) / page * page;
 	bool fresh = !data_file_exists(s->dir);
 	int mrc = mdb_env_create(&s->env);
@@ -532,6 +535,7 @@ fail_alloc:
 		free(s->slice_pos);
 		free(s->slice_wpos);
 		free(s->prec);
+		free(s->touched);
 		free(s->ids);
 		free(s->dir);
 	}
@@ -550,6 +554,7 @@ void bal_store_close(struct bal_store *s)
 	free(s->slice_pos);
 	free(s->slice_wpos);
 	free(s->prec);
+	free(s->touched);
 	free(s->ids);
 	free(s->dir);
 	close(s->lock_fd); /* after the environment: releases the directory */
@@ -628,8 +633,15 @@ int bal_store_wcommit(struct bal_store *s)
 	/* mdb_txn_commit frees the txn whatever it returns; with sync on, 0 means on disk. */
 	rc = write_err(s, bal__store_err(mdb_txn_commit(s->wtxn)));
 	s->wtxn = NULL;
-	if (rc == 0)
+	if (rc == 0) {
+		for (uint32_t t = 0; t < s->ntouched; t++) {
+			struct bal__prec *p = &s->prec[s->touched[t]];
+			atomic_store_explicit(&p->cbytes, p->bytes, memory_order_relaxed);
+			p->touched = false;
+		}
+		s->ntouched = 0;
 		atomic_store_explicit(&s->position, s->wposition, memory_order_release);
+	}
 	s->wposition = atomic_load_explicit(&s->position, memory_order_relaxed);
 	for (unsigned k = 0; k < s->nslices; k++) {
 		if (rc == 0 && s->slice_wpos[k] != UINT64_MAX)
@@ -658,6 +670,16 @@ void bal_store_wabort(struct bal_store *s)
 }
 
 /* ---- read side ---------------------------------------------------------- */
+
+int bal_store_precinct_bytes(const struct bal_store *s, uint32_t precinct, uint64_t *used, uint64_t *quota)
+{
+	if (precinct >= s->nprec)
+		return -EINVAL;
+	/* The cast drops const only, as in bal_store_position(). */
+	*used = atomic_load_explicit((_Atomic uint64_t *)&s->prec[precinct].cbytes, memory_order_relaxed);
+	*quota = s->prec[precinct].quota;
+	return 0;
+}
 
 uint64_t bal_store_position(const struct bal_store *s)
 {

@@ -262,6 +262,8 @@ int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const
 		*position = original;
 		return BAL_ECONFLICT;
 	}
+	if (len > p->quota || p->bytes > p->quota - len)
+		return BAL_EQUOTA;
 	uint64_t pos = s->wposition + 1;
 	rc = bal__rec_put(s->wtxn, s->journal, pos, MDB_APPEND, BAL_JREC_MAGIC, id, seq, bytes, len);
 	if (rc != 0)
@@ -269,6 +271,11 @@ int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const
 	rc = bal__tail_put(p, seq, pos);
 	if (rc != 0)
 		return bal__store_wfail(s, rc);
+	p->bytes += len;
+	if (!p->touched) {
+		p->touched = true;
+		s->touched[s->ntouched++] = precinct;
+	}
 	s->wposition = pos;
 	*position = pos;
 	return 0;

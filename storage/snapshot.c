@@ -43,6 +43,8 @@ int bal_store_put_slice(struct bal_store *s, unsigned k, const void *blob, size_
 	rc = bal__rec_put(s->wtxn, s->snapshots, k, 0, BAL_SNAP_MAGIC, BAL_SNAP_VERSION, s->wposition, blob, len);
 	if (rc == 0)
 		rc = bal__tail_merge(s, k);
+	if (rc == 0)
+		rc = bal__bytes_put(s, k);
 	if (rc != 0)
 		return bal__store_wfail(s, rc);
 	s->slice_wpos[k] = s->wposition;

@@ -51,6 +51,9 @@ struct bal_store_opts {
 	unsigned conflicts_per_precinct;
 	/** NULL: records are compared whole. */
 	bal_store_signed_fn signed_part;
+	/** Per precinct index: the most journal bytes (records as appended)
+	 * its batches may take; UINT64_MAX = no quota. NULL: no quotas. Copied. */
+	const uint64_t *quota;
 };
 
 /**
@@ -89,6 +92,8 @@ int bal_store_wbegin(struct bal_store *s);
  *         unless that version is recorded already or the key or the precinct
  *         has reached its cap of stored versions (then it is only counted:
  *         bal_store_conflict_counts());
+ *         BAL_EQUOTA a new key whose bytes would take the precinct beyond
+ *         its quota (nothing written; the txn lives on);
  *         -EINVAL no such precinct index (the txn lives on);
  *         -ENOSPC map full, -errno: the txn is dead, call bal_store_wabort().
  */
@@ -160,6 +165,13 @@ long bal_store_journal_get(struct bal_store *s, uint64_t position, uint8_t *buf,
 /** Called per accepted (seq, position) of a precinct, in seq order. Non-zero stops. */
 typedef int (*bal_store_seq_cb)(void *arg, uint64_t seq, uint64_t position);
 int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store_seq_cb cb, void *arg);
+
+/**
+ * Journal bytes of precinct index `precinct`: `used` by its committed
+ * records, and its `quota` (UINT64_MAX: none). Any thread; lock-free.
+ * @return 0, -EINVAL (no such index).
+ */
+int bal_store_precinct_bytes(const struct bal_store *s, uint32_t precinct, uint64_t *used, uint64_t *quota);
 
 /**
  * A precinct's conflicting resends: `stored` versions kept in the conflict

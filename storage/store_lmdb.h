@@ -11,7 +11,12 @@
  *                "conflicts/<precinct id>" and "conflicts-unstored/<precinct
  *                id>" (decimal) -> u64 counts of that precinct's stored and
  *                unstored conflicting resends;
- *                "slices" -> u32 number of snapshot slices.
+ *                "slices" -> u32 number of snapshot slices;
+ *                "journal-bytes/<k>" (slice number, decimal) -> u64
+ *                position + one u64 per precinct of slice k: the journal
+ *                bytes of each precinct's records up to that position
+ *                (written with the slice's snapshot; a slice without one
+ *                counts its precincts' records from position 1).
  * - "journal":   position u64 -> record (see BAL_REC_HDR) holding the exact
  *                bytes; positions start at 1 and have no gaps.
  * - "dedup":     (precinct u32, seq u64) -> position u64. For the precincts
@@ -93,11 +98,17 @@ struct bal__tail_ent {
  * - `table_max` is the largest seq of the precinct in "dedup", 0 if none: a
  *   seq above both maxima was never journaled, which the append of a new
  *   batch learns without a look-up;
- * - `slice` is the slice it belongs to.
+ * - `slice` is the slice it belongs to;
+ * - `bytes` sums the payload lengths of its journal records, committed plus
+ *   those appended in the open write txn; `cbytes` the committed ones only
+ *   (read by any thread); `quota` bounds `bytes` for new records.
  */
 struct bal__prec {
 	uint64_t table_max;
 	uint64_t tail_max;
+	uint64_t bytes, quota;
+	_Atomic uint64_t cbytes;
+	bool touched; /* listed in bal_store.touched */
 	struct bal__tail_ent *tail;
 	uint32_t n, cap;
 	uint32_t slice;
@@ -113,7 +124,9 @@ struct bal__prec {
  * - `ids[0..nprec)` are the precinct ids, ascending; `prec` their state;
  * - `slice_pos[k]` is the committed snapshot position of slice k (0: none);
  *   `slice_wpos[k]` the one written in the open txn, or UINT64_MAX;
- * - `tail_bad != 0`: the tails must be reloaded before the next write txn.
+ * - `tail_bad != 0`: the tails must be reloaded before the next write txn;
+ * - `touched[0..ntouched)` are the precincts whose `bytes` the open write txn
+ *   changed (published to `cbytes` when it commits).
  * Only the committer thread touches prec, slice_pos, slice_wpos and tail_bad.
  */
 struct bal_store {
@@ -131,6 +144,7 @@ struct bal_store {
 	unsigned nslices;
 	uint64_t *slice_pos, *slice_wpos;
 	int tail_bad;
+	uint32_t *touched, ntouched;
 	unsigned conflicts_per_key, conflicts_per_precinct; /* >= 1 */
 	bal_store_signed_fn signed_part;                    /* NULL: compare whole records */
 };
@@ -190,8 +204,13 @@ int bal__tail_merge(struct bal_store *s, unsigned k);
  * @return 0, BAL_ECORRUPT, -errno.
  */
 int bal__slice_position(struct bal_store *s, MDB_txn *txn, unsigned k, uint64_t *pos, char *why, size_t whylen);
-/** The committed state of every tail, table maximum and slice position, read from the store. */
+/**
+ * The committed state of every tail, table maximum, slice position and
+ * journal byte count, read from the store.
+ */
 int bal__tail_reload(struct bal_store *s, char *why, size_t whylen);
+/** Within the write txn: records the journal bytes of slice k's precincts as of the txn's last position. */
+int bal__bytes_put(struct bal_store *s, unsigned k);
 
 /** 64-bit checksum for damage detection (not cryptographic); chain calls through `seed`. */
 uint64_t bal__store_sum(const void *p, size_t n, uint64_t seed);

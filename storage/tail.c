@@ -20,10 +20,16 @@
  * from the committed store (rare: failed commits only). Only the committer
  * thread (and bal_store_open) touch the tails; readers get the same facts
  * from the journal (bal_store_precinct_scan).
+ *
+ * The journal bytes of each precinct (its quota's use) are kept the same
+ * way: counted in memory, recorded per slice with the slice's snapshot
+ * ("journal-bytes/<k>"), and rebuilt at open from those records plus the
+ * lengths of the journal records after them.
  */
 #include "storage/store_lmdb.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,9 +200,63 @@ static int table_max(MDB_cursor *cur, uint32_t id, uint64_t *max)
 	return 0;
 }
 
+/* ---- journal bytes per precinct -------------------------------------------- */
+
+static void bytes_name(char *name, size_t cap, unsigned k)
+{
+	snprintf(name, cap, "journal-bytes/%u", k);
+}
+
+int bal__bytes_put(struct bal_store *s, unsigned k)
+{
+	uint32_t first = bal__slice_first(s, k), end = bal__slice_first(s, k + 1);
+	char name[40];
+	bytes_name(name, sizeof(name), k);
+	MDB_val key = {strlen(name), name}, val = {8 + 8 * (size_t)(end - first), NULL};
+	/* MDB_RESERVE: written in place, no staging buffer. */
+	int rc = bal__store_err(mdb_put(s->wtxn, s->meta, &key, &val, MDB_RESERVE));
+	if (rc != 0)
+		return rc;
+	uint8_t *v = val.mv_data;
+	bal__put_be64(v, s->wposition);
+	for (uint32_t i = first; i < end; i++)
+		bal__put_be64(v + 8 + 8 * (size_t)(i - first), s->prec[i].bytes);
+	return 0;
+}
+
+/* Slice k's recorded journal bytes into its precincts; *pos is the position
+ * they count up to (0 and zero bytes when none was recorded). */
+static int bytes_load(struct bal_store *s, MDB_txn *txn, unsigned k, uint64_t *pos, char *why, size_t whylen)
+{
+	uint32_t first = bal__slice_first(s, k), end = bal__slice_first(s, k + 1);
+	char name[40];
+	bytes_name(name, sizeof(name), k);
+	MDB_val key = {strlen(name), name}, val;
+	int mrc = mdb_get(txn, s->meta, &key, &val);
+	*pos = 0;
+	for (uint32_t i = first; i < end; i++)
+		s->prec[i].bytes = 0;
+	if (mrc == MDB_NOTFOUND)
+		return 0;
+	if (mrc != 0)
+		return bal__store_err(mrc);
+	if (val.mv_size != 8 + 8 * (size_t)(end - first)) {
+		bal__store_why(why, whylen, "%s: %zu bytes for %u precincts", name, val.mv_size, end - first);
+		return BAL_ECORRUPT;
+	}
+	const uint8_t *v = val.mv_data;
+	*pos = bal__get_be64(v);
+	for (uint32_t i = first; i < end; i++)
+		s->prec[i].bytes = bal__get_be64(v + 8 + 8 * (size_t)(i - first));
+	return 0;
+}
+
 /* Header-only read of journal records after `after` (recovery verifies the
- * payloads): the keys later than their slice's snapshot go into the tails. */
-static int load_tails(struct bal_store *s, MDB_txn *txn, uint64_t after, char *why, size_t whylen)
+ * payloads): the keys later than their slice's snapshot go into the tails,
+ * and the lengths of records later than their slice's byte counts
+ * (`bytes_pos`) into their precinct's bytes. */
+static int load_tails(struct bal_store *s, MDB_txn *txn, uint64_t after, const uint64_t *bytes_pos, char *why,
+                      size_t whylen)
 {
 	MDB_cursor *cur;
 	uint8_t k[8];
@@ -220,8 +280,10 @@ static int load_tails(struct bal_store *s, MDB_txn *txn, uint64_t after, char *w
 			rc = BAL_ECORRUPT;
 			break;
 		}
-		if (pos > s->slice_pos[s->prec[i].slice] &&
-		    (rc = bal__tail_put(&s->prec[i], bal__get_be64(h + 8), pos)))
+		struct bal__prec *p = &s->prec[i];
+		if (pos > bytes_pos[p->slice])
+			p->bytes += val.mv_size - BAL_REC_HDR;
+		if (pos > s->slice_pos[p->slice] && (rc = bal__tail_put(p, bal__get_be64(h + 8), pos)))
 			break;
 	}
 	if (rc == 0 && mrc != MDB_NOTFOUND)
@@ -234,11 +296,17 @@ int bal__tail_reload(struct bal_store *s, char *why, size_t whylen)
 {
 	MDB_txn *txn;
 	MDB_cursor *cur;
+	uint64_t *bytes_pos = malloc(s->nslices * sizeof(*bytes_pos));
+	if (!bytes_pos)
+		return -ENOMEM;
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
-	if (rc)
+	if (rc) {
+		free(bytes_pos);
 		return rc;
+	}
 	for (unsigned k = 0; k < s->nslices && rc == 0; k++)
-		rc = bal__slice_position(s, txn, k, &s->slice_pos[k], why, whylen);
+		if ((rc = bal__slice_position(s, txn, k, &s->slice_pos[k], why, whylen)) == 0)
+			rc = bytes_load(s, txn, k, &bytes_pos[k], why, whylen);
 	if (rc != 0)
 		goto out_txn;
 	if ((rc = bal__store_err(mdb_cursor_open(txn, s->dedup, &cur))) != 0)
@@ -254,11 +322,20 @@ int bal__tail_reload(struct bal_store *s, char *why, size_t whylen)
 		goto out_txn;
 	}
 	uint64_t from = UINT64_MAX;
-	for (unsigned k = 0; k < s->nslices; k++)
+	for (unsigned k = 0; k < s->nslices; k++) {
 		if (s->slice_pos[k] < from)
 			from = s->slice_pos[k];
-	rc = load_tails(s, txn, from, why, whylen);
+		if (bytes_pos[k] < from)
+			from = bytes_pos[k];
+	}
+	rc = load_tails(s, txn, from, bytes_pos, why, whylen);
+	for (uint32_t i = 0; i < s->nprec; i++) {
+		atomic_store_explicit(&s->prec[i].cbytes, s->prec[i].bytes, memory_order_relaxed);
+		s->prec[i].touched = false;
+	}
+	s->ntouched = 0;
 out_txn:
 	mdb_txn_abort(txn);
+	free(bytes_pos);
 	return rc;
 }

@@ -832,6 +832,116 @@ Test(abuse, stolen_key_cannot_block_or_inflate_the_count, .init = setup_bounded,
 	bal_expect_free(e);
 }
 
+/*
+ * A stolen key cannot fill the journal with batches that count nothing
+ * (empty TALLY batches at ever new seqs): its precinct's journal bytes stop
+ * at --precinct-quota, beyond which batches get 507 and store nothing, while
+ * every other precinct's batches are ACCEPTED and a resend of a journaled
+ * batch is still a DUPLICATE. The byte count survives a restart and a kill
+ * -9 exactly (from the slice records and the journal after them).
+ */
+#define QUOTA 3000
+static const char *const quota_args[] = {"--precinct-quota", "3000", "--snapshot-interval", "50ms", NULL};
+
+static void setup_quota(void)
+{
+	struct bal_defgen_opts o;
+	defn_opts(&o, REGISTERED);
+	start(&o, quota_args);
+}
+
+static uint64_t page_u64(uint32_t p, const char *field)
+{
+	json_t *j = precinct_page(p);
+	json_t *v = json_object_get(j, field);
+	cr_assert(json_is_integer(v), "precinct page field %s: not an integer", field);
+	uint64_t n = (uint64_t)json_integer_value(v);
+	json_decref(j);
+	return n;
+}
+
+Test(abuse, stolen_key_cannot_fill_the_journal_beyond_its_quota, .init = setup_quota, .fini = stop)
+{
+	const uint32_t victim = 0;
+	const uint64_t zero[4] = {0, 0, 0, 0};
+	struct bal_expect *e = bal_expect_new(h.defn);
+	uint64_t pos = 0, stored = 0, seq = 0;
+	size_t len, first_len = 0;
+	uint8_t *first = NULL;
+	cr_expect_eq(page_u64(victim, "journal_quota"), QUOTA);
+	/* Up to the quota: each ACCEPTED; then 507 naming the quota. */
+	for (;;) {
+		uint8_t *b = tally(victim, ++seq, zero, NULL, &len);
+		char *ack;
+		int st = post_one(b, len, &ack);
+		if (stored + len <= QUOTA) {
+			cr_assert_eq(st, 200, "seq %llu within the quota: %d %s", (unsigned long long)seq, st, ack);
+			expect_ack(ack, "ACCEPTED", ++pos, "within the quota");
+			stored += len;
+			if (!first) {
+				first = b;
+				first_len = len;
+				b = NULL;
+			}
+		} else {
+			cr_assert_eq(st, 507, "seq %llu beyond the quota: %d %s", (unsigned long long)seq, st, ack);
+			cr_expect(strstr(ack, "journal quota"), "%s", ack);
+		}
+		free(ack);
+		free(b);
+		if (st != 200)
+			break;
+		if (seq == 8)
+			usleep(300000); /* the slices record the bytes so far */
+	}
+	cr_expect_gt(seq, 10, "a few dozen empty batches fit 3000 bytes");
+	cr_expect_eq(page_u64(victim, "journal_bytes"), stored);
+	cr_expect_eq(position(), pos, "nothing beyond the quota was journaled");
+	/* A resend of a journaled batch is answered, not refused for the quota. */
+	char *ack;
+	cr_expect_eq(post_one(first, first_len, &ack), 200);
+	expect_ack(ack, "DUPLICATE", 1, "a resend at the quota");
+	free(ack);
+	/* Everyone else is unaffected. */
+	unsigned others = h.defn->nprecincts - 1;
+	cr_expect_eq(honest_round(e, victim, 1, &pos), others);
+
+	/* kill -9 and a restart: the same count, the same refusal. */
+	th_kill9(&h.td);
+	cr_assert_eq(th_start(&h.td, h.defn_path, h.data, 0, quota_args), 0);
+	cr_expect_eq(page_u64(victim, "journal_bytes"), stored, "journal bytes recovered after kill -9");
+	uint8_t *b = tally(victim, ++seq, zero, NULL, &len);
+	expect_refused(b, len, 507, "journal quota", "beyond the quota after a restart");
+	free(b);
+	cr_expect_eq(honest_round(e, victim, 2, &pos), others);
+	cr_expect_eq(position(), pos);
+	/* A clean stop writes every slice (and its byte record): the same again. */
+	cr_assert_eq(th_stop(&h.td), 0);
+	cr_assert_eq(th_start(&h.td, h.defn_path, h.data, 0, quota_args), 0);
+	cr_expect_eq(page_u64(victim, "journal_bytes"), stored, "journal bytes after a clean restart");
+	cr_expect_eq(page_u64(1, "journal_bytes") > 0, 1);
+	free(first);
+	bal_expect_free(e);
+}
+
+/* Without --precinct-quota a bounded precinct's quota is derived from its
+ * voters (at least one small batch per voter); an unbounded one has none. */
+Test(abuse, precinct_quota_is_derived_from_the_register, .fini = stop)
+{
+	struct bal_defgen_opts o;
+	defn_opts(&o, REGISTERED);
+	start(&o, NULL);
+	uint64_t q = page_u64(0, "journal_quota");
+	cr_expect_gt(q, (uint64_t)REGISTERED * 100, "quota %llu for %u voters", (unsigned long long)q, REGISTERED);
+	cr_expect_lt(q, (uint64_t)REGISTERED * 100000, "quota %llu for %u voters", (unsigned long long)q, REGISTERED);
+	stop();
+	defn_opts(&o, 0);
+	start(&o, NULL);
+	json_t *j = precinct_page(0);
+	cr_expect(json_is_null(json_object_get(j, "journal_quota")), "an unbounded precinct has no quota");
+	json_decref(j);
+}
+
 /* ---- e. replay into another election ------------------------------------------------ */
 
 /*
