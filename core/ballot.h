@@ -147,6 +147,37 @@ bool bal_defn_votes_in(const struct bal_defn *d, uint32_t p, uint32_t c);
  * Produced by proto/codec.c. Every pointer is borrowed: it points into the
  * request arena or into the request body, valid until that arena is reset. */
 
+/* ---- the log: a Merkle tree over the journal ------------------------------
+ * Leaf i (0-based) is journal position i + 1; RFC 6962 hashes and shape:
+ * leaf = SHA-256(0x00 || record bytes), node = SHA-256(0x01 || left || right). */
+
+#define BAL_HASH_BYTES 32
+/** Longest audit or consistency path: one hash per level of a 2^64 tree. */
+#define BAL_TREE_MAX_PATH 64
+
+/** A signed tree head: Ed25519 by the log key over bal_tree_head_message(). */
+struct bal_tree_head {
+	uint64_t tree_size;
+	uint64_t timestamp_ms; /**< Unix time the head was made */
+	uint8_t root[BAL_HASH_BYTES];
+	uint8_t signature[64];
+};
+
+/** Proof that journal position leaf_index + 1 is in the tree of `head`. */
+struct bal_receipt {
+	uint64_t leaf_index;
+	uint8_t leaf_hash[BAL_HASH_BYTES];
+	struct bal_tree_head head;
+	unsigned npath;                                  /**< <= BAL_TREE_MAX_PATH */
+	uint8_t path[BAL_TREE_MAX_PATH][BAL_HASH_BYTES]; /**< RFC 6962 PATH, bottom up */
+};
+
+/* The bytes a tree head signs: "ballotd-sth-v1" 0x00 election_id 0x00
+ * uint64be(tree_size) uint64be(timestamp_ms) root (32). */
+#define BAL_STH_LABEL "ballotd-sth-v1"
+/** Bytes of the message for an election id of `idlen` bytes. */
+#define BAL_STH_MESSAGE_BYTES(idlen) (sizeof(BAL_STH_LABEL) + (idlen) + 1 + 8 + 8 + BAL_HASH_BYTES)
+
 struct bal_column {
 	uint32_t contest_id;
 	size_t n;

@@ -399,28 +399,80 @@ size_t bal_codec_signed_pack(const uint8_t *batch, size_t batch_len, const uint8
 	return signed_do(PIECE_PACK, batch, batch_len, sig, sig_len, buf);
 }
 
-static size_t ack_do(enum piece_op op, enum bal_ack_status st, uint64_t position, const char *error, uint8_t *buf)
+static size_t ack_do(enum piece_op op, enum bal_ack_status st, uint64_t position, const char *error,
+                     const struct bal_receipt *r, uint8_t *buf)
 {
 	Ballot__V1__BatchAck ack = BALLOT__V1__BATCH_ACK__INIT;
 	ack.status = (Ballot__V1__Status)st;
 	ack.position = position;
 	if (error)
 		ack.error = (char *)error; /* pack only reads */
+	Ballot__V1__Receipt rc = BALLOT__V1__RECEIPT__INIT;
+	ProtobufCBinaryData path[BAL_TREE_MAX_PATH];
+	if (r) {
+		/* pack only reads: the casts drop const */
+		rc.leaf_index = r->leaf_index;
+		rc.leaf_hash = (ProtobufCBinaryData){BAL_HASH_BYTES, (uint8_t *)r->leaf_hash};
+		rc.tree_size = r->head.tree_size;
+		rc.timestamp_ms = r->head.timestamp_ms;
+		rc.root_hash = (ProtobufCBinaryData){BAL_HASH_BYTES, (uint8_t *)r->head.root};
+		rc.signature = (ProtobufCBinaryData){sizeof(r->head.signature), (uint8_t *)r->head.signature};
+		unsigned n = r->npath < BAL_TREE_MAX_PATH ? r->npath : BAL_TREE_MAX_PATH;
+		for (unsigned i = 0; i < n; i++)
+			path[i] = (ProtobufCBinaryData){BAL_HASH_BYTES, (uint8_t *)r->path[i]};
+		rc.n_audit_path = n;
+		rc.audit_path = path;
+		ack.receipt = &rc;
+	}
 	return op == PIECE_SIZE ? ballot__v1__batch_ack__get_packed_size(&ack) : ballot__v1__batch_ack__pack(&ack, buf);
 }
 
 size_t bal_codec_ack_size(enum bal_ack_status st, uint64_t position, const char *error)
 {
-	return ack_do(PIECE_SIZE, st, position, error, NULL);
+	return ack_do(PIECE_SIZE, st, position, error, NULL, NULL);
 }
 
 size_t bal_codec_ack_pack(enum bal_ack_status st, uint64_t position, const char *error, uint8_t *buf)
 {
-	return ack_do(PIECE_PACK, st, position, error, buf);
+	return ack_do(PIECE_PACK, st, position, error, NULL, buf);
 }
 
-int bal_codec_ack_decode(const uint8_t *buf, size_t len, enum bal_ack_status *st, uint64_t *position, char *error,
-                         size_t errlen)
+size_t bal_codec_ack_receipt_size(enum bal_ack_status st, uint64_t position, const char *error,
+                                  const struct bal_receipt *r)
+{
+	return ack_do(PIECE_SIZE, st, position, error, r, NULL);
+}
+
+size_t bal_codec_ack_receipt_pack(enum bal_ack_status st, uint64_t position, const char *error,
+                                  const struct bal_receipt *r, uint8_t *buf)
+{
+	return ack_do(PIECE_PACK, st, position, error, r, buf);
+}
+
+/* A receipt's fields into r: BAL_ESCHEMA unless every length is right. */
+static int receipt_of(const Ballot__V1__Receipt *m, struct bal_receipt *r)
+{
+	if (m->leaf_hash.len != BAL_HASH_BYTES || m->root_hash.len != BAL_HASH_BYTES ||
+	    m->signature.len != sizeof(r->head.signature) || m->n_audit_path > BAL_TREE_MAX_PATH)
+		return BAL_ESCHEMA;
+	memset(r, 0, sizeof(*r));
+	r->leaf_index = m->leaf_index;
+	memcpy(r->leaf_hash, m->leaf_hash.data, BAL_HASH_BYTES);
+	r->head.tree_size = m->tree_size;
+	r->head.timestamp_ms = m->timestamp_ms;
+	memcpy(r->head.root, m->root_hash.data, BAL_HASH_BYTES);
+	memcpy(r->head.signature, m->signature.data, sizeof(r->head.signature));
+	r->npath = (unsigned)m->n_audit_path;
+	for (size_t i = 0; i < m->n_audit_path; i++) {
+		if (m->audit_path[i].len != BAL_HASH_BYTES)
+			return BAL_ESCHEMA;
+		memcpy(r->path[i], m->audit_path[i].data, BAL_HASH_BYTES);
+	}
+	return 0;
+}
+
+int bal_codec_ack_receipt_decode(const uint8_t *buf, size_t len, enum bal_ack_status *st, uint64_t *position,
+                                 char *error, size_t errlen, struct bal_receipt *r, bool *has_receipt)
 {
 	Ballot__V1__BatchAck *ack = ballot__v1__batch_ack__unpack(NULL, len, buf);
 	if (!ack)
@@ -435,7 +487,20 @@ int bal_codec_ack_decode(const uint8_t *buf, size_t len, enum bal_ack_status *st
 	*position = ack->position;
 	if (error && errlen)
 		snprintf(error, errlen, "%s", ack->error ? ack->error : "");
+	if (has_receipt)
+		*has_receipt = false;
+	if (ack->receipt && r) {
+		rc = receipt_of(ack->receipt, r);
+		if (rc == 0 && has_receipt)
+			*has_receipt = true;
+	}
 free_ack:
 	ballot__v1__batch_ack__free_unpacked(ack, NULL);
 	return rc;
+}
+
+int bal_codec_ack_decode(const uint8_t *buf, size_t len, enum bal_ack_status *st, uint64_t *position, char *error,
+                         size_t errlen)
+{
+	return bal_codec_ack_receipt_decode(buf, len, st, position, error, errlen, NULL, NULL);
 }

@@ -64,6 +64,20 @@ size_t bal_codec_ack_size(enum bal_ack_status st, uint64_t position, const char 
 /** Packs a BatchAck into `buf`; returns bytes written. */
 size_t bal_codec_ack_pack(enum bal_ack_status st, uint64_t position, const char *error, uint8_t *buf);
 
+/** The same with a receipt (NULL: none), for ACCEPTED and DUPLICATE acks. */
+size_t bal_codec_ack_receipt_size(enum bal_ack_status st, uint64_t position, const char *error,
+                                  const struct bal_receipt *r);
+size_t bal_codec_ack_receipt_pack(enum bal_ack_status st, uint64_t position, const char *error,
+                                  const struct bal_receipt *r, uint8_t *buf);
+
+/**
+ * Decodes a BatchAck with its receipt: *has_receipt tells whether it had one
+ * (then `r` is filled). A receipt whose hashes are not 32 bytes, signature
+ * not 64 bytes or path longer than BAL_TREE_MAX_PATH is BAL_ESCHEMA.
+ */
+int bal_codec_ack_receipt_decode(const uint8_t *buf, size_t len, enum bal_ack_status *st, uint64_t *position,
+                                 char *error, size_t errlen, struct bal_receipt *r, bool *has_receipt);
+
 /**
  * Decodes a BatchAck. `error` receives the error text (truncated to errlen-1,
  * "" when none). @return 0 or BAL_ESCHEMA.

@@ -142,6 +142,46 @@ int bal_store_wcommit(struct bal_store *s);
 /** Aborts the write txn, if any. Safe to call when none is open. */
 void bal_store_wabort(struct bal_store *s);
 
+/* ---- the log: Merkle tree over the journal (storage/merkle.c) ------------
+ * Every journal record is a leaf (position p is leaf p - 1), added by
+ * bal_store_append() in the same txn, so the tree is exactly as durable as
+ * the journal. Complete subtrees' hashes are stored once each; a root or a
+ * proof for any size up to the committed position takes O(log n) reads. */
+
+/**
+ * Within the write txn: the root of the tree of every position appended so
+ * far (the txn's last position), and the audit paths of the positions this
+ * txn appended, against that size, from memory (no reads).
+ * @return 0; -EINVAL (no txn, or `position` not appended in this txn).
+ */
+int bal_store_tree_wroot(struct bal_store *s, uint8_t root[BAL_HASH_BYTES]);
+int bal_store_tree_wpath(struct bal_store *s, uint64_t position, struct bal_receipt *r);
+
+/**
+ * Within the write txn: keeps `h` (its tree_size must be the txn's last
+ * position, its root that of bal_store_tree_wroot()) as the signed head of
+ * that size. One head per size; every one is kept.
+ * @return 0; -EINVAL; -ENOSPC / -errno: txn dead.
+ */
+int bal_store_put_head(struct bal_store *s, const struct bal_tree_head *h);
+
+/** The head of `tree_size` (0: the latest committed). Any thread.
+ * @return 0, -ENOENT (no head of that size), -errno. */
+int bal_store_head(struct bal_store *s, uint64_t tree_size, struct bal_tree_head *out);
+
+/**
+ * Any thread, one read txn: the root of the tree of `tree_size` leaves
+ * (1..committed position); the leaf hash and RFC 6962 audit path of
+ * `position` (1..tree_size) in it (r->leaf_index, leaf_hash, npath, path;
+ * r->head untouched); the RFC 6962 consistency proof between sizes
+ * `first` and `second` (1 <= first <= second <= committed).
+ * @return 0, -EINVAL (out of range), BAL_ECORRUPT, -errno.
+ */
+int bal_store_tree_root(struct bal_store *s, uint64_t tree_size, uint8_t root[BAL_HASH_BYTES]);
+int bal_store_tree_path(struct bal_store *s, uint64_t position, uint64_t tree_size, struct bal_receipt *r);
+int bal_store_tree_consistency(struct bal_store *s, uint64_t first, uint64_t second,
+                               uint8_t path[BAL_TREE_MAX_PATH][BAL_HASH_BYTES], unsigned *npath);
+
 /* ---- read side: any thread ---------------------------------------------- */
 
 /** Last committed journal position (0 when empty). Lock-free. */
