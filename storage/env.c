@@ -307,7 +307,8 @@ static int open_dbis(struct bal_store *s, const uint8_t hash[32], char *why, siz
 	} dbis[] = {
 	        {BAL_STORE_DBI_META, &s->meta},           {BAL_STORE_DBI_JOURNAL, &s->journal},
 	        {BAL_STORE_DBI_DEDUP, &s->dedup},         {BAL_STORE_DBI_CONFLICTS, &s->conflicts},
-	        {BAL_STORE_DBI_SNAPSHOTS, &s->snapshots},
+	        {BAL_STORE_DBI_SNAPSHOTS, &s->snapshots}, {BAL_STORE_DBI_TREE, &s->tree},
+	        {BAL_STORE_DBI_HEADS, &s->heads},
 	};
 	for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
 		int mrc = mdb_dbi_open(txn, dbis[i].name, MDB_CREATE, dbis[i].dbi);
@@ -505,6 +506,8 @@ int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, ch
 		goto fail_env;
 	if ((rc = load_position(s, why, whylen)) != 0)
 		goto fail_env;
+	if ((rc = bal__tree_open(s, why, whylen)) != 0)
+		goto fail_env;
 	s->slice_pos = calloc(s->nslices, sizeof(*s->slice_pos));
 	s->slice_wpos = malloc(s->nslices * sizeof(*s->slice_wpos));
 	if (!s->slice_pos || !s->slice_wpos) {
@@ -532,6 +535,7 @@ fail_env:
 	mdb_env_close(s->env);
 fail_alloc:
 	if (s) {
+		bal__tree_deinit(s);
 		free(s->slice_pos);
 		free(s->slice_wpos);
 		free(s->prec);
@@ -551,6 +555,7 @@ void bal_store_close(struct bal_store *s)
 	bal_store_wabort(s);
 	mdb_env_close(s->env);
 	bal__tail_deinit(s);
+	bal__tree_deinit(s);
 	free(s->slice_pos);
 	free(s->slice_wpos);
 	free(s->prec);
@@ -609,6 +614,8 @@ int bal_store_wbegin(struct bal_store *s)
 	if (s->wtxn)
 		return -EBUSY;
 	int rc = tail_ready(s);
+	if (rc == 0)
+		rc = bal__tree_wbegin(s);
 	if (rc != 0)
 		return rc;
 	rc = bal__store_txn_begin(s, 0, &s->wtxn);
@@ -640,6 +647,7 @@ int bal_store_wcommit(struct bal_store *s)
 			p->touched = false;
 		}
 		s->ntouched = 0;
+		bal__tree_committed(s);
 		atomic_store_explicit(&s->position, s->wposition, memory_order_release);
 	}
 	s->wposition = atomic_load_explicit(&s->position, memory_order_relaxed);

@@ -266,6 +266,9 @@ int bal_store_append(struct bal_store *s, uint32_t precinct, uint64_t seq, const
 		return BAL_EQUOTA;
 	uint64_t pos = s->wposition + 1;
 	rc = bal__rec_put(s->wtxn, s->journal, pos, MDB_APPEND, BAL_JREC_MAGIC, id, seq, bytes, len);
+	/* Its leaf in the same txn: the log is exactly as durable as the journal. */
+	if (rc == 0)
+		rc = bal__tree_leaf(s, bytes, len);
 	if (rc != 0)
 		return bal__store_wfail(s, rc);
 	rc = bal__tail_put(p, seq, pos);

@@ -4,7 +4,8 @@
  * txn so both come from the same committed state.
  *
  * Policy: nothing is guessed around. A damaged snapshot slice, a damaged or
- * missing journal record, a record naming an unknown precinct, or a
+ * missing journal record (the log's tree and signed heads show the records
+ * lost from the journal's end), a record naming an unknown precinct, or a
  * journaled batch the caller can no longer apply stops recovery with
  * BAL_ECORRUPT and a message naming the position or slice; the operator
  * decides. Knows nothing about batches: the caller interprets the bytes.
@@ -138,6 +139,16 @@ int bal_store_recover(struct bal_store *s, const struct bal_recovery_ops *ops, v
 	if (r.last != last) {
 		bal__store_why(why, whylen, "recovery: the journal walk ended at %llu, the journal ends at %llu",
 		               (unsigned long long)r.last, (unsigned long long)last);
+		rc = BAL_ECORRUPT;
+		goto out_txn;
+	}
+	if (s->log_end > last) {
+		/* The log (tree or signed head) was written with those records, in the same txns. */
+		bal__store_why(why, whylen,
+		               "recovery: the log covers position %llu, the journal ends at %llu: journal records "
+		               "%llu..%llu are missing",
+		               (unsigned long long)s->log_end, (unsigned long long)last, (unsigned long long)last + 1,
+		               (unsigned long long)s->log_end);
 		rc = BAL_ECORRUPT;
 		goto out_txn;
 	}

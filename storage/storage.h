@@ -62,10 +62,14 @@ struct bal_store_opts {
  * @param[out] out  new store, owned by the caller (bal_store_close()).
  * @param[out] why  on failure, one line; for BAL_EDEFN it names both hashes
  *                  in hex ("data dir X belongs to definition <hex>, not <hex>").
+ * A data directory whose log (see below) holds fewer leaves than the
+ * journal, one written before the log existed, gets them here: the tree is
+ * extended from the journal records, in txns of its own.
  * @return 0; BAL_EDEFN on hash mismatch; BAL_ECORRUPT if the stored format is
- *         not ours or the journal names a precinct not in `precinct_ids`;
- *         -EINVAL for bad options (ids not ascending, none); -errno (e.g.
- *         -EACCES, -ENOSPC) otherwise.
+ *         not ours, the journal names a precinct not in `precinct_ids`, the
+ *         tree table is damaged, or a journal record the tree is extended
+ *         from is; -EINVAL for bad options (ids not ascending, none); -errno
+ *         (e.g. -EACCES, -ENOSPC) otherwise.
  */
 int bal_store_open(const struct bal_store_opts *opts, struct bal_store **out, char *why, size_t whylen);
 
@@ -74,7 +78,12 @@ void bal_store_close(struct bal_store *s);
 
 /* ---- write side: committer thread only ---------------------------------- */
 
-/** Begins the one write transaction. 0 or -errno. */
+/**
+ * Begins the one write transaction.
+ * @return 0; BAL_ECORRUPT when the log covers positions the journal has
+ *         lost (bal_store_recover() says which): nothing may follow them;
+ *         -errno.
+ */
 int bal_store_wbegin(struct bal_store *s);
 
 /**
@@ -143,39 +152,58 @@ int bal_store_wcommit(struct bal_store *s);
 void bal_store_wabort(struct bal_store *s);
 
 /* ---- the log: Merkle tree over the journal (storage/merkle.c) ------------
- * Every journal record is a leaf (position p is leaf p - 1), added by
+ * Every journal record is a leaf (position p is leaf p - 1, its hash
+ * SHA-256(0x00 || the bytes given to bal_store_append())), added by
  * bal_store_append() in the same txn, so the tree is exactly as durable as
- * the journal. Complete subtrees' hashes are stored once each; a root or a
- * proof for any size up to the committed position takes O(log n) reads. */
+ * the journal; RFC 6962 shape and node hashes. Complete subtrees' hashes
+ * are stored once each; a root or a proof for any size up to the committed
+ * position takes O(log n) reads. Appends refused (duplicates, conflicts,
+ * quota) add no leaf. */
 
 /**
- * Within the write txn: the root of the tree of every position appended so
- * far (the txn's last position), and the audit paths of the positions this
- * txn appended, against that size, from memory (no reads).
- * @return 0; -EINVAL (no txn, or `position` not appended in this txn).
+ * Within the write txn, from memory (no reads, no allocation):
+ * - wroot: the root of the tree of every position appended so far (the
+ *   txn's last position; the committed one if the txn appended nothing;
+ *   SHA-256 of nothing for an empty journal);
+ * - wpath: the leaf hash and RFC 6962 audit path of `position`, appended in
+ *   this txn, against that size (r->leaf_index, leaf_hash, npath, path;
+ *   r->head untouched: the caller fills it once the head is signed). Valid
+ *   for the txn's current size: a later append changes the root.
+ * @return 0; -EINVAL (no txn, or `position` not appended in this txn); the
+ *         txn's recorded error if an earlier call failed it.
  */
 int bal_store_tree_wroot(struct bal_store *s, uint8_t root[BAL_HASH_BYTES]);
 int bal_store_tree_wpath(struct bal_store *s, uint64_t position, struct bal_receipt *r);
 
 /**
- * Within the write txn: keeps `h` (its tree_size must be the txn's last
- * position, its root that of bal_store_tree_wroot()) as the signed head of
- * that size. One head per size; every one is kept.
- * @return 0; -EINVAL; -ENOSPC / -errno: txn dead.
+ * Within the write txn: keeps a copy of `h` as the signed head of its
+ * size, durable with the txn. Its tree_size must be the txn's last position
+ * and its root that of bal_store_tree_wroot() (checked, not trusted); the
+ * signature is stored as given. One head per size, every one kept.
+ * @return 0; -EINVAL (no txn, another size, another root; the txn lives
+ *         on); -EEXIST (that size has a head already, committed or in this
+ *         txn: nothing written, the txn lives on); -ENOSPC / -errno: txn
+ *         dead, abort it.
  */
 int bal_store_put_head(struct bal_store *s, const struct bal_tree_head *h);
 
-/** The head of `tree_size` (0: the latest committed). Any thread.
- * @return 0, -ENOENT (no head of that size), -errno. */
+/** The committed head of `tree_size` (0: the latest, the largest size). Any thread.
+ * @return 0, -ENOENT (no head of that size, or none at all), BAL_ECORRUPT (a
+ *         damaged record), -errno. */
 int bal_store_head(struct bal_store *s, uint64_t tree_size, struct bal_tree_head *out);
 
 /**
- * Any thread, one read txn: the root of the tree of `tree_size` leaves
- * (1..committed position); the leaf hash and RFC 6962 audit path of
- * `position` (1..tree_size) in it (r->leaf_index, leaf_hash, npath, path;
- * r->head untouched); the RFC 6962 consistency proof between sizes
- * `first` and `second` (1 <= first <= second <= committed).
- * @return 0, -EINVAL (out of range), BAL_ECORRUPT, -errno.
+ * Any thread, one read txn each, O(log n) reads:
+ * - root: the root of the tree of `tree_size` leaves (1..committed position);
+ * - path: the leaf hash and RFC 6962 audit path (PATH) of `position`
+ *   (1..tree_size) in it (r->leaf_index, leaf_hash, npath, path; r->head
+ *   untouched);
+ * - consistency: the RFC 6962 consistency proof (PROOF) between sizes
+ *   `first` and `second` (1 <= first <= second <= committed; empty when
+ *   they are equal), `*npath` hashes into `path`.
+ * Out-params are written only on success.
+ * @return 0; -EINVAL (out of range, a size not committed yet included);
+ *         BAL_ECORRUPT (a stored node missing or not 32 bytes); -errno.
  */
 int bal_store_tree_root(struct bal_store *s, uint64_t tree_size, uint8_t root[BAL_HASH_BYTES]);
 int bal_store_tree_path(struct bal_store *s, uint64_t position, uint64_t tree_size, struct bal_receipt *r);
@@ -259,8 +287,9 @@ struct bal_recovery_ops {
 /**
  * Loads every slice snapshot and replays the journal entries they do not
  * cover, through `ops`. A journaled batch that no longer applies, a damaged
- * slice or journal record, a slice beyond the journal's end or a record
- * naming an unknown precinct is corruption, never skipped.
+ * slice or journal record, a slice or the log (tree or signed head) beyond
+ * the journal's end or a record naming an unknown precinct is corruption,
+ * never skipped.
  * @return 0; BAL_ECORRUPT (why names the position or slice); -errno.
  */
 int bal_store_recover(struct bal_store *s, const struct bal_recovery_ops *ops, void *arg,

@@ -27,6 +27,15 @@
  *                u64 + the conflicting bytes.
  * - "snapshots": slice number u64 -> record holding the caller's snapshot of
  *                that slice's precincts, taken at the position in its header.
+ * - "tree":      post-order index u64 -> 32-byte hash: every perfect subtree
+ *                of the log (the RFC 6962 Merkle tree whose leaf i is journal
+ *                position i + 1), written in the txn that appends its last
+ *                leaf, in key order (merkle.c explains the index). A tree of
+ *                n leaves holds keys 0 .. 2n - popcount(n) - 1, so its size
+ *                is read off the last key. An older data directory without
+ *                it gets it from the journal at open.
+ * - "heads":     tree_size u64 -> timestamp_ms u64 + root (32) + signature
+ *                (64): the signed heads of the log, one per size.
  *
  * Slices. The precincts (indices into bal_store_opts.precinct_ids, sorted by
  * id) are cut into `nslices` ranges [k*n/S, (k+1)*n/S). Each slice has its
@@ -58,6 +67,8 @@
 #define BAL_STORE_DBI_DEDUP     "dedup"
 #define BAL_STORE_DBI_CONFLICTS "conflicts"
 #define BAL_STORE_DBI_SNAPSHOTS "snapshots"
+#define BAL_STORE_DBI_TREE      "tree"
+#define BAL_STORE_DBI_HEADS     "heads"
 
 /*
  * Journal and snapshot values share one checked record format: a header
@@ -127,12 +138,25 @@ struct bal__prec {
  * - `tail_bad != 0`: the tails must be reloaded before the next write txn;
  * - `touched[0..ntouched)` are the precincts whose `bytes` the open write txn
  *   changed (published to `cbytes` when it commits).
- * Only the committer thread touches prec, slice_pos, slice_wpos and tail_bad.
+ * - the log (merkle.c): `tree_leaves` is the number of leaves of the
+ *   committed tree, == `position` unless `log_lost`; `front[h]` is its
+ *   perfect subtree at level h, for each set bit h of `tree_leaves`;
+ *   `wnodes[0..nodes(wposition) - nodes(tree_leaves))` are the nodes the
+ *   open write txn created, in post-order (`wnodes_cap` their allocation,
+ *   kept across txns); `spine[h]` (for the set bits h of `wposition`) is
+ *   the right spine of the txn's tree iff `spine_ok`;
+ * - `head_next` is 0 with no signed head, else the last head's size + 1;
+ *   `whead_next` the same within the open write txn;
+ * - `log_end` is the longest log (tree or head size) found at open, and
+ *   `log_lost` is set iff it exceeds the journal: then no write txn begins
+ *   and recovery reports the lost records. Both are fixed at open.
+ * Only the committer thread touches prec, slice_pos, slice_wpos, tail_bad
+ * and the log's state.
  */
 struct bal_store {
 	int lock_fd; /* DIR/ballotd.lock, flock()ed exclusively while the store is open */
 	MDB_env *env;
-	MDB_dbi meta, journal, dedup, conflicts, snapshots;
+	MDB_dbi meta, journal, dedup, conflicts, snapshots, tree, heads;
 	char *dir;
 	_Atomic uint64_t position;
 	MDB_txn *wtxn;
@@ -147,6 +171,15 @@ struct bal_store {
 	uint32_t *touched, ntouched;
 	unsigned conflicts_per_key, conflicts_per_precinct; /* >= 1 */
 	bal_store_signed_fn signed_part;                    /* NULL: compare whole records */
+	uint64_t tree_leaves;
+	uint8_t front[64][BAL_HASH_BYTES];
+	uint8_t (*wnodes)[BAL_HASH_BYTES];
+	size_t wnodes_cap;
+	uint8_t spine[64][BAL_HASH_BYTES];
+	bool spine_ok;
+	uint64_t head_next, whead_next;
+	uint64_t log_end;
+	bool log_lost;
 };
 
 /** MDB_* and errno-style LMDB results -> 0, -errno or BAL_E*. The only translation. */
@@ -211,6 +244,25 @@ int bal__slice_position(struct bal_store *s, MDB_txn *txn, unsigned k, uint64_t 
 int bal__tail_reload(struct bal_store *s, char *why, size_t whylen);
 /** Within the write txn: records the journal bytes of slice k's precincts as of the txn's last position. */
 int bal__bytes_put(struct bal_store *s, unsigned k);
+
+/* merkle.c: the log over the journal. */
+
+/**
+ * At open, after the position is known: reads the committed tree (its size,
+ * its frontier) and the last head, and extends the tree from the journal
+ * when it holds fewer leaves (a data directory from before the log).
+ * @return 0; BAL_ECORRUPT (a damaged tree table or journal record: why
+ *         says which); -errno.
+ */
+int bal__tree_open(struct bal_store *s, char *why, size_t whylen);
+/** Frees the log's buffers. */
+void bal__tree_deinit(struct bal_store *s);
+/** Before a write txn begins: 0, or BAL_ECORRUPT when the log is longer than the journal. */
+int bal__tree_wbegin(struct bal_store *s);
+/** Within the write txn: adds the leaf of `bytes` as position wposition + 1 (the caller then advances wposition). */
+int bal__tree_leaf(struct bal_store *s, const uint8_t *bytes, size_t len);
+/** After the write txn committed, before `position` moves to `wposition`. */
+void bal__tree_committed(struct bal_store *s);
 
 /** 64-bit checksum for damage detection (not cryptographic); chain calls through `seed`. */
 uint64_t bal__store_sum(const void *p, size_t n, uint64_t seed);

@@ -173,3 +173,53 @@ size_t fx_entries(const char *name)
 	mdb_env_close(env);
 	return st.ms_entries;
 }
+
+void fx_put(const char *name, uint64_t key, const void *val, size_t len)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	uint8_t k[8];
+	MDB_val mk = {8, k}, mv = {len, (void *)val};
+	raw_open(&env, &txn, &dbi, name, 0);
+	bal__put_be64(k, key);
+	cr_assert_eq(mdb_put(txn, dbi, &mk, &mv, 0), 0, "%s key %llu", name, (unsigned long long)key);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+void fx_truncate(const char *name, uint64_t from)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_cursor *cur;
+	uint8_t k[8];
+	MDB_val mk = {8, k}, mv;
+	raw_open(&env, &txn, &dbi, name, 0);
+	cr_assert_eq(mdb_cursor_open(txn, dbi, &cur), 0);
+	int rc;
+	/* Sought again after each delete: a cursor's position after one is not worth relying on here. */
+	for (;;) {
+		bal__put_be64(k, from);
+		mk = (MDB_val){8, k};
+		if ((rc = mdb_cursor_get(cur, &mk, &mv, MDB_SET_RANGE)) != 0)
+			break;
+		cr_assert_eq(mdb_cursor_del(cur, 0), 0);
+	}
+	cr_assert_eq(rc, MDB_NOTFOUND);
+	mdb_cursor_close(cur);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+void fx_drop(const char *name)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	raw_open(&env, &txn, &dbi, name, 0);
+	cr_assert_eq(mdb_drop(txn, dbi, 1), 0, "table %s", name);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}

@@ -58,4 +58,13 @@ void fx_delete(const char *dbi, uint64_t key);
 /** Number of entries in table `dbi` (store closed). */
 size_t fx_entries(const char *dbi);
 
+/** With the store closed: stores `len` bytes under big-endian u64 `key` in table `dbi`, replacing any value. */
+void fx_put(const char *dbi, uint64_t key, const void *val, size_t len);
+
+/** With the store closed: deletes every big-endian u64 key >= `from` of table `dbi` (0: empties it). */
+void fx_truncate(const char *dbi, uint64_t from);
+
+/** With the store closed: deletes table `dbi` itself, as in a data directory from before it existed. */
+void fx_drop(const char *dbi);
+
 #endif
