@@ -22,9 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/clock.h"
 #include "daemon/log.h"
+#include "daemon/tlog.h"
 #include "daemon/worker.h"
 #include "storage/storage.h"
 
@@ -143,6 +145,41 @@ static void set_unstored(struct bal_job *job, int err, size_t map_size)
 		         bal_strerror(err));
 }
 
+/* Unix time in ms: a tree head's timestamp. */
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Within the write txn, after the group's appends: signs the head of the
+ * tree at `size` (the txn's last position), keeps it, and writes the
+ * receipt of every job of [first, end) the txn journaled, from memory. One
+ * signature per group: its cost is shared by the group's batches.
+ */
+static int sign_group(struct bal_committer *c, struct bal_job *first, struct bal_job *end, uint64_t size)
+{
+	struct bal_daemon *d = c->d;
+	struct bal_tree_head h = {.tree_size = size, .timestamp_ms = wall_ms()};
+	int err = bal_store_tree_wroot(d->store, h.root);
+	if (err)
+		return err;
+	bal_tlog_sign(d, &h);
+	if ((err = bal_store_put_head(d->store, &h)) != 0)
+		return err;
+	for (struct bal_job *j = first; j != end; j = j->next) {
+		if (j->result != 0 || !j->position || !j->receipt)
+			continue;
+		if ((err = bal_store_tree_wpath(d->store, j->position, j->receipt)) != 0)
+			return err;
+		j->receipt->head = h;
+		j->has_receipt = true;
+	}
+	return 0;
+}
+
 /*
  * One write txn over jobs [first, *stop): *stop is `end` unless a job that
  * needs the exact overflow check came after accepted ones; that job then
@@ -173,6 +210,7 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 	}
 	for (; j != end; j = j->next) {
 		j->why[0] = '\0';
+		j->has_receipt = false;
 		/* While the bound proves an ADD delta cannot overflow (any realistic
 		 * election), no check is needed. Otherwise the published (committed)
 		 * counters are checked: exactly while this txn has accepted nothing;
@@ -242,6 +280,8 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 		bal_pending_add(c->pending, &j->delta);
 		j->result = 0;
 	}
+	if (nacc && d->log_key.present && (err = sign_group(c, first, j, position)) != 0)
+		goto fail_txn;
 	uint64_t t0 = bal_now_ns();
 	err = bal_store_wcommit(d->store);
 	if (err)

@@ -38,6 +38,10 @@ struct bal_job {
 	/* results */
 	int result; /**< 0, BAL_EDUPLICATE, BAL_ECONFLICT, BAL_EOVERFLOW, -ENOSPC, -errno */
 	uint64_t position;
+	/** Where the committer writes an ACCEPTED batch's receipt when the log
+	 * signs (NULL: none wanted); `has_receipt` says it did. */
+	struct bal_receipt *receipt;
+	bool has_receipt;
 	char why[200];
 };
 

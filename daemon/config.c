@@ -185,6 +185,8 @@ static void usage(FILE *f)
 	           "  --conflicts-per-seq N    conflicting versions stored per (precinct, seq), default 4\n"
 	           "  --conflicts-per-precinct N  conflicting versions stored per precinct, default 64;\n"
 	           "                           beyond either they are counted, not stored\n"
+	           "  --log-key FILE           the log's Ed25519 secret key (ballotctl keygen), mode 0600, outside\n"
+	           "                           the data directory: signs tree heads and receipts\n"
 	           "  --precinct-quota SIZE    journal bytes each precinct's batches may take, then 507;\n"
 	           "                           default derived per precinct from its voters (see docs)\n"
 	           "  --max-heavy-queries N    requests waiting for a heavy answer being built (results.csv,\n"
@@ -228,6 +230,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 		O_QBYTES,
 		O_HEAVY,
 		O_QUOTA,
+		O_LOGKEY,
 		O_HELP
 	};
 	static const struct option opts[] = {
@@ -261,6 +264,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 	        {"queue-bytes", required_argument, 0, O_QBYTES},
 	        {"max-heavy-queries", required_argument, 0, O_HEAVY},
 	        {"precinct-quota", required_argument, 0, O_QUOTA},
+	        {"log-key", required_argument, 0, O_LOGKEY},
 	        {"help", no_argument, 0, O_HELP},
 	        {0, 0, 0, 0},
 	};
@@ -389,6 +393,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 			if (!bad)
 				c->max_heavy_queries = (unsigned)v;
 			break;
+		case O_LOGKEY: c->log_key_path = optarg; break;
 		case O_QUOTA:
 			bad = parse_size(optarg, &v) || v < 1;
 			if (!bad)

@@ -100,6 +100,7 @@ static void req_free(struct bal_req *req)
 	req_reset(req);
 	free(req->body);
 	free(req->entries);
+	free(req->log);
 	free(req);
 }
 
@@ -160,7 +161,7 @@ void bal_conn_close(struct bal_conn *c)
  * malloc'd memory (`owned`), a shared body (`shared`), or a copy of `body`.
  */
 static void respond(struct bal_req *req, int status, const char *ctype, const char *extra, const void *body, size_t len,
-                    char *owned, struct bal_body *shared)
+                    char *owned, struct bal_body *shared, bool kept)
 {
 	struct bal_conn *c = req->conn;
 	bool keep = !c->close_after_flush;
@@ -183,6 +184,9 @@ static void respond(struct bal_req *req, int status, const char *ctype, const ch
 		req->tail_shared = bal_body_ref(shared);
 		req->tail = shared->data;
 		req->tail_len = len;
+	} else if (kept) {
+		req->tail = body;
+		req->tail_len = len;
 	} else {
 		char *copy = malloc(len);
 		if (!copy) {
@@ -203,19 +207,25 @@ static void respond(struct bal_req *req, int status, const char *ctype, const ch
 void bal_req_respond(struct bal_req *req, int status, const char *ctype, const char *extra, const void *body,
                      size_t len)
 {
-	respond(req, status, ctype, extra, body, len, NULL, NULL);
+	respond(req, status, ctype, extra, body, len, NULL, NULL, false);
+}
+
+void bal_req_respond_kept(struct bal_req *req, int status, const char *ctype, const char *extra_headers,
+                          const char *body, size_t len)
+{
+	respond(req, status, ctype, extra_headers, body, len, NULL, NULL, true);
 }
 
 void bal_req_respond_owned(struct bal_req *req, int status, const char *ctype, const char *extra_headers, char *body,
                            size_t len)
 {
-	respond(req, status, ctype, extra_headers, NULL, len, body, NULL);
+	respond(req, status, ctype, extra_headers, NULL, len, body, NULL, false);
 }
 
 void bal_req_respond_shared(struct bal_req *req, int status, const char *ctype, const char *extra_headers,
                             struct bal_body *body)
 {
-	respond(req, status, ctype, extra_headers, NULL, body->len, NULL, body);
+	respond(req, status, ctype, extra_headers, NULL, body->len, NULL, body, false);
 }
 
 static void feed(struct bal_conn *c, const char *data, size_t n);

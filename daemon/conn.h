@@ -57,11 +57,22 @@ struct bal_wait;
  * - the job is with the committer iff state == BAL_REQ_QUEUED;
  * - the response is `inl[0..resp_len)`, then `tail[0..tail_len)` unless
  *   `tail` is NULL: the body, sent as a buffer of its own, from `tail_owned`
- *   (malloc'd, freed with the response) or from `tail_shared` (a reference,
- *   released with it);
+ *   (malloc'd, freed with the response), from `tail_shared` (a reference,
+ *   released with it) or, when both are NULL, from `log->ack` (kept);
  * - `wait` is set iff state == BAL_REQ_WAITING;
  * - `next_free` links the connection's free requests (state BAL_REQ_FREE).
  */
+/* Longest acknowledgement with a receipt: the JSON form, a 64-hash path in
+ * hex (the protobuf form is shorter). */
+#define BAL_ACK_RECEIPT_MAX 6144
+
+/** What an acknowledgement with a receipt needs, kept with its request
+ * for the next one (no allocation per batch once warm). */
+struct bal_req_log {
+	struct bal_receipt receipt;
+	char ack[BAL_ACK_RECEIPT_MAX]; /**< the answer's body, written from the request (bal_req_respond_kept()) */
+};
+
 struct bal_req {
 	enum bal_req_state state;
 	struct bal_conn *conn;
@@ -72,6 +83,7 @@ struct bal_req {
 	bool accept_protobuf;
 	struct bal_job job;
 	struct bal_delta_entry *entries; /**< delta storage, bal_layout_delta_max() entries, lazily allocated */
+	struct bal_req_log *log;         /**< an ack with a receipt, lazily allocated when the log signs */
 	size_t resp_len;
 	const char *tail;
 	size_t tail_len;
@@ -169,6 +181,11 @@ void bal_conn_sweep(struct bal_worker *w, uint64_t now_ms);
  */
 void bal_req_respond(struct bal_req *req, int status, const char *ctype, const char *extra_headers, const void *body,
                      size_t len);
+
+/** As bal_req_respond(), with `body` in memory the request keeps until it
+ * is reset (req->log->ack): written from there, neither copied nor freed. */
+void bal_req_respond_kept(struct bal_req *req, int status, const char *ctype, const char *extra_headers,
+                          const char *body, size_t len);
 
 /** As bal_req_respond(), taking ownership of `body` (malloc'd) instead of copying it. */
 void bal_req_respond_owned(struct bal_req *req, int status, const char *ctype, const char *extra_headers, char *body,

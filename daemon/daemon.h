@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/tlog.h"
 #include "core/ballot.h"
 #include "core/tally.h"
 
@@ -60,6 +61,7 @@ struct bal_config {
 	unsigned conflicts_per_seq;      /**< conflicting versions stored per (precinct, seq) */
 	unsigned conflicts_per_precinct; /**< conflicting versions stored per precinct */
 	unsigned max_heavy_queries;      /**< requests waiting for an answer being built, per process, before 503 */
+	const char *log_key_path;        /**< --log-key: the log's secret key file; NULL: none (or the demo's) */
 	uint64_t precinct_quota;         /**< journal bytes per precinct; 0 = derived (bal_config_precinct_quota()) */
 	bool demo;                       /**< the embedded demo election (definition is NULL) */
 };
@@ -142,7 +144,8 @@ struct bal_daemon {
 	int degraded_errno;     /**< last commit failure (-ENOSPC ...), 0 when healthy */
 	uint64_t started_unix_ms;
 	double recovery_ms;
-	uint32_t keyless; /**< precincts without a public key in the definition */
+	uint32_t keyless;            /**< precincts without a public key in the definition */
+	struct bal_tlog_key log_key; /**< signs tree heads; immutable after startup */
 	char bound_host[64];
 	unsigned bound_port;
 };

@@ -19,6 +19,7 @@
 #include "daemon/conn.h"
 #include "daemon/log.h"
 #include "daemon/text.h"
+#include "daemon/tlog.h"
 #include "daemon/worker.h"
 #include "proto/codec.h"
 
@@ -50,6 +51,36 @@ static void ack(struct bal_req *req, int http_status, enum bal_ack_status st, ui
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		n = (int)strlen((char *)buf);
 	bal_req_respond(req, http_status, "application/json", extra, buf, (size_t)n);
+}
+
+/*
+ * ACCEPTED or DUPLICATE with its receipt, written into req->log->ack (kept
+ * with the request: no allocation per batch once warm).
+ */
+static void ack_receipt(struct bal_req *req, enum bal_ack_status st, uint64_t position)
+{
+	const struct bal_receipt *r = &req->log->receipt;
+	char *out = req->log->ack;
+	if (req->accept_protobuf) {
+		size_t n = bal_codec_ack_receipt_size(st, position, NULL, r);
+		bal_require(n <= sizeof(req->log->ack));
+		bal_codec_ack_receipt_pack(st, position, NULL, r, (uint8_t *)out);
+		bal_req_respond_kept(req, 200, "application/x-protobuf", NULL, out, n);
+		return;
+	}
+	struct bal_text b = {0};
+	bal_text_printf(&b, "{\"status\":\"%s\",\"position\":%llu,\"error\":\"\",", status_name(st),
+	                (unsigned long long)position);
+	bal_tlog_receipt_json(&b, r);
+	bal_text_printf(&b, "}\n");
+	if (b.oom || b.n > sizeof(req->log->ack)) {
+		free(b.p);
+		ack(req, 503, BAL_ACK_REJECTED, 0, "out of memory writing the receipt; retry", "Retry-After: 1\r\n");
+		return;
+	}
+	memcpy(out, b.p, b.n);
+	bal_req_respond_kept(req, 200, "application/json", NULL, out, b.n);
+	free(b.p);
 }
 
 /* Whether an answer refuses the batch itself (as opposed to not storing it
@@ -181,7 +212,13 @@ void bal_ingest_request(struct bal_req *req)
 			return;
 		}
 	}
+	if (d->log_key.present && !req->log && !(req->log = malloc(sizeof(*req->log)))) {
+		reject(req, 503, "out of memory");
+		return;
+	}
 	struct bal_job *job = &req->job;
+	job->receipt = req->log ? &req->log->receipt : NULL;
+	job->has_receipt = false;
 	job->delta.e = req->entries;
 	job->delta.cap = (uint32_t)bal_layout_delta_max(d->layout);
 	job->delta.n = 0;
@@ -230,8 +267,19 @@ void bal_ingest_finish(struct bal_req *req)
 {
 	struct bal_job *job = &req->job;
 	switch (job->result) {
-	case 0: ack(req, 200, BAL_ACK_ACCEPTED, job->position, NULL, NULL); break;
-	case BAL_EDUPLICATE: ack(req, 200, BAL_ACK_DUPLICATE, job->position, NULL, NULL); break;
+	case 0:
+		if (job->has_receipt)
+			ack_receipt(req, BAL_ACK_ACCEPTED, job->position);
+		else
+			ack(req, 200, BAL_ACK_ACCEPTED, job->position, NULL, NULL);
+		break;
+	case BAL_EDUPLICATE:
+		/* Against the latest head: the duplicate's own group may be long past. */
+		if (req->log && bal_tlog_receipt_for(req->conn->w->d, job->position, &req->log->receipt) == 0)
+			ack_receipt(req, BAL_ACK_DUPLICATE, job->position);
+		else
+			ack(req, 200, BAL_ACK_DUPLICATE, job->position, NULL, NULL);
+		break;
 	default: {
 		int st = http_status_of(job->result);
 		if (refuses(st))

@@ -20,6 +20,7 @@
 #include "daemon/log.h"
 #include "daemon/loop.h"
 #include "daemon/recover.h"
+#include "daemon/tlog.h"
 #include "daemon/worker.h"
 #include "defn/defn.h"
 #include "storage/storage.h"
@@ -145,6 +146,10 @@ int main(int argc, char **argv)
 	if (err)
 		goto fail_defn;
 	bal_config_derive(&d.cfg, d.defn);
+	if (bal_tlog_load_key(&d) != 0) {
+		err = -EINVAL;
+		goto fail_defn;
+	}
 	/* Request bodies and answers beyond 128 KiB are mapped and unmapped, so
 	 * that what a client made the daemon hold goes back to the system with
 	 * it instead of staying in a malloc arena (the threshold no longer rises

@@ -22,6 +22,7 @@
 #include "daemon/metrics.h"
 #include "daemon/text.h"
 #include "daemon/worker.h"
+#include "daemon/tlog.h"
 #include "storage/storage.h"
 
 /* ---- answers built in a text buffer ----------------------------------- */
@@ -57,6 +58,19 @@ static void send_error_v(struct bal_req *req, int status, const char *extra, con
 
 static void send_error(struct bal_req *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void send_error(struct bal_req *req, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	send_error_v(req, status, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void bal_query_text(struct bal_req *req, int status, struct bal_text *b)
+{
+	send_text(req, status, "application/json", b);
+}
+
+void bal_query_error(struct bal_req *req, int status, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -344,13 +358,7 @@ static void discrepancies_json(struct bal_text *b, const struct bal_defn *d, con
 	bal_text_printf(b, "]");
 }
 
-/*
- * A number in a path, in its one canonical spelling: decimal digits only,
- * no sign, no whitespace, no leading zero (except "0" itself), at most
- * `max`. Two spellings of one id would be two cache keys and two log lines
- * for one resource. Returns 0 and the value in *out, or -1.
- */
-static int path_number(const char *s, uint64_t max, uint64_t *out)
+int bal_query_number(const char *s, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
 	if (s[0] < '0' || s[0] > '9' || (s[0] == '0' && s[1]))
@@ -370,7 +378,7 @@ static void precinct(struct bal_req *req, const char *idstr)
 	const struct bal_defn *d = w->d->defn;
 	const struct bal_layout *l = w->d->layout;
 	uint64_t id;
-	if (path_number(idstr, UINT32_MAX, &id)) {
+	if (bal_query_number(idstr, UINT32_MAX, &id)) {
 		send_error(req, 400, "precinct id '%.40s' is not a number in [0, %u] in canonical form", idstr,
 		           UINT32_MAX);
 		return;
@@ -610,10 +618,8 @@ static bool journal_params(struct bal_req *req, const char *query, uint64_t *fro
 			send_error(req, 400, "unknown parameter '%.40s' (from, limit)", kv);
 			return false;
 		}
-		char *end = NULL;
-		errno = 0;
-		unsigned long long v = val && *val >= '0' && *val <= '9' ? strtoull(val, &end, 10) : 0;
-		if (!end || *end || errno || v < lo || v > hi) {
+		uint64_t v = 0;
+		if (!val || bal_query_number(val, hi, &v) != 0 || v < lo) {
 			send_error(req, 400, "%s '%.40s' is not a number in [%llu, %llu]", kv, val ? val : "", U64(lo),
 			           U64(hi));
 			return false;
@@ -836,7 +842,8 @@ void bal_query_request(struct bal_req *req, const struct bal_http_req *head)
 	bool known = strcmp(path, "/v1/snapshot") == 0 || strcmp(path, "/v1/seats") == 0 ||
 	             strcmp(path, "/v1/results.csv") == 0 || strcmp(path, "/v1/journal") == 0 ||
 	             strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0 ||
-	             strncmp(path, "/v1/precincts/", 14) == 0 || strcmp(path, "/v1/batches") == 0;
+	             strncmp(path, "/v1/precincts/", 14) == 0 || strcmp(path, "/v1/batches") == 0 ||
+	             strncmp(path, "/v1/log/", 8) == 0;
 	if (!known) {
 		send_error(req, 404, "no such endpoint: %.100s", path);
 		return;
@@ -860,6 +867,8 @@ void bal_query_request(struct bal_req *req, const struct bal_http_req *head)
 		healthz(req);
 	else if (strcmp(path, "/metrics") == 0)
 		metrics(req);
+	else if (strncmp(path, "/v1/log/", 8) == 0)
+		bal_tlog_request(req, path + 8, head->url[n] ? head->url + n + 1 : "");
 	else
 		precinct(req, path + 14);
 }

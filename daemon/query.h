@@ -9,6 +9,8 @@
 #ifndef BAL_DAEMON_QUERY_H
 #define BAL_DAEMON_QUERY_H
 
+#include <stdint.h>
+
 struct bal_http_req;
 struct bal_req;
 
@@ -21,5 +23,20 @@ void bal_query_request(struct bal_req *req, const struct bal_http_req *head);
 
 /** A WAITING request is being reset (its connection is gone): it stops waiting. */
 void bal_query_abandon(struct bal_req *req);
+
+struct bal_text;
+
+/** Answers `status` with the JSON text `b` (taken over), or 503 if building it ran out of memory. */
+void bal_query_text(struct bal_req *req, int status, struct bal_text *b);
+
+/** Answers `status` with {"error": the formatted reason}. */
+void bal_query_error(struct bal_req *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/**
+ * A number in a path or query: canonical decimal only (no sign, no leading
+ * zero, no spaces), at most `max`. Two spellings of one value would be two
+ * cache keys and two log lines for one resource. 0 and *out, or -1.
+ */
+int bal_query_number(const char *s, uint64_t max, uint64_t *out);
 
 #endif
