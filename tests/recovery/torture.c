@@ -6,6 +6,7 @@
 #include "tests/recovery/torture.h"
 
 #include <fcntl.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,150 @@ bool tr_totals_match(unsigned port, json_t *expected)
 	json_t *snap = th_get_json(port, "/v1/snapshot");
 	bool ok = tr_snapshot_matches(snap, expected);
 	json_decref(snap);
+	return ok;
+}
+
+/* ---- the log ------------------------------------------------------------------- */
+
+static uint64_t be(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* RFC 6962's root of leaves fed in order: a stack of perfect subtrees
+ * (heights strictly decreasing), merged like a binary counter, folded
+ * right to left at the end. */
+struct mth_stream {
+	uint8_t h[64][32];
+	unsigned height[64], n;
+};
+
+static void mth_node(const uint8_t l[32], const uint8_t r[32], uint8_t out[32])
+{
+	uint8_t buf[65];
+	buf[0] = 1;
+	memcpy(buf + 1, l, 32);
+	memcpy(buf + 33, r, 32);
+	crypto_hash_sha256(out, buf, sizeof(buf));
+}
+
+static void mth_leaf(struct mth_stream *m, const uint8_t *rec, size_t len)
+{
+	crypto_hash_sha256_state st;
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, (const uint8_t *)"\0", 1);
+	crypto_hash_sha256_update(&st, rec, len);
+	crypto_hash_sha256_final(&st, m->h[m->n]);
+	m->height[m->n++] = 0;
+	while (m->n >= 2 && m->height[m->n - 2] == m->height[m->n - 1]) {
+		mth_node(m->h[m->n - 2], m->h[m->n - 1], m->h[m->n - 2]);
+		m->height[m->n - 2]++;
+		m->n--;
+	}
+}
+
+static void mth_root(const struct mth_stream *m, uint8_t out[32])
+{
+	memcpy(out, m->h[m->n - 1], 32);
+	for (unsigned i = m->n - 1; i-- > 0;)
+		mth_node(m->h[i], out, out);
+}
+
+static bool hex_field(json_t *o, const char *k, uint8_t *out, size_t n)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	size_t got = 0;
+	return s && strlen(s) == 2 * n && sodium_hex2bin(out, n, s, 2 * n, NULL, &got, NULL) == 0 && got == n;
+}
+
+/* Feeds journal records 1..size to m; false on a failed or short read. */
+static bool feed_journal(unsigned port, uint64_t size, struct mth_stream *m)
+{
+	uint64_t next = 1;
+	while (next <= size) {
+		char path[96];
+		snprintf(path, sizeof(path), "/v1/journal?from=%llu&limit=10000", (unsigned long long)next);
+		struct th_resp r;
+		if (th_request(port, "GET", path, NULL, NULL, 0, &r) || r.status != 200) {
+			fprintf(stderr, "torture: GET %s failed\n", path);
+			return false;
+		}
+		const uint8_t *b = (const uint8_t *)r.body;
+		size_t at = 0;
+		uint64_t before = next;
+		while (at + 12 <= r.len && next <= size) {
+			uint64_t pos = be(b + at, 8), len = be(b + at + 8, 4);
+			if (pos != next || at + 12 + len > r.len)
+				break;
+			mth_leaf(m, b + at + 12, len);
+			at += 12 + len;
+			next++;
+		}
+		th_resp_free(&r);
+		if (next == before) {
+			fprintf(stderr, "torture: journal page from %llu is empty or malformed\n",
+			        (unsigned long long)before);
+			return false;
+		}
+	}
+	return true;
+}
+
+bool tr_log_matches(unsigned port, const uint8_t log_pk[32])
+{
+	json_t *key = th_get_json(port, "/v1/log/key"), *sth = th_get_json(port, "/v1/log/sth");
+	uint8_t pk[32], root[32], sig[64], want[32];
+	bool ok = false;
+	if (!key || !sth || !hex_field(key, "public_key", pk, 32) || !hex_field(sth, "root_hash", root, 32) ||
+	    !hex_field(sth, "signature", sig, 64)) {
+		fprintf(stderr, "torture: /v1/log/key or /v1/log/sth missing or malformed\n");
+		goto out;
+	}
+	if (memcmp(pk, log_pk, 32) != 0) {
+		fprintf(stderr, "torture: /v1/log/key serves another key\n");
+		goto out;
+	}
+	uint64_t size = (uint64_t)json_integer_value(json_object_get(sth, "tree_size"));
+	uint64_t ts = (uint64_t)json_integer_value(json_object_get(sth, "timestamp_ms"));
+	if (size != tr_position(port)) {
+		fprintf(stderr, "torture: latest head of size %llu, journal position %llu\n", (unsigned long long)size,
+		        (unsigned long long)tr_position(port));
+		goto out;
+	}
+	const char *id = json_string_value(json_object_get(key, "election_id"));
+	uint8_t msg[512];
+	size_t n = 0, idlen = id ? strlen(id) : 0;
+	if (!id || idlen > 400)
+		goto out;
+	memcpy(msg, "ballotd-sth-v1", 15);
+	n = 15;
+	memcpy(msg + n, id, idlen + 1);
+	n += idlen + 1;
+	for (int i = 7; i >= 0; i--)
+		msg[n++] = (uint8_t)(size >> (8 * i));
+	for (int i = 7; i >= 0; i--)
+		msg[n++] = (uint8_t)(ts >> (8 * i));
+	memcpy(msg + n, root, 32);
+	n += 32;
+	if (crypto_sign_verify_detached(sig, msg, n, log_pk) != 0) {
+		fprintf(stderr, "torture: the latest head's signature does not verify\n");
+		goto out;
+	}
+	static struct mth_stream m;
+	m.n = 0;
+	if (size == 0 || !feed_journal(port, size, &m))
+		goto out;
+	mth_root(&m, want);
+	ok = memcmp(want, root, 32) == 0;
+	if (!ok)
+		fprintf(stderr, "torture: the signed root of size %llu is not RFC 6962's root of the journal\n",
+		        (unsigned long long)size);
+out:
+	json_decref(key);
+	json_decref(sth);
 	return ok;
 }
 

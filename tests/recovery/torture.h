@@ -58,6 +58,14 @@ bool tr_snapshot_matches(json_t *snap, json_t *expected);
 /** GET /v1/snapshot and tr_snapshot_matches. */
 bool tr_totals_match(unsigned port, json_t *expected);
 
+/**
+ * The log after recovery: GET /v1/log/sth is signed by `log_pk` (the key
+ * /v1/log/key serves too) over the root RFC 6962 gives the journal records
+ * 1..tree_size (read back from /v1/journal and hashed here), and tree_size
+ * is the journal's position. Prints the first difference. true when all hold.
+ */
+bool tr_log_matches(unsigned port, const uint8_t log_pk[32]);
+
 /** Position of GET /v1/snapshot; 0 when unreachable. */
 uint64_t tr_position(unsigned port);
 
