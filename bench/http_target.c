@@ -123,8 +123,12 @@ static int ack_status(const uint8_t *p, size_t n)
 				status = (int)v;
 			break;
 		case 2:
-			if (!read_varint(p, n, &i, &v) || v > n - i)
-				return i >= n && v == 0 ? status : -1;
+			if (!read_varint(p, n, &i, &v))
+				return -1;
+			/* The buffer keeps the head of the ack: an error text or a
+			 * receipt (fields 3, 4, after the status) may run past it. */
+			if (v > n - i)
+				return key >> 3 == 3 || key >> 3 == 4 ? status : -1;
 			i += v;
 			break;
 		default: return -1;
@@ -144,7 +148,8 @@ static int on_response(struct bal_resp *r)
 		bench_conn_answer(h->c, BENCH_FAIL, cls);
 		return 0;
 	}
-	/* The error text of a REJECTED ack may not fit the body buffer; the status comes first. */
+	/* The error text of a REJECTED ack or the receipt of an ACCEPTED one may
+	 * not fit the body buffer; the status comes first. */
 	int st = bal_resp_is_protobuf(r) ? ack_status((const uint8_t *)r->body, r->len) : -1;
 	if (st == 0)
 		bench_conn_answer(h->c, BENCH_NEW, NULL);
