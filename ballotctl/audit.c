@@ -8,6 +8,14 @@
  * batch names the definition's election) and compares the result
  * with that snapshot, field by field. The snapshot folds exactly 1..P
  * (invariant 3), so batches journaled while the audit runs do not disturb it.
+ *
+ * It also recomputes the transparency log's Merkle root over the exact bytes
+ * of records 1..P (client/logcheck.h, not the daemon's tree code) and ties it
+ * to a signed tree head: the head of size P when a commit group ended there
+ * (the usual case: the snapshot moves a whole commit group at a time), else
+ * the latest head and a consistency proof from the recomputed root of size P
+ * to it. So the journal the audit folded is the log the daemon signs, which
+ * every receipt and monitor checks against.
  */
 #include "ballotctl/ballotctl.h"
 
@@ -15,7 +23,9 @@
 #include "defn/defn.h"
 #include "client/expect.h"
 #include "client/http.h"
+#include "client/logcheck.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -26,7 +36,8 @@
 #include <string.h>
 
 static const char help[] =
-        "usage: ballotctl audit --server HOST:PORT [--definition FILE] [--batch N] [--json] [--timeout SECONDS]\n"
+        "usage: ballotctl audit --server HOST:PORT [--definition FILE] [--server-key HEX|FILE]\n"
+        "                       [--batch N] [--json] [--timeout SECONDS]\n"
         "\n"
         "Reads GET /v1/snapshot (journal position P), then the journal records 1..P via\n"
         "GET /v1/journal, N records per request (default 10000, at most 100000). For every\n"
@@ -40,8 +51,19 @@ static const char help[] =
         "discrepancy, turnout, and every contest's votes nationally and per district.\n"
         "Batches journaled after P (ingestion may go on) are not part of the audit.\n"
         "\n"
+        "The log: recomputes the Merkle root (RFC 6962) over the exact bytes of records\n"
+        "1..P and checks it against the signed tree head of size P (GET\n"
+        "/v1/log/sth?tree_size=P). When no commit group ended exactly at P (404), it takes\n"
+        "the latest head instead (size N >= P) and checks the consistency proof (GET\n"
+        "/v1/log/proof/consistency?first=P&second=N) from the recomputed root to that\n"
+        "head's root: records 1..P are then a prefix of the signed log. With --server-key\n"
+        "the head's Ed25519 signature is verified for the definition's election id, and a\n"
+        "daemon that signs no heads fails the audit. Without it the signature is not\n"
+        "checked (a warning says so) and a daemon without heads (404) is only a warning.\n"
+        "\n"
         "  --server HOST:PORT    ballotd address (required)\n"
         "  --definition FILE     the published election definition (default data/kz2023.json)\n"
+        "  --server-key HEX|FILE the log's public key: 64 hex digits or a file holding them\n"
         "  --batch N             journal records per request (default 10000)\n"
         "  --json                one JSON object on stdout:\n"
         "                        {\"server\", \"definition\", \"definition_matches\": BOOL, \"position\": P,\n"
@@ -51,17 +73,34 @@ static const char help[] =
         "                         \"problems\": [{\"position\", \"precinct_id\", \"seq\", \"problem\"}] (at most 50),\n"
         "                         \"mismatch_count\": N,\n"
         "                         \"mismatches\": [{\"what\", \"recomputed\", \"snapshot\"}] (at most 50),\n"
-        "                         \"requests\": N, \"ok\": BOOL}\n"
+        "                         \"log\": {\"checked\": BOOL, \"root_hash\": HEX (recomputed over 1..P),\n"
+        "                                 \"head_size\": N, \"consistency\": BOOL (checked through a\n"
+        "                                 proof), \"signature\": \"verified\"|\"not checked\"|\"failed\",\n"
+        "                                 \"ok\": BOOL, \"error\": STR|null},\n"
+        "                         \"requests\": N (snapshot and journal), \"ok\": BOOL}\n"
         "  --timeout SECONDS     per request (default 30)\n"
         "\n"
         "Exit status 0 iff every record decodes, verifies and is folded, no key repeats,\n"
-        "and every recomputed total equals the snapshot's; 1 otherwise; 2 bad command line.\n";
+        "every recomputed total equals the snapshot's and the recomputed root is the signed\n"
+        "log's; 1 otherwise; 2 bad command line.\n";
 
 #define LIST_MAX    50
 #define RECORD_HEAD 12 /* u64 position + u32 length, big-endian */
 
+/* What the log check found. `ok` holds when the log is checked and matches,
+ * or (without --server-key) when the daemon publishes no head at all. */
+struct log_result {
+	bool checked, consistency, ok;
+	const char *signature; /* "verified", "not checked", "failed" */
+	uint64_t head_size;
+	uint8_t root[BAL_HASH_BYTES];
+	char error[700];
+};
+
 struct audit {
 	const char *server;
+	struct bal_logcheck_tree tree; /* leaves 1..next-1 */
+	struct log_result log;
 	const struct bal_defn *d;
 	struct bal_expect *e;
 	struct bal_arena arena;
@@ -166,6 +205,9 @@ static long take_page(struct audit *a, const uint8_t *body, size_t len)
 		if (pos > a->position)
 			break; /* the daemon cut at its own position; never fold beyond P */
 		check_record(a, pos, body + off, rlen);
+		uint8_t leaf[BAL_HASH_BYTES];
+		bal_logcheck_leaf_hash(body + off, rlen, leaf);
+		bal_logcheck_tree_add(&a->tree, leaf);
 		off += rlen;
 		a->next++;
 		n++;
@@ -303,7 +345,65 @@ static void check_keys(struct audit *a)
 static bool audit_ok(const struct audit *a)
 {
 	return a->records == a->position && a->next == a->position + 1 && !a->sig_failures && !a->decode_failures &&
-	       !a->fold_failures && !a->duplicate_keys && !a->mismatch_count;
+	       !a->fold_failures && !a->duplicate_keys && !a->mismatch_count && a->log.ok;
+}
+
+/*
+ * Ties the recomputed root of records 1..P to a signed head (see the file
+ * comment). `t` is NULL without --server-key.
+ */
+static void check_log(struct audit *a, const struct log_trust *t, int timeout_ms)
+{
+	struct log_result *L = &a->log;
+	L->signature = "not checked";
+	bal_logcheck_tree_root(&a->tree, L->root);
+	if (a->tree.size != a->position) {
+		snprintf(L->error, sizeof(L->error), "the journal was not read whole: no root to check");
+		return;
+	}
+	if (a->position == 0) {
+		L->ok = true; /* an empty journal: no head to check against */
+		return;
+	}
+	char why[600];
+	struct bal_tree_head h;
+	int rc = log_fetch_head(a->server, a->position, timeout_ms, &h, why, sizeof(why));
+	if (rc == -ENOENT) {
+		/* No commit group ended at P, or no heads at all: the latest. */
+		rc = log_fetch_head(a->server, 0, timeout_ms, &h, why, sizeof(why));
+		if (rc == -ENOENT && !t) {
+			L->ok = true;
+			snprintf(L->error, sizeof(L->error), "the daemon publishes no signed tree head: %s", why);
+			return;
+		}
+		L->consistency = rc == 0;
+	}
+	if (rc < 0) {
+		snprintf(L->error, sizeof(L->error), "%s", why);
+		return;
+	}
+	L->checked = true;
+	L->head_size = h.tree_size;
+	if (t) {
+		rc = bal_logcheck_head_verify(&h, t->election_id, t->key, why, sizeof(why));
+		L->signature = rc == 0 ? "verified" : "failed";
+		if (rc < 0) {
+			snprintf(L->error, sizeof(L->error), "%s", why);
+			return;
+		}
+	}
+	struct bal_tree_head mine = {.tree_size = a->position};
+	memcpy(mine.root, L->root, sizeof(mine.root));
+	rc = log_check_consistent(a->server, &mine, &h, timeout_ms, why, sizeof(why));
+	if (rc < 0) {
+		char hex[65];
+		bal_logcheck_hex(L->root, sizeof(L->root), hex);
+		snprintf(L->error, sizeof(L->error),
+		         "the root of records 1..%" PRIu64 " (%.16s...) is not the signed log's: %s", a->position, hex,
+		         why);
+		return;
+	}
+	L->ok = true;
 }
 
 static void print_report(const struct audit *a, const char *defn_path, bool defn_matches)
@@ -338,20 +438,39 @@ static void print_report(const struct audit *a, const char *defn_path, bool defn
 		else
 			printf("missing\n");
 	}
+	const struct log_result *L = &a->log;
+	char hex[65];
+	bal_logcheck_hex(L->root, sizeof(L->root), hex);
+	if (L->checked && L->ok)
+		printf("log: the root of records 1..%s (%.16s...) is %s the signed head of size %s (signature %s)\n",
+		       fmt_count(a->position, b1), hex, L->consistency ? "consistent with" : "that of",
+		       fmt_count(L->head_size, b2), L->signature);
+	else if (L->ok && a->position == 0)
+		printf("log: the journal is empty; no head to check\n");
+	else if (L->ok)
+		printf("log: NOT CHECKED: %s\n", L->error);
+	else
+		printf("log: FAILED: %s\n", L->error);
 	printf("%s\n", audit_ok(a) && defn_matches ? "AUDIT PASSED: every signature verifies and every total matches"
 	                                           : "AUDIT FAILED");
 }
 
 static void print_json(const struct audit *a, const char *defn_path, bool defn_matches)
 {
-	json_t *j = json_pack("{ss ss sb sI sI sI sI sI sI sI sI sO sI sO sI sb}", "server", a->server, "definition",
+	const struct log_result *L = &a->log;
+	char hex[65];
+	bal_logcheck_hex(L->root, sizeof(L->root), hex);
+	json_t *log = json_pack("{sb ss sI sb ss sb so}", "checked", L->checked, "root_hash", hex, "head_size",
+	                        (json_int_t)L->head_size, "consistency", L->consistency, "signature", L->signature,
+	                        "ok", L->ok, "error", L->error[0] ? json_string(L->error) : json_null());
+	json_t *j = json_pack("{ss ss sb sI sI sI sI sI sI sI sI sO sI sO so sI sb}", "server", a->server, "definition",
 	                      defn_path, "definition_matches", defn_matches, "position", (json_int_t)a->position,
 	                      "records", (json_int_t)a->records, "signatures_verified", (json_int_t)a->verified,
 	                      "unsigned", (json_int_t)a->unsigned_ok, "signature_failures", (json_int_t)a->sig_failures,
 	                      "decode_failures", (json_int_t)a->decode_failures, "fold_failures",
 	                      (json_int_t)a->fold_failures, "duplicate_keys", (json_int_t)a->duplicate_keys, "problems",
 	                      a->problems, "mismatch_count", (json_int_t)a->mismatch_count, "mismatches", a->mismatches,
-	                      "requests", (json_int_t)a->requests, "ok", audit_ok(a) && defn_matches);
+	                      "log", log, "requests", (json_int_t)a->requests, "ok", audit_ok(a) && defn_matches);
 	json_dumpf(j, stdout, JSON_INDENT(2));
 	fputc('\n', stdout);
 	json_decref(j);
@@ -382,17 +501,19 @@ static int read_journal(struct audit *a, uint64_t batch, int timeout_ms)
 
 int cmd_audit(int argc, char **argv)
 {
-	enum { O_SERVER = 256, O_DEFN, O_BATCH, O_JSON, O_TIMEOUT, O_HELP };
+	enum { O_SERVER = 256, O_DEFN, O_BATCH, O_JSON, O_TIMEOUT, O_KEY, O_HELP };
 	static const struct option longopts[] = {
 	        {"server", required_argument, NULL, O_SERVER},
 	        {"definition", required_argument, NULL, O_DEFN},
 	        {"batch", required_argument, NULL, O_BATCH},
 	        {"json", no_argument, NULL, O_JSON},
 	        {"timeout", required_argument, NULL, O_TIMEOUT},
+	        {"server-key", required_argument, NULL, O_KEY},
 	        {"help", no_argument, NULL, O_HELP},
 	        {NULL, 0, NULL, 0},
 	};
-	const char *server = NULL, *definition = "data/kz2023.json";
+	const char *server = NULL, *definition = "data/kz2023.json", *key = NULL;
+	struct log_trust trust = {0};
 	uint64_t batch = 10000;
 	uint32_t timeout_s = 30;
 	bool as_json = false, ok = true;
@@ -405,6 +526,7 @@ int cmd_audit(int argc, char **argv)
 		case O_BATCH: ok = opt_u64("--batch", optarg, 1, 100000, &batch); break;
 		case O_JSON: as_json = true; break;
 		case O_TIMEOUT: ok = opt_u32("--timeout", optarg, 1, 3600, &timeout_s); break;
+		case O_KEY: key = optarg; break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
 		default: fputs("ballotctl audit: see --help\n", stderr); return EXIT_USAGE;
 		}
@@ -415,6 +537,11 @@ int cmd_audit(int argc, char **argv)
 		fprintf(stderr, "ballotctl audit: --server HOST:PORT is required\n");
 		return EXIT_USAGE;
 	}
+	if (key && !opt_server_key("audit", key, &trust))
+		return EXIT_USAGE;
+	if (!key)
+		fprintf(stderr, "ballotctl audit: warning: no --server-key: the signature of the log's tree head "
+		                "is not checked\n");
 	char path[4096], why[512];
 	if (!find_definition(definition, path, sizeof(path)))
 		return EXIT_USAGE;
@@ -462,6 +589,8 @@ int cmd_audit(int argc, char **argv)
 	}
 	if (read_journal(&a, batch, timeout_ms) < 0)
 		goto out;
+	snprintf(trust.election_id, sizeof(trust.election_id), "%s", d->election_id);
+	check_log(&a, key ? &trust : NULL, timeout_ms);
 	check_keys(&a);
 	compare_snapshot(&a, snap);
 	if (as_json)

@@ -16,14 +16,22 @@ static const char usage[] =
         "  push            generate signed batches and upload them to ballotd, pipelined\n"
         "  snapshot        print the daemon's current totals and seats (GET /v1/snapshot, /v1/seats)\n"
         "  spool-batches   write generated signed batches into an upload spool directory\n"
-        "  upload          deliver a spool directory's batch files exactly once, retrying\n"
+        "  upload          deliver a spool directory's batch files exactly once, retrying;\n"
+        "                  delete each only after a receipt that verifies under the log key\n"
         "  audit           export the journal (GET /v1/journal), verify every signature and\n"
-        "                  recompute every total independently, compare with the snapshot\n"
+        "                  recompute every total independently, compare with the snapshot;\n"
+        "                  recompute the log's Merkle root and check it against a signed head\n"
+        "  keygen          make the log key pair (ballotd --log-key; --server-key for clients)\n"
+        "  verify-receipt  check kept receipts: signature, inclusion, and consistency with the\n"
+        "                  log's latest signed head\n"
+        "  monitor         watch the log's signed heads for forks and rollbacks; compare the\n"
+        "                  heads two monitors saw (--compare)\n"
         "\n"
         "exit status: 0 success; 1 the operation failed (push: some batch was not\n"
         "acknowledged as ACCEPTED or DUPLICATE; upload --once: some file was rejected;\n"
-        "audit: a signature, a record or a total does not check out);\n"
-        "2 bad command line.\n"
+        "audit: a signature, a record, a total or the log's root does not check out;\n"
+        "verify-receipt: a receipt does not verify); 2 bad command line; 3 (monitor) the\n"
+        "log showed a fork or a rollback.\n"
         "\n"
         "push --json prints one JSON object on stdout; its keys are stable:\n"
         "  {\"server\": \"HOST:PORT\", \"definition\": PATH, \"election_id\": STR,\n"
@@ -68,8 +76,15 @@ int main(int argc, char **argv)
 		return cmd_upload(argc - 1, argv + 1);
 	if (strcmp(cmd, "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
+	if (strcmp(cmd, "keygen") == 0)
+		return cmd_keygen(argc - 1, argv + 1);
+	if (strcmp(cmd, "verify-receipt") == 0)
+		return cmd_verify_receipt(argc - 1, argv + 1);
+	if (strcmp(cmd, "monitor") == 0)
+		return cmd_monitor(argc - 1, argv + 1);
 	fprintf(stderr,
-	        "ballotctl: unknown command \"%s\" (gen-definition, push, snapshot, spool-batches, upload, audit)\n",
+	        "ballotctl: unknown command \"%s\" (gen-definition, push, snapshot, spool-batches, upload, audit, "
+	        "keygen, verify-receipt, monitor)\n",
 	        cmd);
 	return EXIT_USAGE;
 }

@@ -4,9 +4,17 @@
  * once, whatever happens to the link, the daemon or the uploader itself:
  *
  * - a file is fsynced before it is sent and deleted only after an ACCEPTED or
- *   DUPLICATE ack (then the directory is fsynced), so a kill at any moment
- *   leaves either the file (sent again: DUPLICATE if it had been stored) or
- *   nothing to do;
+ *   DUPLICATE ack whose receipt verifies (then the directory is fsynced), so
+ *   a kill at any moment leaves either the file (sent again: DUPLICATE if it
+ *   had been stored) or nothing to do;
+ * - the receipt must prove, under the pinned log key (--server-key), that the
+ *   file's own bytes are the journal record at the acknowledged position:
+ *   the signed head's signature for the definition's election, the leaf hash
+ *   of the file, the leaf index, the inclusion proof up to the signed root.
+ *   It is appended to the receipts file and fsynced before the file is
+ *   deleted, so a deleted file always leaves its receipt behind. An answer
+ *   claiming delivery without such a receipt is a failing server: logged
+ *   loudly and retried like a 5xx;
  * - network errors, timeouts, 408/429, 5xx (503 and 507 included) are retried
  *   with exponential backoff and jitter, never sooner than Retry-After;
  * - other 4xx answers are final: the file goes to rejected/ with the reason.
@@ -25,10 +33,13 @@
 
 #include "proto/codec.h"
 #include "client/http.h"
+#include "client/logcheck.h"
 #include "client/resp.h"
 #include "client/rng.h"
+#include "core/reason.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
@@ -48,17 +59,28 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char help[] =
-        "usage: ballotctl upload --spool DIR --server HOST:PORT [OPTIONS]\n"
+        "usage: ballotctl upload --spool DIR --server HOST:PORT --server-key HEX|FILE\n"
+        "                        --definition FILE [OPTIONS]\n"
         "\n"
         "Delivers every batch file of a spool directory to ballotd exactly once. A batch\n"
         "file holds one serialized SignedBatch and its name ends in .pb (`ballotctl\n"
         "spool-batches` writes <precinct>-<seq>.pb; names starting with '.' are ignored).\n"
         "Files are sent in (precinct, seq) order, each fsynced first, as POST /v1/batches\n"
-        "over keep-alive connections, and deleted only after an ACCEPTED or DUPLICATE ack.\n"
+        "over keep-alive connections, and deleted only after an ACCEPTED or DUPLICATE ack\n"
+        "whose receipt verifies: the tree head it carries is signed by the --server-key\n"
+        "for the election id of --definition, its leaf hash is SHA-256(0x00 || the file's\n"
+        "own bytes), its leaf index is the acknowledged position - 1, and its inclusion\n"
+        "proof leads from that leaf to the signed root. The receipt is then appended as one\n"
+        "JSON line to RECEIPTS/receipts.jsonl (see --receipts) and fsynced, and only then\n"
+        "is the file deleted; `ballotctl verify-receipt` checks that file later. A 200\n"
+        "without an ack, or an ack without a receipt that verifies, is a failing server:\n"
+        "one line on stderr names the check that failed (\"RECEIPT FAILED\"), nothing is\n"
+        "deleted and the file is retried like a 5xx.\n"
         "Connection errors, timeouts, 408, 429 and 5xx (503, 507) are retried with\n"
         "exponential backoff and +-25% jitter, never sooner than the server's Retry-After.\n"
         "Any other 4xx (400, 401, 409, 413, 422) moves the file to DIR/rejected/, with the\n"
@@ -76,6 +98,16 @@ static const char help[] =
         "\n"
         "  --spool DIR              spool directory (required; created if missing)\n"
         "  --server HOST:PORT       ballotd address (required; http://HOST:PORT/ works too)\n"
+        "  --server-key HEX|FILE    the log's public key (required): 64 hex digits, or a file\n"
+        "                           holding them (`ballotctl keygen` writes FILE.pub)\n"
+        "  --definition FILE        the election definition (required): its election id is\n"
+        "                           the one the signed heads must name (never the server's)\n"
+        "  --receipts DIR           where receipts.jsonl is kept (default DIR/receipts, beside\n"
+        "                           rejected/; created if missing). One line per delivered\n"
+        "                           file: {\"file\", \"status\", \"position\", \"server\",\n"
+        "                           \"election_id\", \"server_key\", \"received_at\", \"leaf_index\",\n"
+        "                           \"leaf_hash\", \"tree_size\", \"timestamp_ms\", \"root_hash\",\n"
+        "                           \"signature\", \"audit_path\"}\n"
         "  --once                   exit when the spool is empty\n"
         "  --connections N          parallel connections (default 1)\n"
         "  --scan-interval SECONDS  rescan period (default 1)\n"
@@ -88,13 +120,16 @@ static const char help[] =
         "  --json                   print a summary object on stdout at exit:\n"
         "                           {\"server\", \"spool\", \"sent\" (accepted + duplicate),\n"
         "                            \"accepted\", \"duplicate\", \"rejected\", \"retries\",\n"
+        "                            \"bad_receipts\" (acks without a receipt that verifies),\n"
+        "                            \"receipts\" (the receipts file),\n"
         "                            \"pending\" (files left in the spool), \"elapsed_s\",\n"
         "                            \"batches_per_s\", \"stopped\": \"empty\"|\"signal\"|\"error\",\n"
         "                            \"error\": STR|null}\n"
         "\n"
         "Exit status: 0 when the spool was emptied with nothing rejected (--once) or on\n"
-        "SIGINT/SIGTERM; 1 when a file was rejected (--once), on --give-up, or when the\n"
-        "spool cannot be read or changed; 2 bad command line.\n";
+        "SIGINT/SIGTERM; 1 when a file was rejected (--once), on --give-up (a server that\n"
+        "never sends a receipt that verifies ends there too), or when the spool or the\n"
+        "receipts file cannot be read or changed; 2 bad command line.\n";
 
 /* Largest batch file read into memory; ballotd's own default cap is 1 MiB. */
 #define MAX_FILE (64u << 20)
@@ -106,6 +141,8 @@ static const char help[] =
 struct upload_args {
 	const char *spool;
 	char server[BAL_HTTP_HOST_MAX + 16];
+	struct log_trust trust; /* the pinned key and the definition's election id */
+	const char *receipts;   /* directory */
 	bool once, json, force_log;
 	uint32_t connections;
 	double scan_s, timeout_s, min_backoff_s, max_backoff_s, give_up_s;
@@ -123,7 +160,8 @@ struct link {
 	bool answered;
 };
 
-/* What the server said. */
+/* What the server said. `receipt` is valid iff has_receipt; bad_receipt:
+ * the ack had one that does not decode (wrong hash or signature sizes). */
 struct reply {
 	int status;
 	bool has_ack; /* the body is a BatchAck */
@@ -131,6 +169,8 @@ struct reply {
 	uint64_t position;
 	int retry_after_s; /* -1: no Retry-After */
 	char error[512];   /* the ack's error, or the body as text */
+	bool has_receipt, bad_receipt;
+	struct bal_receipt receipt;
 };
 
 enum outcome { DELIVERED, REJECTED, RETRY };
@@ -166,7 +206,7 @@ struct uploader {
 	bool stop;
 	bool failed; /* a worker hit an error that ends the run; `failure` says why */
 	char failure[600];
-	uint64_t accepted, duplicate, rejected, retries;
+	uint64_t accepted, duplicate, rejected, retries, bad_receipts;
 	char retry_note[300]; /* latest retry, for the status line */
 	uint64_t retry_at;    /* ms when that retry is due */
 	int wake_fd;          /* eventfd: a worker went idle with the queue empty */
@@ -174,6 +214,11 @@ struct uploader {
 	bool tty; /* status line on stderr */
 	bool status_shown;
 	uint64_t start_ms;
+	/* receipts.jsonl, append-only; each line written whole and fsynced
+	 * under receipts_mu before its batch file is deleted. */
+	int receipts_fd;
+	char receipts_path[4096];
+	pthread_mutex_t receipts_mu;
 };
 
 static uint64_t now_ms(void)
@@ -400,7 +445,7 @@ static void body_text(const char *body, size_t len, char *out, size_t outlen)
 /* Reads one response into `r`. `*got_bytes` tells whether anything arrived. */
 static int recv_reply(struct link *l, struct reply *r, bool *got_bytes, char *why, size_t whylen)
 {
-	char body[4096], head[8192], buf[16384];
+	char body[8192], head[8192], buf[16384]; /* an ack with a receipt: under 3 KiB */
 	size_t hl = 0;
 	struct recv_state st = {0};
 	struct bal_resp rp;
@@ -435,8 +480,16 @@ static int recv_reply(struct link *l, struct reply *r, bool *got_bytes, char *wh
 	}
 	r->status = rp.status;
 	r->retry_after_s = parse_retry_after(head);
-	r->has_ack = bal_resp_is_protobuf(&rp) && bal_codec_ack_decode((const uint8_t *)rp.body, rp.len, &r->ack,
-	                                                               &r->position, r->error, sizeof(r->error)) == 0;
+	if (bal_resp_is_protobuf(&rp) && !rp.truncated) {
+		const uint8_t *b = (const uint8_t *)rp.body;
+		r->has_ack = bal_codec_ack_receipt_decode(b, rp.len, &r->ack, &r->position, r->error, sizeof(r->error),
+		                                          &r->receipt, &r->has_receipt) == 0;
+		/* A receipt of the wrong shape fails the whole decode: the ack
+		 * itself still says what happened. */
+		if (!r->has_ack &&
+		    bal_codec_ack_decode(b, rp.len, &r->ack, &r->position, r->error, sizeof(r->error)) == 0)
+			r->has_ack = r->bad_receipt = true;
+	}
 	if (!r->has_ack)
 		body_text(rp.body, rp.len, r->error, sizeof(r->error));
 	if (!st.keep_alive)
@@ -588,6 +641,103 @@ static void reject_file(struct worker *w, const char *name, int status, const ch
 		note(u, "%s REJECTED (%s) -> rejected/%s", name, why, moved);
 }
 
+/* ---- receipts ---------------------------------------------------------------------- */
+
+/*
+ * Checks the receipt of an ACCEPTED or DUPLICATE ack for the file's bytes.
+ * Returns 0, or -1 with `why` naming the first check that failed.
+ */
+static int check_receipt(const struct uploader *u, const uint8_t *body, size_t len, const struct reply *r, char *why,
+                         size_t whylen)
+{
+	const char *what = r->ack == BAL_ACK_ACCEPTED ? "ACCEPTED" : "DUPLICATE";
+	if (r->bad_receipt) {
+		snprintf(why, whylen, "the %s ack's receipt does not decode (hash, signature or path sizes)", what);
+		return -1;
+	}
+	if (!r->has_receipt) {
+		snprintf(why, whylen, "the %s ack at position %llu carries no receipt", what,
+		         (unsigned long long)r->position);
+		return -1;
+	}
+	const struct bal_receipt *rc = &r->receipt;
+	if (r->position == 0 || rc->leaf_index != r->position - 1) {
+		snprintf(why, whylen, "receipt for leaf %llu, but the ack says position %llu (leaf %llu)",
+		         (unsigned long long)rc->leaf_index, (unsigned long long)r->position,
+		         (unsigned long long)(r->position - 1));
+		return -1;
+	}
+	uint8_t mine[BAL_HASH_BYTES];
+	bal_logcheck_leaf_hash(body, len, mine);
+	if (memcmp(mine, rc->leaf_hash, sizeof(mine)) != 0) {
+		char a[65], b[65];
+		bal_logcheck_hex(rc->leaf_hash, sizeof(mine), a);
+		bal_logcheck_hex(mine, sizeof(mine), b);
+		snprintf(why, whylen, "receipt's leaf hash %.16s... is not the file's SHA-256(0x00 || bytes) %.16s...",
+		         a, b);
+		return -1;
+	}
+	char e[500];
+	if (bal_logcheck_receipt_verify(rc, u->a.trust.election_id, u->a.trust.key, e, sizeof(e)) < 0) {
+		snprintf(why, whylen, "receipt: %s", e);
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends the receipt line of a delivered file and fsyncs it. 0 or -1 (why). */
+static int keep_receipt(struct uploader *u, const char *name, const struct reply *r, char *why, size_t whylen)
+{
+	char at[32];
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	log_time((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, at);
+	json_t *o = json_pack("{ss ss sI ss ss ss ss}", "file", name, "status",
+	                      r->ack == BAL_ACK_ACCEPTED ? "ACCEPTED" : "DUPLICATE", "position",
+	                      (json_int_t)r->position, "server", u->a.server, "election_id", u->a.trust.election_id,
+	                      "server_key", u->a.trust.key_hex, "received_at", at);
+	char *line = NULL;
+	if (o && bal_logcheck_receipt_to_json(&r->receipt, o) == 0)
+		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (!line) {
+		snprintf(why, whylen, "out of memory writing the receipt of %s", name);
+		return -1;
+	}
+	size_t len = strlen(line);
+	line[len] = '\n'; /* json_dumps' NUL becomes the line end: written as one write */
+	int err = 0;
+	pthread_mutex_lock(&u->receipts_mu);
+	for (size_t off = 0; !err && off < len + 1;) {
+		ssize_t n = write(u->receipts_fd, line + off, len + 1 - off);
+		if (n < 0 && errno != EINTR)
+			err = errno;
+		else if (n > 0)
+			off += (size_t)n;
+	}
+	if (!err && fsync(u->receipts_fd) < 0)
+		err = errno;
+	pthread_mutex_unlock(&u->receipts_mu);
+	free(line);
+	if (err) {
+		bal_fail(why, whylen, -err, "cannot keep the receipt of %s in %s: %s (the file stays in the spool)",
+		         name, u->receipts_path, strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+/* A server that claimed delivery without proving it: loud, then a retry. */
+static bool receipt_failed(struct worker *w, const char *name, const char *why)
+{
+	struct uploader *u = w->u;
+	pthread_mutex_lock(&u->mu);
+	u->bad_receipts++;
+	pthread_mutex_unlock(&u->mu);
+	note(u, "%s: RECEIPT FAILED from %s: %s; the file is kept and sent again", name, u->a.server, why);
+	return back_off(w, name, -1, why);
+}
+
 /* Delivers, rejects or (on stop) leaves one file. */
 static void handle(struct worker *w, const char *name)
 {
@@ -611,9 +761,24 @@ static void handle(struct worker *w, const char *name)
 		struct reply r;
 		rc = link_post(&w->link, body, len, &r, why, sizeof(why));
 		enum outcome o = classify(rc, &r, why, sizeof(why));
+		if (o == RETRY && rc == 0 && r.status == 200) {
+			/* 200 but no ack: a server (or a proxy) that says nothing. */
+			snprintf(why, sizeof(why), "HTTP 200 without a BatchAck (%s)",
+			         r.error[0] ? r.error : "empty body");
+			if (!receipt_failed(w, name, why))
+				break;
+			continue;
+		}
+		if (o == DELIVERED && check_receipt(u, body, len, &r, why, sizeof(why)) < 0) {
+			if (!receipt_failed(w, name, why))
+				break;
+			continue;
+		}
 		if (o == DELIVERED) {
-			/* Deleted only now: the ack means the batch is durable in the journal. */
-			if (spool_remove(&u->spool, name, err, sizeof(err)) < 0) {
+			/* The receipt is kept first, then the file deleted: the ack and
+			 * its verified receipt mean the batch is durable in the log. */
+			if (keep_receipt(u, name, &r, err, sizeof(err)) < 0 ||
+			    spool_remove(&u->spool, name, err, sizeof(err)) < 0) {
 				fail_run(u, err);
 				break;
 			}
@@ -800,6 +965,9 @@ static int parse_args(int argc, char **argv, struct upload_args *a)
 		O_GIVE_UP,
 		O_LOG,
 		O_JSON,
+		O_SERVER_KEY,
+		O_DEFN,
+		O_RECEIPTS,
 		O_HELP
 	};
 	static const struct option longopts[] = {
@@ -814,12 +982,15 @@ static int parse_args(int argc, char **argv, struct upload_args *a)
 	        {"give-up", required_argument, NULL, O_GIVE_UP},
 	        {"log", no_argument, NULL, O_LOG},
 	        {"json", no_argument, NULL, O_JSON},
+	        {"server-key", required_argument, NULL, O_SERVER_KEY},
+	        {"definition", required_argument, NULL, O_DEFN},
+	        {"receipts", required_argument, NULL, O_RECEIPTS},
 	        {"help", no_argument, NULL, O_HELP},
 	        {NULL, 0, NULL, 0},
 	};
 	*a = (struct upload_args){
 	        .connections = 1, .scan_s = 1, .timeout_s = 30, .min_backoff_s = 0.2, .max_backoff_s = 30};
-	const char *server = NULL;
+	const char *server = NULL, *key = NULL, *definition = NULL;
 	bool ok = true;
 	int opt;
 	optind = 1;
@@ -836,14 +1007,22 @@ static int parse_args(int argc, char **argv, struct upload_args *a)
 		case O_GIVE_UP: ok = opt_double("--give-up", optarg, 0, 30 * 86400, &a->give_up_s); break;
 		case O_LOG: a->force_log = true; break;
 		case O_JSON: a->json = true; break;
+		case O_SERVER_KEY: key = optarg; break;
+		case O_DEFN: definition = optarg; break;
+		case O_RECEIPTS: a->receipts = optarg; break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
 		default: fputs("ballotctl upload: see --help\n", stderr); return EXIT_USAGE;
 		}
 	}
 	if (!ok || !opt_no_operands("upload", argc, argv))
 		return EXIT_USAGE;
-	if (!a->spool || !server) {
-		fprintf(stderr, "ballotctl upload: %s is required\n", !a->spool ? "--spool DIR" : "--server HOST:PORT");
+	const char *missing = !a->spool     ? "--spool DIR"
+	                      : !server     ? "--server HOST:PORT"
+	                      : !key        ? "--server-key HEX|FILE (the log's public key)"
+	                      : !definition ? "--definition FILE (the election the log's heads must name)"
+	                                    : NULL;
+	if (missing) {
+		fprintf(stderr, "ballotctl upload: %s is required\n", missing);
 		return EXIT_USAGE;
 	}
 	if (a->max_backoff_s < a->min_backoff_s) {
@@ -851,28 +1030,9 @@ static int parse_args(int argc, char **argv, struct upload_args *a)
 		        a->min_backoff_s);
 		return EXIT_USAGE;
 	}
-	/* Accept a URL: http://HOST:PORT[/]. */
-	if (strncasecmp(server, "https://", 8) == 0) {
-		fprintf(stderr, "ballotctl upload: --server %s: https is not supported; use HOST:PORT\n", server);
+	if (!opt_server("upload", server, a->server, sizeof(a->server)) || !opt_server_key("upload", key, &a->trust) ||
+	    !definition_election_id("upload", definition, a->trust.election_id, sizeof(a->trust.election_id)))
 		return EXIT_USAGE;
-	}
-	const char *s = strncasecmp(server, "http://", 7) == 0 ? server + 7 : server;
-	size_t n = strlen(s);
-	if (n && s[n - 1] == '/')
-		n--;
-	if (n >= sizeof(a->server)) {
-		fprintf(stderr, "ballotctl upload: --server %s: longer than %zu characters\n", server,
-		        sizeof(a->server) - 1);
-		return EXIT_USAGE;
-	}
-	memcpy(a->server, s, n);
-	a->server[n] = '\0';
-	char host[BAL_HTTP_HOST_MAX], why[300];
-	uint16_t port;
-	if (bal_http_hostport(a->server, host, &port, why, sizeof(why)) < 0) {
-		fprintf(stderr, "ballotctl upload: --%s\n", why);
-		return EXIT_USAGE;
-	}
 	return -1;
 }
 
@@ -886,9 +1046,12 @@ static void print_summary(struct uploader *u, enum stopped stopped)
 	size_t pending = spool_scan(&u->spool, &left, why, sizeof(why)) == 0 ? left.n : 0;
 	spool_list_deinit(&left);
 	char b1[32], b2[32], b3[32], b4[32], b5[32];
-	note(u, "%s sent (%s accepted, %s duplicate), %s rejected, %zu left in %s, %s retries in %.1f s (%.0f/s)%s%s",
+	char b6[32], bad[64] = "";
+	if (u->bad_receipts)
+		snprintf(bad, sizeof(bad), ", %s RECEIPTS FAILED", fmt_count(u->bad_receipts, b6));
+	note(u, "%s sent (%s accepted, %s duplicate), %s rejected, %zu left in %s, %s retries%s in %.1f s (%.0f/s)%s%s",
 	     fmt_count(sent, b1), fmt_count(u->accepted, b2), fmt_count(u->duplicate, b3), fmt_count(u->rejected, b4),
-	     pending, u->a.spool, fmt_count(u->retries, b5), secs, secs > 0 ? (double)sent / secs : 0.0,
+	     pending, u->a.spool, fmt_count(u->retries, b5), bad, secs, secs > 0 ? (double)sent / secs : 0.0,
 	     u->failed ? "; stopped: " : "", u->failed ? u->failure : "");
 	if (!u->a.json)
 		return;
@@ -900,6 +1063,8 @@ static void print_summary(struct uploader *u, enum stopped stopped)
 	json_object_set_new(j, "duplicate", json_integer((json_int_t)u->duplicate));
 	json_object_set_new(j, "rejected", json_integer((json_int_t)u->rejected));
 	json_object_set_new(j, "retries", json_integer((json_int_t)u->retries));
+	json_object_set_new(j, "bad_receipts", json_integer((json_int_t)u->bad_receipts));
+	json_object_set_new(j, "receipts", json_string(u->receipts_path));
 	json_object_set_new(j, "pending", json_integer((json_int_t)pending));
 	json_object_set_new(j, "elapsed_s", json_real(secs));
 	json_object_set_new(j, "batches_per_s", json_real(secs > 0 ? (double)sent / secs : 0.0));
@@ -930,6 +1095,78 @@ static int start_workers(struct uploader *u)
 			return -rc;
 		}
 	}
+	return 0;
+}
+
+static int sync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
+	if (fd < 0 || fsync(fd) < 0)
+		err = errno;
+	if (fd >= 0)
+		close(fd);
+	return -err;
+}
+
+/*
+ * Opens RECEIPTS/receipts.jsonl for appending, creating the directory (mode
+ * 0755) and the file (0644) as needed, both made durable. A last line that a
+ * kill cut short is cut off: its batch file was not deleted (the line is
+ * fsynced first), so it is delivered again and gets a whole line then.
+ */
+static int open_receipts(struct uploader *u, char *why, size_t whylen)
+{
+	char dir[3000], parent[3100];
+	int dl = snprintf(dir, sizeof(dir), "%s%s", u->a.receipts ? u->a.receipts : u->a.spool,
+	                  u->a.receipts ? "" : "/receipts");
+	if (dl < 0 || (size_t)dl >= sizeof(dir))
+		return bal_fail(why, whylen, -1, "receipts directory: path too long");
+	snprintf(parent, sizeof(parent), "%s/..", dir);
+	snprintf(u->receipts_path, sizeof(u->receipts_path), "%s/receipts.jsonl", dir);
+	bool made = mkdir(dir, 0755) == 0;
+	if (!made && errno != EEXIST)
+		return bal_fail(why, whylen, -1, "cannot create the receipts directory %s: %s", dir, strerror(errno));
+	int fd = open(u->receipts_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		bal_fail(why, whylen, -1, "cannot open %s: %s", u->receipts_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	/* The end of the last whole line: just after the last '\n', or 0. */
+	off_t end = st.st_size;
+	char buf[4096];
+	while (end > 0) {
+		size_t n = end < (off_t)sizeof(buf) ? (size_t)end : sizeof(buf);
+		if (pread(fd, buf, n, end - (off_t)n) != (ssize_t)n)
+			break;
+		size_t i = n;
+		while (i > 0 && buf[i - 1] != '\n')
+			i--;
+		end -= (off_t)(n - i);
+		if (i > 0)
+			break;
+	}
+	int err = 0;
+	if (end < st.st_size) {
+		note(u, "%s: dropping an unfinished last line of %lld bytes (its batch file is still in the spool)",
+		     u->receipts_path, (long long)(st.st_size - end));
+		if (ftruncate(fd, end) < 0 || fsync(fd) < 0)
+			err = errno;
+	}
+	if (!err && fsync(fd) < 0)
+		err = errno;
+	if (!err)
+		err = -sync_path(dir);
+	if (!err && made)
+		err = -sync_path(parent);
+	if (err) {
+		bal_fail(why, whylen, -1, "cannot make %s durable: %s", u->receipts_path, strerror(err));
+		close(fd);
+		return -1;
+	}
+	u->receipts_fd = fd;
 	return 0;
 }
 
@@ -987,6 +1224,12 @@ int cmd_upload(int argc, char **argv)
 		return EXIT_FAILED;
 	}
 	spool_clean_tmp(&u.spool);
+	if (open_receipts(&u, why, sizeof(why)) < 0) {
+		fprintf(stderr, "ballotctl upload: %s\n", why);
+		spool_close(&u.spool);
+		return EXIT_FAILED;
+	}
+	pthread_mutex_init(&u.receipts_mu, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	/* Blocked before any thread starts, so every thread inherits the mask and
 	 * SIGINT/SIGTERM arrive only through the signalfd of the main loop. */
@@ -1023,6 +1266,8 @@ close_sig:
 	close(sig_fd);
 restore_mask:
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_mutex_destroy(&u.receipts_mu);
+	close(u.receipts_fd);
 	spool_close(&u.spool);
 	return exit_code;
 }

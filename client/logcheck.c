@@ -501,8 +501,9 @@ int bal_logcheck_key_write(const char *path, const uint8_t *seed, uint8_t pk[BAL
 	if ((size_t)snprintf(pub_path, sizeof(pub_path), "%s.pub", path) >= sizeof(pub_path))
 		return bal__failf(-ENAMETOOLONG, why, whylen, "%s: path too long", path);
 	struct stat st;
-	if (lstat(pub_path, &st) == 0)
-		return bal__failf(-EEXIST, why, whylen, "%s: exists already (not overwritten)", pub_path);
+	if (lstat(path, &st) == 0 || lstat(pub_path, &st) == 0)
+		return bal__failf(-EEXIST, why, whylen, "%s: exists already (not overwritten)",
+		                  lstat(path, &st) == 0 ? path : pub_path);
 	uint8_t s[crypto_sign_SEEDBYTES], sk[crypto_sign_SECRETKEYBYTES], pub[crypto_sign_PUBLICKEYBYTES];
 	if (seed)
 		memcpy(s, seed, sizeof(s));

@@ -26,6 +26,7 @@
 #include "defn/defn.h"
 #include "client/defgen.h"
 #include "client/keys.h"
+#include "client/logcheck.h"
 
 static uint64_t now_ms(void)
 {
@@ -686,4 +687,32 @@ size_t th_put_field(uint8_t *p, uint32_t f, const void *data, size_t len)
 	n += th_put_varint(p + n, len);
 	memcpy(p + n, data, len);
 	return n + len;
+}
+
+#define TH_LOG_SEED_BYTE 0x5e
+
+void th_log_keypair(uint8_t pk[32], uint8_t sk[64])
+{
+	uint8_t seed[32];
+	memset(seed, TH_LOG_SEED_BYTE, sizeof(seed));
+	if (sodium_init() < 0)
+		abort();
+	crypto_sign_seed_keypair(pk, sk, seed);
+}
+
+char *th_write_log_key(const char *dir, char pub_hex[65])
+{
+	uint8_t seed[32], pk[32];
+	memset(seed, TH_LOG_SEED_BYTE, sizeof(seed));
+	char *path, why[600];
+	if (asprintf(&path, "%s/log.key", dir) < 0)
+		return NULL;
+	if (bal_logcheck_key_write(path, seed, pk, why, sizeof(why)) < 0) {
+		fprintf(stderr, "th_write_log_key: %s\n", why);
+		free(path);
+		return NULL;
+	}
+	if (pub_hex)
+		bal_logcheck_hex(pk, sizeof(pk), pub_hex);
+	return path;
 }

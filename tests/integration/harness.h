@@ -153,6 +153,21 @@ size_t th_put_varint(uint8_t *p, uint64_t v);
  * bytes written (len + at most 15). */
 size_t th_put_field(uint8_t *p, uint32_t f, const void *data, size_t len);
 
+/**
+ * The test log key: a fixed Ed25519 key pair (seed of 32 bytes 0x5e), so
+ * that fake servers can sign tree heads the real daemon's clients accept.
+ */
+void th_log_keypair(uint8_t pk[32], uint8_t sk[64]);
+
+/**
+ * Writes the test log key into `dir` the way `ballotctl keygen` does:
+ * dir/log.key (the seed as 64 hex digits, mode 0600, for ballotd --log-key)
+ * and dir/log.key.pub. Neither may exist yet.
+ * @param[out] pub_hex  the public key, 64 hex digits and a NUL (may be NULL)
+ * @return the malloc'd path of dir/log.key, or NULL (the reason on stderr).
+ */
+char *th_write_log_key(const char *dir, char pub_hex[65]);
+
 /** Path of a binary in the build tree. */
 #define TH_BIN(name) BAL_TEST_BINARY_DIR "/" name
 
