@@ -68,7 +68,8 @@ static const char help[] = "usage: ballotctl monitor --server HOST:PORT --server
                            "\n"
                            "Exit status: 0 every check verified (or killed while looping); 1 a check could\n"
                            "not be done (server unreachable, a bad answer: logged, and the loop goes on), a\n"
-                           "head whose signature fails (at once), a state file that does not verify;\n"
+                           "head whose signature fails or a server naming another log key (at once), a\n"
+                           "state file that does not verify;\n"
                            "2 bad command line; 3 a fork or a rollback.\n";
 
 struct saved {
@@ -213,8 +214,15 @@ static int check_once(struct monitor *m)
 {
 	char why[1000], at[32], line[300];
 	if (!m->have_election) {
-		if (log_fetch_election(m->server, &m->trust, m->timeout_ms, why, sizeof(why)) < 0) {
-			now_text(at);
+		int rc = log_fetch_election(m->server, &m->trust, m->timeout_ms, why, sizeof(why));
+		now_text(at);
+		if (rc == BAL_EAUTH) {
+			/* the server names another log key: nothing it signs can be checked */
+			printf("%s %s: WRONG KEY: %s\n", at, m->server, why);
+			fprintf(stderr, "ballotctl monitor: %s: WRONG KEY: %s\n", m->server, why);
+			return -EXIT_FAILED;
+		}
+		if (rc < 0) {
 			printf("%s %s: cannot check: %s\n", at, m->server, why);
 			fflush(stdout);
 			return EXIT_FAILED;

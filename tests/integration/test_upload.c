@@ -1257,6 +1257,25 @@ Test(log, monitor_follows_the_log_and_audit_checks_its_root)
 	json_decref(o);
 	cr_expect_eq(monitor_once(&v, bad_state, &out), 1);
 	free(out);
+	/* A server naming another log key than the pinned one. */
+	char other_state[700];
+	snprintf(other_state, sizeof(other_state), "%s/other.json", v.dir);
+	const char *wrong_key[] = {"monitor",
+	                           "--server",
+	                           v.server,
+	                           "--server-key",
+	                           "33333333333333333333333333333333"
+	                           "33333333333333333333333333333333",
+	                           "--state",
+	                           other_state,
+	                           "--count",
+	                           "3",
+	                           NULL};
+	cr_expect_eq(ctl(v.dir, "monitor", wrong_key, &out), 1);
+	cr_expect(strstr(out, "WRONG KEY") && !strstr(strstr(out, "WRONG KEY") + 1, "WRONG KEY"),
+	          "one line, then it stops:\n%s", out);
+	cr_expect_neq(access(other_state, F_OK), 0, "nothing saved");
+	free(out);
 
 	/* audit: the root of records 1..P is the signed head's. */
 	char out_path[700];
