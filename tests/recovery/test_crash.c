@@ -6,7 +6,8 @@
  * survived a kill whose ack did not), the snapshot must equal the uploader's
  * own fold of the acknowledged batches, and every precinct must report
  * exactly the seqs it was sent, once each: nothing lost, nothing counted
- * twice. Variants kill while counter snapshots are being written (a snapshot
+ * twice; and the log's signed root must be the root of the recovered
+ * journal. Variants kill while counter snapshots are being written (a snapshot
  * in every write transaction) and while the daemon is still recovering a
  * long journal tail.
  *
@@ -30,6 +31,8 @@ struct crash_env {
 	char *dir;
 	char *defn;
 	char data[600];
+	char *log_key; /* --log-key: the test key (th_write_log_key) */
+	uint8_t log_pk[32];
 	unsigned seed;
 };
 
@@ -42,11 +45,16 @@ static void env_init(struct crash_env *e, uint32_t precincts, uint32_t districts
 	e->defn = th_write_defn(e->dir, precincts, districts, choices, KEY_SEED, true);
 	cr_assert(e->defn);
 	snprintf(e->data, sizeof(e->data), "%s/data", e->dir);
+	e->log_key = th_write_log_key(e->dir, NULL);
+	cr_assert(e->log_key);
+	uint8_t sk[64];
+	th_log_keypair(e->log_pk, sk);
 }
 
 static void env_deinit(struct crash_env *e)
 {
 	free(e->defn);
+	free(e->log_key);
 	th_rmdir(e->dir);
 	free(e->dir);
 }
@@ -97,6 +105,8 @@ static void check_exact(struct crash_env *e, unsigned port, json_t *res, uint64_
 	cr_expect_eq(tr_position(port), total, "every batch journaled exactly once (seed %u)", e->seed);
 	cr_expect(tr_precincts_exact(port, e->defn, k, total),
 	          "every precinct must list exactly the seqs it was sent (seed %u)", e->seed);
+	cr_expect(tr_log_matches(port, e->log_pk),
+	          "the recovered log's signed root must be RFC 6962's root of the journal (seed %u)", e->seed);
 }
 
 Test(recovery, kill9_during_push_loses_and_doubles_nothing)
@@ -105,7 +115,8 @@ Test(recovery, kill9_during_push_loses_and_doubles_nothing)
 	env_init(&e, 300, 5, 6);
 	int kills = tr_kills(DEFAULT_KILLS);
 	/* Small snapshot spacing: some kills also land during snapshot writes. */
-	const char *const args[] = {"--snapshot-every", "700", "--snapshot-interval", "50ms", NULL};
+	const char *const args[] = {"--snapshot-every", "700", "--snapshot-interval", "50ms", "--log-key",
+	                            e.log_key,          NULL};
 	struct th_daemon td;
 	cr_assert_eq(tr_start(&td, e.defn, e.data, 0, args), 0);
 	uint64_t total = 6000 + 3000 * (uint64_t)kills;
@@ -141,7 +152,8 @@ Test(recovery, kill9_during_snapshot_writes_loses_and_doubles_nothing)
 	struct crash_env e;
 	env_init(&e, 10000, 29, 8);
 	int kills = tr_kills(DEFAULT_KILLS);
-	const char *const args[] = {"--snapshot-every", "1", "--snapshot-interval", "1ms", NULL};
+	const char *const args[] = {"--snapshot-every", "1", "--snapshot-interval", "1ms", "--log-key",
+	                            e.log_key,          NULL};
 	struct th_daemon td;
 	cr_assert_eq(tr_start(&td, e.defn, e.data, 0, args), 0);
 	unsigned port = td.port;
@@ -214,7 +226,8 @@ Test(recovery, kill9_during_recovery_loses_and_doubles_nothing)
 	struct crash_env e;
 	env_init(&e, 300, 5, 6);
 	int kills = tr_kills(DEFAULT_KILLS);
-	const char *const args[] = {"--snapshot-every", "4000000000", "--snapshot-interval", "60m", NULL};
+	const char *const args[] = {"--snapshot-every", "4000000000", "--snapshot-interval", "60m", "--log-key",
+	                            e.log_key,          NULL};
 	struct th_daemon td;
 	cr_assert_eq(tr_start(&td, e.defn, e.data, 0, args), 0);
 	unsigned port = td.port;
