@@ -128,31 +128,11 @@ static void accept_one(uint32_t p, uint64_t seq, uint64_t want_position)
 	free(body);
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/* Appends a length-delimited field (number f) holding `data`. */
-static size_t put_bytes_field(uint8_t *p, uint32_t f, const void *data, size_t len)
-{
-	size_t n = put_varint(p, (uint64_t)f << 3 | 2);
-	n += put_varint(p + n, len);
-	memcpy(p + n, data, len);
-	return n + len;
-}
-
 /* SignedBatch{batch = inner, signature = sig (64 bytes)} into out. */
 static size_t wrap(const uint8_t *inner, size_t inner_len, const uint8_t *sig, uint8_t *out)
 {
-	size_t n = put_bytes_field(out, 1, inner, inner_len);
-	return n + put_bytes_field(out + n, 2, sig, 64);
+	size_t n = th_put_field(out, 1, inner, inner_len);
+	return n + th_put_field(out + n, 2, sig, 64);
 }
 
 /* Wraps raw Batch bytes in a SignedBatch signed with the demo key of
@@ -217,37 +197,37 @@ static size_t build_body(const char *name, uint8_t *buf)
 	}
 	if (strcmp(name, "huge_length_outer") == 0 || strcmp(name, "max_length_outer") == 0) {
 		buf[n++] = 0x0a;
-		n += put_varint(buf + n, name[0] == 'h' ? (uint64_t)1 << 60 : UINT64_MAX);
+		n += th_put_varint(buf + n, name[0] == 'h' ? (uint64_t)1 << 60 : UINT64_MAX);
 		memcpy(buf + n, "abcdefgh", 8);
 		return n + 8;
 	}
 	/* The rest are a well-formed SignedBatch around a damaged Batch. */
 	inner[in++] = 0x08; /* precinct_id */
-	in += put_varint(inner + in, h.defn->precincts[0].id);
+	in += th_put_varint(inner + in, h.defn->precincts[0].id);
 	inner[in++] = 0x10; /* seq = 1 */
 	inner[in++] = 0x01;
 	if (strcmp(name, "huge_length_inner") == 0) {
 		inner[in++] = 0x22; /* ballots, length-delimited */
-		in += put_varint(inner + in, (uint64_t)1 << 60);
+		in += th_put_varint(inner + in, (uint64_t)1 << 60);
 		inner[in++] = 0x08;
 		inner[in++] = 0x01;
 	} else if (strcmp(name, "huge_packed_choices") == 0) {
 		uint8_t col[32];
 		size_t cn = 0;
 		col[cn++] = 0x08; /* contest_id */
-		cn += put_varint(col + cn, h.defn->contests[0].id);
+		cn += th_put_varint(col + cn, h.defn->contests[0].id);
 		col[cn++] = 0x12; /* choices, packed */
-		cn += put_varint(col + cn, (uint64_t)1 << 62);
+		cn += th_put_varint(col + cn, (uint64_t)1 << 62);
 		col[cn++] = 0x01;
 		col[cn++] = 0x02;
-		in += put_bytes_field(inner + in, 4, col, cn);
+		in += th_put_field(inner + in, 4, col, cn);
 	} else if (strcmp(name, "overlong_varint") == 0) {
 		inner[0] = 0x08;
 		memset(inner + 1, 0x81, 10);
 		inner[11] = 0x01;
 		in = 12;
 	} else if (strcmp(name, "wrong_wire_type") == 0) {
-		in = put_bytes_field(inner, 1, "\x01\x02", 2);
+		in = th_put_field(inner, 1, "\x01\x02", 2);
 	} else if (strcmp(name, "unknown_kind") == 0) {
 		inner[in++] = 0x18; /* kind */
 		inner[in++] = 0x07;
@@ -1028,7 +1008,7 @@ static void hostile_op(struct actor *a, char *buf, size_t cap)
 		uint8_t pb[64];
 		size_t pn = 0;
 		pb[pn++] = 0x0a;
-		pn += put_varint(pb + pn, (uint64_t)rnd(a) << 32 | rnd(a));
+		pn += th_put_varint(pb + pn, (uint64_t)rnd(a) << 32 | rnd(a));
 		for (int i = 0; i < 8; i++)
 			pb[pn++] = (uint8_t)rnd(a);
 		n = (size_t)sprintf(buf, "POST /v1/batches HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", pn);
