@@ -353,12 +353,13 @@ static const char *const bounded_names[BAL_T_NFIELDS] = {
         [BAL_T_SPOILED] = "turnout.ballots_spoiled",
 };
 
-/* B at block offset o of precinct v, plus what the pending deltas add to it. */
-static uint64_t sum_before(const uint64_t *ctr, const struct bal_pending *g, const struct bal__pview *v, bool shadowed,
+/* B at block offset o of precinct v, plus what the group's pending deltas
+ * add to it (`pending` NULL: nothing pending for v). */
+static uint64_t sum_before(const uint64_t *ctr, const uint64_t *pending, const struct bal__pview *v, bool shadowed,
                            uint32_t o)
 {
 	const uint64_t b = shadowed && o >= BAL_T_ISSUED ? bal__ld(ctr, v->bsum + o) : bal__ld(ctr, v->base + o);
-	return add_sat(b, g->amount[v->base + o]);
+	return pending ? add_sat(b, pending[v->base + o]) : b;
 }
 
 /* BAL_EINVALID: `what` would exceed precinct v's bound. */
@@ -393,6 +394,9 @@ int bal_tally_check_plausible(const struct bal_layout *l, const uint64_t *ctr, s
 	if (dl->kind != BAL_DELTA_ADD || pr->unbounded)
 		return 0;
 	const bool shadowed = bal__ld(ctr, v.meta + BAL_SH_PROTOCOL_SEQ) != 0;
+	/* Most batches are their precinct's only one in the group: then nothing
+	 * is pending for it and the (large, cold) amount array is not read. */
+	const uint64_t *pending = g->is_touched[v.p] ? g->amount : NULL;
 	const uint32_t *contest_at = g->contest_at + l->prec[v.p].parents;
 	/* The counts and turnout fields first, each its own quantity; the
 	 * contests' amounts are summed per contest on the way. */
@@ -412,7 +416,7 @@ int bal_tally_check_plausible(const struct bal_layout *l, const uint64_t *ctr, s
 		}
 		if (o == BAL_T_BATCHES)
 			continue;
-		const uint64_t before = sum_before(ctr, g, &v, shadowed, o);
+		const uint64_t before = sum_before(ctr, pending, &v, shadowed, o);
 		if (add_sat(before, add) > pr->max_voters) {
 			for (uint32_t j = 0; j < nc; j++)
 				g->cmark[g->clist[j]] = 0;
@@ -427,7 +431,7 @@ int bal_tally_check_plausible(const struct bal_layout *l, const uint64_t *ctr, s
 			continue;
 		uint64_t before = 0;
 		for (uint32_t k = 0; k < l->d->contests[c].nchoices; k++)
-			before = add_sat(before, sum_before(ctr, g, &v, shadowed, l->coff[c] + k));
+			before = add_sat(before, sum_before(ctr, pending, &v, shadowed, l->coff[c] + k));
 		if (add_sat(before, g->csum[c]) > pr->max_voters)
 			err = contest_beyond_bound(l, &v, c, before, g->csum[c], why, whylen);
 	}
