@@ -22,6 +22,7 @@ const char *bal_strerror(int err)
 	case BAL_EUNSUPPORTED: return "not supported";
 	case BAL_EBUSY: return "commit queue full";
 	case BAL_EQUOTA: return "precinct journal quota used up";
+	case BAL_EFORBIDDEN: return "not allowed by the election definition";
 	default: break;
 	}
 	if (err < 0 && err > BAL_EBASE)

@@ -36,7 +36,8 @@ enum {
 	BAL_EUNSUPPORTED = -20009, /**< recognised but not supported (422) */
 	BAL_EBUSY = -20010,        /**< commit queue full (503) */
 	BAL_EQUOTA = -20011,       /**< the precinct's journal quota is used up (507) */
-	BAL_ELAST = -20012,
+	BAL_EFORBIDDEN = -20012,   /**< the definition allows no such request (403) */
+	BAL_ELAST = -20013,
 };
 
 /** Text for a negative errno or BAL_E* code. Never NULL; static storage. */
@@ -132,7 +133,14 @@ struct bal_defn {
 	uint64_t registered_total;
 	uint64_t registration_margin;
 	uint64_t max_seq;
+	bool has_commission_key;
+	uint8_t commission_key[32]; /**< Ed25519; signs amendments; valid iff has_commission_key */
 };
+
+/** The precinct id that names the commission in the journal and the dedup
+ * table: its amendments are the records of this pseudo-precinct. No
+ * definition may give a precinct this id. */
+#define BAL_COMMISSION_ID UINT32_MAX
 
 /** Index of the precinct with this id, or -1. */
 int32_t bal_defn_precinct(const struct bal_defn *d, uint32_t precinct_id);
@@ -211,6 +219,55 @@ struct bal_batch {
 	const uint8_t *signature; /**< SignedBatch.signature; may be empty */
 	size_t signature_len;
 };
+
+/* ---- decoded amendment -----------------------------------------------------
+ * A change the election commission signs (Amendment on the wire). The
+ * definition plus every journaled amendment, applied in journal order, is the
+ * effective definition. Produced by proto/codec.c; pointers borrowed as for
+ * a batch. */
+
+enum bal_change {
+	BAL_CHANGE_NONE = 0,        /**< no change set: refused */
+	BAL_CHANGE_REVOKE_KEY = 10, /**< no key signs for `precinct_id` from here on */
+	BAL_CHANGE_SET_KEY = 11,    /**< only `public_key` signs for `precinct_id` from here on */
+	BAL_CHANGE_VOID = 12,       /**< the batch journaled at `position` no longer counts */
+	BAL_CHANGE_FREEZE = 13,     /**< no further batches from `precinct_id` */
+	BAL_CHANGE_CERTIFY = 14,    /**< the results at `position` are final */
+};
+
+/** Longest reason an amendment may give, in bytes. */
+#define BAL_REASON_MAX 1024
+
+struct bal_amendment {
+	/** Amendment.election_id, never NULL once decoded ("" when absent). */
+	const char *election_id;
+	uint64_t seq; /**< the commission's own sequence number, >= 1 */
+	uint64_t created_unix_ms;
+	const char *reason; /**< never NULL once decoded */
+	enum bal_change change;
+	uint32_t precinct_id;      /**< REVOKE_KEY, SET_KEY, FREEZE */
+	const uint8_t *public_key; /**< SET_KEY; public_key_len bytes */
+	size_t public_key_len;
+	uint64_t position;           /**< VOID, CERTIFY */
+	const uint8_t *signed_bytes; /**< SignedAmendment.amendment: the exact signed bytes */
+	size_t signed_len;
+	const uint8_t *signature; /**< SignedAmendment.signature; may be empty */
+	size_t signature_len;
+};
+
+/** "revoke_key", "set_key", "void", "freeze", "certify", or "none". */
+const char *bal_change_name(enum bal_change c);
+
+/**
+ * The checks of an amendment that need nothing but the definition: seq >= 1,
+ * a reason of 1..BAL_REASON_MAX bytes of UTF-8 without control characters, a
+ * change set, a precinct of the definition (revoke_key, set_key, freeze), a
+ * key of 32 bytes (set_key), a position >= 1 (void, certify). Neither the
+ * election id nor the signature (the caller's), nor anything that depends on
+ * the journal (what a position holds, what is revoked or frozen already).
+ * @return 0 or BAL_EINVALID with `why`.
+ */
+int bal_amendment_check(const struct bal_defn *d, const struct bal_amendment *a, char *why, size_t whylen);
 
 /* ---- arena ---------------------------------------------------------------
  * A bump allocator reset once per request. After warm-up a reset keeps one

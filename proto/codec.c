@@ -122,15 +122,18 @@ static int next_field(const uint8_t *p, size_t n, size_t *off, struct field *f)
 	return 0;
 }
 
-/* The canonical SignedBatch: [1: batch][2: signature], each present iff not
- * empty, as bal_codec_signed_pack() writes it. Its parts point into `p`.
- * NULL, or what is wrong (then *at is the offending field's offset, or n
- * if the bytes are not well-formed). */
-static const char *signed_canonical(const uint8_t *p, size_t n, struct field *batch, struct field *sig, size_t *at)
+/* The canonical envelope: [first: signed part][first + 1: signature], each
+ * present iff not empty, as bal_codec_signed_pack() (first 1, a
+ * SignedBatch) and bal_codec_signed_amendment_pack() (first 3, a
+ * SignedAmendment) write it. Its parts point into `p`. NULL, or what is wrong
+ * (then *at is the offending field's offset, or n if the bytes are not
+ * well-formed). */
+static const char *envelope_canonical(const uint8_t *p, size_t n, uint32_t first, struct field *part, struct field *sig,
+                                      size_t *at)
 {
 	size_t off = 0;
 	uint32_t last = 0;
-	memset(batch, 0, sizeof(*batch));
+	memset(part, 0, sizeof(*part));
 	memset(sig, 0, sizeof(*sig));
 	while (off < n) {
 		struct field f;
@@ -139,8 +142,9 @@ static const char *signed_canonical(const uint8_t *p, size_t n, struct field *ba
 			*at = n;
 			return "not well-formed";
 		}
-		if (f.number > 2)
-			return "a field other than batch and signature";
+		if (f.number != first && f.number != first + 1)
+			return first == 1 ? "a field other than batch and signature"
+			                  : "a field other than amendment and signature";
 		if (f.number <= last)
 			return "a field repeated or out of order";
 		if (f.wire != WIRE_LEN)
@@ -150,20 +154,32 @@ static const char *signed_canonical(const uint8_t *p, size_t n, struct field *ba
 		if (!f.len)
 			return "an empty field written out";
 		last = f.number;
-		*(f.number == 1 ? batch : sig) = f;
+		*(f.number == first ? part : sig) = f;
 	}
 	return NULL;
+}
+
+static const char *signed_canonical(const uint8_t *p, size_t n, struct field *batch, struct field *sig, size_t *at)
+{
+	return envelope_canonical(p, n, 1, batch, sig, at);
+}
+
+bool bal_codec_is_amendment(const uint8_t *rec, size_t len)
+{
+	return len && rec[0] == BAL_CODEC_AMENDMENT_TAG;
 }
 
 int bal_codec_signed_part(const uint8_t *rec, size_t len, size_t *off, size_t *slen)
 {
 	size_t at = 0;
+	/* A record is a batch or an amendment, as its first byte says. */
+	const uint32_t want = bal_codec_is_amendment(rec, len) ? 3 : 1;
 	struct field batch = {.number = 0};
 	while (at < len) {
 		struct field f;
-		if (next_field(rec, len, &at, &f) < 0 || (f.number == 1 && f.wire != WIRE_LEN))
+		if (next_field(rec, len, &at, &f) < 0 || (f.number == want && f.wire != WIRE_LEN))
 			return -1;
-		if (f.number == 1)
+		if (f.number == want)
 			batch = f; /* of several, the last counts, as for every parser */
 	}
 	if (!batch.number)
@@ -224,24 +240,25 @@ fail_nomem:
 	return bal_fail(why, whylen, -ENOMEM, "request arena refused an allocation (limit %zu bytes)", arena->limit);
 }
 
-/* Why the envelope is not canonical: bytes no parser reads, or another
- * encoding (protobuf-c decides which, from the arena). */
-static int signed_refusal(const uint8_t *body, size_t len, const char *wrong, size_t at, struct bal_arena *arena,
-                          char *why, size_t whylen)
+/* Why the envelope (a SignedBatch, or a SignedAmendment when `amendment`)
+ * is not canonical: bytes no parser reads, or another encoding (protobuf-c
+ * decides which, from the arena). */
+static int signed_refusal(const uint8_t *body, size_t len, bool amendment, const char *wrong, size_t at,
+                          struct bal_arena *arena, char *why, size_t whylen)
 {
 	struct arena_alloc aa = {.arena = arena, .refused = false};
 	ProtobufCAllocator alloc = {.alloc = arena_alloc_cb, .free = arena_free_cb, .allocator_data = &aa};
-	if (ballot__v1__signed_batch__unpack(&alloc, len, body))
+	const char *name = amendment ? "SignedAmendment" : "SignedBatch", *part = amendment ? "amendment" : "batch";
+	if (amendment ? (void *)ballot__v1__signed_amendment__unpack(&alloc, len, body)
+	              : (void *)ballot__v1__signed_batch__unpack(&alloc, len, body))
 		return bal_fail(why, whylen, BAL_ESCHEMA,
-		                "SignedBatch must hold batch and signature once each and nothing else (%s at byte "
-		                "%zu of %zu)",
-		                wrong, at, len);
+		                "%s must hold %s and signature once each and nothing else (%s at byte %zu of %zu)",
+		                name, part, wrong, at, len);
 	if (aa.refused)
-		return bal_fail(
-		        why, whylen, -ENOMEM,
-		        "request arena refused an allocation decoding SignedBatch of %zu bytes (limit %zu bytes)", len,
-		        arena->limit);
-	return bal_fail(why, whylen, BAL_ESCHEMA, "SignedBatch does not decode (%zu bytes)", len);
+		return bal_fail(why, whylen, -ENOMEM,
+		                "request arena refused an allocation decoding %s of %zu bytes (limit %zu bytes)", name,
+		                len, arena->limit);
+	return bal_fail(why, whylen, BAL_ESCHEMA, "%s does not decode (%zu bytes)", name, len);
 }
 
 /*
@@ -278,10 +295,11 @@ static int batch_canonical(const struct bal_batch *b, const uint8_t *bytes, size
 		want = bal_codec_batch_size(b);
 		if (want == len && len) {
 			if (!(canon = bal_arena_alloc(arena, len)))
-				return bal_fail(why, whylen, -ENOMEM,
-				                "request arena refused %zu bytes to check the Batch's encoding (limit %zu "
-				                "bytes)",
-				                len, arena->limit);
+				return bal_fail(
+				        why, whylen, -ENOMEM,
+				        "request arena refused %zu bytes to check the Batch's encoding (limit %zu "
+				        "bytes)",
+				        len, arena->limit);
 			bal_codec_batch_pack(b, canon);
 		}
 	}
@@ -304,7 +322,7 @@ int bal_codec_decode(const uint8_t *body, size_t len, struct bal_arena *arena, s
 	size_t at = 0;
 	const char *wrong = signed_canonical(body, len, &batch, &sig, &at);
 	if (wrong)
-		return signed_refusal(body, len, wrong, at, arena, why, whylen);
+		return signed_refusal(body, len, false, wrong, at, arena, why, whylen);
 	const uint8_t *bytes = batch.len ? body + batch.data : (const uint8_t *)"";
 
 	struct arena_alloc aa = {.arena = arena, .refused = false};
@@ -425,6 +443,172 @@ size_t bal_codec_signed_size(const uint8_t *batch, size_t batch_len, const uint8
 size_t bal_codec_signed_pack(const uint8_t *batch, size_t batch_len, const uint8_t *sig, size_t sig_len, uint8_t *buf)
 {
 	return signed_do(PIECE_PACK, batch, batch_len, sig, sig_len, buf);
+}
+
+/* ---- amendments ------------------------------------------------------------ */
+
+static size_t amendment_do(enum piece_op op, const struct bal_amendment *a, uint8_t *buf)
+{
+	Ballot__V1__Amendment m = BALLOT__V1__AMENDMENT__INIT;
+	Ballot__V1__PrecinctRef ref = BALLOT__V1__PRECINCT_REF__INIT;
+	Ballot__V1__PrecinctKey key = BALLOT__V1__PRECINCT_KEY__INIT;
+	/* pack only reads: the casts drop const */
+	if (a->election_id)
+		m.election_id = (char *)a->election_id;
+	m.seq = a->seq;
+	m.created_unix_ms = a->created_unix_ms;
+	if (a->reason)
+		m.reason = (char *)a->reason;
+	ref.precinct_id = a->precinct_id;
+	key.precinct_id = a->precinct_id;
+	key.public_key = (ProtobufCBinaryData){a->public_key_len, (uint8_t *)a->public_key};
+	switch (a->change) {
+	case BAL_CHANGE_REVOKE_KEY:
+		m.change_case = BALLOT__V1__AMENDMENT__CHANGE_REVOKE_KEY;
+		m.revoke_key = &ref;
+		break;
+	case BAL_CHANGE_SET_KEY:
+		m.change_case = BALLOT__V1__AMENDMENT__CHANGE_SET_KEY;
+		m.set_key = &key;
+		break;
+	case BAL_CHANGE_VOID:
+		m.change_case = BALLOT__V1__AMENDMENT__CHANGE_VOID_POSITION;
+		m.void_position = a->position;
+		break;
+	case BAL_CHANGE_FREEZE:
+		m.change_case = BALLOT__V1__AMENDMENT__CHANGE_FREEZE;
+		m.freeze = &ref;
+		break;
+	case BAL_CHANGE_CERTIFY:
+		m.change_case = BALLOT__V1__AMENDMENT__CHANGE_CERTIFY_POSITION;
+		m.certify_position = a->position;
+		break;
+	case BAL_CHANGE_NONE: break;
+	}
+	return op == PIECE_SIZE ? ballot__v1__amendment__get_packed_size(&m) : ballot__v1__amendment__pack(&m, buf);
+}
+
+size_t bal_codec_amendment_size(const struct bal_amendment *a)
+{
+	return amendment_do(PIECE_SIZE, a, NULL);
+}
+
+size_t bal_codec_amendment_pack(const struct bal_amendment *a, uint8_t *buf)
+{
+	return amendment_do(PIECE_PACK, a, buf);
+}
+
+static size_t signed_amendment_do(enum piece_op op, const uint8_t *am, size_t am_len, const uint8_t *sig,
+                                  size_t sig_len, uint8_t *buf)
+{
+	Ballot__V1__SignedAmendment sa = BALLOT__V1__SIGNED_AMENDMENT__INIT;
+	sa.amendment = (ProtobufCBinaryData){am_len, (uint8_t *)am}; /* pack only reads */
+	sa.signature = (ProtobufCBinaryData){sig_len, (uint8_t *)sig};
+	return op == PIECE_SIZE ? ballot__v1__signed_amendment__get_packed_size(&sa)
+	                        : ballot__v1__signed_amendment__pack(&sa, buf);
+}
+
+size_t bal_codec_signed_amendment_size(const uint8_t *am, size_t am_len, const uint8_t *sig, size_t sig_len)
+{
+	return signed_amendment_do(PIECE_SIZE, am, am_len, sig, sig_len, NULL);
+}
+
+size_t bal_codec_signed_amendment_pack(const uint8_t *am, size_t am_len, const uint8_t *sig, size_t sig_len,
+                                       uint8_t *buf)
+{
+	return signed_amendment_do(PIECE_PACK, am, am_len, sig, sig_len, buf);
+}
+
+static void map_amendment(const Ballot__V1__Amendment *m, struct bal_amendment *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->election_id = m->election_id ? m->election_id : "";
+	out->seq = m->seq;
+	out->created_unix_ms = m->created_unix_ms;
+	out->reason = m->reason ? m->reason : "";
+	switch (m->change_case) {
+	case BALLOT__V1__AMENDMENT__CHANGE_REVOKE_KEY:
+		out->change = BAL_CHANGE_REVOKE_KEY;
+		out->precinct_id = m->revoke_key->precinct_id;
+		break;
+	case BALLOT__V1__AMENDMENT__CHANGE_SET_KEY:
+		out->change = BAL_CHANGE_SET_KEY;
+		out->precinct_id = m->set_key->precinct_id;
+		out->public_key = m->set_key->public_key.data;
+		out->public_key_len = m->set_key->public_key.len;
+		break;
+	case BALLOT__V1__AMENDMENT__CHANGE_VOID_POSITION:
+		out->change = BAL_CHANGE_VOID;
+		out->position = m->void_position;
+		break;
+	case BALLOT__V1__AMENDMENT__CHANGE_FREEZE:
+		out->change = BAL_CHANGE_FREEZE;
+		out->precinct_id = m->freeze->precinct_id;
+		break;
+	case BALLOT__V1__AMENDMENT__CHANGE_CERTIFY_POSITION:
+		out->change = BAL_CHANGE_CERTIFY;
+		out->position = m->certify_position;
+		break;
+	default: out->change = BAL_CHANGE_NONE; break;
+	}
+}
+
+int bal_codec_amendment_decode(const uint8_t *body, size_t len, struct bal_arena *arena, struct bal_amendment *out,
+                               char *why, size_t whylen)
+{
+	struct field part, sig;
+	size_t at = 0;
+	const char *wrong = envelope_canonical(body, len, 3, &part, &sig, &at);
+	if (wrong)
+		return signed_refusal(body, len, true, wrong, at, arena, why, whylen);
+	const uint8_t *bytes = part.len ? body + part.data : (const uint8_t *)"";
+
+	struct arena_alloc aa = {.arena = arena, .refused = false};
+	ProtobufCAllocator alloc = {.alloc = arena_alloc_cb, .free = arena_free_cb, .allocator_data = &aa};
+	Ballot__V1__Amendment *m = ballot__v1__amendment__unpack(&alloc, part.len, bytes);
+	if (!m) {
+		if (aa.refused)
+			return bal_fail(
+			        why, whylen, -ENOMEM,
+			        "request arena refused an allocation decoding Amendment of %zu bytes (limit %zu bytes)",
+			        part.len, arena->limit);
+		return bal_fail(why, whylen, BAL_ESCHEMA,
+		                "Amendment inside SignedAmendment does not decode (SignedAmendment.amendment is %zu "
+		                "bytes)",
+		                part.len);
+	}
+	struct bal_amendment tmp;
+	map_amendment(m, &tmp);
+	/* The signed bytes must be what the codec packs from what they decode to. */
+	size_t want = bal_codec_amendment_size(&tmp);
+	if (want != part.len)
+		return bal_fail(why, whylen, BAL_ESCHEMA,
+		                "non-canonical encoding of Amendment (%zu bytes, canonical form has %zu)", part.len,
+		                want);
+	if (part.len) {
+		uint8_t *canon = bal_arena_alloc(arena, part.len);
+		if (!canon)
+			return bal_fail(why, whylen, -ENOMEM,
+			                "request arena refused %zu bytes to check the Amendment's encoding (limit %zu "
+			                "bytes)",
+			                part.len, arena->limit);
+		bal_codec_amendment_pack(&tmp, canon);
+		if (memcmp(canon, bytes, part.len) != 0) {
+			size_t i = 0;
+			while (canon[i] == bytes[i])
+				i++;
+			return bal_fail(why, whylen, BAL_ESCHEMA,
+			                "non-canonical encoding of Amendment (%zu bytes, the canonical form differs at "
+			                "byte %zu)",
+			                part.len, i);
+		}
+	}
+	tmp.signed_bytes = bytes;
+	tmp.signed_len = part.len;
+	tmp.signature = sig.len ? body + sig.data : NULL;
+	tmp.signature_len = sig.len;
+	*out = tmp;
+	return 0;
 }
 
 static size_t ack_do(enum piece_op op, enum bal_ack_status st, uint64_t position, const char *error,
