@@ -538,6 +538,10 @@ static int parse_precincts(struct ctx *x, const json_t *root, struct bal_defn *d
 		err = element(x, arr, "precincts", i, keys, path, sizeof(path), &v);
 		if (!err)
 			err = get_u32(x, v, path, "id", 0, NULL, &p->id);
+		if (!err && p->id == BAL_COMMISSION_ID)
+			err = bal_fail(x->why, x->whylen, BAL_EDEFN,
+			               "%s.id: %u is reserved (it names the commission's amendments in the journal)",
+			               path, p->id);
 		if (!err)
 			err = get_u32(x, v, path, "district_id", 0, NULL, &did);
 		if (!err) {
@@ -585,6 +589,29 @@ static int parse_limits(struct ctx *x, const json_t *root, struct bal_defn *d)
 	return err;
 }
 
+/* The optional "commission_key": 64 hex digits of the Ed25519 public key
+ * that signs amendments. */
+static int parse_commission_key(struct ctx *x, const json_t *root, struct bal_defn *d)
+{
+	json_t *k = json_object_get(root, "commission_key");
+	if (!k)
+		return 0;
+	if (!json_is_string(k))
+		return bal_fail(x->why, x->whylen, BAL_EDEFN,
+		                "commission_key: expected 64 hex digits (an Ed25519 public key), got %s", type_name(k));
+	const char *hex = json_string_value(k);
+	size_t binlen = 0;
+	const char *end = NULL;
+	if (json_string_length(k) != 2 * ED25519_KEY_BYTES ||
+	    sodium_hex2bin(d->commission_key, sizeof(d->commission_key), hex, json_string_length(k), NULL, &binlen,
+	                   &end) != 0 ||
+	    binlen != ED25519_KEY_BYTES || (end && *end))
+		return bal_fail(x->why, x->whylen, BAL_EDEFN,
+		                "commission_key: \"%.80s\" is not 64 hex digits (an Ed25519 public key)", hex);
+	d->has_commission_key = true;
+	return 0;
+}
+
 static int hash_canonical(struct ctx *x, const json_t *root, struct bal_defn *d)
 {
 	char *canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
@@ -599,7 +626,8 @@ static int hash_canonical(struct ctx *x, const json_t *root, struct bal_defn *d)
 
 int bal_defn_parse(const char *json, size_t len, struct bal_defn **out, char *why, size_t whylen)
 {
-	static const char *const keys[] = {"election", "districts", "contests", "precincts", "limits", NULL};
+	static const char *const keys[] = {"election", "districts",      "contests", "precincts",
+	                                   "limits",   "commission_key", NULL};
 	struct ctx x = {why, whylen};
 	if (sodium_init() < 0)
 		return bal_fail(why, whylen, -ENOMEM, "libsodium failed to initialise");
@@ -631,6 +659,8 @@ int bal_defn_parse(const char *json, size_t len, struct bal_defn **out, char *wh
 		err = parse_limits(&x, root, d);
 	if (!err)
 		err = parse_precincts(&x, root, d, drefs);
+	if (!err)
+		err = parse_commission_key(&x, root, d);
 	if (!err)
 		err = hash_canonical(&x, root, d);
 	if (err)

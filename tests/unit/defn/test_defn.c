@@ -262,7 +262,26 @@ struct bad_case {
 static const struct bad_case bad_cases[] = {
         {"top level array", "[]", "top level: expected an object, got an array"},
         {"unknown top-level key", "{\"extra\": 1, " ELECTION "}",
-         "top level: unknown key \"extra\" (expected one of: election, districts, contests, precincts, limits)"},
+         "top level: unknown key \"extra\" (expected one of: election, districts, contests, precincts, limits, "
+         "commission_key)"},
+        {"reserved precinct id",
+         DOC(ELECTION, DISTRICTS, CONTESTS,
+             ONE_PRECINCT("{\"id\": 1, \"district_id\": 1, \"registered_voters\": 5},"
+                          " {\"id\": 4294967295, \"district_id\": 1, \"registered_voters\": 5}")),
+         "precincts[1].id: 4294967295 is reserved (it names the commission's amendments in the journal)"},
+        {"commission key type", "{" ELECTION ", " DISTRICTS ", " CONTESTS ", " PRECINCTS ", \"commission_key\": 5}",
+         "commission_key: expected 64 hex digits (an Ed25519 public key), got an integer"},
+        {"commission key short",
+         "{" ELECTION ", " DISTRICTS ", " CONTESTS ", " PRECINCTS ", \"commission_key\": \"00ff\"}",
+         "commission_key: \"00ff\" is not 64 hex digits (an Ed25519 public key)"},
+        {"commission key base64",
+         "{" ELECTION ", " DISTRICTS ", " CONTESTS ", " PRECINCTS ", \"commission_key\": \"" KEY "\"}",
+         "commission_key: \"" KEY "\" is not 64 hex digits (an Ed25519 public key)"},
+        {"commission key not hex",
+         "{" ELECTION ", " DISTRICTS ", " CONTESTS ", " PRECINCTS
+         ", \"commission_key\": \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1g\"}",
+         "commission_key: \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1g\" is not 64 hex "
+         "digits (an Ed25519 public key)"},
         {"no election", "{" DISTRICTS ", " CONTESTS ", " PRECINCTS "}",
          "election: missing (expected an object with id, name, date)"},
         {"election not an object", DOC("\"election\": []", DISTRICTS, CONTESTS, PRECINCTS),
@@ -464,6 +483,24 @@ ParameterizedTest(size_t *ix, defn, rejects)
 	cr_assert_eq(err, BAL_EDEFN, "%s: got %d (%s)", bc->name, err, why);
 	cr_assert_eq(d, sentinel, "%s: out written on failure", bc->name);
 	cr_assert_str_eq(why, bc->why, "%s", bc->name);
+}
+
+Test(defn, commission_key_is_optional_hex_and_in_the_hash)
+{
+	struct bal_defn *plain = NULL, *d = NULL;
+	char why[256] = "";
+	cr_assert_eq(parse(GOOD, &plain, why, sizeof(why)), 0, "%s", why);
+	cr_assert_not(plain->has_commission_key);
+	static const char with_key[] =
+	        "{" ELECTION ", " DISTRICTS ", " CONTESTS ", " PRECINCTS
+	        ", \"commission_key\": \"000102030405060708090A0B0C0D0E0F101112131415161718191a1b1c1d1e1f\"}";
+	cr_assert_eq(parse(with_key, &d, why, sizeof(why)), 0, "%s", why);
+	cr_assert(d->has_commission_key);
+	for (int i = 0; i < 32; i++)
+		cr_assert_eq(d->commission_key[i], i);
+	cr_assert(memcmp(d->hash, plain->hash, sizeof(d->hash)) != 0, "the key is part of the pinned definition");
+	bal_defn_free(d);
+	bal_defn_free(plain);
 }
 
 Test(defn, rejects_malformed_json_with_its_position)
