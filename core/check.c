@@ -234,6 +234,95 @@ int bal_tally_check_headroom(const struct bal_layout *l, const uint64_t *ctr, co
 	return check_add_delta(l, ctr, &v, dl, headroom, why, whylen);
 }
 
+/* ---- voids ------------------------------------------------------------------- */
+
+/* BAL_ECORRUPT: taking `sub` away at offset o of precinct v (from E, its ballot
+ * sum, or an aggregate) would go below zero. */
+__attribute__((cold, noinline)) static int below_zero(const struct bal_layout *l, const struct bal__pview *v,
+                                                      uint32_t o, enum overflow_level level, uint64_t have,
+                                                      uint64_t sub, char *why, size_t whylen)
+{
+	static const char *const where[] = {"of the precinct", "of its ballot sum", "of its district's total",
+	                                    "of the national total"};
+	char what[64];
+	name_offset(l, v->p, o, what, sizeof(what));
+	return bal_fail(why, whylen, BAL_ECORRUPT,
+	                "precinct %u: %s %s holds %llu, below the %llu a void takes away: the counters are "
+	                "inconsistent",
+	                l->d->precincts[v->p].id, what, where[level], (unsigned long long)have,
+	                (unsigned long long)sub);
+}
+
+/* Taking `sub` away at offset o: from E (when `with_precinct`) and both aggregates. */
+static int check_sub(const struct bal_layout *l, const uint64_t *ctr, const struct bal__pview *v, uint32_t o,
+                     uint64_t sub, bool with_precinct, char *why, size_t whylen)
+{
+	const uint32_t slot[3] = {v->base + o, v->par[o].district, v->par[o].total};
+	const enum overflow_level level[3] = {LEVEL_PRECINCT, LEVEL_DISTRICT, LEVEL_NATIONAL};
+	for (int i = with_precinct ? 0 : 1; i < 3; i++)
+		if (bal__ld(ctr, slot[i]) < sub)
+			return below_zero(l, v, o, level[i], bal__ld(ctr, slot[i]), sub, why, whylen);
+	return 0;
+}
+
+/* E at every offset from BAL_T_ISSUED on moving to `target`'s values (B, or a
+ * protocol's): the aggregates rise by what fits and fall by what they hold. */
+static int check_move(const struct bal_layout *l, const uint64_t *ctr, const struct bal__pview *v,
+                      const struct bal_delta *target, char *why, size_t whylen)
+{
+	for (uint32_t o = BAL_T_ISSUED; o < v->bsize; o++) {
+		uint64_t nv = bal__ld(ctr, v->bsum + o);
+		for (uint32_t i = 0; target && i < target->n; i++)
+			if (target->e[i].slot == v->base + o)
+				nv = target->e[i].add;
+		const uint64_t old = bal__ld(ctr, v->base + o);
+		int err = nv >= old ? check_add(l, ctr, v, o, nv - old, false, why, whylen)
+		                    : check_sub(l, ctr, v, o, old - nv, false, why, whylen);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int bal_tally_check_void(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl,
+                         const struct bal_delta *prev, char *why, size_t whylen)
+{
+	const struct bal__pview v = bal__pview_of(l, dl);
+	const uint64_t stored = bal__ld(ctr, v.meta + BAL_SH_PROTOCOL_SEQ);
+	if (dl->kind == BAL_DELTA_PROTOCOL) {
+		int err = check_sub(l, ctr, &v, BAL_T_BATCHES, 1, true, why, whylen);
+		if (err || dl->seq < stored)
+			return err;
+		if (dl->seq > stored)
+			return bal_fail(
+			        why, whylen, BAL_ECORRUPT,
+			        "precinct %u: the protocol of seq %llu is newer than the counted one (seq %llu): "
+			        "the counters are inconsistent",
+			        l->d->precincts[v.p].id, (unsigned long long)dl->seq, (unsigned long long)stored);
+		if (prev) {
+			bal_require(prev->kind == BAL_DELTA_PROTOCOL && prev->precinct == dl->precinct &&
+			            prev->seq < dl->seq && prev->n == v.bsize - BAL_T_ISSUED);
+			for (uint32_t i = 0; i < prev->n; i++)
+				(void)entry_offset(&v, prev, i);
+		}
+		return check_move(l, ctr, &v, prev, why, whylen);
+	}
+	for (uint32_t i = 0; i < dl->n; i++) {
+		const uint32_t o = entry_offset(&v, dl, i);
+		const uint64_t sub = dl->e[i].add;
+		int err;
+		if (stored && o >= BAL_T_ISSUED)
+			err = bal__ld(ctr, v.bsum + o) < sub ? below_zero(l, &v, o, LEVEL_BALLOT_SUM,
+			                                                  bal__ld(ctr, v.bsum + o), sub, why, whylen)
+			                                     : 0;
+		else
+			err = check_sub(l, ctr, &v, o, sub, true, why, whylen);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 /* ---- running bound ---------------------------------------------------------- */
 
 uint64_t bal_tally_bound(uint64_t bound, const struct bal_delta *dl)

@@ -85,6 +85,15 @@ void bal_pub_apply(struct bal_published *p, const struct bal_layout *l, const st
 	write_end(p, position);
 }
 
+void bal_pub_void(struct bal_published *p, const struct bal_layout *l, const struct bal_delta *dl,
+                  const struct bal_delta *prev, uint64_t position)
+{
+	write_begin(p);
+	if (dl)
+		bal_tally_void(l, p->ctr, dl, prev);
+	write_end(p, position);
+}
+
 uint64_t bal_pub_read(const struct bal_published *p, uint64_t *dst)
 {
 	return bal_pub_read_range(p, 0, p->n, dst);

@@ -275,6 +275,52 @@ uint64_t bal_tally_max(const struct bal_layout *l, const uint64_t *ctr);
  * bal_pub_apply() can run it on the published array while readers copy it. */
 void bal_tally_apply(const struct bal_layout *l, uint64_t *ctr, const struct bal_delta *dl);
 
+/* ---- voids --------------------------------------------------------------------
+ * An amendment may void a journaled batch: from then on every total is as if
+ * it had never been journaled, while its (precinct, seq) stays taken. The
+ * counters are a fold of the set of counted batches (the order does not
+ * matter), so a void takes the batch's delta back:
+ * - BALLOTS/TALLY: its amounts leave B (and the totals with it, unless a
+ *   protocol counts), its counts leave the batch and ballot counts;
+ * - PROTOCOL: one batch fewer; if it is the counted protocol (its seq is the
+ *   stored one), the precinct reverts to B, then takes its previous protocol
+ *   if it has one: the highest-seq protocol it journaled, other than this
+ *   one and not voided itself (the caller finds it in the journal).
+ * A void of a BALLOTS/TALLY batch lowers counters only; a protocol's may
+ * raise the totals (B, or an older protocol, above the voided one), so it is
+ * checked first, and the committer recomputes its running bound after any
+ * void. */
+
+/**
+ * Precinct `p` without its protocol: E becomes B (every aggregate moves by B
+ * - P), the shadows of its ballot sums are cleared, its protocol seq becomes
+ * 0 and it leaves BAL_G_PROTOCOLS, and BAL_G_DISCREPANCIES if it was there.
+ * Nothing when it has no protocol. Its batch and ballot counts stay. Relaxed
+ * atomic stores, like bal_tally_apply().
+ */
+void bal_tally_revert_protocol(const struct bal_layout *l, uint64_t *ctr, uint32_t p);
+
+/**
+ * Whether the batch folded into `dl` can be voided in `ctr`, `prev` being
+ * the fold of the protocol that counts instead (NULL: none; only for the
+ * counted protocol).
+ * @return 0; BAL_EOVERFLOW (with `why`) if a total would not fit once the
+ *         precinct's protocol is replaced; BAL_ECORRUPT if a slot would go
+ *         below zero or `dl` is a protocol newer than the counted one, which
+ *         only counters that are not a fold of the journal allow.
+ * Reads `ctr` with relaxed loads: call it from the thread that owns `ctr`.
+ */
+int bal_tally_check_void(const struct bal_layout *l, const uint64_t *ctr, const struct bal_delta *dl,
+                         const struct bal_delta *prev, char *why, size_t whylen);
+
+/**
+ * Takes the batch folded into `dl` back out of `ctr` (see above): `prev`
+ * as for bal_tally_check_void(), which the caller has run against the same
+ * `ctr`. Relaxed atomic stores, like bal_tally_apply().
+ */
+void bal_tally_void(const struct bal_layout *l, uint64_t *ctr, const struct bal_delta *dl,
+                    const struct bal_delta *prev);
+
 /* ---- snapshot slices --------------------------------------------------------
  * Snapshots are written a slice of precincts at a time (storage/ decides the
  * slices: ranges [first, end) of precinct indices). A slice holds only
@@ -323,6 +369,10 @@ void bal_pub_store(struct bal_published *p, const uint64_t *ctr, uint64_t positi
  * write. The writer may read `ctr` with plain loads between its writes (it is the only one to store). */
 void bal_pub_apply(struct bal_published *p, const struct bal_layout *l, const struct bal_delta *const *deltas,
                    size_t ndeltas, uint64_t position);
+/** Writer only: bal_tally_void(l, ctr, dl, prev) on the published array (`dl`
+ * NULL: nothing) and `position` moves forward, as one write. */
+void bal_pub_void(struct bal_published *p, const struct bal_layout *l, const struct bal_delta *dl,
+                  const struct bal_delta *prev, uint64_t position);
 /** Any thread: copies a consistent view into `dst` (n slots); returns its position. */
 uint64_t bal_pub_read(const struct bal_published *p, uint64_t *dst);
 /** Any thread: the same for slots [first, first+count) only, copied to the same indices of `dst`. */

@@ -107,16 +107,21 @@ struct bal__pview {
 	const struct bal__parent *par;
 };
 
-static inline struct bal__pview bal__pview_of(const struct bal_layout *l, const struct bal_delta *dl)
+static inline struct bal__pview bal__pview_at(const struct bal_layout *l, uint32_t p)
 {
-	bal_require(dl->precinct < l->d->nprecincts);
-	const struct bal__pslot *ps = &l->prec[dl->precinct];
-	return (struct bal__pview){dl->precinct,
+	bal_require(p < l->d->nprecincts);
+	const struct bal__pslot *ps = &l->prec[p];
+	return (struct bal__pview){p,
 	                           ps->base,
 	                           ps->bsize,
 	                           bal__shadow_of(ps, 0),
 	                           bal__shadow_of(ps, BAL_T_ISSUED) - BAL_T_ISSUED,
 	                           l->parents + ps->parents};
+}
+
+static inline struct bal__pview bal__pview_of(const struct bal_layout *l, const struct bal_delta *dl)
+{
+	return bal__pview_at(l, dl->precinct);
 }
 
 #endif
