@@ -13,6 +13,14 @@
  * checked exactly (a group that has accepted batches ends before it). A
  * snapshot slice, when due, is written first in the txn, from the published
  * counters at the committed position.
+ *
+ * An amendment is committed in a write txn of its own: it is checked against
+ * the committed state (the journal it names, keys, frozen precincts), and
+ * once durable it changes that state, and the counters for a void, before
+ * the next group starts. A batch is checked against the amendments
+ * committed before its group: it is refused (401) if its precinct's key
+ * changed since its signature was verified, and (422) if its precinct is
+ * frozen and the batch is not a resend of a journaled one.
  */
 #include "daemon/commit.h"
 
@@ -24,11 +32,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "daemon/amend.h"
 #include "daemon/clock.h"
 #include "daemon/log.h"
 #include "daemon/tlog.h"
 #include "daemon/worker.h"
+#include "proto/codec.h"
 #include "storage/storage.h"
+
+#define U64(x) ((unsigned long long)(x))
 
 struct bal_committer {
 	struct bal_daemon *d;
@@ -64,6 +76,8 @@ struct bal_committer {
 	const struct bal_delta **applied; /* scratch: deltas accepted in the group; cap group_max */
 	struct bal_pending *pending;      /* the same deltas, summed per precinct for the plausibility check */
 	struct bal_job **heads, **tails;  /* scratch: per-worker delivery lists; cap threads */
+	struct bal_arena arena;           /* decodes amendments */
+	struct bal_void_plan plan;        /* what a void takes back */
 };
 
 int bal_committer_submit(struct bal_committer *c, struct bal_job *job)
@@ -114,13 +128,24 @@ static bool slice_due(struct bal_committer *c, uint64_t position, uint64_t now)
 	       (now - c->slice_ms) * c->nslices >= cfg->snapshot_ms;
 }
 
+/* Slice k's precincts that have counters: storage's slices also cover the
+ * commission's index, after the last precinct, which has none. */
+static void counted_range(const struct bal_daemon *d, unsigned k, uint32_t *first, uint32_t *end)
+{
+	bal_store_slice_range(d->store, k, first, end);
+	if (*end > d->defn->nprecincts)
+		*end = d->defn->nprecincts;
+	if (*first > *end)
+		*first = *end;
+}
+
 /* Before any append in the write txn: slice k of the published counters, i.e.
  * at the committed position (the committer is their only writer). */
 static int put_slice(struct bal_committer *c, unsigned k)
 {
 	uint32_t first, end;
-	bal_store_slice_range(c->d->store, k, &first, &end);
-	size_t n = bal_layout_slice_pack(c->d->layout, c->d->pub.ctr, first, end, c->slice_buf);
+	counted_range(c->d, k, &first, &end);
+	size_t n = first < end ? bal_layout_slice_pack(c->d->layout, c->d->pub.ctr, first, end, c->slice_buf) : 0;
 	return bal_store_put_slice(c->d->store, k, c->slice_buf, n * sizeof(uint64_t));
 }
 
@@ -131,6 +156,38 @@ static bool slices_stale(const struct bal_committer *c)
 		if (bal_store_slice_position(c->d->store, k) != c->position)
 			return true;
 	return false;
+}
+
+/*
+ * Whether an amendment committed before this group refuses batch `j`: its
+ * signature was verified under a key of its precinct that is no longer
+ * current (revoked or replaced while the batch was queued), or its precinct
+ * is frozen and `j` is not a resend of a journaled batch (which still gets
+ * its DUPLICATE). Sets the result and the reason when it does.
+ */
+static bool amended_since(struct bal_committer *c, struct bal_job *j)
+{
+	struct bal_daemon *d = c->d;
+	const uint32_t p = j->delta.precinct;
+	if (d->cfg.auth && j->key_version != bal_amend_key_version(d->amend, p)) {
+		struct bal_key_view k;
+		bal_amend_key(d->amend, p, &k);
+		j->result = BAL_EAUTH;
+		j->position = 0;
+		snprintf(j->why, sizeof(j->why),
+		         "the key of precinct %u changed while the batch was in flight (amendment at position %llu); "
+		         "retry",
+		         j->precinct_id, U64(k.changed_at));
+		return true;
+	}
+	uint64_t frozen = bal_amend_frozen_at(d->amend, p);
+	if (!frozen || bal_store_seen(d->store, p, j->seq) == 1)
+		return false;
+	j->result = BAL_EINVALID;
+	j->position = 0;
+	snprintf(j->why, sizeof(j->why), "precinct %u frozen by amendment at position %llu", j->precinct_id,
+	         U64(frozen));
+	return true;
 }
 
 static void set_unstored(struct bal_job *job, int err, size_t map_size)
@@ -211,6 +268,8 @@ static int commit_group(struct bal_committer *c, struct bal_job *first, struct b
 	for (; j != end; j = j->next) {
 		j->why[0] = '\0';
 		j->has_receipt = false;
+		if (amended_since(c, j))
+			continue;
 		/* While the bound proves an ADD delta cannot overflow (any realistic
 		 * election), no check is needed. Otherwise the published (committed)
 		 * counters are checked: exactly while this txn has accepted nothing;
@@ -320,6 +379,111 @@ fail:
 	return err;
 }
 
+/* What an amendment did, for the log. */
+static void describe(const struct bal_amendment *am, const struct bal_void_plan *v, char *buf, size_t len)
+{
+	switch (am->change) {
+	case BAL_CHANGE_REVOKE_KEY: snprintf(buf, len, "revoked the key of precinct %u", am->precinct_id); break;
+	case BAL_CHANGE_SET_KEY: snprintf(buf, len, "set the key of precinct %u", am->precinct_id); break;
+	case BAL_CHANGE_FREEZE: snprintf(buf, len, "froze precinct %u", am->precinct_id); break;
+	case BAL_CHANGE_CERTIFY: snprintf(buf, len, "certified the results at position %llu", U64(am->position)); break;
+	case BAL_CHANGE_VOID:
+		snprintf(buf, len, "voided position %llu (seq %llu)%s", U64(am->position), U64(v->seq),
+		         v->has_prev ? ", an older protocol counts again" : "");
+		break;
+	case BAL_CHANGE_NONE: snprintf(buf, len, "changed nothing"); break;
+	}
+}
+
+/*
+ * Amendment `j`, in a write txn of its own (see the top of the file). A
+ * resend of a journaled amendment is a duplicate (or a recorded conflict)
+ * whatever the state says of it now. Returns 0, or the storage error of a
+ * failed txn (the job then carries an unstored result).
+ */
+static int commit_amendment(struct bal_committer *c, struct bal_job *j)
+{
+	struct bal_daemon *d = c->d;
+	const uint32_t commission = d->defn->nprecincts;
+	struct bal_amendment am;
+	j->why[0] = '\0';
+	j->has_receipt = false;
+	j->position = 0;
+	bal_arena_reset(&c->arena);
+	int err = bal_codec_amendment_decode(j->bytes, j->len, &c->arena, &am, j->why, sizeof(j->why));
+	if (err) /* decoded once already by the I/O thread: only memory can fail */
+		goto fail;
+	int check = bal_amend_check(d, &am, c->position, d->pub.ctr, &c->plan, j->why, sizeof(j->why));
+	if (check && check != BAL_EINVALID) {
+		bal_log(BAL_LOG_ERROR, "commit", "amendment seq %llu not checked: %s", U64(am.seq), j->why);
+		err = check;
+		goto fail;
+	}
+	if ((err = bal_amend_reserve(d->amend)) != 0 || (err = bal_store_wbegin(d->store)) != 0)
+		goto fail;
+	int seen = bal_store_seen(d->store, commission, am.seq);
+	if (seen < 0) {
+		err = seen;
+		goto fail_txn;
+	}
+	if (check && !seen) {
+		j->result = check;
+		bal_store_wabort(d->store);
+		return 0;
+	}
+	j->why[0] = '\0';
+	err = bal_store_append(d->store, commission, am.seq, j->bytes, j->len, &j->position);
+	if (err == BAL_EDUPLICATE) {
+		j->result = err;
+		bal_store_wabort(d->store);
+		return 0;
+	}
+	if (err == BAL_ECONFLICT) {
+		uint64_t original = j->position;
+		if ((err = bal_store_wcommit(d->store)) != 0) /* the conflict table holds the new version */
+			goto fail;
+		j->result = BAL_ECONFLICT;
+		j->position = original;
+		snprintf(j->why, sizeof(j->why),
+		         "conflicting resend: amendment seq %llu was journaled at position %llu with different bytes; "
+		         "recorded, not applied",
+		         U64(am.seq), U64(original));
+		return 0;
+	}
+	if (err)
+		goto fail_txn;
+	bal_require(j->position == c->position + 1);
+	j->result = 0;
+	if (d->log_key.present && (err = sign_group(c, j, j->next, j->position)) != 0)
+		goto fail_txn;
+	uint64_t t0 = bal_now_ns();
+	if ((err = bal_store_wcommit(d->store)) != 0)
+		goto fail;
+	BAL_METRIC_ADD(d->metrics.commit_ns_total, bal_now_ns() - t0);
+	BAL_METRIC_ADD(d->metrics.commits, 1);
+	/* Durable: the effective definition, then the counters with the
+	 * position (readers list what an amendment did up to the position they
+	 * fold), then the ack. */
+	const bool is_void = am.change == BAL_CHANGE_VOID;
+	bal_amend_apply(d->amend, &am, j->position, is_void ? c->plan.precinct : UINT32_MAX, is_void ? c->plan.seq : 0);
+	bal_pub_void(&d->pub, d->layout, is_void ? &c->plan.x : NULL,
+	             is_void && c->plan.has_prev ? &c->plan.prev : NULL, j->position);
+	if (is_void) /* a void may lower any slot, and a protocol's raise some: the exact maximum again */
+		c->bound = bal_tally_max(d->layout, d->pub.ctr);
+	c->position = j->position;
+	char what[160];
+	describe(&am, &c->plan, what, sizeof(what));
+	bal_log(BAL_LOG_INFO, "commit", "amendment seq %llu at position %llu %s; reason: %.200s", U64(am.seq),
+	        U64(j->position), what, am.reason);
+	return 0;
+
+fail_txn:
+	bal_store_wabort(d->store);
+fail:
+	set_unstored(j, err, d->cfg.map_size);
+	return err;
+}
+
 static void deliver(struct bal_committer *c, struct bal_job *first, struct bal_job *end)
 {
 	struct bal_daemon *d = c->d;
@@ -344,9 +508,27 @@ static void deliver(struct bal_committer *c, struct bal_job *first, struct bal_j
 			bal_worker_deliver(d->workers[w], c->heads[w], c->tails[w]);
 }
 
+static void account_amendment(struct bal_daemon *d, const struct bal_job *j)
+{
+	switch (j->result) {
+	case 0: BAL_METRIC_ADD(d->metrics.amendments_accepted, 1); break;
+	case BAL_EDUPLICATE: BAL_METRIC_ADD(d->metrics.amendments_duplicate, 1); break;
+	case BAL_ECONFLICT:
+	case BAL_EINVALID:
+		BAL_METRIC_ADD(d->metrics.amendments_rejected, 1);
+		bal_log(BAL_LOG_WARN, "commit", "amendment seq %llu refused: %s", U64(j->seq), j->why);
+		break;
+	default: BAL_METRIC_ADD(d->metrics.amendments_unstored, 1); break;
+	}
+}
+
 static void account(struct bal_daemon *d, struct bal_job *first, struct bal_job *end)
 {
 	for (struct bal_job *j = first; j != end; j = j->next) {
+		if (j->amendment) {
+			account_amendment(d, j);
+			continue;
+		}
 		switch (j->result) {
 		case 0:
 			BAL_METRIC_ADD(d->metrics.batches_accepted, 1);
@@ -363,6 +545,7 @@ static void account(struct bal_daemon *d, struct bal_job *first, struct bal_job 
 			break;
 		case BAL_EOVERFLOW:
 		case BAL_EINVALID:
+		case BAL_EAUTH:
 			BAL_METRIC_ADD(d->metrics.batches_rejected, 1);
 			bal_log_reject("commit", "precinct %u seq %llu rejected: %s", j->precinct_id,
 			               (unsigned long long)j->seq, j->why);
@@ -418,9 +601,18 @@ static void process(struct bal_committer *c, struct bal_job *list)
 {
 	struct bal_daemon *d = c->d;
 	while (list) {
+		if (list->amendment) {
+			struct bal_job *j = list, *next = list->next;
+			note_result(c, commit_amendment(c, j), 1);
+			account(d, j, next);
+			list = next;
+			deliver(c, j, next);
+			continue;
+		}
+		/* A group ends before an amendment: it has a txn of its own. */
 		struct bal_job *first = list, *end = list, *stop;
 		size_t n = 0;
-		for (; end && n < d->cfg.group_max; n++)
+		for (; end && n < d->cfg.group_max && !end->amendment; n++)
 			end = end->next;
 		size_t nacc = 0;
 		bool snap_tried;
@@ -565,20 +757,24 @@ int bal_committer_start(struct bal_daemon *d, uint64_t position, struct bal_comm
 	c->nslices = bal_store_slices(d->store);
 	for (unsigned k = 0; k < c->nslices; k++) {
 		uint32_t first, end;
-		bal_store_slice_range(d->store, k, &first, &end);
+		counted_range(d, k, &first, &end);
 		size_t n = bal_layout_slice_len(d->layout, first, end);
 		if (n > c->slice_cap)
 			c->slice_cap = n;
 	}
 	c->slice_ms = bal_now_ms();
 	c->slice_at = position;
-	c->slice_buf = malloc(c->slice_cap * sizeof(*c->slice_buf));
+	c->slice_buf = malloc((c->slice_cap ? c->slice_cap : 1) * sizeof(*c->slice_buf));
 	c->applied = calloc(d->cfg.group_max, sizeof(*c->applied));
 	c->pending = bal_pending_new(d->layout);
 	c->heads = calloc(d->cfg.threads, sizeof(*c->heads));
 	c->tails = calloc(d->cfg.threads, sizeof(*c->tails));
-	if (!c->slice_buf || !c->applied || !c->pending || !c->heads || !c->tails)
+	bal_arena_init(&c->arena, 0);
+	err = bal_void_plan_init(&c->plan, d->layout);
+	if (err || !c->slice_buf || !c->applied || !c->pending || !c->heads || !c->tails) {
+		err = -ENOMEM;
 		goto fail_c;
+	}
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -601,6 +797,8 @@ fail_c:
 	bal_pending_free(c->pending);
 	free(c->heads);
 	free(c->tails);
+	bal_arena_deinit(&c->arena);
+	bal_void_plan_deinit(&c->plan);
 	free(c);
 	return err;
 }
@@ -621,5 +819,7 @@ void bal_committer_stop(struct bal_committer *c)
 	bal_pending_free(c->pending);
 	free(c->heads);
 	free(c->tails);
+	bal_arena_deinit(&c->arena);
+	bal_void_plan_deinit(&c->plan);
 	free(c);
 }

@@ -19,9 +19,17 @@
 #include "daemon/daemon.h"
 
 /**
- * One batch on its way to the journal. The memory belongs to the connection
- * request that submitted it; the committer borrows it from submit to delivery.
+ * One batch, or one amendment, on its way to the journal. The memory belongs
+ * to the connection request that submitted it; the committer borrows it
+ * from submit to delivery.
  * - `bytes`, `delta.e` stay valid and unchanged until the job is delivered;
+ * - `amendment`: `bytes` is a SignedAmendment whose checks that need no
+ *   state passed (the committer decodes it again), `precinct_id` is
+ *   BAL_COMMISSION_ID, `seq` the amendment's and `delta` empty;
+ * - `key_version` is the precinct's key version (bal_amend_key()) the
+ *   signature was verified under: a batch whose key changed since is
+ *   refused (401), so no batch is journaled after an amendment under a key
+ *   it revoked or replaced;
  * - `result`, `position`, `why` are written by the committer before delivery
  *   and read by the worker after it.
  */
@@ -29,14 +37,16 @@ struct bal_job {
 	struct bal_job *next;      /**< link: committer stack, then delivery list */
 	struct bal_worker *worker; /**< receives the result */
 	void *owner;               /**< the submitting request; opaque to the committer */
+	bool amendment;
 	uint32_t precinct_id;
 	uint64_t seq;
 	uint64_t ballots;
-	const uint8_t *bytes; /**< the SignedBatch exactly as received */
+	uint64_t key_version;
+	const uint8_t *bytes; /**< the SignedBatch (or SignedAmendment) exactly as received */
 	size_t len;
 	struct bal_delta delta;
 	/* results */
-	int result; /**< 0, BAL_EDUPLICATE, BAL_ECONFLICT, BAL_EOVERFLOW, -ENOSPC, -errno */
+	int result; /**< 0, BAL_EDUPLICATE, BAL_ECONFLICT, BAL_EOVERFLOW, BAL_EINVALID, BAL_EAUTH, -ENOSPC, -errno */
 	uint64_t position;
 	/** Where the committer writes an ACCEPTED batch's receipt when the log
 	 * signs (NULL: none wanted); `has_receipt` says it did. */

@@ -442,10 +442,27 @@ static struct bal_req *current(struct bal_conn *c)
 	return req_at(c, c->used - 1);
 }
 
+/* Whether `head` is a POST of `path`, with or without a query string. */
+static bool is_post(const struct bal_http_req *head, const char *path, size_t len)
+{
+	return head->method == HTTP_POST && strncmp(head->url, path, len) == 0 &&
+	       (head->url[len] == '\0' || head->url[len] == '?');
+}
+
 static bool is_batch_post(const struct bal_http_req *head)
 {
-	return head->method == HTTP_POST && strncmp(head->url, "/v1/batches", 11) == 0 &&
-	       (head->url[11] == '\0' || head->url[11] == '?');
+	return is_post(head, "/v1/batches", 11);
+}
+
+static bool is_amendment_post(const struct bal_http_req *head)
+{
+	return is_post(head, "/v1/amendments", 14);
+}
+
+/* The requests whose body anyone reads: they go to the journal. */
+static bool is_journal_post(const struct bal_http_req *head)
+{
+	return is_batch_post(head) || is_amendment_post(head);
 }
 
 /*
@@ -486,14 +503,15 @@ static int hook_headers(void *ctx, const struct bal_http_req *head)
 		              (unsigned long long)head->content_length, d->cfg.max_body);
 		return 413;
 	}
-	/* Only a batch's body is read by anyone. A batch beyond what the daemon
-	 * holds for its clients is read and dropped, then answered 503. Its room
-	 * is taken as its bytes come (hook_body), not on the word of its
-	 * Content-Length: a client would reserve memory with a few header bytes. */
+	/* Only the body of a batch or an amendment is read by anyone. One beyond
+	 * what the daemon holds for its clients is read and dropped, then
+	 * answered 503. Its room is taken as its bytes come (hook_body), not on
+	 * the word of its Content-Length: a client would reserve memory with a
+	 * few header bytes. */
 	uint64_t held = __atomic_load_n(&d->client_memory, __ATOMIC_RELAXED);
 	uint64_t need = head->content_length != UINT64_MAX ? head->content_length : 0;
-	req->discard = !is_batch_post(head) || held + need > d->cfg.max_client_memory;
-	if (head->expect_continue && c->used == 1 && is_batch_post(head) && !req->discard) {
+	req->discard = !is_journal_post(head) || held + need > d->cfg.max_client_memory;
+	if (head->expect_continue && c->used == 1 && is_journal_post(head) && !req->discard) {
 		/* Only when no earlier response is pending, or it would jump the queue. */
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
@@ -528,6 +546,8 @@ static int hook_complete(void *ctx, const struct bal_http_req *head)
 		c->close_after_flush = true;
 	if (is_batch_post(head))
 		bal_ingest_request(req);
+	else if (is_amendment_post(head))
+		bal_ingest_amendment(req);
 	else
 		bal_query_request(req, head);
 	if (req->state != BAL_REQ_QUEUED)

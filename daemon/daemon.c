@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/amend.h"
 #include "daemon/commit.h"
 #include "daemon/config.h"
 #include "daemon/log.h"
@@ -23,9 +24,10 @@
 static uint64_t *precinct_quotas(const struct bal_daemon *d)
 {
 	const struct bal_defn *defn = d->defn;
-	uint64_t *q = malloc(defn->nprecincts * sizeof(*q));
+	uint64_t *q = malloc((defn->nprecincts + 1) * sizeof(*q));
 	if (!q)
 		return NULL;
+	q[defn->nprecincts] = UINT64_MAX; /* the commission's */
 	uint32_t lo = 0, hi = 0, unlimited = 0;
 	for (uint32_t p = 0; p < defn->nprecincts; p++) {
 		q[p] = d->cfg.precinct_quota ? d->cfg.precinct_quota : bal_config_precinct_quota(defn, p);
@@ -58,27 +60,45 @@ int bal_daemon_open_store(struct bal_daemon *d)
 	                           .conflicts_per_precinct = d->cfg.conflicts_per_precinct,
 	                           .signed_part = bal_codec_signed_part};
 	memcpy(o.hash, d->defn->hash, sizeof(o.hash));
-	/* Storage names precincts by the definition's dense index, in id order. */
-	uint32_t *ids = malloc(d->defn->nprecincts * sizeof(*ids));
+	/* Storage names precincts by the definition's dense index, in id order;
+	 * the commission's id, the largest, comes last (the loader keeps it
+	 * from every precinct). */
+	const uint32_t n = d->defn->nprecincts;
+	uint32_t *ids = malloc((n + 1) * sizeof(*ids));
 	uint64_t *quota = precinct_quotas(d);
-	if (!ids || !quota) {
+	d->amend = bal_amend_new(d->defn);
+	if (!ids || !quota || !d->amend) {
 		free(ids);
 		free(quota);
-		bal_log(BAL_LOG_ERROR, "main", "out of memory listing %u precincts", d->defn->nprecincts);
+		bal_amend_free(d->amend);
+		d->amend = NULL;
+		bal_log(BAL_LOG_ERROR, "main", "out of memory listing %u precincts", n);
 		return -ENOMEM;
 	}
 	o.quota = quota;
-	for (uint32_t i = 0; i < d->defn->nprecincts; i++)
+	for (uint32_t i = 0; i < n; i++)
 		ids[i] = d->defn->precincts[i].id;
+	ids[n] = BAL_COMMISSION_ID;
 	o.precinct_ids = ids;
-	o.nprecincts = d->defn->nprecincts;
+	o.nprecincts = n + 1;
 	char why[512] = "";
 	int err = bal_store_open(&o, &d->store, why, sizeof(why));
 	free(ids);
 	free(quota);
-	if (err)
+	if (err) {
 		bal_log(BAL_LOG_ERROR, "main", "cannot open data directory %s: %s", d->cfg.data_dir, why);
+		bal_amend_free(d->amend);
+		d->amend = NULL;
+	}
 	return err;
+}
+
+void bal_daemon_close_store(struct bal_daemon *d)
+{
+	bal_store_close(d->store);
+	d->store = NULL;
+	bal_amend_free(d->amend);
+	d->amend = NULL;
 }
 
 int bal_daemon_start_committer(struct bal_daemon *d, const uint64_t *ctr, uint64_t position)

@@ -23,6 +23,7 @@
 #include "core/tally.h"
 
 struct bal_store;
+struct bal_amend;
 struct bal_committer;
 struct bal_worker;
 struct bal_cache;
@@ -99,6 +100,10 @@ struct bal_metrics {
 	uint64_t batches_unstored;   /**< 503/507: not stored, not acked, client must retry */
 	uint64_t batches_over_quota; /**< 507: the precinct's journal quota is used up */
 	uint64_t ballots_accepted;
+	uint64_t amendments_accepted;
+	uint64_t amendments_duplicate;
+	uint64_t amendments_rejected; /**< 400/401/403/409/422 */
+	uint64_t amendments_unstored; /**< 503/507 */
 	uint64_t commits;
 	uint64_t commit_failures;
 	uint64_t commit_ns_total;
@@ -131,6 +136,7 @@ struct bal_daemon {
 	struct bal_defn *defn;     /**< owned; immutable after load */
 	struct bal_layout *layout; /**< owned; immutable */
 	struct bal_store *store;   /**< owned */
+	struct bal_amend *amend;   /**< owned: the effective definition (daemon/amend.h), opened with the store */
 	struct bal_published pub;  /**< written by the committer only */
 	struct bal_committer *committer;
 	struct bal_cache *cache;     /**< shared answers and their reader thread; NULL: built per request */
@@ -152,10 +158,17 @@ struct bal_daemon {
 
 /**
  * Main thread, at startup: opens cfg.data_dir as the store of the loaded
- * definition (d->defn) into d->store. Logs why it cannot.
- * @return 0 or the storage error.
+ * definition (d->defn) into d->store, with the commission's amendments as
+ * the records of the pseudo-precinct BAL_COMMISSION_ID (storage index
+ * d->defn->nprecincts, after every precinct, without a quota), and the
+ * effective definition before any amendment into d->amend (recovery applies
+ * the journaled ones). Logs why it cannot.
+ * @return 0 or the storage error, -ENOMEM.
  */
 int bal_daemon_open_store(struct bal_daemon *d);
+
+/** Main thread, at teardown: closes d->store and frees d->amend (NULL is fine). */
+void bal_daemon_close_store(struct bal_daemon *d);
 
 /**
  * Main thread, at startup: publishes `ctr` (bal_layout_nslots() counters,

@@ -1,12 +1,17 @@
 /*
- * POST /v1/batches: the single place where a decoded request turns into
- * journal and tally work, and where the ack decision is made.
+ * POST /v1/batches and POST /v1/amendments: the single place where a decoded
+ * request turns into journal and tally work, and where the ack decision is
+ * made.
  *
- * On the I/O thread: decode (400) -> known precinct (422) -> signature (401)
- * -> validate and fold against the definition (422) -> hand to the committer
- * (503 when its queue is full). The ack is built only when the committer
- * hands the job back, i.e. after the group transaction is synced: a success
- * reply never precedes durability.
+ * On the I/O thread, a batch: decode (400) -> known precinct (422) ->
+ * signature under the precinct's current key (401; the effective
+ * definition's, daemon/amend.h) -> validate and fold against the definition
+ * (422) -> hand to the committer (503 when its queue is full). An amendment:
+ * a commission key in the definition (403) -> decode (400) -> signature by
+ * it (401) -> election and the checks that need no state (422) -> the
+ * committer, which checks the rest against the journal. The ack is built
+ * only when the committer hands the job back, i.e. after the transaction is
+ * synced: a success reply never precedes durability.
  */
 #include "daemon/ingest.h"
 
@@ -16,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/amend.h"
 #include "daemon/conn.h"
 #include "daemon/log.h"
 #include "daemon/text.h"
@@ -87,7 +93,8 @@ static void ack_receipt(struct bal_req *req, enum bal_ack_status st, uint64_t po
  * for now, or a conflict): these count against the connection's budget. */
 static bool refuses(int http_status)
 {
-	return http_status == 400 || http_status == 401 || http_status == 413 || http_status == 422;
+	return http_status == 400 || http_status == 401 || http_status == 403 || http_status == 413 ||
+	       http_status == 422;
 }
 
 static void reject(struct bal_req *req, int http_status, const char *why)
@@ -108,6 +115,7 @@ static int http_status_of(int err)
 	switch (err) {
 	case BAL_ESCHEMA: return 400;
 	case BAL_EAUTH: return 401;
+	case BAL_EFORBIDDEN: return 403;
 	case BAL_ECONFLICT: return 409;
 	case BAL_EINVALID:
 	case BAL_EOVERFLOW:
@@ -124,20 +132,21 @@ static uint64_t ballots_of(const struct bal_batch *b)
 	return b->kind == BAL_KIND_BALLOTS && b->ncolumns ? b->columns[0].n : 0;
 }
 
-void bal_ingest_request(struct bal_req *req)
-{
-	struct bal_conn *c = req->conn;
-	struct bal_worker *w = c->w;
-	struct bal_daemon *d = w->d;
-	char why[256];
+static void submit(struct bal_req *req);
 
+/* What every POST answers before reading its body: null mode, draining, a
+ * body dropped for memory. Returns true when it answered. */
+static bool answered_early(struct bal_req *req)
+{
+	struct bal_daemon *d = req->conn->w->d;
+	char why[256];
 	if (d->cfg.null_mode) {
 		ack(req, 200, BAL_ACK_ACCEPTED, 0, NULL, NULL);
-		return;
+		return true;
 	}
 	if (__atomic_load_n(&d->draining, __ATOMIC_RELAXED)) {
 		reject(req, 503, "shutting down: batch not stored, retry after restart");
-		return;
+		return true;
 	}
 	if (req->discard) {
 		/* Its body was read and dropped (conn.c: hook_headers, hook_body). */
@@ -147,8 +156,20 @@ void bal_ingest_request(struct bal_req *req)
 		         "read, retry",
 		         d->cfg.max_client_memory);
 		reject(req, 503, why);
-		return;
+		return true;
 	}
+	return false;
+}
+
+void bal_ingest_request(struct bal_req *req)
+{
+	struct bal_conn *c = req->conn;
+	struct bal_worker *w = c->w;
+	struct bal_daemon *d = w->d;
+	char why[256];
+
+	if (answered_early(req))
+		return;
 
 	/* The request's delta entries are written by the fold below; they
 	 * are usually cold (one array per request, a thousand connections), so start
@@ -173,8 +194,11 @@ void bal_ingest_request(struct bal_req *req)
 		reject(req, 422, why);
 		return;
 	}
-	const struct bal_precinct *prec = &d->defn->precincts[p];
-	if (!prec->has_key && b.signature_len != 0) {
+	/* The key as amendments left it; the committer refuses the batch if it
+	 * changes before the batch is journaled (struct bal_job). */
+	struct bal_key_view key;
+	bal_amend_key(d->amend, (uint32_t)p, &key);
+	if (key.state == BAL_KEY_NONE && b.signature_len != 0) {
 		/* The audit verifies a keyless precinct's batches by their empty
 		 * signature: any other bytes would make the journal unverifiable. */
 		snprintf(why, sizeof(why),
@@ -184,16 +208,30 @@ void bal_ingest_request(struct bal_req *req)
 		reject(req, 401, why);
 		return;
 	}
-	if (d->cfg.auth && prec->has_key) {
+	if (d->cfg.auth && key.state == BAL_KEY_REVOKED) {
+		snprintf(why, sizeof(why),
+		         "the key of precinct %u was revoked by the amendment at position %llu: no key signs for it",
+		         b.precinct_id, (unsigned long long)key.changed_at);
+		reject(req, 401, why);
+		return;
+	}
+	if (d->cfg.auth && key.state == BAL_KEY_SET) {
 		if (b.signature_len != crypto_sign_BYTES) {
 			snprintf(why, sizeof(why), "signature is %zu bytes, an Ed25519 signature is %d (precinct %u)",
 			         b.signature_len, crypto_sign_BYTES, b.precinct_id);
 			reject(req, 401, why);
 			return;
 		}
-		if (crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len, prec->public_key) != 0) {
-			snprintf(why, sizeof(why), "signature does not verify against the public key of precinct %u",
-			         b.precinct_id);
+		if (crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len, key.key) != 0) {
+			if (key.changed_at)
+				snprintf(why, sizeof(why),
+				         "signature does not verify against the public key of precinct %u (set by the "
+				         "amendment at position %llu)",
+				         b.precinct_id, (unsigned long long)key.changed_at);
+			else
+				snprintf(why, sizeof(why),
+				         "signature does not verify against the public key of precinct %u",
+				         b.precinct_id);
 			reject(req, 401, why);
 			return;
 		}
@@ -212,13 +250,7 @@ void bal_ingest_request(struct bal_req *req)
 			return;
 		}
 	}
-	if (d->log_key.present && !req->log && !(req->log = malloc(sizeof(*req->log)))) {
-		reject(req, 503, "out of memory");
-		return;
-	}
 	struct bal_job *job = &req->job;
-	job->receipt = req->log ? &req->log->receipt : NULL;
-	job->has_receipt = false;
 	job->delta.e = req->entries;
 	job->delta.cap = (uint32_t)bal_layout_delta_max(d->layout);
 	job->delta.n = 0;
@@ -227,13 +259,35 @@ void bal_ingest_request(struct bal_req *req)
 		reject(req, http_status_of(err), why);
 		return;
 	}
-
-	job->next = NULL;
-	job->worker = w;
-	job->owner = req;
+	job->amendment = false;
 	job->precinct_id = b.precinct_id;
 	job->seq = b.seq;
 	job->ballots = ballots_of(&b);
+	job->key_version = key.version;
+	submit(req);
+}
+
+/*
+ * Hands req->job (its kind, precinct, seq and delta set) to the committer with
+ * the request's body as its bytes, or answers 503 when the queue or memory
+ * is full.
+ */
+static void submit(struct bal_req *req)
+{
+	struct bal_conn *c = req->conn;
+	struct bal_worker *w = c->w;
+	struct bal_daemon *d = w->d;
+	struct bal_job *job = &req->job;
+	char why[256];
+	if (d->log_key.present && !req->log && !(req->log = malloc(sizeof(*req->log)))) {
+		reject(req, 503, "out of memory");
+		return;
+	}
+	job->receipt = req->log ? &req->log->receipt : NULL;
+	job->has_receipt = false;
+	job->next = NULL;
+	job->worker = w;
+	job->owner = req;
 	job->bytes = req->body;
 	job->len = req->body_len;
 	job->result = 0;
@@ -252,7 +306,7 @@ void bal_ingest_request(struct bal_req *req)
 	/* The request keeps body and delta unchanged until bal_conn_job_done(). */
 	req->state = BAL_REQ_QUEUED;
 	c->refs++;
-	err = bal_committer_submit(d->committer, job);
+	int err = bal_committer_submit(d->committer, job);
 	if (err) {
 		req->state = BAL_REQ_RECV;
 		c->refs--;
@@ -261,6 +315,58 @@ void bal_ingest_request(struct bal_req *req)
 		         d->cfg.queue_depth);
 		reject(req, 503, why);
 	}
+}
+
+void bal_ingest_amendment(struct bal_req *req)
+{
+	struct bal_worker *w = req->conn->w;
+	struct bal_daemon *d = w->d;
+	char why[256];
+	if (answered_early(req))
+		return;
+	if (!d->defn->has_commission_key) {
+		reject(req, 403,
+		       "this election's definition has no commission_key: no amendment can be accepted (see "
+		       "docs/definition.md)");
+		return;
+	}
+	struct bal_amendment am;
+	bal_arena_reset(&w->arena);
+	int err = bal_codec_amendment_decode(req->body, req->body_len, &w->arena, &am, why, sizeof(why));
+	if (err) {
+		reject(req, err == -ENOMEM ? 413 : 400, why);
+		return;
+	}
+	/* Every amendment is signed, --no-auth or not: that option is about the
+	 * precincts' signatures. */
+	if (am.signature_len != crypto_sign_BYTES) {
+		snprintf(why, sizeof(why), "signature is %zu bytes, an Ed25519 signature by the commission key is %d",
+		         am.signature_len, crypto_sign_BYTES);
+		reject(req, 401, why);
+		return;
+	}
+	if (crypto_sign_verify_detached(am.signature, am.signed_bytes, am.signed_len, d->defn->commission_key) != 0) {
+		reject(req, 401, "signature does not verify against the definition's commission_key");
+		return;
+	}
+	if (strcmp(am.election_id, d->defn->election_id) != 0) {
+		snprintf(why, sizeof(why), "amendment is for election \"%.64s\", this is \"%.64s\"", am.election_id,
+		         d->defn->election_id);
+		reject(req, 422, why);
+		return;
+	}
+	if ((err = bal_amendment_check(d->defn, &am, why, sizeof(why))) != 0) {
+		reject(req, http_status_of(err), why);
+		return;
+	}
+	struct bal_job *job = &req->job;
+	job->amendment = true;
+	job->precinct_id = BAL_COMMISSION_ID;
+	job->seq = am.seq;
+	job->ballots = 0;
+	job->key_version = 0;
+	job->delta = (struct bal_delta){.precinct = d->defn->nprecincts};
+	submit(req);
 }
 
 void bal_ingest_finish(struct bal_req *req)

@@ -182,7 +182,7 @@ int main(int argc, char **argv)
 	bal_cache_free(d.cache);
 	bal_committer_stop(d.committer);
 	bal_pub_deinit(&d.pub);
-	bal_store_close(d.store);
+	bal_daemon_close_store(&d);
 	bal_layout_free(d.layout);
 	bal_defn_free(d.defn);
 	bal_log_always("main", "stopped cleanly");
@@ -196,7 +196,7 @@ fail_cache:
 fail_pub:
 	bal_pub_deinit(&d.pub);
 fail_store:
-	bal_store_close(d.store);
+	bal_daemon_close_store(&d);
 fail_defn:
 	bal_layout_free(d.layout);
 	bal_defn_free(d.defn);

@@ -38,6 +38,16 @@ void bal_metrics_write(struct bal_daemon *d, struct bal_text *b)
 	                U64(BAL_METRIC_GET(m->batches_unstored)));
 	bal_text_printf(b, "ballotd_batches_total{result=\"over_quota\"} %llu\n",
 	                U64(BAL_METRIC_GET(m->batches_over_quota)));
+	bal_text_printf(b, "# HELP ballotd_amendments_total Amendments answered, by outcome.\n"
+	                   "# TYPE ballotd_amendments_total counter\n");
+	bal_text_printf(b, "ballotd_amendments_total{result=\"accepted\"} %llu\n",
+	                U64(BAL_METRIC_GET(m->amendments_accepted)));
+	bal_text_printf(b, "ballotd_amendments_total{result=\"duplicate\"} %llu\n",
+	                U64(BAL_METRIC_GET(m->amendments_duplicate)));
+	bal_text_printf(b, "ballotd_amendments_total{result=\"rejected\"} %llu\n",
+	                U64(BAL_METRIC_GET(m->amendments_rejected)));
+	bal_text_printf(b, "ballotd_amendments_total{result=\"unstored\"} %llu\n",
+	                U64(BAL_METRIC_GET(m->amendments_unstored)));
 	bal_text_printf(b, "# HELP ballotd_http_responses_total HTTP responses, by status class.\n"
 	                   "# TYPE ballotd_http_responses_total counter\n");
 	for (int i = 1; i < 6; i++) {

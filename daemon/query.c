@@ -1,7 +1,9 @@
 /*
  * Read-only endpoints for the commission, observers and operators:
  * /v1/snapshot, /v1/precincts/{id}, /v1/seats, /v1/results.csv,
- * /v1/journal, /healthz, /metrics.
+ * /v1/journal, /healthz, /metrics. What the amendments did (a precinct's
+ * key, freeze and voided batches; the latest certification) is cut at the
+ * position of the counters shown, like everything else.
  *
  * Every answer is computed from one seqlock copy of the published counters
  * (bal_pub_read), so it folds exactly the journal prefix 1..position it
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/amend.h"
 #include "daemon/cache.h"
 #include "daemon/conn.h"
 #include "daemon/log.h"
@@ -181,6 +184,97 @@ static struct view view_of_precinct(struct bal_req *req, uint32_t p)
 	return (struct view){.d = d, .l = l, .ctr = w->scratch, .pos = pos};
 }
 
+/* ---- amendments, as of a position --------------------------------------------- */
+
+/*
+ * What the amendments journaled up to a view's position did, for one
+ * precinct (or none: UINT32_MAX): its voided batches (as JSON, in journal
+ * order), the latest change of its key, its freeze, and the latest
+ * certification. Records are copied out: the list may move once the lock
+ * is released.
+ */
+struct amend_view {
+	uint32_t p;
+	struct bal_text voided; /* ",{...}" per voided batch of p */
+	bool has_key, has_frozen, has_cert;
+	struct bal_amend_rec key, frozen, cert;
+};
+
+static void on_amendment(void *arg, const struct bal_amend_rec *r)
+{
+	struct amend_view *v = arg;
+	if (r->change == BAL_CHANGE_CERTIFY) {
+		v->cert = *r;
+		v->has_cert = true;
+	}
+	if (r->precinct != v->p || v->p == UINT32_MAX)
+		return;
+	switch (r->change) {
+	case BAL_CHANGE_REVOKE_KEY:
+	case BAL_CHANGE_SET_KEY:
+		v->key = *r;
+		v->has_key = true;
+		break;
+	case BAL_CHANGE_FREEZE:
+		v->frozen = *r;
+		v->has_frozen = true;
+		break;
+	case BAL_CHANGE_VOID:
+		bal_text_printf(&v->voided, ",{\"position\":%llu,\"seq\":%llu,\"amendment_position\":%llu,\"reason\":",
+		                U64(r->target), U64(r->target_seq), U64(r->position));
+		bal_text_json(&v->voided, r->reason);
+		bal_text_printf(&v->voided, "}");
+		break;
+	default: break;
+	}
+}
+
+static void amend_view(struct bal_daemon *d, uint32_t p, uint64_t upto, struct amend_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->p = p;
+	bal_amend_each(d->amend, upto, on_amendment, v);
+}
+
+/* ,"certified":{"position", "amendment_position", "reason"} or null: the
+ * latest certification. */
+static void certified_json(struct bal_text *b, const struct amend_view *v)
+{
+	bal_text_printf(b, ",\"certified\":");
+	if (!v->has_cert) {
+		bal_text_printf(b, "null");
+		return;
+	}
+	bal_text_printf(b, "{\"position\":%llu,\"amendment_position\":%llu,\"reason\":", U64(v->cert.target),
+	                U64(v->cert.position));
+	bal_text_json(b, v->cert.reason);
+	bal_text_printf(b, "}");
+}
+
+/* A precinct's key, freeze and voided batches (see amend_view). */
+static void precinct_amendments_json(struct bal_text *b, const struct bal_precinct *pr, const struct amend_view *v)
+{
+	const char *state = v->has_key ? (v->key.change == BAL_CHANGE_REVOKE_KEY ? "revoked" : "amended")
+	                               : (pr->has_key ? "definition" : "none");
+	bal_text_printf(b, ",\"key\":{\"state\":\"%s\",\"amendment_position\":", state);
+	if (v->has_key)
+		bal_text_printf(b, "%llu}", U64(v->key.position));
+	else
+		bal_text_printf(b, "null}");
+	bal_text_printf(b, ",\"frozen\":");
+	if (v->has_frozen) {
+		bal_text_printf(b, "{\"amendment_position\":%llu,\"reason\":", U64(v->frozen.position));
+		bal_text_json(b, v->frozen.reason);
+		bal_text_printf(b, "}");
+	} else {
+		bal_text_printf(b, "null");
+	}
+	bal_text_printf(b, ",\"voided\":[%s]", v->voided.p ? v->voided.p + 1 : "");
+	if (v->voided.oom)
+		b->oom = true;
+	certified_json(b, v);
+}
+
 /* ---- GET /v1/snapshot ----------------------------------------------------- */
 
 static int build_snapshot(struct bal_daemon *d, uint64_t *scratch, void *params, struct bal_text *out,
@@ -207,6 +301,9 @@ static int build_snapshot(struct bal_daemon *d, uint64_t *scratch, void *params,
 	                U64(v.ctr[bal_slot_global(v.l, BAL_G_PROTOCOLS)]),
 	                U64(v.ctr[bal_slot_global(v.l, BAL_G_DISCREPANCIES)]), U64(v.d->registered_total));
 	turnout_json(&b, v.l, v.ctr, total_turnout, 0);
+	struct amend_view av;
+	amend_view(d, UINT32_MAX, v.pos, &av);
+	certified_json(&b, &av);
 	bal_text_printf(&b, ",\"contests\":[");
 	for (uint32_t c = 0; c < v.d->ncontests; c++) {
 		const struct bal_contest *ct = &v.d->contests[c];
@@ -435,6 +532,10 @@ static void precinct(struct bal_req *req, const char *idstr)
 	else
 		bal_text_printf(&b, "%llu", U64(quota));
 	discrepancies_json(&b, d, l, ctr, (uint32_t)p);
+	struct amend_view av;
+	amend_view(w->d, (uint32_t)p, pos, &av);
+	precinct_amendments_json(&b, pr, &av);
+	free(av.voided.p);
 	bal_text_printf(&b, "}\n");
 	if (err) {
 		free(b.p);
@@ -843,18 +944,22 @@ void bal_query_request(struct bal_req *req, const struct bal_http_req *head)
 	             strcmp(path, "/v1/results.csv") == 0 || strcmp(path, "/v1/journal") == 0 ||
 	             strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0 ||
 	             strncmp(path, "/v1/precincts/", 14) == 0 || strcmp(path, "/v1/batches") == 0 ||
-	             strncmp(path, "/v1/log/", 8) == 0;
+	             strcmp(path, "/v1/amendments") == 0 || strncmp(path, "/v1/log/", 8) == 0;
 	if (!known) {
 		send_error(req, 404, "no such endpoint: %.100s", path);
 		return;
 	}
 	if (head->method != HTTP_GET) {
 		send_error(req, 405, "%s %.100s is not supported%s", http_method_str(head->method), path,
-		           strcmp(path, "/v1/batches") == 0 ? " (POST a SignedBatch)" : " (use GET)");
+		           strcmp(path, "/v1/batches") == 0      ? " (POST a SignedBatch)"
+		           : strcmp(path, "/v1/amendments") == 0 ? " (POST a SignedAmendment)"
+		                                                 : " (use GET)");
 		return;
 	}
 	if (strcmp(path, "/v1/batches") == 0)
 		send_error(req, 405, "GET /v1/batches is not supported (POST a SignedBatch)");
+	else if (strcmp(path, "/v1/amendments") == 0)
+		send_error(req, 405, "GET /v1/amendments is not supported (POST a SignedAmendment)");
 	else if (strcmp(path, "/v1/snapshot") == 0)
 		shared(req, BAL_ANSWER_SNAPSHOT);
 	else if (strcmp(path, "/v1/seats") == 0)

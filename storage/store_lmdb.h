@@ -56,8 +56,11 @@
 #include "core/reason.h"
 #include "storage/storage.h"
 
-/* 3: snapshots and the dedup merge by slice of precincts. */
-#define BAL_STORE_FORMAT 3u
+/* 3: snapshots and the dedup merge by slice of precincts.
+ * 4: the daemon lists one more id, the commission's (UINT32_MAX), after the
+ *    precincts: the slices of a directory of format 3 would cut the
+ *    precincts elsewhere, so it is refused rather than misread. */
+#define BAL_STORE_FORMAT 4u
 /* Slices of a new data directory (fewer if it has fewer precincts); the
  * number is pinned in "meta" at first start. */
 #define BAL_STORE_SLICES 64u

@@ -297,7 +297,7 @@ static void cleanup(void)
 	bal_gen_free(fx.gen); /* it borrows the definition */
 	bal_committer_stop(d->committer);
 	bal_pub_deinit(&d->pub);
-	bal_store_close(d->store);
+	bal_daemon_close_store(d);
 	bal_layout_free(d->layout);
 	bal_defn_free(d->defn);
 	free(d->workers);
