@@ -16,6 +16,15 @@
  * the latest head and a consistency proof from the recomputed root of size P
  * to it. So the journal the audit folded is the log the daemon signs, which
  * every receipt and monitor checks against.
+ *
+ * Amendments are records of the journal like batches (docs/design.md,
+ * "Amendments"): each must carry the signature of the definition's
+ * commission_key, and the audit applies them in journal order with its own
+ * state: a batch journaled after an amendment revoked or replaced its
+ * precinct's key must verify under the key of its position, none after a
+ * freeze; a void takes its batch back out of the fold (the batch's bytes
+ * are fetched again and must hash to the leaf read the first time); the
+ * latest certification must be the snapshot's "certified".
  */
 #include "ballotctl/ballotctl.h"
 
@@ -51,6 +60,13 @@ static const char help[] =
         "discrepancy, turnout, and every contest's votes nationally and per district.\n"
         "Batches journaled after P (ingestion may go on) are not part of the audit.\n"
         "\n"
+        "Amendments (journal records of the commission, docs/design.md) are applied in journal\n"
+        "order: each must verify under the definition's commission_key; a batch journaled after\n"
+        "its precinct's key was revoked or replaced must verify under the key of its position, and\n"
+        "none may follow a freeze of its precinct; a void takes its batch back out of the fold\n"
+        "(fetched again, it must hash to the leaf read the first time); the latest certification\n"
+        "must be the snapshot's \"certified\".\n"
+        "\n"
         "The log: recomputes the Merkle root (RFC 6962) over the exact bytes of records\n"
         "1..P and checks it against the signed tree head of size P (GET\n"
         "/v1/log/sth?tree_size=P). When no commit group ended exactly at P (404), it takes\n"
@@ -67,7 +83,8 @@ static const char help[] =
         "  --batch N             journal records per request (default 10000)\n"
         "  --json                one JSON object on stdout:\n"
         "                        {\"server\", \"definition\", \"definition_matches\": BOOL, \"position\": P,\n"
-        "                         \"records\": N, \"signatures_verified\": N, \"unsigned\": N (precincts\n"
+        "                         \"records\": N, \"amendments\": N, \"signatures_verified\": N (batches and\n"
+        "                         amendments), \"unsigned\": N (precincts\n"
         "                         without a key, empty signature), \"signature_failures\": N,\n"
         "                         \"decode_failures\": N, \"fold_failures\": N, \"duplicate_keys\": N,\n"
         "                         \"problems\": [{\"position\", \"precinct_id\", \"seq\", \"problem\"}] (at most 50),\n"
@@ -97,8 +114,25 @@ struct log_result {
 	char error[700];
 };
 
+/* Who signs a precinct's batches at the position being audited. */
+struct pkey {
+	enum { KEY_NONE, KEY_SET, KEY_REVOKED } state;
+	uint64_t at; /* the amendment that made it so; 0: the definition */
+	uint8_t key[32];
+};
+
 struct audit {
 	const char *server;
+	int timeout_ms;
+	uint8_t (*leaves)[BAL_HASH_BYTES]; /* leaf hash of records 1..P, at [position - 1] */
+	struct pkey *pkeys;                /* per precinct */
+	uint64_t *frozen;                  /* per precinct: the freezing amendment's position, 0 none */
+	uint64_t *voided;                  /* positions voided so far, nvoided of them */
+	size_t nvoided;
+	uint64_t amendments;
+	bool certified;
+	uint64_t cert_position, cert_at;
+	char cert_reason[BAL_REASON_MAX + 1];
 	struct bal_logcheck_tree tree; /* leaves 1..next-1 */
 	struct log_result log;
 	const struct bal_defn *d;
@@ -128,12 +162,18 @@ static void problem(struct audit *a, uint64_t position, uint32_t precinct, uint6
 	                                             (json_int_t)precinct, "seq", (json_int_t)seq, "problem", why));
 }
 
+static void check_amendment(struct audit *a, uint64_t position, const uint8_t *bytes, size_t len);
+
 /* Decodes, verifies and folds the record at `position`. */
 static void check_record(struct audit *a, uint64_t position, const uint8_t *bytes, size_t len)
 {
 	struct bal_batch b;
 	char why[256];
 	a->records++;
+	if (bal_codec_is_amendment(bytes, len)) {
+		check_amendment(a, position, bytes, len);
+		return;
+	}
 	bal_arena_reset(&a->arena);
 	if (bal_codec_decode(bytes, len, &a->arena, &b, why, sizeof(why)) != 0) {
 		a->decode_failures++;
@@ -141,11 +181,16 @@ static void check_record(struct audit *a, uint64_t position, const uint8_t *byte
 		return;
 	}
 	int32_t p = bal_defn_precinct(a->d, b.precinct_id);
+	const struct pkey *k = p >= 0 ? &a->pkeys[p] : NULL;
 	if (p < 0) {
 		a->sig_failures++;
 		problem(a, position, b.precinct_id, b.seq, "precinct %" PRIu32 " is not in the definition",
 		        b.precinct_id);
-	} else if (!a->d->precincts[p].has_key) {
+	} else if (k->state == KEY_REVOKED) {
+		a->sig_failures++;
+		problem(a, position, b.precinct_id, b.seq,
+		        "journaled after the amendment at position %" PRIu64 " revoked the precinct's key", k->at);
+	} else if (k->state == KEY_NONE) {
 		if (b.signature_len == 0) {
 			a->unsigned_ok++;
 		} else {
@@ -155,15 +200,26 @@ static void check_record(struct audit *a, uint64_t position, const uint8_t *byte
 			        b.signature_len);
 		}
 	} else if (b.signature_len != crypto_sign_BYTES ||
-	           crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len,
-	                                       a->d->precincts[p].public_key) != 0) {
+	           crypto_sign_verify_detached(b.signature, b.signed_bytes, b.signed_len, k->key) != 0) {
 		a->sig_failures++;
-		problem(a, position, b.precinct_id, b.seq,
-		        "Ed25519 signature (%zu bytes) does not verify with the "
-		        "precinct's public key",
-		        b.signature_len);
+		if (k->at)
+			problem(a, position, b.precinct_id, b.seq,
+			        "Ed25519 signature (%zu bytes) does not verify with the precinct's public key set by "
+			        "the "
+			        "amendment at position %" PRIu64,
+			        b.signature_len, k->at);
+		else
+			problem(a, position, b.precinct_id, b.seq,
+			        "Ed25519 signature (%zu bytes) does not verify with the "
+			        "precinct's public key",
+			        b.signature_len);
 	} else {
 		a->verified++;
+	}
+	if (p >= 0 && a->frozen[p]) {
+		a->fold_failures++;
+		problem(a, position, b.precinct_id, b.seq,
+		        "journaled after the amendment at position %" PRIu64 " froze the precinct", a->frozen[p]);
 	}
 	a->keys[a->nkeys][0] = b.precinct_id;
 	a->keys[a->nkeys][1] = b.seq;
@@ -171,6 +227,171 @@ static void check_record(struct audit *a, uint64_t position, const uint8_t *byte
 	if (bal_expect_fold(a->e, &b, why, sizeof(why)) != 0) {
 		a->fold_failures++;
 		problem(a, position, b.precinct_id, b.seq, "cannot be folded: %s", why);
+	}
+}
+
+static int fetch(struct audit *a, const char *path, int timeout_ms, struct bal_http_resp *r);
+
+/*
+ * The batch journaled at `x`, fetched again (GET /v1/journal?from=x&limit=1)
+ * into *b (from a->arena): its bytes must hash to the leaf read in the first
+ * pass. 0, or -1 after recording the problem. *body must be freed.
+ */
+static int refetch_batch(struct audit *a, uint64_t at, uint64_t x, struct bal_batch *b, struct bal_http_resp *body)
+{
+	char path[96], why[256];
+	snprintf(path, sizeof(path), "/v1/journal?from=%" PRIu64 "&limit=1", x);
+	if (fetch(a, path, a->timeout_ms, body) < 0) {
+		a->fold_failures++;
+		problem(a, at, BAL_COMMISSION_ID, 0, "the voided position %" PRIu64 " cannot be fetched again", x);
+		return -1;
+	}
+	const uint8_t *p = (const uint8_t *)body->body;
+	uint64_t pos = 0;
+	uint32_t len = 0;
+	for (int i = 0; body->len >= RECORD_HEAD && i < 8; i++)
+		pos = pos << 8 | p[i];
+	for (int i = 0; body->len >= RECORD_HEAD && i < 4; i++)
+		len = len << 8 | p[8 + i];
+	uint8_t leaf[BAL_HASH_BYTES];
+	if (body->len < RECORD_HEAD || pos != x || len != body->len - RECORD_HEAD) {
+		a->fold_failures++;
+		problem(a, at, BAL_COMMISSION_ID, 0, "GET %s does not answer with record %" PRIu64, path, x);
+		return -1;
+	}
+	bal_logcheck_leaf_hash(p + RECORD_HEAD, len, leaf);
+	if (memcmp(leaf, a->leaves[x - 1], sizeof(leaf)) != 0) {
+		a->fold_failures++;
+		problem(a, at, BAL_COMMISSION_ID, 0,
+		        "record %" PRIu64 " fetched again is not the record the journal held in the first pass", x);
+		return -1;
+	}
+	if (bal_codec_is_amendment(p + RECORD_HEAD, len)) {
+		a->fold_failures++;
+		problem(a, at, BAL_COMMISSION_ID, 0, "void of position %" PRIu64 ", which holds an amendment", x);
+		return -1;
+	}
+	bal_arena_reset(&a->arena);
+	if (bal_codec_decode(p + RECORD_HEAD, len, &a->arena, b, why, sizeof(why)) != 0) {
+		a->fold_failures++;
+		problem(a, at, BAL_COMMISSION_ID, 0, "the voided record %" PRIu64 " does not decode: %s", x, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* A void at `position` of the batch journaled at `x`. */
+static void apply_void(struct audit *a, uint64_t position, uint64_t x)
+{
+	if (x == 0 || x >= position) {
+		a->fold_failures++;
+		problem(a, position, BAL_COMMISSION_ID, 0, "void of position %" PRIu64 ", not journaled before it", x);
+		return;
+	}
+	for (size_t i = 0; i < a->nvoided; i++)
+		if (a->voided[i] == x) {
+			a->fold_failures++;
+			problem(a, position, BAL_COMMISSION_ID, 0, "void of position %" PRIu64 ", voided already", x);
+			return;
+		}
+	uint64_t *v = realloc(a->voided, (a->nvoided + 1) * sizeof(*v));
+	if (!v) {
+		a->fold_failures++;
+		problem(a, position, BAL_COMMISSION_ID, 0, "out of memory");
+		return;
+	}
+	a->voided = v;
+	struct bal_batch b;
+	struct bal_http_resp r = {0};
+	char why[256];
+	if (refetch_batch(a, position, x, &b, &r) == 0) {
+		if (bal_expect_void(a->e, &b, why, sizeof(why)) != 0) {
+			a->fold_failures++;
+			problem(a, position, b.precinct_id, b.seq, "void of position %" PRIu64 ": %s", x, why);
+		} else {
+			a->voided[a->nvoided++] = x;
+		}
+	}
+	bal_http_resp_deinit(&r);
+}
+
+/* Verifies the amendment at `position` and applies it to the audit's state. */
+static void check_amendment(struct audit *a, uint64_t position, const uint8_t *bytes, size_t len)
+{
+	struct bal_amendment am;
+	char why[256];
+	a->amendments++;
+	bal_arena_reset(&a->arena);
+	if (bal_codec_amendment_decode(bytes, len, &a->arena, &am, why, sizeof(why)) != 0) {
+		a->decode_failures++;
+		problem(a, position, BAL_COMMISSION_ID, 0, "amendment does not decode: %s", why);
+		return;
+	}
+	a->keys[a->nkeys][0] = BAL_COMMISSION_ID;
+	a->keys[a->nkeys][1] = am.seq;
+	a->nkeys++;
+	if (!a->d->has_commission_key) {
+		a->sig_failures++;
+		problem(a, position, BAL_COMMISSION_ID, am.seq,
+		        "an amendment, but the definition has no commission_key");
+	} else if (am.signature_len != crypto_sign_BYTES ||
+	           crypto_sign_verify_detached(am.signature, am.signed_bytes, am.signed_len, a->d->commission_key) !=
+	                   0) {
+		a->sig_failures++;
+		problem(a, position, BAL_COMMISSION_ID, am.seq,
+		        "amendment's Ed25519 signature (%zu bytes) does not verify with the commission_key",
+		        am.signature_len);
+	} else {
+		a->verified++;
+	}
+	if (strcmp(am.election_id, a->d->election_id) != 0 || !am.reason[0]) {
+		a->fold_failures++;
+		problem(a, position, BAL_COMMISSION_ID, am.seq, "amendment for election \"%.64s\" with %s reason",
+		        am.election_id, am.reason[0] ? "a" : "no");
+		return;
+	}
+	int32_t p = bal_defn_precinct(a->d, am.precinct_id);
+	bool on_precinct =
+	        am.change == BAL_CHANGE_REVOKE_KEY || am.change == BAL_CHANGE_SET_KEY || am.change == BAL_CHANGE_FREEZE;
+	if (on_precinct && p < 0) {
+		a->fold_failures++;
+		problem(a, position, BAL_COMMISSION_ID, am.seq,
+		        "amendment of precinct %" PRIu32 ", not in the definition", am.precinct_id);
+		return;
+	}
+	switch (am.change) {
+	case BAL_CHANGE_REVOKE_KEY: a->pkeys[p] = (struct pkey){.state = KEY_REVOKED, .at = position}; break;
+	case BAL_CHANGE_SET_KEY:
+		if (am.public_key_len != sizeof(a->pkeys[p].key)) {
+			a->fold_failures++;
+			problem(a, position, BAL_COMMISSION_ID, am.seq, "set_key with a key of %zu bytes",
+			        am.public_key_len);
+			break;
+		}
+		a->pkeys[p] = (struct pkey){.state = KEY_SET, .at = position};
+		memcpy(a->pkeys[p].key, am.public_key, sizeof(a->pkeys[p].key));
+		break;
+	case BAL_CHANGE_FREEZE:
+		if (!a->frozen[p])
+			a->frozen[p] = position;
+		break;
+	case BAL_CHANGE_VOID: apply_void(a, position, am.position); break;
+	case BAL_CHANGE_CERTIFY:
+		if (am.position == 0 || am.position >= position) {
+			a->fold_failures++;
+			problem(a, position, BAL_COMMISSION_ID, am.seq,
+			        "certification of position %" PRIu64 ", not journaled before it", am.position);
+			break;
+		}
+		a->certified = true;
+		a->cert_position = am.position;
+		a->cert_at = position;
+		snprintf(a->cert_reason, sizeof(a->cert_reason), "%s", am.reason);
+		break;
+	case BAL_CHANGE_NONE:
+		a->fold_failures++;
+		problem(a, position, BAL_COMMISSION_ID, am.seq, "amendment without a change");
+		break;
 	}
 }
 
@@ -204,10 +425,9 @@ static long take_page(struct audit *a, const uint8_t *body, size_t len)
 		}
 		if (pos > a->position)
 			break; /* the daemon cut at its own position; never fold beyond P */
+		bal_logcheck_leaf_hash(body + off, rlen, a->leaves[pos - 1]);
 		check_record(a, pos, body + off, rlen);
-		uint8_t leaf[BAL_HASH_BYTES];
-		bal_logcheck_leaf_hash(body + off, rlen, leaf);
-		bal_logcheck_tree_add(&a->tree, leaf);
+		bal_logcheck_tree_add(&a->tree, a->leaves[pos - 1]);
 		off += rlen;
 		a->next++;
 		n++;
@@ -266,6 +486,20 @@ static void compare_snapshot(struct audit *a, json_t *snap)
 	        json_object_get(snap, "precincts_with_protocol"));
 	compare(a, "precincts_with_discrepancy", bal_expect_precincts_with_discrepancy(a->e),
 	        json_object_get(snap, "precincts_with_discrepancy"));
+	json_t *cert = json_object_get(snap, "certified");
+	if (a->certified) {
+		compare(a, "certified.position", a->cert_position, json_object_get(cert, "position"));
+		compare(a, "certified.amendment_position", a->cert_at, json_object_get(cert, "amendment_position"));
+		const char *reason = json_string_value(json_object_get(cert, "reason"));
+		if (!reason || strcmp(reason, a->cert_reason) != 0) {
+			json_t *none = json_null();
+			compare(a, "certified.reason (the latest certification's)", a->cert_at, none);
+			json_decref(none);
+		}
+	} else if (cert && !json_is_null(cert)) {
+		compare(a, "certified (no certification journaled up to the position)", 0,
+		        json_object_get(cert, "position"));
+	}
 	json_t *st = json_object_get(snap, "turnout");
 	const struct {
 		const char *name;
@@ -416,6 +650,8 @@ static void print_report(const struct audit *a, const char *defn_path, bool defn
 	       fmt_count(a->records, b2), fmt_count(a->requests, b3));
 	printf("signatures verified %s, unsigned (no key) %s, failed %s\n", fmt_count(a->verified, b1),
 	       fmt_count(a->unsigned_ok, b2), fmt_count(a->sig_failures, b3));
+	printf("amendments %s (voids %s)%s\n", fmt_count(a->amendments, b1), fmt_count(a->nvoided, b2),
+	       a->certified ? "; results certified" : "");
 	printf("undecodable %s, not foldable %s, repeated (precinct, seq) keys %s\n", fmt_count(a->decode_failures, b1),
 	       fmt_count(a->fold_failures, b2), fmt_count(a->duplicate_keys, b3));
 	size_t i;
@@ -463,10 +699,11 @@ static void print_json(const struct audit *a, const char *defn_path, bool defn_m
 	json_t *log = json_pack("{sb ss sI sb ss sb so}", "checked", L->checked, "root_hash", hex, "head_size",
 	                        (json_int_t)L->head_size, "consistency", L->consistency, "signature", L->signature,
 	                        "ok", L->ok, "error", L->error[0] ? json_string(L->error) : json_null());
-	json_t *j = json_pack("{ss ss sb sI sI sI sI sI sI sI sI sO sI sO so sI sb}", "server", a->server, "definition",
-	                      defn_path, "definition_matches", defn_matches, "position", (json_int_t)a->position,
-	                      "records", (json_int_t)a->records, "signatures_verified", (json_int_t)a->verified,
-	                      "unsigned", (json_int_t)a->unsigned_ok, "signature_failures", (json_int_t)a->sig_failures,
+	json_t *j = json_pack("{ss ss sb sI sI sI sI sI sI sI sI sI sO sI sO so sI sb}", "server", a->server,
+	                      "definition", defn_path, "definition_matches", defn_matches, "position",
+	                      (json_int_t)a->position, "records", (json_int_t)a->records, "amendments",
+	                      (json_int_t)a->amendments, "signatures_verified", (json_int_t)a->verified, "unsigned",
+	                      (json_int_t)a->unsigned_ok, "signature_failures", (json_int_t)a->sig_failures,
 	                      "decode_failures", (json_int_t)a->decode_failures, "fold_failures",
 	                      (json_int_t)a->fold_failures, "duplicate_keys", (json_int_t)a->duplicate_keys, "problems",
 	                      a->problems, "mismatch_count", (json_int_t)a->mismatch_count, "mismatches", a->mismatches,
@@ -557,12 +794,23 @@ int cmd_audit(int argc, char **argv)
 	}
 	int rc = EXIT_FAILED;
 	int timeout_ms = (int)timeout_s * 1000;
-	struct audit a = {.server = server, .d = d, .next = 1, .problems = json_array(), .mismatches = json_array()};
+	struct audit a = {.server = server,
+	                  .timeout_ms = timeout_ms,
+	                  .d = d,
+	                  .next = 1,
+	                  .problems = json_array(),
+	                  .mismatches = json_array()};
 	bal_arena_init(&a.arena, 0);
 	a.e = bal_expect_new(d);
+	a.pkeys = calloc(d->nprecincts, sizeof(*a.pkeys));
+	a.frozen = calloc(d->nprecincts, sizeof(*a.frozen));
+	for (uint32_t p = 0; a.pkeys && p < d->nprecincts; p++) {
+		a.pkeys[p].state = d->precincts[p].has_key ? KEY_SET : KEY_NONE;
+		memcpy(a.pkeys[p].key, d->precincts[p].public_key, sizeof(a.pkeys[p].key));
+	}
 	struct bal_http_resp r;
 	json_t *snap = NULL;
-	if (!a.e || !a.problems || !a.mismatches) {
+	if (!a.e || !a.problems || !a.mismatches || !a.pkeys || !a.frozen) {
 		fprintf(stderr, "ballotctl audit: out of memory\n");
 		goto out;
 	}
@@ -583,7 +831,8 @@ int cmd_audit(int argc, char **argv)
 	const char *theirs = json_string_value(json_object_get(json_object_get(snap, "election"), "definition_sha256"));
 	bool defn_matches = theirs && strcmp(theirs, hex) == 0;
 	a.keys = a.position ? malloc(a.position * sizeof(*a.keys)) : NULL;
-	if (a.position && !a.keys) {
+	a.leaves = a.position ? malloc(a.position * sizeof(*a.leaves)) : NULL;
+	if (a.position && (!a.keys || !a.leaves)) {
 		fprintf(stderr, "ballotctl audit: out of memory for %" PRIu64 " journal keys\n", a.position);
 		goto out;
 	}
@@ -601,6 +850,10 @@ int cmd_audit(int argc, char **argv)
 out:
 	json_decref(snap);
 	free(a.keys);
+	free(a.leaves);
+	free(a.pkeys);
+	free(a.frozen);
+	free(a.voided);
 	json_decref(a.problems);
 	json_decref(a.mismatches);
 	bal_expect_free(a.e);

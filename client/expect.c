@@ -4,7 +4,9 @@
  * with one slot per choice of the precinct's ballot, plus the national and
  * (contest, district) totals. A fold checks everything first, then withdraws
  * the precinct's contribution from the totals, changes B or P, and adds the
- * precinct's new contribution back: plain enough to be obviously right.
+ * precinct's new contribution back: plain enough to be obviously right. A
+ * void does the same the other way: B loses the batch, or P becomes the
+ * latest protocol left (every folded protocol is kept for that).
  * Deliberately shares no code with the counters of core/ (core/tally.h).
  *
  * Depends on core/ballot.h (definition look-ups) and jansson.
@@ -20,6 +22,15 @@
 
 #define NOT_ON_BALLOT SIZE_MAX
 
+/* A folded protocol, kept so that a void can let an older one count again. */
+struct protocol {
+	struct protocol *next;
+	uint64_t seq;
+	bool voided;
+	struct bal_expect_turnout t; /* issued, cast, spoiled */
+	uint64_t votes[];            /* the precinct's ballot area */
+};
+
 struct bal_expect {
 	const struct bal_defn *d;
 	size_t *voff; /* per contest: offset of its choices in votes */
@@ -33,6 +44,7 @@ struct bal_expect {
 	struct bal_expect_turnout *bt; /* per precinct: counts, and turnout sums of B */
 	struct bal_expect_turnout *pt; /* per precinct: the protocol's issued, cast, spoiled */
 	uint64_t *pseq;                /* per precinct: seq of the protocol that counts, 0 = none */
+	struct protocol **protocols;   /* per precinct: every protocol folded, newest first */
 	uint32_t nreporting;
 	uint32_t nprotocols;
 	struct bal_expect_turnout t;
@@ -79,7 +91,8 @@ struct bal_expect *bal_expect_new(const struct bal_defn *d)
 	e->bt = calloc(np, sizeof(*e->bt));
 	e->pt = calloc(np, sizeof(*e->pt));
 	e->pseq = calloc(np, sizeof(*e->pseq));
-	if (!e->voff || !e->dvoff || !e->boff || !e->pbase || !e->bt || !e->pt || !e->pseq)
+	e->protocols = calloc(np, sizeof(*e->protocols));
+	if (!e->voff || !e->dvoff || !e->boff || !e->pbase || !e->bt || !e->pt || !e->pseq || !e->protocols)
 		goto fail_expect;
 	for (uint32_t c = 0; c < d->ncontests; c++) {
 		e->voff[c + 1] = e->voff[c] + d->contests[c].nchoices;
@@ -115,6 +128,13 @@ void bal_expect_free(struct bal_expect *e)
 	free(e->bt);
 	free(e->pt);
 	free(e->pseq);
+	for (uint32_t p = 0; e->protocols && p < e->d->nprecincts; p++)
+		while (e->protocols[p]) {
+			struct protocol *next = e->protocols[p]->next;
+			free(e->protocols[p]);
+			e->protocols[p] = next;
+		}
+	free(e->protocols);
 	free(e);
 }
 
@@ -267,23 +287,52 @@ static void contribute(struct bal_expect *e, uint32_t p, bool add)
 	e->t.spoiled = add ? e->t.spoiled + t->spoiled : e->t.spoiled - t->spoiled;
 }
 
-/* Changes B (BALLOTS, TALLY) or P (a protocol newer than the stored one). */
+/* Precinct p's P becomes `q` (a kept protocol), or none. */
+static void take_protocol(struct bal_expect *e, uint32_t p, const struct protocol *q)
+{
+	if (!q) {
+		if (e->pseq[p])
+			e->nprotocols--;
+		e->pseq[p] = 0;
+		return;
+	}
+	if (!e->pseq[p])
+		e->nprotocols++;
+	e->pseq[p] = q->seq;
+	memcpy(e->pvotes + e->pbase[p], q->votes, (e->pbase[p + 1] - e->pbase[p]) * sizeof(uint64_t));
+	e->pt[p].issued = q->t.issued;
+	e->pt[p].cast = q->t.cast;
+	e->pt[p].spoiled = q->t.spoiled;
+}
+
+/* Keeps protocol `b` of precinct p, first in its list. 0 or -ENOMEM. */
+static int keep_protocol(struct bal_expect *e, uint32_t p, const struct bal_batch *b)
+{
+	size_t n = e->pbase[p + 1] - e->pbase[p];
+	struct protocol *q = calloc(1, sizeof(*q) + n * sizeof(uint64_t));
+	if (!q)
+		return -ENOMEM;
+	q->seq = b->seq;
+	for (size_t i = 0; i < b->ntallies; i++) {
+		size_t a = area_off(e, p, (uint32_t)bal_defn_contest(e->d, b->tallies[i].contest_id)) - e->pbase[p];
+		for (size_t k = 0; k < b->tallies[i].n; k++)
+			q->votes[a + k] = b->tallies[i].counts[k];
+	}
+	q->t.issued = b->ballots_issued;
+	q->t.cast = b->ballots_cast;
+	q->t.spoiled = b->ballots_spoiled;
+	q->next = e->protocols[p];
+	e->protocols[p] = q;
+	return 0;
+}
+
+/* Changes B (BALLOTS, TALLY) or P (a protocol newer than the stored one,
+ * kept first in the precinct's list). */
 static void fold_into_precinct(struct bal_expect *e, uint32_t p, const struct bal_batch *b)
 {
 	if (b->kind == BAL_KIND_PROTOCOL) {
-		if (b->seq <= e->pseq[p])
-			return; /* an older protocol never replaces a newer one */
-		if (!e->pseq[p])
-			e->nprotocols++;
-		e->pseq[p] = b->seq;
-		for (size_t i = 0; i < b->ntallies; i++) {
-			size_t a = area_off(e, p, (uint32_t)bal_defn_contest(e->d, b->tallies[i].contest_id));
-			for (size_t k = 0; k < b->tallies[i].n; k++)
-				e->pvotes[a + k] = b->tallies[i].counts[k];
-		}
-		e->pt[p].issued = b->ballots_issued;
-		e->pt[p].cast = b->ballots_cast;
-		e->pt[p].spoiled = b->ballots_spoiled;
+		if (b->seq > e->pseq[p]) /* an older protocol never replaces a newer one */
+			take_protocol(e, p, e->protocols[p]);
 		return;
 	}
 	if (b->kind == BAL_KIND_BALLOTS) {
@@ -325,6 +374,9 @@ int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, 
 	if (strcmp(election, ours) != 0)
 		return bal__failf(BAL_EINVALID, why, whylen,
 		                  "election_id \"%.64s\": the definition's election is \"%.64s\"", election, ours);
+	if (b->kind == BAL_KIND_PROTOCOL && keep_protocol(e, (uint32_t)p, b) < 0)
+		return bal__failf(-ENOMEM, why, whylen, "out of memory keeping a protocol of precinct %u",
+		                  b->precinct_id);
 
 	contribute(e, (uint32_t)p, false);
 	fold_into_precinct(e, (uint32_t)p, b);
@@ -336,6 +388,126 @@ int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, 
 	e->t.ballots += ballots;
 	if (e->bt[p].batches == 1)
 		e->nreporting++;
+	return 0;
+}
+
+/* Whether `have` holds `sub` to take away; names what does not. */
+static int underflows(uint64_t have, uint64_t sub, const char *what, char *why, size_t whylen)
+{
+	if (sub <= have)
+		return 0;
+	return bal__failf(BAL_EINVALID, why, whylen, "%llu to take back, the precinct's %s holds %llu",
+	                  (unsigned long long)sub, what, (unsigned long long)have);
+}
+
+/* Whether precinct p's B and counts hold what BALLOTS or TALLY batch `b` added. */
+static int check_takeback(const struct bal_expect *e, uint32_t p, const struct bal_batch *b, char *why, size_t whylen)
+{
+	const size_t base = e->pbase[p], n = e->pbase[p + 1] - base;
+	uint64_t *sub = calloc(n + 1, sizeof(*sub));
+	if (!sub)
+		return bal__failf(-ENOMEM, why, whylen, "out of memory");
+	for (size_t i = 0; i < b->ncolumns; i++) {
+		size_t a = area_off(e, p, (uint32_t)bal_defn_contest(e->d, b->columns[i].contest_id)) - base;
+		for (size_t j = 0; j < b->columns[i].n; j++)
+			sub[a + b->columns[i].choices[j]]++;
+	}
+	for (size_t i = 0; i < b->ntallies; i++) {
+		size_t a = area_off(e, p, (uint32_t)bal_defn_contest(e->d, b->tallies[i].contest_id)) - base;
+		for (size_t k = 0; k < b->tallies[i].n; k++)
+			sub[a + k] += b->tallies[i].counts[k];
+	}
+	int rc = 0;
+	for (size_t s = 0; !rc && s < n; s++)
+		rc = underflows(e->bvotes[base + s], sub[s], "ballot sum of a choice", why, whylen);
+	free(sub);
+	const struct bal_expect_turnout *t = &e->bt[p];
+	const uint64_t ballots = b->kind == BAL_KIND_BALLOTS && b->ncolumns ? b->columns[0].n : 0;
+	if (!rc)
+		rc = underflows(t->issued, b->ballots_issued, "ballots issued", why, whylen);
+	if (!rc)
+		rc = underflows(t->cast, b->ballots_cast, "ballots cast", why, whylen);
+	if (!rc)
+		rc = underflows(t->spoiled, b->ballots_spoiled, "ballots spoiled", why, whylen);
+	if (!rc)
+		rc = underflows(t->ballots, ballots, "cast-vote records", why, whylen);
+	if (!rc)
+		rc = underflows(t->batches, 1, "batch count", why, whylen);
+	return rc;
+}
+
+/* The latest protocol of precinct p folded and not voided, or NULL. */
+static const struct protocol *latest_protocol(const struct bal_expect *e, uint32_t p)
+{
+	const struct protocol *best = NULL;
+	for (const struct protocol *q = e->protocols[p]; q; q = q->next)
+		if (!q->voided && (!best || q->seq > best->seq))
+			best = q;
+	return best;
+}
+
+/* Takes B (BALLOTS, TALLY) batch `b` out of precinct p's sums. */
+static void take_from_precinct(struct bal_expect *e, uint32_t p, const struct bal_batch *b)
+{
+	for (size_t i = 0; i < b->ncolumns; i++) {
+		size_t a = area_off(e, p, (uint32_t)bal_defn_contest(e->d, b->columns[i].contest_id));
+		for (size_t j = 0; j < b->columns[i].n; j++)
+			e->bvotes[a + b->columns[i].choices[j]]--;
+	}
+	for (size_t i = 0; i < b->ntallies; i++) {
+		size_t a = area_off(e, p, (uint32_t)bal_defn_contest(e->d, b->tallies[i].contest_id));
+		for (size_t k = 0; k < b->tallies[i].n; k++)
+			e->bvotes[a + k] -= b->tallies[i].counts[k];
+	}
+	e->bt[p].issued -= b->ballots_issued;
+	e->bt[p].cast -= b->ballots_cast;
+	e->bt[p].spoiled -= b->ballots_spoiled;
+}
+
+int bal_expect_void(struct bal_expect *e, const struct bal_batch *b, char *why, size_t whylen)
+{
+	int32_t pi = bal_defn_precinct(e->d, b->precinct_id);
+	if (pi < 0)
+		return bal__failf(BAL_EINVALID, why, whylen, "precinct_id %u: not a precinct of the definition",
+		                  b->precinct_id);
+	const uint32_t p = (uint32_t)pi;
+	int rc;
+	switch (b->kind) {
+	case BAL_KIND_BALLOTS: rc = check_ballots(e, p, b, why, whylen); break;
+	case BAL_KIND_TALLY: rc = check_tallies(e, p, b, why, whylen); break;
+	case BAL_KIND_PROTOCOL: rc = 0; break;
+	default: return bal__failf(BAL_EINVALID, why, whylen, "kind %d: not a batch kind", (int)b->kind);
+	}
+	if (rc < 0)
+		return rc;
+	struct protocol *q = NULL;
+	if (b->kind == BAL_KIND_PROTOCOL) {
+		for (q = e->protocols[p]; q && (q->seq != b->seq || q->voided); q = q->next)
+			;
+		if (!q)
+			return bal__failf(BAL_EINVALID, why, whylen,
+			                  "precinct %u has no protocol of seq %llu folded (or it is voided already)",
+			                  b->precinct_id, (unsigned long long)b->seq);
+	} else if ((rc = check_takeback(e, p, b, why, whylen)) < 0) {
+		return rc;
+	}
+
+	contribute(e, p, false);
+	if (q) {
+		q->voided = true;
+		if (q->seq == e->pseq[p])
+			take_protocol(e, p, latest_protocol(e, p));
+	} else {
+		take_from_precinct(e, p, b);
+	}
+	contribute(e, p, true);
+	const uint64_t ballots = b->kind == BAL_KIND_BALLOTS && b->ncolumns ? b->columns[0].n : 0;
+	e->bt[p].batches--;
+	e->bt[p].ballots -= ballots;
+	e->t.batches--;
+	e->t.ballots -= ballots;
+	if (e->bt[p].batches == 0)
+		e->nreporting--;
 	return 0;
 }
 

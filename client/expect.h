@@ -11,7 +11,9 @@
  * the highest seq counts, an older one arriving later changes nothing but the
  * batch count. A precinct contributes P to every total once it has a
  * protocol, else B. Fold only batches the daemon acknowledged as ACCEPTED, in
- * any order: the totals do not depend on it.
+ * any order: the totals do not depend on it. A batch an amendment voided is
+ * taken back (bal_expect_void()): the totals are then those of the batches
+ * that remain.
  *
  * Depends on core/ballot.h and jansson. Not thread-safe.
  */
@@ -51,6 +53,20 @@ void bal_expect_free(struct bal_expect *e);
  *         overflow the precinct's sum or an expected total.
  */
 int bal_expect_fold(struct bal_expect *e, const struct bal_batch *b, char *why, size_t whylen);
+
+/**
+ * Takes back a batch folded earlier (an amendment voided it): a BALLOTS or
+ * TALLY batch leaves the precinct's ballot sums and every count; a PROTOCOL
+ * counts as a batch no more, and if it was the protocol that counted, the
+ * latest protocol of the precinct folded and not voided counts instead (or
+ * none: its ballot sums count again). Checks first and changes nothing when
+ * a check fails.
+ * @return 0; BAL_EINVALID with `why` (unknown precinct or kind, a batch the
+ *         checks of bal_expect_fold() refuse, a protocol of that seq not
+ *         folded or voided already, more to take back than the precinct's
+ *         sums hold: never folded); -ENOMEM.
+ */
+int bal_expect_void(struct bal_expect *e, const struct bal_batch *b, char *why, size_t whylen);
 
 /** Votes for choice index `k` of contest index `c` (dense indices). */
 uint64_t bal_expect_votes(const struct bal_expect *e, uint32_t c, uint32_t k);

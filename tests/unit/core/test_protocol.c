@@ -4,7 +4,9 @@
  * (client/expect.c) must agree on every total, precinct contribution, ballot
  * sum and discrepancy for any mix of batches in any order; and the
  * generator's protocols (client/gen.c) are the sums of the batches they
- * cover, or differ from them by exactly the requested shift.
+ * cover, or differ from them by exactly the requested shift. Voids too: the
+ * daemon's (bal_tally_void()) and the independent one (bal_expect_void())
+ * agree whatever is voided in whatever order.
  */
 #include "tests/unit/core/fixture.h"
 
@@ -139,6 +141,133 @@ Test(protocol, daemon_fold_agrees_with_the_independent_fold, .init = setup, .fin
 	free(ctr);
 	bal_gen_free(gb);
 	bal_gen_free(gt);
+}
+
+/* A batch both folds counted, kept with its fold for a void. */
+struct kept {
+	struct bal_batch b;
+	struct bal_delta dl;
+	struct bal_delta_entry e[64];
+	uint64_t tally[4][8]; /* the batch's own copy of its counts (the generator reuses its buffers) */
+	uint32_t choices[4][16];
+	struct bal_ctally t[4];
+	struct bal_column c[4];
+	bool voided;
+};
+
+static void keep(struct kept *k, const struct bal_batch *b)
+{
+	k->b = *b;
+	for (size_t i = 0; i < b->ntallies; i++) {
+		cr_assert_leq(b->tallies[i].n, 8);
+		memcpy(k->tally[i], b->tallies[i].counts, b->tallies[i].n * sizeof(uint64_t));
+		k->t[i] = b->tallies[i];
+		k->t[i].counts = k->tally[i];
+	}
+	for (size_t i = 0; i < b->ncolumns; i++) {
+		cr_assert_leq(b->columns[i].n, 16);
+		memcpy(k->choices[i], b->columns[i].choices, b->columns[i].n * sizeof(uint32_t));
+		k->c[i] = b->columns[i];
+		k->c[i].choices = k->choices[i];
+	}
+	k->b.tallies = k->t;
+	k->b.columns = k->c;
+	k->dl = (struct bal_delta){.cap = NELEM(k->e), .e = k->e};
+	char why[256] = "";
+	cr_assert_eq(bal_tally_fold(D, L, &k->b, &k->dl, why, sizeof(why)), 0, "%s", why);
+	k->voided = false;
+}
+
+Test(protocol, daemon_void_agrees_with_the_independent_void, .init = setup, .fini = teardown)
+{
+	enum { STEPS = 500 };
+	struct bal_gen *gb = new_gen(BAL_KIND_BALLOTS, 7), *gt = new_gen(BAL_KIND_TALLY, 5);
+	uint64_t *ctr = calloc(bal_layout_nslots(L), sizeof(*ctr));
+	struct bal_expect *e = bal_expect_new(D);
+	struct kept *all = calloc(STEPS, sizeof(*all));
+	bool used[5][31] = {{false}};
+	size_t n = 0, voids = 0;
+	uint64_t rs = 99;
+	char why[256] = "";
+	for (int step = 0; step < STEPS; step++) {
+		if (n && fx_rand(&rs) % 4 == 0) {
+			struct kept *x = &all[fx_rand(&rs) % n];
+			if (x->voided)
+				continue;
+			/* The daemon's: the previous protocol is found by its caller. */
+			const struct bal_delta *prev = NULL;
+			if (x->dl.kind == BAL_DELTA_PROTOCOL &&
+			    x->dl.seq == bal_tally_protocol_seq(L, ctr, x->dl.precinct))
+				for (size_t i = 0; i < n; i++)
+					if (&all[i] != x && !all[i].voided && all[i].dl.kind == BAL_DELTA_PROTOCOL &&
+					    all[i].dl.precinct == x->dl.precinct &&
+					    (!prev || all[i].dl.seq > prev->seq))
+						prev = &all[i].dl;
+			cr_assert_eq(bal_tally_check_void(L, ctr, &x->dl, prev, why, sizeof(why)), 0, "%s", why);
+			bal_tally_void(L, ctr, &x->dl, prev);
+			cr_assert_eq(bal_expect_void(e, &x->b, why, sizeof(why)), 0, "%s", why);
+			x->voided = true;
+			voids++;
+			/* A second void of the same batch is refused, and changes nothing. */
+			if (x->b.kind == BAL_KIND_PROTOCOL)
+				cr_assert_eq(bal_expect_void(e, &x->b, why, sizeof(why)), BAL_EINVALID);
+		} else {
+			uint32_t p = (uint32_t)(fx_rand(&rs) % D->nprecincts);
+			uint64_t seq = 1 + fx_rand(&rs) % 30;
+			if (used[p][seq])
+				continue;
+			used[p][seq] = true;
+			struct bal_batch b;
+			const uint8_t *body;
+			size_t len;
+			switch (fx_rand(&rs) % 3) {
+			case 0:
+				cr_assert_eq(bal_gen_batch(gb, p, seq, &b, &body, &len, why, sizeof(why)), 0, "%s",
+				             why);
+				break;
+			case 1:
+				cr_assert_eq(bal_gen_batch(gt, p, seq, &b, &body, &len, why, sizeof(why)), 0, "%s",
+				             why);
+				break;
+			default:
+				cr_assert_eq(bal_gen_protocol(gt, p, seq, fx_rand(&rs) % 4, fx_rand(&rs) % 2 ? 0 : 2,
+				                              &b, &body, &len, why, sizeof(why)),
+				             0, "%s", why);
+			}
+			keep(&all[n], &b);
+			fold_both(ctr, e, &all[n].b);
+			n++;
+		}
+		if (step % 25 == 24)
+			assert_agree(ctr, e, "during the run");
+	}
+	assert_agree(ctr, e, "at the end");
+	cr_assert_gt(voids, 50);
+	free(all);
+	bal_expect_free(e);
+	free(ctr);
+	bal_gen_free(gb);
+	bal_gen_free(gt);
+}
+
+Test(protocol, expect_refuses_to_take_back_what_it_never_folded, .init = setup, .fini = teardown)
+{
+	static const uint64_t l8[8] = {1, 2, 3, 4, 5, 6, 7, 8}, d3[3] = {1, 2, 3};
+	struct bal_ctally ts[2] = {{FX_LIST, 8, l8}, {FX_D10, 3, d3}};
+	struct bal_batch b = {
+	        .precinct_id = 12, .seq = 1, .kind = BAL_KIND_TALLY, .ntallies = 2, .tallies = ts, .election_id = "fx"};
+	struct bal_expect *e = bal_expect_new(D);
+	char why[256] = "";
+	cr_assert_eq(bal_expect_void(e, &b, why, sizeof(why)), BAL_EINVALID);
+	cr_assert_str_eq(why, "1 to take back, the precinct's ballot sum of a choice holds 0");
+	b.kind = BAL_KIND_PROTOCOL;
+	b.has_turnout = true;
+	cr_assert_eq(bal_expect_void(e, &b, why, sizeof(why)), BAL_EINVALID);
+	cr_assert_str_eq(why, "precinct 12 has no protocol of seq 1 folded (or it is voided already)");
+	struct bal_expect_turnout t;
+	bal_expect_turnout(e, &t);
+	cr_assert_eq(t.batches, 0);
+	bal_expect_free(e);
 }
 
 Test(protocol, generated_protocol_is_the_sum_of_the_batches_it_covers, .init = setup, .fini = teardown)
