@@ -26,6 +26,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_verify_receipt(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
 
 /** Parses an unsigned decimal number of `flag` in [min, max]; on error prints
  * "ballotctl: --flag VALUE: ..." to stderr and returns false. */

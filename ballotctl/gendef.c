@@ -5,6 +5,7 @@
 #include "ballotctl/ballotctl.h"
 
 #include "client/defgen.h"
+#include "client/logcheck.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -37,6 +38,11 @@ static const char help[] =
         "  --election-id ID     (default kz-2023-mazhilis)\n"
         "  --election-name TEXT\n"
         "  --date YYYY-MM-DD    (default 2023-03-19)\n"
+        "  --commission-key-pub HEX|FILE\n"
+        "                       the commission's Ed25519 public key (64 hex digits, or a file holding\n"
+        "                       them, as `ballotctl keygen` writes FILE.pub): the definition's\n"
+        "                       commission_key, which signs amendments (`ballotctl amend`); without it\n"
+        "                       the daemon accepts none\n"
         "\n"
         "The bundled data/kz2023.json is: --precincts 10000 --districts 29 --choices 8 --seed 2023\n";
 
@@ -55,6 +61,7 @@ enum {
 	O_ID,
 	O_NAME,
 	O_DATE,
+	O_COMMISSION,
 	O_HELP
 };
 
@@ -75,12 +82,15 @@ int cmd_gen_definition(int argc, char **argv)
 	        {"election-id", required_argument, NULL, O_ID},
 	        {"election-name", required_argument, NULL, O_NAME},
 	        {"date", required_argument, NULL, O_DATE},
+	        {"commission-key-pub", required_argument, NULL, O_COMMISSION},
 	        {"help", no_argument, NULL, O_HELP},
 	        {NULL, 0, NULL, 0},
 	};
 	struct bal_defgen_opts o;
 	bal_defgen_defaults(&o);
 	const char *out_path = NULL;
+	uint8_t commission[32];
+	char why[600];
 	int opt;
 	bool ok = true;
 	optind = 1;
@@ -100,6 +110,12 @@ int cmd_gen_definition(int argc, char **argv)
 		case O_ID: o.election_id = optarg; break;
 		case O_NAME: o.election_name = optarg; break;
 		case O_DATE: o.election_date = optarg; break;
+		case O_COMMISSION:
+			ok = bal_logcheck_key_parse(optarg, commission, why, sizeof(why)) == 0;
+			if (!ok)
+				fprintf(stderr, "ballotctl gen-definition: --commission-key-pub %s\n", why);
+			o.commission_key = commission;
+			break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
 		default: fputs("ballotctl gen-definition: see --help\n", stderr); return EXIT_USAGE;
 		}
@@ -107,7 +123,6 @@ int cmd_gen_definition(int argc, char **argv)
 	if (!ok || !opt_no_operands("gen-definition", argc, argv))
 		return EXIT_USAGE;
 
-	char why[256];
 	char *text;
 	size_t len;
 	int rc = bal_defgen_json(&o, &text, &len, why, sizeof(why));

@@ -26,11 +26,14 @@ static const char usage[] =
         "                  log's latest signed head\n"
         "  monitor         watch the log's signed heads for forks and rollbacks; compare the\n"
         "                  heads two monitors saw (--compare)\n"
+        "  amend           the commission's signed amendment: revoke or set a precinct's key,\n"
+        "                  void a batch, freeze a precinct, certify the results at a position\n"
         "\n"
         "exit status: 0 success; 1 the operation failed (push: some batch was not\n"
         "acknowledged as ACCEPTED or DUPLICATE; upload --once: some file was rejected;\n"
         "audit: a signature, a record, a total or the log's root does not check out;\n"
-        "verify-receipt: a receipt does not verify); 2 bad command line; 3 (monitor) the\n"
+        "verify-receipt: a receipt does not verify; amend: refused, or its receipt does not\n"
+        "verify); 2 bad command line; 3 (monitor) the\n"
         "log showed a fork or a rollback.\n"
         "\n"
         "push --json prints one JSON object on stdout; its keys are stable:\n"
@@ -82,9 +85,11 @@ int main(int argc, char **argv)
 		return cmd_verify_receipt(argc - 1, argv + 1);
 	if (strcmp(cmd, "monitor") == 0)
 		return cmd_monitor(argc - 1, argv + 1);
+	if (strcmp(cmd, "amend") == 0)
+		return cmd_amend(argc - 1, argv + 1);
 	fprintf(stderr,
 	        "ballotctl: unknown command \"%s\" (gen-definition, push, snapshot, spool-batches, upload, audit, "
-	        "keygen, verify-receipt, monitor)\n",
+	        "keygen, verify-receipt, monitor, amend)\n",
 	        cmd);
 	return EXIT_USAGE;
 }

@@ -320,7 +320,13 @@ static int write_doc(const struct bal_defgen_opts *o, FILE *f)
 			return rc;
 		fputs(i + 1 < o->precincts ? ",\n" : "\n", f);
 	}
-	fputs("  ]\n}\n", f);
+	fputs("  ]", f);
+	if (o->commission_key) {
+		char hex[65];
+		sodium_bin2hex(hex, sizeof(hex), o->commission_key, 32);
+		fprintf(f, ",\n  \"commission_key\": \"%s\"", hex);
+	}
+	fputs("\n}\n", f);
 	return 0;
 }
 

@@ -29,6 +29,9 @@ struct bal_defgen_opts {
 	const char *election_id;
 	const char *election_name;
 	const char *election_date; /**< YYYY-MM-DD */
+	/** The commission's Ed25519 public key (32 bytes), written as the
+	 * top-level "commission_key" (hex); NULL: none, no amendments. */
+	const uint8_t *commission_key;
 };
 
 /** The bundled demo's parameters: 10000 precincts, 29 districts, 8 choices,
