@@ -414,6 +414,28 @@ int th_post(unsigned port, const void *body, size_t len, struct th_resp *r)
 	return th_request(port, "POST", "/v1/batches", "Content-Type: application/x-protobuf\r\n", body, len, r);
 }
 
+int th_post_amendment(unsigned port, const void *body, size_t len, struct th_resp *r)
+{
+	return th_request(port, "POST", "/v1/amendments", "Content-Type: application/x-protobuf\r\n", body, len, r);
+}
+
+uint8_t *th_signed_amendment(const struct bal_amendment *amendment, const uint8_t *sk, size_t *len)
+{
+	struct bal_amendment a = *amendment;
+	if (!a.election_id)
+		a.election_id = th_election_id();
+	size_t n = bal_codec_amendment_size(&a);
+	uint8_t *inner = malloc(n ? n : 1), sig[64];
+	bal_codec_amendment_pack(&a, inner);
+	if (sk)
+		crypto_sign_detached(sig, NULL, inner, n, sk);
+	size_t total = bal_codec_signed_amendment_size(inner, n, sig, sk ? sizeof(sig) : 0);
+	uint8_t *out = malloc(total);
+	*len = bal_codec_signed_amendment_pack(inner, n, sig, sk ? sizeof(sig) : 0, out);
+	free(inner);
+	return out;
+}
+
 json_t *th_get_json(unsigned port, const char *path)
 {
 	struct th_resp r;
@@ -509,6 +531,13 @@ static bool votes_equal(json_t *arr, const struct bal_defn *d, const struct bal_
 
 bool th_snapshot_matches(json_t *snap, const struct bal_defn *d, const struct bal_expect *e)
 {
+	struct bal_expect_turnout t;
+	bal_expect_turnout(e, &t);
+	return th_snapshot_matches_at(snap, d, e, t.batches);
+}
+
+bool th_snapshot_matches_at(json_t *snap, const struct bal_defn *d, const struct bal_expect *e, uint64_t want_position)
+{
 	if (!snap) {
 		fprintf(stderr, "harness: no snapshot\n");
 		return false;
@@ -534,9 +563,10 @@ bool th_snapshot_matches(json_t *snap, const struct bal_defn *d, const struct ba
 	}
 	uint64_t batches = (uint64_t)json_integer_value(json_object_get(snap, "batches"));
 	uint64_t position = (uint64_t)json_integer_value(json_object_get(snap, "position"));
-	if (batches != t.batches || position != t.batches) {
-		fprintf(stderr, "harness: batches %llu / position %llu, expected %llu\n", (unsigned long long)batches,
-		        (unsigned long long)position, (unsigned long long)t.batches);
+	if (batches != t.batches || position != want_position) {
+		fprintf(stderr, "harness: batches %llu / position %llu, expected %llu / %llu\n",
+		        (unsigned long long)batches, (unsigned long long)position, (unsigned long long)t.batches,
+		        (unsigned long long)want_position);
 		return false;
 	}
 	uint64_t rep = (uint64_t)json_integer_value(json_object_get(snap, "precincts_reporting"));
@@ -689,30 +719,54 @@ size_t th_put_field(uint8_t *p, uint32_t f, const void *data, size_t len)
 	return n + len;
 }
 
-#define TH_LOG_SEED_BYTE 0x5e
+/* The fixed test keys: a seed of 32 equal bytes. */
+#define TH_LOG_SEED_BYTE        0x5e
+#define TH_COMMISSION_SEED_BYTE 0xc0
 
-void th_log_keypair(uint8_t pk[32], uint8_t sk[64])
+static void fixed_keypair(uint8_t byte, uint8_t pk[32], uint8_t sk[64])
 {
 	uint8_t seed[32];
-	memset(seed, TH_LOG_SEED_BYTE, sizeof(seed));
+	memset(seed, byte, sizeof(seed));
 	if (sodium_init() < 0)
 		abort();
 	crypto_sign_seed_keypair(pk, sk, seed);
 }
 
-char *th_write_log_key(const char *dir, char pub_hex[65])
+/* dir/name and dir/name.pub of the fixed key `byte`, as `ballotctl keygen`
+ * writes them; the malloc'd path of the secret, or NULL. */
+static char *write_fixed_key(const char *dir, const char *name, uint8_t byte, char pub_hex[65])
 {
 	uint8_t seed[32], pk[32];
-	memset(seed, TH_LOG_SEED_BYTE, sizeof(seed));
+	memset(seed, byte, sizeof(seed));
 	char *path, why[600];
-	if (asprintf(&path, "%s/log.key", dir) < 0)
+	if (asprintf(&path, "%s/%s", dir, name) < 0)
 		return NULL;
 	if (bal_logcheck_key_write(path, seed, pk, why, sizeof(why)) < 0) {
-		fprintf(stderr, "th_write_log_key: %s\n", why);
+		fprintf(stderr, "harness: writing %s: %s\n", path, why);
 		free(path);
 		return NULL;
 	}
 	if (pub_hex)
 		bal_logcheck_hex(pk, sizeof(pk), pub_hex);
 	return path;
+}
+
+void th_log_keypair(uint8_t pk[32], uint8_t sk[64])
+{
+	fixed_keypair(TH_LOG_SEED_BYTE, pk, sk);
+}
+
+char *th_write_log_key(const char *dir, char pub_hex[65])
+{
+	return write_fixed_key(dir, "log.key", TH_LOG_SEED_BYTE, pub_hex);
+}
+
+void th_commission_keypair(uint8_t pk[32], uint8_t sk[64])
+{
+	fixed_keypair(TH_COMMISSION_SEED_BYTE, pk, sk);
+}
+
+char *th_write_commission_key(const char *dir)
+{
+	return write_fixed_key(dir, "commission.key", TH_COMMISSION_SEED_BYTE, NULL);
 }

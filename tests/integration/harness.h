@@ -89,6 +89,28 @@ uint8_t *th_signed_batch(const struct bal_batch *b, bool sign, uint64_t key_seed
  * difference. true when equal. */
 bool th_snapshot_matches(json_t *snap, const struct bal_defn *d, const struct bal_expect *e);
 
+/** The same where the journal holds more than the folded batches (amendments,
+ * voided batches): its position must be `position`. */
+bool th_snapshot_matches_at(json_t *snap, const struct bal_defn *d, const struct bal_expect *e, uint64_t position);
+
+/** The test commission key: a fixed Ed25519 key pair (seed of 32 bytes 0xc0). */
+void th_commission_keypair(uint8_t pk[32], uint8_t sk[64]);
+
+/**
+ * Writes the test commission key into `dir` the way `ballotctl keygen` does:
+ * dir/commission.key (mode 0600, for ballotctl amend --commission-key) and
+ * dir/commission.key.pub. Returns the malloc'd path of the secret, or NULL.
+ */
+char *th_write_commission_key(const char *dir);
+
+/** Packs amendment `a` (a NULL election_id is th_election_id()), signs it
+ * with `sk` (NULL: no signature) and wraps it in a SignedAmendment;
+ * malloc'd bytes. */
+uint8_t *th_signed_amendment(const struct bal_amendment *a, const uint8_t *sk, size_t *len);
+
+/** POST /v1/amendments, JSON ack. */
+int th_post_amendment(unsigned port, const void *body, size_t len, struct th_resp *r);
+
 /**
  * fork + exec `argv` (argv[0] a path) with stdout truncated into `out` and
  * stderr appended to `err`; NULL inherits the test's, `err` equal to `out`
