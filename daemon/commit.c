@@ -468,7 +468,10 @@ static int commit_amendment(struct bal_committer *c, struct bal_job *j)
 	bal_amend_apply(d->amend, &am, j->position, is_void ? c->plan.precinct : UINT32_MAX, is_void ? c->plan.seq : 0);
 	bal_pub_void(&d->pub, d->layout, is_void ? &c->plan.x : NULL,
 	             is_void && c->plan.has_prev ? &c->plan.prev : NULL, j->position);
-	if (is_void) /* a void may lower any slot, and a protocol's raise some: the exact maximum again */
+	/* Taking a BALLOTS or TALLY delta back only lowers slots: the running
+	 * bound stays true. Voiding the counted protocol may raise totals (to
+	 * the ballot sums, or an older protocol): the exact maximum again. */
+	if (is_void && c->plan.x.kind == BAL_DELTA_PROTOCOL)
 		c->bound = bal_tally_max(d->layout, d->pub.ctr);
 	c->position = j->position;
 	char what[160];
