@@ -134,9 +134,10 @@ static uint64_t ballots_of(const struct bal_batch *b)
 
 static void submit(struct bal_req *req);
 
-/* What every POST answers before reading its body: null mode, draining, a
- * body dropped for memory. Returns true when it answered. */
-static bool answered_early(struct bal_req *req)
+/* What every POST answers before reading its body (a "batch" or an
+ * "amendment"): null mode, draining, a body dropped for memory. Returns true
+ * when it answered. */
+static bool answered_early(struct bal_req *req, const char *what)
 {
 	struct bal_daemon *d = req->conn->w->d;
 	char why[256];
@@ -145,16 +146,17 @@ static bool answered_early(struct bal_req *req)
 		return true;
 	}
 	if (__atomic_load_n(&d->draining, __ATOMIC_RELAXED)) {
-		reject(req, 503, "shutting down: batch not stored, retry after restart");
+		snprintf(why, sizeof(why), "shutting down: %s not stored, retry after restart", what);
+		reject(req, 503, why);
 		return true;
 	}
 	if (req->discard) {
 		/* Its body was read and dropped (conn.c: hook_headers, hook_body). */
 		BAL_METRIC_ADD(d->metrics.client_memory_refused, 1);
 		snprintf(why, sizeof(why),
-		         "the daemon holds what it may for its clients (--max-client-memory %zu bytes); batch not "
-		         "read, retry",
-		         d->cfg.max_client_memory);
+		         "the daemon holds what it may for its clients (--max-client-memory %zu bytes); %s not read, "
+		         "retry",
+		         d->cfg.max_client_memory, what);
 		reject(req, 503, why);
 		return true;
 	}
@@ -168,7 +170,7 @@ void bal_ingest_request(struct bal_req *req)
 	struct bal_daemon *d = w->d;
 	char why[256];
 
-	if (answered_early(req))
+	if (answered_early(req, "batch"))
 		return;
 
 	/* The request's delta entries are written by the fold below; they
@@ -322,7 +324,7 @@ void bal_ingest_amendment(struct bal_req *req)
 	struct bal_worker *w = req->conn->w;
 	struct bal_daemon *d = w->d;
 	char why[256];
-	if (answered_early(req))
+	if (answered_early(req, "amendment"))
 		return;
 	if (!d->defn->has_commission_key) {
 		reject(req, 403,
