@@ -42,8 +42,9 @@
 #include "storage/store_lmdb.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
-#include <pthread.h>
+/* The SHA256_* functions are deprecated in OpenSSL 3: see sha256_2(). */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,40 +99,19 @@ static uint64_t leaves_of(uint64_t count)
 /* ---- hashes --------------------------------------------------------------- */
 
 /*
- * SHA-256 through OpenSSL's EVP interface, which uses the CPU's SHA
+ * SHA-256 through OpenSSL's SHA256_* functions, which use the CPU's SHA
  * extensions where it has them (libsodium's portable code takes about four
  * times as long on a 300-byte record, and the committer hashes every one).
- * The digest is fetched once; each thread keeps one context, freed when the
- * thread exits.
+ * OpenSSL 3 marks them deprecated in favour of EVP, but an EVP digest
+ * allocates a context on every initialisation, and nothing on the
+ * committer's path may allocate per batch; these work on a context on the
+ * stack.
  */
-static const EVP_MD *sha256_md;
-static pthread_key_t sha256_key;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_ctx_free(void *ctx)
-{
-	EVP_MD_CTX_free(ctx);
-}
-
-static void sha256_init(void)
-{
-	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-	bal_require(sha256_md && pthread_key_create(&sha256_key, sha256_ctx_free) == 0);
-}
-
-/* SHA-256 of a || b (b may be empty). */
 static void sha256_2(uint8_t out[HASH], const void *a, size_t alen, const void *b, size_t blen)
 {
-	pthread_once(&sha256_once, sha256_init);
-	EVP_MD_CTX *ctx = pthread_getspecific(sha256_key);
-	if (!ctx) {
-		ctx = EVP_MD_CTX_new();
-		bal_require(ctx && pthread_setspecific(sha256_key, ctx) == 0);
-	}
-	unsigned int n = 0;
-	bal_require(EVP_DigestInit_ex2(ctx, sha256_md, NULL) == 1 && EVP_DigestUpdate(ctx, a, alen) == 1 &&
-	            (!blen || EVP_DigestUpdate(ctx, b, blen) == 1) && EVP_DigestFinal_ex(ctx, out, &n) == 1 &&
-	            n == HASH);
+	SHA256_CTX ctx;
+	bal_require(SHA256_Init(&ctx) == 1 && (!alen || SHA256_Update(&ctx, a, alen) == 1) &&
+	            (!blen || SHA256_Update(&ctx, b, blen) == 1) && SHA256_Final(out, &ctx) == 1);
 }
 
 static void leaf_hash(uint8_t out[HASH], const uint8_t *bytes, size_t len)
