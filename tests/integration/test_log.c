@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "client/gen.h"
+#include "storage/store_lmdb.h"
 #include "defn/defn.h"
 #include "tests/integration/harness.h"
 
@@ -434,6 +435,101 @@ Test(log, tree_and_heads_survive_kill9, .init = setup, .fini = teardown)
 	json_t *ack = post_new(3, 100);
 	expect_receipt(ack, nrec);
 	json_decref(ack);
+}
+
+/*
+ * History rewritten offline: one byte of journal record 3 is changed in the
+ * data directory, with its storage checksum made right again (what an
+ * insider with the disk would do). The daemon starts and serves the edited
+ * record; the station's receipt no longer matches what the log serves, the
+ * root of the served journal is not the signed root, and `ballotctl audit
+ * --server-key` fails saying so.
+ */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *buf = calloc(1, 1 << 20);
+	size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+	(void)n;
+	fclose(f);
+	return buf;
+}
+
+static void edit_record(uint64_t pos, size_t at)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+	cr_assert_eq(mdb_env_open(env, data, 0, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, BAL_STORE_DBI_JOURNAL, 0, &dbi), 0);
+	uint8_t k[8];
+	for (int i = 0; i < 8; i++)
+		k[i] = (uint8_t)(pos >> (56 - 8 * i));
+	MDB_val key = {8, k}, val;
+	cr_assert_eq(mdb_get(txn, dbi, &key, &val), 0);
+	struct bal__rec r;
+	char why[200];
+	cr_assert_eq(bal__rec_parse(&val, pos, BAL_JREC_MAGIC, "journal position", &r, why, sizeof(why)), 0, "%s", why);
+	cr_assert_lt(at, r.len);
+	uint8_t *copy = malloc(r.len);
+	memcpy(copy, r.payload, r.len);
+	copy[at] ^= 0x01;
+	cr_assert_eq(bal__rec_put(txn, dbi, pos, 0, BAL_JREC_MAGIC, r.a, r.b, copy, r.len), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	free(copy);
+}
+
+Test(log, an_edited_journal_byte_is_caught_by_the_proofs_and_the_audit, .init = setup, .fini = teardown)
+{
+	uint8_t leaf3[H];
+	for (uint64_t i = 0; i < 12; i++) {
+		json_t *ack = post_new((uint32_t)(i % defn->nprecincts), 1 + i / defn->nprecincts);
+		if (nrec == 3)
+			jhex(json_object_get(ack, "receipt"), "leaf_hash", leaf3, H);
+		json_decref(ack);
+	}
+	cr_assert_eq(th_stop(&td), 0);
+	edit_record(3, rec_len[3] - 1); /* the signature's last byte */
+	start();
+
+	size_t len;
+	uint8_t *served = th_journal_record(td.port, 3, &len);
+	cr_assert(served && len == rec_len[3]);
+	cr_expect_neq(memcmp(served, rec[3], len), 0, "the daemon serves the edited record");
+	/* The station's receipt names the leaf it sent, not the one served now. */
+	uint8_t *orig = rec[3];
+	rec[3] = served;
+	uint8_t now3[H], root[H], signed_root[H];
+	leaf_hash(2, now3);
+	cr_expect_neq(memcmp(now3, leaf3, H), 0, "the served record's leaf is not the receipt's");
+	/* An observer's root over the served journal is not the signed one. */
+	mth(0, nrec, root);
+	rec[3] = orig;
+	free(served);
+	json_t *sth = get("/v1/log/sth");
+	jhex(sth, "root_hash", signed_root, H);
+	json_decref(sth);
+	cr_expect_neq(memcmp(root, signed_root, H), 0, "the served journal's root differs from the signed root");
+
+	/* And the audit fails, naming the root. */
+	char server[64], out[800], log[800], pub[65];
+	snprintf(server, sizeof(server), "127.0.0.1:%u", td.port);
+	snprintf(out, sizeof(out), "%s/audit.out", dir);
+	snprintf(log, sizeof(log), "%s/audit.log", dir);
+	sodium_bin2hex(pub, sizeof(pub), log_pk, sizeof(log_pk));
+	const char *args[] = {"audit", "--server", server, "--definition", defn_path, "--server-key", pub, NULL};
+	cr_expect_neq(th_ctl_run(out, log, args), 0, "audit must fail on a rewritten journal");
+	char *text = slurp(out), *err = slurp(log);
+	cr_expect((text && strstr(text, "is not the signed log's")) || (err && strstr(err, "is not the signed log's")),
+	          "audit names the root: %s %s", text ? text : "", err ? err : "");
+	free(text);
+	free(err);
 }
 
 Test(log, key_file_readable_by_others_is_refused, .fini = teardown)
