@@ -426,24 +426,54 @@ int bal_store_put_head(struct bal_store *s, const struct bal_tree_head *h)
 	return 0;
 }
 
+/*
+ * The head of `size`, or with 0 the latest, as far as the published
+ * position: a reader may begin its txn after a commit but before the
+ * committer publishes that commit's position, and must not see a head
+ * beyond the position every other answer reports.
+ */
+static int head_at(struct bal_store *s, MDB_txn *txn, uint64_t tree_size, uint64_t limit, uint64_t *size, MDB_val *val)
+{
+	uint8_t k[8];
+	MDB_val key = {8, k};
+	if (tree_size) {
+		if (tree_size > limit)
+			return -ENOENT;
+		*size = tree_size;
+		bal__put_be64(k, tree_size);
+		return bal__store_err(mdb_get(txn, s->heads, &key, val));
+	}
+	MDB_cursor *cur;
+	int rc = bal__store_err(mdb_cursor_open(txn, s->heads, &cur));
+	if (rc != 0)
+		return rc;
+	/* The first head beyond the limit, then one back; or the last head. */
+	bal__put_be64(k, limit + 1);
+	int mrc = limit == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &key, val, MDB_SET_RANGE);
+	if (mrc == 0)
+		mrc = mdb_cursor_get(cur, &key, val, MDB_PREV);
+	else if (mrc == MDB_NOTFOUND)
+		mrc = mdb_cursor_get(cur, &key, val, MDB_LAST);
+	rc = bal__store_err(mrc);
+	if (rc == 0 && key.mv_size != 8)
+		rc = BAL_ECORRUPT;
+	if (rc == 0)
+		*size = bal__get_be64(key.mv_data);
+	mdb_cursor_close(cur);
+	return rc;
+}
+
 int bal_store_head(struct bal_store *s, uint64_t tree_size, struct bal_tree_head *out)
 {
 	MDB_txn *txn;
 	MDB_val val = {0, NULL};
-	uint64_t size = tree_size;
+	uint64_t size = 0;
+	/* Loaded before the txn begins: the txn sees that commit or a later one. */
+	const uint64_t limit = bal_store_position(s);
 	int rc = bal__store_txn_begin(s, MDB_RDONLY, &txn);
 	if (rc != 0)
 		return rc;
-	if (tree_size == 0) {
-		rc = bal__store_last(txn, s->heads, &size, &val);
-		if (rc == 0 && !val.mv_data)
-			rc = -ENOENT;
-	} else {
-		uint8_t k[8];
-		MDB_val key = {8, k};
-		bal__put_be64(k, tree_size);
-		rc = bal__store_err(mdb_get(txn, s->heads, &key, &val));
-	}
+	rc = head_at(s, txn, tree_size, limit, &size, &val);
 	if (rc == 0 && val.mv_size != HEAD_BYTES)
 		rc = BAL_ECORRUPT;
 	if (rc == 0) {
@@ -457,9 +487,6 @@ int bal_store_head(struct bal_store *s, uint64_t tree_size, struct bal_tree_head
 	return rc;
 }
 
-/* ---- the read side ------------------------------------------------------------ */
-
-/* A read txn that holds at least the committed trees up to `size`. */
 static int read_begin(struct bal_store *s, uint64_t size, struct src *c)
 {
 	/* Loaded before the txn begins: the txn sees that commit or a later one. */
