@@ -843,7 +843,7 @@ static json_t *phase_memory(void)
 	static const char csv_req[] = "GET /v1/results.csv HTTP/1.1\r\nHost: t\r\n\r\n";
 	struct big g;
 	big_init(&g, 0, A.seq + 900000, A.body);
-	size_t blen, plen;
+	size_t blen = 0, plen = 0;
 	uint8_t *big = big_random_sig(&g, &blen);
 	uint8_t *post = post_request(big, blen, &plen);
 	free(big);

@@ -433,21 +433,21 @@ static void verify_after(const struct target_ctx *t, const struct bal_defn *d, s
 		for (uint32_t vi = 0; rc == 0 && vi < V; vi++)
 			rc = bench_work_fold(w, e, p, vi, r->acked[(size_t)p * V + vi], why, sizeof(why));
 	if (rc < 0) {
-		snprintf(v->first, sizeof(v->first), "folding the acknowledged batches: %s", why);
+		snprintf(v->first, sizeof(v->first), "folding the acknowledged batches: %.400s", why);
 		goto done;
 	}
 	bench_totals_from_expect(&want, e);
 	v->expected_batches = want.turnout[BENCH_T_BATCHES];
 	if ((rc = read_totals(t, d, &after, why, sizeof(why))) < 0) {
-		snprintf(v->first, sizeof(v->first), "reading the totals after the run: %s", why);
+		snprintf(v->first, sizeof(v->first), "reading the totals after the run: %.400s", why);
 		goto done;
 	}
 	bench_totals_sub(&after, before);
 	v->checked = bench_totals_count(&after);
 	v->mismatches = bench_totals_diff(&after, &want, why, sizeof(why));
 	if (v->mismatches)
-		snprintf(v->first, sizeof(v->first), "after - before differs from the fold of acknowledged batches: %s",
-		         why);
+		snprintf(v->first, sizeof(v->first),
+		         "after - before differs from the fold of acknowledged batches: %.400s", why);
 	else if (v->unresolved)
 		snprintf(v->first, sizeof(v->first),
 		         "%zu batches lost their answer and could not be resolved: the check is inconclusive",

@@ -485,7 +485,7 @@ double tr_metric(unsigned port, const char *name)
 /* First line of /proc/<pid>/task/<tid>/<name> into buf; false if unreadable. */
 static bool task_read(pid_t pid, const char *tid, const char *name, char *buf, size_t cap)
 {
-	char path[128];
+	char path[600]; /* tid is a directory entry's name: up to 255 bytes */
 	snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", (int)pid, tid, name);
 	FILE *f = fopen(path, "r");
 	bool ok = f && fgets(buf, (int)cap, f);
