@@ -710,7 +710,10 @@ static void *run(void *arg)
 	for (;;) {
 		struct bal_job *list = take_all(c);
 		if (list) {
+			/* /healthz calls the committer stalled when this stays set too long. */
+			__atomic_store_n(&c->d->committer_busy_ms, bal_now_ms(), __ATOMIC_RELAXED);
 			process(c, list);
+			__atomic_store_n(&c->d->committer_busy_ms, 0, __ATOMIC_RELAXED);
 			continue;
 		}
 		if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))

@@ -54,6 +54,7 @@ void bal_config_defaults(struct bal_config *c)
 	c->conflicts_per_seq = 4;
 	c->conflicts_per_precinct = 64;
 	c->max_heavy_queries = 4;
+	c->stall_ms = 10000;
 	c->demo = false;
 }
 
@@ -185,6 +186,8 @@ static void usage(FILE *f)
 	           "  --conflicts-per-seq N    conflicting versions stored per (precinct, seq), default 4\n"
 	           "  --conflicts-per-precinct N  conflicting versions stored per precinct, default 64;\n"
 	           "                           beyond either they are counted, not stored\n"
+	           "  --stall-timeout DUR      /healthz answers 503 while the committer has spent this long on\n"
+	           "                           one set of batches (a stuck disk), default 10s\n"
 	           "  --log-key FILE           the log's Ed25519 secret key (ballotctl keygen), mode 0600, outside\n"
 	           "                           the data directory: signs tree heads and receipts\n"
 	           "  --precinct-quota SIZE    journal bytes each precinct's batches may take, then 507;\n"
@@ -231,6 +234,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 		O_HEAVY,
 		O_QUOTA,
 		O_LOGKEY,
+		O_STALL,
 		O_HELP
 	};
 	static const struct option opts[] = {
@@ -265,6 +269,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 	        {"max-heavy-queries", required_argument, 0, O_HEAVY},
 	        {"precinct-quota", required_argument, 0, O_QUOTA},
 	        {"log-key", required_argument, 0, O_LOGKEY},
+	        {"stall-timeout", required_argument, 0, O_STALL},
 	        {"help", no_argument, 0, O_HELP},
 	        {0, 0, 0, 0},
 	};
@@ -394,6 +399,11 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 				c->max_heavy_queries = (unsigned)v;
 			break;
 		case O_LOGKEY: c->log_key_path = optarg; break;
+		case O_STALL:
+			bad = parse_ms(optarg, &ms) || ms < 100;
+			if (!bad)
+				c->stall_ms = ms;
+			break;
 		case O_QUOTA:
 			bad = parse_size(optarg, &v) || v < 1;
 			if (!bad)

@@ -63,6 +63,7 @@ struct bal_config {
 	unsigned conflicts_per_precinct; /**< conflicting versions stored per precinct */
 	unsigned max_heavy_queries;      /**< requests waiting for an answer being built, per process, before 503 */
 	const char *log_key_path;        /**< --log-key: the log's secret key file; NULL: none (or the demo's) */
+	unsigned stall_ms;               /**< /healthz: a committer busy this long with one set of jobs is stalled */
 	uint64_t precinct_quota;         /**< journal bytes per precinct; 0 = derived (bal_config_precinct_quota()) */
 	bool demo;                       /**< the embedded demo election (definition is NULL) */
 };
@@ -143,11 +144,12 @@ struct bal_daemon {
 	struct bal_worker **workers; /**< cfg.threads of them (NULL where creation failed) */
 	unsigned nstarted;           /**< workers[0..nstarted) have a running thread */
 	struct bal_metrics metrics;
-	uint64_t inflight;      /**< batches handed to the committer and not yet answered */
-	uint64_t queued_bytes;  /**< bytes of the batches in `inflight` (cfg.queue_bytes) */
-	uint64_t client_memory; /**< bytes held for connections: bodies, owned output, held input */
-	int draining;           /**< set by SIGTERM: new batches get 503 */
-	int degraded_errno;     /**< last commit failure (-ENOSPC ...), 0 when healthy */
+	uint64_t inflight;          /**< batches handed to the committer and not yet answered */
+	uint64_t queued_bytes;      /**< bytes of the batches in `inflight` (cfg.queue_bytes) */
+	uint64_t client_memory;     /**< bytes held for connections: bodies, owned output, held input */
+	int draining;               /**< set by SIGTERM: new batches get 503 */
+	int degraded_errno;         /**< last commit failure (-ENOSPC ...), 0 when healthy */
+	uint64_t committer_busy_ms; /**< monotonic ms the committer took its current jobs, 0 when idle */
 	uint64_t started_unix_ms;
 	double recovery_ms;
 	uint32_t keyless;            /**< precincts without a public key in the definition */

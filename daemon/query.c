@@ -20,6 +20,7 @@
 
 #include "daemon/amend.h"
 #include "daemon/cache.h"
+#include "daemon/clock.h"
 #include "daemon/conn.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -896,33 +897,46 @@ static void shared(struct bal_req *req, enum bal_answer kind)
 
 /* ---- GET /healthz and /metrics --------------------------------------------------- */
 
+/*
+ * 200 only while batches can be accepted, so that a load balancer sends
+ * stations elsewhere otherwise: 503 with the reason while the journal is
+ * full or commits fail, while draining, or while the committer has spent
+ * cfg.stall_ms on one set of batches (a disk that no longer answers).
+ */
 static void healthz(struct bal_req *req)
 {
 	struct bal_daemon *d = req->conn->w->d;
 	int err = __atomic_load_n(&d->degraded_errno, __ATOMIC_RELAXED);
+	bool draining = __atomic_load_n(&d->draining, __ATOMIC_RELAXED);
+	uint64_t busy = __atomic_load_n(&d->committer_busy_ms, __ATOMIC_RELAXED), now = bal_now_ms();
+	bool stalled = busy && now > busy && now - busy >= d->cfg.stall_ms;
 	struct bal_store_info info = {0};
 	bal_store_info(d->store, &info);
+	char why[200] = "";
+	if (err == -ENOSPC)
+		snprintf(why, sizeof(why),
+		         "journal full: LMDB map or disk full (%llu of %llu bytes used); new batches get 507",
+		         U64(info.map_used), U64(info.map_size));
+	else if (err)
+		snprintf(why, sizeof(why), "journal commits failing: %s; new batches get 503", bal_strerror(err));
+	else if (stalled)
+		snprintf(why, sizeof(why),
+		         "committer stalled: one group commit has taken %llu ms (--stall-timeout %u ms)",
+		         U64(now - busy), d->cfg.stall_ms);
+	else if (draining)
+		snprintf(why, sizeof(why), "shutting down: new batches get 503");
 	struct bal_text b = {0};
 	bal_text_printf(&b,
 	                "{\"status\":\"%s\",\"position\":%llu,\"snapshot_position\":%llu,\"map_used\":%llu,"
 	                "\"map_size\":%llu,\"draining\":%s,\"auth\":%s,\"keyless_precincts\":%u",
-	                err ? "degraded" : "ok", U64(info.position), U64(info.snapshot_position), U64(info.map_used),
-	                U64(info.map_size), __atomic_load_n(&d->draining, __ATOMIC_RELAXED) ? "true" : "false",
-	                d->cfg.auth ? "true" : "false", d->keyless);
-	if (err) {
-		char why[200];
-		if (err == -ENOSPC)
-			snprintf(why, sizeof(why),
-			         "journal full: LMDB map or disk full (%llu of %llu bytes used); new batches get 507",
-			         U64(info.map_used), U64(info.map_size));
-		else
-			snprintf(why, sizeof(why), "journal commits failing: %s; new batches get 503",
-			         bal_strerror(err));
+	                why[0] ? "degraded" : "ok", U64(info.position), U64(info.snapshot_position), U64(info.map_used),
+	                U64(info.map_size), draining ? "true" : "false", d->cfg.auth ? "true" : "false", d->keyless);
+	if (why[0]) {
 		bal_text_printf(&b, ",\"reason\":");
 		bal_text_json(&b, why);
 	}
 	bal_text_printf(&b, "}\n");
-	send_text(req, 200, "application/json", &b);
+	send_text_x(req, why[0] ? 503 : 200, "application/json", why[0] ? "Retry-After: 1\r\n" : NULL, &b);
 }
 
 static void metrics(struct bal_req *req)

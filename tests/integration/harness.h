@@ -63,7 +63,8 @@ int th_request(unsigned port, const char *method, const char *path, const char *
                struct th_resp *r);
 /** POST /v1/batches, JSON ack. */
 int th_post(unsigned port, const void *body, size_t len, struct th_resp *r);
-/** GET path and parse the JSON body (NULL on failure). */
+/** GET path and parse the JSON body of a 200 answer, or of /healthz's 503
+ * (NULL on failure). */
 json_t *th_get_json(unsigned port, const char *path);
 
 /** Writes a generated definition (demo keys of `seed` when keys) into dir;

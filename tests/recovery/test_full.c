@@ -140,6 +140,10 @@ static json_int_t check_at_limit(struct full_env *e, json_t *res, json_int_t ack
 	          "totals must be the fold of exactly the acknowledged batches");
 	cr_expect_eq(tr_precincts_accepted(port, e->defn, PRECINCTS), acked,
 	             "the precincts' accepted batches must add up to the acknowledged ones");
+	struct th_resp hr;
+	cr_assert_eq(th_request(port, "GET", "/healthz", NULL, NULL, 0, &hr), 0);
+	cr_expect_eq(hr.status, 503, "/healthz is 503 while batches cannot be stored (a load balancer moves on)");
+	th_resp_free(&hr);
 	json_t *h = th_get_json(port, "/healthz");
 	cr_assert(h, "/healthz must answer at the limit");
 	cr_expect_str_eq(json_string_value(json_object_get(h, "status")), "degraded");
