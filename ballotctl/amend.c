@@ -46,7 +46,7 @@ static const char help[] =
         "  --freeze P              no further batches from precinct P are accepted\n"
         "  --certify POSITION      the results at journal POSITION are final\n"
         "\n"
-        "  --server HOST:PORT      ballotd address (required)\n"
+        "  --server HOST:PORT      ballotd address (required; http://HOST:PORT/ works too)\n"
         "  --definition FILE       the election definition (required): its election id, and its\n"
         "                          commission_key, which the secret key must match\n"
         "  --commission-key FILE   the commission's secret key: 64 hex digits of the Ed25519 seed, as\n"
@@ -232,7 +232,7 @@ int cmd_amend(int argc, char **argv)
 			created_given = true;
 			break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl amend: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("amend", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok || !opt_no_operands("amend", argc, argv))

@@ -77,7 +77,7 @@ static const char help[] =
         "daemon that signs no heads fails the audit. Without it the signature is not\n"
         "checked (a warning says so) and a daemon without heads (404) is only a warning.\n"
         "\n"
-        "  --server HOST:PORT    ballotd address (required)\n"
+        "  --server HOST:PORT    ballotd address (required; http://HOST:PORT/ works too)\n"
         "  --definition FILE     the published election definition (default data/kz2023.json)\n"
         "  --server-key HEX|FILE the log's public key: 64 hex digits or a file holding them\n"
         "  --batch N             journal records per request (default 10000)\n"
@@ -749,7 +749,8 @@ int cmd_audit(int argc, char **argv)
 	        {"help", no_argument, NULL, O_HELP},
 	        {NULL, 0, NULL, 0},
 	};
-	const char *server = NULL, *definition = "data/kz2023.json", *key = NULL;
+	const char *definition = "data/kz2023.json", *key = NULL;
+	char server[BAL_HTTP_SERVER_MAX] = "";
 	struct log_trust trust = {0};
 	uint64_t batch = 10000;
 	uint32_t timeout_s = 30;
@@ -758,19 +759,19 @@ int cmd_audit(int argc, char **argv)
 	optind = 1;
 	while (ok && (opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
-		case O_SERVER: server = optarg; break;
+		case O_SERVER: ok = opt_server("audit", optarg, server, sizeof(server)); break;
 		case O_DEFN: definition = optarg; break;
 		case O_BATCH: ok = opt_u64("--batch", optarg, 1, 100000, &batch); break;
 		case O_JSON: as_json = true; break;
 		case O_TIMEOUT: ok = opt_u32("--timeout", optarg, 1, 3600, &timeout_s); break;
 		case O_KEY: key = optarg; break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl audit: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("audit", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok || !opt_no_operands("audit", argc, argv))
 		return EXIT_USAGE;
-	if (!server) {
+	if (!server[0]) {
 		fprintf(stderr, "ballotctl audit: --server HOST:PORT is required\n");
 		return EXIT_USAGE;
 	}

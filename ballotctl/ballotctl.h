@@ -39,11 +39,16 @@ bool opt_double(const char *flag, const char *text, double min, double max, doub
 bool opt_duration(const char *flag, const char *text, double min_s, double max_s, double *out_s);
 
 /**
- * Parses a --server value: HOST:PORT, or http://HOST:PORT with an optional
- * trailing '/'. Writes HOST:PORT to `out`; on error prints
- * "ballotctl CMD: --server ...: ..." and returns false.
+ * Parses a --server value with bal_cli_server(): HOST:PORT, [v6addr]:PORT or
+ * http://HOST:PORT with an optional trailing '/'; https:// is refused. Writes
+ * HOST:PORT to `out` (BAL_HTTP_SERVER_MAX bytes are enough); on error prints
+ * one line, "ballotctl CMD: --server ...", and returns false.
  */
 bool opt_server(const char *cmd, const char *text, char *out, size_t outlen);
+
+/** After getopt_long() returned '?': bal_cli_bad_option()'s one line,
+ * "ballotctl CMD: unknown option ..." or "... needs a value". */
+void opt_bad(const char *cmd, char **argv);
 
 /** After getopt_long(): true iff no operands are left; else prints
  * "ballotctl CMD: unexpected argument ..." and returns false. */

@@ -117,7 +117,7 @@ int cmd_gen_definition(int argc, char **argv)
 			o.commission_key = commission;
 			break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl gen-definition: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("gen-definition", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok || !opt_no_operands("gen-definition", argc, argv))

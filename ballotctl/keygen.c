@@ -40,7 +40,7 @@ int cmd_keygen(int argc, char **argv)
 		switch (opt) {
 		case O_OUT: out = optarg; break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl keygen: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("keygen", argv); return EXIT_USAGE;
 		}
 	}
 	if (!opt_no_operands("keygen", argc, argv))

@@ -5,6 +5,7 @@
  */
 #include "ballotctl/ballotctl.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,7 +44,7 @@ static const char usage[] =
         "   \"batches\": N (sent), \"accepted\": N, \"duplicate\": N, \"rejected\": N,\n"
         "   \"errors\": N (no answer), \"acknowledged\": N (accepted + duplicate),\n"
         "   \"sends\": N (resends included), \"reconnects\": N, \"expect_errors\": N,\n"
-        "   \"elapsed_s\": X, \"batches_per_s\": X,\n"
+        "   \"elapsed_s\": X, \"batches_per_s\": X (0 when nothing was acknowledged),\n"
         "   \"latency_ms\": {\"p50\": X, \"p90\": X, \"p99\": X, \"max\": X} (last send to answer,\n"
         "                  acknowledged batches),\n"
         "   \"first_error\": STR|null,\n"
@@ -67,6 +68,7 @@ int main(int argc, char **argv)
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
 	const char *cmd = argv[1];
+	opterr = 0; /* each command reports a bad option itself, on one line (opt_bad()) */
 	if (strcmp(cmd, "gen-definition") == 0)
 		return cmd_gen_definition(argc - 1, argv + 1);
 	if (strcmp(cmd, "push") == 0)

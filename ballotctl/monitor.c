@@ -384,7 +384,7 @@ int cmd_monitor(int argc, char **argv)
 		case O_TIMEOUT: ok = opt_u32("--timeout", optarg, 1, 3600, &timeout_s); break;
 		case O_COMPARE: compare_a = optarg; break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl monitor: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("monitor", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok)

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "client/cli.h"
@@ -54,27 +53,9 @@ bool opt_duration(const char *flag, const char *text, double min_s, double max_s
 
 bool opt_server(const char *cmd, const char *text, char *out, size_t outlen)
 {
-	if (strncasecmp(text, "https://", 8) == 0) {
-		fprintf(stderr, "ballotctl %s: --server %s: https is not supported; use HOST:PORT\n", cmd, text);
-		return false;
-	}
-	const char *s = strncasecmp(text, "http://", 7) == 0 ? text + 7 : text;
-	size_t n = strlen(s);
-	if (n && s[n - 1] == '/')
-		n--;
-	if (n >= outlen) {
-		fprintf(stderr, "ballotctl %s: --server %s: longer than %zu characters\n", cmd, text, outlen - 1);
-		return false;
-	}
-	memcpy(out, s, n);
-	out[n] = '\0';
-	char host[BAL_HTTP_HOST_MAX], why[300];
-	uint16_t port;
-	if (bal_http_hostport(out, host, &port, why, sizeof(why)) < 0) {
-		fprintf(stderr, "ballotctl %s: --%s\n", cmd, why);
-		return false;
-	}
-	return true;
+	char prog[64];
+	snprintf(prog, sizeof(prog), "ballotctl %s", cmd);
+	return bal_cli_server(prog, text, out, outlen);
 }
 
 bool opt_server_key(const char *cmd, const char *text, struct log_trust *t)
@@ -115,6 +96,13 @@ bool opt_no_operands(const char *cmd, int argc, char **argv)
 	fprintf(stderr, "ballotctl %s: unexpected argument \"%s\" (options start with --; see --help)\n", cmd,
 	        argv[optind]);
 	return false;
+}
+
+void opt_bad(const char *cmd, char **argv)
+{
+	char prog[64];
+	snprintf(prog, sizeof(prog), "ballotctl %s", cmd);
+	bal_cli_bad_option(prog, argv);
 }
 
 bool find_definition(const char *path, char *out, size_t outlen)

@@ -9,6 +9,7 @@
 #include "defn/defn.h"
 #include "client/expect.h"
 #include "client/gen.h"
+#include "client/http.h"
 #include "client/load.h"
 
 #include <errno.h>
@@ -28,7 +29,8 @@ static const char help[] = "usage: ballotctl push --server HOST:PORT [OPTIONS]\n
                            "seq-start + i div K; precinct p's batches all use connection p mod C, in order.\n"
                            "Re-running with the same arguments resends identical bytes (DUPLICATE answers).\n"
                            "\n"
-                           "  --server HOST:PORT    ballotd address (required)\n"
+                           "  --server HOST:PORT    ballotd address (required; [IPv6]:PORT and\n"
+                           "                        http://HOST:PORT/ work too)\n"
                            "  --definition FILE     election definition (default data/kz2023.json; a relative\n"
                            "                        path is tried in the current directory, then in the\n"
                            "                        source tree ballotctl was built from)\n"
@@ -55,7 +57,7 @@ static const char help[] = "usage: ballotctl push --server HOST:PORT [OPTIONS]\n
                            "Exit status 0 iff every batch was acknowledged (ACCEPTED or DUPLICATE).\n";
 
 struct push_args {
-	const char *server;
+	char server[BAL_HTTP_SERVER_MAX]; /**< HOST:PORT; "" until --server */
 	const char *definition;
 	uint64_t seed, key_seed;
 	bool key_seed_set;
@@ -122,7 +124,7 @@ static int parse_args(int argc, char **argv, struct push_args *a)
 	optind = 1;
 	while (ok && (opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
-		case O_SERVER: a->server = optarg; break;
+		case O_SERVER: ok = opt_server("push", optarg, a->server, sizeof(a->server)); break;
 		case O_DEFN: a->definition = optarg; break;
 		case O_SEED: ok = opt_u64("--seed", optarg, 0, UINT64_MAX, &a->seed); break;
 		case O_KEY_SEED:
@@ -155,12 +157,12 @@ static int parse_args(int argc, char **argv, struct push_args *a)
 		case O_TIMEOUT: ok = opt_u32("--timeout", optarg, 1, 86400, &a->timeout_s); break;
 		case O_JSON: a->json = true; break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl push: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("push", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok || !opt_no_operands("push", argc, argv))
 		return EXIT_USAGE;
-	if (!a->server) {
+	if (!a->server[0]) {
 		fprintf(stderr, "ballotctl push: --server HOST:PORT is required\n");
 		return EXIT_USAGE;
 	}
@@ -267,7 +269,10 @@ static void print_json(const struct push_args *a, const char *defn_path, const s
 	json_object_set_new(j, "reconnects", json_integer((json_int_t)st.reconnects));
 	json_object_set_new(j, "expect_errors", json_integer((json_int_t)st.expect_errors));
 	json_object_set_new(j, "elapsed_s", json_real(secs));
-	json_object_set_new(j, "batches_per_s", json_real(secs > 0 ? (double)bal_load_count(l) / secs : 0));
+	/* A rate is only reported when the server acknowledged something: a count
+	 * of refused connections per second is no throughput. */
+	bool acked = st.accepted + st.duplicate > 0;
+	json_object_set_new(j, "batches_per_s", json_real(acked && secs > 0 ? (double)bal_load_count(l) / secs : 0));
 	json_object_set_new(j, "latency_ms", latency_json(l));
 	const char *fe = bal_load_first_error(l);
 	json_object_set_new(j, "first_error", fe ? json_string(fe) : json_null());
@@ -310,14 +315,18 @@ static void print_human(const struct push_args *a, const struct bal_defn *d, con
 	bal_load_stats(l, &st);
 	double secs = (double)st.elapsed_ns / 1e9;
 	char b1[32], b2[32], b3[32], b4[32];
-	printf("pushed %s %s batches of %u to %s in %.3f s: %.0f batches/s (%u connections x pipeline %u)\n",
-	       fmt_count(bal_load_count(l), b1), kind_name(a->kind), a->batch_size, a->server, secs,
-	       secs > 0 ? (double)bal_load_count(l) / secs : 0.0, a->connections, a->pipeline);
+	if (st.accepted + st.duplicate)
+		printf("pushed %s %s batches of %u to %s in %.3f s: %.0f batches/s (%u connections x pipeline %u)\n",
+		       fmt_count(bal_load_count(l), b1), kind_name(a->kind), a->batch_size, a->server, secs,
+		       secs > 0 ? (double)bal_load_count(l) / secs : 0.0, a->connections, a->pipeline);
+	else
+		printf("pushed none of %s %s batches of %u to %s in %.3f s: nothing was accepted (%u connections x "
+		       "pipeline %u)\n",
+		       fmt_count(bal_load_count(l), b1), kind_name(a->kind), a->batch_size, a->server, secs,
+		       a->connections, a->pipeline);
 	printf("  accepted %s, duplicate %s, rejected %s, errors %s (sends %llu, reconnects %llu)\n",
 	       fmt_count(st.accepted, b1), fmt_count(st.duplicate, b2), fmt_count(st.rejected, b3),
 	       fmt_count(st.errors + st.pending, b4), (unsigned long long)st.sends, (unsigned long long)st.reconnects);
-	if (bal_load_first_error(l))
-		printf("  first error: %s\n", bal_load_first_error(l));
 	struct bal_expect_turnout t;
 	bal_expect_turnout(e, &t);
 	printf("expected totals of the %s acknowledged batches (%u precincts reporting):\n", fmt_count(t.batches, b1),
@@ -427,7 +436,15 @@ int cmd_push(int argc, char **argv)
 		print_human(&a, d, l, e);
 	struct bal_load_stats st;
 	bal_load_stats(l, &st);
-	exit_code = st.accepted + st.duplicate == bal_load_count(l) ? EXIT_OK : EXIT_FAILED;
+	uint64_t acked = st.accepted + st.duplicate;
+	exit_code = acked == bal_load_count(l) ? EXIT_OK : EXIT_FAILED;
+	if (exit_code != EXIT_OK) {
+		char b1[32], b2[32];
+		const char *fe = bal_load_first_error(l);
+		fprintf(stderr, "ballotctl push: %s of %s batches not acknowledged%s%s\n",
+		        fmt_count(bal_load_count(l) - acked, b1), fmt_count(bal_load_count(l), b2),
+		        fe ? "; first error: " : "", fe ? fe : "");
+	}
 
 free_load:
 	bal_load_free(l);

@@ -19,7 +19,8 @@ static const char help[] = "usage: ballotctl snapshot --server HOST:PORT [--json
                            "position, precincts reporting, turnout, every national contest with votes,\n"
                            "percent, seats (\"-\" under the threshold) and a bar, and every district\n"
                            "contest's leader, marked * when the seat is allocated to them. --json prints\n"
-                           "the daemon's snapshot JSON unchanged (pretty-printed).\n";
+                           "the daemon's snapshot JSON unchanged (pretty-printed). --server also takes\n"
+                           "[IPv6]:PORT and http://HOST:PORT/.\n";
 
 #define BAR_WIDTH 30
 /* Widest name column; longer names keep their start and their end ("...No. 2"). */
@@ -286,23 +287,23 @@ int cmd_snapshot(int argc, char **argv)
 	        {"help", no_argument, NULL, O_HELP},
 	        {NULL, 0, NULL, 0},
 	};
-	const char *server = NULL;
+	char server[BAL_HTTP_SERVER_MAX] = "";
 	bool as_json = false, ok = true;
 	uint32_t timeout_s = 10;
 	int opt;
 	optind = 1;
 	while (ok && (opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
-		case O_SERVER: server = optarg; break;
+		case O_SERVER: ok = opt_server("snapshot", optarg, server, sizeof(server)); break;
 		case O_JSON: as_json = true; break;
 		case O_TIMEOUT: ok = opt_u32("--timeout", optarg, 1, 3600, &timeout_s); break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl snapshot: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("snapshot", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok || !opt_no_operands("snapshot", argc, argv))
 		return EXIT_USAGE;
-	if (!server) {
+	if (!server[0]) {
 		fprintf(stderr, "ballotctl snapshot: --server HOST:PORT is required\n");
 		return EXIT_USAGE;
 	}

@@ -587,7 +587,7 @@ static int parse_spool_args(int argc, char **argv, struct spool_args *a)
 			}
 			break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl spool-batches: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("spool-batches", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok || !opt_no_operands("spool-batches", argc, argv))

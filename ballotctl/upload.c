@@ -1011,7 +1011,7 @@ static int parse_args(int argc, char **argv, struct upload_args *a)
 		case O_DEFN: definition = optarg; break;
 		case O_RECEIPTS: a->receipts = optarg; break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl upload: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("upload", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok || !opt_no_operands("upload", argc, argv))

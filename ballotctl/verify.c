@@ -235,7 +235,7 @@ int cmd_verify_receipt(int argc, char **argv)
 		case O_OFFLINE: v.offline = true; break;
 		case O_TIMEOUT: ok = opt_u32("--timeout", optarg, 1, 3600, &timeout_s); break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballotctl verify-receipt: see --help\n", stderr); return EXIT_USAGE;
+		default: opt_bad("verify-receipt", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok)

@@ -48,7 +48,7 @@ static const char help[] =
         "Target:\n"
         "  --target ballotd|postgres|redis  (default ballotd)\n"
         "  --server HOST:PORT       ballotd or Redis address (ballotd: required; redis: default\n"
-        "                           127.0.0.1:6379)\n"
+        "                           127.0.0.1:6379); [IPv6]:PORT and http://HOST:PORT/ work too\n"
         "  --pg-conninfo STR        libpq connection string (default \"host=127.0.0.1 dbname=postgres\")\n"
         "  --label TEXT             name of this run in the JSON and in `table` (default: the target)\n"
         "Workload:\n"
@@ -91,6 +91,7 @@ static const char help[] =
 struct args {
 	enum target_kind target;
 	const char *server, *pg_conninfo, *label, *definition, *report;
+	char server_buf[BAL_HTTP_SERVER_MAX]; /* --server as HOST:PORT; `server` points here or to the default */
 	uint32_t precincts, batch_size, variants, connections, pipeline, threads, source_addrs, timeout_s;
 	bool source_addrs_set, key_seed_set, sign_set, sign, verify, quiet, batches_set, warmup_set;
 	enum bal_kind kind;
@@ -178,6 +179,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	                   .warmup = 2};
 	bool ok = true;
 	int opt;
+	opterr = 0; /* bal_cli_bad_option() says what is wrong, on one line */
 	while (ok && (opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
 		case O_TARGET:
@@ -193,7 +195,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 				ok = false;
 			}
 			break;
-		case O_SERVER: a->server = optarg; break;
+		case O_SERVER:
+			ok = bal_cli_server("ballot-bench", optarg, a->server_buf, sizeof(a->server_buf));
+			a->server = a->server_buf;
+			break;
 		case O_PG: a->pg_conninfo = optarg; break;
 		case O_LABEL: a->label = optarg; break;
 		case O_DEFN: a->definition = optarg; break;
@@ -254,7 +259,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case O_REPORT: a->report = optarg; break;
 		case O_QUIET: a->quiet = true; break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
-		default: fputs("ballot-bench: see --help\n", stderr); return EXIT_USAGE;
+		default: bal_cli_bad_option("ballot-bench", argv); return EXIT_USAGE;
 		}
 	}
 	if (!ok)

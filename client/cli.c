@@ -1,9 +1,12 @@
 /*
- * Command-line helpers (see cli.h). libc only.
+ * Command-line helpers (see cli.h). libc and client/http.h only.
  */
 #include "client/cli.h"
 
+#include "client/http.h"
+
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +47,32 @@ bool bal_cli_double(const char *prog, const char *flag, const char *text, double
 	}
 	*out = v;
 	return true;
+}
+
+bool bal_cli_server(const char *prog, const char *text, char *out, size_t outlen)
+{
+	char why[BAL_HTTP_SERVER_MAX + 160];
+	if (bal_http_server(text, out, outlen, why, sizeof(why)) < 0) {
+		fprintf(stderr, "%s: --%s\n", prog, why);
+		return false;
+	}
+	return true;
+}
+
+void bal_cli_bad_option(const char *prog, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+	const char *eq = strchr(arg, '=');
+	/* getopt_long sets optopt to the option's value when the option exists
+	 * but its value is missing or not allowed, and to 0 when it is unknown. */
+	if (optopt && strncmp(arg, "--", 2) == 0 && eq)
+		fprintf(stderr, "%s: option %.*s takes no value (see --help)\n", prog, (int)(eq - arg), arg);
+	else if (optopt && strncmp(arg, "--", 2) == 0)
+		fprintf(stderr, "%s: option %s needs a value (see --help)\n", prog, arg);
+	else if (optopt)
+		fprintf(stderr, "%s: unknown option -%c (see --help)\n", prog, optopt);
+	else
+		fprintf(stderr, "%s: unknown or ambiguous option %s (see --help)\n", prog, arg);
 }
 
 bool bal_cli_find_file(const char *prog, const char *flag, const char *path, const char *srcdir, char *out,

@@ -15,24 +15,50 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-int bal_http_hostport(const char *s, char host[BAL_HTTP_HOST_MAX], uint16_t *port, char *why, size_t whylen)
+/* Refuses a URL scheme other than http:// (https:// with the reason: no TLS
+ * here); *rest is the text after "http://", or `s` when it has no scheme. */
+static int scheme(const char *s, const char **rest, char *why, size_t whylen)
 {
-	const char *colon, *hs = s, *he;
-	if (s[0] == '[') {
-		he = strchr(s, ']');
+	const char *sep = strstr(s, "://");
+	*rest = s;
+	if (!sep)
+		return 0;
+	size_t n = (size_t)(sep - s);
+	if (n == 5 && strncasecmp(s, "https", 5) == 0) {
+		snprintf(why, whylen,
+		         "server \"%s\": TLS is not supported by this build yet; use http://HOST:PORT or HOST:PORT", s);
+		return -EPROTONOSUPPORT;
+	}
+	if (n != 4 || strncasecmp(s, "http", 4) != 0) {
+		snprintf(why, whylen,
+		         "server \"%s\": unknown scheme \"%.*s\"; expected HOST:PORT, [IPv6]:PORT or http://HOST:PORT",
+		         s, (int)(n < 32 ? n : 32), s);
+		return -EINVAL;
+	}
+	*rest = sep + 3;
+	return 0;
+}
+
+/* Splits the HOST:PORT text `hp`; messages name `s`, the text as given. */
+static int split(const char *s, const char *hp, char host[BAL_HTTP_HOST_MAX], uint16_t *port, char *why, size_t whylen)
+{
+	const char *colon, *hs = hp, *he;
+	if (hp[0] == '[') {
+		he = strchr(hp, ']');
 		if (!he || he[1] != ':') {
 			snprintf(why, whylen, "server \"%s\": expected [IPv6]:PORT", s);
 			return -EINVAL;
 		}
-		hs = s + 1;
+		hs = hp + 1;
 		colon = he + 1;
 	} else {
-		colon = strrchr(s, ':');
+		colon = strrchr(hp, ':');
 		if (!colon) {
-			snprintf(why, whylen, "server \"%s\": expected HOST:PORT", s);
+			snprintf(why, whylen, "server \"%s\": expected HOST:PORT, [IPv6]:PORT or http://HOST:PORT", s);
 			return -EINVAL;
 		}
 		he = colon;
@@ -52,6 +78,44 @@ int bal_http_hostport(const char *s, char host[BAL_HTTP_HOST_MAX], uint16_t *por
 	memcpy(host, hs, hl);
 	host[hl] = '\0';
 	*port = (uint16_t)p;
+	return 0;
+}
+
+int bal_http_hostport(const char *s, char host[BAL_HTTP_HOST_MAX], uint16_t *port, char *why, size_t whylen)
+{
+	const char *rest;
+	int rc = scheme(s, &rest, why, whylen);
+	if (rc < 0)
+		return rc;
+	if (rest != s) {
+		snprintf(why, whylen, "server \"%s\": expected HOST:PORT here, without http://", s);
+		return -EINVAL;
+	}
+	return split(s, s, host, port, why, whylen);
+}
+
+int bal_http_server(const char *s, char *out, size_t outlen, char *why, size_t whylen)
+{
+	const char *rest;
+	int rc = scheme(s, &rest, why, whylen);
+	if (rc < 0)
+		return rc;
+	size_t n = strlen(rest);
+	if (n && rest[n - 1] == '/')
+		n--;
+	char hp[BAL_HTTP_SERVER_MAX];
+	size_t max = outlen < sizeof(hp) ? outlen : sizeof(hp);
+	if (n >= max) {
+		snprintf(why, whylen, "server \"%s\": HOST:PORT longer than %zu characters", s, max - 1);
+		return -EINVAL;
+	}
+	memcpy(hp, rest, n);
+	hp[n] = '\0';
+	char host[BAL_HTTP_HOST_MAX];
+	uint16_t port;
+	if ((rc = split(s, hp, host, &port, why, whylen)) < 0)
+		return rc;
+	memcpy(out, hp, n + 1);
 	return 0;
 }
 
