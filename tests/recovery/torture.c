@@ -217,10 +217,24 @@ static bool feed_journal(unsigned port, uint64_t size, struct mth_stream *m)
 	uint64_t next = 1;
 	while (next <= size) {
 		char path[96];
-		snprintf(path, sizeof(path), "/v1/journal?from=%llu&limit=10000", (unsigned long long)next);
-		struct th_resp r;
-		if (th_request(port, "GET", path, NULL, NULL, 0, &r) || r.status != 200) {
-			fprintf(stderr, "torture: GET %s failed\n", path);
+		snprintf(path, sizeof(path), "/v1/journal?from=%llu&limit=2000", (unsigned long long)next);
+		struct th_resp r = {0};
+		/* A page is a heavy answer: 503 + Retry-After while others are built,
+		 * and slow under the sanitizers; try again for a while. */
+		int rc = -1, status = 0;
+		for (int attempt = 0; attempt < 40 && status != 200; attempt++) {
+			if (attempt)
+				usleep(250000);
+			if (rc == 0)
+				th_resp_free(&r);
+			rc = th_request(port, "GET", path, NULL, NULL, 0, &r);
+			status = rc ? 0 : r.status;
+		}
+		if (status != 200) {
+			fprintf(stderr, "torture: GET %s failed (HTTP %d): %.200s\n", path, status,
+			        rc == 0 && r.body ? r.body : "no answer");
+			if (rc == 0)
+				th_resp_free(&r);
 			return false;
 		}
 		const uint8_t *b = (const uint8_t *)r.body;
