@@ -11,6 +11,7 @@
 
 static const char usage[] =
         "usage: ballotctl COMMAND [OPTIONS]   (ballotctl COMMAND --help for details)\n"
+        "       ballotctl --version\n"
         "\n"
         "commands:\n"
         "  gen-definition  write a synthetic election definition (JSON) with demo keys\n"
@@ -68,6 +69,10 @@ int main(int argc, char **argv)
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
 	const char *cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0) {
+		printf("ballotctl %s\n", BAL_VERSION);
+		return EXIT_OK;
+	}
 	opterr = 0; /* each command reports a bad option itself, on one line (opt_bad()) */
 	if (strcmp(cmd, "gen-definition") == 0)
 		return cmd_gen_definition(argc - 1, argv + 1);

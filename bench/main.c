@@ -40,6 +40,7 @@ enum target_kind { T_BALLOTD, T_POSTGRES, T_REDIS };
 static const char help[] =
         "usage: ballot-bench [OPTIONS]            load-test ballotd (or a peer) and print a JSON summary\n"
         "       ballot-bench table RESULT.json... Markdown table of several results\n"
+        "       ballot-bench --version\n"
         "\n"
         "Each of --precincts precincts uploads its own seq stream (seq-start, +1, ...) over\n"
         "the connection it belongs to (precinct p on connection p mod C), with up to\n"
@@ -127,6 +128,7 @@ enum {
 	O_VERIFY,
 	O_REPORT,
 	O_QUIET,
+	O_VERSION,
 	O_HELP
 };
 
@@ -162,6 +164,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	        {"report", required_argument, NULL, O_REPORT},
 	        {"quiet", no_argument, NULL, O_QUIET},
 	        {"help", no_argument, NULL, O_HELP},
+	        {"version", no_argument, NULL, O_VERSION},
 	        {NULL, 0, NULL, 0},
 	};
 	*a = (struct args){.target = T_BALLOTD,
@@ -259,6 +262,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case O_REPORT: a->report = optarg; break;
 		case O_QUIET: a->quiet = true; break;
 		case O_HELP: fputs(help, stdout); return EXIT_OK;
+		case O_VERSION: printf("ballot-bench %s\n", BAL_VERSION); return EXIT_OK;
 		default: bal_cli_bad_option("ballot-bench", argv); return EXIT_USAGE;
 		}
 	}

@@ -197,6 +197,7 @@ static void usage(FILE *f)
 	           "  --no-auth                do not verify precinct signatures\n"
 	           "  --null                   ack every POST at once without decoding or storing (HTTP ceiling)\n"
 	           "  --log-level LEVEL        debug, info, warn, error; default info\n"
+	           "  --version\n"
 	           "  --help\n");
 }
 
@@ -235,6 +236,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 		O_QUOTA,
 		O_LOGKEY,
 		O_STALL,
+		O_VERSION,
 		O_HELP
 	};
 	static const struct option opts[] = {
@@ -271,6 +273,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 	        {"log-key", required_argument, 0, O_LOGKEY},
 	        {"stall-timeout", required_argument, 0, O_STALL},
 	        {"help", no_argument, 0, O_HELP},
+	        {"version", no_argument, 0, O_VERSION},
 	        {0, 0, 0, 0},
 	};
 	int o, li = -1;
@@ -422,6 +425,7 @@ int bal_config_parse(struct bal_config *c, int argc, char **argv)
 				bad = 1;
 			break;
 		case O_HELP: usage(stdout); exit(0);
+		case O_VERSION: printf("ballotd %s\n", BAL_VERSION); exit(0);
 		default:
 			fprintf(stderr, "ballotd: unknown option or missing value: %s\n", argv[optind - 1]);
 			usage(stderr);

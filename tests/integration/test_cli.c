@@ -367,3 +367,21 @@ Test(cli, push_to_a_dead_server_reports_no_rate)
 	run_free(&r);
 	close(fd);
 }
+
+/* Every binary names itself and the project's version, exit 0, on stdout. */
+Test(cli, every_binary_prints_its_version)
+{
+	static const char *const bins[][2] = {{TH_BIN("ballotd"), "ballotd "},
+	                                      {TH_BIN("ballotctl"), "ballotctl "},
+	                                      {TH_BIN("ballot-bench"), "ballot-bench "}};
+	for (size_t i = 0; i < sizeof(bins) / sizeof(bins[0]); i++) {
+		const char *const args[] = {"--version", NULL};
+		struct run r = run_bin(bins[i][0], args);
+		cr_expect_eq(r.status, 0, "%s --version: exit %d", bins[i][1], r.status);
+		char want[64];
+		snprintf(want, sizeof(want), "%s%s\n", bins[i][1], BAL_VERSION);
+		cr_expect_str_eq(r.out, want, "%s--version printed %s", bins[i][1], r.out);
+		cr_expect_str_eq(r.err, "");
+		run_free(&r);
+	}
+}
