@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl amend: the election commission's one tool to change the running
  * election (docs/design.md, "Amendments"): makes one Amendment, signs it with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl audit: the observer's check of docs/design.md invariant 8. Reads the
  * daemon's snapshot (its journal position P), exports journal positions 1..P

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl internals: the subcommands and the option helpers they share.
  * The tool talks to ballotd only over HTTP (client/); it shares no counting

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl gen-definition: writes a synthetic definition (client/defgen.h)
  * to a file or stdout. Same arguments, byte-identical output.

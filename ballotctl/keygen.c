@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl keygen: makes the log key of a ballotd deployment. The secret
  * seed goes to a file only its owner may read, for `ballotd --log-key`; the

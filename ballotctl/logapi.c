@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The client of ballotd's transparency log API (GET /v1/log/...), shared by
  * verify-receipt, monitor and audit: each answer is parsed strictly and every

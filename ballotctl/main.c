@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl: the command-line client of ballotd. This file only dispatches to
  * the subcommands and documents them; each lives in its own file. The tool

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl monitor: an observer's watch on the log. It keeps the last signed
  * tree head it has verified in a state file and, on every check, asks for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Option parsing helpers shared by the ballotctl subcommands: every error
  * names the flag, the value and the accepted range. The parsing itself is

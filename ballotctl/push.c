@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl push: generates signed batches (client/gen.h) round-robin over
  * the first K precincts, uploads them with the load engine (client/load.h)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl snapshot: GET /v1/snapshot and print it as a table (national
  * contests in full with bars, district contests as one leader line each), or

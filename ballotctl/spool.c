@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The upload spool: a directory of batch files, each one serialized
  * SignedBatch named `<precinct>-<seq>.pb` (any name ending in `.pb` is a

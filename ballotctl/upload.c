@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl upload: the polling-station uploader. It watches a spool
  * directory (spool.c) and delivers every batch file in it to ballotd exactly

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotctl verify-receipt: a station's or an observer's check of the
  * receipts `ballotctl upload` kept. Each receipt is checked offline first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballot-abuse: attacks a running ballotd on this machine and measures what
  * each attack costs it. Every figure is measured from outside (the daemon's

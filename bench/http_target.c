@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotd as a bench target: one uv_tcp_t per connection (bound to its
  * source address first when there is one, with IP_BIND_ADDRESS_NO_PORT so

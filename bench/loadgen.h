@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ballot-bench load engine: N worker threads, each with its own libuv
  * loop and a share of the connections (connection j runs on worker j % N).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballot-bench: the load generator and the side-by-side harness.
  * Simulates thousands of precincts uploading batches to ballotd (or the same

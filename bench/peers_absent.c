@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The peer targets when ballot-bench is built without their drivers: they
  * report that they are missing, so --target postgres/redis fail with a clear

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * PostgreSQL as a bench target, with the durability ballotd has: fsync on,
  * synchronous_commit on, one transaction per batch. Each batch is one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Redis as a bench target, with the durability ballotd has: appendonly yes,
  * appendfsync always (Redis writes and fsyncs the AOF before it sends the

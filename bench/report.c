@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * CSV series, gnuplot chart and the comparison table (see report.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballot-bench output besides the JSON summary: the per-second series as CSV
  * and a gnuplot chart of throughput and latency over time (--report DIR),

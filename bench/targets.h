@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The systems ballot-bench drives, as bench_target implementations:
  * ballotd over HTTP/1.1 (always built), PostgreSQL through libpq and Redis

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Totals for --verify (see verify.h). Depends on the definition structs,
  * client/expect.h and jansson.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Totals for --verify: the same numbers read from ballotd's /v1/snapshot,
  * from a peer's tables, or folded from the acknowledged batches

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ballot-bench workload (see work.h). A Batch is stamped as
  *   [1: precinct_id][2: seq][3: kind] + mid + [7: created_unix_ms]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ballot-bench workload: which precincts upload, what their batches hold,
  * and the bytes of batch (precinct, seq) for every target.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Command-line helpers shared by the client programs (ballotctl,
  * ballot-bench): number options whose errors name the flag, the value and the

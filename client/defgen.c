@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Synthetic election definitions (see defgen.h). Each random quantity draws
  * from its own seeded stream (rng.h), so adding a precinct does not reshuffle

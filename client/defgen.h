@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Synthetic election definitions in the format of docs/definition.md, for demos, tests and
  * benchmarks (`ballotctl gen-definition`): one national party-list contest and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Expected totals (see expect.h). Per precinct it keeps the sum B of its
  * BALLOTS and TALLY batches and its latest protocol P, each in a dense area

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Expected totals: an independent fold of batches into per-contest,
  * per-(contest, district), per-precinct and turnout totals, which clients and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Deterministic batch generator (see gen.h). Every random draw for a batch
  * comes from a stream seeded by (seed, precinct id, seq), and the contest

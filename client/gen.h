@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Deterministic batch generator for demos, tests and load: for a precinct,
  * a seq and a seed it builds a valid Batch (BALLOTS or TALLY) of the

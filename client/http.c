@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Blocking one-shot HTTP/1.1 requests (see http.h): resolve, connect with a
  * timeout, send everything, read to the end of the response. Depends on libc

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A small blocking HTTP/1.1 client for one-off requests (ballotctl snapshot,
  * integration tests): one connection per request, `Connection: close`,

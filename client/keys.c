@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Demo key derivation (see keys.h for why this is not how real keys are made).
  * libsodium only.

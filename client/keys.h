@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Demo keying scheme shared by `ballotctl gen-definition` (which publishes the
  * public keys in the definition) and the uploaders (which sign with the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The load engine (see load.h). One private libuv loop; per connection a
  * send cursor over its items, a FIFO of the requests in flight (HTTP/1.1

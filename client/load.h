@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * HTTP/1.1 load engine for uploading batches (ballotctl push, and later
  * ballot-bench): N keep-alive connections to one server, each owning the

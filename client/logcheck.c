@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Checks of ballotd's transparency log from the outside (see logcheck.h):
  * RFC 6962 hashes, the RFC 9162 iterative proof checks, the tree head

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The observer's side of ballotd's transparency log: everything a client
  * needs to check a receipt, a signed tree head or a consistency proof without

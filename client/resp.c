@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * HTTP response collector (see resp.h). http-parser may split a header name,
  * a header value or the body over several callbacks; each piece is appended.

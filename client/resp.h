@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * HTTP response collector shared by the blocking client (http.c) and the load
  * engine (load.c): wraps http-parser in HTTP_RESPONSE mode and keeps the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Small deterministic random streams for the demo data generators
  * (definition, batches). Same inputs give the same numbers on every platform;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Small helpers shared by the bal_client sources: formatting a failure reason
  * (core/reason.h under the name the client uses) and growing an array.

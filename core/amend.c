@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Amendments: the checks of a decoded amendment that need nothing but the
  * definition (core/ballot.h, bal_amendment_check()). What an amendment does

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Counters, apply: adds a checked delta to every level it reaches (precinct,
  * shadow, district, contest, national, globals) with relaxed atomic stores,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Core types shared by every ballotd module: error codes, the election
  * definition as plain structs, a decoded batch, and the per-request bump arena.

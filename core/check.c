@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Counters, check: whether a delta can be applied to a counter array without
  * overflowing any slot (the exact check, and the same check with headroom),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Counters, fold: validates one decoded batch against the definition,
  * including the plausibility bounds of one batch (its precinct's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Counters, layout: builds the slot layout (see tally_int.h) once from the
  * definition and answers the slot look-ups: precinct, district, contest,

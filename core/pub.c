@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Published counters: a seqlock with one writer (the committer) and any
  * number of readers. libc only.

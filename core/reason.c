@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Failure reasons (see reason.h). libc only; allocates nothing.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Failure reasons: a printf-style line formatted into the caller's buffer
  * beside the error code that is returned. Every module that reports why a

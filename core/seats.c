@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Seat allocation for one contest from its national vote totals: largest
  * remainder (Hare quota) and D'Hondt for party lists, plurality for single

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Counters, snapshot slices: packs and unpacks the precinct-level slots of a
  * range of precincts (their order in a slice is the storage format of

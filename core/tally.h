@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Counters: the flat uint64 array that holds every total, the fold of one
  * validated batch into a small delta, overflow and plausibility checks, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internals of the counters (core/tally.h), shared by the files that
  * implement them: layout.c builds the layout, fold.c turns a batch into a

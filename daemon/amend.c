@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The effective definition (see amend.h): per-precinct keys behind seqlocks,
  * frozen precincts, the list of amendments, and what a void takes back,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The effective definition: the definition file plus every journaled
  * amendment, applied in journal order (docs/design.md, "Amendments"). It

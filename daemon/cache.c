@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Shared answers, their cache and the reader thread (see cache.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Answers shared between requests: an immutable, reference-counted body
  * (struct bal_body); the daemon's cache of the latest answer of each kind

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The daemon's monotonic clock (CLOCK_MONOTONIC): commit timing, snapshot
  * pacing, drain deadlines. Not wall time, and not a loop's cached time

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Committer thread: group commit into LMDB, then publish, then deliver.
  * Depends on storage/ (never on lmdb.h directly) and core; it never calls

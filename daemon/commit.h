@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The committer thread: the only writer of LMDB and of the published counters.
  *

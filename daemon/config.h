@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Command-line configuration of ballotd (struct bal_config in daemon.h).
  *

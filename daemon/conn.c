@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Per-connection state: reading into the worker's shared buffer, HTTP framing
  * through http.c, requests answered strictly in order (pipelining), write

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Connections: keep-alive HTTP/1.1 with pipelining. Bytes read into the
  * worker's shared buffer go through the HTTP framing (daemon/http.h); each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Startup steps on the shared context (see daemon.h) that need more than
  * one module: the store opened for the loaded definition, and the committer

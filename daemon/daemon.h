@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The daemon's shared context: configuration, the loaded election, storage,
  * published counters, the committer and the I/O workers, plus the process-wide

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The demo election definition (data/kz2023.json), linked into ballotd so
  * that `ballotd` with no arguments runs the demo. BAL_EMBEDDED_DEFN is the
  * file's path, set by daemon/CMakeLists.txt. */

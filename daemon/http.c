@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * HTTP/1.1 framing with Debian's http-parser (nodejs/http-parser 2.9).
  * Only this file and the connection code see raw HTTP; nothing here knows

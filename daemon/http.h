@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * HTTP/1.1 request framing on top of http-parser: request line, the few
  * headers we act on, body delivery, keep-alive, pipelining, limits. No ballot

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * POST /v1/batches and POST /v1/amendments: the single place where a decoded
  * request turns into journal and tally work, and where the ack decision is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * POST /v1/batches and /v1/amendments: decode, authenticate, validate (and
  * fold) a batch or an amendment, hand it to the committer, and build its ack

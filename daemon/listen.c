@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Listening sockets: one per I/O worker on the same address. With more than
  * one worker they share the port through SO_REUSEPORT, so the kernel spreads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Listening sockets for the I/O workers (plain sockets; the workers adopt
  * them with uv_tcp_open).

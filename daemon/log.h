@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Module-tagged log lines on stderr ("<time> <level> <module>: <text>").
  * journald adds its own metadata under systemd. Per-request rejections go

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Signals and graceful drain: the main thread's own loop while the workers
  * serve.

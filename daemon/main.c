@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ballotd: configuration, election definition, storage, recovery, committer,
  * I/O workers, then the signal loop; teardown in reverse. Reads as a table of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The Prometheus text exposition (see metrics.h): one counter family per
  * outcome, the per-worker response counts summed, and gauges for the queue,

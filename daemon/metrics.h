@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * GET /metrics: the Prometheus text exposition of the daemon's counters
  * (struct bal_metrics), the I/O workers' response counts and the journal's

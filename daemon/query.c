@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Read-only endpoints for the commission, observers and operators:
  * /v1/snapshot, /v1/precincts/{id}, /v1/seats, /v1/results.csv,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The read-only endpoints: /v1/snapshot, /v1/precincts/{id}, /v1/seats,
  * /v1/results.csv, /v1/journal, /healthz and /metrics, and the answers to

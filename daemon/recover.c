@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Recovery (see recover.h). First the amendments: every record of the
  * commission, found through its dedup keys, is decoded and applied to the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Recovery at startup: the counters as of the last committed journal
  * position, from the stored snapshot slices and the journal entries they do

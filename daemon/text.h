@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Text of the answers built on the I/O threads: a growable buffer (queries,
  * /metrics), whose allocation failure is sticky (once `oom` is set every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The transparency log's daemon side (see tlog.h): the log key, signing,
  * receipts and the /v1/log endpoints.

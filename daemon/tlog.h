@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The transparency log's daemon side: the log key, signed tree heads,
  * receipts in acknowledgements and the GET /v1/log/... endpoints. The tree

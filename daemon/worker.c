@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * An I/O worker: one thread ("ballotd-ioN") running its own libuv loop with
  * its own listening socket, its connections, a wake-up handle for committer

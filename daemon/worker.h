@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * An I/O worker: one thread running its own libuv loop with its own
  * listening socket, its connections (daemon/conn.h), a wake-up handle for the

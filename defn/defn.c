@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Election definition loader: JSON (jansson) -> the plain structs of
  * core/ballot.h, with ids resolved to dense indices, precincts sorted

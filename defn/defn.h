@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Election definition loader: reads the JSON described in docs/definition.md
  * into the plain structs of core/ballot.h, resolving ids to dense indices and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Shared by the libFuzzer targets: the small test election
  * (tests/data/small.json, read once at start-up) and the fold of one decoded

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: the election definition loader (defn/defn.c). Any input
  * is either refused with a reason or yields a definition from which the

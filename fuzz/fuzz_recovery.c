@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: storage recovery from a damaged journal record or
  * snapshot slice. At start-up a small data directory is made for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: the daemon's request path from raw bytes, through the
  * real connection code. At start-up a daemon context is built the way

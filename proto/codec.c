@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Wire codec: the only caller of the protobuf-c code generated from
  * proto/ballot.proto. Decoding maps the generated structs onto the core types

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The only caller of the protobuf-c pack/unpack functions generated from
  * proto/ballot.proto. Converts between wire bytes and the core types of

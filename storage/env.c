@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The LMDB environment of one data directory: open (map size, DBIs, stale
  * readers, format and definition-hash pinning), the write-txn lifecycle, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The journal (exact SignedBatch bytes by position), the dedup table
  * ((precinct, seq) -> position) and the conflict table, plus the read-side

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The log: an RFC 6962 Merkle tree over the journal, and the signed tree
  * heads kept for it. Leaf i is journal position i + 1 and hashes the exact

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Startup recovery: every slice's snapshot + replay of the journal entries
  * that come after the snapshot of their precinct's slice, read from one read

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Snapshot slices: for each slice of precincts, the caller's snapshot of
  * those precincts (an opaque blob) and the journal position it was taken at,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Durable storage of one election's data directory, on LMDB: the journal of
  * the exact SignedBatch bytes keyed by position, the precinct state used for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Private to storage/: the layout of struct bal_store, the on-disk record
  * formats and the helpers shared by env.c, journal.c, snapshot.c and

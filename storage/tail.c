@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The dedup index of the journal tail, per precinct: (seq -> position) for
  * the batches journaled after the snapshot of the precinct's slice, kept in

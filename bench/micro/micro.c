@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * bench/micro: nanoseconds per batch for the hot pieces of ballotd, without
  * the network: HTTP framing, decode, signature check, validate + fold, overflow

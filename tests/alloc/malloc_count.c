@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * LD_PRELOAD shim for tests: counts malloc-family calls of the process it is
  * loaded into, by the calling thread's name: ballotd's I/O threads

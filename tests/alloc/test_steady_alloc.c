@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ingest path does not allocate per batch once warm (docs/design.md
  * invariant 5). ballotd runs with a counting malloc shim preloaded; after a

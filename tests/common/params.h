@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Table-driven Criterion tests. Criterion runs each test in a re-executed
  * worker, so parameters must not hold pointers into the runner's static data

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Integration-test harness (see harness.h). Blocking sockets and fork/exec:
  * deliberately nothing shared with the daemon's I/O code.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Integration-test harness: starts the real ballotd (build/ballotd) on
  * 127.0.0.1 with an ephemeral port and a fresh data directory, talks raw

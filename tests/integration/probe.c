@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Outside observations of a running ballotd for the hostile-client suites
  * (see probe.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the hostile-client suites observe of a running ballotd from outside:
  * the clock, its resident memory, whether a socket was closed, one metric,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Attacks on the real ballotd by clients that know the protocol: resending
  * a journaled batch in padded envelopes, racing a polling station with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Commission amendments against the real ballotd on 127.0.0.1 (ephemeral
  * port): a revoked key refuses later batches while earlier ones count, a

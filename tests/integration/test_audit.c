@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * docs/design.md invariant 8 end to end: GET /v1/journal exports the journal as
  * (position, length, exact SignedBatch bytes) records, and `ballotctl audit`

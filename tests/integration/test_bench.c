@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * CI smoke of ballot-bench (build/ballot-bench) against a fresh ballotd on
  * 127.0.0.1 (ephemeral port): a short closed-loop run with --verify and

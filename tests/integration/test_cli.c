@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The command-line grammar the client programs share, seen from outside:
  * every command that talks to a server (ballotctl snapshot, push, audit,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Hostile and broken clients against the real ballotd on 127.0.0.1: bodies
  * that are not protobuf, truncated protobuf, huge declared lengths, unknown

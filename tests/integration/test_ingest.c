@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Integration tests against the real ballotd on 127.0.0.1 (ephemeral port):
  * exactly-once counting, duplicates, conflicts, every rejection reason (each

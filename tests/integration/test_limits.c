@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Limits against the real ballotd on 127.0.0.1: numbers in paths that are
  * not canonical are 400; the default --max-body follows the definition (the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The transparency log against the real ballotd on 127.0.0.1: every
  * receipt, head and proof the daemon serves is compared with what a naive

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * PROTOCOL batches against the real ballotd on 127.0.0.1 (ephemeral port):
  * the latest protocol (highest seq) replaces a precinct's contribution to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Integration tests of the heavy reads against the real ballotd: GET
  * /v1/results.csv is byte for byte the CSV of the independent fold

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `ballotctl upload` and `ballotctl spool-batches` end to end, run as the real
  * executables: against the real ballotd (every batch delivered exactly once,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Crash torture against the real daemon. ballotd is SIGKILLed at random
  * moments and restarted on the same port and data directory while

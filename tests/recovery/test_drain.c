@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Graceful stop: SIGTERM while a push keeps hundreds of pipelined batches in
  * flight. The daemon must drain (commit and acknowledge what it took, answer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Full LMDB map and full filesystem. Ingest runs into the limit: every batch
  * beyond it is answered 507 with a reason, none is acknowledged without being

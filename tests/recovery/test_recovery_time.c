@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Recovery time after SIGKILL must not grow with the journal: snapshots
  * bound it. Journals 100,000 and 1,000,000 batches of the bundled national

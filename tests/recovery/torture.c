@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Recovery-test helpers (see torture.h): background pushes, totals and
  * per-precinct journal checks over HTTP, a non-waiting daemon start and the

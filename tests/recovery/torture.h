@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Helpers shared by the recovery (torture) tests: `ballotctl push` in the
  * background, comparison of a /v1/snapshot answer with push's "expected"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the client-side generators: synthetic definitions (defgen.c),
  * demo keys (keys.c), batches (gen.c) and the independent expected-totals fold

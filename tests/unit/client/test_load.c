@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the load engine (client/load.c) against a scripted in-process
  * HTTP server on 127.0.0.1 port 0: pipelining, ack decoding, expected-totals

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the observer's log checks (client/logcheck.c) against a naive,
  * recursive RFC 6962 written here from the RFC's definitions (MTH, PATH,

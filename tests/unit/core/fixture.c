@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The shared definition fixture for the counter tests (see fixture.h).
  * Free of Criterion so that the ThreadSanitizer driver can use it too.

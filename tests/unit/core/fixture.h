@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A small election definition shared by the counter tests: three districts,
  * one national party list with an ineligible "Against all", two district

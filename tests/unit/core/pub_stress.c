@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Seqlock stress run (see pub_stress.h). Plain C and pthreads, no Criterion.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The seqlock stress run shared by the Criterion suite (test_pub.c) and the
  * ThreadSanitizer driver (tsan_pub.c): Criterion cannot start under TSan.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Arena tests: 16-byte alignment, growth past a block keeps earlier data,
  * the limit is enforced, and once warm a request/reset cycle calls malloc

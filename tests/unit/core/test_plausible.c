@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Plausibility bounds: one batch of a bounded precinct (bal_tally_fold())
  * and the sums of its BALLOTS and TALLY batches, with and without the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * PROTOCOL batches across the two folds: the daemon's counters
  * (core/tally.h) and the independent expected totals

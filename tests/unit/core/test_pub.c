@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Seqlock tests: single-threaded store/apply/read, and the threaded stress
  * run (pub_stress.c) where readers check every view they copy while a writer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Failure reason tests: bal_fail() formats into the caller's buffer,
  * truncates like snprintf, writes nothing without a buffer, and always

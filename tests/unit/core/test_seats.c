@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Seat allocation tests: hand-computed results for largest remainder and
  * D'Hondt, the threshold measured over all votes (ineligible choices

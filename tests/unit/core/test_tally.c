@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Counter tests: the slot layout is a bijection onto [0, nslots), the fold
  * rejects every kind of invalid batch with a precise reason and folds valid

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Voids (core/tally.h): reverting a precinct from its protocol to its ballot
  * sums keeps every total and both discrepancy globals right; a void leaves

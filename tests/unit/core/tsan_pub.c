@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ThreadSanitizer driver for the seqlock: runs pub_stress() from a plain
  * main(), because Criterion cannot start under TSan (Snaipe/Criterion#274).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * daemon/cache.c: shared answers, their cache and the reader thread, on a
  * real loop with a builder of the test's own. The builder reports the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * daemon/config.c: the default --max-body a definition implies. The
  * largest batch the codec can pack for a precinct (every voter in every

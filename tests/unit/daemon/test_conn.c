@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * daemon/conn.c on a real loop. Each test builds a daemon context the way
  * ballotd builds its own (tests/data/small.json, a fresh store, recovery,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * daemon/http.c: the response head byte for byte (and its refusal to
  * overrun a small buffer), and request framing: pipelined requests, pausing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * daemon/text.c: the JSON string writer every JSON answer uses (escapes,
  * cutting to a small buffer without splitting an escape, the quoted form),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Definition loader tests: a good file with every default, limits, margins
  * and unbounded precincts, the canonical hash, each kind of broken file with

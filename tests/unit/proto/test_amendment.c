@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for the amendment part of proto/codec.c: every change round-trips,
  * the exact wire bytes of a small amendment, only the canonical encoding

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests for proto/codec.c: roundtrips of every batch kind and of acks, the
  * exact wire bytes of a small batch, and the behaviour on garbage, truncated,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Storage test fixture: temporary directories and raw LMDB access for
  * damaging records on purpose. Test-only; includes lmdb.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Shared fixture of the storage unit tests: a fresh mkdtemp data directory per
  * test (created in .init, removed in .fini), opening helpers, and a way to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * storage/env.c: opening, definition pinning, map sizing, the write-txn
  * lifecycle, persistence, map-full behaviour and bal_store_info().

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * storage/journal.c: appends, exactly-once dedup on (precinct, seq), conflict
  * recording, aborts, and the journal, precinct and conflict scans.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * storage/merkle.c: the log over the journal. Every root, audit path and
  * consistency proof is compared with a naive recursive RFC 6962

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * storage/recovery.c: every slice's snapshot + replay of exactly the journal
  * entries each slice does not cover, and the refusal to guess around a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * storage/snapshot.c and tail.c: how precincts are cut into slices, a
  * slice's snapshot record (position, replace, abort, bounds), and the dedup
