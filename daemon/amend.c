@@ -280,40 +280,19 @@ static int fold_record(struct bal_void_plan *v, struct bal_daemon *d, uint64_t p
 	return 0;
 }
 
-struct seq_list {
-	uint64_t (*sp)[2];
-	size_t n, cap;
-};
-
-static int collect(void *arg, uint64_t seq, uint64_t position)
-{
-	struct seq_list *l = arg;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 32;
-		void *p = realloc(l->sp, cap * sizeof(*l->sp));
-		if (!p)
-			return -ENOMEM;
-		l->sp = p;
-		l->cap = cap;
-	}
-	l->sp[l->n][0] = seq;
-	l->sp[l->n][1] = position;
-	l->n++;
-	return 0;
-}
-
 /* The protocol that counts once v->x goes (see bal_void_plan_make()). */
 static int find_previous(struct bal_void_plan *v, struct bal_daemon *d, uint64_t x, uint64_t before, char *why,
                          size_t whylen)
 {
-	struct seq_list l = {0};
-	int err = bal_store_precinct_scan(d->store, d->defn->precincts[v->precinct].id, collect, &l);
+	uint64_t(*sp)[2];
+	size_t n;
+	int err = bal_store_precinct_list(d->store, d->defn->precincts[v->precinct].id, &sp, &n);
 	if (err)
 		err = bal_fail(why, whylen, err, "the journal of precinct %u cannot be read: %s",
 		               d->defn->precincts[v->precinct].id, bal_strerror(err));
 	/* In seq order: the first protocol from the top is the highest. */
-	for (size_t i = l.n; !err && i-- > 0;) {
-		const uint64_t pos = l.sp[i][1];
+	for (size_t i = n; !err && i-- > 0;) {
+		const uint64_t pos = sp[i][1];
 		if (pos == x || pos >= before || bal_amend_voided_at(d->amend, pos, before))
 			continue;
 		struct bal_batch b;
@@ -328,7 +307,7 @@ static int find_previous(struct bal_void_plan *v, struct bal_daemon *d, uint64_t
 		v->prev_position = pos;
 		break;
 	}
-	free(l.sp);
+	free(sp);
 	return err;
 }
 
@@ -400,23 +379,24 @@ static int load_one(struct bal_daemon *d, struct bal_void_plan *v, struct bal_ar
 
 int bal_amend_load(struct bal_daemon *d, struct bal_void_plan *v, char *why, size_t whylen)
 {
-	struct seq_list l = {0};
+	uint64_t(*sp)[2];
+	size_t n;
 	struct bal_arena arena;
 	bal_arena_init(&arena, 0);
-	int err = bal_store_precinct_scan(d->store, BAL_COMMISSION_ID, collect, &l);
+	int err = bal_store_precinct_list(d->store, BAL_COMMISSION_ID, &sp, &n);
 	if (err)
 		bal_fail(why, whylen, err, "the commission's records cannot be listed: %s", bal_strerror(err));
-	if (!err && l.n)
-		qsort(l.sp, l.n, sizeof(*l.sp), by_position);
-	for (size_t i = 0; !err && i < l.n; i++) {
+	if (!err && n)
+		qsort(sp, n, sizeof(*sp), by_position);
+	for (size_t i = 0; !err && i < n; i++) {
 		char inner[256] = "";
-		err = load_one(d, v, &arena, l.sp[i][1], inner, sizeof(inner));
+		err = load_one(d, v, &arena, sp[i][1], inner, sizeof(inner));
 		if (err)
 			bal_fail(why, whylen, err, "the amendment at journal position %llu no longer applies: %s",
-			         U64(l.sp[i][1]), inner);
+			         U64(sp[i][1]), inner);
 	}
 	bal_arena_deinit(&arena);
-	free(l.sp);
+	free(sp);
 	return err;
 }
 

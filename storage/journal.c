@@ -432,12 +432,14 @@ static int by_seq(const void *a, const void *b)
 	return x[0] < y[0] ? -1 : x[0] > y[0];
 }
 
-int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store_seq_cb cb, void *arg)
+int bal_store_precinct_list(struct bal_store *s, uint32_t precinct_id, uint64_t (**pairs)[2], size_t *n)
 {
 	uint8_t k[BAL_CONFLICT_KEY], jk[8];
 	struct seq_list l = {.precinct = precinct_id};
 	MDB_txn *txn;
 	uint64_t snap = 0;
+	*pairs = NULL;
+	*n = 0;
 	int32_t idx = bal__precinct_index(s, precinct_id);
 	if (idx < 0)
 		return 0; /* not a precinct of this election: nothing journaled */
@@ -453,11 +455,25 @@ int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store
 	if (rc == 0)
 		rc = scan_range(txn, s->journal, jk, 8, 0, tail_collect, &l);
 	mdb_txn_abort(txn);
-	if (rc == 0 && l.n)
+	if (rc != 0) {
+		free(l.sp);
+		return rc;
+	}
+	if (l.n)
 		qsort(l.sp, l.n, sizeof(*l.sp), by_seq);
-	for (size_t i = 0; rc == 0 && i < l.n; i++)
-		rc = cb(arg, l.sp[i][0], l.sp[i][1]);
-	free(l.sp);
+	*pairs = l.sp;
+	*n = l.n;
+	return 0;
+}
+
+int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store_seq_cb cb, void *arg)
+{
+	uint64_t(*sp)[2];
+	size_t n;
+	int rc = bal_store_precinct_list(s, precinct_id, &sp, &n);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = cb(arg, sp[i][0], sp[i][1]);
+	free(sp);
 	return rc;
 }
 

@@ -231,8 +231,16 @@ int bal_store_journal_scan(struct bal_store *s, uint64_t after, bal_store_entry_
  */
 long bal_store_journal_get(struct bal_store *s, uint64_t position, uint8_t *buf, size_t cap);
 
+/**
+ * Every journaled (seq, position) of a precinct (by id), in seq order, from
+ * one read txn: (*pairs)[i][0] the seq, [1] the position; *pairs is malloc'd,
+ * the caller's to free (NULL when *n is 0). @return 0, -errno.
+ */
+int bal_store_precinct_list(struct bal_store *s, uint32_t precinct_id, uint64_t (**pairs)[2], size_t *n);
+
 /** Called per accepted (seq, position) of a precinct, in seq order. Non-zero stops. */
 typedef int (*bal_store_seq_cb)(void *arg, uint64_t seq, uint64_t position);
+/** bal_store_precinct_list() handed to `cb` pair by pair. */
 int bal_store_precinct_scan(struct bal_store *s, uint32_t precinct_id, bal_store_seq_cb cb, void *arg);
 
 /**
