@@ -13,6 +13,10 @@ void bal_text_reserve(struct bal_text *b, size_t more)
 {
 	if (b->oom || b->n + more < b->cap)
 		return;
+	if (b->fixed) {
+		b->oom = true;
+		return;
+	}
 	size_t cap = b->cap ? b->cap : 4096;
 	while (cap <= b->n + more)
 		cap *= 2;

@@ -18,14 +18,22 @@
  * Text being built; zero-initialised it is empty.
  * - `p[0..n)` is the text (bal_text_printf() also leaves a NUL after it);
  * - `n < cap` once anything was reserved; `p` is malloc'd, the caller's to
- *   free or hand on;
+ *   free or hand on, unless `fixed`: then `p` is the caller's buffer of
+ *   `cap` bytes, never grown (bal_text_fixed());
  * - `oom` is set once and then nothing more is appended.
  */
 struct bal_text {
 	char *p;
 	size_t n, cap;
 	bool oom;
+	bool fixed;
 };
+
+/** Text written into `buf` (`cap` bytes, the caller's): what does not fit sets `oom`. */
+static inline struct bal_text bal_text_fixed(char *buf, size_t cap)
+{
+	return (struct bal_text){.p = buf, .cap = cap, .fixed = true};
+}
 
 /** Makes room for more than `more` further bytes (sets `oom` if it cannot). */
 void bal_text_reserve(struct bal_text *b, size_t more);
