@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "client/gen.h"
+#include "client/logcheck.h"
 #include "storage/store_lmdb.h"
 #include "defn/defn.h"
 #include "tests/integration/harness.h"
@@ -135,22 +136,13 @@ static void jhex(json_t *o, const char *k, uint8_t *out, size_t n)
 	unhex(json_string_value(json_object_get(o, k)), out, n, k);
 }
 
-/* A head's signature under the test's key. */
+/* A head's signature under the test's key (checked by the observers' code, client/logcheck.c). */
 static bool head_verifies(uint64_t size, uint64_t ts, const uint8_t root[H], const uint8_t sig[64])
 {
-	uint8_t msg[256];
-	size_t n = 0, idlen = strlen(defn->election_id);
-	memcpy(msg, "ballotd-sth-v1", 15); /* with its NUL */
-	n = 15;
-	memcpy(msg + n, defn->election_id, idlen + 1);
-	n += idlen + 1;
-	for (int i = 7; i >= 0; i--)
-		msg[n++] = (uint8_t)(size >> (8 * i));
-	for (int i = 7; i >= 0; i--)
-		msg[n++] = (uint8_t)(ts >> (8 * i));
-	memcpy(msg + n, root, H);
-	n += H;
-	return crypto_sign_verify_detached(sig, msg, n, log_pk) == 0;
+	struct bal_tree_head h = {.tree_size = size, .timestamp_ms = ts};
+	memcpy(h.root, root, H);
+	memcpy(h.signature, sig, 64);
+	return bal_logcheck_head_verify(&h, defn->election_id, log_pk, NULL, 0) == 0;
 }
 
 /* The hex path array `a` equals p[0..n). */

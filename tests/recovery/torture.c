@@ -7,7 +7,6 @@
 #include "tests/recovery/torture.h"
 
 #include <fcntl.h>
-#include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/logcheck.h"
 #include "defn/defn.h"
 
 double tr_now_ms(void)
@@ -166,54 +166,8 @@ static uint64_t be(const uint8_t *p, unsigned n)
 	return v;
 }
 
-/* RFC 6962's root of leaves fed in order: a stack of perfect subtrees
- * (heights strictly decreasing), merged like a binary counter, folded
- * right to left at the end. */
-struct mth_stream {
-	uint8_t h[64][32];
-	unsigned height[64], n;
-};
-
-static void mth_node(const uint8_t l[32], const uint8_t r[32], uint8_t out[32])
-{
-	uint8_t buf[65];
-	buf[0] = 1;
-	memcpy(buf + 1, l, 32);
-	memcpy(buf + 33, r, 32);
-	crypto_hash_sha256(out, buf, sizeof(buf));
-}
-
-static void mth_leaf(struct mth_stream *m, const uint8_t *rec, size_t len)
-{
-	crypto_hash_sha256_state st;
-	crypto_hash_sha256_init(&st);
-	crypto_hash_sha256_update(&st, (const uint8_t *)"\0", 1);
-	crypto_hash_sha256_update(&st, rec, len);
-	crypto_hash_sha256_final(&st, m->h[m->n]);
-	m->height[m->n++] = 0;
-	while (m->n >= 2 && m->height[m->n - 2] == m->height[m->n - 1]) {
-		mth_node(m->h[m->n - 2], m->h[m->n - 1], m->h[m->n - 2]);
-		m->height[m->n - 2]++;
-		m->n--;
-	}
-}
-
-static void mth_root(const struct mth_stream *m, uint8_t out[32])
-{
-	memcpy(out, m->h[m->n - 1], 32);
-	for (unsigned i = m->n - 1; i-- > 0;)
-		mth_node(m->h[i], out, out);
-}
-
-static bool hex_field(json_t *o, const char *k, uint8_t *out, size_t n)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	size_t got = 0;
-	return s && strlen(s) == 2 * n && sodium_hex2bin(out, n, s, 2 * n, NULL, &got, NULL) == 0 && got == n;
-}
-
-/* Feeds journal records 1..size to m; false on a failed or short read. */
-static bool feed_journal(unsigned port, uint64_t size, struct mth_stream *m)
+/* Feeds journal records 1..size to t; false on a failed or short read. */
+static bool feed_journal(unsigned port, uint64_t size, struct bal_logcheck_tree *t)
 {
 	uint64_t next = 1;
 	while (next <= size) {
@@ -245,7 +199,9 @@ static bool feed_journal(unsigned port, uint64_t size, struct mth_stream *m)
 			uint64_t pos = be(b + at, 8), len = be(b + at + 8, 4);
 			if (pos != next || at + 12 + len > r.len)
 				break;
-			mth_leaf(m, b + at + 12, len);
+			uint8_t leaf[BAL_HASH_BYTES];
+			bal_logcheck_leaf_hash(b + at + 12, len, leaf);
+			bal_logcheck_tree_add(t, leaf);
 			at += 12 + len;
 			next++;
 		}
@@ -262,52 +218,38 @@ static bool feed_journal(unsigned port, uint64_t size, struct mth_stream *m)
 bool tr_log_matches(unsigned port, const uint8_t log_pk[32])
 {
 	json_t *key = th_get_json(port, "/v1/log/key"), *sth = th_get_json(port, "/v1/log/sth");
-	uint8_t pk[32], root[32], sig[64], want[32];
+	uint8_t pk[32], want[BAL_HASH_BYTES];
+	struct bal_tree_head h;
+	char why[256] = "";
 	bool ok = false;
-	if (!key || !sth || !hex_field(key, "public_key", pk, 32) || !hex_field(sth, "root_hash", root, 32) ||
-	    !hex_field(sth, "signature", sig, 64)) {
-		fprintf(stderr, "torture: /v1/log/key or /v1/log/sth missing or malformed\n");
+	const char *id = json_string_value(json_object_get(key, "election_id"));
+	if (!key || !sth || !id || bal_logcheck_unhex(json_string_value(json_object_get(key, "public_key")), pk, 32) ||
+	    bal_logcheck_head_from_json(sth, &h, why, sizeof(why))) {
+		fprintf(stderr, "torture: /v1/log/key or /v1/log/sth missing or malformed %s\n", why);
 		goto out;
 	}
 	if (memcmp(pk, log_pk, 32) != 0) {
 		fprintf(stderr, "torture: /v1/log/key serves another key\n");
 		goto out;
 	}
-	uint64_t size = (uint64_t)json_integer_value(json_object_get(sth, "tree_size"));
-	uint64_t ts = (uint64_t)json_integer_value(json_object_get(sth, "timestamp_ms"));
-	if (size != tr_position(port)) {
-		fprintf(stderr, "torture: latest head of size %llu, journal position %llu\n", (unsigned long long)size,
-		        (unsigned long long)tr_position(port));
+	if (h.tree_size != tr_position(port)) {
+		fprintf(stderr, "torture: latest head of size %llu, journal position %llu\n",
+		        (unsigned long long)h.tree_size, (unsigned long long)tr_position(port));
 		goto out;
 	}
-	const char *id = json_string_value(json_object_get(key, "election_id"));
-	uint8_t msg[512];
-	size_t n = 0, idlen = id ? strlen(id) : 0;
-	if (!id || idlen > 400)
-		goto out;
-	memcpy(msg, "ballotd-sth-v1", 15);
-	n = 15;
-	memcpy(msg + n, id, idlen + 1);
-	n += idlen + 1;
-	for (int i = 7; i >= 0; i--)
-		msg[n++] = (uint8_t)(size >> (8 * i));
-	for (int i = 7; i >= 0; i--)
-		msg[n++] = (uint8_t)(ts >> (8 * i));
-	memcpy(msg + n, root, 32);
-	n += 32;
-	if (crypto_sign_verify_detached(sig, msg, n, log_pk) != 0) {
-		fprintf(stderr, "torture: the latest head's signature does not verify\n");
+	if (bal_logcheck_head_verify(&h, id, log_pk, why, sizeof(why)) != 0) {
+		fprintf(stderr, "torture: the latest head's signature does not verify: %s\n", why);
 		goto out;
 	}
-	static struct mth_stream m;
-	m.n = 0;
-	if (size == 0 || !feed_journal(port, size, &m))
+	static struct bal_logcheck_tree t;
+	bal_logcheck_tree_init(&t);
+	if (h.tree_size == 0 || !feed_journal(port, h.tree_size, &t))
 		goto out;
-	mth_root(&m, want);
-	ok = memcmp(want, root, 32) == 0;
+	bal_logcheck_tree_root(&t, want);
+	ok = memcmp(want, h.root, BAL_HASH_BYTES) == 0;
 	if (!ok)
 		fprintf(stderr, "torture: the signed root of size %llu is not RFC 6962's root of the journal\n",
-		        (unsigned long long)size);
+		        (unsigned long long)h.tree_size);
 out:
 	json_decref(key);
 	json_decref(sth);
